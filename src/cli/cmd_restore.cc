@@ -1,0 +1,38 @@
+// ferry restore --images DIR [--detach] [--same-pid] [--no-verify]
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "cli/foreground.h"
+#include "cr/restore.h"
+#include "util/error.h"
+
+namespace ferry::cli {
+
+void add_restore(CLI::App& app) {
+  auto* cmd = app.add_subcommand("restore", "rebuild a process from its image and let it run");
+  static cr::RestoreOptions opts;
+  static bool detach = false;
+  static bool no_verify = false;
+  cmd->add_option("--images", opts.images_dir, "image directory")->required();
+  cmd->add_flag("--detach,-d", detach, "print the new PID and return once the process runs");
+  cmd->add_flag("--same-pid", opts.same_pid, "fail if the original PID is taken");
+  cmd->add_flag("--no-verify", no_verify, "do not check page checksums");
+  cmd->callback([] {
+    start_logging();
+    require_root("restore");
+    opts.verify_pages = !no_verify;
+    if (!detach) block_forwarded_signals();
+    cr::RestoreResult r = cr::restore(opts);
+    for (auto& note : r.notes) std::fprintf(stderr, "ferry: note: %s\n", note.c_str());
+    if (r.pid != r.original_pid)
+      std::fprintf(stderr, "ferry: PID %d was in use; the process was restored as PID %d\n", r.original_pid, r.pid);
+    if (detach) {
+      std::printf("%d\n", r.pid);
+      std::fflush(stdout);
+      return;
+    }
+    exit_status() = wait_foreground(r.pid);
+  });
+}
+
+}  // namespace ferry::cli

@@ -1,0 +1,19 @@
+// The ferry subcommands. Each add_* registers its options on the app and returns the code to run.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace ferry::cli {
+
+void add_checkpoint(CLI::App& app);
+void add_restore(CLI::App& app);
+void add_image(CLI::App& app);
+
+// Exit status of the command that ran (set by the subcommand callbacks).
+int& exit_status();
+// -v count; subcommands call start_logging() first.
+int& verbosity();
+void start_logging();
+void require_root(const char* what);
+
+}  // namespace ferry::cli

@@ -1,0 +1,51 @@
+// ferry: move running processes between machines; checkpoint and restore them on one machine.
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "version.h"
+
+namespace ferry::cli {
+
+int& exit_status() {
+  static int status = 0;
+  return status;
+}
+
+int& verbosity() {
+  static int v = 0;
+  return v;
+}
+
+void start_logging() { ferry::init_logging(verbosity()); }
+
+void require_root(const char* what) {
+  if (::geteuid() != 0) fail("{} needs root (ferry traces and rebuilds processes)", what);
+}
+
+}  // namespace ferry::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"ferry: checkpoint, restore and migrate running Linux processes"};
+  app.set_version_flag("--version", ferry::kFerryVersion);
+  app.require_subcommand(1);
+  app.add_flag("-v,--verbose", ferry::cli::verbosity(), "more log output (repeat for debug)");
+  ferry::cli::add_checkpoint(app);
+  ferry::cli::add_restore(app);
+  ferry::cli::add_image(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const ferry::Error& e) {
+    std::fprintf(stderr, "ferry: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "ferry: internal error: %s\n", e.what());
+    return 70;
+  }
+  return ferry::cli::exit_status();
+}

@@ -1,0 +1,36 @@
+#include "cr/dump_context.h"
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "util/error.h"
+
+namespace ferry::cr {
+
+uint64_t DumpContext::scratch() {
+  if (!scratch_) scratch_.emplace(tracee_, kScratchSize);
+  return scratch_->addr();
+}
+
+long DumpContext::syscall_out(long nr, SyscallArgs args, void* out, size_t len) {
+  long r = tracee_.syscall(nr, args);
+  if (r >= 0 && out && len) tracee_.read_memory(scratch(), out, len);
+  return r;
+}
+
+UniqueFd DumpContext::steal_fd(int num) {
+  if (!pidfd_) {
+    pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid(), 0)));
+    if (!pidfd_) fail_errno(errno, "pidfd_open({})", pid());
+  }
+  UniqueFd fd(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd_.get(), num, 0)));
+  if (!fd) fail_errno(errno, "cannot reach fd {} of process {}", num, pid());
+  return fd;
+}
+
+void DumpContext::finish() {
+  if (scratch_) scratch_->unmap();
+  scratch_.reset();
+}
+
+}  // namespace ferry::cr

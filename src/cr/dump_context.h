@@ -1,0 +1,57 @@
+// What every resource's dump() gets: the stopped process, a place for syscall arguments inside
+// it, access to its file descriptors, and the pages file being written.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "cr/ptrace/tracee.h"
+#include "image.pb.h"
+#include "image/image_files.h"
+#include "util/fd.h"
+
+namespace ferry::cr {
+
+class DumpContext {
+ public:
+  DumpContext(Tracee& tracee, image::PagesWriter& pages) : tracee_(tracee), pages_(pages) {}
+
+  Tracee& tracee() { return tracee_; }
+  pid_t pid() const { return tracee_.pid(); }
+  image::PagesWriter& pages() { return pages_; }
+  image::DumpStats& stats() { return stats_; }
+
+  // Scratch memory inside the process for syscall arguments and results (created on first use,
+  // removed when the context goes away). Its address range is excluded from the memory dump.
+  uint64_t scratch();
+  static constexpr size_t kScratchSize = 64 * 1024;
+  bool is_scratch(uint64_t start) const { return scratch_ && scratch_->addr() == start; }
+
+  // Runs a syscall in the process whose output lands in scratch; copies `len` bytes back.
+  long syscall_out(long nr, SyscallArgs args, void* out, size_t len);
+
+  // A descriptor of ours referring to the same open file as the process's fd `num`.
+  UniqueFd steal_fd(int num);
+
+  // Removes injected state (scratch) while the process is still held.
+  void finish();
+
+  // Objects whose content is dumped once all references to them are known, by image id:
+  // shared memory (shmem/memfd) and unlinked files. Our descriptors for reading them.
+  std::map<uint64_t, UniqueFd> shmem_fds;
+  std::map<uint64_t, UniqueFd> ghost_fds;
+  std::map<std::pair<uint64_t, uint64_t>, uint64_t> ghost_by_inode;  // (dev, ino) -> ghost id
+
+ private:
+  Tracee& tracee_;
+  image::PagesWriter& pages_;
+  image::DumpStats stats_;
+  std::optional<RemoteMapping> scratch_;
+  UniqueFd pidfd_;
+};
+
+}  // namespace ferry::cr

@@ -1,0 +1,167 @@
+#include "cr/files/fd_table.h"
+
+#include <fcntl.h>
+#include <linux/kcmp.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+
+#include "cr/dump_context.h"
+#include "cr/files/file_kinds.h"
+#include "cr/restorer.h"
+#include "util/error.h"
+#include "util/proc.h"
+
+namespace ferry::cr {
+namespace {
+
+std::string socket_kind(pid_t pid, int num) {
+  // Which socket, for a useful message: read its domain and type through a stolen copy.
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  UniqueFd fd(pidfd ? static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), num, 0)) : -1);
+  int domain = 0, type = 0;
+  socklen_t len = sizeof domain;
+  if (!fd || ::getsockopt(fd.get(), SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) return "socket";
+  len = sizeof type;
+  ::getsockopt(fd.get(), SOL_SOCKET, SO_TYPE, &type, &len);
+  std::string fam = domain == AF_INET ? "IPv4" : domain == AF_INET6 ? "IPv6" : domain == AF_UNIX ? "unix"
+                    : domain == AF_NETLINK ? "netlink" : fmt::format("family {}", domain);
+  std::string kind = type == SOCK_STREAM ? (domain == AF_UNIX ? "stream" : "TCP")
+                     : type == SOCK_DGRAM ? (domain == AF_UNIX ? "datagram" : "UDP")
+                     : type == SOCK_SEQPACKET ? "seqpacket" : type == SOCK_RAW ? "raw" : "other";
+  return fmt::format("{} {} socket", fam, kind);
+}
+
+bool same_description(pid_t pid, int a, int b) {
+  return ::syscall(SYS_kcmp, pid, pid, KCMP_FILE, a, b) == 0;
+}
+
+}  // namespace
+
+std::string unsupported_fd(pid_t pid, int num, const std::string& link) {
+  if (link.rfind("socket:", 0) == 0)
+    return fmt::format("fd {} is a {}; sockets are not supported yet", num, socket_kind(pid, num));
+  if (link.rfind("anon_inode:", 0) == 0) {
+    static const char* ok[] = {"anon_inode:[eventfd]", "anon_inode:[timerfd]", "anon_inode:[signalfd]",
+                               "anon_inode:[eventpoll]"};
+    for (auto* k : ok)
+      if (link == k) return "";
+    std::string what = link.substr(11);
+    return fmt::format("fd {} is {}, which ferry cannot capture", num,
+                       what == "[io_uring]" ? "an io_uring instance" : what == "inotify" ? "an inotify instance"
+                       : what == "[userfaultfd]" ? "a userfaultfd" : what == "[pidfd]" ? "a pidfd" : what);
+  }
+  return "";
+}
+
+void dump_files(DumpContext& ctx, image::FileTable* ft, image::Memory* m) {
+  pid_t pid = ctx.pid();
+  std::vector<int> nums;
+  for (auto& n : proc::list_dir(proc::path(pid, "fd"))) nums.push_back(static_cast<int>(proc::parse_u64(n)));
+  std::sort(nums.begin(), nums.end());
+
+  std::vector<std::unique_ptr<FdProbe>> probes;
+  std::vector<std::pair<FdProbe*, image::OpenFile*>> descriptions;
+  std::vector<FdProbe*> pipe_probes;
+  std::vector<image::OpenFile*> pipe_files;
+  for (int num : nums) {
+    auto p = std::make_unique<FdProbe>();
+    p->num = num;
+    p->link = proc::read_link(proc::path(pid, fmt::format("fd/{}", num)));
+    std::string why = unsupported_fd(pid, num, p->link);
+    if (!why.empty()) fail("cannot checkpoint process {}: {}", pid, why);
+    std::string info = proc::read_file(proc::path(pid, fmt::format("fdinfo/{}", num)));
+    p->info_lines = proc::split(info, '\n');
+    for (auto& line : p->info_lines) {
+      auto colon = line.find(':');
+      if (colon != std::string::npos)
+        p->info.emplace(line.substr(0, colon), std::string(proc::trim(line.substr(colon + 1))));
+    }
+    uint32_t flags = static_cast<uint32_t>(proc::parse_u64(p->info.at("flags"), 8));
+    p->cloexec = flags & O_CLOEXEC;
+    p->flags = flags & ~static_cast<uint32_t>(O_CLOEXEC);
+    p->pos = proc::parse_i64(p->info.at("pos"));
+    p->local = ctx.steal_fd(num);
+    if (::fstat(p->local.get(), &p->st) != 0) fail_errno(errno, "cannot stat fd {}", num);
+
+    image::Fd* fd = ft->add_fds();
+    fd->set_num(num);
+    fd->set_cloexec(p->cloexec);
+    for (auto& [rep, file] : descriptions)
+      if (rep->st.st_dev == p->st.st_dev && rep->st.st_ino == p->st.st_ino && same_description(pid, rep->num, num)) {
+        fd->set_file_id(file->id());
+        break;
+      }
+    if (fd->file_id()) {
+      probes.push_back(std::move(p));
+      continue;
+    }
+    image::OpenFile* f = ft->add_files();
+    f->set_id(static_cast<uint64_t>(ft->files_size()));
+    f->set_flags(p->flags);
+    f->set_pos(p->pos);
+    fd->set_file_id(f->id());
+    const std::string& link = p->link;
+    if (link == "anon_inode:[eventfd]") dump_eventfd(*p, f);
+    else if (link == "anon_inode:[timerfd]") dump_timerfd(*p, f);
+    else if (link == "anon_inode:[signalfd]") dump_signalfd(*p, f);
+    else if (link == "anon_inode:[eventpoll]") dump_epoll(*p, f);
+    else if (S_ISFIFO(p->st.st_mode)) {
+      dump_pipe_end(*p, f);
+      pipe_probes.push_back(p.get());
+      pipe_files.push_back(f);
+    } else dump_path_file(ctx, *p, f, m);
+    dump_locks(*p, f, ft);
+    descriptions.emplace_back(p.get(), f);
+    probes.push_back(std::move(p));
+  }
+  dump_pipes(pipe_probes, pipe_files, ft);
+}
+
+void restore_files(Restorer& r, const image::FileTable& ft) {
+  Tracee& t = r.tracee();
+  FileRestoreState s;
+  for (auto& fd : ft.fds()) s.fd_numbers[fd.file_id()].push_back(fd.num());
+
+  std::map<uint64_t, UniqueFd> local;
+  for (auto& f : ft.files()) {
+    if (!s.fd_numbers.count(f.id())) continue;
+    UniqueFd fd;
+    switch (f.kind_case()) {
+      case image::OpenFile::kPipe: fd = open_pipe_end(r, f, s); break;
+      case image::OpenFile::kEventfd: fd = open_eventfd(f); break;
+      case image::OpenFile::kTimerfd: fd = open_timerfd(f); break;
+      case image::OpenFile::kSignalfd: fd = open_signalfd(f); break;
+      case image::OpenFile::kEpoll: fd = open_epoll(f); break;
+      default: fd = open_path_file(r, f, s); break;
+    }
+    restore_description_locks(f, fd.get());
+    local[f.id()] = std::move(fd);
+  }
+
+  std::vector<image::Fd> order(ft.fds().begin(), ft.fds().end());
+  std::sort(order.begin(), order.end(), [](auto& a, auto& b) { return a.num() < b.num(); });
+  std::map<uint64_t, int> installed;  // OpenFile.id -> first fd number holding it
+  for (auto& fd : order) {
+    int flags = fd.cloexec() ? O_CLOEXEC : 0;
+    auto it = installed.find(fd.file_id());
+    if (it != installed.end()) {
+      t.syscall_checked("dup3", SYS_dup3, {it->second, fd.num(), flags});
+      continue;
+    }
+    int tmp = r.send_fd(local.at(fd.file_id()).get());
+    t.syscall_checked("dup3", SYS_dup3, {tmp, fd.num(), flags});
+    t.syscall(SYS_close, {tmp});
+    installed[fd.file_id()] = fd.num();
+  }
+  for (auto& f : ft.files())
+    if (f.kind_case() == image::OpenFile::kEpoll && installed.count(f.id()))
+      restore_epoll_targets(r, installed[f.id()], f.epoll());
+  restore_posix_locks(r, ft);
+}
+
+}  // namespace ferry::cr

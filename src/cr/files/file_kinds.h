@@ -1,0 +1,75 @@
+// One open file description per kind: how dump describes it and how restore builds an equivalent
+// one in ferry (which then hands it to the helper). The fd table (fd_table.cc) decides the kind,
+// shares descriptions between dup'd fds, and installs the result at the right numbers.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "image.pb.h"
+#include "util/fd.h"
+
+namespace ferry::cr {
+
+class DumpContext;
+class Restorer;
+
+// What dump knows about one fd of the process.
+struct FdProbe {
+  int num = -1;
+  std::string link;                                  // readlink of /proc/PID/fd/N
+  std::map<std::string, std::string> info;           // /proc/PID/fdinfo/N, "key: value"
+  std::vector<std::string> info_lines;               // the same, line by line
+  UniqueFd local;                                    // our descriptor of the same open file
+  struct stat st {};
+  uint32_t flags = 0;                                // status flags without O_CLOEXEC
+  bool cloexec = false;
+  int64_t pos = 0;
+};
+
+// State shared by the kinds while the file table is rebuilt.
+struct FileRestoreState {
+  std::map<uint64_t, std::vector<int>> fd_numbers;   // OpenFile.id -> its fd numbers in the image
+  std::map<uint64_t, UniqueFd> pipe_read, pipe_write;  // PipeObject.id -> ferry's ends
+  std::map<uint64_t, int> pipe_end_uses;             // how many descriptions took an end already
+  std::vector<UniqueFd> fifo_anchors;                // keep FIFOs open both ways until installed
+  std::set<uint64_t> refilled_fifos;                 // FIFOs whose queued bytes are back
+};
+
+// Status flags that survive a reopen (O_CREAT/O_TRUNC/O_EXCL only matter at open time).
+uint32_t reopen_flags(uint32_t flags);
+// Opens /proc/self/fd/<fd> anew: a new description of the same file with other flags.
+UniqueFd reopen_local(int fd, uint32_t flags, const std::string& what);
+
+// Regular files, directories, devices, terminals, memfds (files/regular.cc).
+void dump_path_file(DumpContext& ctx, FdProbe& p, image::OpenFile* f, image::Memory* m);
+UniqueFd open_path_file(Restorer& r, const image::OpenFile& f, FileRestoreState& s);
+
+// Pipes and FIFOs (files/pipes.cc). dump_pipes runs once all fds are probed.
+void dump_pipe_end(FdProbe& p, image::OpenFile* f);
+void dump_pipes(const std::vector<FdProbe*>& ends, const std::vector<image::OpenFile*>& files,
+                image::FileTable* ft);
+UniqueFd open_pipe_end(Restorer& r, const image::OpenFile& f, FileRestoreState& s);
+
+void dump_eventfd(FdProbe& p, image::OpenFile* f);
+UniqueFd open_eventfd(const image::OpenFile& f);
+void dump_timerfd(FdProbe& p, image::OpenFile* f);
+UniqueFd open_timerfd(const image::OpenFile& f);
+void dump_signalfd(FdProbe& p, image::OpenFile* f);
+UniqueFd open_signalfd(const image::OpenFile& f);
+void dump_epoll(FdProbe& p, image::OpenFile* f);
+UniqueFd open_epoll(const image::OpenFile& f);
+// Registers the watched fds inside the helper, once every fd is at its number.
+void restore_epoll_targets(Restorer& r, int epoll_fd, const image::Epoll& e);
+
+// File locks (files/locks.cc): OFD and flock locks belong to the description, POSIX locks to
+// the process.
+void dump_locks(const FdProbe& p, image::OpenFile* f, image::FileTable* ft);
+void restore_description_locks(const image::OpenFile& f, int local_fd);
+void restore_posix_locks(Restorer& r, const image::FileTable& ft);
+
+}  // namespace ferry::cr

@@ -1,0 +1,383 @@
+#include "cr/memory_map.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <map>
+
+#include <spdlog/spdlog.h>
+
+#include "cr/dump_context.h"
+#include "cr/ghost_files.h"
+#include "cr/pages.h"
+#include "cr/restorer.h"
+#include "cr/shmem.h"
+#include "util/error.h"
+#include "util/proc.h"
+
+namespace ferry::cr {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr uint64_t kTaskSize47 = (1ull << 47) - kPage;
+constexpr uint64_t kTaskSize56 = (1ull << 56) - kPage;
+
+#ifndef PR_SET_VMA
+#define PR_SET_VMA 0x53564d41
+#define PR_SET_VMA_ANON_NAME 0
+#endif
+
+struct FlagName {
+  const char* mnemonic;
+  uint64_t bit;
+};
+constexpr FlagName kFlagNames[] = {
+    {"gd", kVmGrowsDown}, {"hg", kVmHugePage},    {"nh", kVmNoHugePage},   {"dc", kVmDontFork},
+    {"dd", kVmDontDump},  {"wf", kVmWipeOnFork},  {"mg", kVmMergeable},    {"lo", kVmLocked},
+    {"nr", kVmNoReserve}, {"sr", kVmSeqRead},     {"rr", kVmRandRead},     {"lf", kVmLockOnFault},
+    {"io", kVmIo},        {"pf", kVmPfnMap},      {"um", kVmUffdMissing},  {"uw", kVmUffdWp},
+    {"ht", kVmHugetlb},   {"ss", kVmShadowStack}, {"sl", kVmSealed},       {"mm", kVmMixedMap},
+};
+
+bool is_header_line(const std::string& line) {
+  auto sp = line.find(' ');
+  if (sp == std::string::npos) return false;
+  auto dash = line.find('-');
+  if (dash == std::string::npos || dash > sp) return false;
+  for (size_t i = 0; i < sp; i++)
+    if (!isxdigit(static_cast<unsigned char>(line[i])) && line[i] != '-') return false;
+  return true;
+}
+
+VmaInfo parse_header(const std::string& line) {
+  auto f = proc::split_ws(line);
+  if (f.size() < 5) fail("malformed maps line '{}'", line);
+  VmaInfo v;
+  auto dash = f[0].find('-');
+  v.start = proc::parse_u64(f[0].substr(0, dash), 16);
+  v.end = proc::parse_u64(f[0].substr(dash + 1), 16);
+  const std::string& perms = f[1];
+  if (perms.size() < 4) fail("malformed maps permissions '{}'", perms);
+  v.prot = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
+           (perms[2] == 'x' ? PROT_EXEC : 0);
+  v.shared = perms[3] == 's';
+  v.offset = proc::parse_u64(f[2], 16);
+  auto colon = f[3].find(':');
+  v.dev_major = static_cast<uint32_t>(proc::parse_u64(f[3].substr(0, colon), 16));
+  v.dev_minor = static_cast<uint32_t>(proc::parse_u64(f[3].substr(colon + 1), 16));
+  v.ino = proc::parse_u64(f[4]);
+  // The name is everything after the inode column; it may contain spaces.
+  size_t pos = 0;
+  for (int field = 0; field < 5; field++) {
+    pos = line.find_first_not_of(' ', pos);
+    pos = line.find(' ', pos);
+    if (pos == std::string::npos) break;
+  }
+  if (pos != std::string::npos) v.name = std::string(proc::trim(line.substr(pos)));
+  return v;
+}
+
+bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+
+// Names the kernel gives shared memory objects (shmem) in maps.
+bool is_shmem_name(const std::string& name) {
+  return starts_with(name, "/dev/zero (deleted)") || starts_with(name, "/memfd:") ||
+         starts_with(name, "[anon_shmem:") || starts_with(name, "/SYSV");
+}
+
+std::string strip_deleted(std::string name) {
+  const std::string suffix = " (deleted)";
+  if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+    name.resize(name.size() - suffix.size());
+  return name;
+}
+
+image::FileIdentity identity_of(const struct stat& st) {
+  image::FileIdentity id;
+  id.set_dev(st.st_dev);
+  id.set_ino(st.st_ino);
+  id.set_size(static_cast<uint64_t>(st.st_size));
+  id.set_mtime_ns(st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec);
+  id.set_mode(st.st_mode);
+  return id;
+}
+
+class MappedFiles {
+ public:
+  explicit MappedFiles(image::Memory* m) : m_(m) {}
+  uint64_t add(DumpContext& ctx, const VmaInfo& v, UniqueFd fd, const struct stat& st) {
+    auto key = std::make_pair(static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino));
+    auto it = ids_.find(key);
+    image::MappedFile* mf;
+    if (it != ids_.end()) {
+      mf = m_->mutable_mapped_files(static_cast<int>(it->second - 1));
+    } else {
+      mf = m_->add_mapped_files();
+      mf->set_id(static_cast<uint64_t>(m_->mapped_files_size()));
+      ids_[key] = mf->id();
+      *mf->mutable_identity() = identity_of(st);
+      if (st.st_nlink == 0) {
+        mf->set_path(strip_deleted(v.name));
+        mf->set_ghost_id(register_ghost(ctx, m_, mf->path(), std::move(fd), st));
+      } else {
+        mf->set_path(v.name);
+      }
+    }
+    if (v.shared && (v.prot & PROT_WRITE)) mf->set_writable(true);
+    return mf->id();
+  }
+
+ private:
+  image::Memory* m_;
+  std::map<std::pair<uint64_t, uint64_t>, uint64_t> ids_;
+};
+
+}  // namespace
+
+uint64_t parse_vm_flags(const std::string& mnemonics) {
+  uint64_t bits = 0;
+  for (auto& m : proc::split_ws(mnemonics))
+    for (auto& f : kFlagNames)
+      if (m == f.mnemonic) bits |= f.bit;
+  return bits;
+}
+
+std::vector<VmaInfo> read_vmas(pid_t pid) {
+  std::vector<VmaInfo> out;
+  for (auto& line : proc::split(proc::read_file(proc::path(pid, "smaps")), '\n')) {
+    if (is_header_line(line)) {
+      out.push_back(parse_header(line));
+    } else if (!out.empty() && starts_with(line, "VmFlags:")) {
+      out.back().vm_flags = parse_vm_flags(line.substr(8));
+    } else if (!out.empty() && starts_with(line, "AnonHugePages:")) {
+      out.back().anon_huge_kb = proc::parse_u64(proc::split_ws(line.substr(14)).at(0));
+    }
+  }
+  return out;
+}
+
+std::string unsupported_region(const VmaInfo& v) {
+  // The kernel's own special mappings carry device-like flags; the vdso code handles them.
+  if (v.name == "[vvar]" || v.name == "[vvar_vclock]" || v.name == "[vdso]" || v.name == "[vsyscall]")
+    return "";
+  auto where = fmt::format("memory region {:x}-{:x} {}", v.start, v.end, v.name);
+  if (v.vm_flags & kVmHugetlb) return where + " uses hugetlbfs pages";
+  if (v.vm_flags & (kVmIo | kVmPfnMap | kVmMixedMap)) return where + " maps device memory";
+  if (v.vm_flags & (kVmUffdMissing | kVmUffdWp)) return where + " is registered with userfaultfd";
+  if (v.vm_flags & kVmShadowStack) return where + " is a shadow stack";
+  if (v.vm_flags & kVmSealed) return where + " is sealed (mseal)";
+  if (starts_with(v.name, "/SYSV")) return where + " is System V shared memory";
+  if (starts_with(v.name, "/[aio]")) return where + " is an AIO ring";
+  if (starts_with(v.name, "[") ) {
+    static const char* known[] = {"[heap]", "[stack]", "[vdso]", "[vvar]", "[vvar_vclock]",
+                                  "[vsyscall]", "[anon:", "[anon_shmem:"};
+    for (auto* k : known)
+      if (starts_with(v.name, k)) return "";
+    return where + " is a special kernel mapping";
+  }
+  return "";
+}
+
+bool carries_private_pages(const image::Vma& v) {
+  return v.kind() == image::Vma::ANON_PRIVATE || v.kind() == image::Vma::FILE_PRIVATE;
+}
+
+void dump_memory_map(DumpContext& ctx, image::Memory* out) {
+  pid_t pid = ctx.pid();
+  MappedFiles files(out);
+  uint64_t task_size = kTaskSize47;
+  for (const VmaInfo& info : read_vmas(pid)) {
+    if (ctx.is_scratch(info.start)) continue;
+    std::string why = unsupported_region(info);
+    if (!why.empty()) fail("cannot checkpoint process {}: {}", pid, why);
+    image::Vma* v = out->add_vmas();
+    v->set_start(info.start);
+    v->set_end(info.end);
+    v->set_prot(info.prot);
+    v->set_vm_flags(info.vm_flags);
+    v->set_name(info.name);
+    v->set_pgoff(info.offset / kPage);
+    if (info.name == "[vsyscall]") {
+      v->set_kind(image::Vma::VSYSCALL);
+      continue;
+    }
+    if (info.end > kTaskSize47) task_size = kTaskSize56;
+    if (info.name == "[vdso]") { v->set_kind(image::Vma::VDSO); continue; }
+    if (info.name == "[vvar]") { v->set_kind(image::Vma::VVAR); continue; }
+    if (info.name == "[vvar_vclock]") { v->set_kind(image::Vma::VVAR_VCLOCK); continue; }
+    if (info.ino == 0 && !info.shared) {
+      v->set_kind(image::Vma::ANON_PRIVATE);
+      v->set_pgoff(0);
+      continue;
+    }
+    // Backed by an object: reach it through map_files, which works even when it is unlinked.
+    std::string mf = proc::path(pid, fmt::format("map_files/{:x}-{:x}", info.start, info.end));
+    UniqueFd fd(::open(mf.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) fail_errno(errno, "cannot open the object behind memory region {:x}-{:x} {}", info.start, info.end, info.name);
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0) fail_errno(errno, "cannot stat {}", info.name);
+    if (is_shmem_name(info.name)) {
+      uint64_t id = register_shmem(ctx, out, std::move(fd), st, info.name);
+      v->set_shmem_id(id);
+      v->set_kind(info.shared ? image::Vma::ANON_SHARED : image::Vma::FILE_PRIVATE);
+    } else if (S_ISREG(st.st_mode)) {
+      v->set_file_id(files.add(ctx, info, std::move(fd), st));
+      v->set_kind(info.shared ? image::Vma::FILE_SHARED : image::Vma::FILE_PRIVATE);
+    } else if (S_ISCHR(st.st_mode) && info.name == "/dev/zero" && !info.shared) {
+      v->set_kind(image::Vma::ANON_PRIVATE);  // a private map of /dev/zero is plain anonymous memory
+      v->set_pgoff(0);
+    } else {
+      fail("cannot checkpoint process {}: memory region {:x}-{:x} maps {} (not a regular file)", pid,
+           info.start, info.end, info.name);
+    }
+  }
+  out->set_task_size(task_size);
+}
+
+// ---------------------------------------------------------------------------------------------
+// restore
+
+namespace {
+
+UniqueFd open_mapped_file(Restorer& r, const image::MappedFile& mf) {
+  if (mf.ghost_id()) {
+    auto it = r.ghost_fds.find(mf.ghost_id());
+    if (it == r.ghost_fds.end()) fail("internal: unlinked file {} was not recreated", mf.path());
+    UniqueFd fd(::fcntl(it->second.get(), F_DUPFD_CLOEXEC, 0));
+    if (!fd) fail_errno(errno, "dup");
+    return fd;
+  }
+  UniqueFd fd(::open(mf.path().c_str(), (mf.writable() ? O_RDWR : O_RDONLY) | O_CLOEXEC));
+  if (!fd) fail_errno(errno, "cannot open mapped file {}", mf.path());
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) fail_errno(errno, "cannot stat {}", mf.path());
+  const auto& want = mf.identity();
+  int64_t mtime = st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec;
+  if (!mf.writable() &&
+      (static_cast<uint64_t>(st.st_size) != want.size() || mtime != want.mtime_ns()))
+    fail("mapped file {} changed since the checkpoint (size {} -> {}, mtime differs: {})", mf.path(),
+         want.size(), st.st_size, mtime != want.mtime_ns() ? "yes" : "no");
+  return fd;
+}
+
+long remote_mmap(Restorer& r, uint64_t addr, uint64_t len, int prot, int flags, int fd, uint64_t off,
+                 const std::string& what) {
+  long got = r.tracee().syscall(SYS_mmap, {static_cast<long>(addr), static_cast<long>(len), prot,
+                                           flags, fd, static_cast<long>(off)});
+  if (got < 0 && got > -4096)
+    fail_errno(static_cast<int>(-got), "cannot map {} at {:x}-{:x}", what, addr, addr + len);
+  if (static_cast<uint64_t>(got) != addr)
+    fail("mapping {} landed at {:x} instead of {:x}", what, got, addr);
+  return got;
+}
+
+}  // namespace
+
+void restore_memory_map(Restorer& r, const image::Memory& m) {
+  Tracee& t = r.tracee();
+  // Every region that carries private pages is mapped writable first, so the pages can be read
+  // into it; finish_memory_map() sets the real protection afterwards.
+  std::map<uint64_t, bool> has_pages;  // region start -> carries pages
+  {
+    int vi = 0;
+    for (auto& run : m.pages()) {
+      while (m.vmas(vi).end() <= run.addr()) vi++;
+      has_pages[m.vmas(vi).start()] = true;
+    }
+  }
+  std::map<uint64_t, int> remote_file_fd;   // MappedFile.id -> fd in the helper
+  std::map<uint64_t, int> remote_shmem_fd;  // memfd ShmemObject.id -> fd in the helper
+  auto file_fd = [&](uint64_t id) {
+    auto it = remote_file_fd.find(id);
+    if (it != remote_file_fd.end()) return it->second;
+    for (auto& mf : m.mapped_files())
+      if (mf.id() == id) {
+        UniqueFd local = open_mapped_file(r, mf);
+        return remote_file_fd[id] = r.send_fd(local.get());
+      }
+    fail("internal: mapped file {} missing", id);
+  };
+  auto memfd_fd = [&](uint64_t id) {
+    auto it = remote_shmem_fd.find(id);
+    if (it != remote_shmem_fd.end()) return it->second;
+    return remote_shmem_fd[id] = r.send_fd(r.shmem_fds.at(id).get());
+  };
+  SharedAnonBuilder shared_anon(r, m);
+
+  for (const image::Vma& v : m.vmas()) {
+    uint64_t len = v.end() - v.start();
+    bool pages = has_pages.count(v.start()) > 0;
+    int prot0 = static_cast<int>(v.prot()) | (pages ? PROT_READ | PROT_WRITE : 0);
+    int extra = MAP_FIXED_NOREPLACE | ((v.vm_flags() & kVmNoReserve) ? MAP_NORESERVE : 0);
+    switch (v.kind()) {
+      case image::Vma::ANON_PRIVATE:
+        remote_mmap(r, v.start(), len, prot0,
+                    MAP_PRIVATE | MAP_ANONYMOUS | extra |
+                        ((v.vm_flags() & kVmGrowsDown) ? MAP_GROWSDOWN : 0),
+                    -1, 0, v.name().empty() ? "anonymous memory" : v.name());
+        if (starts_with(v.name(), "[anon:")) {
+          std::string name = v.name().substr(6, v.name().size() - 7);
+          r.reset_stage();
+          t.syscall(SYS_prctl, {PR_SET_VMA, PR_SET_VMA_ANON_NAME, static_cast<long>(v.start()),
+                                static_cast<long>(len), static_cast<long>(r.stage_string(name))});
+        }
+        break;
+      case image::Vma::FILE_PRIVATE:
+        remote_mmap(r, v.start(), len, prot0, MAP_PRIVATE | extra,
+                    v.shmem_id() ? memfd_fd(v.shmem_id()) : file_fd(v.file_id()), v.pgoff() * kPage,
+                    v.name());
+        break;
+      case image::Vma::FILE_SHARED:
+        remote_mmap(r, v.start(), len, static_cast<int>(v.prot()), MAP_SHARED | extra,
+                    file_fd(v.file_id()), v.pgoff() * kPage, v.name());
+        break;
+      case image::Vma::ANON_SHARED:
+        if (find_shmem(m, v.shmem_id()).is_memfd())
+          remote_mmap(r, v.start(), len, static_cast<int>(v.prot()), MAP_SHARED | extra,
+                      memfd_fd(v.shmem_id()), v.pgoff() * kPage, v.name());
+        else
+          shared_anon.map(v);
+        break;
+      default:
+        continue;  // vdso block and vsyscall are placed by vdso.cc / the kernel
+    }
+    if (v.vm_flags() & kVmHugePage) t.syscall(SYS_madvise, {static_cast<long>(v.start()), static_cast<long>(len), MADV_HUGEPAGE});
+    if (v.vm_flags() & kVmNoHugePage) t.syscall(SYS_madvise, {static_cast<long>(v.start()), static_cast<long>(len), MADV_NOHUGEPAGE});
+  }
+  shared_anon.finish();
+  for (auto& [id, fd] : remote_file_fd) t.syscall(SYS_close, {fd});
+  for (auto& [id, fd] : remote_shmem_fd) t.syscall(SYS_close, {fd});
+}
+
+void finish_memory_map(Restorer& r, const image::Memory& m) {
+  Tracee& t = r.tracee();
+  struct Advice {
+    uint64_t flag;
+    int advice;
+  };
+  static constexpr Advice kAdvice[] = {{kVmDontFork, MADV_DONTFORK}, {kVmDontDump, MADV_DONTDUMP},
+                                       {kVmWipeOnFork, MADV_WIPEONFORK}, {kVmMergeable, MADV_MERGEABLE},
+                                       {kVmSeqRead, MADV_SEQUENTIAL}, {kVmRandRead, MADV_RANDOM}};
+  for (const image::Vma& v : m.vmas()) {
+    if (v.kind() > image::Vma::FILE_SHARED) continue;
+    long start = static_cast<long>(v.start());
+    long len = static_cast<long>(v.end() - v.start());
+    if (carries_private_pages(v))
+      t.syscall_checked("mprotect", SYS_mprotect, {start, len, static_cast<long>(v.prot())});
+    for (auto& a : kAdvice)
+      if (v.vm_flags() & a.flag) {
+        long rc = t.syscall(SYS_madvise, {start, len, a.advice});
+        if (rc < 0) spdlog::debug("madvise({}) on {:x}: {}", a.advice, v.start(), rc);
+      }
+    if (v.vm_flags() & kVmLocked) {
+      long rc = t.syscall(SYS_mlock2, {start, len, (v.vm_flags() & kVmLockOnFault) ? 1 : 0});
+      if (rc < 0) r.notes.push_back(fmt::format("could not lock memory at {:x} in RAM (mlock: {})", v.start(), std::strerror(static_cast<int>(-rc))));
+    }
+  }
+}
+
+}  // namespace ferry::cr

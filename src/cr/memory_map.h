@@ -1,0 +1,75 @@
+// The memory layout of a process: its regions (VMAs), what backs each one (anonymous memory, a
+// file, shared memory, the vdso), and the region attributes that madvise() can set.
+//
+// dump: reads /proc/PID/smaps and classifies every region; unsupported kinds are refused.
+// restore: maps every region at its address with its backing, then (after the pages are in)
+// applies the final protections and advice.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "image.pb.h"
+
+namespace ferry::cr {
+
+class DumpContext;
+class Restorer;
+
+// Bits of image::Vma::vm_flags, one per "VmFlags:" mnemonic of smaps that matters to ferry.
+enum VmFlag : uint64_t {
+  kVmGrowsDown = 1 << 0,   // gd
+  kVmHugePage = 1 << 1,    // hg (MADV_HUGEPAGE)
+  kVmNoHugePage = 1 << 2,  // nh
+  kVmDontFork = 1 << 3,    // dc (MADV_DONTFORK)
+  kVmDontDump = 1 << 4,    // dd
+  kVmWipeOnFork = 1 << 5,  // wf
+  kVmMergeable = 1 << 6,   // mg
+  kVmLocked = 1 << 7,      // lo
+  kVmNoReserve = 1 << 8,   // nr
+  kVmSeqRead = 1 << 9,     // sr
+  kVmRandRead = 1 << 10,   // rr
+  kVmLockOnFault = 1 << 11,  // lf
+  kVmIo = 1 << 12,         // io   (refused)
+  kVmPfnMap = 1 << 13,     // pf   (refused)
+  kVmUffdMissing = 1 << 14,  // um (refused)
+  kVmUffdWp = 1 << 15,     // uw   (refused)
+  kVmHugetlb = 1 << 16,    // ht   (refused)
+  kVmShadowStack = 1 << 17,  // ss (refused)
+  kVmSealed = 1 << 18,     // sl   (refused)
+  kVmMixedMap = 1 << 19,   // mm   (refused)
+};
+
+// One line of /proc/PID/maps plus its smaps details.
+struct VmaInfo {
+  uint64_t start = 0, end = 0;
+  uint32_t prot = 0;
+  bool shared = false;
+  uint64_t offset = 0;
+  uint32_t dev_major = 0, dev_minor = 0;
+  uint64_t ino = 0;
+  std::string name;
+  uint64_t vm_flags = 0;
+  uint64_t anon_huge_kb = 0;
+};
+
+std::vector<VmaInfo> read_vmas(pid_t pid);
+uint64_t parse_vm_flags(const std::string& mnemonics);
+
+// Why ferry cannot capture this region, or "" when it can.
+std::string unsupported_region(const VmaInfo& vma);
+
+// Fills regions, mapped files, shared memory objects (metadata) and ghost files (metadata).
+void dump_memory_map(DumpContext& ctx, image::Memory* out);
+// Maps every region of the image into the helper (the pages come afterwards).
+void restore_memory_map(Restorer& r, const image::Memory& m);
+// Final protections, advice and locks, once every page is in place.
+void finish_memory_map(Restorer& r, const image::Memory& m);
+
+// True for the region kinds that carry private pages in the image.
+bool carries_private_pages(const image::Vma& v);
+
+}  // namespace ferry::cr

@@ -1,0 +1,73 @@
+#include "cr/preflight.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <string>
+
+#include "cr/files/fd_table.h"
+#include "cr/memory_map.h"
+#include "util/error.h"
+#include "util/proc.h"
+
+namespace ferry::cr {
+namespace {
+
+constexpr uint64_t kPfKthread = 0x00200000;
+
+[[noreturn]] void refuse(pid_t pid, const std::string& why) {
+  fail("cannot checkpoint process {}: {}", pid, why);
+}
+
+void check_threads_and_children(pid_t pid) {
+  auto status = proc::read_keyed(proc::path(pid, "status"));
+  uint64_t threads = proc::parse_u64(status.at("Threads"));
+  if (threads > 1) refuse(pid, fmt::format("it has {} threads; multi-threaded processes are not supported yet", threads));
+  std::string children = std::string(proc::trim(proc::try_read_file(proc::path(pid, fmt::format("task/{}/children", pid))).value_or("")));
+  if (!children.empty())
+    refuse(pid, fmt::format("it has child processes ({}); process trees are not supported yet", children));
+}
+
+}  // namespace
+
+void check_supported(pid_t pid) {
+  if (pid <= 0 || !proc::exists(pid)) fail("no such process: {}", pid);
+  if (pid == ::getpid()) refuse(pid, "it is ferry itself");
+  if (pid == 1) refuse(pid, "it is the init process of its namespace");
+  auto status = proc::read_keyed(proc::path(pid, "status"));
+  proc::Stat stat(pid);
+  if (stat.field(9) & kPfKthread) refuse(pid, "it is a kernel thread");
+  if (stat.state() == 'Z' || stat.state() == 'X') refuse(pid, "it has exited (zombie)");
+  if (proc::parse_u64(status.at("TracerPid")) != 0)
+    refuse(pid, fmt::format("it is traced by process {}", status.at("TracerPid")));
+  if (status.count("Seccomp") && status.at("Seccomp") != "0")
+    refuse(pid, "it runs under seccomp, whose filters ferry cannot restore yet");
+  check_threads_and_children(pid);
+
+  for (const char* ns : {"mnt", "pid", "user", "uts", "ipc", "net", "time", "cgroup"}) {
+    auto theirs = proc::try_read_link(proc::path(pid, fmt::format("ns/{}", ns)));
+    auto ours = proc::try_read_link(fmt::format("/proc/self/ns/{}", ns));
+    if (theirs && ours && *theirs != *ours)
+      refuse(pid, fmt::format("it lives in another {} namespace than ferry", ns));
+  }
+  auto exe = proc::try_read_link(proc::path(pid, "exe"));
+  if (!exe) refuse(pid, "its executable cannot be read");
+  if (exe->size() > 10 && exe->compare(exe->size() - 10, 10, " (deleted)") == 0)
+    refuse(pid, fmt::format("its executable {} was deleted or replaced", *exe));
+
+  for (auto& n : proc::list_dir(proc::path(pid, "fd"))) {
+    int num = static_cast<int>(proc::parse_u64(n));
+    auto link = proc::try_read_link(proc::path(pid, fmt::format("fd/{}", num)));
+    if (!link) continue;
+    std::string why = unsupported_fd(pid, num, *link);
+    if (!why.empty()) refuse(pid, why);
+  }
+  for (const VmaInfo& v : read_vmas(pid)) {
+    std::string why = unsupported_region(v);
+    if (!why.empty()) refuse(pid, why);
+  }
+}
+
+void recheck_stopped(pid_t pid) { check_threads_and_children(pid); }
+
+}  // namespace ferry::cr

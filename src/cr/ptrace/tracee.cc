@@ -1,0 +1,408 @@
+#include "cr/ptrace/tracee.h"
+
+#include <elf.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/ptrace.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+
+#include <spdlog/spdlog.h>
+
+#include "cr/ptrace/wait.h"
+#include "util/error.h"
+#include "util/proc.h"
+
+namespace ferry::cr {
+namespace {
+
+constexpr int kStopTimeoutMs = 5000;
+constexpr int kSyscallTimeoutMs = 10000;
+
+long ptrace_call(enum __ptrace_request req, pid_t pid, void* addr, void* data) {
+  return ::ptrace(req, pid, addr, data);
+}
+
+std::string describe_status(int st) {
+  if (WIFEXITED(st)) return fmt::format("exited with status {}", WEXITSTATUS(st));
+  if (WIFSIGNALED(st)) return fmt::format("was killed by {}", signal_name(WTERMSIG(st)));
+  if (WIFSTOPPED(st)) return fmt::format("stopped by {} (event {})", signal_name(WSTOPSIG(st)), st >> 16);
+  return fmt::format("changed state 0x{:x}", st);
+}
+
+}  // namespace
+
+std::string signal_name(int signo) {
+  const char* abbrev = sigabbrev_np(signo);
+  if (abbrev) return std::string("SIG") + abbrev;
+  if (signo >= SIGRTMIN && signo <= SIGRTMAX) return fmt::format("SIGRTMIN+{}", signo - SIGRTMIN);
+  return fmt::format("signal {}", signo);
+}
+
+std::string syscall_name(long nr) {
+  switch (nr) {
+    case SYS_mmap: return "mmap";
+    case SYS_munmap: return "munmap";
+    case SYS_mprotect: return "mprotect";
+    case SYS_mremap: return "mremap";
+    case SYS_madvise: return "madvise";
+    case SYS_prctl: return "prctl";
+    case SYS_rt_sigaction: return "rt_sigaction";
+    case SYS_dup3: return "dup3";
+    case SYS_close: return "close";
+    case SYS_read: return "read";
+    case SYS_nanosleep: return "nanosleep";
+    case SYS_clock_nanosleep: return "clock_nanosleep";
+    default: return fmt::format("syscall {}", nr);
+  }
+}
+
+Tracee Tracee::seize(pid_t pid, unsigned long options) {
+  options |= PTRACE_O_TRACESYSGOOD;
+  if (ptrace_call(PTRACE_SEIZE, pid, nullptr, reinterpret_cast<void*>(options)) != 0) {
+    int err = errno;
+    if (err == ESRCH) fail("no such process: {}", pid);
+    if (err == EPERM) fail_errno(err, "cannot attach to process {} (traced by another tracer?)", pid);
+    fail_errno(err, "cannot attach to process {}", pid);
+  }
+  Tracee t(pid);
+  t.attached_ = true;
+  t.interrupt_and_wait();
+  return t;
+}
+
+void Tracee::interrupt_and_wait() {
+  if (ptrace_call(PTRACE_INTERRUPT, pid_, nullptr, nullptr) != 0)
+    fail_errno(errno, "cannot stop process {}", pid_);
+  for (;;) {
+    int st = wait_for_change(pid_, kStopTimeoutMs);
+    if (WIFEXITED(st) || WIFSIGNALED(st)) {
+      attached_ = false;
+      fail("process {} {} while being stopped", pid_, describe_status(st));
+    }
+    if (!WIFSTOPPED(st)) continue;
+    int sig = WSTOPSIG(st);
+    if ((st >> 16) == PTRACE_EVENT_STOP) {
+      if (sig == SIGTRAP) break;  // our interrupt
+      // A group stop: the process is stopped by job control. Leave it as it is.
+      fail("process {} is stopped by {}; continue it first (kill -CONT {})", pid_,
+           signal_name(sig), pid_);
+    }
+    // A signal on its way to the process: let it be delivered as if we were not here.
+    ptrace_call(PTRACE_CONT, pid_, nullptr, reinterpret_cast<void*>(static_cast<long>(sig)));
+  }
+  stopped_regs_ = get_regs();
+  stopped_sigmask_ = get_sigmask();
+}
+
+void Tracee::settle_syscall() {
+  long nr = static_cast<long>(stopped_regs_.orig_rax);
+  long err = -static_cast<long>(stopped_regs_.rax);
+  if (nr < 0 || (err != 512 && err != 513 && err != 514)) return;
+  // Resume with syscall tracing: the kernel restarts the call (restoring the saved signal mask
+  // first) and we catch it again at syscall entry.
+  if (ptrace_call(PTRACE_SYSCALL, pid_, nullptr, nullptr) != 0)
+    fail_errno(errno, "cannot resume process {} to its syscall", pid_);
+  int st = wait_for_change(pid_, kStopTimeoutMs);
+  if (WIFEXITED(st) || WIFSIGNALED(st)) {
+    attached_ = false;
+    fail("process {} {} while being stopped", pid_, describe_status(st));
+  }
+  if (!WIFSTOPPED(st) || WSTOPSIG(st) != (SIGTRAP | 0x80)) {
+    // A signal became deliverable once the real mask was back: let it be delivered, and stop
+    // the process again where it then is.
+    int sig = WIFSTOPPED(st) && (st >> 16) == 0 ? WSTOPSIG(st) : 0;
+    if (ptrace_call(PTRACE_INTERRUPT, pid_, nullptr, nullptr) != 0 ||
+        ptrace_call(PTRACE_CONT, pid_, nullptr, reinterpret_cast<void*>(static_cast<long>(sig))) != 0)
+      fail_errno(errno, "cannot stop process {} again", pid_);
+    regs_changed_ = false;
+    sigmask_changed_ = false;
+    for (;;) {
+      int s2 = wait_for_change(pid_, kStopTimeoutMs);
+      if (WIFEXITED(s2) || WIFSIGNALED(s2)) {
+        attached_ = false;
+        fail("process {} {} while being stopped", pid_, describe_status(s2));
+      }
+      if (WIFSTOPPED(s2) && (s2 >> 16) == PTRACE_EVENT_STOP) break;
+      if (WIFSTOPPED(s2))
+        ptrace_call(PTRACE_CONT, pid_, nullptr, reinterpret_cast<void*>(static_cast<long>(WSTOPSIG(s2))));
+    }
+    stopped_regs_ = get_regs();
+    stopped_sigmask_ = get_sigmask();
+    return settle_syscall();
+  }
+  user_regs_struct at_entry = get_regs();
+  stopped_sigmask_ = get_sigmask();
+  // "About to execute the syscall": back on the instruction, number in rax, and no syscall in
+  // progress (orig_rax = -1 also makes the kernel skip the call when we let it go on).
+  at_entry.rip -= 2;
+  at_entry.rax = static_cast<unsigned long long>(nr);
+  at_entry.orig_rax = static_cast<unsigned long long>(-1);
+  set_regs(at_entry);
+  // Leave the syscall-entry stop for a plain interrupt stop, the one every other step expects.
+  if (ptrace_call(PTRACE_INTERRUPT, pid_, nullptr, nullptr) != 0 ||
+      ptrace_call(PTRACE_CONT, pid_, nullptr, nullptr) != 0)
+    fail_errno(errno, "cannot stop process {} again", pid_);
+  for (;;) {
+    int s2 = wait_for_change(pid_, kStopTimeoutMs);
+    if (WIFEXITED(s2) || WIFSIGNALED(s2)) {
+      attached_ = false;
+      fail("process {} {} while being stopped", pid_, describe_status(s2));
+    }
+    if (WIFSTOPPED(s2) && (s2 >> 16) == PTRACE_EVENT_STOP) break;
+    if (WIFSTOPPED(s2))
+      ptrace_call(PTRACE_CONT, pid_, nullptr, reinterpret_cast<void*>(static_cast<long>(WSTOPSIG(s2))));
+  }
+  stopped_regs_ = get_regs();
+  regs_changed_ = false;
+}
+
+Tracee::Tracee(Tracee&& o) noexcept
+    : pid_(o.pid_),
+      attached_(std::exchange(o.attached_, false)),
+      stopped_regs_(o.stopped_regs_),
+      regs_changed_(o.regs_changed_),
+      stopped_sigmask_(o.stopped_sigmask_),
+      sigmask_changed_(o.sigmask_changed_),
+      syscall_insn_(o.syscall_insn_),
+      syscall_count_(o.syscall_count_),
+      syscall_sp_(o.syscall_sp_),
+      has_syscall_sp_(o.has_syscall_sp_),
+      mem_fd_(std::move(o.mem_fd_)) {}
+
+Tracee::~Tracee() {
+  if (!attached_) return;
+  try {
+    detach();
+  } catch (const std::exception& e) {
+    spdlog::warn("while letting process {} go: {}", pid_, e.what());
+  }
+}
+
+user_regs_struct Tracee::get_regs() const {
+  user_regs_struct r{};
+  iovec iov{&r, sizeof r};
+  if (ptrace_call(PTRACE_GETREGSET, pid_, reinterpret_cast<void*>(NT_PRSTATUS), &iov) != 0)
+    fail_errno(errno, "cannot read registers of {}", pid_);
+  return r;
+}
+
+void Tracee::set_regs(const user_regs_struct& regs) {
+  user_regs_struct r = regs;
+  iovec iov{&r, sizeof r};
+  if (ptrace_call(PTRACE_SETREGSET, pid_, reinterpret_cast<void*>(NT_PRSTATUS), &iov) != 0)
+    fail_errno(errno, "cannot set registers of {}", pid_);
+  regs_changed_ = true;
+}
+
+std::vector<uint8_t> Tracee::get_xstate() const {
+  std::vector<uint8_t> buf(64 * 1024);
+  iovec iov{buf.data(), buf.size()};
+  if (ptrace_call(PTRACE_GETREGSET, pid_, reinterpret_cast<void*>(NT_X86_XSTATE), &iov) != 0)
+    fail_errno(errno, "cannot read FPU/xstate of {}", pid_);
+  buf.resize(iov.iov_len);
+  return buf;
+}
+
+void Tracee::set_xstate(const std::vector<uint8_t>& xstate) {
+  std::vector<uint8_t> buf = xstate;
+  iovec iov{buf.data(), buf.size()};
+  if (ptrace_call(PTRACE_SETREGSET, pid_, reinterpret_cast<void*>(NT_X86_XSTATE), &iov) != 0)
+    fail_errno(errno, "cannot set FPU/xstate of {}", pid_);
+}
+
+uint64_t Tracee::get_sigmask() const {
+  uint64_t mask = 0;
+  // The kernel sigset is 8 bytes; sizeof(sigset_t) would be refused.
+  if (ptrace_call(PTRACE_GETSIGMASK, pid_, reinterpret_cast<void*>(8), &mask) != 0)
+    fail_errno(errno, "cannot read signal mask of {}", pid_);
+  return mask;
+}
+
+void Tracee::set_sigmask(uint64_t mask) {
+  if (ptrace_call(PTRACE_SETSIGMASK, pid_, reinterpret_cast<void*>(8), &mask) != 0)
+    fail_errno(errno, "cannot set signal mask of {}", pid_);
+  sigmask_changed_ = true;
+}
+
+std::vector<siginfo_t> Tracee::pending_signals(bool shared) const {
+  std::vector<siginfo_t> out;
+  for (;;) {
+    siginfo_t batch[32];
+    __ptrace_peeksiginfo_args args{};
+    args.off = out.size();
+    args.flags = shared ? PTRACE_PEEKSIGINFO_SHARED : 0;
+    args.nr = 32;
+    long n = ptrace_call(PTRACE_PEEKSIGINFO, pid_, &args, batch);
+    if (n < 0) fail_errno(errno, "cannot read pending signals of {}", pid_);
+    out.insert(out.end(), batch, batch + n);
+    if (n < 32) break;
+    if (out.size() > 1u << 20) fail("process {} has more than a million pending signals", pid_);
+  }
+  return out;
+}
+
+void Tracee::find_syscall_insn() {
+  uint64_t start = 0, end = 0;
+  for (auto& line : proc::split(proc::read_file(proc::path(pid_, "maps")), '\n')) {
+    if (line.find("[vdso]") == std::string::npos) continue;
+    auto dash = line.find('-');
+    auto space = line.find(' ');
+    start = proc::parse_u64(line.substr(0, dash), 16);
+    end = proc::parse_u64(line.substr(dash + 1, space - dash - 1), 16);
+  }
+  if (!start) fail("process {} has no [vdso]; ferry needs it to run system calls in the process", pid_);
+  std::vector<uint8_t> code(end - start);
+  read_memory(start, code.data(), code.size());
+  for (size_t i = 0; i + 1 < code.size(); i++) {
+    if (code[i] == 0x0f && code[i + 1] == 0x05) {
+      syscall_insn_ = start + i;
+      return;
+    }
+  }
+  fail("no syscall instruction in the [vdso] of process {}", pid_);
+}
+
+void Tracee::relocate_syscall_insn(uint64_t old_vdso, uint64_t new_vdso) {
+  if (syscall_insn_) syscall_insn_ = syscall_insn_ - old_vdso + new_vdso;
+}
+
+void Tracee::block_signals_for_injection() {
+  if (sigmask_changed_) return;
+  set_sigmask(~0ull);
+}
+
+long Tracee::syscall(long nr, SyscallArgs a) {
+  if (!attached_) fail("process {} is not held", pid_);
+  if (!syscall_insn_) find_syscall_insn();
+  block_signals_for_injection();
+  user_regs_struct r = stopped_regs_;
+  r.rax = static_cast<unsigned long long>(nr);
+  // orig_rax = -1: the kernel must not treat our registers as an interrupted syscall to restart.
+  r.orig_rax = static_cast<unsigned long long>(-1);
+  r.rdi = static_cast<unsigned long long>(a.a1);
+  r.rsi = static_cast<unsigned long long>(a.a2);
+  r.rdx = static_cast<unsigned long long>(a.a3);
+  r.r10 = static_cast<unsigned long long>(a.a4);
+  r.r8 = static_cast<unsigned long long>(a.a5);
+  r.r9 = static_cast<unsigned long long>(a.a6);
+  r.rip = syscall_insn_;
+  if (has_syscall_sp_) r.rsp = syscall_sp_;
+  set_regs(r);
+  if (ptrace_call(PTRACE_SINGLESTEP, pid_, nullptr, nullptr) != 0)
+    fail_errno(errno, "cannot step process {}", pid_);
+  int st = wait_for_change(pid_, kSyscallTimeoutMs);
+  syscall_count_++;
+  if (spdlog::should_log(spdlog::level::trace))
+    spdlog::trace("remote {}({:#x}, {:#x}, {:#x}, {:#x}) at {:#x}", syscall_name(nr), a.a1, a.a2, a.a3, a.a4, r.rip);
+  if (WIFEXITED(st) || WIFSIGNALED(st)) {
+    attached_ = false;
+    fail("process {} {} during {}", pid_, describe_status(st), syscall_name(nr));
+  }
+  if (!WIFSTOPPED(st) || WSTOPSIG(st) != SIGTRAP) {
+    siginfo_t si{};
+    ptrace_call(PTRACE_GETSIGINFO, pid_, nullptr, &si);
+    fail("process {} {} during {} (fault address {}, rip {:#x})", pid_, describe_status(st), syscall_name(nr),
+         si.si_addr, get_regs().rip);
+  }
+  return static_cast<long>(get_regs().rax);
+}
+
+long Tracee::syscall_checked(const char* what, long nr, SyscallArgs args) {
+  long r = syscall(nr, args);
+  if (r < 0 && r > -4096) fail_errno(static_cast<int>(-r), "{} in process {}", what, pid_);
+  return r;
+}
+
+void Tracee::write_memory(uint64_t addr, const void* data, size_t len) {
+  if (!mem_fd_) {
+    mem_fd_.reset(::open(proc::path(pid_, "mem").c_str(), O_RDWR | O_CLOEXEC));
+    if (!mem_fd_) fail_errno(errno, "cannot open memory of {}", pid_);
+  }
+  const char* p = static_cast<const char*>(data);
+  while (len) {
+    ssize_t n = ::pwrite(mem_fd_.get(), p, len, static_cast<off_t>(addr));
+    if (n <= 0) fail_errno(n < 0 ? errno : EIO, "cannot write memory of {} at 0x{:x}", pid_, addr);
+    p += n;
+    addr += static_cast<uint64_t>(n);
+    len -= static_cast<size_t>(n);
+  }
+}
+
+void Tracee::read_memory(uint64_t addr, void* data, size_t len) const {
+  if (!mem_fd_) {
+    mem_fd_.reset(::open(proc::path(pid_, "mem").c_str(), O_RDWR | O_CLOEXEC));
+    if (!mem_fd_) fail_errno(errno, "cannot open memory of {}", pid_);
+  }
+  char* p = static_cast<char*>(data);
+  while (len) {
+    ssize_t n = ::pread(mem_fd_.get(), p, len, static_cast<off_t>(addr));
+    if (n <= 0) fail_errno(n < 0 ? errno : EIO, "cannot read memory of {} at 0x{:x}", pid_, addr);
+    p += n;
+    addr += static_cast<uint64_t>(n);
+    len -= static_cast<size_t>(n);
+  }
+}
+
+void Tracee::kill() {
+  if (!attached_) return;
+  ::kill(pid_, SIGKILL);
+  for (;;) {
+    int st = wait_for_change(pid_, kStopTimeoutMs);
+    if (WIFEXITED(st) || WIFSIGNALED(st)) break;
+    // A stop racing with the kill: resume it so that SIGKILL can finish the job.
+    ptrace_call(PTRACE_CONT, pid_, nullptr, nullptr);
+  }
+  attached_ = false;
+}
+
+void Tracee::release() {
+  if (!attached_) return;
+  attached_ = false;
+  if (ptrace_call(PTRACE_DETACH, pid_, nullptr, nullptr) != 0)
+    fail_errno(errno, "cannot release process {}", pid_);
+}
+
+void Tracee::detach() {
+  if (!attached_) return;
+  if (regs_changed_) set_regs(stopped_regs_);
+  if (sigmask_changed_) set_sigmask(stopped_sigmask_);
+  release();
+}
+
+RemoteMapping::RemoteMapping(Tracee& tracee, size_t len) : tracee_(&tracee), len_(len) {
+  long r = tracee.syscall_checked("mmap (scratch memory)", SYS_mmap,
+                                  {0, static_cast<long>(len), PROT_READ | PROT_WRITE,
+                                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0});
+  addr_ = static_cast<uint64_t>(r);
+}
+
+RemoteMapping::RemoteMapping(Tracee& tracee, uint64_t fixed_addr, size_t len)
+    : tracee_(&tracee), len_(len) {
+  long r = tracee.syscall_checked(
+      "mmap (scratch memory)", SYS_mmap,
+      {static_cast<long>(fixed_addr), static_cast<long>(len), PROT_READ | PROT_WRITE,
+       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0});
+  addr_ = static_cast<uint64_t>(r);
+}
+
+RemoteMapping::RemoteMapping(RemoteMapping&& o) noexcept
+    : tracee_(o.tracee_), addr_(std::exchange(o.addr_, 0)), len_(o.len_) {}
+
+void RemoteMapping::unmap() {
+  if (!addr_) return;
+  uint64_t a = std::exchange(addr_, 0);
+  tracee_->syscall(SYS_munmap, {static_cast<long>(a), static_cast<long>(len_)});
+}
+
+RemoteMapping::~RemoteMapping() {
+  try {
+    unmap();
+  } catch (const std::exception& e) {
+    spdlog::debug("scratch unmap: {}", e.what());
+  }
+}
+
+}  // namespace ferry::cr

@@ -1,0 +1,121 @@
+// A process held by ptrace: the one handle through which ferry reads and changes a process.
+//
+// Ownership rule: a Tracee that is destroyed while still attached puts the process back exactly as
+// it found it (registers, signal mask, injected mappings are the caller's business via
+// RemoteMapping) and detaches, so the process runs on. Only an explicit kill() or release()
+// ends it differently. This is what makes "refused or failed => the process keeps running" hold
+// on every error path.
+#pragma once
+
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "util/fd.h"
+
+namespace ferry::cr {
+
+struct SyscallArgs {
+  long a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0;
+};
+
+class Tracee {
+ public:
+  // Attaches with PTRACE_SEIZE and stops the process with PTRACE_INTERRUPT.
+  static Tracee seize(pid_t pid, unsigned long options = 0);
+
+  Tracee(Tracee&& other) noexcept;
+  Tracee& operator=(Tracee&&) = delete;
+  Tracee(const Tracee&) = delete;
+  ~Tracee();
+
+  pid_t pid() const { return pid_; }
+
+  // If the freeze interrupted a system call that the kernel would restart (-ERESTARTSYS,
+  // -ERESTARTNOINTR, -ERESTARTNOHAND), moves the process to the state "about to execute that
+  // syscall again", with the signal mask it will have then. Calls such as sigsuspend() or ppoll()
+  // run with a temporary mask; this is how the real one becomes visible.
+  void settle_syscall();
+
+  // Registers as they were when the process was stopped (what a dump must record).
+  const user_regs_struct& stopped_regs() const { return stopped_regs_; }
+  user_regs_struct get_regs() const;
+  void set_regs(const user_regs_struct& regs);
+  std::vector<uint8_t> get_xstate() const;
+  void set_xstate(const std::vector<uint8_t>& xstate);
+  uint64_t get_sigmask() const;
+  void set_sigmask(uint64_t mask);
+  uint64_t stopped_sigmask() const { return stopped_sigmask_; }
+  // Pending signals of the private (thread) or shared (process) queue, in queue order.
+  std::vector<siginfo_t> pending_signals(bool shared) const;
+
+  // Runs one system call inside the process and returns its raw result (-errno on failure).
+  // While syscalls run, every signal is blocked so pending signals stay pending.
+  long syscall(long nr, SyscallArgs args = {});
+  // As syscall(), but throws ferry::Error naming `what` when the result is an error.
+  long syscall_checked(const char* what, long nr, SyscallArgs args = {});
+  uint64_t remote_syscall_count() const { return syscall_count_; }
+  // Stack pointer used for injected syscalls (sigaltstack() looks at it).
+  void set_syscall_sp(uint64_t sp) { syscall_sp_ = sp; has_syscall_sp_ = true; }
+  // The [vdso] moved (restore relocates it): find its syscall instruction again.
+  void relocate_syscall_insn(uint64_t old_vdso, uint64_t new_vdso);
+
+  // Memory of the process via /proc/PID/mem, which also reaches non-writable mappings.
+  void write_memory(uint64_t addr, const void* data, size_t len);
+  void read_memory(uint64_t addr, void* data, size_t len) const;
+
+  // Ends the process with SIGKILL and waits until it is gone.
+  void kill();
+  // Detaches leaving the current registers in place (restore: the process starts running).
+  void release();
+  // Detaches after putting back the registers and signal mask of the stop (dump: runs on).
+  void detach();
+
+ private:
+  explicit Tracee(pid_t pid) : pid_(pid) {}
+  void interrupt_and_wait();
+  void find_syscall_insn();
+  void block_signals_for_injection();
+
+  pid_t pid_ = -1;
+  bool attached_ = false;
+  user_regs_struct stopped_regs_{};
+  bool regs_changed_ = false;
+  uint64_t stopped_sigmask_ = 0;
+  bool sigmask_changed_ = false;
+  uint64_t syscall_insn_ = 0;
+  uint64_t syscall_count_ = 0;
+  uint64_t syscall_sp_ = 0;
+  bool has_syscall_sp_ = false;
+  mutable UniqueFd mem_fd_;
+};
+
+// A private anonymous mapping created inside the tracee for syscall arguments; removed again by
+// the destructor (unless the tracee is gone or the mapping is released).
+class RemoteMapping {
+ public:
+  RemoteMapping(Tracee& tracee, size_t len);
+  RemoteMapping(Tracee& tracee, uint64_t fixed_addr, size_t len);  // MAP_FIXED_NOREPLACE
+  RemoteMapping(RemoteMapping&& o) noexcept;
+  RemoteMapping(const RemoteMapping&) = delete;
+  RemoteMapping& operator=(const RemoteMapping&) = delete;
+  ~RemoteMapping();
+
+  uint64_t addr() const { return addr_; }
+  size_t size() const { return len_; }
+  void unmap();
+
+ private:
+  Tracee* tracee_;
+  uint64_t addr_ = 0;
+  size_t len_ = 0;
+};
+
+std::string signal_name(int signo);
+std::string syscall_name(long nr);
+
+}  // namespace ferry::cr

@@ -1,0 +1,39 @@
+#include "cr/rlimits.h"
+
+#include <sys/resource.h>
+
+#include "cr/restorer.h"
+#include "util/error.h"
+
+namespace ferry::cr {
+
+void dump_rlimits(pid_t pid, image::TaskAttrs* attrs) {
+  for (int res = 0; res < RLIMIT_NLIMITS; res++) {
+    rlimit lim;
+    if (::prlimit(pid, static_cast<__rlimit_resource>(res), nullptr, &lim) != 0)
+      fail_errno(errno, "cannot read resource limit {} of {}", res, pid);
+    image::RLimit* r = attrs->add_rlimits();
+    r->set_resource(res);
+    r->set_cur(lim.rlim_cur);
+    r->set_max(lim.rlim_max);
+  }
+}
+
+void restore_rlimits(Restorer& r, const image::TaskAttrs& attrs) {
+  for (auto& l : attrs.rlimits()) {
+    auto res = static_cast<__rlimit_resource>(l.resource());
+    rlimit want{l.cur(), l.max()};
+    if (::prlimit(r.pid(), res, &want, nullptr) == 0) continue;
+    if (errno != EPERM) fail_errno(errno, "cannot set resource limit {}", l.resource());
+    // The hard limit cannot go up without CAP_SYS_RESOURCE: keep the current one.
+    rlimit have;
+    ::prlimit(r.pid(), res, nullptr, &have);
+    rlimit capped{std::min<rlim_t>(l.cur(), have.rlim_max), have.rlim_max};
+    if (::prlimit(r.pid(), res, &capped, nullptr) != 0)
+      fail_errno(errno, "cannot set resource limit {}", l.resource());
+    r.notes.push_back(fmt::format("resource limit {} kept at hard {} (image had {}): raising it needs CAP_SYS_RESOURCE",
+                                  l.resource(), have.rlim_max, l.max()));
+  }
+}
+
+}  // namespace ferry::cr

@@ -1,0 +1,19 @@
+// Small per-process attributes: name (comm), nice value, personality, process group and session,
+// robust futex list, clear-child-tid address, parent-death signal, child subreaper, timer slack,
+// THP disable.
+#pragma once
+
+#include "image.pb.h"
+
+namespace ferry::cr {
+
+class DumpContext;
+class Restorer;
+
+// Fills the attributes above into attrs and the group/session fields of info.
+void dump_task_attrs(DumpContext& ctx, image::TaskAttrs* attrs, image::ProcessInfo* info);
+void restore_task_attrs(Restorer& r, const image::TaskAttrs& attrs, const image::ProcessInfo& info);
+// The parent-death signal is cleared by every credential change: set it after restore_creds().
+void restore_parent_death_signal(Restorer& r, const image::TaskAttrs& attrs);
+
+}  // namespace ferry::cr

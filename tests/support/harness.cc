@@ -1,0 +1,170 @@
+#include "support/harness.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+
+#include <fmt/format.h>
+
+namespace ferry::test {
+
+std::string ferry_bin() { return FERRY_BIN; }
+std::string target_path(const std::string& name) { return std::string(FERRY_TARGETS_DIR) + "/" + name; }
+
+TempDir::TempDir() {
+  char tmpl[] = "/tmp/ferry-test-XXXXXX";
+  if (!::mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+namespace {
+
+void redirect(const std::string& path, int target, int flags) {
+  int fd = ::open(path.c_str(), flags, 0644);
+  if (fd < 0) _exit(126);
+  ::dup2(fd, target);
+  if (fd != target) ::close(fd);
+}
+
+int pidfd_of(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+
+}  // namespace
+
+pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& opts, int timeout_ms) {
+  int ready[2] = {-1, -1};
+  if (opts.ready_pipe && ::pipe2(ready, O_CLOEXEC) != 0) throw std::runtime_error("pipe2");
+  pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork");
+  if (pid == 0) {
+    ::setpgid(0, 0);  // its own group: terminal signals of the test do not reach it
+    if (opts.tty_fd >= 0) {
+      ::setsid();
+      for (int i = 0; i < 3; i++) ::dup2(opts.tty_fd, i);
+    } else {
+      redirect(opts.stdin_path, 0, O_RDONLY);
+      redirect(opts.stdout_path, 1, O_WRONLY | O_CREAT | O_APPEND);
+      redirect(opts.stderr_path, 2, O_WRONLY | O_CREAT | O_APPEND);
+    }
+    if (!opts.cwd.empty() && ::chdir(opts.cwd.c_str()) != 0) _exit(126);
+    if (opts.ready_pipe) {
+      // The ready fd must not be one the target cares about: put it at 100.
+      ::dup2(ready[1], 100);
+      ::setenv("FERRY_READY_FD", "100", 1);
+    }
+    for (auto& e : opts.env) ::putenv(::strdup(e.c_str()));
+    // Close everything else the test runner had open.
+    if (opts.ready_pipe) {
+      ::syscall(SYS_close_range, 3, 99, 0);
+      ::syscall(SYS_close_range, 101, ~0u, 0);
+    } else {
+      ::syscall(SYS_close_range, 3, ~0u, 0);
+    }
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    _exit(127);
+  }
+  if (opts.ready_pipe) {
+    ::close(ready[1]);
+    pollfd p{ready[0], POLLIN, 0};
+    int r = ::poll(&p, 1, timeout_ms);
+    char c = 0;
+    bool ok = r == 1 && ::read(ready[0], &c, 1) == 1 && c == 'R';
+    ::close(ready[0]);
+    if (!ok) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      throw std::runtime_error(fmt::format("{} did not become ready", argv[0]));
+    }
+  }
+  return pid;
+}
+
+int wait_exit(pid_t pid, int timeout_ms) {
+  int pfd = pidfd_of(pid);
+  if (pfd >= 0) {
+    pollfd p{pfd, POLLIN, 0};
+    int r = ::poll(&p, 1, timeout_ms);
+    ::close(pfd);
+    if (r != 1) {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+      return -1;
+    }
+  }
+  int st = 0;
+  if (::waitpid(pid, &st, 0) != pid) return -2;
+  if (WIFEXITED(st)) return WEXITSTATUS(st);
+  if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+  return -3;
+}
+
+CmdResult ferry(const std::vector<std::string>& args, int timeout_ms) {
+  TempDir io;
+  std::vector<std::string> argv{ferry_bin()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  SpawnOptions o;
+  o.stdout_path = io / "out";
+  o.stderr_path = io / "err";
+  pid_t pid = spawn(argv, o);
+  CmdResult r;
+  r.status = wait_exit(pid, timeout_ms);
+  r.out = read_file(io / "out");
+  r.err = read_file(io / "err");
+  return r;
+}
+
+ProcessGuard::~ProcessGuard() {
+  for (pid_t pid : pids_) {
+    if (::kill(pid, 0) == 0) ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, WNOHANG);
+  }
+}
+
+std::string read_file(const std::string& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "";
+  std::string out;
+  char buf[65536];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return out;
+}
+
+void write_file(const std::string& path, const std::string& data) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) throw std::runtime_error("cannot write " + path);
+  if (::write(fd, data.data(), data.size()) != static_cast<ssize_t>(data.size())) {
+    ::close(fd);
+    throw std::runtime_error("short write to " + path);
+  }
+  ::close(fd);
+}
+
+bool process_alive(pid_t pid) {
+  if (::kill(pid, 0) != 0) return false;
+  std::string stat = read_file(fmt::format("/proc/{}/stat", pid));
+  auto close = stat.rfind(')');
+  return close != std::string::npos && stat.size() > close + 2 && stat[close + 2] != 'Z';
+}
+
+void become_subreaper() { ::prctl(PR_SET_CHILD_SUBREAPER, 1); }
+
+}  // namespace ferry::test

@@ -1,0 +1,70 @@
+// Helpers for end-to-end tests: run programs with their stdio in files, wait for them with a
+// deadline, run the ferry binary, and clean up whatever a test started.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace ferry::test {
+
+std::string ferry_bin();                       // build/bin/ferry
+std::string target_path(const std::string& name);  // build/tests/targets/<name>
+
+// A temporary directory removed (recursively) on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+struct SpawnOptions {
+  std::string stdin_path = "/dev/null";
+  std::string stdout_path = "/dev/null";
+  std::string stderr_path = "/dev/null";
+  std::vector<std::string> env;  // extra NAME=VALUE
+  std::string cwd;
+  bool ready_pipe = false;       // pass FERRY_READY_FD and wait for the target's "R"
+  int tty_fd = -1;               // when >= 0: stdin/stdout/stderr are this terminal
+};
+
+// Starts argv[0] with the options; returns the pid. With ready_pipe, returns once the program
+// said it is ready (or fails the test after timeout_ms).
+pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& opts = {}, int timeout_ms = 10000);
+
+// Waits for a child (or an orphan adopted by this subreaper) to end. Returns its exit code, or
+// 128+N for a death by signal N; -1 on timeout (the process is then killed).
+int wait_exit(pid_t pid, int timeout_ms);
+
+struct CmdResult {
+  int status = -1;
+  std::string out, err;
+};
+// Runs ferry with args, waits (bounded), returns status and output.
+CmdResult ferry(const std::vector<std::string>& args, int timeout_ms = 60000);
+
+// Processes this test started that are still around are killed at exit of the guard.
+class ProcessGuard {
+ public:
+  ~ProcessGuard();
+  void add(pid_t pid) { pids_.push_back(pid); }
+
+ private:
+  std::vector<pid_t> pids_;
+};
+
+std::string read_file(const std::string& path);
+void write_file(const std::string& path, const std::string& data);
+bool process_alive(pid_t pid);
+
+// Makes this test process a child subreaper, so that a restored process whose `ferry restore
+// --detach` exited becomes our child and can be waited for.
+void become_subreaper();
+
+}  // namespace ferry::test
