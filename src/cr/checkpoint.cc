@@ -83,7 +83,7 @@ CheckpointResult checkpoint(pid_t pid, const CheckpointOptions& options) {
   *img.mutable_creds() = dump_creds(ctx);
   image::TaskAttrs* attrs = img.mutable_attrs();
   dump_fs(ctx, attrs);
-  dump_rlimits(pid, attrs);
+  dump_rlimits(ctx, attrs);
   dump_task_attrs(ctx, attrs, img.mutable_process());
   *attrs->mutable_rseq() = dump_rseq(tracee);
   dump_private_pages(ctx, mem);

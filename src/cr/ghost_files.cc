@@ -49,9 +49,10 @@ void restore_ghosts(Restorer& r, const image::Memory& m) {
     }
     if (!fd) fail_errno(errno, "cannot recreate unlinked file {}", g.path());
     ::unlink(path.c_str());
+    // Content goes in whole pages; the size is set afterwards, which also trims the last page.
+    fill_local_fd(r.pages_fd(), g.content(), fd.get());
     if (::ftruncate(fd.get(), static_cast<off_t>(g.size())) != 0)
       fail_errno(errno, "cannot size recreated file {}", g.path());
-    fill_local_fd(r.pages_fd(), g.content(), fd.get());
     ::fchmod(fd.get(), g.mode() & 07777);
     r.ghost_fds[g.id()] = std::move(fd);
   }

@@ -2,16 +2,21 @@
 
 #include <sys/resource.h>
 
+#include <sys/syscall.h>
+
+#include "cr/dump_context.h"
 #include "cr/restorer.h"
 #include "util/error.h"
 
 namespace ferry::cr {
 
-void dump_rlimits(pid_t pid, image::TaskAttrs* attrs) {
+void dump_rlimits(DumpContext& ctx, image::TaskAttrs* attrs) {
+  // Asked inside the process: prlimit() on another user's process needs CAP_SYS_RESOURCE.
+  uint64_t scratch = ctx.scratch();
   for (int res = 0; res < RLIMIT_NLIMITS; res++) {
     rlimit lim;
-    if (::prlimit(pid, static_cast<__rlimit_resource>(res), nullptr, &lim) != 0)
-      fail_errno(errno, "cannot read resource limit {} of {}", res, pid);
+    long rc = ctx.syscall_out(SYS_prlimit64, {0, res, 0, static_cast<long>(scratch)}, &lim, sizeof lim);
+    if (rc < 0) fail_errno(static_cast<int>(-rc), "cannot read resource limit {} of {}", res, ctx.pid());
     image::RLimit* r = attrs->add_rlimits();
     r->set_resource(res);
     r->set_cur(lim.rlim_cur);

@@ -8,9 +8,10 @@
 
 namespace ferry::cr {
 
+class DumpContext;
 class Restorer;
 
-void dump_rlimits(pid_t pid, image::TaskAttrs* attrs);
+void dump_rlimits(DumpContext& ctx, image::TaskAttrs* attrs);
 void restore_rlimits(Restorer& r, const image::TaskAttrs& attrs);
 
 }  // namespace ferry::cr

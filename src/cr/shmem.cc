@@ -63,9 +63,10 @@ void restore_memfds(Restorer& r, const image::Memory& m) {
     UniqueFd fd(static_cast<int>(::syscall(SYS_memfd_create, s.memfd_name().c_str(),
                                            MFD_CLOEXEC | MFD_ALLOW_SEALING)));
     if (!fd) fail_errno(errno, "cannot recreate memfd {}", s.memfd_name());
+    // Content goes in whole pages; the size is set afterwards, which also trims the last page.
+    fill_local_fd(r.pages_fd(), s.pages(), fd.get());
     if (::ftruncate(fd.get(), static_cast<off_t>(s.size())) != 0)
       fail_errno(errno, "cannot size memfd {}", s.memfd_name());
-    fill_local_fd(r.pages_fd(), s.pages(), fd.get());
     r.shmem_fds[s.id()] = std::move(fd);
   }
 }

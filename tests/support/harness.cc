@@ -51,9 +51,10 @@ pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& opts, int 
   pid_t pid = ::fork();
   if (pid < 0) throw std::runtime_error("fork");
   if (pid == 0) {
-    ::setpgid(0, 0);  // its own group: terminal signals of the test do not reach it
+    // Its own group (or session): terminal signals of the test do not reach it.
+    if (opts.new_session || opts.tty_fd >= 0) ::setsid();
+    else ::setpgid(0, 0);
     if (opts.tty_fd >= 0) {
-      ::setsid();
       for (int i = 0; i < 3; i++) ::dup2(opts.tty_fd, i);
     } else {
       redirect(opts.stdin_path, 0, O_RDONLY);

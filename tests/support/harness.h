@@ -32,6 +32,7 @@ struct SpawnOptions {
   std::string cwd;
   bool ready_pipe = false;       // pass FERRY_READY_FD and wait for the target's "R"
   int tty_fd = -1;               // when >= 0: stdin/stdout/stderr are this terminal
+  bool new_session = false;      // setsid() instead of a new process group
 };
 
 // Starts argv[0] with the options; returns the pid. With ready_pipe, returns once the program

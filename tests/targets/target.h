@@ -32,7 +32,7 @@ static int target_failures;
 
 /* Tells the test we are ready (FERRY_READY_FD), then closes that fd so it is not part of the
  * state that gets checkpointed. */
-static void target_ready(void) {
+static inline void target_ready(void) {
   const char *e = getenv("FERRY_READY_FD");
   if (!e) return;
   int fd = atoi(e);
@@ -41,20 +41,20 @@ static void target_ready(void) {
 }
 
 static volatile sig_atomic_t target_go;
-static void target_go_handler(int s) { (void)s; target_go = 1; }
+static inline void target_go_handler(int s) { (void)s; target_go = 1; }
 
-static void target_install_go(void) {
+static inline void target_install_go(void) {
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = target_go_handler;
   sigaction(SIGUSR2, &sa, NULL);
 }
 
-static void target_wait_go(void) {
+static inline void target_wait_go(void) {
   while (!target_go) pause();
 }
 
-static int target_finish(void) {
+static inline int target_finish(void) {
   if (target_failures) {
     fprintf(stderr, "%d check(s) failed\n", target_failures);
     return 1;
@@ -65,7 +65,7 @@ static int target_finish(void) {
 }
 
 /* xorshift64: deterministic page patterns */
-static uint64_t xs_next(uint64_t *s) {
+static inline uint64_t xs_next(uint64_t *s) {
   uint64_t x = *s;
   x ^= x << 13;
   x ^= x >> 7;
@@ -73,12 +73,12 @@ static uint64_t xs_next(uint64_t *s) {
   return *s = x;
 }
 
-static void fill_pattern(void *p, size_t len, uint64_t seed) {
+static inline void fill_pattern(void *p, size_t len, uint64_t seed) {
   uint64_t *w = p, s = seed | 1;
   for (size_t i = 0; i < len / 8; i++) w[i] = xs_next(&s);
 }
 
-static int check_pattern(const void *p, size_t len, uint64_t seed) {
+static inline int check_pattern(const void *p, size_t len, uint64_t seed) {
   const uint64_t *w = p;
   uint64_t s = seed | 1;
   for (size_t i = 0; i < len / 8; i++)
@@ -87,7 +87,7 @@ static int check_pattern(const void *p, size_t len, uint64_t seed) {
 }
 
 /* The smaps "VmFlags:" line of the region containing addr. */
-static int region_has_flag(void *addr, const char *flag) {
+static inline int region_has_flag(void *addr, const char *flag) {
   FILE *f = fopen("/proc/self/smaps", "r");
   char line[512];
   int in = 0, found = 0;
@@ -110,7 +110,7 @@ static int region_has_flag(void *addr, const char *flag) {
 }
 
 /* The permissions column ("rw-p") of the region containing addr, or "" */
-static const char *region_perms(void *addr) {
+static inline const char *region_perms(void *addr) {
   static char perms[8];
   FILE *f = fopen("/proc/self/maps", "r");
   char line[512];

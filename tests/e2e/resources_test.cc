@@ -1,0 +1,93 @@
+// Each family of process state survives a checkpoint/restore round trip: the target program sets
+// it up, and after the restore checks every piece of it itself (exit 0 = all intact).
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "support/roundtrip.h"
+
+namespace ferry::test {
+
+// Checkpoint, restore, verify: the whole round trip for a self-checking target.
+void round_trip(const std::string& target, std::vector<std::string> args = {}, SpawnOptions opts = {}) {
+  RoundTrip rt;
+  for (auto& a : args)
+    if (a == "@DIR") a = rt.dir.path();
+  pid_t pid = rt.start_target(target, args, opts);
+  rt.checkpoint(pid);
+  pid_t restored = rt.restore();
+  ASSERT_EQ(restored, pid);
+  EXPECT_EQ(rt.verify(restored), 0) << rt.target_errors();
+  EXPECT_EQ(read_file(rt.out_path()), "OK\n");
+}
+
+TEST(ResourcesTest, RegistersAndVectorState) {
+  RoundTrip rt;
+  pid_t pid = rt.start_target("t_regs");
+  rt.checkpoint(pid);
+  pid_t restored = rt.restore();
+  int st = rt.verify(restored);
+  if (st == 77) GTEST_SKIP() << "no AVX-512 on this CPU";
+  EXPECT_EQ(st, 0) << rt.target_errors();
+}
+
+TEST(ResourcesTest, SignalHandlersMaskPendingAndAltStack) { round_trip("t_signals"); }
+TEST(ResourcesTest, IntervalAndPosixTimers) { round_trip("t_timers"); }
+TEST(ResourcesTest, MmFieldsAndTaskAttributes) {
+  SpawnOptions o;
+  o.new_session = true;
+  round_trip("t_task", {"@DIR"}, o);
+}
+TEST(ResourcesTest, CredentialsOfAnOrdinaryUserStayUnprivileged) { round_trip("t_creds"); }
+TEST(ResourcesTest, FileDescriptorsOfEveryKind) { round_trip("t_files", {"@DIR"}); }
+
+TEST(ResourcesTest, StaticProgramWithoutLibc) {
+  RoundTrip rt;
+  pid_t pid = rt.start_target("t_static");
+  // Let it count a little, then checkpoint mid-run.
+  for (int i = 0; i < 1000 && read_file(rt.out_path()).size() < 10; i++) ::usleep(2000);
+  rt.checkpoint(pid);
+  pid_t restored = rt.restore();
+  ASSERT_GT(restored, 0);
+  EXPECT_EQ(wait_exit(restored, 20000), 7);
+  std::string expected;
+  for (int i = 0; i < 60; i++) expected += std::to_string(i) + "\n";
+  EXPECT_EQ(read_file(rt.out_path()), expected);
+}
+
+TEST(ResourcesTest, TerminalOnStdio) {
+  int master = ::posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  ASSERT_GE(master, 0);
+  ASSERT_EQ(::grantpt(master), 0);
+  ASSERT_EQ(::unlockpt(master), 0);
+  std::string slave_path = ::ptsname(master);
+  int slave = ::open(slave_path.c_str(), O_RDWR | O_NOCTTY | O_CLOEXEC);
+  ASSERT_GE(slave, 0);
+  RoundTrip rt;
+  SpawnOptions o;
+  o.tty_fd = slave;
+  pid_t pid = rt.start_target("t_tty", {}, o);
+  rt.checkpoint(pid);
+  // ferry restore itself runs on the terminal, as a user at that terminal would run it.
+  SpawnOptions fo;
+  fo.tty_fd = slave;
+  pid_t ferry_pid = spawn({ferry_bin(), "restore", "--images", rt.images(), "--detach"}, fo);
+  ASSERT_EQ(wait_exit(ferry_pid, 30000), 0);
+  ASSERT_TRUE(process_alive(pid));
+  rt.guard.add(pid);
+  EXPECT_EQ(rt.verify(pid), 0) << rt.target_errors();
+  std::string seen;
+  char buf[256];
+  ::fcntl(master, F_SETFL, O_NONBLOCK);
+  ssize_t n;
+  while ((n = ::read(master, buf, sizeof buf)) > 0) seen.append(buf, static_cast<size_t>(n));
+  EXPECT_NE(seen.find("tty-ok"), std::string::npos) << "terminal output: " << seen;
+  ::close(slave);
+  ::close(master);
+}
+
+}  // namespace ferry::test
