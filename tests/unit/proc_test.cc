@@ -1,0 +1,68 @@
+// Parsers of kernel text: numbers, lines, VmFlags, and the zero-page test.
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "cr/memory_map.h"
+#include "cr/pages.h"
+#include "util/error.h"
+#include "util/proc.h"
+
+namespace ferry {
+
+TEST(ProcTest, ParsesNumbersStrictly) {
+  EXPECT_EQ(proc::parse_u64("42"), 42u);
+  EXPECT_EQ(proc::parse_u64(" ff ", 16), 255u);
+  EXPECT_EQ(proc::parse_u64("0x10", 16), 16u);
+  EXPECT_EQ(proc::parse_i64("-7"), -7);
+  EXPECT_THROW(proc::parse_u64("12abc"), Error);
+  EXPECT_THROW(proc::parse_u64(""), Error);
+  EXPECT_THROW(proc::parse_u64("-1"), Error);
+}
+
+TEST(ProcTest, SplitsLinesAndWords) {
+  EXPECT_EQ(proc::split("a\nb\n\nc", '\n'), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(proc::split_ws("  x\t y  z\n"), (std::vector<std::string>{"x", "y", "z"}));
+  EXPECT_EQ(proc::trim("\t hi \n"), "hi");
+}
+
+TEST(ProcTest, ReadsOwnStatusAndStat) {
+  auto status = proc::read_keyed("/proc/self/status");
+  EXPECT_EQ(proc::parse_u64(status.at("Pid")), static_cast<uint64_t>(::getpid()));
+  proc::Stat st(::getpid());
+  EXPECT_EQ(st.field(4), static_cast<uint64_t>(::getppid()));
+}
+
+TEST(ProcTest, VmFlags) {
+  uint64_t f = cr::parse_vm_flags("rd wr mr mw me gd ac hg dd");
+  EXPECT_TRUE(f & cr::kVmGrowsDown);
+  EXPECT_TRUE(f & cr::kVmHugePage);
+  EXPECT_TRUE(f & cr::kVmDontDump);
+  EXPECT_FALSE(f & cr::kVmNoHugePage);
+  EXPECT_FALSE(f & cr::kVmLocked);
+}
+
+TEST(ProcTest, OwnMemoryMapIsParsed) {
+  auto vmas = cr::read_vmas(::getpid());
+  ASSERT_FALSE(vmas.empty());
+  bool stack = false, vdso = false;
+  for (auto& v : vmas) {
+    EXPECT_LT(v.start, v.end);
+    stack |= v.name == "[stack]" && (v.vm_flags & cr::kVmGrowsDown);
+    vdso |= v.name == "[vdso]";
+  }
+  EXPECT_TRUE(stack);
+  EXPECT_TRUE(vdso);
+}
+
+TEST(ProcTest, ZeroPageDetection) {
+  std::vector<uint64_t> page(512, 0);
+  EXPECT_TRUE(cr::is_zero_page(page.data()));
+  page[300] = 1;
+  EXPECT_FALSE(cr::is_zero_page(page.data()));
+  page[300] = 0;
+  page[511] = 1ull << 63;
+  EXPECT_FALSE(cr::is_zero_page(page.data()));
+}
+
+}  // namespace ferry

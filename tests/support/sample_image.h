@@ -1,0 +1,14 @@
+// A small but complete synthetic image for tests that must not need root: a few memory regions
+// with page runs, files, signals, credentials.
+#pragma once
+
+#include <string>
+
+#include "image.pb.h"
+
+namespace ferry::test {
+
+// Writes the sample image into dir (pages with known content) and returns its metadata.
+image::Image write_sample_image(const std::string& dir);
+
+}  // namespace ferry::test

@@ -1,0 +1,19 @@
+// Waits for a condition with a deadline (polling every few milliseconds).
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <thread>
+
+namespace ferry::test {
+
+inline bool wait_until(const std::function<bool()>& cond, int timeout_ms) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (!cond()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return true;
+}
+
+}  // namespace ferry::test
