@@ -71,11 +71,19 @@ CheckpointResult checkpoint(pid_t pid, const CheckpointOptions& options) {
 
   image::Image img;
   DumpContext ctx(tracee, writer.pages());
+  Stopwatch phase;
+  auto done = [&](const char* what) {
+    spdlog::debug("checkpoint: {} took {:.2f} ms", what, phase.elapsed_ms());
+    phase.restart();
+  };
+  done("stop");
   describe_process(pid, img.mutable_process());
   image::Memory* mem = img.mutable_memory();
   // The layout first: everything after it may inject syscalls that map scratch memory.
   dump_memory_map(ctx, mem);
+  done("memory map");
   dump_files(ctx, img.mutable_files(), mem);
+  done("files");
   *img.mutable_registers() = dump_registers(tracee);
   *mem->mutable_mm() = dump_mm_fields(ctx);
   *img.mutable_signals() = dump_signals(ctx);
@@ -86,7 +94,9 @@ CheckpointResult checkpoint(pid_t pid, const CheckpointOptions& options) {
   dump_rlimits(ctx, attrs);
   dump_task_attrs(ctx, attrs, img.mutable_process());
   *attrs->mutable_rseq() = dump_rseq(tracee);
+  done("registers, signals, timers, credentials, attributes");
   dump_private_pages(ctx, mem);
+  done("pages");
   dump_shmem_contents(ctx, mem);
   dump_ghost_contents(ctx, mem);
   ctx.finish();
@@ -98,6 +108,7 @@ CheckpointResult checkpoint(pid_t pid, const CheckpointOptions& options) {
 
   CheckpointResult res;
   res.image_bytes = writer.commit(img, options.sync);
+  done("commit");
   if (options.leave_running)
     tracee.detach();
   else

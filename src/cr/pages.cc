@@ -1,6 +1,8 @@
 #include "cr/pages.h"
 
 #include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -19,7 +21,7 @@ namespace ferry::cr {
 namespace {
 
 constexpr uint64_t kPage = 4096;
-constexpr uint64_t kBufferBytes = 8 << 20;     // one read batch
+constexpr uint64_t kBufferBytes = 4 << 20;     // one read batch
 constexpr size_t kMaxIov = 1024;               // IOV_MAX
 constexpr uint64_t kPagemapBatch = 64 * 1024;  // entries per pagemap read
 constexpr uint64_t kMaxPreadvBytes = 1ull << 30;
@@ -114,7 +116,10 @@ bool is_zero_page(const void* page) {
 void dump_private_pages(DumpContext& ctx, image::Memory* m) {
   UniqueFd pagemap(::open(proc::path(ctx.pid(), "pagemap").c_str(), O_RDONLY | O_CLOEXEC));
   if (!pagemap) fail_errno(errno, "cannot open pagemap of {}", ctx.pid());
-  Mapping buf = Mapping::anonymous(kBufferBytes, true);
+  // Two buffers in turn: one is read into and written while the other is still being hashed.
+  Mapping buffers[2] = {Mapping::anonymous(kBufferBytes, true), Mapping::anonymous(kBufferBytes, true)};
+  uint64_t ticket[2] = {0, 0};
+  int turn = 0;
   std::vector<uint64_t> entries(kPagemapBatch);
   PageRuns* runs = m->mutable_pages();
 
@@ -126,12 +131,16 @@ void dump_private_pages(DumpContext& ctx, image::Memory* m) {
     uint64_t batch_pages = 0;
     auto flush = [&] {
       if (batch.empty()) return;
+      Mapping& buf = buffers[turn];
+      ctx.pages().wait_hashed(ticket[turn]);
       read_spans(ctx, batch, buf.data(), readable);
       const char* p = buf.data();
       for (auto& s : batch) {
         write_pages(ctx, p, s.addr, s.npages, anon, runs, v.start());
         p += s.npages * kPage;
       }
+      ticket[turn] = ctx.pages().ticket();
+      turn ^= 1;
       batch.clear();
       batch_pages = 0;
     };
@@ -179,6 +188,7 @@ void dump_object_content(DumpContext& ctx, int fd, uint64_t size, PageRuns* out)
     uint64_t b = std::min<uint64_t>(end, (static_cast<uint64_t>(hole) + kPage - 1) / kPage * kPage);
     while (a < b) {
       uint64_t len = std::min<uint64_t>(kBufferBytes, b - a);
+      ctx.pages().wait_hashed(ctx.pages().ticket());  // buf is about to change
       std::memset(buf.data(), 0, len);  // the tail of the last page beyond EOF reads as nothing
       ssize_t n = ::pread(fd, buf.data(), len, static_cast<off_t>(a));
       if (n < 0) fail_errno(errno, "cannot read shared memory or file content");
@@ -228,7 +238,99 @@ void fill_remote(Restorer& r, uint64_t base, const PageRuns& runs) {
   flush();
 }
 
-void restore_private_pages(Restorer& r, const image::Memory& m) { fill_remote(r, 0, m.pages()); }
+namespace {
+
+// userfaultfd lets ferry place whole pages into the new process: UFFDIO_COPY allocates each page
+// and copies the data into it, with no zeroing first and no fault per page (a first-touch fault
+// costs both). Anonymous 4 KiB regions only: UFFDIO_COPY installs small pages, so regions with
+// huge-page advice are filled by preadv() (their faults allocate huge pages), and private file
+// mappings cannot be registered for missing pages.
+class UffdFiller {
+ public:
+  explicit UffdFiller(Restorer& r) : r_(r) {}
+  ~UffdFiller() {
+    for (auto& [start, len] : registered_) {
+      uffdio_range range{start, len};
+      ::ioctl(uffd_.get(), UFFDIO_UNREGISTER, &range);
+    }
+    if (remote_uffd_ >= 0) r_.tracee().syscall(SYS_close, {remote_uffd_});
+  }
+
+  // False when userfaultfd is not available (the caller falls back to preadv).
+  bool open() {
+    long fd = r_.tracee().syscall(SYS_userfaultfd, {O_CLOEXEC | O_NONBLOCK});
+    if (fd < 0) return false;
+    remote_uffd_ = static_cast<int>(fd);
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, r_.pid(), 0)));
+    if (!pidfd) return false;
+    uffd_.reset(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), remote_uffd_, 0)));
+    if (!uffd_) return false;
+    uffdio_api api{};
+    api.api = UFFD_API;
+    if (::ioctl(uffd_.get(), UFFDIO_API, &api) != 0) return false;
+    pages_len_ = static_cast<size_t>(::lseek(r_.pages_fd(), 0, SEEK_END));
+    void* p = ::mmap(nullptr, pages_len_, PROT_READ, MAP_SHARED | MAP_POPULATE, r_.pages_fd(), 0);
+    if (p == MAP_FAILED) return false;
+    pages_ = Mapping(p, pages_len_);
+    return true;
+  }
+
+  void register_region(uint64_t start, uint64_t len) {
+    uffdio_register reg{};
+    reg.range = {start, len};
+    reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+    if (::ioctl(uffd_.get(), UFFDIO_REGISTER, &reg) != 0)
+      fail_errno(errno, "cannot register {:x} with userfaultfd", start);
+    registered_.emplace_back(start, len);
+  }
+
+  void copy(const image::PageRun& run) {
+    uint64_t done = 0, total = run.npages() * kPage;
+    while (done < total) {
+      uffdio_copy c{};
+      c.dst = run.addr() + done;
+      c.src = reinterpret_cast<uint64_t>(pages_.data() + run.data_offset() + done);
+      c.len = total - done;
+      c.mode = UFFDIO_COPY_MODE_DONTWAKE;
+      int rc = ::ioctl(uffd_.get(), UFFDIO_COPY, &c);
+      if (c.copy > 0) done += static_cast<uint64_t>(c.copy);
+      if (rc != 0 && errno != EAGAIN) fail_errno(errno, "cannot place pages at {:x}", c.dst);
+    }
+  }
+
+ private:
+  Restorer& r_;
+  UniqueFd uffd_;
+  int remote_uffd_ = -1;
+  Mapping pages_;
+  size_t pages_len_ = 0;
+  std::vector<std::pair<uint64_t, uint64_t>> registered_;
+};
+
+}  // namespace
+
+void restore_private_pages(Restorer& r, const image::Memory& m) {
+  PageRuns by_preadv;
+  UffdFiller uffd(r);
+  bool have_uffd = uffd.open();
+  int vi = 0;
+  uint64_t registered_start = UINT64_MAX;
+  for (const image::PageRun& run : m.pages()) {
+    while (m.vmas(vi).end() <= run.addr()) vi++;
+    const image::Vma& v = m.vmas(vi);
+    bool small_anon = v.kind() == image::Vma::ANON_PRIVATE && !(v.vm_flags() & kVmHugePage);
+    if (!have_uffd || !small_anon) {
+      *by_preadv.Add() = run;
+      continue;
+    }
+    if (registered_start != v.start()) {
+      uffd.register_region(v.start(), v.end() - v.start());
+      registered_start = v.start();
+    }
+    uffd.copy(run);
+  }
+  fill_remote(r, 0, by_preadv);
+}
 
 void fill_local_fd(int pages_fd, const PageRuns& runs, int dst_fd) {
   Mapping buf = Mapping::anonymous(kBufferBytes, true);

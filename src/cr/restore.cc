@@ -101,18 +101,28 @@ void check_executable(const image::ProcessInfo& p) {
 void build(Restorer& r, const image::Image& img, std::atomic<int>& verify_state, std::string& verify_error) {
   Tracee& t = r.tracee();
   const image::Memory& mem = img.memory();
+  Stopwatch phase;
+  auto done = [&](const char* what) {
+    spdlog::debug("restore: {} took {:.2f} ms ({} remote syscalls so far)", what, phase.elapsed_ms(),
+                  t.remote_syscall_count());
+    phase.restart();
+  };
   // The helper is a copy of ferry: drop its descriptors and memory first.
   t.syscall_checked("close_range", SYS_close_range, {0, ~0u, 0});
   prepare_address_space(r, mem);
   r.place_scratch();
+  done("address space");
 
   restore_ghosts(r, mem);
   restore_memfds(r, mem);
   restore_memory_map(r, mem);
+  done("memory map");
   restore_private_pages(r, mem);
+  done("pages");
   finish_memory_map(r, mem);
   seal_memfds(r, mem);
   restore_mm_fields(r, mem.mm(), img.process().exe_path());
+  done("protections, mm fields");
 
   restore_rlimits(r, img.attrs());
   restore_fs(r, img.attrs());
@@ -125,9 +135,11 @@ void build(Restorer& r, const image::Image& img, std::atomic<int>& verify_state,
   restore_creds(r, img.creds());
   restore_parent_death_signal(r, img.attrs());
   r.remove_scratch();
+  done("files, signals, timers, credentials");
 
   // Nothing of the image may run before its pages are known to be intact.
   while (verify_state.load() == 0) std::this_thread::yield();
+  done("waiting for page checksums");
   if (verify_state.load() < 0) fail("{}", verify_error);
 
   restore_signal_mask(r, img.signals());
@@ -178,6 +190,7 @@ RestoreResult restore(const RestoreOptions& options) {
 
   RestoreResult res;
   res.original_pid = image.process().pid();
+  spdlog::debug("restore: image loaded in {:.2f} ms", total.elapsed_ms());
   pid_t pid = spawn_helper(res.original_pid, options.same_pid);
   std::optional<Tracee> tracee;
   try {

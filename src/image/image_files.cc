@@ -88,9 +88,38 @@ PagesWriter::PagesWriter(int fd, const std::string& image_id)
   write_all(fd_, header.data(), header.size(), "pages.img");
   XXH3_64bits_reset(state_);
   summary_.set_hash_block_size(kHashBlockSize);
+  hasher_ = std::thread([this] { hasher_loop(); });
 }
 
-PagesWriter::~PagesWriter() { XXH3_freeState(state_); }
+PagesWriter::~PagesWriter() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  hasher_.join();
+  XXH3_freeState(state_);
+}
+
+void PagesWriter::hasher_loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+    if (jobs_.empty()) return;
+    Job job = jobs_.front();
+    jobs_.pop_front();
+    lock.unlock();
+    hash(job.data, job.len);
+    lock.lock();
+    completed_++;
+    cv_.notify_all();
+  }
+}
+
+void PagesWriter::wait_hashed(uint64_t ticket) {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [&] { return completed_ >= ticket; });
+}
 
 void PagesWriter::hash(const char* p, size_t len) {
   while (len) {
@@ -110,10 +139,15 @@ void PagesWriter::hash(const char* p, size_t len) {
 uint64_t PagesWriter::append(const iovec* iov, int count) {
   uint64_t start = offset_;
   size_t total = 0;
-  for (int i = 0; i < count; i++) {
-    hash(static_cast<const char*>(iov[i].iov_base), iov[i].iov_len);
-    total += iov[i].iov_len;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (int i = 0; i < count; i++) {
+      jobs_.push_back({static_cast<const char*>(iov[i].iov_base), iov[i].iov_len});
+      total += iov[i].iov_len;
+    }
+    submitted_ += static_cast<uint64_t>(count);
   }
+  cv_.notify_all();
   // writev may write less than asked: finish the rest buffer by buffer.
   int i = 0;
   size_t done_in_first = 0;
@@ -144,6 +178,7 @@ uint64_t PagesWriter::append(const void* data, size_t len) {
 }
 
 void PagesWriter::finish(PagesFile* out) {
+  wait_hashed(submitted_);
   if (block_fill_) summary_.add_block_hashes(XXH3_64bits_digest(state_));
   block_fill_ = 0;
   summary_.set_size(offset_);

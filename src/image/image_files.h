@@ -9,8 +9,12 @@
 
 #include <sys/uio.h>
 
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include <xxhash.h>
 
@@ -27,6 +31,10 @@ constexpr const char* kCoreFile = "core.img";
 constexpr const char* kPagesFile = "pages.img";
 
 // Appends page data to pages.img while hashing it in fixed blocks.
+//
+// The hashing runs on a thread of its own, overlapping with the next read and write (a dump is
+// frozen time; the second core is otherwise idle). append() therefore returns before the data is
+// hashed: the caller must not change a buffer it appended until wait_hashed(ticket) said so.
 class PagesWriter {
  public:
   PagesWriter(int fd, const std::string& image_id);
@@ -39,16 +47,33 @@ class PagesWriter {
   // Appends the buffers (each a whole number of pages) and returns the offset of the first byte.
   uint64_t append(const iovec* iov, int count);
   uint64_t append(const void* data, size_t len);
+  // Every append up to now is covered by this ticket.
+  uint64_t ticket() const { return submitted_; }
+  // Blocks until the data of all appends up to `ticket` is hashed (its buffers may be reused).
+  void wait_hashed(uint64_t ticket);
   // Records size and block hashes; no more appends afterwards.
   void finish(PagesFile* out);
 
  private:
+  struct Job {
+    const char* data;
+    size_t len;
+  };
   void hash(const char* p, size_t len);
+  void hasher_loop();
+
   int fd_;
   uint64_t offset_;
   XXH3_state_t* state_;
   uint64_t block_fill_ = 0;
   PagesFile summary_;
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> jobs_;
+  uint64_t submitted_ = 0, completed_ = 0;
+  bool stopping_ = false;
+  std::thread hasher_;
 };
 
 // Builds an image directory. Nothing is visible under the final names until commit().
