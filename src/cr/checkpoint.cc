@@ -85,6 +85,8 @@ CheckpointResult checkpoint(pid_t pid, const CheckpointOptions& options) {
   dump_files(ctx, img.mutable_files(), mem);
   done("files");
   *img.mutable_registers() = dump_registers(tracee);
+  // From here on syscalls are injected: first the scratch area with the safety net.
+  ctx.scratch();
   *mem->mutable_mm() = dump_mm_fields(ctx);
   *img.mutable_signals() = dump_signals(ctx);
   *img.mutable_timers() = dump_timers(ctx);
@@ -94,12 +96,14 @@ CheckpointResult checkpoint(pid_t pid, const CheckpointOptions& options) {
   dump_rlimits(ctx, attrs);
   dump_task_attrs(ctx, attrs, img.mutable_process());
   *attrs->mutable_rseq() = dump_rseq(tracee);
+  // Nothing injected stays in the process during the long page phase.
+  ctx.finish();
+  tracee.undo_injection();
   done("registers, signals, timers, credentials, attributes");
   dump_private_pages(ctx, mem);
   done("pages");
   dump_shmem_contents(ctx, mem);
   dump_ghost_contents(ctx, mem);
-  ctx.finish();
 
   image::DumpStats& stats = *img.mutable_stats();
   stats = ctx.stats();

@@ -26,9 +26,11 @@ class DumpContext {
   image::DumpStats& stats() { return stats_; }
 
   // Scratch memory inside the process for syscall arguments and results (created on first use,
-  // removed when the context goes away). Its address range is excluded from the memory dump.
+  // removed by finish()). It also holds the tracee's safety net (see Tracee::install_safety_net).
+  // Its address range is excluded from the memory dump.
   uint64_t scratch();
   static constexpr size_t kScratchSize = 64 * 1024;
+  static constexpr size_t kArgsOffset = 64;  // after the trampoline code
   bool is_scratch(uint64_t start) const { return scratch_ && scratch_->addr() == start; }
 
   // Runs a syscall in the process whose output lands in scratch; copies `len` bytes back.

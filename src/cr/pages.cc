@@ -105,6 +105,19 @@ void read_spans(DumpContext& ctx, const std::vector<Span>& spans, char* buf, boo
 
 }  // namespace
 
+// Declared after the buffers it protects, so it runs first: the hasher thread must be done with
+// every buffer before they are unmapped, on error paths too.
+class HashFence {
+ public:
+  explicit HashFence(image::PagesWriter& w) : w_(w) {}
+  ~HashFence() { w_.wait_hashed(w_.ticket()); }
+  HashFence(const HashFence&) = delete;
+  HashFence& operator=(const HashFence&) = delete;
+
+ private:
+  image::PagesWriter& w_;
+};
+
 bool is_zero_page(const void* page) {
   const uint64_t* w = static_cast<const uint64_t*>(page);
   if (w[0] | w[1] | w[510] | w[511]) return false;  // most data pages exit here
@@ -118,6 +131,7 @@ void dump_private_pages(DumpContext& ctx, image::Memory* m) {
   if (!pagemap) fail_errno(errno, "cannot open pagemap of {}", ctx.pid());
   // Two buffers in turn: one is read into and written while the other is still being hashed.
   Mapping buffers[2] = {Mapping::anonymous(kBufferBytes, true), Mapping::anonymous(kBufferBytes, true)};
+  HashFence fence(ctx.pages());
   uint64_t ticket[2] = {0, 0};
   int turn = 0;
   std::vector<uint64_t> entries(kPagemapBatch);
@@ -174,6 +188,7 @@ void dump_private_pages(DumpContext& ctx, image::Memory* m) {
 
 void dump_object_content(DumpContext& ctx, int fd, uint64_t size, PageRuns* out) {
   Mapping buf = Mapping::anonymous(kBufferBytes, true);
+  HashFence fence(ctx.pages());
   uint64_t end = (size + kPage - 1) / kPage * kPage;
   off_t pos = 0;
   while (static_cast<uint64_t>(pos) < end) {

@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "cr/ptrace/syscall_restart.h"
 #include "cr/ptrace/tracee.h"
 #include "cr/restorer.h"
 #include "util/error.h"
@@ -12,7 +13,6 @@
 namespace ferry::cr {
 namespace {
 
-constexpr long kErestartRestartblock = 516;
 constexpr size_t kXcr0Offset = 464;  // sw_reserved.xcr0 in the legacy FXSAVE area
 
 }  // namespace
@@ -26,24 +26,12 @@ uint64_t xcr0_of(const std::string& xstate) {
 image::Registers dump_registers(Tracee& t) {
   image::Registers out;
   user_regs_struct regs = t.stopped_regs();
-  image::SyscallRestart* restart = out.mutable_restart();
-  long nr = static_cast<long>(regs.orig_rax);
-  if (nr >= 0 && static_cast<long>(regs.rax) == -kErestartRestartblock) {
-    restart->set_syscall_nr(nr);
-    bool relative_sleep = nr == SYS_nanosleep ? regs.rsi != 0
-                          : nr == SYS_clock_nanosleep ? (regs.rsi & 1) == 0 && regs.r10 != 0
-                                                      : false;
-    if (relative_sleep) {
-      restart->set_kind(image::SyscallRestart::RESTART_WITH_REMAINING);
-    } else if (nr == SYS_restart_syscall) {
-      // The syscall being restarted is unknown: report EINTR, as the kernel does when it cannot
-      // restart.
-      regs.rax = static_cast<unsigned long long>(-EINTR);
-      restart->set_kind(image::SyscallRestart::NONE);
-    } else {
-      restart->set_kind(image::SyscallRestart::RESTART);
-    }
-  }
+  RestartPlan plan = plan_restart(regs);
+  out.mutable_restart()->set_syscall_nr(plan.syscall_nr);
+  out.mutable_restart()->set_kind(plan.kind == Restart::kRestart ? image::SyscallRestart::RESTART
+                                   : plan.kind == Restart::kRestartWithRemaining
+                                       ? image::SyscallRestart::RESTART_WITH_REMAINING
+                                       : image::SyscallRestart::NONE);
   out.set_gpr(std::string(reinterpret_cast<const char*>(&regs), sizeof regs));
   std::vector<uint8_t> xs = t.get_xstate();
   out.set_xstate(std::string(xs.begin(), xs.end()));
@@ -66,18 +54,14 @@ void restore_registers(Restorer& r, const image::Registers& in) {
   t.set_xstate(xs);
   user_regs_struct regs;
   std::memcpy(&regs, in.gpr().data(), sizeof regs);
-  const image::SyscallRestart& rs = in.restart();
-  if (rs.kind() != image::SyscallRestart::NONE) {
-    regs.rip -= 2;  // back onto the syscall instruction
-    regs.rax = static_cast<unsigned long long>(rs.syscall_nr());
-    if (rs.kind() == image::SyscallRestart::RESTART_WITH_REMAINING) {
-      // The kernel wrote the time left to `rem`; sleep for that long.
-      if (rs.syscall_nr() == SYS_nanosleep) regs.rdi = regs.rsi;
-      else regs.rdx = regs.r10;
-    }
-  }
-  // Never let the kernel apply its own restart logic on top of ours.
-  regs.orig_rax = static_cast<unsigned long long>(-1);
+  RestartPlan plan;
+  plan.syscall_nr = in.restart().syscall_nr();
+  plan.kind = in.restart().kind() == image::SyscallRestart::RESTART ? Restart::kRestart
+              : in.restart().kind() == image::SyscallRestart::RESTART_WITH_REMAINING
+                  ? Restart::kRestartWithRemaining
+                  : Restart::kNone;
+  // apply_restart also sets orig_rax = -1: the kernel must not add its own restart on top.
+  apply_restart(regs, plan);
   t.set_regs(regs);
 }
 

@@ -62,4 +62,11 @@ TEST(BlockingTest, SigsuspendKeepsTheRealSignalMask) {
   EXPECT_EQ(rt.verify(rt.restore()), 0) << rt.target_errors();
 }
 
+TEST(BlockingTest, SigwaitinfoReceivesTheSignalSentAfterRestore) {
+  RoundTrip rt;
+  pid_t pid = rt.start_target("t_blocking", {"sigwait"});
+  rt.checkpoint(pid);
+  EXPECT_EQ(rt.verify(rt.restore()), 0) << rt.target_errors();
+}
+
 }  // namespace ferry::test

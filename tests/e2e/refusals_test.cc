@@ -2,7 +2,9 @@
 // resource; the process keeps running untouched. Bad input gets one clear line and changes nothing.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/ptrace.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -36,6 +38,24 @@ void refused_and_still_running(const std::string& mode, const std::string& expec
 TEST(RefusalsTest, MultiThreadedProcess) { refused_and_still_running("threads", "threads"); }
 TEST(RefusalsTest, ProcessWithATcpSocket) { refused_and_still_running("tcp", "TCP socket"); }
 TEST(RefusalsTest, ProcessWithAChild) { refused_and_still_running("child", "child processes"); }
+
+TEST(RefusalsTest, ProcessWithIoUring) { refused_and_still_running("io_uring", "io_uring"); }
+
+TEST(RefusalsTest, ProcessTracedByAnotherTracer) {
+  RoundTrip rt;
+  pid_t pid = rt.start_target("t_refuse", {"tcp"});
+  // The test itself is the other tracer.
+  ASSERT_EQ(::ptrace(PTRACE_SEIZE, pid, nullptr, nullptr), 0);
+  CmdResult r = ferry({"checkpoint", std::to_string(pid), "--images", rt.images()});
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("traced by process"), std::string::npos) << r.err;
+  // Detaching needs a stopped tracee.
+  ASSERT_EQ(::ptrace(PTRACE_INTERRUPT, pid, nullptr, nullptr), 0);
+  int st = 0;
+  ASSERT_EQ(::waitpid(pid, &st, __WALL), pid);
+  ASSERT_EQ(::ptrace(PTRACE_DETACH, pid, nullptr, nullptr), 0);
+  EXPECT_EQ(rt.verify(pid), 0) << rt.target_errors();
+}
 
 TEST(RefusalsTest, NonExistentPid) {
   TempDir d;

@@ -3,7 +3,8 @@
  *        t_blocking nanosleep MS     sleeps MS milliseconds (nanosleep with rem)
  *        t_blocking clock_nanosleep MS
  *        t_blocking pause            waits in pause() for SIGUSR2
- *        t_blocking sigsuspend       waits in sigsuspend() with a temporary mask */
+ *        t_blocking sigsuspend       waits in sigsuspend() with a temporary mask
+ *        t_blocking sigwait          waits in sigwaitinfo() for a blocked SIGUSR2 */
 #include "target.h"
 
 #include <time.h>
@@ -62,6 +63,17 @@ int main(int argc, char **argv) {
     sigprocmask(SIG_BLOCK, NULL, &after);
     CHECK(r == -1 && target_go, "sigsuspend returned without the signal");
     CHECK(sigismember(&after, SIGUSR1) && sigismember(&after, SIGUSR2), "the mask after sigsuspend is not the real one");
+    return target_finish();
+  }
+  if (!strcmp(mode, "sigwait")) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR2);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    target_ready();
+    siginfo_t si;
+    int r = sigwaitinfo(&set, &si);
+    CHECK(r == SIGUSR2 && si.si_code == SI_USER, "sigwaitinfo returned %d", r);
     return target_finish();
   }
   return 2;

@@ -1,5 +1,5 @@
 /* Processes ferry must refuse, which keep running afterwards.
- * usage: t_refuse threads|tcp|child    then waits for SIGUSR2 and exits 0 */
+ * usage: t_refuse threads|tcp|child|io_uring    then waits for SIGUSR2 and exits 0 */
 #include "target.h"
 
 #include <arpa/inet.h>
@@ -36,6 +36,9 @@ int main(int argc, char **argv) {
     getsockname(l, (void *)&a, &al);
     int c = socket(AF_INET, SOCK_STREAM, 0);
     if (connect(c, (void *)&a, sizeof a)) return 3;
+  } else if (!strcmp(argv[1], "io_uring")) {
+    char params[120] = {0}; /* struct io_uring_params */
+    if (syscall(425 /* io_uring_setup */, 4, params) < 0) return 77;
   } else if (!strcmp(argv[1], "child")) {
     child = fork();
     if (child == 0) {

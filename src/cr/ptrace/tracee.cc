@@ -1,6 +1,7 @@
 #include "cr/ptrace/tracee.h"
 
 #include <elf.h>
+#include <stdlib.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -9,8 +10,11 @@
 #include <sys/uio.h>
 #include <sys/wait.h>
 
+#include <cstring>
+
 #include <spdlog/spdlog.h>
 
+#include "cr/ptrace/syscall_restart.h"
 #include "cr/ptrace/wait.h"
 #include "util/error.h"
 #include "util/proc.h"
@@ -100,7 +104,19 @@ void Tracee::interrupt_and_wait() {
 void Tracee::settle_syscall() {
   long nr = static_cast<long>(stopped_regs_.orig_rax);
   long err = -static_cast<long>(stopped_regs_.rax);
-  if (nr < 0 || (err != 512 && err != 513 && err != 514)) return;
+  // These calls answer EINTR to any wakeup, ours included (sigtimedwait, epoll_wait): the freeze
+  // alone must not make them fail, so they are run again like a restartable call.
+  bool spurious_eintr = err == EINTR && (nr == SYS_rt_sigtimedwait || nr == SYS_epoll_wait ||
+                                          nr == SYS_epoll_pwait || nr == SYS_epoll_pwait2);
+  if (spurious_eintr) {
+    user_regs_struct again = stopped_regs_;
+    again.rip -= 2;
+    again.rax = static_cast<unsigned long long>(nr);
+    again.orig_rax = static_cast<unsigned long long>(-1);
+    set_regs(again);
+  } else if (nr < 0 || (err != 512 && err != 513 && err != 514)) {
+    return;
+  }
   // Resume with syscall tracing: the kernel restarts the call (restoring the saved signal mask
   // first) and we catch it again at syscall entry.
   if (ptrace_call(PTRACE_SYSCALL, pid_, nullptr, nullptr) != 0)
@@ -274,6 +290,34 @@ void Tracee::block_signals_for_injection() {
   set_sigmask(~0ull);
 }
 
+namespace {
+
+// Tests use this to kill ferry in the middle of an injected syscall (at its syscall-entry stop).
+long crash_at_syscall() {
+  static const long n = [] {
+    const char* e = std::getenv("FERRY_TEST_CRASH_AT_SYSCALL");
+    return e ? std::atol(e) : -1L;
+  }();
+  return n;
+}
+
+}  // namespace
+
+// Waits for the next syscall stop (entry or exit) of an injected call.
+void Tracee::wait_syscall_stop(long nr, const char* where) {
+  int st = wait_for_change(pid_, kSyscallTimeoutMs);
+  if (WIFEXITED(st) || WIFSIGNALED(st)) {
+    attached_ = false;
+    fail("process {} {} during {}", pid_, describe_status(st), syscall_name(nr));
+  }
+  if (!WIFSTOPPED(st) || WSTOPSIG(st) != (SIGTRAP | 0x80)) {
+    siginfo_t si{};
+    ptrace_call(PTRACE_GETSIGINFO, pid_, nullptr, &si);
+    fail("process {} {} at the {} of {} (fault address {}, rip {:#x})", pid_, describe_status(st), where,
+         syscall_name(nr), si.si_addr, get_regs().rip);
+  }
+}
+
 long Tracee::syscall(long nr, SyscallArgs a) {
   if (!attached_) fail("process {} is not held", pid_);
   if (!syscall_insn_) find_syscall_insn();
@@ -291,23 +335,111 @@ long Tracee::syscall(long nr, SyscallArgs a) {
   r.rip = syscall_insn_;
   if (has_syscall_sp_) r.rsp = syscall_sp_;
   set_regs(r);
-  if (ptrace_call(PTRACE_SINGLESTEP, pid_, nullptr, nullptr) != 0)
-    fail_errno(errno, "cannot step process {}", pid_);
-  int st = wait_for_change(pid_, kSyscallTimeoutMs);
+  if (ptrace_call(PTRACE_SYSCALL, pid_, nullptr, nullptr) != 0)
+    fail_errno(errno, "cannot resume process {} into a syscall", pid_);
+  wait_syscall_stop(nr, "entry");
   syscall_count_++;
+  if (crash_at_syscall() == static_cast<long>(syscall_count_)) ::kill(::getpid(), SIGKILL);
+  if (ptrace_call(PTRACE_SYSCALL, pid_, nullptr, nullptr) != 0)
+    fail_errno(errno, "cannot resume process {} in a syscall", pid_);
+  wait_syscall_stop(nr, "exit");
+  at_syscall_stop_ = true;
+  long result = static_cast<long>(get_regs().rax);
   if (spdlog::should_log(spdlog::level::trace))
-    spdlog::trace("remote {}({:#x}, {:#x}, {:#x}, {:#x}) at {:#x}", syscall_name(nr), a.a1, a.a2, a.a3, a.a4, r.rip);
-  if (WIFEXITED(st) || WIFSIGNALED(st)) {
-    attached_ = false;
-    fail("process {} {} during {}", pid_, describe_status(st), syscall_name(nr));
-  }
-  if (!WIFSTOPPED(st) || WSTOPSIG(st) != SIGTRAP) {
-    siginfo_t si{};
-    ptrace_call(PTRACE_GETSIGINFO, pid_, nullptr, &si);
-    fail("process {} {} during {} (fault address {}, rip {:#x})", pid_, describe_status(st), syscall_name(nr),
-         si.si_addr, get_regs().rip);
-  }
-  return static_cast<long>(get_regs().rax);
+    spdlog::trace("remote {}({:#x}, {:#x}, {:#x}, {:#x}) = {:#x}", syscall_name(nr), a.a1, a.a2, a.a3, a.a4, result);
+  return result;
+}
+
+namespace {
+
+// The kernel's x86_64 signal frame (arch/x86/include/uapi/asm/sigcontext.h, asm/sigframe.h).
+struct KernelSigcontext {
+  uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
+  uint64_t rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, rip, eflags;
+  uint16_t cs, gs, fs, ss;
+  uint64_t err, trapno, oldmask, cr2;
+  uint64_t fpstate;
+  uint64_t reserved1[8];
+};
+struct KernelUcontext {
+  uint64_t uc_flags;
+  uint64_t uc_link;
+  uint64_t ss_sp;
+  int32_t ss_flags;
+  int32_t ss_pad;
+  uint64_t ss_size;
+  KernelSigcontext mc;
+  uint64_t sigmask;
+};
+struct RtSigframe {
+  uint64_t pretcode;
+  KernelUcontext uc;
+  uint8_t info[128];
+};
+struct FpxSwBytes {
+  uint32_t magic1;
+  uint32_t extended_size;
+  uint64_t xfeatures;
+  uint32_t xstate_size;
+  uint32_t padding[7];
+};
+static_assert(sizeof(FpxSwBytes) == 48);
+
+constexpr uint64_t kUcFpXstate = 0x1, kUcSigcontextSs = 0x2, kUcStrictRestoreSs = 0x4;
+constexpr uint32_t kFpXstateMagic1 = 0x46505853, kFpXstateMagic2 = 0x46505845;
+constexpr size_t kSwReservedOffset = 464;
+// syscall; mov $15 (rt_sigreturn), %eax; syscall; ud2
+constexpr uint8_t kTrampoline[] = {0x0f, 0x05, 0xb8, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05, 0x0f, 0x0b};
+
+}  // namespace
+
+void Tracee::install_safety_net(uint64_t base, size_t size) {
+  user_regs_struct resume = stopped_regs_;
+  apply_restart(resume, plan_restart(resume));
+  std::vector<uint8_t> xs = get_xstate();
+
+  // The frame sits in the upper half of the area, its FPU state 64-byte aligned after it.
+  uint64_t frame = base + size / 2;
+  uint64_t fp = (frame + sizeof(RtSigframe) + 63) & ~uint64_t{63};
+  if (fp + xs.size() + 4 > base + size) fail("scratch area too small for a signal frame");
+
+  RtSigframe f{};
+  f.uc.uc_flags = kUcFpXstate | kUcSigcontextSs | kUcStrictRestoreSs;
+  // rt_sigreturn also applies uc_stack to sigaltstack(); invalid flags make that a no-op.
+  f.uc.ss_flags = 0x40000000;
+  KernelSigcontext& m = f.uc.mc;
+  m.r8 = resume.r8, m.r9 = resume.r9, m.r10 = resume.r10, m.r11 = resume.r11;
+  m.r12 = resume.r12, m.r13 = resume.r13, m.r14 = resume.r14, m.r15 = resume.r15;
+  m.rdi = resume.rdi, m.rsi = resume.rsi, m.rbp = resume.rbp, m.rbx = resume.rbx;
+  m.rdx = resume.rdx, m.rax = resume.rax, m.rcx = resume.rcx, m.rsp = resume.rsp;
+  m.rip = resume.rip, m.eflags = resume.eflags;
+  m.cs = static_cast<uint16_t>(resume.cs), m.ss = static_cast<uint16_t>(resume.ss);
+  m.fpstate = fp;
+  f.uc.sigmask = stopped_sigmask_;
+
+  // ptrace's xstate carries XCR0 where a signal frame carries its own "software bytes".
+  FpxSwBytes sw{};
+  uint64_t xcr0 = 0;
+  std::memcpy(&xcr0, xs.data() + kSwReservedOffset, sizeof xcr0);
+  sw.magic1 = kFpXstateMagic1;
+  sw.extended_size = static_cast<uint32_t>(xs.size() + 4);
+  sw.xfeatures = xcr0;
+  sw.xstate_size = static_cast<uint32_t>(xs.size());
+  std::memcpy(xs.data() + kSwReservedOffset, &sw, sizeof sw);
+  uint32_t magic2 = kFpXstateMagic2;
+  xs.insert(xs.end(), reinterpret_cast<uint8_t*>(&magic2), reinterpret_cast<uint8_t*>(&magic2) + 4);
+
+  write_memory(base, kTrampoline, sizeof kTrampoline);
+  write_memory(frame, &f, sizeof f);
+  write_memory(fp, xs.data(), xs.size());
+  syscall_insn_ = base;
+  syscall_sp_ = frame + 8;  // rt_sigreturn finds its frame at rsp - 8
+  has_syscall_sp_ = true;
+}
+
+void Tracee::remove_safety_net() {
+  syscall_insn_ = 0;  // the vdso's instruction is looked up again
+  has_syscall_sp_ = false;
 }
 
 long Tracee::syscall_checked(const char* what, long nr, SyscallArgs args) {
@@ -365,17 +497,40 @@ void Tracee::release() {
     fail_errno(errno, "cannot release process {}", pid_);
 }
 
-void Tracee::detach() {
+void Tracee::back_to_interrupt_stop() {
+  // The process passes no user instruction on the way: the pending trap stops it first.
+  if (ptrace_call(PTRACE_INTERRUPT, pid_, nullptr, nullptr) != 0 ||
+      ptrace_call(PTRACE_CONT, pid_, nullptr, nullptr) != 0)
+    fail_errno(errno, "cannot stop process {} again", pid_);
+  for (;;) {
+    int st = wait_for_change(pid_, kStopTimeoutMs);
+    if (WIFEXITED(st) || WIFSIGNALED(st)) {
+      attached_ = false;
+      fail("process {} {} while being stopped", pid_, describe_status(st));
+    }
+    if (WIFSTOPPED(st) && (st >> 16) == PTRACE_EVENT_STOP) break;
+    if (WIFSTOPPED(st)) ptrace_call(PTRACE_CONT, pid_, nullptr, nullptr);
+  }
+  at_syscall_stop_ = false;
+}
+
+void Tracee::undo_injection() {
   if (!attached_) return;
+  if (at_syscall_stop_) back_to_interrupt_stop();
   if (regs_changed_) set_regs(stopped_regs_);
   if (sigmask_changed_) set_sigmask(stopped_sigmask_);
+  regs_changed_ = sigmask_changed_ = false;
+}
+
+void Tracee::detach() {
+  undo_injection();
   release();
 }
 
-RemoteMapping::RemoteMapping(Tracee& tracee, size_t len) : tracee_(&tracee), len_(len) {
+RemoteMapping::RemoteMapping(Tracee& tracee, size_t len, int prot) : tracee_(&tracee), len_(len) {
+  // Shared anonymous memory never merges with a region of the process.
   long r = tracee.syscall_checked("mmap (scratch memory)", SYS_mmap,
-                                  {0, static_cast<long>(len), PROT_READ | PROT_WRITE,
-                                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0});
+                                  {0, static_cast<long>(len), prot, MAP_SHARED | MAP_ANONYMOUS, -1, 0});
   addr_ = static_cast<uint64_t>(r);
 }
 

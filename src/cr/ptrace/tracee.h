@@ -8,6 +8,7 @@
 #pragma once
 
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/types.h>
 #include <sys/user.h>
 
@@ -54,8 +55,18 @@ class Tracee {
   std::vector<siginfo_t> pending_signals(bool shared) const;
 
   // Runs one system call inside the process and returns its raw result (-errno on failure).
-  // While syscalls run, every signal is blocked so pending signals stay pending.
+  // While syscalls run, every signal is blocked so pending signals stay pending. The call goes
+  // through syscall-entry and syscall-exit stops, never a SIGTRAP.
   long syscall(long nr, SyscallArgs args = {});
+
+  // Makes injected syscalls survive ferry's own death: writes into executable scratch memory at
+  // `base` (size bytes) a trampoline "syscall; rt_sigreturn" and a signal frame holding the
+  // registers, FPU state and signal mask of the stop. Injected calls then run from there with
+  // the stack pointer at that frame: if ferry dies at any moment, the process returns through
+  // the frame and goes on exactly as before (the scratch mapping stays behind, nothing else).
+  void install_safety_net(uint64_t base, size_t size);
+  // Back to the vdso's syscall instruction (before the scratch memory goes away).
+  void remove_safety_net();
   // As syscall(), but throws ferry::Error naming `what` when the result is an error.
   long syscall_checked(const char* what, long nr, SyscallArgs args = {});
   uint64_t remote_syscall_count() const { return syscall_count_; }
@@ -67,6 +78,11 @@ class Tracee {
   // Memory of the process via /proc/PID/mem, which also reaches non-writable mappings.
   void write_memory(uint64_t addr, const void* data, size_t len);
   void read_memory(uint64_t addr, void* data, size_t len) const;
+
+  // Puts back the registers and signal mask of the stop while staying attached, so that nothing
+  // injected stays in the process during a long phase (if ferry died then, the kernel would let
+  // the process run with whatever state it had).
+  void undo_injection();
 
   // Ends the process with SIGKILL and waits until it is gone.
   void kill();
@@ -80,6 +96,10 @@ class Tracee {
   void interrupt_and_wait();
   void find_syscall_insn();
   void block_signals_for_injection();
+  void wait_syscall_stop(long nr, const char* where);
+  // From a syscall stop back to an interrupt stop, where the kernel's own syscall-restart logic
+  // applies again when the process is let go.
+  void back_to_interrupt_stop();
 
   pid_t pid_ = -1;
   bool attached_ = false;
@@ -91,6 +111,7 @@ class Tracee {
   uint64_t syscall_count_ = 0;
   uint64_t syscall_sp_ = 0;
   bool has_syscall_sp_ = false;
+  bool at_syscall_stop_ = false;
   mutable UniqueFd mem_fd_;
 };
 
@@ -98,7 +119,7 @@ class Tracee {
 // the destructor (unless the tracee is gone or the mapping is released).
 class RemoteMapping {
  public:
-  RemoteMapping(Tracee& tracee, size_t len);
+  RemoteMapping(Tracee& tracee, size_t len, int prot = PROT_READ | PROT_WRITE);
   RemoteMapping(Tracee& tracee, uint64_t fixed_addr, size_t len);  // MAP_FIXED_NOREPLACE
   RemoteMapping(RemoteMapping&& o) noexcept;
   RemoteMapping(const RemoteMapping&) = delete;
