@@ -72,7 +72,7 @@ void write_pages(DumpContext& ctx, const char* buf, uint64_t addr, uint64_t npag
     i = j;
   }
   if (iov.empty()) return;
-  uint64_t off = ctx.pages().append(iov.data(), static_cast<int>(iov.size()));
+  uint64_t off = ctx.pages().append_async(iov.data(), static_cast<int>(iov.size()));
   for (auto& s : spans) {
     add_run(runs, s.addr, s.npages, off, floor);
     off += s.npages * kPage;

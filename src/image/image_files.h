@@ -32,9 +32,10 @@ constexpr const char* kPagesFile = "pages.img";
 
 // Appends page data to pages.img while hashing it in fixed blocks.
 //
-// The hashing runs on a thread of its own, overlapping with the next read and write (a dump is
-// frozen time; the second core is otherwise idle). append() therefore returns before the data is
-// hashed: the caller must not change a buffer it appended until wait_hashed(ticket) said so.
+// The hashing runs on a thread of its own, so that the dump can overlap it with the next read and
+// write (a dump is frozen time; the second core is otherwise idle): append_async() returns before
+// the data is hashed, and the caller must not change such a buffer until wait_hashed(ticket()).
+// append() is the plain form: it returns once its data is hashed.
 class PagesWriter {
  public:
   PagesWriter(int fd, const std::string& image_id);
@@ -45,7 +46,7 @@ class PagesWriter {
   // Absolute file offset where the next appended byte lands.
   uint64_t offset() const { return offset_; }
   // Appends the buffers (each a whole number of pages) and returns the offset of the first byte.
-  uint64_t append(const iovec* iov, int count);
+  uint64_t append_async(const iovec* iov, int count);
   uint64_t append(const void* data, size_t len);
   // Every append up to now is covered by this ticket.
   uint64_t ticket() const { return submitted_; }
