@@ -77,7 +77,8 @@ double read_limit_ms(const Target& t, uint64_t len, const std::string& dir) {
     iovec local{buf.data(), buf.size()}, remote{reinterpret_cast<void*>(t.addr + off), buf.size()};
     if (process_vm_readv(t.pid, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(buf.size()))
       throw std::runtime_error("process_vm_readv");
-    if (write(fd, buf.data(), buf.size()) != static_cast<ssize_t>(buf.size())) throw std::runtime_error("write");
+    if (write(fd, buf.data(), buf.size()) != static_cast<ssize_t>(buf.size()))
+      throw std::runtime_error("write");
   }
   double ms = sw.elapsed_ms();
   close(fd);
@@ -109,8 +110,10 @@ int main(int argc, char** argv) {
   std::string base = "/var/tmp";
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
-    if (a == "--reps") reps = std::atoi(argv[i + 1]);
-    else if (a == "--dir") base = argv[i + 1];
+    if (a == "--reps")
+      reps = std::atoi(argv[i + 1]);
+    else if (a == "--dir")
+      base = argv[i + 1];
     else if (a == "--sizes") {
       sizes.clear();
       std::string s = argv[i + 1];
@@ -126,7 +129,9 @@ int main(int argc, char** argv) {
   std::string dir = base + "/ferry-bench";
   std::filesystem::create_directories(dir);
 
-  std::printf("| memory | pages | freeze ms | checkpoint ms | read limit ms | ckpt / limit | restore ms | populate limit ms | restore / limit | image MiB | image / data |\n");
+  std::printf(
+      "| memory | pages | freeze ms | checkpoint ms | read limit ms | ckpt / limit | restore ms | "
+      "populate limit ms | restore / limit | image MiB | image / data |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (int mib : sizes) {
     for (bool thp : {false, true}) {
@@ -164,9 +169,11 @@ int main(int argc, char** argv) {
         reap(rres.pid);
       }
       double data = static_cast<double>(len);
-      std::printf("| %d MiB | %s | %.1f | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f | %.1f | %.4f |\n", mib, thp ? "THP" : "4 KiB",
-                  median(freeze), median(ckpt), median(rlim), median(ckpt) / median(rlim), median(rest), median(plim),
-                  median(rest) / median(plim), median(image) / 1048576.0, median(image) / data);
+      std::printf(
+          "| %d MiB | %s | %.1f | %.1f | %.1f | %.2f | %.1f | %.1f | %.2f | %.1f | %.4f |\n", mib,
+          thp ? "THP" : "4 KiB", median(freeze), median(ckpt), median(rlim),
+          median(ckpt) / median(rlim), median(rest), median(plim), median(rest) / median(plim),
+          median(image) / 1048576.0, median(image) / data);
       std::fflush(stdout);
     }
   }

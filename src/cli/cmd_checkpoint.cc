@@ -8,7 +8,8 @@
 namespace ferry::cli {
 
 void add_checkpoint(CLI::App& app) {
-  auto* cmd = app.add_subcommand("checkpoint", "freeze a process and write its image (then kill it)");
+  auto* cmd =
+      app.add_subcommand("checkpoint", "freeze a process and write its image (then kill it)");
   static int pid = 0;
   static cr::CheckpointOptions opts;
   static bool json = false;
@@ -24,20 +25,26 @@ void add_checkpoint(CLI::App& app) {
     if (json) {
       std::printf(
           "{\"pid\":%d,\"images\":\"%s\",\"image_bytes\":%llu,\"pages_written\":%llu,"
-          "\"pages_skipped_zero\":%llu,\"pages_from_files\":%llu,\"freeze_ms\":%.3f,\"total_ms\":%.3f,"
+          "\"pages_skipped_zero\":%llu,\"pages_from_files\":%llu,\"freeze_ms\":%.3f,\"total_ms\":%."
+          "3f,"
           "\"remote_syscalls\":%llu,\"left_running\":%s}\n",
           pid, opts.images_dir.c_str(), static_cast<unsigned long long>(r.image_bytes),
-          static_cast<unsigned long long>(r.pages_written), static_cast<unsigned long long>(r.pages_skipped_zero),
-          static_cast<unsigned long long>(r.pages_from_files), r.freeze_us / 1000.0, r.total_us / 1000.0,
-          static_cast<unsigned long long>(r.remote_syscalls), opts.leave_running ? "true" : "false");
+          static_cast<unsigned long long>(r.pages_written),
+          static_cast<unsigned long long>(r.pages_skipped_zero),
+          static_cast<unsigned long long>(r.pages_from_files), r.freeze_us / 1000.0,
+          r.total_us / 1000.0, static_cast<unsigned long long>(r.remote_syscalls),
+          opts.leave_running ? "true" : "false");
       return;
     }
-    std::printf("checkpointed process %d into %s: %.1f MiB image, %llu pages written "
-                "(%llu zero pages skipped, %llu left to their files), frozen %.1f ms, total %.1f ms; %s\n",
-                pid, opts.images_dir.c_str(), r.image_bytes / 1048576.0,
-                static_cast<unsigned long long>(r.pages_written), static_cast<unsigned long long>(r.pages_skipped_zero),
-                static_cast<unsigned long long>(r.pages_from_files), r.freeze_us / 1000.0, r.total_us / 1000.0,
-                opts.leave_running ? "the process runs on" : "the process was stopped");
+    std::printf(
+        "checkpointed process %d into %s: %.1f MiB image, %llu pages written "
+        "(%llu zero pages skipped, %llu left to their files), frozen %.1f ms, total %.1f ms; %s\n",
+        pid, opts.images_dir.c_str(), r.image_bytes / 1048576.0,
+        static_cast<unsigned long long>(r.pages_written),
+        static_cast<unsigned long long>(r.pages_skipped_zero),
+        static_cast<unsigned long long>(r.pages_from_files), r.freeze_us / 1000.0,
+        r.total_us / 1000.0,
+        opts.leave_running ? "the process runs on" : "the process was stopped");
   });
 }
 

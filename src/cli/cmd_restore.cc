@@ -25,7 +25,8 @@ void add_restore(CLI::App& app) {
     cr::RestoreResult r = cr::restore(opts);
     for (auto& note : r.notes) std::fprintf(stderr, "ferry: note: %s\n", note.c_str());
     if (r.pid != r.original_pid)
-      std::fprintf(stderr, "ferry: PID %d was in use; the process was restored as PID %d\n", r.original_pid, r.pid);
+      std::fprintf(stderr, "ferry: PID %d was in use; the process was restored as PID %d\n",
+                   r.original_pid, r.pid);
     if (detach) {
       std::printf("%d\n", r.pid);
       std::fflush(stdout);

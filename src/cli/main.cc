@@ -20,7 +20,9 @@ int& verbosity() {
   return v;
 }
 
-void start_logging() { ferry::init_logging(verbosity()); }
+void start_logging() {
+  ferry::init_logging(verbosity());
+}
 
 void require_root(const char* what) {
   if (::geteuid() != 0) fail("{} needs root (ferry traces and rebuilds processes)", what);

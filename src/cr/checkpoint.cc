@@ -38,7 +38,8 @@ void describe_process(pid_t pid, image::ProcessInfo* info) {
   info->set_pid(pid);
   info->set_exe_path(proc::read_link(proc::path(pid, "exe")));
   struct stat st;
-  if (::stat(info->exe_path().c_str(), &st) != 0) fail_errno(errno, "cannot stat {}", info->exe_path());
+  if (::stat(info->exe_path().c_str(), &st) != 0)
+    fail_errno(errno, "cannot stat {}", info->exe_path());
   image::FileIdentity* id = info->mutable_exe();
   id->set_dev(st.st_dev);
   id->set_ino(st.st_ino);
@@ -51,7 +52,8 @@ void describe_process(pid_t pid, image::ProcessInfo* info) {
   info->set_ferry_version(kFerryVersion);
   timeval tv;
   ::gettimeofday(&tv, nullptr);
-  info->set_created_unix_ms(static_cast<uint64_t>(tv.tv_sec) * 1000 + static_cast<uint64_t>(tv.tv_usec) / 1000);
+  info->set_created_unix_ms(static_cast<uint64_t>(tv.tv_sec) * 1000 +
+                            static_cast<uint64_t>(tv.tv_usec) / 1000);
   for (auto& arg : proc::split(proc::try_read_file(proc::path(pid, "cmdline")).value_or(""), '\0'))
     info->add_argv(arg);
 }
@@ -66,7 +68,8 @@ CheckpointResult checkpoint(pid_t pid, const CheckpointOptions& options) {
   Tracee tracee = Tracee::seize(pid);
   Stopwatch freeze;
   recheck_stopped(pid);
-  if (tracee.stopped_regs().cs != kUserCs64) fail("cannot checkpoint process {}: it is not a 64-bit process", pid);
+  if (tracee.stopped_regs().cs != kUserCs64)
+    fail("cannot checkpoint process {}: it is not a 64-bit process", pid);
   tracee.settle_syscall();
 
   image::Image img;

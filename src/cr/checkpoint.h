@@ -21,7 +21,7 @@ struct CheckpointResult {
   uint64_t pages_written = 0;
   uint64_t pages_skipped_zero = 0;
   uint64_t pages_from_files = 0;
-  uint64_t freeze_us = 0;   // from stop to kill/resume
+  uint64_t freeze_us = 0;  // from stop to kill/resume
   uint64_t total_us = 0;
   uint64_t remote_syscalls = 0;
 };

@@ -38,8 +38,10 @@ image::Credentials dump_creds(DumpContext& ctx) {
   c.set_cap_ambient(proc::parse_u64(st.at("CapAmb"), 16));
   c.set_no_new_privs(proc::parse_u64(st.at("NoNewPrivs")) != 0);
   Tracee& t = ctx.tracee();
-  c.set_securebits(static_cast<uint32_t>(t.syscall_checked("prctl(PR_GET_SECUREBITS)", SYS_prctl, {PR_GET_SECUREBITS})));
-  c.set_dumpable(static_cast<int32_t>(t.syscall_checked("prctl(PR_GET_DUMPABLE)", SYS_prctl, {PR_GET_DUMPABLE})));
+  c.set_securebits(static_cast<uint32_t>(
+      t.syscall_checked("prctl(PR_GET_SECUREBITS)", SYS_prctl, {PR_GET_SECUREBITS})));
+  c.set_dumpable(static_cast<int32_t>(
+      t.syscall_checked("prctl(PR_GET_DUMPABLE)", SYS_prctl, {PR_GET_DUMPABLE})));
   return c;
 }
 
@@ -52,12 +54,14 @@ void restore_creds(Restorer& r, const image::Credentials& c) {
   r.reset_stage();
   std::vector<uint32_t> groups(c.groups().begin(), c.groups().end());
   uint64_t g = groups.empty() ? 0 : r.stage(groups.data(), groups.size() * sizeof(uint32_t));
-  t.syscall_checked("setgroups", SYS_setgroups, {static_cast<long>(groups.size()), static_cast<long>(g)});
+  t.syscall_checked("setgroups", SYS_setgroups,
+                    {static_cast<long>(groups.size()), static_cast<long>(g)});
   t.syscall_checked("setresgid", SYS_setresgid, {c.gids(0), c.gids(1), c.gids(2)});
   t.syscall(SYS_setfsgid, {c.gids(3)});
   // 2. Keep the permitted set across the uid change; the exact sets come right after.
   uint32_t bits = c.securebits() & ~(SECBIT_KEEP_CAPS_LOCKED);
-  t.syscall_checked("prctl(PR_SET_SECUREBITS)", SYS_prctl, {PR_SET_SECUREBITS, bits | SECBIT_KEEP_CAPS});
+  t.syscall_checked("prctl(PR_SET_SECUREBITS)", SYS_prctl,
+                    {PR_SET_SECUREBITS, bits | SECBIT_KEEP_CAPS});
   t.syscall_checked("setresuid", SYS_setresuid, {c.uids(0), c.uids(1), c.uids(2)});
   t.syscall(SYS_setfsuid, {c.uids(3)});
   // 3. Exactly the image's capabilities.
@@ -73,17 +77,23 @@ void restore_creds(Restorer& r, const image::Credentials& c) {
   uint64_t h = r.stage(&hdr, sizeof hdr);
   uint64_t d = r.stage(data, sizeof data);
   t.syscall_checked("capset", SYS_capset, {static_cast<long>(h), static_cast<long>(d)});
-  t.syscall_checked("prctl(PR_CAP_AMBIENT_CLEAR_ALL)", SYS_prctl, {PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0});
+  t.syscall_checked("prctl(PR_CAP_AMBIENT_CLEAR_ALL)", SYS_prctl,
+                    {PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0});
   for (int cap = 0; cap <= kLastCap; cap++)
     if (c.cap_ambient() >> cap & 1)
-      t.syscall_checked("prctl(PR_CAP_AMBIENT_RAISE)", SYS_prctl, {PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0});
+      t.syscall_checked("prctl(PR_CAP_AMBIENT_RAISE)", SYS_prctl,
+                        {PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0});
   // 4. KEEP_CAPS as it was (changing it needs no privilege), then the lock if there was one.
-  t.syscall_checked("prctl(PR_SET_KEEPCAPS)", SYS_prctl, {PR_SET_KEEPCAPS, (c.securebits() & SECBIT_KEEP_CAPS) ? 1 : 0});
+  t.syscall_checked("prctl(PR_SET_KEEPCAPS)", SYS_prctl,
+                    {PR_SET_KEEPCAPS, (c.securebits() & SECBIT_KEEP_CAPS) ? 1 : 0});
   if (c.securebits() & SECBIT_KEEP_CAPS_LOCKED)
-    t.syscall_checked("prctl(PR_SET_SECUREBITS)", SYS_prctl, {PR_SET_SECUREBITS, static_cast<long>(c.securebits())});
+    t.syscall_checked("prctl(PR_SET_SECUREBITS)", SYS_prctl,
+                      {PR_SET_SECUREBITS, static_cast<long>(c.securebits())});
   // 5. A uid change resets dumpable; no_new_privs is one-way and comes last.
-  t.syscall_checked("prctl(PR_SET_DUMPABLE)", SYS_prctl, {PR_SET_DUMPABLE, c.dumpable() == 1 ? 1 : 0});
-  if (c.no_new_privs()) t.syscall_checked("prctl(PR_SET_NO_NEW_PRIVS)", SYS_prctl, {PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0});
+  t.syscall_checked("prctl(PR_SET_DUMPABLE)", SYS_prctl,
+                    {PR_SET_DUMPABLE, c.dumpable() == 1 ? 1 : 0});
+  if (c.no_new_privs())
+    t.syscall_checked("prctl(PR_SET_NO_NEW_PRIVS)", SYS_prctl, {PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0});
 }
 
 }  // namespace ferry::cr

@@ -24,7 +24,8 @@ void dump_fs(DumpContext& ctx, image::TaskAttrs* attrs) {
 void restore_fs(Restorer& r, const image::TaskAttrs& attrs) {
   r.reset_stage();
   long rc = r.tracee().syscall(SYS_chdir, {static_cast<long>(r.stage_string(attrs.cwd()))});
-  if (rc < 0) fail_errno(static_cast<int>(-rc), "cannot enter the working directory {}", attrs.cwd());
+  if (rc < 0)
+    fail_errno(static_cast<int>(-rc), "cannot enter the working directory {}", attrs.cwd());
   r.tracee().syscall(SYS_umask, {static_cast<long>(attrs.umask())});
 }
 

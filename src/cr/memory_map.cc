@@ -36,11 +36,11 @@ struct FlagName {
   uint64_t bit;
 };
 constexpr FlagName kFlagNames[] = {
-    {"gd", kVmGrowsDown}, {"hg", kVmHugePage},    {"nh", kVmNoHugePage},   {"dc", kVmDontFork},
-    {"dd", kVmDontDump},  {"wf", kVmWipeOnFork},  {"mg", kVmMergeable},    {"lo", kVmLocked},
-    {"nr", kVmNoReserve}, {"sr", kVmSeqRead},     {"rr", kVmRandRead},     {"lf", kVmLockOnFault},
-    {"io", kVmIo},        {"pf", kVmPfnMap},      {"um", kVmUffdMissing},  {"uw", kVmUffdWp},
-    {"ht", kVmHugetlb},   {"ss", kVmShadowStack}, {"sl", kVmSealed},       {"mm", kVmMixedMap},
+    {"gd", kVmGrowsDown}, {"hg", kVmHugePage},    {"nh", kVmNoHugePage},  {"dc", kVmDontFork},
+    {"dd", kVmDontDump},  {"wf", kVmWipeOnFork},  {"mg", kVmMergeable},   {"lo", kVmLocked},
+    {"nr", kVmNoReserve}, {"sr", kVmSeqRead},     {"rr", kVmRandRead},    {"lf", kVmLockOnFault},
+    {"io", kVmIo},        {"pf", kVmPfnMap},      {"um", kVmUffdMissing}, {"uw", kVmUffdWp},
+    {"ht", kVmHugetlb},   {"ss", kVmShadowStack}, {"sl", kVmSealed},      {"mm", kVmMixedMap},
 };
 
 bool is_header_line(const std::string& line) {
@@ -81,7 +81,9 @@ VmaInfo parse_header(const std::string& line) {
   return v;
 }
 
-bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+bool starts_with(const std::string& s, const char* prefix) {
+  return s.rfind(prefix, 0) == 0;
+}
 
 // Names the kernel gives shared memory objects (shmem) in maps.
 bool is_shmem_name(const std::string& name) {
@@ -91,7 +93,8 @@ bool is_shmem_name(const std::string& name) {
 
 std::string strip_deleted(std::string name) {
   const std::string suffix = " (deleted)";
-  if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+  if (name.size() > suffix.size() &&
+      name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
     name.resize(name.size() - suffix.size());
   return name;
 }
@@ -162,7 +165,8 @@ std::vector<VmaInfo> read_vmas(pid_t pid) {
 
 std::string unsupported_region(const VmaInfo& v) {
   // The kernel's own special mappings carry device-like flags; the vdso code handles them.
-  if (v.name == "[vvar]" || v.name == "[vvar_vclock]" || v.name == "[vdso]" || v.name == "[vsyscall]")
+  if (v.name == "[vvar]" || v.name == "[vvar_vclock]" || v.name == "[vdso]" ||
+      v.name == "[vsyscall]")
     return "";
   auto where = fmt::format("memory region {:x}-{:x} {}", v.start, v.end, v.name);
   if (v.vm_flags & kVmHugetlb) return where + " uses hugetlbfs pages";
@@ -172,9 +176,9 @@ std::string unsupported_region(const VmaInfo& v) {
   if (v.vm_flags & kVmSealed) return where + " is sealed (mseal)";
   if (starts_with(v.name, "/SYSV")) return where + " is System V shared memory";
   if (starts_with(v.name, "/[aio]")) return where + " is an AIO ring";
-  if (starts_with(v.name, "[") ) {
-    static const char* known[] = {"[heap]", "[stack]", "[vdso]", "[vvar]", "[vvar_vclock]",
-                                  "[vsyscall]", "[anon:", "[anon_shmem:"};
+  if (starts_with(v.name, "[")) {
+    static const char* known[] = {"[heap]",        "[stack]",    "[vdso]", "[vvar]",
+                                  "[vvar_vclock]", "[vsyscall]", "[anon:", "[anon_shmem:"};
     for (auto* k : known)
       if (starts_with(v.name, k)) return "";
     return where + " is a special kernel mapping";
@@ -206,9 +210,18 @@ void dump_memory_map(DumpContext& ctx, image::Memory* out) {
       continue;
     }
     if (info.end > kTaskSize47) task_size = kTaskSize56;
-    if (info.name == "[vdso]") { v->set_kind(image::Vma::VDSO); continue; }
-    if (info.name == "[vvar]") { v->set_kind(image::Vma::VVAR); continue; }
-    if (info.name == "[vvar_vclock]") { v->set_kind(image::Vma::VVAR_VCLOCK); continue; }
+    if (info.name == "[vdso]") {
+      v->set_kind(image::Vma::VDSO);
+      continue;
+    }
+    if (info.name == "[vvar]") {
+      v->set_kind(image::Vma::VVAR);
+      continue;
+    }
+    if (info.name == "[vvar_vclock]") {
+      v->set_kind(image::Vma::VVAR_VCLOCK);
+      continue;
+    }
     if (info.ino == 0 && !info.shared) {
       v->set_kind(image::Vma::ANON_PRIVATE);
       v->set_pgoff(0);
@@ -217,7 +230,9 @@ void dump_memory_map(DumpContext& ctx, image::Memory* out) {
     // Backed by an object: reach it through map_files, which works even when it is unlinked.
     std::string mf = proc::path(pid, fmt::format("map_files/{:x}-{:x}", info.start, info.end));
     UniqueFd fd(::open(mf.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd) fail_errno(errno, "cannot open the object behind memory region {:x}-{:x} {}", info.start, info.end, info.name);
+    if (!fd)
+      fail_errno(errno, "cannot open the object behind memory region {:x}-{:x} {}", info.start,
+                 info.end, info.name);
     struct stat st;
     if (::fstat(fd.get(), &st) != 0) fail_errno(errno, "cannot stat {}", info.name);
     if (is_shmem_name(info.name)) {
@@ -228,11 +243,12 @@ void dump_memory_map(DumpContext& ctx, image::Memory* out) {
       v->set_file_id(files.add(ctx, info, std::move(fd), st));
       v->set_kind(info.shared ? image::Vma::FILE_SHARED : image::Vma::FILE_PRIVATE);
     } else if (S_ISCHR(st.st_mode) && info.name == "/dev/zero" && !info.shared) {
-      v->set_kind(image::Vma::ANON_PRIVATE);  // a private map of /dev/zero is plain anonymous memory
+      v->set_kind(
+          image::Vma::ANON_PRIVATE);  // a private map of /dev/zero is plain anonymous memory
       v->set_pgoff(0);
     } else {
-      fail("cannot checkpoint process {}: memory region {:x}-{:x} maps {} (not a regular file)", pid,
-           info.start, info.end, info.name);
+      fail("cannot checkpoint process {}: memory region {:x}-{:x} maps {} (not a regular file)",
+           pid, info.start, info.end, info.name);
     }
   }
   out->set_task_size(task_size);
@@ -259,13 +275,13 @@ UniqueFd open_mapped_file(Restorer& r, const image::MappedFile& mf) {
   int64_t mtime = st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec;
   if (!mf.writable() &&
       (static_cast<uint64_t>(st.st_size) != want.size() || mtime != want.mtime_ns()))
-    fail("mapped file {} changed since the checkpoint (size {} -> {}, mtime differs: {})", mf.path(),
-         want.size(), st.st_size, mtime != want.mtime_ns() ? "yes" : "no");
+    fail("mapped file {} changed since the checkpoint (size {} -> {}, mtime differs: {})",
+         mf.path(), want.size(), st.st_size, mtime != want.mtime_ns() ? "yes" : "no");
   return fd;
 }
 
-long remote_mmap(Restorer& r, uint64_t addr, uint64_t len, int prot, int flags, int fd, uint64_t off,
-                 const std::string& what) {
+long remote_mmap(Restorer& r, uint64_t addr, uint64_t len, int prot, int flags, int fd,
+                 uint64_t off, const std::string& what) {
   long got = r.tracee().syscall(SYS_mmap, {static_cast<long>(addr), static_cast<long>(len), prot,
                                            flags, fd, static_cast<long>(off)});
   if (got < 0 && got > -4096)
@@ -345,8 +361,11 @@ void restore_memory_map(Restorer& r, const image::Memory& m) {
       default:
         continue;  // vdso block and vsyscall are placed by vdso.cc / the kernel
     }
-    if (v.vm_flags() & kVmHugePage) t.syscall(SYS_madvise, {static_cast<long>(v.start()), static_cast<long>(len), MADV_HUGEPAGE});
-    if (v.vm_flags() & kVmNoHugePage) t.syscall(SYS_madvise, {static_cast<long>(v.start()), static_cast<long>(len), MADV_NOHUGEPAGE});
+    if (v.vm_flags() & kVmHugePage)
+      t.syscall(SYS_madvise, {static_cast<long>(v.start()), static_cast<long>(len), MADV_HUGEPAGE});
+    if (v.vm_flags() & kVmNoHugePage)
+      t.syscall(SYS_madvise,
+                {static_cast<long>(v.start()), static_cast<long>(len), MADV_NOHUGEPAGE});
   }
   shared_anon.finish();
   for (auto& [id, fd] : remote_file_fd) t.syscall(SYS_close, {fd});
@@ -359,9 +378,10 @@ void finish_memory_map(Restorer& r, const image::Memory& m) {
     uint64_t flag;
     int advice;
   };
-  static constexpr Advice kAdvice[] = {{kVmDontFork, MADV_DONTFORK}, {kVmDontDump, MADV_DONTDUMP},
-                                       {kVmWipeOnFork, MADV_WIPEONFORK}, {kVmMergeable, MADV_MERGEABLE},
-                                       {kVmSeqRead, MADV_SEQUENTIAL}, {kVmRandRead, MADV_RANDOM}};
+  static constexpr Advice kAdvice[] = {
+      {kVmDontFork, MADV_DONTFORK},     {kVmDontDump, MADV_DONTDUMP},
+      {kVmWipeOnFork, MADV_WIPEONFORK}, {kVmMergeable, MADV_MERGEABLE},
+      {kVmSeqRead, MADV_SEQUENTIAL},    {kVmRandRead, MADV_RANDOM}};
   for (const image::Vma& v : m.vmas()) {
     if (v.kind() > image::Vma::FILE_SHARED) continue;
     long start = static_cast<long>(v.start());
@@ -375,7 +395,9 @@ void finish_memory_map(Restorer& r, const image::Memory& m) {
       }
     if (v.vm_flags() & kVmLocked) {
       long rc = t.syscall(SYS_mlock2, {start, len, (v.vm_flags() & kVmLockOnFault) ? 1 : 0});
-      if (rc < 0) r.notes.push_back(fmt::format("could not lock memory at {:x} in RAM (mlock: {})", v.start(), std::strerror(static_cast<int>(-rc))));
+      if (rc < 0)
+        r.notes.push_back(fmt::format("could not lock memory at {:x} in RAM (mlock: {})", v.start(),
+                                      std::strerror(static_cast<int>(-rc))));
     }
   }
 }

@@ -21,26 +21,26 @@ class Restorer;
 
 // Bits of image::Vma::vm_flags, one per "VmFlags:" mnemonic of smaps that matters to ferry.
 enum VmFlag : uint64_t {
-  kVmGrowsDown = 1 << 0,   // gd
-  kVmHugePage = 1 << 1,    // hg (MADV_HUGEPAGE)
-  kVmNoHugePage = 1 << 2,  // nh
-  kVmDontFork = 1 << 3,    // dc (MADV_DONTFORK)
-  kVmDontDump = 1 << 4,    // dd
-  kVmWipeOnFork = 1 << 5,  // wf
-  kVmMergeable = 1 << 6,   // mg
-  kVmLocked = 1 << 7,      // lo
-  kVmNoReserve = 1 << 8,   // nr
-  kVmSeqRead = 1 << 9,     // sr
-  kVmRandRead = 1 << 10,   // rr
+  kVmGrowsDown = 1 << 0,     // gd
+  kVmHugePage = 1 << 1,      // hg (MADV_HUGEPAGE)
+  kVmNoHugePage = 1 << 2,    // nh
+  kVmDontFork = 1 << 3,      // dc (MADV_DONTFORK)
+  kVmDontDump = 1 << 4,      // dd
+  kVmWipeOnFork = 1 << 5,    // wf
+  kVmMergeable = 1 << 6,     // mg
+  kVmLocked = 1 << 7,        // lo
+  kVmNoReserve = 1 << 8,     // nr
+  kVmSeqRead = 1 << 9,       // sr
+  kVmRandRead = 1 << 10,     // rr
   kVmLockOnFault = 1 << 11,  // lf
-  kVmIo = 1 << 12,         // io   (refused)
-  kVmPfnMap = 1 << 13,     // pf   (refused)
+  kVmIo = 1 << 12,           // io   (refused)
+  kVmPfnMap = 1 << 13,       // pf   (refused)
   kVmUffdMissing = 1 << 14,  // um (refused)
-  kVmUffdWp = 1 << 15,     // uw   (refused)
-  kVmHugetlb = 1 << 16,    // ht   (refused)
+  kVmUffdWp = 1 << 15,       // uw   (refused)
+  kVmHugetlb = 1 << 16,      // ht   (refused)
   kVmShadowStack = 1 << 17,  // ss (refused)
-  kVmSealed = 1 << 18,     // sl   (refused)
-  kVmMixedMap = 1 << 19,   // mm   (refused)
+  kVmSealed = 1 << 18,       // sl   (refused)
+  kVmMixedMap = 1 << 19,     // mm   (refused)
 };
 
 // One line of /proc/PID/maps plus its smaps details.

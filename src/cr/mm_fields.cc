@@ -52,8 +52,9 @@ void restore_mm_fields(Restorer& r, const image::MmFields& mm, const std::string
   map.auxv_size = static_cast<__u32>(mm.auxv().size());
   map.exe_fd = static_cast<__u32>(remote_exe);
   uint64_t remote_map = r.stage(&map, sizeof map);
-  r.tracee().syscall_checked("prctl(PR_SET_MM_MAP)", SYS_prctl,
-                             {PR_SET_MM, PR_SET_MM_MAP, static_cast<long>(remote_map), sizeof map, 0});
+  r.tracee().syscall_checked(
+      "prctl(PR_SET_MM_MAP)", SYS_prctl,
+      {PR_SET_MM, PR_SET_MM_MAP, static_cast<long>(remote_map), sizeof map, 0});
   r.tracee().syscall(SYS_close, {remote_exe});
 }
 

@@ -130,7 +130,8 @@ void dump_private_pages(DumpContext& ctx, image::Memory* m) {
   UniqueFd pagemap(::open(proc::path(ctx.pid(), "pagemap").c_str(), O_RDONLY | O_CLOEXEC));
   if (!pagemap) fail_errno(errno, "cannot open pagemap of {}", ctx.pid());
   // Two buffers in turn: one is read into and written while the other is still being hashed.
-  Mapping buffers[2] = {Mapping::anonymous(kBufferBytes, true), Mapping::anonymous(kBufferBytes, true)};
+  Mapping buffers[2] = {Mapping::anonymous(kBufferBytes, true),
+                        Mapping::anonymous(kBufferBytes, true)};
   HashFence fence(ctx.pages());
   uint64_t ticket[2] = {0, 0};
   int turn = 0;
@@ -160,8 +161,10 @@ void dump_private_pages(DumpContext& ctx, image::Memory* m) {
     };
     for (uint64_t addr = v.start(); addr < v.end();) {
       uint64_t n = std::min<uint64_t>(kPagemapBatch, (v.end() - addr) / kPage);
-      ssize_t got = ::pread(pagemap.get(), entries.data(), n * 8, static_cast<off_t>(addr / kPage * 8));
-      if (got != static_cast<ssize_t>(n * 8)) fail_errno(errno, "cannot read pagemap of {}", ctx.pid());
+      ssize_t got =
+          ::pread(pagemap.get(), entries.data(), n * 8, static_cast<off_t>(addr / kPage * 8));
+      if (got != static_cast<ssize_t>(n * 8))
+        fail_errno(errno, "cannot read pagemap of {}", ctx.pid());
       for (uint64_t i = 0; i < n; i++) {
         uint64_t e = entries[i];
         bool in_memory = e & (kPmPresent | kPmSwapped);
@@ -224,10 +227,12 @@ void fill_remote(Restorer& r, uint64_t base, const PageRuns& runs) {
     if (iov.empty()) return;
     r.reset_stage();
     uint64_t remote_iov = r.stage(iov.data(), iov.size() * sizeof(iovec));
-    long n = t.syscall(SYS_preadv, {fd, static_cast<long>(remote_iov), static_cast<long>(iov.size()),
-                                    static_cast<long>(batch_offset), 0});
+    long n =
+        t.syscall(SYS_preadv, {fd, static_cast<long>(remote_iov), static_cast<long>(iov.size()),
+                               static_cast<long>(batch_offset), 0});
     if (n != static_cast<long>(batch_bytes))
-      fail("cannot read pages into the new process at {:x}: {}", reinterpret_cast<uint64_t>(iov[0].iov_base),
+      fail("cannot read pages into the new process at {:x}: {}",
+           reinterpret_cast<uint64_t>(iov[0].iov_base),
            n < 0 ? std::strerror(static_cast<int>(-n)) : "short read");
     iov.clear();
     batch_bytes = 0;
@@ -356,7 +361,8 @@ void fill_local_fd(int pages_fd, const PageRuns& runs, int dst_fd) {
       ssize_t n = ::pread(pages_fd, buf.data(), len, static_cast<off_t>(run.data_offset() + done));
       if (n != static_cast<ssize_t>(len)) fail_errno(n < 0 ? errno : EIO, "cannot read pages.img");
       ssize_t w = ::pwrite(dst_fd, buf.data(), len, static_cast<off_t>(run.addr() + done));
-      if (w != static_cast<ssize_t>(len)) fail_errno(w < 0 ? errno : EIO, "cannot write restored file content");
+      if (w != static_cast<ssize_t>(len))
+        fail_errno(w < 0 ? errno : EIO, "cannot write restored file content");
       done += len;
     }
   }

@@ -22,10 +22,14 @@ constexpr uint64_t kPfKthread = 0x00200000;
 void check_threads_and_children(pid_t pid) {
   auto status = proc::read_keyed(proc::path(pid, "status"));
   uint64_t threads = proc::parse_u64(status.at("Threads"));
-  if (threads > 1) refuse(pid, fmt::format("it has {} threads; multi-threaded processes are not supported yet", threads));
-  std::string children = std::string(proc::trim(proc::try_read_file(proc::path(pid, fmt::format("task/{}/children", pid))).value_or("")));
+  if (threads > 1)
+    refuse(pid, fmt::format("it has {} threads; multi-threaded processes are not supported yet",
+                            threads));
+  std::string children = std::string(proc::trim(
+      proc::try_read_file(proc::path(pid, fmt::format("task/{}/children", pid))).value_or("")));
   if (!children.empty())
-    refuse(pid, fmt::format("it has child processes ({}); process trees are not supported yet", children));
+    refuse(pid, fmt::format("it has child processes ({}); process trees are not supported yet",
+                            children));
 }
 
 }  // namespace
@@ -68,6 +72,8 @@ void check_supported(pid_t pid) {
   }
 }
 
-void recheck_stopped(pid_t pid) { check_threads_and_children(pid); }
+void recheck_stopped(pid_t pid) {
+  check_threads_and_children(pid);
+}
 
 }  // namespace ferry::cr

@@ -29,9 +29,9 @@ image::Registers dump_registers(Tracee& t) {
   RestartPlan plan = plan_restart(regs);
   out.mutable_restart()->set_syscall_nr(plan.syscall_nr);
   out.mutable_restart()->set_kind(plan.kind == Restart::kRestart ? image::SyscallRestart::RESTART
-                                   : plan.kind == Restart::kRestartWithRemaining
-                                       ? image::SyscallRestart::RESTART_WITH_REMAINING
-                                       : image::SyscallRestart::NONE);
+                                  : plan.kind == Restart::kRestartWithRemaining
+                                      ? image::SyscallRestart::RESTART_WITH_REMAINING
+                                      : image::SyscallRestart::NONE);
   out.set_gpr(std::string(reinterpret_cast<const char*>(&regs), sizeof regs));
   std::vector<uint8_t> xs = t.get_xstate();
   out.set_xstate(std::string(xs.begin(), xs.end()));
@@ -39,7 +39,8 @@ image::Registers dump_registers(Tracee& t) {
   return out;
 }
 
-void check_cpu_compatible(const image::Registers& regs, size_t local_xstate_size, uint64_t local_xcr0) {
+void check_cpu_compatible(const image::Registers& regs, size_t local_xstate_size,
+                          uint64_t local_xcr0) {
   if (regs.xstate().size() != local_xstate_size)
     fail("the image's FPU state has {} bytes, this CPU uses {}: different CPU features",
          regs.xstate().size(), local_xstate_size);

@@ -18,7 +18,8 @@ class Restorer;
 image::Registers dump_registers(Tracee& t);
 void restore_registers(Restorer& r, const image::Registers& regs);
 // Checks that this CPU can take the image's xstate. Throws otherwise.
-void check_cpu_compatible(const image::Registers& regs, size_t local_xstate_size, uint64_t local_xcr0);
+void check_cpu_compatible(const image::Registers& regs, size_t local_xstate_size,
+                          uint64_t local_xcr0);
 uint64_t xcr0_of(const std::string& xstate);
 
 }  // namespace ferry::cr

@@ -91,20 +91,23 @@ pid_t spawn_helper(pid_t wanted, bool same_pid) {
 
 void check_executable(const image::ProcessInfo& p) {
   struct stat st;
-  if (::stat(p.exe_path().c_str(), &st) != 0) fail_errno(errno, "executable {} is missing", p.exe_path());
+  if (::stat(p.exe_path().c_str(), &st) != 0)
+    fail_errno(errno, "executable {} is missing", p.exe_path());
   int64_t mtime = st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec;
   if (static_cast<uint64_t>(st.st_size) != p.exe().size() || mtime != p.exe().mtime_ns())
-    fail("executable {} changed since the checkpoint (size or modification time differ)", p.exe_path());
+    fail("executable {} changed since the checkpoint (size or modification time differ)",
+         p.exe_path());
 }
 
 // Builds the process inside the held helper, resource by resource.
-void build(Restorer& r, const image::Image& img, std::atomic<int>& verify_state, std::string& verify_error) {
+void build(Restorer& r, const image::Image& img, std::atomic<int>& verify_state,
+           std::string& verify_error) {
   Tracee& t = r.tracee();
   const image::Memory& mem = img.memory();
   Stopwatch phase;
   auto done = [&](const char* what) {
-    spdlog::debug("restore: {} took {:.2f} ms ({} remote syscalls so far)", what, phase.elapsed_ms(),
-                  t.remote_syscall_count());
+    spdlog::debug("restore: {} took {:.2f} ms ({} remote syscalls so far)", what,
+                  phase.elapsed_ms(), t.remote_syscall_count());
     phase.restart();
   };
   // The helper is a copy of ferry: drop its descriptors and memory first.

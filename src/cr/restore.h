@@ -13,12 +13,12 @@ namespace ferry::cr {
 
 struct RestoreOptions {
   std::string images_dir;
-  bool same_pid = false;      // a taken original PID is an error instead of a new PID
-  bool verify_pages = true;   // check pages.img block hashes (in parallel with the restore)
+  bool same_pid = false;     // a taken original PID is an error instead of a new PID
+  bool verify_pages = true;  // check pages.img block hashes (in parallel with the restore)
 };
 
 struct RestoreResult {
-  pid_t pid = -1;              // the running process; a child of the caller
+  pid_t pid = -1;  // the running process; a child of the caller
   pid_t original_pid = -1;
   uint64_t restore_us = 0;
   uint64_t remote_syscalls = 0;

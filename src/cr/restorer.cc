@@ -12,7 +12,9 @@ namespace ferry::cr {
 
 Restorer::Restorer(Tracee& tracee, const image::LoadedImage& img) : tracee_(tracee), img_(img) {}
 
-void Restorer::place_scratch() { scratch_.emplace(tracee_, reserve_gap(kScratchSize), kScratchSize); }
+void Restorer::place_scratch() {
+  scratch_.emplace(tracee_, reserve_gap(kScratchSize), kScratchSize);
+}
 
 uint64_t Restorer::stage(const void* data, size_t len) {
   if (!scratch_) fail("internal: staging used before the scratch area exists");
@@ -85,11 +87,14 @@ uint64_t Restorer::reserve_gap(uint64_t len) {
     if (candidate + len + kGuard <= s) break;
     candidate = std::max(candidate, e + kGuard);
   }
-  if (candidate + len > img_.image.memory().task_size()) fail("no free address range of {} bytes", len);
+  if (candidate + len > img_.image.memory().task_size())
+    fail("no free address range of {} bytes", len);
   reserved_[candidate] = candidate + len;
   return candidate;
 }
 
-void Restorer::release_gap(uint64_t addr) { reserved_.erase(addr); }
+void Restorer::release_gap(uint64_t addr) {
+  reserved_.erase(addr);
+}
 
 }  // namespace ferry::cr

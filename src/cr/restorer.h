@@ -52,9 +52,9 @@ class Restorer {
   void release_gap(uint64_t addr);
 
   // Objects built during the restore that several resources share, by image id.
-  std::map<uint64_t, UniqueFd> shmem_fds;   // memfd objects (ferry's descriptors)
-  std::map<uint64_t, UniqueFd> ghost_fds;   // recreated unlinked files (ferry's descriptors)
-  std::vector<std::string> notes;           // things the user should hear about
+  std::map<uint64_t, UniqueFd> shmem_fds;  // memfd objects (ferry's descriptors)
+  std::map<uint64_t, UniqueFd> ghost_fds;  // recreated unlinked files (ferry's descriptors)
+  std::vector<std::string> notes;          // things the user should hear about
 
  private:
   int above_image_fds(int fd);

@@ -15,8 +15,10 @@ void dump_rlimits(DumpContext& ctx, image::TaskAttrs* attrs) {
   uint64_t scratch = ctx.scratch();
   for (int res = 0; res < RLIMIT_NLIMITS; res++) {
     rlimit lim;
-    long rc = ctx.syscall_out(SYS_prlimit64, {0, res, 0, static_cast<long>(scratch)}, &lim, sizeof lim);
-    if (rc < 0) fail_errno(static_cast<int>(-rc), "cannot read resource limit {} of {}", res, ctx.pid());
+    long rc =
+        ctx.syscall_out(SYS_prlimit64, {0, res, 0, static_cast<long>(scratch)}, &lim, sizeof lim);
+    if (rc < 0)
+      fail_errno(static_cast<int>(-rc), "cannot read resource limit {} of {}", res, ctx.pid());
     image::RLimit* r = attrs->add_rlimits();
     r->set_resource(res);
     r->set_cur(lim.rlim_cur);
@@ -36,8 +38,9 @@ void restore_rlimits(Restorer& r, const image::TaskAttrs& attrs) {
     rlimit capped{std::min<rlim_t>(l.cur(), have.rlim_max), have.rlim_max};
     if (::prlimit(r.pid(), res, &capped, nullptr) != 0)
       fail_errno(errno, "cannot set resource limit {}", l.resource());
-    r.notes.push_back(fmt::format("resource limit {} kept at hard {} (image had {}): raising it needs CAP_SYS_RESOURCE",
-                                  l.resource(), have.rlim_max, l.max()));
+    r.notes.push_back(fmt::format(
+        "resource limit {} kept at hard {} (image had {}): raising it needs CAP_SYS_RESOURCE",
+        l.resource(), have.rlim_max, l.max()));
   }
 }
 

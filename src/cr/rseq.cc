@@ -23,7 +23,8 @@ struct RseqConfiguration {
 
 image::Rseq dump_rseq(Tracee& t) {
   RseqConfiguration c{};
-  long n = ::ptrace(static_cast<__ptrace_request>(kPtraceGetRseqConfiguration), t.pid(), sizeof c, &c);
+  long n =
+      ::ptrace(static_cast<__ptrace_request>(kPtraceGetRseqConfiguration), t.pid(), sizeof c, &c);
   if (n < 0) fail_errno(errno, "cannot read the rseq registration of {}", t.pid());
   image::Rseq out;
   if (c.rseq_abi_pointer) {
@@ -36,16 +37,18 @@ image::Rseq dump_rseq(Tracee& t) {
 
 void restore_rseq(Restorer& r, const image::Rseq& rs) {
   if (!rs.ptr()) return;
-  r.tracee().syscall_checked("rseq", SYS_rseq, {static_cast<long>(rs.ptr()), static_cast<long>(rs.size()), 0,
-                                                static_cast<long>(rs.signature())});
+  r.tracee().syscall_checked("rseq", SYS_rseq,
+                             {static_cast<long>(rs.ptr()), static_cast<long>(rs.size()), 0,
+                              static_cast<long>(rs.signature())});
 }
 
 void unregister_helper_rseq(Tracee& t) {
   image::Rseq rs = dump_rseq(t);
   if (!rs.ptr()) return;
   constexpr int kRseqFlagUnregister = 1;
-  t.syscall_checked("rseq (unregister)", SYS_rseq, {static_cast<long>(rs.ptr()), static_cast<long>(rs.size()),
-                                                    kRseqFlagUnregister, static_cast<long>(rs.signature())});
+  t.syscall_checked("rseq (unregister)", SYS_rseq,
+                    {static_cast<long>(rs.ptr()), static_cast<long>(rs.size()), kRseqFlagUnregister,
+                     static_cast<long>(rs.signature())});
 }
 
 }  // namespace ferry::cr

@@ -60,8 +60,8 @@ const image::ShmemObject& find_shmem(const image::Memory& m, uint64_t id) {
 void restore_memfds(Restorer& r, const image::Memory& m) {
   for (auto& s : m.shmem()) {
     if (!s.is_memfd()) continue;
-    UniqueFd fd(static_cast<int>(::syscall(SYS_memfd_create, s.memfd_name().c_str(),
-                                           MFD_CLOEXEC | MFD_ALLOW_SEALING)));
+    UniqueFd fd(static_cast<int>(
+        ::syscall(SYS_memfd_create, s.memfd_name().c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING)));
     if (!fd) fail_errno(errno, "cannot recreate memfd {}", s.memfd_name());
     // Content goes in whole pages; the size is set afterwards, which also trims the last page.
     fill_local_fd(r.pages_fd(), s.pages(), fd.get());
@@ -84,28 +84,31 @@ void SharedAnonBuilder::map(const image::Vma& v) {
   auto it = temp_.find(obj.id());
   if (it == temp_.end()) {
     uint64_t tmp = r_.reserve_gap(obj.size());
-    long got = t.syscall_checked("mmap (shared memory)", SYS_mmap,
-                                 {static_cast<long>(tmp), static_cast<long>(obj.size()),
-                                  PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE,
-                                  -1, 0});
+    long got = t.syscall_checked(
+        "mmap (shared memory)", SYS_mmap,
+        {static_cast<long>(tmp), static_cast<long>(obj.size()), PROT_READ | PROT_WRITE,
+         MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0});
     if (static_cast<uint64_t>(got) != tmp) fail("shared memory landed at the wrong address");
     fill_remote(r_, tmp, obj.pages());
     it = temp_.emplace(obj.id(), tmp).first;
   }
   uint64_t len = v.end() - v.start();
   // mremap with old size 0 makes a second mapping of the same shared pages.
-  long got = t.syscall(SYS_mremap, {static_cast<long>(it->second + v.pgoff() * kPage), 0,
-                                    static_cast<long>(len), MREMAP_MAYMOVE | MREMAP_FIXED,
-                                    static_cast<long>(v.start())});
+  long got = t.syscall(
+      SYS_mremap, {static_cast<long>(it->second + v.pgoff() * kPage), 0, static_cast<long>(len),
+                   MREMAP_MAYMOVE | MREMAP_FIXED, static_cast<long>(v.start())});
   if (static_cast<uint64_t>(got) != v.start())
-    fail("cannot place shared memory at {:x}: {}", v.start(), got < 0 ? std::strerror(static_cast<int>(-got)) : "wrong address");
-  t.syscall_checked("mprotect (shared memory)", SYS_mprotect,
-                    {static_cast<long>(v.start()), static_cast<long>(len), static_cast<long>(v.prot())});
+    fail("cannot place shared memory at {:x}: {}", v.start(),
+         got < 0 ? std::strerror(static_cast<int>(-got)) : "wrong address");
+  t.syscall_checked(
+      "mprotect (shared memory)", SYS_mprotect,
+      {static_cast<long>(v.start()), static_cast<long>(len), static_cast<long>(v.prot())});
 }
 
 void SharedAnonBuilder::finish() {
   for (auto& [id, addr] : temp_) {
-    r_.tracee().syscall(SYS_munmap, {static_cast<long>(addr), static_cast<long>(find_shmem(m_, id).size())});
+    r_.tracee().syscall(SYS_munmap,
+                        {static_cast<long>(addr), static_cast<long>(find_shmem(m_, id).size())});
     r_.release_gap(addr);
   }
   temp_.clear();

@@ -34,12 +34,14 @@ image::Signals dump_signals(DumpContext& ctx) {
   image::Signals out;
   auto status = proc::read_keyed(proc::path(ctx.pid(), "status"));
   // Only signals that are caught or ignored can have a non-default action.
-  uint64_t interesting = proc::parse_u64(status.at("SigCgt"), 16) | proc::parse_u64(status.at("SigIgn"), 16);
+  uint64_t interesting =
+      proc::parse_u64(status.at("SigCgt"), 16) | proc::parse_u64(status.at("SigIgn"), 16);
   uint64_t scratch = ctx.scratch();
   for (int sig = 1; sig <= 64; sig++) {
     if (!(interesting >> (sig - 1) & 1) || sig == SIGKILL || sig == SIGSTOP) continue;
     KernelSigaction act{};
-    long rc = ctx.syscall_out(SYS_rt_sigaction, {sig, 0, static_cast<long>(scratch), 8}, &act, sizeof act);
+    long rc = ctx.syscall_out(SYS_rt_sigaction, {sig, 0, static_cast<long>(scratch), 8}, &act,
+                              sizeof act);
     if (rc < 0) fail_errno(static_cast<int>(-rc), "cannot read the action of signal {}", sig);
     image::SigAction* a = out.add_actions();
     a->set_signo(sig);
@@ -88,13 +90,17 @@ void restore_signals(Restorer& r, const image::Signals& s) {
       std::memcpy(&si, p.siginfo().data(), sizeof si);
       r.reset_stage();
       uint64_t info = r.stage(&si, sizeof si);
-      long rc = shared ? t.syscall(SYS_rt_sigqueueinfo, {r.pid(), si.si_signo, static_cast<long>(info)})
-                       : t.syscall(SYS_rt_tgsigqueueinfo, {r.pid(), r.pid(), si.si_signo, static_cast<long>(info)});
+      long rc =
+          shared ? t.syscall(SYS_rt_sigqueueinfo, {r.pid(), si.si_signo, static_cast<long>(info)})
+                 : t.syscall(SYS_rt_tgsigqueueinfo,
+                             {r.pid(), r.pid(), si.si_signo, static_cast<long>(info)});
       if (rc < 0) fail_errno(static_cast<int>(-rc), "cannot queue pending signal {}", si.si_signo);
     }
   }
 }
 
-void restore_signal_mask(Restorer& r, const image::Signals& s) { r.tracee().set_sigmask(s.blocked()); }
+void restore_signal_mask(Restorer& r, const image::Signals& s) {
+  r.tracee().set_sigmask(s.blocked());
+}
 
 }  // namespace ferry::cr

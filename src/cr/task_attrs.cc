@@ -21,8 +21,8 @@ void dump_task_attrs(DumpContext& ctx, image::TaskAttrs* attrs, image::ProcessIn
   info->set_group_leader(info->pgid() == pid);
   info->set_session_leader(info->sid() == pid);
   attrs->set_nice(static_cast<int32_t>(static_cast<int64_t>(st.field(19))));
-  attrs->set_personality(static_cast<uint32_t>(
-      proc::parse_u64(proc::read_file(proc::path(pid, "personality")), 16)));
+  attrs->set_personality(
+      static_cast<uint32_t>(proc::parse_u64(proc::read_file(proc::path(pid, "personality")), 16)));
 
   uint64_t head = 0;
   size_t len = 0;
@@ -33,13 +33,15 @@ void dump_task_attrs(DumpContext& ctx, image::TaskAttrs* attrs, image::ProcessIn
   Tracee& t = ctx.tracee();
   uint64_t scratch = ctx.scratch();
   uint64_t tid_addr = 0;
-  if (ctx.syscall_out(SYS_prctl, {PR_GET_TID_ADDRESS, static_cast<long>(scratch)}, &tid_addr, sizeof tid_addr) == 0)
+  if (ctx.syscall_out(SYS_prctl, {PR_GET_TID_ADDRESS, static_cast<long>(scratch)}, &tid_addr,
+                      sizeof tid_addr) == 0)
     attrs->set_clear_child_tid(tid_addr);
   int32_t v = 0;
   if (ctx.syscall_out(SYS_prctl, {PR_GET_PDEATHSIG, static_cast<long>(scratch)}, &v, sizeof v) == 0)
     attrs->set_pdeath_signal(v);
   v = 0;
-  if (ctx.syscall_out(SYS_prctl, {PR_GET_CHILD_SUBREAPER, static_cast<long>(scratch)}, &v, sizeof v) == 0)
+  if (ctx.syscall_out(SYS_prctl, {PR_GET_CHILD_SUBREAPER, static_cast<long>(scratch)}, &v,
+                      sizeof v) == 0)
     attrs->set_child_subreaper(v != 0);
   long slack = t.syscall(SYS_prctl, {PR_GET_TIMERSLACK});
   if (slack > 0) attrs->set_timer_slack_ns(static_cast<uint64_t>(slack));
@@ -47,10 +49,12 @@ void dump_task_attrs(DumpContext& ctx, image::TaskAttrs* attrs, image::ProcessIn
   if (thp > 0) attrs->set_thp_disable(static_cast<int32_t>(thp));
 }
 
-void restore_task_attrs(Restorer& r, const image::TaskAttrs& attrs, const image::ProcessInfo& info) {
+void restore_task_attrs(Restorer& r, const image::TaskAttrs& attrs,
+                        const image::ProcessInfo& info) {
   Tracee& t = r.tracee();
   r.reset_stage();
-  t.syscall_checked("prctl(PR_SET_NAME)", SYS_prctl, {PR_SET_NAME, static_cast<long>(r.stage_string(info.comm()))});
+  t.syscall_checked("prctl(PR_SET_NAME)", SYS_prctl,
+                    {PR_SET_NAME, static_cast<long>(r.stage_string(info.comm()))});
   // A session leader stays one; a group leader leads a new group in the restorer's session.
   if (info.session_leader())
     t.syscall_checked("setsid", SYS_setsid);
@@ -59,17 +63,22 @@ void restore_task_attrs(Restorer& r, const image::TaskAttrs& attrs, const image:
   t.syscall_checked("setpriority", SYS_setpriority, {PRIO_PROCESS, 0, attrs.nice()});
   t.syscall_checked("personality", SYS_personality, {static_cast<long>(attrs.personality())});
   if (attrs.robust_list())
-    t.syscall_checked("set_robust_list", SYS_set_robust_list,
-                      {static_cast<long>(attrs.robust_list()), static_cast<long>(attrs.robust_list_len())});
+    t.syscall_checked(
+        "set_robust_list", SYS_set_robust_list,
+        {static_cast<long>(attrs.robust_list()), static_cast<long>(attrs.robust_list_len())});
   if (attrs.clear_child_tid())
     t.syscall(SYS_set_tid_address, {static_cast<long>(attrs.clear_child_tid())});
-  if (attrs.child_subreaper()) t.syscall_checked("prctl(PR_SET_CHILD_SUBREAPER)", SYS_prctl, {PR_SET_CHILD_SUBREAPER, 1});
-  if (attrs.timer_slack_ns()) t.syscall(SYS_prctl, {PR_SET_TIMERSLACK, static_cast<long>(attrs.timer_slack_ns())});
-  if (attrs.thp_disable()) t.syscall_checked("prctl(PR_SET_THP_DISABLE)", SYS_prctl, {PR_SET_THP_DISABLE, 1, 0, 0, 0});
+  if (attrs.child_subreaper())
+    t.syscall_checked("prctl(PR_SET_CHILD_SUBREAPER)", SYS_prctl, {PR_SET_CHILD_SUBREAPER, 1});
+  if (attrs.timer_slack_ns())
+    t.syscall(SYS_prctl, {PR_SET_TIMERSLACK, static_cast<long>(attrs.timer_slack_ns())});
+  if (attrs.thp_disable())
+    t.syscall_checked("prctl(PR_SET_THP_DISABLE)", SYS_prctl, {PR_SET_THP_DISABLE, 1, 0, 0, 0});
 }
 
 void restore_parent_death_signal(Restorer& r, const image::TaskAttrs& attrs) {
-  r.tracee().syscall_checked("prctl(PR_SET_PDEATHSIG)", SYS_prctl, {PR_SET_PDEATHSIG, attrs.pdeath_signal()});
+  r.tracee().syscall_checked("prctl(PR_SET_PDEATHSIG)", SYS_prctl,
+                             {PR_SET_PDEATHSIG, attrs.pdeath_signal()});
 }
 
 }  // namespace ferry::cr

@@ -20,10 +20,18 @@ constexpr int kPrTimerCreateRestoreIds = 77;
 constexpr int kRestoreIdsOff = 0;
 constexpr int kRestoreIdsOn = 1;
 
-int64_t ns_of(const timeval& tv) { return tv.tv_sec * 1000000000ll + tv.tv_usec * 1000ll; }
-int64_t ns_of(const timespec& ts) { return ts.tv_sec * 1000000000ll + ts.tv_nsec; }
-timeval tv_of(int64_t ns) { return {ns / 1000000000ll, (ns % 1000000000ll) / 1000}; }
-timespec ts_of(int64_t ns) { return {ns / 1000000000ll, ns % 1000000000ll}; }
+int64_t ns_of(const timeval& tv) {
+  return tv.tv_sec * 1000000000ll + tv.tv_usec * 1000ll;
+}
+int64_t ns_of(const timespec& ts) {
+  return ts.tv_sec * 1000000000ll + ts.tv_nsec;
+}
+timeval tv_of(int64_t ns) {
+  return {ns / 1000000000ll, (ns % 1000000000ll) / 1000};
+}
+timespec ts_of(int64_t ns) {
+  return {ns / 1000000000ll, ns % 1000000000ll};
+}
 
 // The kernel's sigevent layout (64 bytes).
 struct KernelSigevent {
@@ -35,7 +43,8 @@ struct KernelSigevent {
 };
 static_assert(sizeof(KernelSigevent) == 64);
 
-// /proc/PID/timers: "ID: n", "signal: signo/value", "notify: kind/pid.N" or "kind/tid.N", "ClockID: c".
+// /proc/PID/timers: "ID: n", "signal: signo/value", "notify: kind/pid.N" or "kind/tid.N", "ClockID:
+// c".
 std::vector<image::PosixTimer> read_posix_timers(pid_t pid) {
   std::vector<image::PosixTimer> out;
   auto text = proc::try_read_file(proc::path(pid, "timers"));
@@ -59,7 +68,9 @@ std::vector<image::PosixTimer> read_posix_timers(pid_t pid) {
       std::string who = val.substr(slash + 1);
       int notify = kind == "signal" ? SIGEV_SIGNAL : kind == "none" ? SIGEV_NONE : SIGEV_THREAD;
       if (who.rfind("tid.", 0) == 0) notify |= SIGEV_THREAD_ID;
-      if (notify == SIGEV_THREAD) fail("POSIX timer {} notifies a thread (SIGEV_THREAD): threads are not supported", out.back().id());
+      if (notify == SIGEV_THREAD)
+        fail("POSIX timer {} notifies a thread (SIGEV_THREAD): threads are not supported",
+             out.back().id());
       out.back().set_notify(notify);
       out.back().set_notify_tid(static_cast<int32_t>(proc::parse_i64(who.substr(4))));
     } else if (key == "ClockID") {
@@ -78,7 +89,9 @@ image::Timers dump_timers(DumpContext& ctx) {
     itimerval v{};
     long rc = ctx.syscall_out(SYS_getitimer, {which, static_cast<long>(scratch)}, &v, sizeof v);
     if (rc < 0) fail_errno(static_cast<int>(-rc), "getitimer");
-    if (!v.it_value.tv_sec && !v.it_value.tv_usec && !v.it_interval.tv_sec && !v.it_interval.tv_usec) continue;
+    if (!v.it_value.tv_sec && !v.it_value.tv_usec && !v.it_interval.tv_sec &&
+        !v.it_interval.tv_usec)
+      continue;
     image::ITimer* t = out.add_itimers();
     t->set_which(which);
     t->set_value_ns(ns_of(v.it_value));
@@ -86,7 +99,8 @@ image::Timers dump_timers(DumpContext& ctx) {
   }
   for (image::PosixTimer& p : read_posix_timers(ctx.pid())) {
     itimerspec its{};
-    long rc = ctx.syscall_out(SYS_timer_gettime, {p.id(), static_cast<long>(scratch)}, &its, sizeof its);
+    long rc =
+        ctx.syscall_out(SYS_timer_gettime, {p.id(), static_cast<long>(scratch)}, &its, sizeof its);
     if (rc < 0) fail_errno(static_cast<int>(-rc), "timer_gettime({})", p.id());
     p.set_value_ns(ns_of(its.it_value));
     p.set_interval_ns(ns_of(its.it_interval));
@@ -103,7 +117,8 @@ void restore_timers(Restorer& r, const image::Timers& timers, int original_pid) 
     r.reset_stage();
     itimerval v{tv_of(it.interval_ns()), tv_of(it.value_ns())};
     if (!v.it_value.tv_sec && !v.it_value.tv_usec && it.value_ns() > 0) v.it_value.tv_usec = 1;
-    t.syscall_checked("setitimer", SYS_setitimer, {it.which(), static_cast<long>(r.stage(&v, sizeof v)), 0});
+    t.syscall_checked("setitimer", SYS_setitimer,
+                      {it.which(), static_cast<long>(r.stage(&v, sizeof v)), 0});
   }
   if (timers.posix_size() == 0) return;
   std::vector<image::PosixTimer> sorted(timers.posix().begin(), timers.posix().end());
@@ -125,7 +140,8 @@ void restore_timers(Restorer& r, const image::Timers& timers, int original_pid) 
     int32_t got = -1;
     t.read_memory(remote_id, &got, sizeof got);
     if (got != p.id())
-      fail("POSIX timer {} came back as timer {} (this kernel cannot choose timer ids)", p.id(), got);
+      fail("POSIX timer {} came back as timer {} (this kernel cannot choose timer ids)", p.id(),
+           got);
     itimerspec its{ts_of(p.interval_ns()), ts_of(p.value_ns())};
     t.syscall_checked("timer_settime", SYS_timer_settime,
                       {p.id(), 0, static_cast<long>(r.stage(&its, sizeof its)), 0});

@@ -70,9 +70,9 @@ void prepare_address_space(Restorer& r, const image::Memory& m) {
   if (have.start == want.start) return;
   uint64_t len = have.end - have.start;
   auto move = [&](uint64_t from, uint64_t to) {
-    long got = t.syscall(SYS_mremap, {static_cast<long>(from), static_cast<long>(len),
-                                      static_cast<long>(len), MREMAP_MAYMOVE | MREMAP_FIXED,
-                                      static_cast<long>(to)});
+    long got = t.syscall(SYS_mremap,
+                         {static_cast<long>(from), static_cast<long>(len), static_cast<long>(len),
+                          MREMAP_MAYMOVE | MREMAP_FIXED, static_cast<long>(to)});
     if (static_cast<uint64_t>(got) != to)
       fail("cannot move the vdso block to {:x}: {}", to,
            got < 0 ? std::strerror(static_cast<int>(-got)) : "wrong address");

@@ -199,8 +199,8 @@ ImageWriter::ImageWriter(const std::string& dir) : dir_(dir) {
   std::string tag = hex(image_id_).substr(0, 8);
   pages_tmp_ = ".pages.img." + tag + ".tmp";
   core_tmp_ = ".core.img." + tag + ".tmp";
-  pages_fd_.reset(::openat(dirfd_.get(), pages_tmp_.c_str(),
-                           O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  pages_fd_.reset(
+      ::openat(dirfd_.get(), pages_tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!pages_fd_) fail_errno(errno, "cannot create {}/{}", dir, pages_tmp_);
   pages_ = new PagesWriter(pages_fd_.get(), image_id_);
 }
@@ -220,8 +220,8 @@ uint64_t ImageWriter::commit(Image& img, bool sync) {
   validate(img, img.pages_file().size());  // never write an image we would refuse to read
 
   std::string core = serialize_core(img);
-  UniqueFd cfd(::openat(dirfd_.get(), core_tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-                        0600));
+  UniqueFd cfd(
+      ::openat(dirfd_.get(), core_tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!cfd) fail_errno(errno, "cannot create {}/{}", dir_, core_tmp_);
   write_all(cfd.get(), core.data(), core.size(), "core.img");
   if (sync) {
@@ -270,7 +270,8 @@ Image parse_core(const std::string& bytes, uint64_t pages_file_size) {
     fail("core.img is truncated or padded: header says {} bytes of payload, file has {}",
          h.payload_len, bytes.size() - sizeof h);
   const char* payload = bytes.data() + sizeof h;
-  if (XXH64(payload, h.payload_len, 0) != h.payload_hash) fail("core.img is corrupted (checksum mismatch)");
+  if (XXH64(payload, h.payload_len, 0) != h.payload_hash)
+    fail("core.img is corrupted (checksum mismatch)");
   Image img;
   if (!img.ParseFromArray(payload, static_cast<int>(h.payload_len)))
     fail("core.img is corrupted (cannot decode)");

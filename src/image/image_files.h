@@ -105,7 +105,7 @@ class ImageWriter {
 struct LoadedImage {
   std::string dir;
   Image image;
-  UniqueFd pages_fd;      // open pages.img
+  UniqueFd pages_fd;  // open pages.img
   uint64_t core_bytes = 0;
 };
 

@@ -24,7 +24,9 @@ constexpr size_t kMaxFds = 1 << 20;
 constexpr uint64_t kMaxObjectBytes = 1ull << 44;  // 16 TiB for a shmem object or ghost file
 constexpr uint64_t kAllCaps = (1ull << 41) - 1;
 
-bool aligned(uint64_t v) { return v % kPageSize == 0; }
+bool aligned(uint64_t v) {
+  return v % kPageSize == 0;
+}
 
 void check_path(const std::string& p, const char* what) {
   if (p.empty() || p[0] != '/') fail("image: {} path '{}' is not absolute", what, p);
@@ -76,7 +78,8 @@ void check_sorted_runs(const google::protobuf::RepeatedPtrField<PageRun>& runs, 
 
 void validate_pages_file(const PagesFile& pf, uint64_t actual) {
   if (pf.size() != actual)
-    fail("pages.img has {} bytes but the image expects {} (truncated or replaced)", actual, pf.size());
+    fail("pages.img has {} bytes but the image expects {} (truncated or replaced)", actual,
+         pf.size());
   if (pf.size() < kPagesHeaderSize || (pf.size() - kPagesHeaderSize) % kPageSize != 0)
     fail("image: pages.img size {} is not header + whole pages", pf.size());
   if (pf.hash_block_size() != kHashBlockSize) fail("image: unexpected hash block size");
@@ -88,11 +91,13 @@ void validate_pages_file(const PagesFile& pf, uint64_t actual) {
 void validate_memory(const Memory& m, RunChecker& runs) {
   if (m.task_size() < kMinTaskSize || m.task_size() > kMaxTaskSize || !aligned(m.task_size()))
     fail("image: implausible task size 0x{:x}", m.task_size());
-  if (static_cast<size_t>(m.vmas_size()) > kMaxVmas) fail("image: {} memory regions", m.vmas_size());
+  if (static_cast<size_t>(m.vmas_size()) > kMaxVmas)
+    fail("image: {} memory regions", m.vmas_size());
 
   std::set<uint64_t> file_ids, shmem_ids, ghost_ids;
   for (auto& g : m.ghosts()) {
-    if (g.id() == 0 || !ghost_ids.insert(g.id()).second) fail("image: bad ghost file id {}", g.id());
+    if (g.id() == 0 || !ghost_ids.insert(g.id()).second)
+      fail("image: bad ghost file id {}", g.id());
     check_path(g.path(), "unlinked file");
     if (g.size() > kMaxObjectBytes) fail("image: unlinked file of {} bytes", g.size());
     uint64_t space = (g.size() + kPageSize - 1) / kPageSize * kPageSize;
@@ -100,13 +105,15 @@ void validate_memory(const Memory& m, RunChecker& runs) {
     check_sorted_runs(g.content(), "an unlinked file");
   }
   for (auto& f : m.mapped_files()) {
-    if (f.id() == 0 || !file_ids.insert(f.id()).second) fail("image: bad mapped file id {}", f.id());
+    if (f.id() == 0 || !file_ids.insert(f.id()).second)
+      fail("image: bad mapped file id {}", f.id());
     check_path(f.path(), "mapped file");
     if (f.ghost_id() && !ghost_ids.count(f.ghost_id()))
       fail("image: mapped file {} names a missing unlinked file", f.path());
   }
   for (auto& s : m.shmem()) {
-    if (s.id() == 0 || !shmem_ids.insert(s.id()).second) fail("image: bad shared memory id {}", s.id());
+    if (s.id() == 0 || !shmem_ids.insert(s.id()).second)
+      fail("image: bad shared memory id {}", s.id());
     if (s.size() > kMaxObjectBytes) fail("image: shared memory of {} bytes", s.size());
     if (s.memfd_name().size() > 249 || s.memfd_name().find('\0') != std::string::npos)
       fail("image: bad memfd name");
@@ -119,18 +126,21 @@ void validate_memory(const Memory& m, RunChecker& runs) {
   int vdso = 0, vvar = 0, vclock = 0;
   for (auto& v : m.vmas()) {
     bool vsyscall = v.kind() == Vma::VSYSCALL;
-    if (!Vma::Kind_IsValid(v.kind())) fail("image: memory region of unknown kind {}", static_cast<int>(v.kind()));
+    if (!Vma::Kind_IsValid(v.kind()))
+      fail("image: memory region of unknown kind {}", static_cast<int>(v.kind()));
     if (v.start() >= v.end() || !aligned(v.start()) || !aligned(v.end()))
       fail("image: memory region 0x{:x}-0x{:x} is empty or not page aligned", v.start(), v.end());
     if (vsyscall ? v.start() != kVsyscallStart : v.end() > m.task_size())
-      fail("image: memory region 0x{:x}-0x{:x} is outside the user address space", v.start(), v.end());
+      fail("image: memory region 0x{:x}-0x{:x} is outside the user address space", v.start(),
+           v.end());
     if (v.start() < 0x1000) fail("image: memory region at address 0x{:x}", v.start());
     if (v.start() < prev_end)
       fail("image: memory regions overlap or are out of order at 0x{:x}", v.start());
     prev_end = v.end();
     if (v.prot() & ~static_cast<uint32_t>(PROT_READ | PROT_WRITE | PROT_EXEC))
       fail("image: memory region 0x{:x} has bad protection bits 0x{:x}", v.start(), v.prot());
-    if (v.pgoff() > (1ull << 50)) fail("image: memory region 0x{:x} has a bad file offset", v.start());
+    if (v.pgoff() > (1ull << 50))
+      fail("image: memory region 0x{:x} has a bad file offset", v.start());
     switch (v.kind()) {
       case Vma::FILE_PRIVATE:
       case Vma::FILE_SHARED:
@@ -140,15 +150,23 @@ void validate_memory(const Memory& m, RunChecker& runs) {
       case Vma::ANON_SHARED: {
         auto it = std::find_if(m.shmem().begin(), m.shmem().end(),
                                [&](const ShmemObject& s) { return s.id() == v.shmem_id(); });
-        if (it == m.shmem().end()) fail("image: memory region 0x{:x} names missing shared memory", v.start());
+        if (it == m.shmem().end())
+          fail("image: memory region 0x{:x} names missing shared memory", v.start());
         if (!it->is_memfd() && v.pgoff() * kPageSize + (v.end() - v.start()) > it->size())
           fail("image: memory region 0x{:x} extends past its shared memory object", v.start());
         break;
       }
-      case Vma::VDSO: vdso++; break;
-      case Vma::VVAR: vvar++; break;
-      case Vma::VVAR_VCLOCK: vclock++; break;
-      default: break;
+      case Vma::VDSO:
+        vdso++;
+        break;
+      case Vma::VVAR:
+        vvar++;
+        break;
+      case Vma::VVAR_VCLOCK:
+        vclock++;
+        break;
+      default:
+        break;
     }
     if (v.name().size() > 4096) fail("image: memory region name too long");
   }
@@ -159,11 +177,13 @@ void validate_memory(const Memory& m, RunChecker& runs) {
   int vi = 0;
   for (auto& r : m.pages()) {
     while (vi < m.vmas_size() && m.vmas(vi).end() <= r.addr()) vi++;
-    if (vi == m.vmas_size()) fail("image: page run at 0x{:x} is outside every memory region", r.addr());
+    if (vi == m.vmas_size())
+      fail("image: page run at 0x{:x} is outside every memory region", r.addr());
     const Vma& v = m.vmas(vi);
     if (v.kind() != Vma::ANON_PRIVATE && v.kind() != Vma::FILE_PRIVATE)
       fail("image: page run at 0x{:x} lies in a region that carries no private pages", r.addr());
-    if (r.addr() < v.start()) fail("image: page run at 0x{:x} is outside every memory region", r.addr());
+    if (r.addr() < v.start())
+      fail("image: page run at 0x{:x} is outside every memory region", r.addr());
     // Check against the region bounds: the address space of this run is [0, v.end()).
     runs.check(r, v.end(), "its memory region");
   }
@@ -173,10 +193,12 @@ void validate_memory(const Memory& m, RunChecker& runs) {
   if (mm.start_brk() > mm.brk() || mm.arg_start() > mm.arg_end() || mm.env_start() > mm.env_end() ||
       mm.start_code() > mm.end_code() || mm.start_data() > mm.end_data())
     fail("image: inconsistent mm fields (brk/arg/env/code/data ranges)");
-  for (uint64_t a : {mm.start_code(), mm.end_code(), mm.start_data(), mm.end_data(), mm.start_brk(),
-                     mm.brk(), mm.start_stack(), mm.arg_start(), mm.arg_end(), mm.env_start(), mm.env_end()})
+  for (uint64_t a :
+       {mm.start_code(), mm.end_code(), mm.start_data(), mm.end_data(), mm.start_brk(), mm.brk(),
+        mm.start_stack(), mm.arg_start(), mm.arg_end(), mm.env_start(), mm.env_end()})
     if (!in_range(a)) fail("image: mm field 0x{:x} outside the address space", a);
-  if (mm.auxv().size() % 16 != 0 || mm.auxv().size() > 16 * 1024) fail("image: bad auxv size {}", mm.auxv().size());
+  if (mm.auxv().size() % 16 != 0 || mm.auxv().size() > 16 * 1024)
+    fail("image: bad auxv size {}", mm.auxv().size());
 }
 
 void validate_signals(const Signals& s) {
@@ -189,7 +211,8 @@ void validate_signals(const Signals& s) {
   for (auto* q : {&s.pending_private(), &s.pending_shared()}) {
     if (q->size() > (1 << 20)) fail("image: too many pending signals");
     for (auto& p : *q) {
-      if (p.siginfo().size() != sizeof(siginfo_t)) fail("image: pending signal with bad siginfo size");
+      if (p.siginfo().size() != sizeof(siginfo_t))
+        fail("image: pending signal with bad siginfo size");
       int signo;
       std::memcpy(&signo, p.siginfo().data(), sizeof signo);
       if (signo < 1 || signo > 64) fail("image: pending signal {} out of range", signo);
@@ -204,7 +227,8 @@ void validate_timers(const Timers& t) {
   std::set<int> ids;
   for (auto& p : t.posix()) {
     if (p.id() < 0 || !ids.insert(p.id()).second) fail("image: bad POSIX timer id {}", p.id());
-    if (p.clock_id() < 0 || p.clock_id() > 11) fail("image: POSIX timer with clock {}", p.clock_id());
+    if (p.clock_id() < 0 || p.clock_id() > 11)
+      fail("image: POSIX timer with clock {}", p.clock_id());
     if (p.signo() < 0 || p.signo() > 64 || p.value_ns() < 0 || p.interval_ns() < 0)
       fail("image: bad POSIX timer {}", p.id());
   }
@@ -213,7 +237,8 @@ void validate_timers(const Timers& t) {
 void validate_creds(const Credentials& c) {
   if (c.uids_size() != 4 || c.gids_size() != 4) fail("image: credentials need 4 uids and 4 gids");
   if (c.groups_size() > 65536) fail("image: too many supplementary groups");
-  for (uint64_t caps : {c.cap_inheritable(), c.cap_permitted(), c.cap_effective(), c.cap_bounding(), c.cap_ambient()})
+  for (uint64_t caps : {c.cap_inheritable(), c.cap_permitted(), c.cap_effective(), c.cap_bounding(),
+                        c.cap_ambient()})
     if (caps & ~kAllCaps) fail("image: unknown capability bits 0x{:x}", caps);
   if (c.dumpable() < 0 || c.dumpable() > 2) fail("image: bad dumpable value {}", c.dumpable());
 }
@@ -239,8 +264,12 @@ void validate_files(const FileTable& ft, const Memory& m) {
         if (f.regular().ghost_id() && !ghost_ids.count(f.regular().ghost_id()))
           fail("image: open file names a missing unlinked file");
         break;
-      case OpenFile::kDirectory: check_path(f.directory().path(), "directory"); break;
-      case OpenFile::kChardev: check_path(f.chardev().path(), "device"); break;
+      case OpenFile::kDirectory:
+        check_path(f.directory().path(), "directory");
+        break;
+      case OpenFile::kChardev:
+        check_path(f.chardev().path(), "device");
+        break;
       case OpenFile::kPipe:
         if (!pipe_ids.count(f.pipe().pipe_id())) fail("image: fd names a missing pipe");
         if (f.pipe().is_fifo()) check_path(f.pipe().fifo_path(), "FIFO");
@@ -254,8 +283,10 @@ void validate_files(const FileTable& ft, const Memory& m) {
       case OpenFile::kEpoll:
         if (f.epoll().targets_size() > (1 << 20)) fail("image: too many epoll targets");
         break;
-      case OpenFile::KIND_NOT_SET: fail("image: open file {} of unknown kind", f.id());
-      default: break;
+      case OpenFile::KIND_NOT_SET:
+        fail("image: open file {} of unknown kind", f.id());
+      default:
+        break;
     }
   }
   std::set<int> nums;
@@ -267,7 +298,8 @@ void validate_files(const FileTable& ft, const Memory& m) {
   for (auto& f : ft.files())
     if (f.kind_case() == OpenFile::kEpoll)
       for (auto& t : f.epoll().targets())
-        if (!nums.count(t.fd())) fail("image: epoll watches fd {} that is not in the table", t.fd());
+        if (!nums.count(t.fd()))
+          fail("image: epoll watches fd {} that is not in the table", t.fd());
   for (auto& l : ft.posix_locks()) {
     if (!nums.count(l.fd())) fail("image: file lock on fd {} that is not in the table", l.fd());
     if (l.lock().start() > l.lock().end()) fail("image: file lock with start after end");
@@ -284,7 +316,8 @@ void validate_attrs(const TaskAttrs& a) {
     if (r.resource() < 0 || r.resource() >= RLIMIT_NLIMITS || !seen.insert(r.resource()).second ||
         r.cur() > r.max())
       fail("image: bad resource limit {}", r.resource());
-  if (a.rseq().size() != 0 && (a.rseq().size() < 32 || a.rseq().size() > 4096 || a.rseq().ptr() % 32 != 0))
+  if (a.rseq().size() != 0 &&
+      (a.rseq().size() < 32 || a.rseq().size() > 4096 || a.rseq().ptr() % 32 != 0))
     fail("image: bad rseq registration");
   if (a.pdeath_signal() < 0 || a.pdeath_signal() > 64) fail("image: bad parent-death signal");
 }
@@ -292,7 +325,8 @@ void validate_attrs(const TaskAttrs& a) {
 }  // namespace
 
 void validate(const Image& img, uint64_t pages_file_size) {
-  if (img.format_version() != kFormatVersion) fail("image: format version {}", img.format_version());
+  if (img.format_version() != kFormatVersion)
+    fail("image: format version {}", img.format_version());
   if (img.image_id().size() != 16) fail("image: bad image id");
   validate_pages_file(img.pages_file(), pages_file_size);
 
@@ -303,7 +337,8 @@ void validate(const Image& img, uint64_t pages_file_size) {
 
   const Registers& r = img.registers();
   if (r.gpr().size() != sizeof(user_regs_struct))
-    fail("image: register block has {} bytes, expected {}", r.gpr().size(), sizeof(user_regs_struct));
+    fail("image: register block has {} bytes, expected {}", r.gpr().size(),
+         sizeof(user_regs_struct));
   if (r.xstate().size() < 576 || r.xstate().size() > 64 * 1024)
     fail("image: FPU/xstate block of {} bytes", r.xstate().size());
   if (!SyscallRestart::Kind_IsValid(r.restart().kind())) fail("image: bad syscall restart kind");

@@ -12,7 +12,8 @@ class Mapping {
  public:
   Mapping() = default;
   Mapping(void* addr, size_t len) : addr_(addr), len_(len) {}
-  Mapping(Mapping&& o) noexcept : addr_(std::exchange(o.addr_, nullptr)), len_(std::exchange(o.len_, 0)) {}
+  Mapping(Mapping&& o) noexcept
+      : addr_(std::exchange(o.addr_, nullptr)), len_(std::exchange(o.len_, 0)) {}
   Mapping& operator=(Mapping&& o) noexcept {
     if (this != &o) {
       reset();
@@ -29,7 +30,9 @@ class Mapping {
   static Mapping anonymous(size_t len, bool huge = false);
 
   template <typename T = char>
-  T* data() const { return static_cast<T*>(addr_); }
+  T* data() const {
+    return static_cast<T*>(addr_);
+  }
   size_t size() const { return len_; }
   explicit operator bool() const { return addr_ != nullptr; }
   void reset() {

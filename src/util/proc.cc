@@ -11,7 +11,9 @@
 
 namespace ferry::proc {
 
-std::string path(pid_t pid, std::string_view rel) { return fmt::format("/proc/{}/{}", pid, rel); }
+std::string path(pid_t pid, std::string_view rel) {
+  return fmt::format("/proc/{}/{}", pid, rel);
+}
 
 std::optional<std::string> try_read_file(const std::string& p) {
   UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC));
@@ -61,7 +63,9 @@ std::vector<std::string> list_dir(const std::string& p) {
   return names;
 }
 
-bool exists(pid_t pid) { return ::access(path(pid, "").c_str(), F_OK) == 0; }
+bool exists(pid_t pid) {
+  return ::access(path(pid, "").c_str(), F_OK) == 0;
+}
 
 std::map<std::string, std::string> read_keyed(const std::string& p) {
   std::map<std::string, std::string> out;
@@ -117,8 +121,10 @@ std::vector<std::string> split_ws(std::string_view s) {
 }
 
 std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n')) s.remove_suffix(1);
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\n'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\n'))
+    s.remove_suffix(1);
   return s;
 }
 

@@ -12,7 +12,7 @@
 
 namespace ferry::proc {
 
-std::string path(pid_t pid, std::string_view rel);   // "/proc/<pid>/<rel>"
+std::string path(pid_t pid, std::string_view rel);  // "/proc/<pid>/<rel>"
 std::string read_file(const std::string& path);
 std::optional<std::string> try_read_file(const std::string& path);
 std::string read_link(const std::string& path);

@@ -40,13 +40,19 @@ void sleep_resumes_with_time_left(const std::string& mode) {
   pid_t restored = rt.restore();
   ASSERT_GT(restored, 0);
   EXPECT_EQ(wait_exit(restored, 20000), 0) << rt.target_errors();
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   EXPECT_LT(ms, 1600) << "the sleep started over instead of going on";
   EXPECT_GT(ms, 400) << "the sleep ended early";
 }
 
-TEST(BlockingTest, NanosleepGoesOnWithTheTimeLeft) { sleep_resumes_with_time_left("nanosleep"); }
-TEST(BlockingTest, ClockNanosleepGoesOnWithTheTimeLeft) { sleep_resumes_with_time_left("clock_nanosleep"); }
+TEST(BlockingTest, NanosleepGoesOnWithTheTimeLeft) {
+  sleep_resumes_with_time_left("nanosleep");
+}
+TEST(BlockingTest, ClockNanosleepGoesOnWithTheTimeLeft) {
+  sleep_resumes_with_time_left("clock_nanosleep");
+}
 
 TEST(BlockingTest, PauseIsInterruptedByTheSignalAfterRestore) {
   RoundTrip rt;

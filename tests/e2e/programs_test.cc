@@ -20,8 +20,8 @@ off_t size_of(const std::string& path) {
 }
 
 // Runs argv to completion with stdout/stderr in files: the reference output.
-std::string reference_run(const std::vector<std::string>& argv, const std::string& stdin_path, const TempDir& dir,
-                          const std::vector<std::string>& env = {}) {
+std::string reference_run(const std::vector<std::string>& argv, const std::string& stdin_path,
+                          const TempDir& dir, const std::vector<std::string>& env = {}) {
   SpawnOptions o;
   o.stdin_path = stdin_path;
   o.stdout_path = dir / "reference.out";
@@ -33,8 +33,9 @@ std::string reference_run(const std::vector<std::string>& argv, const std::strin
 
 // Starts argv, waits until its stdout holds at least `min_bytes`, checkpoints it, restores it
 // and waits for it to finish. Returns what it wrote.
-std::string interrupted_run(RoundTrip& rt, const std::vector<std::string>& argv, const std::string& stdin_path,
-                            off_t min_bytes, const std::vector<std::string>& env = {}) {
+std::string interrupted_run(RoundTrip& rt, const std::vector<std::string>& argv,
+                            const std::string& stdin_path, off_t min_bytes,
+                            const std::vector<std::string>& env = {}) {
   SpawnOptions o;
   o.stdin_path = stdin_path;
   o.stdout_path = rt.out_path();
@@ -42,7 +43,8 @@ std::string interrupted_run(RoundTrip& rt, const std::vector<std::string>& argv,
   o.env = env;
   pid_t pid = spawn(argv, o);
   rt.guard.add(pid);
-  EXPECT_TRUE(wait_until([&] { return size_of(rt.out_path()) >= min_bytes; }, 60000)) << "no output";
+  EXPECT_TRUE(wait_until([&] { return size_of(rt.out_path()) >= min_bytes; }, 60000))
+      << "no output";
   CmdResult c = rt.checkpoint(pid);
   EXPECT_EQ(c.status, 0) << c.err;
   pid_t restored = rt.restore();
@@ -62,7 +64,8 @@ TEST(ProgramsTest, GzipCompressingALargeFile) {
     uint64_t x = 88172645463325252ull;
     for (int line = 0; data.size() < (24u << 20); line++) {
       x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-      data += "line " + std::to_string(line) + " value " + std::to_string(x % 100000) + " some words repeat\n";
+      data += "line " + std::to_string(line) + " value " + std::to_string(x % 100000) +
+              " some words repeat\n";
     }
     write_file(input, data);
   }
@@ -70,7 +73,8 @@ TEST(ProgramsTest, GzipCompressingALargeFile) {
   std::string expected = reference_run(argv, input, rt.dir);
   ASSERT_GT(expected.size(), 1000u);
   std::string got = interrupted_run(rt, argv, input, 64 * 1024);
-  EXPECT_TRUE(got == expected) << "gzip output differs: " << got.size() << " vs " << expected.size() << " bytes";
+  EXPECT_TRUE(got == expected) << "gzip output differs: " << got.size() << " vs " << expected.size()
+                               << " bytes";
 }
 
 TEST(ProgramsTest, PythonStatefulComputation) {
@@ -108,7 +112,8 @@ TEST(ProgramsTest, BcComputingPi) {
 TEST(ProgramsTest, ShellLoopWithBuiltins) {
   RoundTrip rt;
   std::vector<std::string> argv{"/bin/dash", "-c",
-                                "i=0; while [ $i -lt 60000 ]; do i=$((i+1)); [ $((i % 500)) -eq 0 ] && echo line $i; done; echo done"};
+                                "i=0; while [ $i -lt 60000 ]; do i=$((i+1)); [ $((i % 500)) -eq 0 "
+                                "] && echo line $i; done; echo done"};
   std::string expected = reference_run(argv, "/dev/null", rt.dir);
   std::string got = interrupted_run(rt, argv, "/dev/null", 50);
   EXPECT_EQ(got, expected);
@@ -127,7 +132,9 @@ TEST(ProgramsTest, CoreutilsSleep) {
   pid_t restored = rt.restore();
   ASSERT_GT(restored, 0);
   EXPECT_EQ(wait_exit(restored, 20000), 0) << read_file(rt.err_path());
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  auto ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   EXPECT_LT(ms, 1900) << "sleep started over";
 }
 

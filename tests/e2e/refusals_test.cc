@@ -35,11 +35,19 @@ void refused_and_still_running(const std::string& mode, const std::string& expec
 
 }  // namespace
 
-TEST(RefusalsTest, MultiThreadedProcess) { refused_and_still_running("threads", "threads"); }
-TEST(RefusalsTest, ProcessWithATcpSocket) { refused_and_still_running("tcp", "TCP socket"); }
-TEST(RefusalsTest, ProcessWithAChild) { refused_and_still_running("child", "child processes"); }
+TEST(RefusalsTest, MultiThreadedProcess) {
+  refused_and_still_running("threads", "threads");
+}
+TEST(RefusalsTest, ProcessWithATcpSocket) {
+  refused_and_still_running("tcp", "TCP socket");
+}
+TEST(RefusalsTest, ProcessWithAChild) {
+  refused_and_still_running("child", "child processes");
+}
 
-TEST(RefusalsTest, ProcessWithIoUring) { refused_and_still_running("io_uring", "io_uring"); }
+TEST(RefusalsTest, ProcessWithIoUring) {
+  refused_and_still_running("io_uring", "io_uring");
+}
 
 TEST(RefusalsTest, ProcessTracedByAnotherTracer) {
   RoundTrip rt;

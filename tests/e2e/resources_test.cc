@@ -13,7 +13,8 @@
 namespace ferry::test {
 
 // Checkpoint, restore, verify: the whole round trip for a self-checking target.
-void round_trip(const std::string& target, std::vector<std::string> args = {}, SpawnOptions opts = {}) {
+void round_trip(const std::string& target, std::vector<std::string> args = {},
+                SpawnOptions opts = {}) {
   RoundTrip rt;
   for (auto& a : args)
     if (a == "@DIR") a = rt.dir.path();
@@ -35,15 +36,23 @@ TEST(ResourcesTest, RegistersAndVectorState) {
   EXPECT_EQ(st, 0) << rt.target_errors();
 }
 
-TEST(ResourcesTest, SignalHandlersMaskPendingAndAltStack) { round_trip("t_signals"); }
-TEST(ResourcesTest, IntervalAndPosixTimers) { round_trip("t_timers"); }
+TEST(ResourcesTest, SignalHandlersMaskPendingAndAltStack) {
+  round_trip("t_signals");
+}
+TEST(ResourcesTest, IntervalAndPosixTimers) {
+  round_trip("t_timers");
+}
 TEST(ResourcesTest, MmFieldsAndTaskAttributes) {
   SpawnOptions o;
   o.new_session = true;
   round_trip("t_task", {"@DIR"}, o);
 }
-TEST(ResourcesTest, CredentialsOfAnOrdinaryUserStayUnprivileged) { round_trip("t_creds"); }
-TEST(ResourcesTest, FileDescriptorsOfEveryKind) { round_trip("t_files", {"@DIR"}); }
+TEST(ResourcesTest, CredentialsOfAnOrdinaryUserStayUnprivileged) {
+  round_trip("t_creds");
+}
+TEST(ResourcesTest, FileDescriptorsOfEveryKind) {
+  round_trip("t_files", {"@DIR"});
+}
 
 TEST(ResourcesTest, StaticProgramWithoutLibc) {
   RoundTrip rt;

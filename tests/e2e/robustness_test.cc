@@ -23,7 +23,9 @@ TEST(RobustnessTest, FerryKilledMidCheckpointLeavesTheProcessAndNoHalfImage) {
     RoundTrip rt;
     pid_t pid = rt.start_target("t_bigmem", {"256"});
     SpawnOptions o;
-    pid_t ferry_pid = spawn({ferry_bin(), "checkpoint", std::to_string(pid), "--images", rt.images(), "--leave-running"}, o);
+    pid_t ferry_pid = spawn({ferry_bin(), "checkpoint", std::to_string(pid), "--images",
+                             rt.images(), "--leave-running"},
+                            o);
     // Somewhere between just started and well into the page dump.
     std::this_thread::sleep_for(std::chrono::milliseconds(5 + rng() % 120));
     ::kill(ferry_pid, SIGKILL);
@@ -36,7 +38,12 @@ TEST(RobustnessTest, FerryKilledMidCheckpointLeavesTheProcessAndNoHalfImage) {
           << show.err;
     }
     // The process runs on, whole, not stopped and not traced.
-    ASSERT_TRUE(wait_until([&] { return read_file("/proc/" + std::to_string(pid) + "/status").find("TracerPid:\t0") != std::string::npos; }, 5000));
+    ASSERT_TRUE(wait_until(
+        [&] {
+          return read_file("/proc/" + std::to_string(pid) + "/status").find("TracerPid:\t0") !=
+                 std::string::npos;
+        },
+        5000));
     EXPECT_EQ(rt.verify(pid), 0) << "round " << round << ": " << rt.target_errors();
   }
 }
@@ -48,7 +55,8 @@ TEST(RobustnessTest, FerryKilledMidCheckpointLeavesTheProcessAndNoHalfImage) {
 void survives_ferry_dying_in_every_injected_call(const std::string& target) {
   RoundTrip rt;
   pid_t pid = rt.start_target(target);
-  CmdResult probe = ferry({"checkpoint", std::to_string(pid), "--images", rt.dir / "probe", "--leave-running", "--json"});
+  CmdResult probe = ferry({"checkpoint", std::to_string(pid), "--images", rt.dir / "probe",
+                           "--leave-running", "--json"});
   ASSERT_EQ(probe.status, 0) << probe.err;
   auto at = probe.out.find("\"remote_syscalls\":");
   ASSERT_NE(at, std::string::npos);
@@ -58,9 +66,16 @@ void survives_ferry_dying_in_every_injected_call(const std::string& target) {
     SpawnOptions o;
     o.env = {"FERRY_TEST_CRASH_AT_SYSCALL=" + std::to_string(n)};
     o.stderr_path = rt.dir / "ferry.err";
-    pid_t f = spawn({ferry_bin(), "checkpoint", std::to_string(pid), "--images", rt.dir / "img", "--leave-running"}, o);
+    pid_t f = spawn({ferry_bin(), "checkpoint", std::to_string(pid), "--images", rt.dir / "img",
+                     "--leave-running"},
+                    o);
     ASSERT_EQ(wait_exit(f, 20000), 128 + SIGKILL) << "call " << n;
-    ASSERT_TRUE(wait_until([&] { return read_file("/proc/" + std::to_string(pid) + "/status").find("TracerPid:\t0") != std::string::npos; }, 5000));
+    ASSERT_TRUE(wait_until(
+        [&] {
+          return read_file("/proc/" + std::to_string(pid) + "/status").find("TracerPid:\t0") !=
+                 std::string::npos;
+        },
+        5000));
     ASSERT_TRUE(process_alive(pid)) << "process died when ferry died in injected call " << n;
   }
   EXPECT_EQ(rt.verify(pid), 0) << rt.target_errors();
@@ -107,7 +122,13 @@ TEST(RobustnessTest, ForegroundRestoreReportsADeathBySignal) {
   o.stderr_path = rt.dir / "ferry.err";
   pid_t ferry_pid = spawn({ferry_bin(), "restore", "--images", rt.images()}, o);
   // The restored process gets the original PID; a signal ferry receives is passed on to it.
-  ASSERT_TRUE(wait_until([&] { return process_alive(pid) && read_file("/proc/" + std::to_string(pid) + "/status").find("TracerPid:\t0") != std::string::npos; }, 10000));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return process_alive(pid) &&
+               read_file("/proc/" + std::to_string(pid) + "/status").find("TracerPid:\t0") !=
+                   std::string::npos;
+      },
+      10000));
   ::kill(ferry_pid, SIGTERM);
   EXPECT_EQ(wait_exit(ferry_pid, 10000), 128 + SIGTERM) << read_file(rt.dir / "ferry.err");
 }

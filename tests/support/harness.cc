@@ -18,8 +18,12 @@
 
 namespace ferry::test {
 
-std::string ferry_bin() { return FERRY_BIN; }
-std::string target_path(const std::string& name) { return std::string(FERRY_TARGETS_DIR) + "/" + name; }
+std::string ferry_bin() {
+  return FERRY_BIN;
+}
+std::string target_path(const std::string& name) {
+  return std::string(FERRY_TARGETS_DIR) + "/" + name;
+}
 
 TempDir::TempDir() {
   char tmpl[] = "/tmp/ferry-test-XXXXXX";
@@ -41,7 +45,9 @@ void redirect(const std::string& path, int target, int flags) {
   if (fd != target) ::close(fd);
 }
 
-int pidfd_of(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+int pidfd_of(pid_t pid) {
+  return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+}
 
 }  // namespace
 
@@ -52,8 +58,10 @@ pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& opts, int 
   if (pid < 0) throw std::runtime_error("fork");
   if (pid == 0) {
     // Its own group (or session): terminal signals of the test do not reach it.
-    if (opts.new_session || opts.tty_fd >= 0) ::setsid();
-    else ::setpgid(0, 0);
+    if (opts.new_session || opts.tty_fd >= 0)
+      ::setsid();
+    else
+      ::setpgid(0, 0);
     if (opts.tty_fd >= 0) {
       for (int i = 0; i < 3; i++) ::dup2(opts.tty_fd, i);
     } else {
@@ -166,6 +174,8 @@ bool process_alive(pid_t pid) {
   return close != std::string::npos && stat.size() > close + 2 && stat[close + 2] != 'Z';
 }
 
-void become_subreaper() { ::prctl(PR_SET_CHILD_SUBREAPER, 1); }
+void become_subreaper() {
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+}
 
 }  // namespace ferry::test

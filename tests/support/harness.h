@@ -9,7 +9,7 @@
 
 namespace ferry::test {
 
-std::string ferry_bin();                       // build/bin/ferry
+std::string ferry_bin();                           // build/bin/ferry
 std::string target_path(const std::string& name);  // build/tests/targets/<name>
 
 // A temporary directory removed (recursively) on destruction.
@@ -30,14 +30,15 @@ struct SpawnOptions {
   std::string stderr_path = "/dev/null";
   std::vector<std::string> env;  // extra NAME=VALUE
   std::string cwd;
-  bool ready_pipe = false;       // pass FERRY_READY_FD and wait for the target's "R"
-  int tty_fd = -1;               // when >= 0: stdin/stdout/stderr are this terminal
-  bool new_session = false;      // setsid() instead of a new process group
+  bool ready_pipe = false;   // pass FERRY_READY_FD and wait for the target's "R"
+  int tty_fd = -1;           // when >= 0: stdin/stdout/stderr are this terminal
+  bool new_session = false;  // setsid() instead of a new process group
 };
 
 // Starts argv[0] with the options; returns the pid. With ready_pipe, returns once the program
 // said it is ready (or fails the test after timeout_ms).
-pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& opts = {}, int timeout_ms = 10000);
+pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& opts = {},
+            int timeout_ms = 10000);
 
 // Waits for a child (or an orphan adopted by this subreaper) to end. Returns its exit code, or
 // 128+N for a death by signal N; -1 on timeout (the process is then killed).

@@ -7,9 +7,12 @@
 
 namespace ferry::test {
 
-RoundTrip::RoundTrip() { become_subreaper(); }
+RoundTrip::RoundTrip() {
+  become_subreaper();
+}
 
-pid_t RoundTrip::start_target(const std::string& name, std::vector<std::string> args, SpawnOptions opts) {
+pid_t RoundTrip::start_target(const std::string& name, std::vector<std::string> args,
+                              SpawnOptions opts) {
   std::vector<std::string> argv{target_path(name)};
   argv.insert(argv.end(), args.begin(), args.end());
   if (opts.stdout_path == "/dev/null") opts.stdout_path = out_path();

@@ -23,7 +23,8 @@ class RoundTrip {
   std::string err_path() const { return dir / "stderr"; }
 
   // Starts a target from build/tests/targets with its stdio in dir; waits until it is ready.
-  pid_t start_target(const std::string& name, std::vector<std::string> args = {}, SpawnOptions opts = {});
+  pid_t start_target(const std::string& name, std::vector<std::string> args = {},
+                     SpawnOptions opts = {});
   // `ferry checkpoint` of pid; expects success; reaps the killed target (when it is our child).
   CmdResult checkpoint(pid_t pid, std::vector<std::string> extra = {});
   // `ferry restore --detach`; expects success and returns the restored PID.

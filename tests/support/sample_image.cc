@@ -27,9 +27,10 @@ image::Image write_sample_image(const std::string& dir) {
     uint32_t prot;
     image::Vma::Kind k;
   };
-  for (R r : {R{0x400000, 0x410000, PROT_READ | PROT_EXEC, image::Vma::FILE_PRIVATE},
-              R{0x600000, 0x800000, PROT_READ | PROT_WRITE, image::Vma::ANON_PRIVATE},
-              R{0x7f0000000000, 0x7f0000100000, PROT_READ | PROT_WRITE, image::Vma::ANON_PRIVATE}}) {
+  for (R r :
+       {R{0x400000, 0x410000, PROT_READ | PROT_EXEC, image::Vma::FILE_PRIVATE},
+        R{0x600000, 0x800000, PROT_READ | PROT_WRITE, image::Vma::ANON_PRIVATE},
+        R{0x7f0000000000, 0x7f0000100000, PROT_READ | PROT_WRITE, image::Vma::ANON_PRIVATE}}) {
     auto* v = m->add_vmas();
     v->set_start(r.s);
     v->set_end(r.e);

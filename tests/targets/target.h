@@ -20,20 +20,20 @@
 
 static int target_failures;
 
-#define CHECK(cond, ...)                                                  \
-  do {                                                                    \
-    if (!(cond)) {                                                        \
-      fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);     \
-      fprintf(stderr, __VA_ARGS__);                                       \
-      fprintf(stderr, "\n");                                              \
-      target_failures++;                                                  \
-    }                                                                     \
+#define CHECK(cond, ...)                                              \
+  do {                                                                \
+    if (!(cond)) {                                                    \
+      fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+      fprintf(stderr, __VA_ARGS__);                                   \
+      fprintf(stderr, "\n");                                          \
+      target_failures++;                                              \
+    }                                                                 \
   } while (0)
 
 /* Tells the test we are ready (FERRY_READY_FD), then closes that fd so it is not part of the
  * state that gets checkpointed. */
 static inline void target_ready(void) {
-  const char *e = getenv("FERRY_READY_FD");
+  const char* e = getenv("FERRY_READY_FD");
   if (!e) return;
   int fd = atoi(e);
   if (write(fd, "R", 1) != 1) perror("ready");
@@ -41,7 +41,10 @@ static inline void target_ready(void) {
 }
 
 static volatile sig_atomic_t target_go;
-static inline void target_go_handler(int s) { (void)s; target_go = 1; }
+static inline void target_go_handler(int s) {
+  (void)s;
+  target_go = 1;
+}
 
 static inline void target_install_go(void) {
   struct sigaction sa;
@@ -65,7 +68,7 @@ static inline int target_finish(void) {
 }
 
 /* xorshift64: deterministic page patterns */
-static inline uint64_t xs_next(uint64_t *s) {
+static inline uint64_t xs_next(uint64_t* s) {
   uint64_t x = *s;
   x ^= x << 13;
   x ^= x >> 7;
@@ -73,13 +76,13 @@ static inline uint64_t xs_next(uint64_t *s) {
   return *s = x;
 }
 
-static inline void fill_pattern(void *p, size_t len, uint64_t seed) {
+static inline void fill_pattern(void* p, size_t len, uint64_t seed) {
   uint64_t *w = p, s = seed | 1;
   for (size_t i = 0; i < len / 8; i++) w[i] = xs_next(&s);
 }
 
-static inline int check_pattern(const void *p, size_t len, uint64_t seed) {
-  const uint64_t *w = p;
+static inline int check_pattern(const void* p, size_t len, uint64_t seed) {
+  const uint64_t* w = p;
   uint64_t s = seed | 1;
   for (size_t i = 0; i < len / 8; i++)
     if (w[i] != xs_next(&s)) return 0;
@@ -87,8 +90,8 @@ static inline int check_pattern(const void *p, size_t len, uint64_t seed) {
 }
 
 /* The smaps "VmFlags:" line of the region containing addr. */
-static inline int region_has_flag(void *addr, const char *flag) {
-  FILE *f = fopen("/proc/self/smaps", "r");
+static inline int region_has_flag(void* addr, const char* flag) {
+  FILE* f = fopen("/proc/self/smaps", "r");
   char line[512];
   int in = 0, found = 0;
   unsigned long a = (unsigned long)addr;
@@ -110,9 +113,9 @@ static inline int region_has_flag(void *addr, const char *flag) {
 }
 
 /* The permissions column ("rw-p") of the region containing addr, or "" */
-static inline const char *region_perms(void *addr) {
+static inline const char* region_perms(void* addr) {
   static char perms[8];
-  FILE *f = fopen("/proc/self/maps", "r");
+  FILE* f = fopen("/proc/self/maps", "r");
   char line[512];
   unsigned long a = (unsigned long)addr;
   perms[0] = 0;

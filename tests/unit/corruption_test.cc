@@ -23,31 +23,56 @@ void mutate(google::protobuf::Message* msg, std::mt19937_64& rng, int depth = 0)
   if (d->field_count() == 0) return;
   const auto* f = d->field(static_cast<int>(rng() % static_cast<uint64_t>(d->field_count())));
   using FD = google::protobuf::FieldDescriptor;
-  static const uint64_t interesting[] = {0, 1, 4095, 4096, 0x7ffffffff000ull, 0xffffffffffffffffull,
-                                         0x8000000000000000ull, 1ull << 32, 12345};
+  static const uint64_t interesting[] = {
+      0,          1,    4095, 4096, 0x7ffffffff000ull, 0xffffffffffffffffull, 0x8000000000000000ull,
+      1ull << 32, 12345};
   uint64_t v = (rng() & 1) ? interesting[rng() % 9] : rng();
   if (f->is_repeated()) {
     int n = r->FieldSize(*msg, f);
     if (n == 0) return;
     int i = static_cast<int>(rng() % static_cast<uint64_t>(n));
     switch (f->cpp_type()) {
-      case FD::CPPTYPE_MESSAGE: if (depth < 6) mutate(r->MutableRepeatedMessage(msg, f, i), rng, depth + 1); break;
-      case FD::CPPTYPE_UINT64: r->SetRepeatedUInt64(msg, f, i, v); break;
-      case FD::CPPTYPE_UINT32: r->SetRepeatedUInt32(msg, f, i, static_cast<uint32_t>(v)); break;
-      default: break;
+      case FD::CPPTYPE_MESSAGE:
+        if (depth < 6) mutate(r->MutableRepeatedMessage(msg, f, i), rng, depth + 1);
+        break;
+      case FD::CPPTYPE_UINT64:
+        r->SetRepeatedUInt64(msg, f, i, v);
+        break;
+      case FD::CPPTYPE_UINT32:
+        r->SetRepeatedUInt32(msg, f, i, static_cast<uint32_t>(v));
+        break;
+      default:
+        break;
     }
     return;
   }
   switch (f->cpp_type()) {
-    case FD::CPPTYPE_MESSAGE: if (depth < 6) mutate(r->MutableMessage(msg, f), rng, depth + 1); break;
-    case FD::CPPTYPE_UINT64: r->SetUInt64(msg, f, v); break;
-    case FD::CPPTYPE_INT64: r->SetInt64(msg, f, static_cast<int64_t>(v)); break;
-    case FD::CPPTYPE_UINT32: r->SetUInt32(msg, f, static_cast<uint32_t>(v)); break;
-    case FD::CPPTYPE_INT32: r->SetInt32(msg, f, static_cast<int32_t>(v)); break;
-    case FD::CPPTYPE_BOOL: r->SetBool(msg, f, v & 1); break;
-    case FD::CPPTYPE_ENUM: r->SetEnumValue(msg, f, static_cast<int>(v % 12)); break;
-    case FD::CPPTYPE_STRING: r->SetString(msg, f, std::string(v % 300, static_cast<char>(v))); break;
-    default: break;
+    case FD::CPPTYPE_MESSAGE:
+      if (depth < 6) mutate(r->MutableMessage(msg, f), rng, depth + 1);
+      break;
+    case FD::CPPTYPE_UINT64:
+      r->SetUInt64(msg, f, v);
+      break;
+    case FD::CPPTYPE_INT64:
+      r->SetInt64(msg, f, static_cast<int64_t>(v));
+      break;
+    case FD::CPPTYPE_UINT32:
+      r->SetUInt32(msg, f, static_cast<uint32_t>(v));
+      break;
+    case FD::CPPTYPE_INT32:
+      r->SetInt32(msg, f, static_cast<int32_t>(v));
+      break;
+    case FD::CPPTYPE_BOOL:
+      r->SetBool(msg, f, v & 1);
+      break;
+    case FD::CPPTYPE_ENUM:
+      r->SetEnumValue(msg, f, static_cast<int>(v % 12));
+      break;
+    case FD::CPPTYPE_STRING:
+      r->SetString(msg, f, std::string(v % 300, static_cast<char>(v)));
+      break;
+    default:
+      break;
   }
 }
 

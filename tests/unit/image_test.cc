@@ -67,28 +67,72 @@ TEST(ImageTest, ValidationNamesEveryBadValue) {
     const char* expect;
   };
   std::vector<Case> cases = {
-      {"unaligned region", [](Image& i) { i.mutable_memory()->mutable_vmas(0)->set_start(0x400123); }, "not page aligned"},
-      {"overlapping regions", [](Image& i) { i.mutable_memory()->mutable_vmas(1)->set_start(i.memory().vmas(0).start()); }, "overlap"},
-      {"region in kernel space", [](Image& i) { i.mutable_memory()->mutable_vmas(2)->set_end(0xffff800000000000ull); }, "outside the user address space"},
-      {"bad protection", [](Image& i) { i.mutable_memory()->mutable_vmas(0)->set_prot(0x10); }, "protection"},
-      {"run outside regions", [](Image& i) { i.mutable_memory()->mutable_pages(0)->set_addr(0x100000); }, "outside every memory region"},
-      {"run past pages.img", [](Image& i) { i.mutable_memory()->mutable_pages(2)->set_npages(200); }, "points outside pages.img"},
-      {"run data overlap", [](Image& i) { i.mutable_memory()->mutable_pages(1)->set_data_offset(i.memory().pages(0).data_offset()); }, "share data"},
-      {"zero-page run", [](Image& i) { i.mutable_memory()->mutable_pages(0)->set_npages(0); }, "empty page run"},
-      {"pages.img size", [](Image& i) { i.mutable_pages_file()->set_size(i.pages_file().size() + 4096); }, "pages.img has"},
-      {"duplicate fd", [](Image& i) { *i.mutable_files()->add_fds() = i.files().fds(0); }, "duplicate fd"},
-      {"fd to missing file", [](Image& i) { i.mutable_files()->mutable_fds(0)->set_file_id(999); }, "missing open file"},
-      {"relative path", [](Image& i) { i.mutable_files()->mutable_files(0)->mutable_regular()->set_path("etc/passwd"); }, "not absolute"},
-      {"bad signal", [](Image& i) { i.mutable_signals()->add_actions()->set_signo(9); }, "signal action"},
-      {"bad siginfo", [](Image& i) { i.mutable_signals()->add_pending_shared()->set_siginfo("x"); }, "siginfo"},
+      {"unaligned region",
+       [](Image& i) { i.mutable_memory()->mutable_vmas(0)->set_start(0x400123); },
+       "not page aligned"},
+      {"overlapping regions",
+       [](Image& i) { i.mutable_memory()->mutable_vmas(1)->set_start(i.memory().vmas(0).start()); },
+       "overlap"},
+      {"region in kernel space",
+       [](Image& i) { i.mutable_memory()->mutable_vmas(2)->set_end(0xffff800000000000ull); },
+       "outside the user address space"},
+      {"bad protection", [](Image& i) { i.mutable_memory()->mutable_vmas(0)->set_prot(0x10); },
+       "protection"},
+      {"run outside regions",
+       [](Image& i) { i.mutable_memory()->mutable_pages(0)->set_addr(0x100000); },
+       "outside every memory region"},
+      {"run past pages.img",
+       [](Image& i) { i.mutable_memory()->mutable_pages(2)->set_npages(200); },
+       "points outside pages.img"},
+      {"run data overlap",
+       [](Image& i) {
+         i.mutable_memory()->mutable_pages(1)->set_data_offset(i.memory().pages(0).data_offset());
+       },
+       "share data"},
+      {"zero-page run", [](Image& i) { i.mutable_memory()->mutable_pages(0)->set_npages(0); },
+       "empty page run"},
+      {"pages.img size",
+       [](Image& i) { i.mutable_pages_file()->set_size(i.pages_file().size() + 4096); },
+       "pages.img has"},
+      {"duplicate fd", [](Image& i) { *i.mutable_files()->add_fds() = i.files().fds(0); },
+       "duplicate fd"},
+      {"fd to missing file", [](Image& i) { i.mutable_files()->mutable_fds(0)->set_file_id(999); },
+       "missing open file"},
+      {"relative path",
+       [](Image& i) {
+         i.mutable_files()->mutable_files(0)->mutable_regular()->set_path("etc/passwd");
+       },
+       "not absolute"},
+      {"bad signal", [](Image& i) { i.mutable_signals()->add_actions()->set_signo(9); },
+       "signal action"},
+      {"bad siginfo", [](Image& i) { i.mutable_signals()->add_pending_shared()->set_siginfo("x"); },
+       "siginfo"},
       {"credentials", [](Image& i) { i.mutable_creds()->clear_uids(); }, "4 uids"},
-      {"unknown capability", [](Image& i) { i.mutable_creds()->set_cap_permitted(1ull << 50); }, "capability"},
-      {"register block", [](Image& i) { i.mutable_registers()->set_gpr("short"); }, "register block"},
+      {"unknown capability", [](Image& i) { i.mutable_creds()->set_cap_permitted(1ull << 50); },
+       "capability"},
+      {"register block", [](Image& i) { i.mutable_registers()->set_gpr("short"); },
+       "register block"},
       {"umask", [](Image& i) { i.mutable_attrs()->set_umask(01000); }, "umask"},
-      {"rlimit", [](Image& i) { auto* r = i.mutable_attrs()->add_rlimits(); r->set_resource(99); }, "resource limit"},
-      {"mm fields", [](Image& i) { i.mutable_memory()->mutable_mm()->set_start_brk(i.memory().mm().brk() + 4096); }, "mm fields"},
+      {"rlimit",
+       [](Image& i) {
+         auto* r = i.mutable_attrs()->add_rlimits();
+         r->set_resource(99);
+       },
+       "resource limit"},
+      {"mm fields",
+       [](Image& i) {
+         i.mutable_memory()->mutable_mm()->set_start_brk(i.memory().mm().brk() + 4096);
+       },
+       "mm fields"},
       {"pid", [](Image& i) { i.mutable_process()->set_pid(-5); }, "bad pid"},
-      {"pipe overfull", [](Image& i) { auto* p = i.mutable_files()->add_pipes(); p->set_id(77); p->set_capacity(4); p->set_queued("too many"); }, "pipe holds"},
+      {"pipe overfull",
+       [](Image& i) {
+         auto* p = i.mutable_files()->add_pipes();
+         p->set_id(77);
+         p->set_capacity(4);
+         p->set_queued("too many");
+       },
+       "pipe holds"},
   };
   for (auto& c : cases) {
     Image bad = good;

@@ -16,7 +16,8 @@ void dump_epoll(FdProbe& p, image::OpenFile* f) {
     if (line.rfind("tfd:", 0) != 0) continue;
     // "tfd:        6 events: 80000019 data:             1234  pos:0 ino:40e sdev:10"
     auto w = proc::split_ws(line);
-    if (w.size() < 6 || w[2] != "events:" || w[4] != "data:") fail("malformed epoll entry '{}'", line);
+    if (w.size() < 6 || w[2] != "events:" || w[4] != "data:")
+      fail("malformed epoll entry '{}'", line);
     image::EpollTarget* t = e->add_targets();
     t->set_fd(static_cast<int32_t>(proc::parse_i64(w[1])));
     t->set_events(static_cast<uint32_t>(proc::parse_u64(w[3], 16)));
@@ -38,8 +39,10 @@ void restore_epoll_targets(Restorer& r, int epoll_fd, const image::Epoll& e) {
     ev.events = t.events() & ~static_cast<uint32_t>(EPOLLERR | EPOLLHUP);
     ev.data.u64 = t.data();
     uint64_t p = r.stage(&ev, sizeof ev);
-    long rc = r.tracee().syscall(SYS_epoll_ctl, {epoll_fd, EPOLL_CTL_ADD, t.fd(), static_cast<long>(p)});
-    if (rc < 0) fail_errno(static_cast<int>(-rc), "cannot watch fd {} with epoll fd {}", t.fd(), epoll_fd);
+    long rc =
+        r.tracee().syscall(SYS_epoll_ctl, {epoll_fd, EPOLL_CTL_ADD, t.fd(), static_cast<long>(p)});
+    if (rc < 0)
+      fail_errno(static_cast<int>(-rc), "cannot watch fd {} with epoll fd {}", t.fd(), epoll_fd);
   }
 }
 

@@ -28,11 +28,16 @@ std::string socket_kind(pid_t pid, int num) {
   if (!fd || ::getsockopt(fd.get(), SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) return "socket";
   len = sizeof type;
   ::getsockopt(fd.get(), SOL_SOCKET, SO_TYPE, &type, &len);
-  std::string fam = domain == AF_INET ? "IPv4" : domain == AF_INET6 ? "IPv6" : domain == AF_UNIX ? "unix"
-                    : domain == AF_NETLINK ? "netlink" : fmt::format("family {}", domain);
-  std::string kind = type == SOCK_STREAM ? (domain == AF_UNIX ? "stream" : "TCP")
-                     : type == SOCK_DGRAM ? (domain == AF_UNIX ? "datagram" : "UDP")
-                     : type == SOCK_SEQPACKET ? "seqpacket" : type == SOCK_RAW ? "raw" : "other";
+  std::string fam = domain == AF_INET      ? "IPv4"
+                    : domain == AF_INET6   ? "IPv6"
+                    : domain == AF_UNIX    ? "unix"
+                    : domain == AF_NETLINK ? "netlink"
+                                           : fmt::format("family {}", domain);
+  std::string kind = type == SOCK_STREAM      ? (domain == AF_UNIX ? "stream" : "TCP")
+                     : type == SOCK_DGRAM     ? (domain == AF_UNIX ? "datagram" : "UDP")
+                     : type == SOCK_SEQPACKET ? "seqpacket"
+                     : type == SOCK_RAW       ? "raw"
+                                              : "other";
   return fmt::format("{} {} socket", fam, kind);
 }
 
@@ -46,14 +51,17 @@ std::string unsupported_fd(pid_t pid, int num, const std::string& link) {
   if (link.rfind("socket:", 0) == 0)
     return fmt::format("fd {} is a {}; sockets are not supported yet", num, socket_kind(pid, num));
   if (link.rfind("anon_inode:", 0) == 0) {
-    static const char* ok[] = {"anon_inode:[eventfd]", "anon_inode:[timerfd]", "anon_inode:[signalfd]",
-                               "anon_inode:[eventpoll]"};
+    static const char* ok[] = {"anon_inode:[eventfd]", "anon_inode:[timerfd]",
+                               "anon_inode:[signalfd]", "anon_inode:[eventpoll]"};
     for (auto* k : ok)
       if (link == k) return "";
     std::string what = link.substr(11);
     return fmt::format("fd {} is {}, which ferry cannot capture", num,
-                       what == "[io_uring]" ? "an io_uring instance" : what == "inotify" ? "an inotify instance"
-                       : what == "[userfaultfd]" ? "a userfaultfd" : what == "[pidfd]" ? "a pidfd" : what);
+                       what == "[io_uring]"      ? "an io_uring instance"
+                       : what == "inotify"       ? "an inotify instance"
+                       : what == "[userfaultfd]" ? "a userfaultfd"
+                       : what == "[pidfd]"       ? "a pidfd"
+                                                 : what);
   }
   return "";
 }
@@ -61,7 +69,8 @@ std::string unsupported_fd(pid_t pid, int num, const std::string& link) {
 void dump_files(DumpContext& ctx, image::FileTable* ft, image::Memory* m) {
   pid_t pid = ctx.pid();
   std::vector<int> nums;
-  for (auto& n : proc::list_dir(proc::path(pid, "fd"))) nums.push_back(static_cast<int>(proc::parse_u64(n)));
+  for (auto& n : proc::list_dir(proc::path(pid, "fd")))
+    nums.push_back(static_cast<int>(proc::parse_u64(n)));
   std::sort(nums.begin(), nums.end());
 
   std::vector<std::unique_ptr<FdProbe>> probes;
@@ -92,7 +101,8 @@ void dump_files(DumpContext& ctx, image::FileTable* ft, image::Memory* m) {
     fd->set_num(num);
     fd->set_cloexec(p->cloexec);
     for (auto& [rep, file] : descriptions)
-      if (rep->st.st_dev == p->st.st_dev && rep->st.st_ino == p->st.st_ino && same_description(pid, rep->num, num)) {
+      if (rep->st.st_dev == p->st.st_dev && rep->st.st_ino == p->st.st_ino &&
+          same_description(pid, rep->num, num)) {
         fd->set_file_id(file->id());
         break;
       }
@@ -106,15 +116,20 @@ void dump_files(DumpContext& ctx, image::FileTable* ft, image::Memory* m) {
     f->set_pos(p->pos);
     fd->set_file_id(f->id());
     const std::string& link = p->link;
-    if (link == "anon_inode:[eventfd]") dump_eventfd(*p, f);
-    else if (link == "anon_inode:[timerfd]") dump_timerfd(*p, f);
-    else if (link == "anon_inode:[signalfd]") dump_signalfd(*p, f);
-    else if (link == "anon_inode:[eventpoll]") dump_epoll(*p, f);
+    if (link == "anon_inode:[eventfd]")
+      dump_eventfd(*p, f);
+    else if (link == "anon_inode:[timerfd]")
+      dump_timerfd(*p, f);
+    else if (link == "anon_inode:[signalfd]")
+      dump_signalfd(*p, f);
+    else if (link == "anon_inode:[eventpoll]")
+      dump_epoll(*p, f);
     else if (S_ISFIFO(p->st.st_mode)) {
       dump_pipe_end(*p, f);
       pipe_probes.push_back(p.get());
       pipe_files.push_back(f);
-    } else dump_path_file(ctx, *p, f, m);
+    } else
+      dump_path_file(ctx, *p, f, m);
     dump_locks(*p, f, ft);
     descriptions.emplace_back(p.get(), f);
     probes.push_back(std::move(p));
@@ -132,12 +147,24 @@ void restore_files(Restorer& r, const image::FileTable& ft) {
     if (!s.fd_numbers.count(f.id())) continue;
     UniqueFd fd;
     switch (f.kind_case()) {
-      case image::OpenFile::kPipe: fd = open_pipe_end(r, f, s); break;
-      case image::OpenFile::kEventfd: fd = open_eventfd(f); break;
-      case image::OpenFile::kTimerfd: fd = open_timerfd(f); break;
-      case image::OpenFile::kSignalfd: fd = open_signalfd(f); break;
-      case image::OpenFile::kEpoll: fd = open_epoll(f); break;
-      default: fd = open_path_file(r, f, s); break;
+      case image::OpenFile::kPipe:
+        fd = open_pipe_end(r, f, s);
+        break;
+      case image::OpenFile::kEventfd:
+        fd = open_eventfd(f);
+        break;
+      case image::OpenFile::kTimerfd:
+        fd = open_timerfd(f);
+        break;
+      case image::OpenFile::kSignalfd:
+        fd = open_signalfd(f);
+        break;
+      case image::OpenFile::kEpoll:
+        fd = open_epoll(f);
+        break;
+      default:
+        fd = open_path_file(r, f, s);
+        break;
     }
     restore_description_locks(f, fd.get());
     local[f.id()] = std::move(fd);

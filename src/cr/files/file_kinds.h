@@ -21,23 +21,23 @@ class Restorer;
 // What dump knows about one fd of the process.
 struct FdProbe {
   int num = -1;
-  std::string link;                                  // readlink of /proc/PID/fd/N
-  std::map<std::string, std::string> info;           // /proc/PID/fdinfo/N, "key: value"
-  std::vector<std::string> info_lines;               // the same, line by line
-  UniqueFd local;                                    // our descriptor of the same open file
+  std::string link;                         // readlink of /proc/PID/fd/N
+  std::map<std::string, std::string> info;  // /proc/PID/fdinfo/N, "key: value"
+  std::vector<std::string> info_lines;      // the same, line by line
+  UniqueFd local;                           // our descriptor of the same open file
   struct stat st {};
-  uint32_t flags = 0;                                // status flags without O_CLOEXEC
+  uint32_t flags = 0;  // status flags without O_CLOEXEC
   bool cloexec = false;
   int64_t pos = 0;
 };
 
 // State shared by the kinds while the file table is rebuilt.
 struct FileRestoreState {
-  std::map<uint64_t, std::vector<int>> fd_numbers;   // OpenFile.id -> its fd numbers in the image
+  std::map<uint64_t, std::vector<int>> fd_numbers;     // OpenFile.id -> its fd numbers in the image
   std::map<uint64_t, UniqueFd> pipe_read, pipe_write;  // PipeObject.id -> ferry's ends
-  std::map<uint64_t, int> pipe_end_uses;             // how many descriptions took an end already
-  std::vector<UniqueFd> fifo_anchors;                // keep FIFOs open both ways until installed
-  std::set<uint64_t> refilled_fifos;                 // FIFOs whose queued bytes are back
+  std::map<uint64_t, int> pipe_end_uses;               // how many descriptions took an end already
+  std::vector<UniqueFd> fifo_anchors;                  // keep FIFOs open both ways until installed
+  std::set<uint64_t> refilled_fifos;                   // FIFOs whose queued bytes are back
 };
 
 // Status flags that survive a reopen (O_CREAT/O_TRUNC/O_EXCL only matter at open time).

@@ -17,7 +17,7 @@ namespace ferry::cr {
 namespace {
 
 struct flock to_flock(const image::FileLock& l) {
-  struct flock fl{};
+  struct flock fl {};
   fl.l_type = l.write() ? F_WRLCK : F_RDLCK;
   fl.l_whence = SEEK_SET;
   fl.l_start = static_cast<off_t>(l.start());
@@ -34,10 +34,14 @@ void dump_locks(const FdProbe& p, image::OpenFile* f, image::FileTable* ft) {
     if (w.size() >= 2 && w[1] == "->") continue;  // a waiter, not a holder
     if (w.size() < 8) fail("malformed lock line '{}'", line);
     image::FileLock l;
-    if (w[1] == "POSIX") l.set_kind(image::FileLock::POSIX);
-    else if (w[1] == "OFDLCK") l.set_kind(image::FileLock::OFD);
-    else if (w[1] == "FLOCK") l.set_kind(image::FileLock::FLOCK);
-    else fail("fd {} holds a {} on {}; leases and delegations are not supported", p.num, w[1], p.link);
+    if (w[1] == "POSIX")
+      l.set_kind(image::FileLock::POSIX);
+    else if (w[1] == "OFDLCK")
+      l.set_kind(image::FileLock::OFD);
+    else if (w[1] == "FLOCK")
+      l.set_kind(image::FileLock::FLOCK);
+    else
+      fail("fd {} holds a {} on {}; leases and delegations are not supported", p.num, w[1], p.link);
     l.set_write(w[3] == "WRITE");
     l.set_start(proc::parse_u64(w[6]));
     l.set_end(w[7] == "EOF" ? UINT64_MAX : proc::parse_u64(w[7]));
@@ -58,7 +62,8 @@ void restore_description_locks(const image::OpenFile& f, int local_fd) {
         fail_errno(errno, "cannot take the flock() lock again");
     } else {
       struct flock fl = to_flock(l);
-      if (::fcntl(local_fd, F_OFD_SETLK, &fl) != 0) fail_errno(errno, "cannot take the OFD lock again");
+      if (::fcntl(local_fd, F_OFD_SETLK, &fl) != 0)
+        fail_errno(errno, "cannot take the OFD lock again");
     }
   }
 }
@@ -70,7 +75,8 @@ void restore_posix_locks(Restorer& r, const image::FileTable& ft) {
     uint64_t p = r.stage(&fl, sizeof fl);
     long rc = r.tracee().syscall(SYS_fcntl, {pl.fd(), F_SETLK, static_cast<long>(p)});
     if (rc < 0)
-      fail_errno(static_cast<int>(-rc), "cannot take the POSIX lock on fd {} again (held by another process?)", pl.fd());
+      fail_errno(static_cast<int>(-rc),
+                 "cannot take the POSIX lock on fd {} again (held by another process?)", pl.fd());
   }
 }
 

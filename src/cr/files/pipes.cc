@@ -15,7 +15,9 @@
 namespace ferry::cr {
 namespace {
 
-uint64_t pipe_id(const FdProbe& p) { return p.st.st_ino; }
+uint64_t pipe_id(const FdProbe& p) {
+  return p.st.st_ino;
+}
 
 std::string read_queued(int read_end, size_t count) {
   int tmp[2];
@@ -103,9 +105,11 @@ UniqueFd open_pipe_end(Restorer& r, const image::OpenFile& f, FileRestoreState& 
           static_cast<ssize_t>(po->queued().size()))
         fail_errno(errno, "cannot refill FIFO {}", e.fifo_path());
     }
-    UniqueFd fd(::open(e.fifo_path().c_str(), static_cast<int>(reopen_flags(f.flags())) | O_NONBLOCK | O_CLOEXEC));
+    UniqueFd fd(::open(e.fifo_path().c_str(),
+                       static_cast<int>(reopen_flags(f.flags())) | O_NONBLOCK | O_CLOEXEC));
     if (!fd) fail_errno(errno, "cannot reopen FIFO {}", e.fifo_path());
-    if (!(f.flags() & O_NONBLOCK)) ::fcntl(fd.get(), F_SETFL, static_cast<int>(reopen_flags(f.flags())) & ~O_ACCMODE);
+    if (!(f.flags() & O_NONBLOCK))
+      ::fcntl(fd.get(), F_SETFL, static_cast<int>(reopen_flags(f.flags())) & ~O_ACCMODE);
     s.fifo_anchors.push_back(std::move(anchor));
     return fd;
   }
@@ -113,10 +117,15 @@ UniqueFd open_pipe_end(Restorer& r, const image::OpenFile& f, FileRestoreState& 
   if (po->external()) {
     if (first_fd <= 2) {
       UniqueFd fd(::fcntl(first_fd, F_DUPFD_CLOEXEC, 0));
-      if (!fd) fail_errno(errno, "fd {} of the process was a pipe to the outside, and ferry has no fd {} to give it", first_fd, first_fd);
+      if (!fd)
+        fail_errno(
+            errno,
+            "fd {} of the process was a pipe to the outside, and ferry has no fd {} to give it",
+            first_fd, first_fd);
       return fd;
     }
-    r.notes.push_back(fmt::format("fd {} was a pipe whose other end was outside the process; it now has no peer", first_fd));
+    r.notes.push_back(fmt::format(
+        "fd {} was a pipe whose other end was outside the process; it now has no peer", first_fd));
   }
   if (!s.pipe_read.count(po->id())) {
     int p[2];
@@ -124,8 +133,8 @@ UniqueFd open_pipe_end(Restorer& r, const image::OpenFile& f, FileRestoreState& 
     s.pipe_read[po->id()].reset(p[0]);
     s.pipe_write[po->id()].reset(p[1]);
     if (po->capacity() != 65536) ::fcntl(p[1], F_SETPIPE_SZ, static_cast<int>(po->capacity()));
-    if (!po->queued().empty() &&
-        ::write(p[1], po->queued().data(), po->queued().size()) != static_cast<ssize_t>(po->queued().size()))
+    if (!po->queued().empty() && ::write(p[1], po->queued().data(), po->queued().size()) !=
+                                     static_cast<ssize_t>(po->queued().size()))
       fail_errno(errno, "cannot refill a pipe with {} bytes", po->queued().size());
   }
   int end = acc == O_WRONLY ? s.pipe_write[po->id()].get() : s.pipe_read[po->id()].get();

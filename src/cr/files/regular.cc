@@ -16,7 +16,8 @@ namespace ferry::cr {
 namespace {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 image::FileIdentity identity_of(const struct stat& st) {
@@ -79,7 +80,8 @@ void dump_path_file(DumpContext& ctx, FdProbe& p, image::OpenFile* f, image::Mem
     image::RegularFile* r = f->mutable_regular();
     *r->mutable_identity() = identity_of(st);
     if (st.st_nlink == 0 || ends_with(p.link, " (deleted)")) {
-      std::string path = ends_with(p.link, " (deleted)") ? p.link.substr(0, p.link.size() - 10) : p.link;
+      std::string path =
+          ends_with(p.link, " (deleted)") ? p.link.substr(0, p.link.size() - 10) : p.link;
       r->set_path(path);
       UniqueFd mine(::fcntl(p.local.get(), F_DUPFD_CLOEXEC, 0));
       r->set_ghost_id(register_ghost(ctx, m, path, std::move(mine), st));
@@ -95,7 +97,8 @@ void dump_path_file(DumpContext& ctx, FdProbe& p, image::OpenFile* f, image::Mem
   }
   if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
     if (S_ISCHR(st.st_mode) && major(st.st_rdev) == 5 && minor(st.st_rdev) == 2)
-      fail("cannot checkpoint process {}: fd {} is a pseudo-terminal master (/dev/ptmx)", ctx.pid(), p.num);
+      fail("cannot checkpoint process {}: fd {} is a pseudo-terminal master (/dev/ptmx)", ctx.pid(),
+           p.num);
     if (S_ISCHR(st.st_mode) && is_tty(p.local.get())) {
       f->mutable_terminal()->set_path(p.link);
       return;
@@ -106,7 +109,8 @@ void dump_path_file(DumpContext& ctx, FdProbe& p, image::OpenFile* f, image::Mem
     d->set_rdev_minor(minor(st.st_rdev));
     return;
   }
-  fail("cannot checkpoint process {}: fd {} ({}) is of an unsupported kind", ctx.pid(), p.num, p.link);
+  fail("cannot checkpoint process {}: fd {} ({}) is of an unsupported kind", ctx.pid(), p.num,
+       p.link);
 }
 
 UniqueFd open_path_file(Restorer& r, const image::OpenFile& f, FileRestoreState& s) {
@@ -125,7 +129,8 @@ UniqueFd open_path_file(Restorer& r, const image::OpenFile& f, FileRestoreState&
       ::fstat(fd.get(), &st);
       if (!S_ISREG(st.st_mode)) fail("{} is no longer a regular file", rf.path());
       if (st.st_ino != rf.identity().ino() || st.st_dev != rf.identity().dev())
-        r.notes.push_back(fmt::format("{} was replaced by another file since the checkpoint", rf.path()));
+        r.notes.push_back(
+            fmt::format("{} was replaced by another file since the checkpoint", rf.path()));
       break;
     }
     case image::OpenFile::kDirectory:

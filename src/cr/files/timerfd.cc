@@ -17,7 +17,8 @@ int64_t parse_pair_ns(const std::string& s) {
   auto open = s.find('('), comma = s.find(','), close = s.find(')');
   if (open == std::string::npos || comma == std::string::npos || close == std::string::npos)
     fail("malformed timerfd time '{}'", s);
-  return static_cast<int64_t>(proc::parse_u64(s.substr(open + 1, comma - open - 1))) * 1000000000ll +
+  return static_cast<int64_t>(proc::parse_u64(s.substr(open + 1, comma - open - 1))) *
+             1000000000ll +
          static_cast<int64_t>(proc::parse_u64(s.substr(comma + 1, close - comma - 1)));
 }
 
@@ -36,7 +37,8 @@ void dump_timerfd(FdProbe& p, image::OpenFile* f) {
 
 UniqueFd open_timerfd(const image::OpenFile& f) {
   const image::TimerFd& t = f.timerfd();
-  UniqueFd fd(::timerfd_create(t.clock_id(), TFD_CLOEXEC | ((f.flags() & O_NONBLOCK) ? TFD_NONBLOCK : 0)));
+  UniqueFd fd(
+      ::timerfd_create(t.clock_id(), TFD_CLOEXEC | ((f.flags() & O_NONBLOCK) ? TFD_NONBLOCK : 0)));
   if (!fd) fail_errno(errno, "timerfd_create");
   if (t.value_ns() || t.interval_ns()) {
     itimerspec its{{t.interval_ns() / 1000000000ll, t.interval_ns() % 1000000000ll},
@@ -50,7 +52,8 @@ UniqueFd open_timerfd(const image::OpenFile& f) {
       its.it_value = {at / 1000000000ll, at % 1000000000ll};
       flags = t.settime_flags();
     }
-    if (::timerfd_settime(fd.get(), flags, &its, nullptr) != 0) fail_errno(errno, "timerfd_settime");
+    if (::timerfd_settime(fd.get(), flags, &its, nullptr) != 0)
+      fail_errno(errno, "timerfd_settime");
   }
   uint64_t ticks = t.ticks();
   if (ticks && ::ioctl(fd.get(), kTfdIocSetTicks, &ticks) != 0)

@@ -33,8 +33,10 @@ void apply_restart(user_regs_struct& regs, const RestartPlan& plan) {
     regs.rax = static_cast<unsigned long long>(plan.syscall_nr);
     if (plan.kind == Restart::kRestartWithRemaining) {
       // The kernel wrote the time left to `rem`; sleep for that long.
-      if (plan.syscall_nr == SYS_nanosleep) regs.rdi = regs.rsi;
-      else regs.rdx = regs.r10;
+      if (plan.syscall_nr == SYS_nanosleep)
+        regs.rdi = regs.rsi;
+      else
+        regs.rdx = regs.r10;
     }
   }
   regs.orig_rax = static_cast<unsigned long long>(-1);

@@ -1,8 +1,8 @@
 #include "cr/ptrace/tracee.h"
 
 #include <elf.h>
-#include <stdlib.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
@@ -32,7 +32,8 @@ long ptrace_call(enum __ptrace_request req, pid_t pid, void* addr, void* data) {
 std::string describe_status(int st) {
   if (WIFEXITED(st)) return fmt::format("exited with status {}", WEXITSTATUS(st));
   if (WIFSIGNALED(st)) return fmt::format("was killed by {}", signal_name(WTERMSIG(st)));
-  if (WIFSTOPPED(st)) return fmt::format("stopped by {} (event {})", signal_name(WSTOPSIG(st)), st >> 16);
+  if (WIFSTOPPED(st))
+    return fmt::format("stopped by {} (event {})", signal_name(WSTOPSIG(st)), st >> 16);
   return fmt::format("changed state 0x{:x}", st);
 }
 
@@ -47,19 +48,32 @@ std::string signal_name(int signo) {
 
 std::string syscall_name(long nr) {
   switch (nr) {
-    case SYS_mmap: return "mmap";
-    case SYS_munmap: return "munmap";
-    case SYS_mprotect: return "mprotect";
-    case SYS_mremap: return "mremap";
-    case SYS_madvise: return "madvise";
-    case SYS_prctl: return "prctl";
-    case SYS_rt_sigaction: return "rt_sigaction";
-    case SYS_dup3: return "dup3";
-    case SYS_close: return "close";
-    case SYS_read: return "read";
-    case SYS_nanosleep: return "nanosleep";
-    case SYS_clock_nanosleep: return "clock_nanosleep";
-    default: return fmt::format("syscall {}", nr);
+    case SYS_mmap:
+      return "mmap";
+    case SYS_munmap:
+      return "munmap";
+    case SYS_mprotect:
+      return "mprotect";
+    case SYS_mremap:
+      return "mremap";
+    case SYS_madvise:
+      return "madvise";
+    case SYS_prctl:
+      return "prctl";
+    case SYS_rt_sigaction:
+      return "rt_sigaction";
+    case SYS_dup3:
+      return "dup3";
+    case SYS_close:
+      return "close";
+    case SYS_read:
+      return "read";
+    case SYS_nanosleep:
+      return "nanosleep";
+    case SYS_clock_nanosleep:
+      return "clock_nanosleep";
+    default:
+      return fmt::format("syscall {}", nr);
   }
 }
 
@@ -68,7 +82,8 @@ Tracee Tracee::seize(pid_t pid, unsigned long options) {
   if (ptrace_call(PTRACE_SEIZE, pid, nullptr, reinterpret_cast<void*>(options)) != 0) {
     int err = errno;
     if (err == ESRCH) fail("no such process: {}", pid);
-    if (err == EPERM) fail_errno(err, "cannot attach to process {} (traced by another tracer?)", pid);
+    if (err == EPERM)
+      fail_errno(err, "cannot attach to process {} (traced by another tracer?)", pid);
     fail_errno(err, "cannot attach to process {}", pid);
   }
   Tracee t(pid);
@@ -91,8 +106,8 @@ void Tracee::interrupt_and_wait() {
     if ((st >> 16) == PTRACE_EVENT_STOP) {
       if (sig == SIGTRAP) break;  // our interrupt
       // A group stop: the process is stopped by job control. Leave it as it is.
-      fail("process {} is stopped by {}; continue it first (kill -CONT {})", pid_,
-           signal_name(sig), pid_);
+      fail("process {} is stopped by {}; continue it first (kill -CONT {})", pid_, signal_name(sig),
+           pid_);
     }
     // A signal on its way to the process: let it be delivered as if we were not here.
     ptrace_call(PTRACE_CONT, pid_, nullptr, reinterpret_cast<void*>(static_cast<long>(sig)));
@@ -107,7 +122,7 @@ void Tracee::settle_syscall() {
   // These calls answer EINTR to any wakeup, ours included (sigtimedwait, epoll_wait): the freeze
   // alone must not make them fail, so they are run again like a restartable call.
   bool spurious_eintr = err == EINTR && (nr == SYS_rt_sigtimedwait || nr == SYS_epoll_wait ||
-                                          nr == SYS_epoll_pwait || nr == SYS_epoll_pwait2);
+                                         nr == SYS_epoll_pwait || nr == SYS_epoll_pwait2);
   if (spurious_eintr) {
     user_regs_struct again = stopped_regs_;
     again.rip -= 2;
@@ -131,7 +146,8 @@ void Tracee::settle_syscall() {
     // the process again where it then is.
     int sig = WIFSTOPPED(st) && (st >> 16) == 0 ? WSTOPSIG(st) : 0;
     if (ptrace_call(PTRACE_INTERRUPT, pid_, nullptr, nullptr) != 0 ||
-        ptrace_call(PTRACE_CONT, pid_, nullptr, reinterpret_cast<void*>(static_cast<long>(sig))) != 0)
+        ptrace_call(PTRACE_CONT, pid_, nullptr, reinterpret_cast<void*>(static_cast<long>(sig))) !=
+            0)
       fail_errno(errno, "cannot stop process {} again", pid_);
     regs_changed_ = false;
     sigmask_changed_ = false;
@@ -143,7 +159,8 @@ void Tracee::settle_syscall() {
       }
       if (WIFSTOPPED(s2) && (s2 >> 16) == PTRACE_EVENT_STOP) break;
       if (WIFSTOPPED(s2))
-        ptrace_call(PTRACE_CONT, pid_, nullptr, reinterpret_cast<void*>(static_cast<long>(WSTOPSIG(s2))));
+        ptrace_call(PTRACE_CONT, pid_, nullptr,
+                    reinterpret_cast<void*>(static_cast<long>(WSTOPSIG(s2))));
     }
     stopped_regs_ = get_regs();
     stopped_sigmask_ = get_sigmask();
@@ -169,7 +186,8 @@ void Tracee::settle_syscall() {
     }
     if (WIFSTOPPED(s2) && (s2 >> 16) == PTRACE_EVENT_STOP) break;
     if (WIFSTOPPED(s2))
-      ptrace_call(PTRACE_CONT, pid_, nullptr, reinterpret_cast<void*>(static_cast<long>(WSTOPSIG(s2))));
+      ptrace_call(PTRACE_CONT, pid_, nullptr,
+                  reinterpret_cast<void*>(static_cast<long>(WSTOPSIG(s2))));
   }
   stopped_regs_ = get_regs();
   regs_changed_ = false;
@@ -269,7 +287,8 @@ void Tracee::find_syscall_insn() {
     start = proc::parse_u64(line.substr(0, dash), 16);
     end = proc::parse_u64(line.substr(dash + 1, space - dash - 1), 16);
   }
-  if (!start) fail("process {} has no [vdso]; ferry needs it to run system calls in the process", pid_);
+  if (!start)
+    fail("process {} has no [vdso]; ferry needs it to run system calls in the process", pid_);
   std::vector<uint8_t> code(end - start);
   read_memory(start, code.data(), code.size());
   for (size_t i = 0; i + 1 < code.size(); i++) {
@@ -313,8 +332,8 @@ void Tracee::wait_syscall_stop(long nr, const char* where) {
   if (!WIFSTOPPED(st) || WSTOPSIG(st) != (SIGTRAP | 0x80)) {
     siginfo_t si{};
     ptrace_call(PTRACE_GETSIGINFO, pid_, nullptr, &si);
-    fail("process {} {} at the {} of {} (fault address {}, rip {:#x})", pid_, describe_status(st), where,
-         syscall_name(nr), si.si_addr, get_regs().rip);
+    fail("process {} {} at the {} of {} (fault address {}, rip {:#x})", pid_, describe_status(st),
+         where, syscall_name(nr), si.si_addr, get_regs().rip);
   }
 }
 
@@ -346,7 +365,8 @@ long Tracee::syscall(long nr, SyscallArgs a) {
   at_syscall_stop_ = true;
   long result = static_cast<long>(get_regs().rax);
   if (spdlog::should_log(spdlog::level::trace))
-    spdlog::trace("remote {}({:#x}, {:#x}, {:#x}, {:#x}) = {:#x}", syscall_name(nr), a.a1, a.a2, a.a3, a.a4, result);
+    spdlog::trace("remote {}({:#x}, {:#x}, {:#x}, {:#x}) = {:#x}", syscall_name(nr), a.a1, a.a2,
+                  a.a3, a.a4, result);
   return result;
 }
 
@@ -389,7 +409,8 @@ constexpr uint64_t kUcFpXstate = 0x1, kUcSigcontextSs = 0x2, kUcStrictRestoreSs 
 constexpr uint32_t kFpXstateMagic1 = 0x46505853, kFpXstateMagic2 = 0x46505845;
 constexpr size_t kSwReservedOffset = 464;
 // syscall; mov $15 (rt_sigreturn), %eax; syscall; ud2
-constexpr uint8_t kTrampoline[] = {0x0f, 0x05, 0xb8, 0x0f, 0x00, 0x00, 0x00, 0x0f, 0x05, 0x0f, 0x0b};
+constexpr uint8_t kTrampoline[] = {0x0f, 0x05, 0xb8, 0x0f, 0x00, 0x00,
+                                   0x00, 0x0f, 0x05, 0x0f, 0x0b};
 
 }  // namespace
 
@@ -529,8 +550,9 @@ void Tracee::detach() {
 
 RemoteMapping::RemoteMapping(Tracee& tracee, size_t len, int prot) : tracee_(&tracee), len_(len) {
   // Shared anonymous memory never merges with a region of the process.
-  long r = tracee.syscall_checked("mmap (scratch memory)", SYS_mmap,
-                                  {0, static_cast<long>(len), prot, MAP_SHARED | MAP_ANONYMOUS, -1, 0});
+  long r =
+      tracee.syscall_checked("mmap (scratch memory)", SYS_mmap,
+                             {0, static_cast<long>(len), prot, MAP_SHARED | MAP_ANONYMOUS, -1, 0});
   addr_ = static_cast<uint64_t>(r);
 }
 

@@ -71,7 +71,10 @@ class Tracee {
   long syscall_checked(const char* what, long nr, SyscallArgs args = {});
   uint64_t remote_syscall_count() const { return syscall_count_; }
   // Stack pointer used for injected syscalls (sigaltstack() looks at it).
-  void set_syscall_sp(uint64_t sp) { syscall_sp_ = sp; has_syscall_sp_ = true; }
+  void set_syscall_sp(uint64_t sp) {
+    syscall_sp_ = sp;
+    has_syscall_sp_ = true;
+  }
   // The [vdso] moved (restore relocates it): find its syscall instruction again.
   void relocate_syscall_insn(uint64_t old_vdso, uint64_t new_vdso);
 

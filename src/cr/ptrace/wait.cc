@@ -13,7 +13,9 @@ namespace ferry::cr {
 namespace {
 
 // A real-time signal ferry keeps for itself to interrupt blocking waits.
-int wakeup_signal() { return SIGRTMIN + 7; }
+int wakeup_signal() {
+  return SIGRTMIN + 7;
+}
 
 void install_wakeup_handler() {
   static const bool installed = [] {
