@@ -11,18 +11,18 @@
 
 #include "cr/ptrace/tracee.h"
 #include "image.pb.h"
-#include "image/image_files.h"
+#include "image/page_sink.h"
 #include "util/fd.h"
 
 namespace ferry::cr {
 
 class DumpContext {
  public:
-  DumpContext(Tracee& tracee, image::PagesWriter& pages) : tracee_(tracee), pages_(pages) {}
+  DumpContext(Tracee& tracee, image::PageSink& pages) : tracee_(tracee), pages_(pages) {}
 
   Tracee& tracee() { return tracee_; }
   pid_t pid() const { return tracee_.pid(); }
-  image::PagesWriter& pages() { return pages_; }
+  image::PageSink& pages() { return pages_; }
   image::DumpStats& stats() { return stats_; }
 
   // Scratch memory inside the process for syscall arguments and results (created on first use,
@@ -50,7 +50,7 @@ class DumpContext {
 
  private:
   Tracee& tracee_;
-  image::PagesWriter& pages_;
+  image::PageSink& pages_;
   image::DumpStats stats_;
   std::optional<RemoteMapping> scratch_;
   UniqueFd pidfd_;

@@ -109,13 +109,13 @@ void read_spans(DumpContext& ctx, const std::vector<Span>& spans, char* buf, boo
 // every buffer before they are unmapped, on error paths too.
 class HashFence {
  public:
-  explicit HashFence(image::PagesWriter& w) : w_(w) {}
-  ~HashFence() { w_.wait_hashed(w_.ticket()); }
+  explicit HashFence(image::PageSink& w) : w_(w) {}
+  ~HashFence() { w_.wait_released(w_.ticket()); }
   HashFence(const HashFence&) = delete;
   HashFence& operator=(const HashFence&) = delete;
 
  private:
-  image::PagesWriter& w_;
+  image::PageSink& w_;
 };
 
 bool is_zero_page(const void* page) {
@@ -147,7 +147,7 @@ void dump_private_pages(DumpContext& ctx, image::Memory* m) {
     auto flush = [&] {
       if (batch.empty()) return;
       Mapping& buf = buffers[turn];
-      ctx.pages().wait_hashed(ticket[turn]);
+      ctx.pages().wait_released(ticket[turn]);
       read_spans(ctx, batch, buf.data(), readable);
       const char* p = buf.data();
       for (auto& s : batch) {
@@ -206,7 +206,7 @@ void dump_object_content(DumpContext& ctx, int fd, uint64_t size, PageRuns* out)
     uint64_t b = std::min<uint64_t>(end, (static_cast<uint64_t>(hole) + kPage - 1) / kPage * kPage);
     while (a < b) {
       uint64_t len = std::min<uint64_t>(kBufferBytes, b - a);
-      ctx.pages().wait_hashed(ctx.pages().ticket());  // buf is about to change
+      ctx.pages().wait_released(ctx.pages().ticket());  // buf is about to change
       std::memset(buf.data(), 0, len);  // the tail of the last page beyond EOF reads as nothing
       ssize_t n = ::pread(fd, buf.data(), len, static_cast<off_t>(a));
       if (n < 0) fail_errno(errno, "cannot read shared memory or file content");

@@ -163,9 +163,36 @@ uint64_t local_xcr0() {
   return (static_cast<uint64_t>(hi) << 32) | lo;
 }
 
-RestoreResult restore(const RestoreOptions& options) {
-  Stopwatch total;
-  image::LoadedImage img = image::load_image(options.images_dir);
+RestoredProcess::RestoredProcess(std::unique_ptr<Tracee> tracee, pid_t original_pid,
+                                 std::vector<std::string> notes)
+    : tracee_(std::move(tracee)), pid_(tracee_->pid()), original_pid_(original_pid), notes_(std::move(notes)) {}
+
+RestoredProcess::RestoredProcess(RestoredProcess&& o) noexcept = default;
+
+RestoredProcess::~RestoredProcess() {
+  if (!tracee_) return;
+  try {
+    kill();
+  } catch (const std::exception& e) {
+    spdlog::warn("cannot end the unreleased process {}: {}", pid_, e.what());
+  }
+}
+
+uint64_t RestoredProcess::remote_syscalls() const { return tracee_ ? tracee_->remote_syscall_count() : 0; }
+
+void RestoredProcess::release() {
+  tracee_->release();
+  tracee_.reset();
+}
+
+void RestoredProcess::kill() {
+  if (!tracee_) return;
+  tracee_->kill();
+  ::waitpid(pid_, nullptr, __WALL | WNOHANG);
+  tracee_.reset();
+}
+
+RestoredProcess build_process(const image::LoadedImage& img, const BuildOptions& options) {
   const image::Image& image = img.image;
   check_executable(image.process());
   check_cpu_compatible(image.registers(), local_xstate_size(), local_xcr0());
@@ -191,18 +218,15 @@ RestoreResult restore(const RestoreOptions& options) {
     }
   } joiner{verifier};
 
-  RestoreResult res;
-  res.original_pid = image.process().pid();
-  spdlog::debug("restore: image loaded in {:.2f} ms", total.elapsed_ms());
-  pid_t pid = spawn_helper(res.original_pid, options.same_pid);
-  std::optional<Tracee> tracee;
+  pid_t original = image.process().pid();
+  pid_t pid = spawn_helper(original, options.same_pid);
+  std::unique_ptr<Tracee> tracee;
   try {
-    tracee.emplace(Tracee::seize(pid));
+    tracee = std::make_unique<Tracee>(Tracee::seize(pid));
     Restorer r(*tracee, img);
+    r.external_fds = options.external_fds;
     build(r, image, verify_state, verify_error);
-    res.remote_syscalls = tracee->remote_syscall_count();
-    res.notes = r.notes;
-    tracee->release();
+    return RestoredProcess(std::move(tracee), original, r.notes);
   } catch (...) {
     // Never let a half-built process run.
     if (tracee) tracee->kill();
@@ -210,7 +234,22 @@ RestoreResult restore(const RestoreOptions& options) {
     ::waitpid(pid, nullptr, __WALL);
     throw;
   }
-  res.pid = pid;
+}
+
+RestoreResult restore(const RestoreOptions& options) {
+  Stopwatch total;
+  image::LoadedImage img = image::load_image(options.images_dir);
+  spdlog::debug("restore: image loaded in {:.2f} ms", total.elapsed_ms());
+  BuildOptions build_options;
+  build_options.same_pid = options.same_pid;
+  build_options.verify_pages = options.verify_pages;
+  RestoredProcess p = build_process(img, build_options);
+  RestoreResult res;
+  res.pid = p.pid();
+  res.original_pid = p.original_pid();
+  res.remote_syscalls = p.remote_syscalls();
+  res.notes = p.notes();
+  p.release();
   res.restore_us = total.elapsed_us();
   return res;
 }

@@ -6,10 +6,50 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "image/image_files.h"
+
 namespace ferry::cr {
+
+class Tracee;
+
+struct BuildOptions {
+  bool same_pid = false;     // a taken original PID is an error instead of a new PID
+  bool verify_pages = true;  // check pages.img block hashes (in parallel with the build)
+  // Descriptors of ferry that stand in for the process's fds whose other end was outside it
+  // (a node's output relay, the restorer's stdio): image fd number -> ferry's fd.
+  std::map<int, int> external_fds;
+};
+
+// A process rebuilt from an image and held stopped: nothing of it has run yet. release() lets
+// it run; destroying it unreleased kills it.
+class RestoredProcess {
+ public:
+  RestoredProcess(std::unique_ptr<Tracee> tracee, pid_t original_pid, std::vector<std::string> notes);
+  RestoredProcess(RestoredProcess&&) noexcept;
+  ~RestoredProcess();
+
+  pid_t pid() const { return pid_; }
+  pid_t original_pid() const { return original_pid_; }
+  const std::vector<std::string>& notes() const { return notes_; }
+  uint64_t remote_syscalls() const;
+  void release();
+  void kill();
+
+ private:
+  std::unique_ptr<Tracee> tracee_;
+  pid_t pid_;
+  pid_t original_pid_;
+  std::vector<std::string> notes_;
+};
+
+// Builds the image's process as a child of the caller and holds it. Throws ferry::Error; a
+// failure leaves nothing behind.
+RestoredProcess build_process(const image::LoadedImage& img, const BuildOptions& options);
 
 struct RestoreOptions {
   std::string images_dir;

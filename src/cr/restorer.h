@@ -55,6 +55,7 @@ class Restorer {
   std::map<uint64_t, UniqueFd> shmem_fds;  // memfd objects (ferry's descriptors)
   std::map<uint64_t, UniqueFd> ghost_fds;  // recreated unlinked files (ferry's descriptors)
   std::vector<std::string> notes;          // things the user should hear about
+  std::map<int, int> external_fds;         // image fd number -> ferry's fd standing in for it
 
  private:
   int above_image_fds(int fd);

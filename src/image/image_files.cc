@@ -116,7 +116,7 @@ void PagesWriter::hasher_loop() {
   }
 }
 
-void PagesWriter::wait_hashed(uint64_t ticket) {
+void PagesWriter::wait_released(uint64_t ticket) {
   std::unique_lock<std::mutex> lock(mu_);
   cv_.wait(lock, [&] { return completed_ >= ticket; });
 }
@@ -175,12 +175,12 @@ uint64_t PagesWriter::append_async(const iovec* iov, int count) {
 uint64_t PagesWriter::append(const void* data, size_t len) {
   iovec iov{const_cast<void*>(data), len};
   uint64_t at = append_async(&iov, 1);
-  wait_hashed(ticket());
+  wait_released(ticket());
   return at;
 }
 
 void PagesWriter::finish(PagesFile* out) {
-  wait_hashed(submitted_);
+  wait_released(submitted_);
   if (block_fill_) summary_.add_block_hashes(XXH3_64bits_digest(state_));
   block_fill_ = 0;
   summary_.set_size(offset_);

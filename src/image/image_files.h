@@ -19,6 +19,7 @@
 #include <xxhash.h>
 
 #include "image.pb.h"
+#include "image/page_sink.h"
 #include "util/fd.h"
 
 namespace ferry::image {
@@ -34,9 +35,9 @@ constexpr const char* kPagesFile = "pages.img";
 //
 // The hashing runs on a thread of its own, so that the dump can overlap it with the next read and
 // write (a dump is frozen time; the second core is otherwise idle): append_async() returns before
-// the data is hashed, and the caller must not change such a buffer until wait_hashed(ticket()).
+// the data is hashed, and the caller must not change such a buffer until wait_released(ticket()).
 // append() is the plain form: it returns once its data is hashed.
-class PagesWriter {
+class PagesWriter : public PageSink {
  public:
   PagesWriter(int fd, const std::string& image_id);
   ~PagesWriter();
@@ -44,16 +45,16 @@ class PagesWriter {
   PagesWriter& operator=(const PagesWriter&) = delete;
 
   // Absolute file offset where the next appended byte lands.
-  uint64_t offset() const { return offset_; }
+  uint64_t offset() const override { return offset_; }
   // Appends the buffers (each a whole number of pages) and returns the offset of the first byte.
-  uint64_t append_async(const iovec* iov, int count);
+  uint64_t append_async(const iovec* iov, int count) override;
   uint64_t append(const void* data, size_t len);
   // Every append up to now is covered by this ticket.
-  uint64_t ticket() const { return submitted_; }
+  uint64_t ticket() const override { return submitted_; }
   // Blocks until the data of all appends up to `ticket` is hashed (its buffers may be reused).
-  void wait_hashed(uint64_t ticket);
+  void wait_released(uint64_t ticket) override;
   // Records size and block hashes; no more appends afterwards.
-  void finish(PagesFile* out);
+  void finish(PagesFile* out) override;
 
  private:
   struct Job {

@@ -146,6 +146,18 @@ void restore_files(Restorer& r, const image::FileTable& ft) {
   for (auto& f : ft.files()) {
     if (!s.fd_numbers.count(f.id())) continue;
     UniqueFd fd;
+    // A descriptor the caller provides for one of this file's numbers stands in for it.
+    for (int num : s.fd_numbers[f.id()]) {
+      auto ext = r.external_fds.find(num);
+      if (ext == r.external_fds.end()) continue;
+      fd.reset(::fcntl(ext->second, F_DUPFD_CLOEXEC, 0));
+      if (!fd) fail_errno(errno, "dup");
+      break;
+    }
+    if (fd) {
+      local[f.id()] = std::move(fd);
+      continue;
+    }
     switch (f.kind_case()) {
       case image::OpenFile::kPipe:
         fd = open_pipe_end(r, f, s);

@@ -88,6 +88,7 @@ Tracee Tracee::seize(pid_t pid, unsigned long options) {
   }
   Tracee t(pid);
   t.attached_ = true;
+  t.options_ = options;
   t.interrupt_and_wait();
   return t;
 }
@@ -98,7 +99,7 @@ void Tracee::interrupt_and_wait() {
   for (;;) {
     int st = wait_for_change(pid_, kStopTimeoutMs);
     if (WIFEXITED(st) || WIFSIGNALED(st)) {
-      attached_ = false;
+      saw_end(st);
       fail("process {} {} while being stopped", pid_, describe_status(st));
     }
     if (!WIFSTOPPED(st)) continue;
@@ -138,7 +139,7 @@ void Tracee::settle_syscall() {
     fail_errno(errno, "cannot resume process {} to its syscall", pid_);
   int st = wait_for_change(pid_, kStopTimeoutMs);
   if (WIFEXITED(st) || WIFSIGNALED(st)) {
-    attached_ = false;
+    saw_end(st);
     fail("process {} {} while being stopped", pid_, describe_status(st));
   }
   if (!WIFSTOPPED(st) || WSTOPSIG(st) != (SIGTRAP | 0x80)) {
@@ -154,7 +155,7 @@ void Tracee::settle_syscall() {
     for (;;) {
       int s2 = wait_for_change(pid_, kStopTimeoutMs);
       if (WIFEXITED(s2) || WIFSIGNALED(s2)) {
-        attached_ = false;
+        saw_end(s2);
         fail("process {} {} while being stopped", pid_, describe_status(s2));
       }
       if (WIFSTOPPED(s2) && (s2 >> 16) == PTRACE_EVENT_STOP) break;
@@ -181,7 +182,7 @@ void Tracee::settle_syscall() {
   for (;;) {
     int s2 = wait_for_change(pid_, kStopTimeoutMs);
     if (WIFEXITED(s2) || WIFSIGNALED(s2)) {
-      attached_ = false;
+      saw_end(s2);
       fail("process {} {} while being stopped", pid_, describe_status(s2));
     }
     if (WIFSTOPPED(s2) && (s2 >> 16) == PTRACE_EVENT_STOP) break;
@@ -196,6 +197,8 @@ void Tracee::settle_syscall() {
 Tracee::Tracee(Tracee&& o) noexcept
     : pid_(o.pid_),
       attached_(std::exchange(o.attached_, false)),
+      options_(o.options_),
+      exit_code_(o.exit_code_),
       stopped_regs_(o.stopped_regs_),
       regs_changed_(o.regs_changed_),
       stopped_sigmask_(o.stopped_sigmask_),
@@ -326,7 +329,7 @@ long crash_at_syscall() {
 void Tracee::wait_syscall_stop(long nr, const char* where) {
   int st = wait_for_change(pid_, kSyscallTimeoutMs);
   if (WIFEXITED(st) || WIFSIGNALED(st)) {
-    attached_ = false;
+    saw_end(st);
     fail("process {} {} during {}", pid_, describe_status(st), syscall_name(nr));
   }
   if (!WIFSTOPPED(st) || WSTOPSIG(st) != (SIGTRAP | 0x80)) {
@@ -499,12 +502,26 @@ void Tracee::read_memory(uint64_t addr, void* data, size_t len) const {
   }
 }
 
+void Tracee::saw_end(int status) {
+  attached_ = false;
+  exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void Tracee::kill_on_tracer_exit() {
+  options_ |= PTRACE_O_EXITKILL;
+  if (ptrace_call(PTRACE_SETOPTIONS, pid_, nullptr, reinterpret_cast<void*>(options_)) != 0)
+    fail_errno(errno, "cannot tie process {} to ferry", pid_);
+}
+
 void Tracee::kill() {
   if (!attached_) return;
   ::kill(pid_, SIGKILL);
   for (;;) {
     int st = wait_for_change(pid_, kStopTimeoutMs);
-    if (WIFEXITED(st) || WIFSIGNALED(st)) break;
+    if (WIFEXITED(st) || WIFSIGNALED(st)) {
+      saw_end(st);
+      break;
+    }
     // A stop racing with the kill: resume it so that SIGKILL can finish the job.
     ptrace_call(PTRACE_CONT, pid_, nullptr, nullptr);
   }
@@ -526,7 +543,7 @@ void Tracee::back_to_interrupt_stop() {
   for (;;) {
     int st = wait_for_change(pid_, kStopTimeoutMs);
     if (WIFEXITED(st) || WIFSIGNALED(st)) {
-      attached_ = false;
+      saw_end(st);
       fail("process {} {} while being stopped", pid_, describe_status(st));
     }
     if (WIFSTOPPED(st) && (st >> 16) == PTRACE_EVENT_STOP) break;

@@ -13,6 +13,7 @@
 #include <sys/user.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -87,6 +88,11 @@ class Tracee {
   // the process run with whatever state it had).
   void undo_injection();
 
+  // PTRACE_O_EXITKILL from now on: if ferry dies, the kernel kills the process.
+  void kill_on_tracer_exit();
+  // The exit status, when a wait of ours saw the process end (0..255, or 128+N for signal N).
+  std::optional<int> exit_code() const { return exit_code_; }
+
   // Ends the process with SIGKILL and waits until it is gone.
   void kill();
   // Detaches leaving the current registers in place (restore: the process starts running).
@@ -104,8 +110,12 @@ class Tracee {
   // applies again when the process is let go.
   void back_to_interrupt_stop();
 
+  void saw_end(int status);
+
   pid_t pid_ = -1;
   bool attached_ = false;
+  unsigned long options_ = 0;
+  std::optional<int> exit_code_;
   user_regs_struct stopped_regs_{};
   bool regs_changed_ = false;
   uint64_t stopped_sigmask_ = 0;

@@ -1,0 +1,122 @@
+#include "cr/dump.h"
+
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include "cr/creds.h"
+#include "cr/dump_context.h"
+#include "cr/files/fd_table.h"
+#include "cr/fs.h"
+#include "cr/ghost_files.h"
+#include "cr/memory_map.h"
+#include "cr/mm_fields.h"
+#include "cr/pages.h"
+#include "cr/preflight.h"
+#include "cr/ptrace/tracee.h"
+#include "cr/registers.h"
+#include "cr/rlimits.h"
+#include "cr/rseq.h"
+#include "cr/shmem.h"
+#include "cr/signals.h"
+#include "cr/task_attrs.h"
+#include "cr/timers.h"
+#include "image/image_files.h"
+#include "util/clock.h"
+#include "util/error.h"
+#include "util/proc.h"
+#include "version.h"
+
+namespace ferry::cr {
+namespace {
+
+constexpr unsigned long long kUserCs64 = 0x33;
+
+void describe_process(pid_t pid, image::ProcessInfo* info) {
+  info->set_pid(pid);
+  info->set_exe_path(proc::read_link(proc::path(pid, "exe")));
+  struct stat st;
+  if (::stat(info->exe_path().c_str(), &st) != 0)
+    fail_errno(errno, "cannot stat {}", info->exe_path());
+  image::FileIdentity* id = info->mutable_exe();
+  id->set_dev(st.st_dev);
+  id->set_ino(st.st_ino);
+  id->set_size(static_cast<uint64_t>(st.st_size));
+  id->set_mtime_ns(st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec);
+  id->set_mode(st.st_mode);
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  info->set_hostname(host);
+  info->set_ferry_version(kFerryVersion);
+  timeval tv;
+  ::gettimeofday(&tv, nullptr);
+  info->set_created_unix_ms(static_cast<uint64_t>(tv.tv_sec) * 1000 +
+                            static_cast<uint64_t>(tv.tv_usec) / 1000);
+  for (auto& arg : proc::split(proc::try_read_file(proc::path(pid, "cmdline")).value_or(""), '\0'))
+    info->add_argv(arg);
+}
+
+}  // namespace
+
+FrozenProcess freeze_and_dump(pid_t pid, image::PageSink& sink) {
+  check_supported(pid);
+  Tracee tracee = Tracee::seize(pid);
+  Stopwatch freeze;
+  recheck_stopped(pid);
+  if (tracee.stopped_regs().cs != kUserCs64)
+    fail("cannot checkpoint process {}: it is not a 64-bit process", pid);
+  tracee.settle_syscall();
+
+  image::Image img;
+  DumpContext ctx(tracee, sink);
+  Stopwatch phase;
+  auto done = [&](const char* what) {
+    spdlog::debug("dump: {} took {:.2f} ms", what, phase.elapsed_ms());
+    phase.restart();
+  };
+  done("stop");
+  describe_process(pid, img.mutable_process());
+  image::Memory* mem = img.mutable_memory();
+  // The layout first: everything after it may inject syscalls that map scratch memory.
+  dump_memory_map(ctx, mem);
+  done("memory map");
+  dump_files(ctx, img.mutable_files(), mem);
+  done("files");
+  *img.mutable_registers() = dump_registers(tracee);
+  // From here on syscalls are injected: first the scratch area with the safety net.
+  ctx.scratch();
+  *mem->mutable_mm() = dump_mm_fields(ctx);
+  *img.mutable_signals() = dump_signals(ctx);
+  *img.mutable_timers() = dump_timers(ctx);
+  *img.mutable_creds() = dump_creds(ctx);
+  image::TaskAttrs* attrs = img.mutable_attrs();
+  dump_fs(ctx, attrs);
+  dump_rlimits(ctx, attrs);
+  dump_task_attrs(ctx, attrs, img.mutable_process());
+  *attrs->mutable_rseq() = dump_rseq(tracee);
+  // Nothing injected stays in the process during the long page phase.
+  ctx.finish();
+  tracee.undo_injection();
+  done("registers, signals, timers, credentials, attributes");
+  dump_private_pages(ctx, mem);
+  done("pages");
+  dump_shmem_contents(ctx, mem);
+  dump_ghost_contents(ctx, mem);
+
+  image::DumpStats& stats = *img.mutable_stats();
+  stats = ctx.stats();
+  stats.set_dump_us(freeze.elapsed_us());
+  stats.set_remote_syscalls(tracee.remote_syscall_count());
+  return FrozenProcess(std::move(tracee), std::move(img), freeze);
+}
+
+FrozenProcess::FrozenProcess(Tracee&& tracee, image::Image&& img, Stopwatch freeze)
+    : tracee_(std::move(tracee)), image_(std::move(img)), freeze_(freeze) {}
+
+void FrozenProcess::resume() { tracee_.detach(); }
+void FrozenProcess::destroy() { tracee_.kill(); }
+void FrozenProcess::die_with_ferry() { tracee_.kill_on_tracer_exit(); }
+
+}  // namespace ferry::cr
