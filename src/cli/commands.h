@@ -8,6 +8,8 @@ namespace ferry::cli {
 void add_checkpoint(CLI::App& app);
 void add_restore(CLI::App& app);
 void add_image(CLI::App& app);
+void add_cluster(CLI::App& app);
+void add_tasks(CLI::App& app);
 
 // Exit status of the command that ran (set by the subcommand callbacks).
 int& exit_status();

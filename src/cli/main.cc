@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "cli/commands.h"
+#include "cli/connect.h"
 #include "util/error.h"
 #include "util/log.h"
 #include "version.h"
@@ -35,9 +36,14 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", ferry::kFerryVersion);
   app.require_subcommand(1);
   app.add_flag("-v,--verbose", ferry::cli::verbosity(), "more log output (repeat for debug)");
+  app.add_option("--cluster", ferry::cli::target().cluster, "cluster directory (default: the one 'cluster up' made)");
+  app.add_option("--node", ferry::cli::target().node, "node whose ferryd to ask (default: the first)");
+  app.add_option("--socket", ferry::cli::target().socket, "control socket of a ferryd");
   ferry::cli::add_checkpoint(app);
   ferry::cli::add_restore(app);
   ferry::cli::add_image(app);
+  ferry::cli::add_cluster(app);
+  ferry::cli::add_tasks(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

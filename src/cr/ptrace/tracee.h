@@ -17,9 +17,20 @@
 #include <string>
 #include <vector>
 
+#include "util/error.h"
 #include "util/fd.h"
 
 namespace ferry::cr {
+
+// The process ended while ferry held it; code is its exit status (128+N for signal N).
+class ProcessEnded : public Error {
+ public:
+  ProcessEnded(const std::string& message, int code) : Error(message), code_(code) {}
+  int code() const { return code_; }
+
+ private:
+  int code_;
+};
 
 struct SyscallArgs {
   long a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0;

@@ -1,0 +1,237 @@
+// ferry run | ps | nodes | logs | kill | wait | migrate: tasks in a cluster, through the local
+// ferryd of the chosen node (any node works; it forwards).
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <map>
+
+#include <google/protobuf/util/json_util.h>
+
+#include "cli/commands.h"
+#include "cli/connect.h"
+#include "cr/ptrace/tracee.h"
+#include "util/error.h"
+
+extern char** environ;
+
+namespace ferry::cli {
+namespace {
+
+std::string json_of(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  o.always_print_primitive_fields = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
+  return out;
+}
+
+std::string mib(uint64_t b) { return fmt::format("{:.1f} MiB", static_cast<double>(b) / 1048576.0); }
+
+int parse_signal(const std::string& s) {
+  if (s.empty()) return SIGTERM;
+  if (isdigit(static_cast<unsigned char>(s[0]))) {
+    int n = std::stoi(s);
+    if (n < 1 || n > 64) fail("no signal {}", s);
+    return n;
+  }
+  std::string name = s.rfind("SIG", 0) == 0 ? s.substr(3) : s;
+  for (int sig = 1; sig < 32; sig++)
+    if (const char* abbrev = sigabbrev_np(sig); abbrev && name == abbrev) return sig;
+  fail("no signal named {}", s);
+}
+
+}  // namespace
+
+void add_tasks(CLI::App& app) {
+  // run
+  auto* run = app.add_subcommand("run", "start a task on a node of the cluster; prints its id");
+  static std::string r_node, r_name, r_stdin;
+  static std::vector<std::string> r_labels, r_cmd;
+  run->add_option("--on", r_node, "node to start it on (default: the node asked)");
+  run->add_option("--name", r_name, "a name for the task");
+  run->add_option("--label", r_labels, "KEY=VALUE a node must carry (repeat)");
+  run->add_option("--stdin", r_stdin, "file to read stdin from (default /dev/null)");
+  run->add_option("command", r_cmd, "-- COMMAND ARGS...")->required();
+  run->callback([] {
+    start_logging();
+    rpc::RunRequest req;
+    req.set_node(r_node.empty() ? target().node : r_node);
+    req.set_name(r_name);
+    for (auto& l : r_labels) {
+      auto eq = l.find('=');
+      if (eq == std::string::npos) fail("--label wants KEY=VALUE, got '{}'", l);
+      (*req.mutable_labels())[l.substr(0, eq)] = l.substr(eq + 1);
+    }
+    for (auto& a : r_cmd) req.add_argv(a);
+    for (char** e = environ; *e; e++) req.add_env(*e);
+    char cwd[4096];
+    if (::getcwd(cwd, sizeof cwd)) req.set_cwd(cwd);
+    if (!r_stdin.empty()) req.set_stdin_path(r_stdin[0] == '/' ? r_stdin : std::string(cwd) + "/" + r_stdin);
+    rpc::RunReply reply;
+    grpc::ClientContext ctx;
+    check(control()->Run(&ctx, req, &reply));
+    std::printf("%s\n", reply.task().id().c_str());
+  });
+
+  // ps
+  auto* ps = app.add_subcommand("ps", "the tasks of the cluster");
+  static bool ps_json = false;
+  ps->add_flag("--json", ps_json, "as JSON");
+  ps->callback([] {
+    start_logging();
+    rpc::PsReply reply;
+    grpc::ClientContext ctx;
+    check(control()->Ps(&ctx, rpc::PsRequest(), &reply));
+    if (ps_json) {
+      std::printf("%s\n", json_of(reply).c_str());
+      return;
+    }
+    std::printf("%-12s %-16s %-8s %-8s %-7s %-10s %-6s %s\n", "ID", "NAME", "NODE", "HOME", "PID", "STATE", "MOVES", "MEMORY");
+    for (auto& t : reply.tasks()) {
+      std::string state = t.state() == "exited" ? fmt::format("exited({})", t.exit_code()) : t.state();
+      std::printf("%-12s %-16s %-8s %-8s %-7d %-10s %-6llu %s\n", t.id().c_str(), t.name().substr(0, 16).c_str(),
+                  t.node().c_str(), t.home().c_str(), t.pid(), state.c_str(),
+                  static_cast<unsigned long long>(t.epoch()), t.state() == "exited" ? "-" : mib(t.memory_bytes()).c_str());
+    }
+    for (auto& n : reply.unreachable()) std::fprintf(stderr, "ferry: node %s did not answer\n", n.c_str());
+  });
+
+  // nodes
+  auto* nodes = app.add_subcommand("nodes", "the nodes of the cluster and their load");
+  static bool n_json = false;
+  nodes->add_flag("--json", n_json, "as JSON");
+  nodes->callback([] {
+    start_logging();
+    rpc::NodesReply reply;
+    grpc::ClientContext ctx;
+    check(control()->Nodes(&ctx, rpc::NodesRequest(), &reply));
+    if (n_json) {
+      std::printf("%s\n", json_of(reply).c_str());
+      return;
+    }
+    std::printf("%-8s %-18s %-5s %-6s %-6s %-12s %-6s %s\n", "NAME", "ADDRESS", "STATE", "CPU%", "LOAD", "MEM FREE", "TASKS", "LABELS");
+    for (auto& n : reply.nodes()) {
+      std::string labels;
+      for (auto& [k, v] : n.labels()) labels += (labels.empty() ? "" : ",") + k + "=" + v;
+      std::printf("%-8s %-18s %-5s %-6.1f %-6.2f %-12s %-6u %s\n", n.name().c_str(), n.address().c_str(), n.state().c_str(),
+                  n.load().cpu_percent(), n.load().load_avg(), mib(n.load().mem_free_bytes()).c_str(),
+                  n.load().runnable(), labels.c_str());
+    }
+  });
+
+  // logs
+  auto* logs = app.add_subcommand("logs", "a task's output (stdout and stderr), from its home node");
+  static std::string l_task;
+  static bool l_follow = false;
+  logs->add_option("TASK", l_task, "task id")->required();
+  logs->add_flag("-f,--follow", l_follow, "keep printing until the task ends");
+  logs->callback([] {
+    start_logging();
+    rpc::LogsRequest req;
+    req.set_task_id(l_task);
+    req.set_follow(l_follow);
+    grpc::ClientContext ctx;
+    auto reader = control()->Logs(&ctx, req);
+    rpc::LogChunk chunk;
+    while (reader->Read(&chunk)) {
+      std::fwrite(chunk.data().data(), 1, chunk.data().size(), stdout);
+      std::fflush(stdout);
+    }
+    check(reader->Finish());
+  });
+
+  // kill
+  auto* kill = app.add_subcommand("kill", "send a signal to a task, wherever it runs");
+  static std::string k_task, k_sig;
+  kill->add_option("TASK", k_task, "task id")->required();
+  kill->add_option("SIGNAL", k_sig, "signal name or number (default TERM)");
+  kill->callback([] {
+    start_logging();
+    rpc::KillRequest req;
+    req.set_task_id(k_task);
+    req.set_signal(parse_signal(k_sig));
+    rpc::KillReply reply;
+    grpc::ClientContext ctx;
+    check(control()->Kill(&ctx, req, &reply));
+    if (reply.queued())
+      std::fprintf(stderr, "ferry: %s is migrating; the signal is delivered when it runs again\n", k_task.c_str());
+  });
+
+  // wait
+  auto* wait = app.add_subcommand("wait", "wait for a task to end; exits with its status");
+  static std::string w_task;
+  static double w_timeout = 0;
+  wait->add_option("TASK", w_task, "task id")->required();
+  wait->add_option("--timeout", w_timeout, "give up after this many seconds (default: never)");
+  wait->callback([] {
+    start_logging();
+    auto stub = control();
+    auto start = std::chrono::steady_clock::now();
+    for (;;) {
+      rpc::WaitRequest req;
+      req.set_task_id(w_task);
+      req.set_timeout_ms(5000);
+      rpc::WaitReply reply;
+      grpc::ClientContext ctx;
+      check(stub->Wait(&ctx, req, &reply));
+      if (reply.exited()) {
+        std::printf("%s ended with status %d on %s\n", w_task.c_str(), reply.exit_code(), reply.node().c_str());
+        exit_status() = reply.exit_code();
+        return;
+      }
+      double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (w_timeout > 0 && waited >= w_timeout) fail("{} still runs after {:.0f} s", w_task, waited);
+    }
+  });
+
+  // migrate
+  auto* migrate = app.add_subcommand("migrate", "move a running task to another node");
+  static std::string m_task, m_to, m_strategy = "eager-all";
+  static bool m_json = false;
+  migrate->add_option("TASK", m_task, "task id")->required();
+  migrate->add_option("--to", m_to, "destination node")->required();
+  migrate->add_option("--strategy", m_strategy, "eager-all");
+  migrate->add_flag("--json", m_json, "print the report as JSON");
+  migrate->callback([] {
+    start_logging();
+    rpc::MigrateRequest req;
+    req.set_task_id(m_task);
+    req.set_to(m_to);
+    req.set_strategy(m_strategy);
+    grpc::ClientContext ctx;
+    auto reader = control()->Migrate(&ctx, req);
+    rpc::MigrateEvent ev;
+    rpc::MigrateReport report;
+    bool have_report = false, tty = ::isatty(2) && !m_json;
+    while (reader->Read(&ev)) {
+      if (ev.has_report()) {
+        report = ev.report();
+        have_report = true;
+      } else if (tty) {
+        auto& p = ev.progress();
+        std::fprintf(stderr, "\r\033[Kmigrating %s to %s: %s %s", m_task.c_str(), m_to.c_str(), p.phase().c_str(),
+                     p.bytes_sent() ? mib(p.bytes_sent()).c_str() : "");
+        std::fflush(stderr);
+      }
+    }
+    if (tty) std::fprintf(stderr, "\r\033[K");
+    check(reader->Finish());
+    if (!have_report) fail("the migration ended without a report");
+    if (m_json) {
+      std::printf("%s\n", json_of(report).c_str());
+    } else if (report.ok()) {
+      std::printf("migrated %s from %s to %s (%s): frozen %.1f ms, total %.1f ms, %s in %llu pages\n", report.task().c_str(),
+                  report.from().c_str(), report.to().c_str(), report.strategy().c_str(), report.freeze_ms(), report.total_ms(),
+                  mib(report.bytes_sent()).c_str(), static_cast<unsigned long long>(report.pages_sent()));
+    } else {
+      std::fprintf(stderr, "ferry: migration of %s to %s %s: %s\n", report.task().c_str(), report.to().c_str(),
+                   report.outcome().c_str(), report.reason().c_str());
+    }
+    if (!report.ok()) exit_status() = 1;
+  });
+}
+
+}  // namespace ferry::cli

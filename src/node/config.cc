@@ -1,0 +1,95 @@
+#include "node/config.h"
+
+#include <toml++/toml.h>
+
+#include <sstream>
+
+#include "util/error.h"
+
+namespace ferry::node {
+namespace {
+
+std::string need_string(const toml::table& t, const char* key, const std::string& file) {
+  auto v = t[key].value<std::string>();
+  if (!v || v->empty()) fail("{}: '{}' is missing", file, key);
+  return *v;
+}
+
+void check_address(const std::string& a, const char* what, const std::string& file) {
+  auto colon = a.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 >= a.size())
+    fail("{}: {} '{}' is not host:port", file, what, a);
+}
+
+}  // namespace
+
+NodeConfig load_config(const std::string& path) {
+  toml::table t;
+  try {
+    t = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    fail("{}: {} (line {})", path, std::string(e.description()), e.source().begin.line);
+  }
+  NodeConfig c;
+  c.name = need_string(t, "name", path);
+  c.listen = need_string(t, "listen", path);
+  check_address(c.listen, "listen", path);
+  c.data_listen = t["data_listen"].value_or(std::string());
+  if (c.data_listen.empty()) {
+    auto colon = c.listen.rfind(':');
+    c.data_listen = c.listen.substr(0, colon) + ":" + std::to_string(std::stoi(c.listen.substr(colon + 1)) + 1);
+  }
+  check_address(c.data_listen, "data_listen", path);
+  c.state_dir = need_string(t, "state_dir", path);
+  c.control_socket = need_string(t, "control_socket", path);
+  if (auto labels = t["labels"].as_table())
+    for (auto& [k, v] : *labels) c.labels[std::string(k.str())] = v.value_or(std::string());
+  c.max_tasks = t["max_tasks"].value_or(64u);
+  c.max_load_per_cpu = t["max_load_per_cpu"].value_or(0.0);
+  c.reserve_memory_bytes = static_cast<uint64_t>(t["reserve_memory_mb"].value_or(256)) << 20;
+  c.report_interval_ms = t["report_interval_ms"].value_or(1000u);
+  c.down_after_ms = t["down_after_ms"].value_or(3000u);
+  auto tls = t["tls"].as_table();
+  if (!tls) fail("{}: the [tls] section is missing (ca, cert, key)", path);
+  c.ca_cert = need_string(*tls, "ca", path);
+  c.cert = need_string(*tls, "cert", path);
+  c.key = need_string(*tls, "key", path);
+  if (auto peers = t["peers"].as_array())
+    for (auto& p : *peers) {
+      auto* pt = p.as_table();
+      if (!pt) fail("{}: each [[peers]] entry needs name and address", path);
+      PeerConfig pc{need_string(*pt, "name", path), need_string(*pt, "address", path)};
+      check_address(pc.address, "peer address", path);
+      if (pc.name == c.name) fail("{}: node {} lists itself as a peer", path, c.name);
+      c.peers.push_back(pc);
+    }
+  return c;
+}
+
+std::string render_config(const NodeConfig& c) {
+  toml::table t;
+  t.insert("name", c.name);
+  t.insert("listen", c.listen);
+  t.insert("data_listen", c.data_listen);
+  t.insert("state_dir", c.state_dir);
+  t.insert("control_socket", c.control_socket);
+  toml::table labels;
+  for (auto& [k, v] : c.labels) labels.insert(k, v);
+  t.insert("labels", labels);
+  t.insert("max_tasks", static_cast<int64_t>(c.max_tasks));
+  t.insert("max_load_per_cpu", c.max_load_per_cpu);
+  t.insert("reserve_memory_mb", static_cast<int64_t>(c.reserve_memory_bytes >> 20));
+  toml::table tls;
+  tls.insert("ca", c.ca_cert);
+  tls.insert("cert", c.cert);
+  tls.insert("key", c.key);
+  t.insert("tls", tls);
+  toml::array peers;
+  for (auto& p : c.peers) peers.push_back(toml::table{{"name", p.name}, {"address", p.address}});
+  t.insert("peers", peers);
+  std::ostringstream out;
+  out << t << "\n";
+  return out.str();
+}
+
+}  // namespace ferry::node

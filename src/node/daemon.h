@@ -1,0 +1,138 @@
+// ferryd: one node of a ferry cluster. It runs tasks, relays their output to their home node,
+// keeps the home records of the tasks started here, reports its load to its peers, and plays
+// either side of a migration. The gRPC services (control_service.cc, node_service.cc) are thin
+// layers over the methods here.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cr/restore.h"
+#include "ferry.grpc.pb.h"
+#include "node/config.h"
+#include "node/home.h"
+#include "node/load.h"
+#include "node/logstore.h"
+#include "node/peers.h"
+#include "node/relay.h"
+#include "node/tasks.h"
+#include "transfer/page_stream.h"
+#include "util/fd.h"
+
+namespace ferry::node {
+
+// Faults a test can ask a node to commit (FERRY_TEST_FAULTS, comma separated).
+struct Faults {
+  bool die_after_commit = false;       // source: exit right after sending Commit
+  bool fail_restore = false;           // destination: the restore fails
+  bool kill_task_before_freeze = false;  // source: the task ends between offer and freeze
+  bool slow_stream = false;            // source: the page stream pauses between frames
+  static Faults from_env();
+};
+
+// A migration arriving here (destination side).
+struct IncomingMigration {
+  std::string id;
+  rpc::TaskInfo task;
+  transfer::Key key{};
+  transfer::Token token{};
+  uint64_t limit = 0;
+  std::string state = "receiving";  // receiving | received | ready | running | aborted | failed
+  std::string error;
+  std::unique_ptr<transfer::StreamReceiver> receiver;
+  std::optional<cr::RestoredProcess> built;
+  UniqueFd output_read;             // the relay's end of the new output pipe
+  UniqueFd output_write;
+  uint64_t log_offset = 0;
+  std::chrono::steady_clock::time_point created = std::chrono::steady_clock::now();
+};
+
+class Daemon {
+ public:
+  explicit Daemon(NodeConfig cfg);
+  ~Daemon();
+  // Serves until SIGTERM or SIGINT.
+  int run();
+
+  const NodeConfig& cfg() const { return cfg_; }
+  const std::string& name() const { return cfg_.name; }
+
+  // --- tasks -----------------------------------------------------------------------------
+  rpc::TaskInfo run_task(const rpc::RunRequest& req);       // here or, per req.node, elsewhere
+  rpc::TaskInfo run_here(const rpc::RunRequest& req);
+  std::vector<rpc::TaskInfo> tasks_here();                   // running here + ended tasks homed here
+  rpc::PsReply ps();
+  rpc::NodesReply nodes();
+  rpc::TaskInfo locate(const std::string& id);               // asks the task's home
+  rpc::KillReply kill(const std::string& id, int sig);
+  rpc::KillReply kill_here(const std::string& id, int sig);
+  rpc::WaitReply wait(const std::string& id, int timeout_ms);
+  // Streams the task's log (from its home); write() returns false when the reader went away.
+  void read_log(const rpc::LogsRequest& req, const std::function<bool(const rpc::LogChunk&)>& write);
+
+  // --- home side ---------------------------------------------------------------------------
+  HomeRegistry& home() { return home_; }
+  LogStore& logs() { return logs_; }
+  void task_moved(const rpc::TaskInfo& t);
+  void task_exited(const std::string& id, int code, const std::string& node, uint64_t epoch);
+  void record_report(const rpc::LoadReport& r) { peers_.record_report(r); }
+
+  // --- migration ---------------------------------------------------------------------------
+  // Runs the migration where the task is (forwarding when it is elsewhere); emit() gets
+  // progress and the final report.
+  void migrate(const rpc::MigrateRequest& req, const std::function<void(const rpc::MigrateEvent&)>& emit);
+  rpc::OfferReply offer(const rpc::OfferRequest& req);
+  rpc::TaskingReply tasking(const rpc::TaskingRequest& req);
+  rpc::CommitReply commit(const rpc::CommitRequest& req);
+  void abort(const rpc::AbortRequest& req);
+  std::string migration_status(const std::string& session);
+
+ private:
+  std::string home_of(const std::string& id) const;
+  uint64_t deliver_output(const std::string& task, const std::string& home, uint64_t offset, const std::string& data);
+  void notify_home(std::function<bool()> send);
+  rpc::LoadReport make_report();
+  void report_loop();
+  void reap_loop();
+  void notify_loop();
+  void data_accept_loop();
+  void session_reaper();
+  void on_exit(const std::string& id, int code);
+  void migrate_out(const rpc::MigrateRequest& req, const std::function<void(const rpc::MigrateEvent&)>& emit);
+  void receive_stream(UniqueFd sock);
+  std::shared_ptr<IncomingMigration> session(const std::string& id);
+
+  NodeConfig cfg_;
+  Faults faults_;
+  Peers peers_;
+  HomeRegistry home_;
+  LogStore logs_;
+  LocalTasks tasks_;
+  OutputRelay relay_;
+  LoadSampler sampler_;
+  std::mutex load_mu_;
+  LoadSample last_load_;
+
+  std::mutex sessions_mu_;
+  std::map<std::string, std::shared_ptr<IncomingMigration>> sessions_;
+
+  std::mutex notify_mu_;
+  std::condition_variable notify_cv_;
+  std::deque<std::function<bool()>> notify_queue_;
+
+  UniqueFd data_listener_;
+  std::atomic<bool> stopping_{false};
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace ferry::node

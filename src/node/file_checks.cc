@@ -1,0 +1,105 @@
+#include "node/file_checks.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <map>
+#include <mutex>
+#include <set>
+#include <tuple>
+
+#include <xxhash.h>
+
+#include "cr/memory_map.h"
+#include "util/error.h"
+#include "util/fd.h"
+#include "util/proc.h"
+
+namespace ferry::node {
+namespace {
+
+int64_t mtime_ns(const struct stat& st) { return st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec; }
+
+bool deleted(const std::string& p) {
+  return p.size() > 10 && p.compare(p.size() - 10, 10, " (deleted)") == 0;
+}
+
+}  // namespace
+
+uint64_t content_hash(const std::string& path) {
+  static std::mutex mu;
+  static std::map<std::tuple<std::string, uint64_t, int64_t>, uint64_t> cache;
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) fail_errno(errno, "cannot stat {}", path);
+  auto key = std::make_tuple(path, static_cast<uint64_t>(st.st_size), mtime_ns(st));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+  }
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) fail_errno(errno, "cannot open {}", path);
+  uint64_t h = XXH3_64bits(nullptr, 0);
+  if (st.st_size > 0) {
+    void* p = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd.get(), 0);
+    if (p == MAP_FAILED) fail_errno(errno, "cannot map {}", path);
+    h = XXH3_64bits(p, static_cast<size_t>(st.st_size));
+    ::munmap(p, static_cast<size_t>(st.st_size));
+  }
+  std::lock_guard<std::mutex> lock(mu);
+  cache[key] = h;
+  return h;
+}
+
+std::vector<rpc::FileCheck> file_checks(pid_t pid) {
+  std::map<std::string, bool> paths;  // path -> executable mapping (content hash wanted)
+  auto exe = proc::read_link(proc::path(pid, "exe"));
+  paths[exe] = true;
+  for (const cr::VmaInfo& v : cr::read_vmas(pid))
+    if (!v.name.empty() && v.name[0] == '/' && v.ino != 0 && !deleted(v.name) &&
+        v.name.rfind("/dev/zero", 0) != 0 && v.name.rfind("/memfd:", 0) != 0 && v.name.rfind("/SYSV", 0) != 0)
+      paths[v.name] = paths[v.name] || (v.prot & PROT_EXEC);
+  std::vector<rpc::FileCheck> out;
+  for (auto& [path, executable] : paths) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) != 0) continue;
+    rpc::FileCheck c;
+    c.set_path(path);
+    c.set_size(static_cast<uint64_t>(st.st_size));
+    c.set_mtime_ns(mtime_ns(st));
+    if (executable) c.set_content_hash(content_hash(path));
+    out.push_back(c);
+  }
+  // Open regular files: they must exist there (their content may change while the task runs).
+  std::set<std::string> open_files;
+  for (auto& n : proc::list_dir(proc::path(pid, "fd"))) {
+    auto link = proc::try_read_link(proc::path(pid, "fd/" + n));
+    if (!link || link->empty() || (*link)[0] != '/' || deleted(*link) || paths.count(*link)) continue;
+    struct stat st;
+    if (::stat(link->c_str(), &st) == 0 && S_ISREG(st.st_mode)) open_files.insert(*link);
+  }
+  for (auto& path : open_files) {
+    rpc::FileCheck c;
+    c.set_path(path);
+    c.set_size(UINT64_MAX);  // existence only
+    out.push_back(c);
+  }
+  return out;
+}
+
+std::string check_files(const google::protobuf::RepeatedPtrField<rpc::FileCheck>& files) {
+  for (auto& f : files) {
+    struct stat st;
+    if (::stat(f.path().c_str(), &st) != 0) return fmt::format("file {} is missing here", f.path());
+    if (f.size() == UINT64_MAX) continue;
+    if (static_cast<uint64_t>(st.st_size) != f.size() || mtime_ns(st) != f.mtime_ns())
+      return fmt::format("file {} differs here (size or modification time)", f.path());
+    if (f.content_hash() && content_hash(f.path()) != f.content_hash())
+      return fmt::format("file {} differs here (content)", f.path());
+  }
+  return "";
+}
+
+}  // namespace ferry::node

@@ -1,0 +1,38 @@
+// ferryd --config FILE: one node of a ferry cluster (see node/config.h for the file).
+#include <signal.h>
+
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+
+#include "node/config.h"
+#include "node/daemon.h"
+#include "util/error.h"
+#include "util/log.h"
+#include "version.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"ferryd: a node of a ferry cluster"};
+  app.set_version_flag("--version", ferry::kFerryVersion);
+  std::string config;
+  int verbosity = 1;
+  app.add_option("--config", config, "node configuration (TOML)")->required();
+  app.add_flag("-v,--verbose", verbosity, "more log output");
+  CLI11_PARSE(app, argc, argv);
+  ferry::init_logging(verbosity);
+  // Signals are read from signalfds, by dedicated threads: block them before any thread exists.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  try {
+    ferry::node::Daemon daemon(ferry::node::load_config(config));
+    return daemon.run();
+  } catch (const ferry::Error& e) {
+    std::fprintf(stderr, "ferryd: %s\n", e.what());
+    return 1;
+  }
+}

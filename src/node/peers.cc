@@ -1,0 +1,95 @@
+#include "node/peers.h"
+
+#include "security/certs.h"
+#include "util/error.h"
+
+namespace ferry::node {
+
+std::shared_ptr<grpc::ChannelCredentials> client_credentials(const NodeConfig& cfg) {
+  grpc::SslCredentialsOptions o;
+  o.pem_root_certs = security::read_pem(cfg.ca_cert);
+  o.pem_cert_chain = security::read_pem(cfg.cert);
+  o.pem_private_key = security::read_pem(cfg.key);
+  return grpc::SslCredentials(o);
+}
+
+std::shared_ptr<grpc::ServerCredentials> server_credentials(const NodeConfig& cfg) {
+  grpc::SslServerCredentialsOptions o(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  o.pem_root_certs = security::read_pem(cfg.ca_cert);
+  o.pem_key_cert_pairs.push_back({security::read_pem(cfg.key), security::read_pem(cfg.cert)});
+  return grpc::SslServerCredentials(o);
+}
+
+std::shared_ptr<grpc::Channel> peer_channel(const NodeConfig& cfg, const std::string& peer,
+                                            const std::string& address) {
+  grpc::ChannelArguments args;
+  // Certificates name nodes; the address is only where to find them.
+  args.SetSslTargetNameOverride(peer);
+  args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 1 << 30);
+  args.SetInt(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, 1 << 30);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  return grpc::CreateCustomChannel(address, client_credentials(cfg), args);
+}
+
+Peers::Peers(const NodeConfig& cfg) : cfg_(cfg) {
+  for (auto& p : cfg.peers) {
+    Peer peer;
+    peer.address = p.address;
+    peer.stub = rpc::Node::NewStub(peer_channel(cfg, p.name, p.address));
+    peers_.emplace(p.name, std::move(peer));
+  }
+}
+
+bool Peers::known(const std::string& name) const { return peers_.count(name) > 0; }
+
+std::vector<std::string> Peers::names() const {
+  std::vector<std::string> out;
+  for (auto& [n, p] : peers_) out.push_back(n);
+  return out;
+}
+
+rpc::Node::Stub& Peers::stub(const std::string& name) {
+  auto it = peers_.find(name);
+  if (it == peers_.end()) fail("unknown node '{}'", name);
+  return *it->second.stub;
+}
+
+std::string Peers::address(const std::string& name) const {
+  auto it = peers_.find(name);
+  return it == peers_.end() ? "" : it->second.address;
+}
+
+void Peers::record_report(const rpc::LoadReport& r) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = peers_.find(r.node());
+  if (it == peers_.end()) return;
+  it->second.report = r;
+  it->second.seen = std::chrono::steady_clock::now();
+}
+
+uint64_t Peers::ms_since_report(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = peers_.find(name);
+  if (it == peers_.end() || !it->second.report) return UINT64_MAX;
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::steady_clock::now() - it->second.seen)
+                                   .count());
+}
+
+bool Peers::up(const std::string& name) const { return ms_since_report(name) <= cfg_.down_after_ms; }
+
+std::optional<rpc::LoadReport> Peers::last_report(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = peers_.find(name);
+  if (it == peers_.end()) return std::nullopt;
+  return it->second.report;
+}
+
+std::unique_ptr<grpc::ClientContext> deadline_ms(int ms) {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(ms));
+  return ctx;
+}
+
+}  // namespace ferry::node

@@ -1,0 +1,56 @@
+// The other nodes: a mutual-TLS channel to each, and what their last load report said. A peer
+// whose report is older than down_after_ms is down.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ferry.grpc.pb.h"
+#include "node/config.h"
+
+namespace ferry::node {
+
+// Client credentials of this node (its certificate, the cluster CA).
+std::shared_ptr<grpc::ChannelCredentials> client_credentials(const NodeConfig& cfg);
+std::shared_ptr<grpc::ServerCredentials> server_credentials(const NodeConfig& cfg);
+// A channel to address that expects the peer's certificate to name `peer`.
+std::shared_ptr<grpc::Channel> peer_channel(const NodeConfig& cfg, const std::string& peer,
+                                            const std::string& address);
+
+class Peers {
+ public:
+  explicit Peers(const NodeConfig& cfg);
+
+  bool known(const std::string& name) const;
+  std::vector<std::string> names() const;
+  rpc::Node::Stub& stub(const std::string& name);  // throws for an unknown peer
+  std::string address(const std::string& name) const;
+
+  void record_report(const rpc::LoadReport& r);
+  bool up(const std::string& name) const;
+  std::optional<rpc::LoadReport> last_report(const std::string& name) const;
+  uint64_t ms_since_report(const std::string& name) const;  // UINT64_MAX if never
+
+ private:
+  struct Peer {
+    std::string address;
+    std::unique_ptr<rpc::Node::Stub> stub;
+    std::optional<rpc::LoadReport> report;
+    std::chrono::steady_clock::time_point seen{};
+  };
+  const NodeConfig& cfg_;
+  mutable std::mutex mu_;
+  std::map<std::string, Peer> peers_;
+};
+
+// A client context with a deadline.
+std::unique_ptr<grpc::ClientContext> deadline_ms(int ms);
+
+}  // namespace ferry::node

@@ -1,0 +1,55 @@
+#include "node/spawn.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "util/error.h"
+
+extern char** environ;
+
+namespace ferry::node {
+
+Spawned spawn_task(const rpc::RunRequest& req) {
+  if (req.argv().empty()) fail("nothing to run");
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) fail_errno(errno, "pipe2");
+  UniqueFd read_end(p[0]), write_end(p[1]);
+  std::string in = req.stdin_path().empty() ? "/dev/null" : req.stdin_path();
+  if (::access(in.c_str(), R_OK) != 0) fail_errno(errno, "cannot read stdin file {}", in);
+
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, in.c_str(), O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&fa, write_end.get(), 1);
+  posix_spawn_file_actions_adddup2(&fa, write_end.get(), 2);
+  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+  if (!req.cwd().empty()) posix_spawn_file_actions_addchdir_np(&fa, req.cwd().c_str());
+
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+  std::vector<char*> argv, envp;
+  for (auto& a : req.argv()) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  for (auto& e : req.env()) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+
+  pid_t pid = -1;
+  int rc = ::posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), req.env().empty() ? environ : envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) fail_errno(rc, "cannot start {}", req.argv(0));
+  return {pid, std::move(read_end)};
+}
+
+}  // namespace ferry::node

@@ -1,0 +1,252 @@
+#include "transfer/page_stream.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <poll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <vector>
+
+#include "image/image_files.h"
+#include "util/error.h"
+
+namespace ferry::transfer {
+namespace {
+
+constexpr uint32_t kEnd = 1;
+constexpr uint32_t kMaxFrame = 4 << 20;
+constexpr size_t kTagSize = 16;
+
+struct FrameHeader {
+  uint64_t offset;
+  uint32_t length;
+  uint32_t flags;
+};
+static_assert(sizeof(FrameHeader) == 16);
+
+EVP_CIPHER_CTX* new_mac() {
+  EVP_CIPHER_CTX* c = EVP_CIPHER_CTX_new();
+  if (!c) fail("cannot create a MAC context");
+  return c;
+}
+
+// AES-GMAC of header + data with the frame's sequence number as nonce.
+void gmac(void* ctx_ptr, const Key& key, uint64_t seq, const FrameHeader& h, const iovec* data, int count,
+          uint8_t tag[kTagSize]) {
+  auto* ctx = static_cast<EVP_CIPHER_CTX*>(ctx_ptr);
+  uint8_t iv[12] = {};
+  std::memcpy(iv + 4, &seq, sizeof seq);
+  int outl = 0;
+  if (EVP_EncryptInit_ex(ctx, EVP_aes_128_gcm(), nullptr, key.data(), iv) != 1 ||
+      EVP_EncryptUpdate(ctx, nullptr, &outl, reinterpret_cast<const uint8_t*>(&h), sizeof h) != 1)
+    fail("page stream MAC failed");
+  for (int i = 0; i < count; i++)
+    if (data[i].iov_len > 0 &&
+        EVP_EncryptUpdate(ctx, nullptr, &outl, static_cast<const uint8_t*>(data[i].iov_base),
+                          static_cast<int>(data[i].iov_len)) != 1)
+      fail("page stream MAC failed");
+  if (EVP_EncryptFinal_ex(ctx, nullptr, &outl) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kTagSize, tag) != 1)
+    fail("page stream MAC failed");
+}
+
+void write_fully(int fd, iovec* iov, int count) {
+  while (count > 0) {
+    ssize_t n = ::writev(fd, iov, count);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      if (errno == EAGAIN) fail("page stream stalled (the destination stopped reading)");
+      fail_errno(errno, "page stream broken");
+    }
+    size_t left = static_cast<size_t>(n);
+    while (count > 0 && left >= iov->iov_len) {
+      left -= iov->iov_len;
+      iov++;
+      count--;
+    }
+    if (count > 0) {
+      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
+      iov->iov_len -= left;
+    }
+  }
+}
+
+void read_fully(int fd, void* buf, size_t len) {
+  char* p = static_cast<char*>(buf);
+  while (len) {
+    ssize_t n = ::read(fd, p, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      if (errno == EAGAIN) fail("page stream stalled (the source stopped sending)");
+      fail_errno(errno, "page stream broken");
+    }
+    if (n == 0) fail("page stream ended early (the source went away)");
+    p += n;
+    len -= static_cast<size_t>(n);
+  }
+}
+
+}  // namespace
+
+Key random_key() {
+  Key k;
+  if (RAND_bytes(k.data(), static_cast<int>(k.size())) != 1) fail("no randomness for a key");
+  return k;
+}
+
+Token random_token() {
+  Token t;
+  if (RAND_bytes(t.data(), static_cast<int>(t.size())) != 1) fail("no randomness for a token");
+  return t;
+}
+
+void tune_stream_socket(int fd, int timeout_ms) {
+  int big = 16 << 20, one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+}
+
+UniqueFd connect_stream(const std::string& address, const Token& token, int timeout_ms) {
+  auto colon = address.rfind(':');
+  if (colon == std::string::npos) fail("bad page stream address '{}'", address);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
+  if (::inet_pton(AF_INET, address.substr(0, colon).c_str(), &a.sin_addr) != 1)
+    fail("bad page stream address '{}'", address);
+  UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd) fail_errno(errno, "socket");
+  tune_stream_socket(fd.get(), timeout_ms);
+  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 && errno != EINPROGRESS)
+    fail_errno(errno, "cannot connect the page stream to {}", address);
+  pollfd p{fd.get(), POLLOUT, 0};
+  if (::poll(&p, 1, timeout_ms) != 1) fail("cannot connect the page stream to {}: timed out", address);
+  int err = 0;
+  socklen_t len = sizeof err;
+  ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
+  if (err) fail_errno(err, "cannot connect the page stream to {}", address);
+  ::fcntl(fd.get(), F_SETFL, 0);  // blocking, with the timeouts above
+  iovec iov{const_cast<uint8_t*>(token.data()), token.size()};
+  write_fully(fd.get(), &iov, 1);
+  return fd;
+}
+
+Token read_token(int fd, int timeout_ms) {
+  tune_stream_socket(fd, timeout_ms);
+  Token t;
+  read_fully(fd, t.data(), t.size());
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+StreamSender::StreamSender(UniqueFd socket, const Key& key, const Token&)
+    : sock_(std::move(socket)), mac_(new_mac()), key_(key), offset_(image::kPagesHeaderSize) {}
+
+StreamSender::~StreamSender() { EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(mac_)); }
+
+void StreamSender::send_frame(uint64_t offset, const iovec* data, int count, uint32_t length, uint32_t flags) {
+  FrameHeader h{offset, length, flags};
+  uint8_t tag[kTagSize];
+  gmac(mac_, key_, sequence_++, h, data, count, tag);
+  std::vector<iovec> iov;
+  iov.reserve(static_cast<size_t>(count) + 2);
+  iov.push_back({&h, sizeof h});
+  for (int i = 0; i < count; i++) iov.push_back(data[i]);
+  iov.push_back({tag, kTagSize});
+  write_fully(sock_.get(), iov.data(), static_cast<int>(iov.size()));
+  bytes_sent_ += sizeof h + length + kTagSize;
+}
+
+uint64_t StreamSender::append_async(const iovec* iov, int count) {
+  uint64_t start = offset_;
+  // Frames of at most kMaxFrame bytes, cut across the caller's buffers.
+  std::vector<iovec> frame;
+  uint32_t frame_len = 0;
+  auto flush = [&] {
+    if (frame.empty()) return;
+    send_frame(offset_, frame.data(), static_cast<int>(frame.size()), frame_len, 0);
+    offset_ += frame_len;
+    frame.clear();
+    frame_len = 0;
+  };
+  for (int i = 0; i < count; i++) {
+    const char* p = static_cast<const char*>(iov[i].iov_base);
+    size_t left = iov[i].iov_len;
+    while (left) {
+      size_t take = std::min<size_t>(left, kMaxFrame - frame_len);
+      frame.push_back({const_cast<char*>(p), take});
+      frame_len += static_cast<uint32_t>(take);
+      p += take;
+      left -= take;
+      if (frame_len == kMaxFrame) flush();
+    }
+  }
+  flush();
+  return start;
+}
+
+void StreamSender::finish(image::PagesFile* out) {
+  send_frame(offset_, nullptr, 0, 0, kEnd);
+  out->set_size(offset_);
+  out->set_hash_block_size(0);
+  out->clear_block_hashes();
+}
+
+// ---------------------------------------------------------------------------------------------
+
+StreamReceiver::StreamReceiver(UniqueFd socket, const Key& key, uint64_t limit)
+    : sock_(std::move(socket)), mac_(new_mac()), key_(key), limit_(limit) {
+  memfd_.reset(static_cast<int>(::syscall(SYS_memfd_create, "ferry-pages", MFD_CLOEXEC)));
+  if (!memfd_) fail_errno(errno, "memfd_create");
+  if (::ftruncate(memfd_.get(), static_cast<off_t>(limit_)) != 0) fail_errno(errno, "cannot size the page buffer");
+  void* p = ::mmap(nullptr, limit_, PROT_READ | PROT_WRITE, MAP_SHARED, memfd_.get(), 0);
+  if (p == MAP_FAILED) fail_errno(errno, "cannot map the page buffer");
+  map_ = Mapping(p, limit_);
+}
+
+StreamReceiver::~StreamReceiver() { EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(mac_)); }
+
+void StreamReceiver::receive_all(const std::function<void(uint64_t)>& progress) {
+  uint64_t seq = 0, last_report = 0;
+  for (;;) {
+    FrameHeader h;
+    read_fully(sock_.get(), &h, sizeof h);
+    if (h.length > kMaxFrame || h.offset < image::kPagesHeaderSize || h.offset > limit_ ||
+        h.length > limit_ - h.offset)
+      fail("page stream frame out of bounds (offset {}, {} bytes, limit {})", h.offset, h.length, limit_);
+    // Straight into place; used only after the tag checks out.
+    char* dst = map_.data() + h.offset;
+    read_fully(sock_.get(), dst, h.length);
+    uint8_t tag[kTagSize], want[kTagSize];
+    read_fully(sock_.get(), tag, kTagSize);
+    iovec data{dst, h.length};
+    gmac(mac_, key_, seq++, h, &data, h.length ? 1 : 0, want);
+    if (CRYPTO_memcmp(tag, want, kTagSize) != 0) fail("page stream frame {} failed authentication", seq - 1);
+    bytes_received_ += sizeof h + h.length + kTagSize;
+    if (h.flags & kEnd) {
+      size_ = h.offset;
+      if (::ftruncate(memfd_.get(), static_cast<off_t>(size_)) != 0) fail_errno(errno, "ftruncate");
+      return;
+    }
+    if (bytes_received_ - last_report >= (64u << 20)) {
+      last_report = bytes_received_;
+      progress(bytes_received_);
+    }
+  }
+}
+
+}  // namespace ferry::transfer
