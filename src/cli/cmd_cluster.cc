@@ -220,10 +220,11 @@ void add_cluster(CLI::App& app) {
   auto* up = cluster->add_subcommand("up", "start a local cluster of N nodes on this machine");
   static int up_nodes = 3;
   static std::string up_dir;
-  static std::vector<std::string> up_labels, up_faults;
+  static std::vector<std::string> up_labels, up_faults, up_settings;
   up->add_option("--nodes", up_nodes, "how many nodes")->check(CLI::Range(1, 200));
   up->add_option("--dir", up_dir, "cluster directory (default /run/ferry/cluster)");
   up->add_option("--label", up_labels, "NODE:KEY=VALUE, a label of a node (repeat)");
+  up->add_option("--node-config", up_settings, "NODE:KEY=VALUE for max_tasks, max_load_per_cpu, reserve_memory_mb");
   up->add_option("--test-fault", up_faults, "NODE=FAULT for tests (die-after-commit, fail-restore, ...)");
   up->callback([] {
     start_logging();
@@ -244,6 +245,12 @@ void add_cluster(CLI::App& app) {
       auto colon = l.find(':'), eq = l.find('=');
       if (colon == std::string::npos || eq == std::string::npos || eq < colon) fail("--label wants NODE:KEY=VALUE, got '{}'", l);
       labels[l.substr(0, colon)][l.substr(colon + 1, eq - colon - 1)] = l.substr(eq + 1);
+    }
+    std::map<std::string, std::map<std::string, std::string>> settings;
+    for (auto& l : up_settings) {
+      auto colon = l.find(':'), eq = l.find('=');
+      if (colon == std::string::npos || eq == std::string::npos || eq < colon) fail("--node-config wants NODE:KEY=VALUE, got '{}'", l);
+      settings[l.substr(0, colon)][l.substr(colon + 1, eq - colon - 1)] = l.substr(eq + 1);
     }
     std::map<std::string, std::string> faults;
     for (auto& f : up_faults) {
@@ -285,6 +292,12 @@ void add_cluster(CLI::App& app) {
       c.state_dir = ndir + "/state";
       c.control_socket = ndir + "/control.sock";
       c.labels = labels[names[i]];
+      for (auto& [k, v] : settings[names[i]]) {
+        if (k == "max_tasks") c.max_tasks = static_cast<uint32_t>(std::stoul(v));
+        else if (k == "max_load_per_cpu") c.max_load_per_cpu = std::stod(v);
+        else if (k == "reserve_memory_mb") c.reserve_memory_bytes = std::stoull(v) << 20;
+        else fail("--node-config: unknown setting '{}'", k);
+      }
       c.ca_cert = certs.ca_cert;
       c.cert = certs.cert;
       c.key = certs.key;

@@ -7,10 +7,10 @@
 #include <cstring>
 #include <map>
 
-#include <google/protobuf/util/json_util.h>
 
 #include "cli/commands.h"
 #include "cli/connect.h"
+#include "cli/json.h"
 #include "cr/ptrace/tracee.h"
 #include "util/error.h"
 
@@ -18,15 +18,6 @@ extern char** environ;
 
 namespace ferry::cli {
 namespace {
-
-std::string json_of(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions o;
-  o.preserve_proto_field_names = true;
-  o.always_print_primitive_fields = true;
-  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
-  return out;
-}
 
 std::string mib(uint64_t b) { return fmt::format("{:.1f} MiB", static_cast<double>(b) / 1048576.0); }
 
@@ -86,7 +77,9 @@ void add_tasks(CLI::App& app) {
     grpc::ClientContext ctx;
     check(control()->Ps(&ctx, rpc::PsRequest(), &reply));
     if (ps_json) {
-      std::printf("%s\n", json_of(reply).c_str());
+      nlohmann::json j = {{"tasks", nlohmann::json::array()}, {"unreachable_nodes", reply.unreachable()}};
+      for (auto& t : reply.tasks()) j["tasks"].push_back(to_json(t));
+      std::printf("%s\n", j.dump().c_str());
       return;
     }
     std::printf("%-12s %-16s %-8s %-8s %-7s %-10s %-6s %s\n", "ID", "NAME", "NODE", "HOME", "PID", "STATE", "MOVES", "MEMORY");
@@ -109,7 +102,9 @@ void add_tasks(CLI::App& app) {
     grpc::ClientContext ctx;
     check(control()->Nodes(&ctx, rpc::NodesRequest(), &reply));
     if (n_json) {
-      std::printf("%s\n", json_of(reply).c_str());
+      nlohmann::json j = nlohmann::json::array();
+      for (auto& n : reply.nodes()) j.push_back(to_json(n));
+      std::printf("%s\n", j.dump().c_str());
       return;
     }
     std::printf("%-8s %-18s %-5s %-6s %-6s %-12s %-6s %s\n", "NAME", "ADDRESS", "STATE", "CPU%", "LOAD", "MEM FREE", "TASKS", "LABELS");
@@ -221,7 +216,7 @@ void add_tasks(CLI::App& app) {
     check(reader->Finish());
     if (!have_report) fail("the migration ended without a report");
     if (m_json) {
-      std::printf("%s\n", json_of(report).c_str());
+      std::printf("%s\n", to_json(report).dump().c_str());
     } else if (report.ok()) {
       std::printf("migrated %s from %s to %s (%s): frozen %.1f ms, total %.1f ms, %s in %llu pages\n", report.task().c_str(),
                   report.from().c_str(), report.to().c_str(), report.strategy().c_str(), report.freeze_ms(), report.total_ms(),

@@ -28,6 +28,7 @@
 #include "node/tasks.h"
 #include "transfer/page_stream.h"
 #include "util/fd.h"
+#include "util/worker.h"
 
 namespace ferry::node {
 
@@ -40,8 +41,13 @@ struct Faults {
   static Faults from_env();
 };
 
-// A migration arriving here (destination side).
+// A migration arriving here (destination side). Every ptrace request on the rebuilt process
+// goes through its worker thread (ptrace only listens to the thread that attached).
 struct IncomingMigration {
+  ~IncomingMigration() {
+    if (built) worker->run([this] { built.reset(); });
+  }
+  std::unique_ptr<Worker> worker = std::make_unique<Worker>();
   std::string id;
   rpc::TaskInfo task;
   transfer::Key key{};

@@ -133,7 +133,6 @@ rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
     std::lock_guard<std::mutex> lock(sessions_mu_);
     m->state = "failed";
     m->error = why;
-    m->built.reset();
     reply.set_ready(false);
     reply.set_reason(why);
     spdlog::warn("cannot take task {}: {}", m->task.id(), why);
@@ -174,7 +173,7 @@ rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
           if (po.id() == f.pipe().pipe_id() && po.external()) external_writes.insert(f.id());
     for (auto& fd : li.image.files().fds())
       if (external_writes.count(fd.file_id())) options.external_fds[fd.num()] = m->output_write.get();
-    m->built.emplace(cr::build_process(li, options));
+    m->worker->run([&] { m->built.emplace(cr::build_process(li, options)); });
     m->log_offset = req.log_offset();
   } catch (const std::exception& e) {
     return not_ready(e.what());
@@ -201,8 +200,10 @@ rpc::CommitReply Daemon::commit(const rpc::CommitRequest& req) {
     return reply;
   }
   pid_t pid = m->built->pid();
-  m->built->release();
-  m->built.reset();
+  m->worker->run([&] {
+    m->built->release();
+    m->built.reset();
+  });
   rpc::TaskInfo t = m->task;
   t.set_node(name());
   t.set_pid(pid);
@@ -241,8 +242,7 @@ void Daemon::abort(const rpc::AbortRequest& req) {
     if (m->state == "running") return;  // too late: the task runs here
     m->state = "aborted";
   }
-  if (m->built) m->built->kill();
-  m->built.reset();
+  m->worker->run([&] { m->built.reset(); });  // kills the held copy
   m->receiver.reset();
   spdlog::info("migration of {} aborted by its source: {}", m->task.id(), req.reason());
 }
@@ -272,8 +272,7 @@ void Daemon::session_reaper() {
         }
       }
     }
-    for (auto& m : expired)
-      if (m->built) m->built->kill();
+    expired.clear();  // their destructors kill what they still hold, on their own threads
   }
 }
 

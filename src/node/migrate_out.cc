@@ -37,6 +37,9 @@ uint64_t status_kb(pid_t pid, const char* key) {
   return 0;
 }
 
+// A page stream that makes no progress for this long is broken.
+constexpr int kStreamTimeoutMs = 5000;
+
 std::string session_id() {
   transfer::Token t = transfer::random_token();
   return image::hex(std::string(reinterpret_cast<char*>(t.data()), 8));
@@ -145,7 +148,7 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req, const std::function<voi
     a.set_session_id(sid);
     a.set_reason(why);
     rpc::Ack ack;
-    auto ctx = deadline_ms(3000);
+    auto ctx = deadline_ms(2000);
     peers_.stub(to).Abort(ctx.get(), a, &ack);
   };
 
@@ -159,8 +162,9 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req, const std::function<voi
   std::optional<cr::FrozenProcess> frozen;
   std::unique_ptr<transfer::StreamSender> sender;
   try {
-    UniqueFd sock = transfer::connect_stream(accepted.data_address(), token, 10000);
+    UniqueFd sock = transfer::connect_stream(accepted.data_address(), token, kStreamTimeoutMs);
     sender = std::make_unique<transfer::StreamSender>(std::move(sock), key, token);
+    if (faults_.slow_stream) sender->set_frame_delay_ms(25);
     progress("freeze", 0, offer.rss_bytes());
     frozen.emplace(cr::freeze_and_dump(pid, *sender));
     sender->finish(frozen->image().mutable_pages_file());
@@ -250,7 +254,8 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req, const std::function<voi
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }
-  if (faults_.die_after_commit) ::kill(::getpid(), SIGKILL);
+  // (ferryd may be PID 1 of its namespace, which cannot SIGKILL itself: leave by _exit.)
+  if (faults_.die_after_commit) ::_exit(137);
   rep.set_freeze_ms(frozen->frozen_us() / 1000.0);
   if (!running) {
     frozen->resume();

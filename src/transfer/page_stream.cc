@@ -169,6 +169,7 @@ void StreamSender::send_frame(uint64_t offset, const iovec* data, int count, uin
   iov.push_back({tag, kTagSize});
   write_fully(sock_.get(), iov.data(), static_cast<int>(iov.size()));
   bytes_sent_ += sizeof h + length + kTagSize;
+  if (frame_delay_ms_) ::usleep(static_cast<useconds_t>(frame_delay_ms_) * 1000);
 }
 
 uint64_t StreamSender::append_async(const iovec* iov, int count) {

@@ -45,6 +45,8 @@ class StreamSender : public image::PageSink {
 
   uint64_t bytes_sent() const { return bytes_sent_; }
   uint64_t frames() const { return sequence_; }
+  // Tests: pause this long after every frame, to act in the middle of a transfer.
+  void set_frame_delay_ms(int ms) { frame_delay_ms_ = ms; }
 
  private:
   void send_frame(uint64_t offset, const iovec* data, int count, uint32_t length, uint32_t flags);
@@ -54,6 +56,7 @@ class StreamSender : public image::PageSink {
   uint64_t offset_;
   uint64_t sequence_ = 0;
   uint64_t bytes_sent_ = 0;
+  int frame_delay_ms_ = 0;
 };
 
 // Receives a stream into a memfd laid out like pages.img (data at its offsets). Refuses a stream

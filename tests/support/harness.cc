@@ -1,6 +1,7 @@
 #include "support/harness.h"
 
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -70,6 +71,9 @@ pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& opts, int 
       redirect(opts.stderr_path, 2, O_WRONLY | O_CREAT | O_APPEND);
     }
     if (!opts.cwd.empty() && ::chdir(opts.cwd.c_str()) != 0) _exit(126);
+    if (opts.uid >= 0 && (::setgroups(0, nullptr) != 0 || ::setresgid(opts.uid, opts.uid, opts.uid) != 0 ||
+                          ::setresuid(opts.uid, opts.uid, opts.uid) != 0))
+      _exit(126);
     if (opts.ready_pipe) {
       // The ready fd must not be one the target cares about: put it at 100.
       ::dup2(ready[1], 100);

@@ -33,6 +33,7 @@ struct SpawnOptions {
   bool ready_pipe = false;   // pass FERRY_READY_FD and wait for the target's "R"
   int tty_fd = -1;           // when >= 0: stdin/stdout/stderr are this terminal
   bool new_session = false;  // setsid() instead of a new process group
+  int uid = -1;              // when >= 0: run as this user (and group)
 };
 
 // Starts argv[0] with the options; returns the pid. With ready_pipe, returns once the program

@@ -1,0 +1,54 @@
+#include "cli/json.h"
+
+namespace ferry::cli {
+
+nlohmann::json to_json(const rpc::TaskInfo& t) {
+  nlohmann::json j = {{"id", t.id()},       {"name", t.name()},   {"home", t.home()},   {"node", t.node()},
+                      {"pid", t.pid()},     {"state", t.state()}, {"argv", t.argv()},   {"epoch", t.epoch()},
+                      {"memory_bytes", t.memory_bytes()}, {"started_unix_ms", t.started_unix_ms()}};
+  j["labels"] = nlohmann::json::object();
+  for (auto& [k, v] : t.labels()) j["labels"][k] = v;
+  if (t.state() == "exited") j["exit_code"] = t.exit_code();
+  return j;
+}
+
+nlohmann::json to_json(const rpc::NodeInfo& n) {
+  const rpc::LoadReport& l = n.load();
+  nlohmann::json j = {{"name", n.name()}, {"address", n.address()}, {"state", n.state()},
+                      {"last_seen_ms_ago", n.last_seen_ms_ago()}};
+  j["labels"] = nlohmann::json::object();
+  for (auto& [k, v] : n.labels()) j["labels"][k] = v;
+  j["load"] = {{"cpu_percent", l.cpu_percent()},         {"load_avg", l.load_avg()},
+               {"runnable_tasks", l.runnable()},         {"mem_free_bytes", l.mem_free_bytes()},
+               {"mem_total_bytes", l.mem_total_bytes()}, {"tasks", nlohmann::json::array()}};
+  for (auto& t : l.tasks()) j["load"]["tasks"].push_back(t.id());
+  return j;
+}
+
+nlohmann::json to_json(const rpc::MigrateReport& r) {
+  nlohmann::json j = {{"task", r.task()},
+                      {"from", r.from()},
+                      {"to", r.to()},
+                      {"strategy", r.strategy()},
+                      {"ok", r.ok()},
+                      {"outcome", r.outcome()},
+                      {"freeze_ms", r.freeze_ms()},
+                      {"total_ms", r.total_ms()},
+                      {"bytes_sent", r.bytes_sent()},
+                      {"pages_sent", r.pages_sent()},
+                      {"bytes_upfront", r.bytes_upfront()},
+                      {"bytes_frozen", r.bytes_frozen()},
+                      {"bytes_on_demand", r.bytes_on_demand()},
+                      {"pages_upfront", r.pages_upfront()},
+                      {"pages_frozen", r.pages_frozen()},
+                      {"pages_on_demand", r.pages_on_demand()},
+                      {"remote_faults", r.remote_faults()},
+                      {"rounds", r.rounds()},
+                      {"last_page_ms", r.last_page_ms()},
+                      {"transfer_ms", r.transfer_ms()},
+                      {"restore_ms", r.restore_ms()}};
+  if (!r.reason().empty()) j["reason"] = r.reason();
+  return j;
+}
+
+}  // namespace ferry::cli

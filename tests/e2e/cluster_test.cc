@@ -1,0 +1,136 @@
+// A local cluster: nodes that see each other and report load, tasks run and looked after from any
+// node, output and exit status kept by the home node, mutual TLS between nodes.
+#include <signal.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "support/cluster.h"
+#include "support/wait_until.h"
+
+namespace ferry::test {
+
+TEST(ClusterTest, NodesSeeEachOtherAndReportTheirLoad) {
+  TestCluster c(3, {"--label", "node2:gpu=1"});
+  ASSERT_TRUE(c.up());
+  nlohmann::json nodes = c.nodes("node3");
+  ASSERT_EQ(nodes.size(), 3u);
+  for (auto& n : nodes) {
+    EXPECT_EQ(n["state"], "up") << n.dump();
+    EXPECT_TRUE(n.contains("address") && n.contains("labels") && n.contains("load")) << n.dump();
+    EXPECT_GT(n["load"]["mem_total_bytes"].get<uint64_t>(), 0u) << n.dump();
+  }
+  EXPECT_EQ(nodes[0]["name"], "node3");  // the node asked comes first
+  bool gpu = false;
+  for (auto& n : nodes)
+    if (n["name"] == "node2") gpu = n["labels"].value("gpu", "") == "1";
+  EXPECT_TRUE(gpu) << nodes.dump();
+}
+
+TEST(ClusterTest, TasksRunAnywhereAndAreVisibleFromEveryNode) {
+  TestCluster c(3);
+  ASSERT_TRUE(c.up());
+  // Asked on node1, started on node2: node2 is its home (where it started, where its log is kept).
+  std::string id = c.run({"/bin/sh", "-c", "echo out; echo err >&2; exit 7"}, "node2");
+  ASSERT_FALSE(id.empty());
+  CmdResult w = c.ferry({"wait", id, "--timeout", "20"}, "node3");
+  EXPECT_EQ(w.status, 7) << w.err;
+  EXPECT_NE(w.out.find("status 7 on node2"), std::string::npos) << w.out;
+  EXPECT_EQ(c.logs(id, "node2"), "out\nerr\n");
+  nlohmann::json t = c.task(id, "node3");
+  EXPECT_EQ(t["state"], "exited");
+  EXPECT_EQ(t["exit_code"], 7);
+  EXPECT_EQ(t["home"], "node2");
+}
+
+TEST(ClusterTest, KillFromAnotherNode) {
+  TestCluster c(2);
+  ASSERT_TRUE(c.up());
+  std::string id = c.run({target_path("t_worker"), "0", "50"}, "node2");
+  ASSERT_TRUE(wait_until([&] { return c.logs(id).find("line 2\n") != std::string::npos; }, 10000));
+  CmdResult k = c.ferry({"kill", id, "INT"}, "node1");
+  EXPECT_EQ(k.status, 0) << k.err;
+  CmdResult w = c.ferry({"wait", id, "--timeout", "20"});
+  EXPECT_EQ(w.status, 128 + SIGINT) << w.err;
+  EXPECT_GT(sequential_lines(c.logs(id)), 1);
+}
+
+TEST(ClusterTest, LogsFollowUntilTheTaskEnds) {
+  TestCluster c(2);
+  ASSERT_TRUE(c.up());
+  std::string id = c.run({"/bin/sh", "-c", "for i in 1 2 3 4 5; do echo line $i; sleep 0.1; done"});
+  CmdResult f = c.ferry({"logs", "-f", id}, "node2", 20000);
+  EXPECT_EQ(f.status, 0) << f.err;
+  EXPECT_EQ(sequential_lines(f.out), 5) << f.out;
+}
+
+TEST(ClusterTest, ANodeThatStopsAnsweringIsMarkedDown) {
+  TestCluster c(3);
+  ASSERT_TRUE(c.up());
+  c.kill_node("node3");
+  auto state = [&] {
+    for (auto& n : c.nodes("node1"))
+      if (n["name"] == "node3") return n["state"].get<std::string>();
+    return std::string();
+  };
+  EXPECT_TRUE(wait_until([&] { return state() == "down"; }, 6000)) << "node3 still " << state();
+}
+
+TEST(ClusterTest, APeerWithoutAValidCertificateIsRefused) {
+  TestCluster c(2);
+  ASSERT_TRUE(c.up());
+  TempDir rogue;
+  ASSERT_EQ(test::ferry({"cluster", "init", "--dir", rogue.path(), "--node", "node1=10.213.0.1"}).status, 0);
+  auto probe = [&](const std::string& certs, const std::string& who) {
+    TempDir io;
+    SpawnOptions o;
+    o.stdout_path = io / "out";
+    o.stderr_path = io / "err";
+    pid_t pid = spawn({"/usr/bin/env", "ip", "netns", "exec", c.netns("node1"), ferry_bin(), "cluster", "probe",
+                       "--address", "10.213.0.2:7700", "--name", "node2", "--ca", c.dir() + "/tls/ca.pem",
+                       "--cert", certs + "/" + who + ".pem", "--key", certs + "/" + who + ".key"},
+                      o);
+    CmdResult r;
+    r.status = wait_exit(pid, 20000);
+    r.out = read_file(io / "out");
+    r.err = read_file(io / "err");
+    return r;
+  };
+  CmdResult good = probe(c.dir() + "/tls", "node1");
+  EXPECT_EQ(good.status, 0) << good.err;
+  CmdResult bad = probe(rogue.path(), "node1");
+  EXPECT_NE(bad.status, 0) << bad.out;
+  EXPECT_NE(bad.err.find("refused the call"), std::string::npos) << bad.err;
+}
+
+TEST(ClusterTest, NonRootGetsAClearError) {
+  TempDir io;
+  SpawnOptions o;
+  o.stdout_path = io / "out";
+  o.stderr_path = io / "err";
+  o.uid = 65534;
+  pid_t pid = spawn({ferry_bin(), "cluster", "up", "--nodes", "2", "--dir", io / "c"}, o);
+  EXPECT_EQ(wait_exit(pid, 20000), 1);
+  EXPECT_NE(read_file(io / "err").find("needs root"), std::string::npos) << read_file(io / "err");
+}
+
+TEST(ClusterTest, DownCleansUpAfterACrash) {
+  TempDir d;
+  std::string dir = d / "crashy";
+  ASSERT_EQ(test::ferry({"cluster", "up", "--nodes", "2", "--dir", dir}).status, 0);
+  std::string id = read_file(dir + "/cluster.id");
+  // Every node dies at once, and its pid file with it: as after a crash of the machine.
+  for (std::string n : {"node1", "node2"}) {
+    pid_t pid = static_cast<pid_t>(std::stol(read_file(dir + "/nodes/" + n + "/ferryd.pid")));
+    ::kill(pid, SIGKILL);
+    ::unlink((dir + "/nodes/" + n + "/ferryd.pid").c_str());
+  }
+  EXPECT_EQ(test::ferry({"cluster", "down", "--dir", dir}).status, 0);
+  std::string left;
+  for (auto& n : {"br", "node1", "node2"})
+    if (::access(("/run/netns/ferry-" + id + "-" + n).c_str(), F_OK) == 0) left += std::string(n) + " ";
+  EXPECT_EQ(left, "") << "namespaces left behind";
+  EXPECT_NE(::access(dir.c_str(), F_OK), 0) << "cluster directory left behind";
+}
+
+}  // namespace ferry::test

@@ -1,0 +1,123 @@
+// Migration between nodes (eager-all): the task keeps running, keeps its memory, its output is
+// logged exactly once across any number of moves, and the destination may refuse.
+#include <signal.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "support/cluster.h"
+#include "support/wait_until.h"
+
+namespace ferry::test {
+namespace {
+
+bool has_lines(TestCluster& c, const std::string& id, int n) {
+  return c.logs(id).find("line " + std::to_string(n) + "\n") != std::string::npos;
+}
+
+}  // namespace
+
+TEST(MigrationTest, ATaskMovedAroundKeepsRunningAndItsOutputIsLoggedOnce) {
+  TestCluster c(3);
+  ASSERT_TRUE(c.up());
+  std::string id = c.run({target_path("t_worker"), "64", "20"});
+  ASSERT_TRUE(wait_until([&] { return has_lines(c, id, 5); }, 10000));
+  int moves = 0;
+  for (std::string to : {"node2", "node3", "node1", "node3"}) {
+    nlohmann::json r = c.migrate(id, to);
+    ASSERT_TRUE(r.value("ok", false)) << r.dump();
+    moves++;
+    EXPECT_EQ(r["to"], to);
+    EXPECT_GT(r["bytes_sent"].get<uint64_t>(), 64u << 20);
+    nlohmann::json t = c.task(id, "node2");
+    EXPECT_EQ(t["node"], to) << t.dump();
+    EXPECT_EQ(t["epoch"], moves);
+    EXPECT_EQ(t["state"], "running");
+    int lines = sequential_lines(c.logs(id));
+    ASSERT_TRUE(wait_until([&] { return has_lines(c, id, lines + 3); }, 10000)) << "no output after moving to " << to;
+  }
+  // Its memory came along intact every time.
+  ASSERT_EQ(c.ferry({"kill", id, "USR2"}).status, 0);
+  CmdResult w = c.ferry({"wait", id, "--timeout", "30"});
+  EXPECT_EQ(w.status, 0) << w.out << w.err;
+  std::string log = c.logs(id);
+  EXPECT_GT(sequential_lines(log), 10);
+  EXPECT_NE(log.find("OK\n"), std::string::npos);
+}
+
+TEST(MigrationTest, TheReportHasTheFigures) {
+  TestCluster c(2);
+  ASSERT_TRUE(c.up());
+  std::string id = c.run({target_path("t_worker"), "16", "50"});
+  ASSERT_TRUE(wait_until([&] { return has_lines(c, id, 2); }, 10000));
+  nlohmann::json r = c.migrate(id, "node2");
+  ASSERT_TRUE(r.value("ok", false)) << r.dump();
+  for (const char* k : {"task", "from", "to", "strategy", "freeze_ms", "total_ms", "bytes_sent", "pages_sent"})
+    EXPECT_TRUE(r.contains(k)) << k << " missing: " << r.dump();
+  EXPECT_EQ(r["task"], id);
+  EXPECT_EQ(r["from"], "node1");
+  EXPECT_EQ(r["strategy"], "eager-all");
+  EXPECT_GT(r["freeze_ms"].get<double>(), 0);
+  EXPECT_GE(r["total_ms"].get<double>(), r["freeze_ms"].get<double>());
+  EXPECT_GE(r["pages_sent"].get<uint64_t>(), (16u << 20) / 4096);
+  c.ferry({"kill", id, "KILL"});
+}
+
+TEST(MigrationTest, TheDestinationRefusesAndSaysWhy) {
+  TestCluster c(4, {"--label", "node1:gpu=1", "--node-config", "node2:max_tasks=0", "--node-config",
+                    "node3:reserve_memory_mb=100000000"});
+  ASSERT_TRUE(c.up());
+  std::string id = c.run({target_path("t_worker"), "8", "50"}, "node1");
+  ASSERT_TRUE(wait_until([&] { return has_lines(c, id, 2); }, 10000));
+  nlohmann::json busy = c.migrate(id, "node2");
+  EXPECT_FALSE(busy["ok"].get<bool>());
+  EXPECT_EQ(busy["outcome"], "refused");
+  EXPECT_NE(busy["reason"].get<std::string>().find("overloaded"), std::string::npos) << busy.dump();
+  nlohmann::json memory = c.migrate(id, "node3");
+  EXPECT_NE(memory["reason"].get<std::string>().find("not enough memory"), std::string::npos) << memory.dump();
+  // A task that requires a label cannot go where it is missing.
+  std::string gpu_task = c.run({"/bin/sleep", "30"}, "node1");
+  CmdResult labelled = c.ferry({"run", "--on", "node1", "--label", "gpu=1", "--", "/bin/sleep", "30"});
+  ASSERT_EQ(labelled.status, 0) << labelled.err;
+  std::string gid = labelled.out.substr(0, labelled.out.find('\n'));
+  nlohmann::json label = c.migrate(gid, "node4");
+  EXPECT_NE(label["reason"].get<std::string>().find("lacks the label gpu=1"), std::string::npos) << label.dump();
+  EXPECT_NE(label["exit_status"], 0);
+  // Each time the task stayed where it was and kept running.
+  EXPECT_EQ(c.task(id)["node"], "node1");
+  int before = sequential_lines(c.logs(id));
+  EXPECT_TRUE(wait_until([&] { return has_lines(c, id, before + 2); }, 10000));
+  c.ferry({"kill", id, "KILL"});
+  c.ferry({"kill", gid, "KILL"});
+  c.ferry({"kill", gpu_task, "KILL"});
+}
+
+TEST(MigrationTest, ToANodeThatIsDownIsRefused) {
+  TestCluster c(3);
+  ASSERT_TRUE(c.up());
+  std::string id = c.run({target_path("t_worker"), "4", "50"});
+  ASSERT_TRUE(wait_until([&] { return has_lines(c, id, 2); }, 10000));
+  c.kill_node("node3");
+  ASSERT_TRUE(wait_until([&] {
+    for (auto& n : c.nodes())
+      if (n["name"] == "node3") return n["state"] == "down";
+    return false;
+  }, 8000));
+  nlohmann::json r = c.migrate(id, "node3");
+  EXPECT_EQ(r["outcome"], "refused") << r.dump();
+  EXPECT_NE(r["reason"].get<std::string>().find("down"), std::string::npos) << r.dump();
+  EXPECT_EQ(c.task(id)["node"], "node1");
+  c.ferry({"kill", id, "KILL"});
+}
+
+TEST(MigrationTest, SignalsReachTheTaskWhereverItIs) {
+  TestCluster c(2);
+  ASSERT_TRUE(c.up());
+  std::string id = c.run({target_path("t_worker"), "1", "50"}, "node2");
+  ASSERT_TRUE(wait_until([&] { return has_lines(c, id, 2); }, 10000));
+  ASSERT_TRUE(c.migrate(id, "node1").value("ok", false));
+  ASSERT_EQ(c.ferry({"kill", id, "USR2"}, "node2").status, 0);
+  EXPECT_EQ(c.ferry({"wait", id, "--timeout", "20"}, "node2").status, 0);
+}
+
+}  // namespace ferry::test
