@@ -1,44 +1,84 @@
 #!/usr/bin/env bash
-# The main job of the README: set up, build, then show a running program being checkpointed,
-# inspected, and restored, and that it went on exactly where it stopped.
+# The main job of the README: set up, build, start a local 3-node cluster, run a workload on it,
+# migrate it from node to node while it runs, and show that it kept running: its output is one
+# unbroken sequence, its state intact. Also checkpoints and restores a process on one machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then
-  echo "the ferry demo needs root (it traces and rebuilds processes); run: sudo bash scripts/demo.sh" >&2
+  echo "the ferry demo needs root (it makes network namespaces and moves processes); run: sudo bash scripts/demo.sh" >&2
   exit 1
 fi
 bash scripts/build.sh >/dev/null
-FERRY=build/bin/ferry
+FERRY=$PWD/build/bin/ferry
 work=$(mktemp -d /tmp/ferry-demo.XXXXXX)
-pid=
 cleanup() {
-  [ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
+  $FERRY cluster down >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
+$FERRY cluster down >/dev/null 2>&1 || true   # a demo cluster left from an earlier run
 
-cat > "$work/counter.py" <<'PY'
+echo "== a local cluster: 3 nodes, each in its own network, PID and mount namespace"
+$FERRY cluster up --nodes 3 --label node3:ssd=1
+$FERRY nodes
+
+cat > "$work/workload.py" <<'PY'
+# A stateful computation: a running sum of squares and a table of partial results.
 import time
-state = {"total": 0}
-for i in range(1, 31):
-    state["total"] += i * i
-    print(f"step {i:2d}  running total {state['total']}", flush=True)
+state = {"sum": 0, "table": {}}
+for step in range(1, 61):
+    state["sum"] += step * step
+    state["table"][step] = state["sum"] % 9973
+    print(f"step {step:2d}  sum {state['sum']:6d}  check {sum(state['table'].values()) % 9973:4d}", flush=True)
     time.sleep(0.1)
-print("finished", flush=True)
+print("workload done", flush=True)
 PY
 
-echo "== a Python program that keeps a running total, one step every 0.1 s"
-python3 "$work/counter.py" > "$work/out.txt" 2>&1 &
-pid=$!
-while [ "$(wc -l < "$work/out.txt")" -lt 10 ]; do sleep 0.05; done
-echo "== checkpoint it (the process is frozen, written to $work/image, then stopped)"
+echo
+echo "== run the workload on node1"
+task=$($FERRY run --on node1 --name workload -- python3 "$work/workload.py")
+echo "task id: $task"
+sleep 1
+$FERRY ps
+
+for to in node2 node3 node1; do
+  sleep 0.8
+  echo
+  echo "== migrate $task to $to while it runs"
+  $FERRY migrate "$task" --to "$to"
+  $FERRY ps | sed -n "1p;/^$task /p"
+done
+
+echo
+echo "== wait for it to finish, wherever it is"
+$FERRY wait "$task" || true
+echo
+echo "== its output, collected by its home node across 3 migrations: one unbroken sequence"
+$FERRY logs "$task" | tee "$work/log.txt" | sed 's/^/   /'
+expected=$(python3 -c 'print(60)')
+got=$(grep -c '^step' "$work/log.txt")
+if [ "$got" = "$expected" ] && grep -q 'workload done' "$work/log.txt"; then
+  echo "== all $got steps present, in order, each once: the workload kept running across the migrations"
+else
+  echo "== UNEXPECTED: $got of $expected steps" >&2
+  exit 1
+fi
+
+echo
+echo "== on one machine: checkpoint a process, look at its image, restore it"
+# started from a subshell, so that this shell does not report its end as a job of its own
+( python3 -c '
+import time
+for i in range(1, 31):
+    print("count", i, flush=True)
+    time.sleep(0.05)' > "$work/count.txt" & echo $! > "$work/pid" )
+pid=$(cat "$work/pid")
+while [ "$(wc -l < "$work/count.txt")" -lt 8 ]; do sleep 0.05; done
 $FERRY checkpoint "$pid" --images "$work/image"
-{ wait "$pid"; } 2>/dev/null || true
-pid=
-echo "   its output so far ends with:"; tail -n 2 "$work/out.txt" | sed 's/^/     /'
-echo "== what the image holds"
-$FERRY image show "$work/image" | sed -n '1,6p;/^files/,/^signals/p' | sed 's/^/   /'
-echo "== restore it: it goes on from step $(( $(wc -l < "$work/out.txt") + 1 ))"
-$FERRY restore --images "$work/image" && echo "== ferry restore returned the program's exit status: $?"
-echo "== the whole output, one uninterrupted sequence:"
-sed 's/^/   /' "$work/out.txt"
+$FERRY image show "$work/image" | sed -n '1,2p;/^memory/p;/^files/p' | sed 's/^/   /'
+$FERRY restore --images "$work/image" < /dev/null
+echo "   restored process finished; its output has $(grep -c count "$work/count.txt") of 30 lines, in order: $(awk '{print $2}' "$work/count.txt" | tr '\n' ' ' | cut -c1-60)..."
+
+echo
+echo "== cluster down"
+$FERRY cluster down

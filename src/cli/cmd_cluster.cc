@@ -51,8 +51,12 @@ std::string cluster_id(const std::string& dir) {
   std::string real = fs::weakly_canonical(dir).string();
   return fmt::format("{:06x}", XXH3_64bits(real.data(), real.size()) & 0xffffff);
 }
-std::string bridge_ns(const std::string& id) { return "ferry-" + id + "-br"; }
-std::string node_ns(const std::string& id, const std::string& node) { return "ferry-" + id + "-" + node; }
+std::string bridge_ns(const std::string& id) {
+  return "ferry-" + id + "-br";
+}
+std::string node_ns(const std::string& id, const std::string& node) {
+  return "ferry-" + id + "-" + node;
+}
 
 // Runs a command (ip ...), throwing with its error output when it fails.
 void run(const std::vector<std::string>& argv, bool may_fail = false) {
@@ -105,9 +109,13 @@ pid_t read_pid(const std::string& path) {
   }
 }
 
-bool alive(pid_t pid) { return pid > 0 && ::kill(pid, 0) == 0; }
+bool alive(pid_t pid) {
+  return pid > 0 && ::kill(pid, 0) == 0;
+}
 
-std::string self_dir() { return fs::path(proc::read_link("/proc/self/exe")).parent_path().string(); }
+std::string self_dir() {
+  return fs::path(proc::read_link("/proc/self/exe")).parent_path().string();
+}
 
 // Starts ferryd as PID 1 of a new PID (and mount) namespace inside the node's network namespace.
 pid_t start_ferryd(const std::string& netns, const std::string& config, const std::string& log,
@@ -123,6 +131,9 @@ pid_t start_ferryd(const std::string& netns, const std::string& config, const st
     ::dup2(in, 0);
     ::dup2(out, 1);
     ::dup2(out, 2);
+    // A daemon must not keep its starter's pipes open: whoever reads our output would never see
+    // EOF.
+    ::close_range(3, ~0U, 0);
     int ns = ::open(("/run/netns/" + netns).c_str(), O_RDONLY | O_CLOEXEC);
     if (ns < 0 || ::setns(ns, CLONE_NEWNET) != 0) _exit(101);
     if (::unshare(CLONE_NEWNS | CLONE_NEWPID) != 0) _exit(102);
@@ -130,8 +141,10 @@ pid_t start_ferryd(const std::string& netns, const std::string& config, const st
     pid_t init = ::fork();
     if (init == 0) {
       ::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
-      if (!faults.empty()) ::setenv("FERRY_TEST_FAULTS", faults.c_str(), 1);
-      else ::unsetenv("FERRY_TEST_FAULTS");
+      if (!faults.empty())
+        ::setenv("FERRY_TEST_FAULTS", faults.c_str(), 1);
+      else
+        ::unsetenv("FERRY_TEST_FAULTS");
       ::execl(ferryd.c_str(), "ferryd", "--config", config.c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
@@ -145,7 +158,8 @@ pid_t start_ferryd(const std::string& netns, const std::string& config, const st
   int st = 0;
   ::waitpid(mid, &st, 0);
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-    fail("cannot start ferryd in namespace {} (step {})", netns, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    fail("cannot start ferryd in namespace {} (step {})", netns,
+         WIFEXITED(st) ? WEXITSTATUS(st) : -1);
   return read_pid(pid_file);
 }
 
@@ -172,7 +186,8 @@ void tear_down(const std::string& dir, bool quiet) {
     if (ns != bridge_ns(id)) run({"ip", "netns", "del", ns}, true);
   run({"ip", "netns", "del", bridge_ns(id)}, true);
   std::error_code ec;
-  for (const char* p : {"nodes", "tls", "nodes.list", "cluster.id"}) fs::remove_all(dir + "/" + p, ec);
+  for (const char* p : {"nodes", "tls", "nodes.list", "cluster.id"})
+    fs::remove_all(dir + "/" + p, ec);
   fs::remove(dir, ec);  // only when empty: it may be the user's directory
   auto cur = proc::try_read_file("/run/ferry/current");
   if (cur && std::string(proc::trim(*cur)) == dir) fs::remove("/run/ferry/current", ec);
@@ -181,7 +196,8 @@ void tear_down(const std::string& dir, bool quiet) {
 
 bool cluster_ready(const std::string& dir, const std::vector<std::string>& nodes) {
   for (auto& n : nodes) {
-    auto channel = grpc::CreateChannel("unix:" + control_socket(dir, n), grpc::InsecureChannelCredentials());
+    auto channel =
+        grpc::CreateChannel("unix:" + control_socket(dir, n), grpc::InsecureChannelCredentials());
     auto stub = rpc::Control::NewStub(channel);
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
@@ -200,7 +216,8 @@ void add_cluster(CLI::App& app) {
   cluster->require_subcommand(1);
 
   // ferry cluster init: CA and node certificates for a cluster of real machines.
-  auto* init = cluster->add_subcommand("init", "make the cluster CA and a certificate for each node");
+  auto* init =
+      cluster->add_subcommand("init", "make the cluster CA and a certificate for each node");
   static std::string init_dir;
   static std::vector<std::string> init_nodes;
   init->add_option("--dir", init_dir, "where the certificates go")->required();
@@ -224,8 +241,10 @@ void add_cluster(CLI::App& app) {
   up->add_option("--nodes", up_nodes, "how many nodes")->check(CLI::Range(1, 200));
   up->add_option("--dir", up_dir, "cluster directory (default /run/ferry/cluster)");
   up->add_option("--label", up_labels, "NODE:KEY=VALUE, a label of a node (repeat)");
-  up->add_option("--node-config", up_settings, "NODE:KEY=VALUE for max_tasks, max_load_per_cpu, reserve_memory_mb");
-  up->add_option("--test-fault", up_faults, "NODE=FAULT for tests (die-after-commit, fail-restore, ...)");
+  up->add_option("--node-config", up_settings,
+                 "NODE:KEY=VALUE for max_tasks, max_load_per_cpu, reserve_memory_mb");
+  up->add_option("--test-fault", up_faults,
+                 "NODE=FAULT for tests (die-after-commit, fail-restore, ...)");
   up->callback([] {
     start_logging();
     require_root("ferry cluster up");
@@ -243,13 +262,15 @@ void add_cluster(CLI::App& app) {
     std::map<std::string, std::map<std::string, std::string>> labels;
     for (auto& l : up_labels) {
       auto colon = l.find(':'), eq = l.find('=');
-      if (colon == std::string::npos || eq == std::string::npos || eq < colon) fail("--label wants NODE:KEY=VALUE, got '{}'", l);
+      if (colon == std::string::npos || eq == std::string::npos || eq < colon)
+        fail("--label wants NODE:KEY=VALUE, got '{}'", l);
       labels[l.substr(0, colon)][l.substr(colon + 1, eq - colon - 1)] = l.substr(eq + 1);
     }
     std::map<std::string, std::map<std::string, std::string>> settings;
     for (auto& l : up_settings) {
       auto colon = l.find(':'), eq = l.find('=');
-      if (colon == std::string::npos || eq == std::string::npos || eq < colon) fail("--node-config wants NODE:KEY=VALUE, got '{}'", l);
+      if (colon == std::string::npos || eq == std::string::npos || eq < colon)
+        fail("--node-config wants NODE:KEY=VALUE, got '{}'", l);
       settings[l.substr(0, colon)][l.substr(colon + 1, eq - colon - 1)] = l.substr(eq + 1);
     }
     std::map<std::string, std::string> faults;
@@ -270,8 +291,8 @@ void add_cluster(CLI::App& app) {
       std::string ns = node_ns(id, names[i]), veth = "v" + std::to_string(i + 1);
       run({"ip", "netns", "add", ns});
       run({"ip", "-n", ns, "link", "set", "lo", "up"});
-      run({"ip", "-n", bridge_ns(id), "link", "add", veth, "mtu", "9000", "type", "veth", "peer", "name", "eth0",
-           "mtu", "9000", "netns", ns});
+      run({"ip", "-n", bridge_ns(id), "link", "add", veth, "mtu", "9000", "type", "veth", "peer",
+           "name", "eth0", "mtu", "9000", "netns", ns});
       run({"ip", "-n", bridge_ns(id), "link", "set", veth, "master", "br0"});
       run({"ip", "-n", bridge_ns(id), "link", "set", veth, "up"});
       run({"ip", "-n", ns, "addr", "add", kSubnet + std::to_string(i + 1) + "/24", "dev", "eth0"});
@@ -293,16 +314,22 @@ void add_cluster(CLI::App& app) {
       c.control_socket = ndir + "/control.sock";
       c.labels = labels[names[i]];
       for (auto& [k, v] : settings[names[i]]) {
-        if (k == "max_tasks") c.max_tasks = static_cast<uint32_t>(std::stoul(v));
-        else if (k == "max_load_per_cpu") c.max_load_per_cpu = std::stod(v);
-        else if (k == "reserve_memory_mb") c.reserve_memory_bytes = std::stoull(v) << 20;
-        else fail("--node-config: unknown setting '{}'", k);
+        if (k == "max_tasks")
+          c.max_tasks = static_cast<uint32_t>(std::stoul(v));
+        else if (k == "max_load_per_cpu")
+          c.max_load_per_cpu = std::stod(v);
+        else if (k == "reserve_memory_mb")
+          c.reserve_memory_bytes = std::stoull(v) << 20;
+        else
+          fail("--node-config: unknown setting '{}'", k);
       }
       c.ca_cert = certs.ca_cert;
       c.cert = certs.cert;
       c.key = certs.key;
       for (size_t j = 0; j < names.size(); j++)
-        if (j != i) c.peers.push_back({names[j], kSubnet + std::to_string(j + 1) + ":" + std::to_string(kNodePort)});
+        if (j != i)
+          c.peers.push_back(
+              {names[j], kSubnet + std::to_string(j + 1) + ":" + std::to_string(kNodePort)});
       FILE* f = std::fopen((ndir + "/ferryd.toml").c_str(), "w");
       if (!f) fail_errno(errno, "cannot write {}", ndir + "/ferryd.toml");
       std::fputs(node::render_config(c).c_str(), f);
@@ -317,7 +344,8 @@ void add_cluster(CLI::App& app) {
     std::fclose(f);
     for (auto& n : names) {
       std::string ndir = dir + "/nodes/" + n;
-      start_ferryd(node_ns(id, n), ndir + "/ferryd.toml", ndir + "/ferryd.log", ndir + "/ferryd.pid", faults[n]);
+      start_ferryd(node_ns(id, n), ndir + "/ferryd.toml", ndir + "/ferryd.log",
+                   ndir + "/ferryd.pid", faults[n]);
     }
     auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     while (!cluster_ready(dir, names)) {
@@ -339,7 +367,8 @@ void add_cluster(CLI::App& app) {
                 make_default ? "the default for ferry commands" : "use --cluster DIR");
   });
 
-  auto* down = cluster->add_subcommand("down", "stop a local cluster and remove everything it made");
+  auto* down =
+      cluster->add_subcommand("down", "stop a local cluster and remove everything it made");
   static std::string down_dir;
   down->add_option("--dir", down_dir, "cluster directory (default: the current cluster)");
   down->callback([] {
@@ -350,7 +379,8 @@ void add_cluster(CLI::App& app) {
     tear_down(dir, false);
   });
 
-  auto* probe = cluster->add_subcommand("probe", "call a node over mutual TLS with the given certificate");
+  auto* probe =
+      cluster->add_subcommand("probe", "call a node over mutual TLS with the given certificate");
   static std::string p_addr, p_name, p_ca, p_cert, p_key;
   probe->add_option("--address", p_addr, "host:port of the node")->required();
   probe->add_option("--name", p_name, "node name its certificate must carry")->required();

@@ -60,17 +60,17 @@ void describe_process(pid_t pid, image::ProcessInfo* info) {
 
 }  // namespace
 
-FrozenProcess freeze_and_dump(pid_t pid, image::PageSink& sink) {
+FrozenProcess freeze_and_describe(pid_t pid) {
   check_supported(pid);
-  Tracee tracee = Tracee::seize(pid);
+  auto tracee = std::make_unique<Tracee>(Tracee::seize(pid));
   Stopwatch freeze;
   recheck_stopped(pid);
-  if (tracee.stopped_regs().cs != kUserCs64)
+  if (tracee->stopped_regs().cs != kUserCs64)
     fail("cannot checkpoint process {}: it is not a 64-bit process", pid);
-  tracee.settle_syscall();
+  tracee->settle_syscall();
 
   image::Image img;
-  DumpContext ctx(tracee, sink);
+  auto ctx = std::make_unique<DumpContext>(*tracee);
   Stopwatch phase;
   auto done = [&](const char* what) {
     spdlog::debug("dump: {} took {:.2f} ms", what, phase.elapsed_ms());
@@ -80,43 +80,72 @@ FrozenProcess freeze_and_dump(pid_t pid, image::PageSink& sink) {
   describe_process(pid, img.mutable_process());
   image::Memory* mem = img.mutable_memory();
   // The layout first: everything after it may inject syscalls that map scratch memory.
-  dump_memory_map(ctx, mem);
+  dump_memory_map(*ctx, mem);
   done("memory map");
-  dump_files(ctx, img.mutable_files(), mem);
+  dump_files(*ctx, img.mutable_files(), mem);
   done("files");
-  *img.mutable_registers() = dump_registers(tracee);
+  *img.mutable_registers() = dump_registers(*tracee);
   // From here on syscalls are injected: first the scratch area with the safety net.
-  ctx.scratch();
-  *mem->mutable_mm() = dump_mm_fields(ctx);
-  *img.mutable_signals() = dump_signals(ctx);
-  *img.mutable_timers() = dump_timers(ctx);
-  *img.mutable_creds() = dump_creds(ctx);
+  ctx->scratch();
+  *mem->mutable_mm() = dump_mm_fields(*ctx);
+  *img.mutable_signals() = dump_signals(*ctx);
+  *img.mutable_timers() = dump_timers(*ctx);
+  *img.mutable_creds() = dump_creds(*ctx);
   image::TaskAttrs* attrs = img.mutable_attrs();
-  dump_fs(ctx, attrs);
-  dump_rlimits(ctx, attrs);
-  dump_task_attrs(ctx, attrs, img.mutable_process());
-  *attrs->mutable_rseq() = dump_rseq(tracee);
+  dump_fs(*ctx, attrs);
+  dump_rlimits(*ctx, attrs);
+  dump_task_attrs(*ctx, attrs, img.mutable_process());
+  *attrs->mutable_rseq() = dump_rseq(*tracee);
   // Nothing injected stays in the process during the long page phase.
-  ctx.finish();
-  tracee.undo_injection();
+  ctx->finish();
+  tracee->undo_injection();
   done("registers, signals, timers, credentials, attributes");
-  dump_private_pages(ctx, mem);
-  done("pages");
-  dump_shmem_contents(ctx, mem);
-  dump_ghost_contents(ctx, mem);
-
-  image::DumpStats& stats = *img.mutable_stats();
-  stats = ctx.stats();
-  stats.set_dump_us(freeze.elapsed_us());
-  stats.set_remote_syscalls(tracee.remote_syscall_count());
-  return FrozenProcess(std::move(tracee), std::move(img), freeze);
+  return FrozenProcess(std::move(tracee), std::move(ctx), std::move(img), freeze);
 }
 
-FrozenProcess::FrozenProcess(Tracee&& tracee, image::Image&& img, Stopwatch freeze)
-    : tracee_(std::move(tracee)), image_(std::move(img)), freeze_(freeze) {}
+void FrozenProcess::dump_pages(image::PageSink& sink) {
+  Stopwatch phase;
+  ctx_->set_pages(&sink);
+  image::Memory* mem = image_.mutable_memory();
+  dump_private_pages(*ctx_, mem);
+  dump_shmem_contents(*ctx_, mem);
+  dump_ghost_contents(*ctx_, mem);
+  ctx_->set_pages(nullptr);
+  spdlog::debug("dump: pages took {:.2f} ms", phase.elapsed_ms());
+  image::DumpStats& stats = *image_.mutable_stats();
+  stats = ctx_->stats();
+  stats.set_dump_us(freeze_.elapsed_us());
+  stats.set_remote_syscalls(tracee_->remote_syscall_count());
+}
 
-void FrozenProcess::resume() { tracee_.detach(); }
-void FrozenProcess::destroy() { tracee_.kill(); }
-void FrozenProcess::die_with_ferry() { tracee_.kill_on_tracer_exit(); }
+FrozenProcess freeze_and_dump(pid_t pid, image::PageSink& sink) {
+  FrozenProcess f = freeze_and_describe(pid);
+  f.dump_pages(sink);
+  return f;
+}
+
+FrozenProcess::FrozenProcess(std::unique_ptr<Tracee> tracee, std::unique_ptr<DumpContext> ctx,
+                             image::Image&& img, Stopwatch freeze)
+    : tracee_(std::move(tracee)),
+      ctx_(std::move(ctx)),
+      image_(std::move(img)),
+      freeze_(freeze),
+      pid_(tracee_->pid()) {}
+
+FrozenProcess::FrozenProcess(FrozenProcess&&) noexcept = default;
+// The context (which may still hold descriptors of the process's objects) goes before the tracee.
+FrozenProcess::~FrozenProcess() {
+  ctx_.reset();
+}
+
+void FrozenProcess::resume() {
+  tracee_->detach();
+}
+void FrozenProcess::destroy() {
+  tracee_->kill();
+}
+void FrozenProcess::die_with_ferry() {
+  tracee_->kill_on_tracer_exit();
+}
 
 }  // namespace ferry::cr

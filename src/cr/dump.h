@@ -5,6 +5,8 @@
 
 #include <sys/types.h>
 
+#include <memory>
+
 #include "cr/ptrace/tracee.h"
 #include "image.pb.h"
 #include "image/page_sink.h"
@@ -12,13 +14,20 @@
 
 namespace ferry::cr {
 
+class DumpContext;
+
 class FrozenProcess {
  public:
-  FrozenProcess(Tracee&& tracee, image::Image&& img, Stopwatch freeze);
-  FrozenProcess(FrozenProcess&&) = default;
+  FrozenProcess(std::unique_ptr<Tracee> tracee, std::unique_ptr<DumpContext> ctx,
+                image::Image&& img, Stopwatch freeze);
+  FrozenProcess(FrozenProcess&&) noexcept;
+  ~FrozenProcess();
 
   image::Image& image() { return image_; }
-  pid_t pid() const { return tracee_.pid(); }
+  pid_t pid() const { return pid_; }
+  // The page contents (private memory, shared memory, unlinked files), into sink. Fills the
+  // page runs of the image.
+  void dump_pages(image::PageSink& sink);
   // Time since the process was stopped.
   uint64_t frozen_us() const { return freeze_.elapsed_us(); }
 
@@ -31,14 +40,19 @@ class FrozenProcess {
   void die_with_ferry();
 
  private:
-  Tracee tracee_;
+  std::unique_ptr<Tracee> tracee_;
+  std::unique_ptr<DumpContext> ctx_;
   image::Image image_;
   Stopwatch freeze_;
+  pid_t pid_;
 };
 
-// Checks, freezes and dumps process pid; page data goes to sink. The image is complete except
-// for its pages_file summary and id (the sink's and the caller's business). Throws ferry::Error;
-// a failure leaves the process running as it was.
+// Checks and freezes process pid and describes it: everything but page contents (the remote
+// tasking message of a migration). Throws ferry::Error; a failure leaves the process running
+// as it was.
+FrozenProcess freeze_and_describe(pid_t pid);
+// freeze_and_describe() and dump_pages(sink): a whole dump. The image is complete except for its
+// pages_file summary and id (the sink's and the caller's business).
 FrozenProcess freeze_and_dump(pid_t pid, image::PageSink& sink);
 
 }  // namespace ferry::cr

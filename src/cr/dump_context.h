@@ -18,11 +18,13 @@ namespace ferry::cr {
 
 class DumpContext {
  public:
-  DumpContext(Tracee& tracee, image::PageSink& pages) : tracee_(tracee), pages_(pages) {}
+  explicit DumpContext(Tracee& tracee) : tracee_(tracee) {}
 
   Tracee& tracee() { return tracee_; }
   pid_t pid() const { return tracee_.pid(); }
-  image::PageSink& pages() { return pages_; }
+  // Where page data goes (set before the pages are dumped).
+  image::PageSink& pages() { return *pages_; }
+  void set_pages(image::PageSink* sink) { pages_ = sink; }
   image::DumpStats& stats() { return stats_; }
 
   // Scratch memory inside the process for syscall arguments and results (created on first use,
@@ -50,7 +52,7 @@ class DumpContext {
 
  private:
   Tracee& tracee_;
-  image::PageSink& pages_;
+  image::PageSink* pages_ = nullptr;
   image::DumpStats stats_;
   std::optional<RemoteMapping> scratch_;
   UniqueFd pidfd_;

@@ -33,7 +33,8 @@ uint64_t register_ghost(DumpContext& ctx, image::Memory* m, const std::string& p
 
 void dump_ghost_contents(DumpContext& ctx, image::Memory* m) {
   for (auto& g : *m->mutable_ghosts())
-    dump_object_content(ctx, ctx.ghost_fds.at(g.id()).get(), g.size(), g.mutable_content());
+    dump_object_content(ctx, image::PageTarget::kGhost, g.id(), ctx.ghost_fds.at(g.id()).get(),
+                        g.size(), g.mutable_content());
 }
 
 void restore_ghosts(Restorer& r, const image::Memory& m) {
@@ -49,13 +50,17 @@ void restore_ghosts(Restorer& r, const image::Memory& m) {
     }
     if (!fd) fail_errno(errno, "cannot recreate unlinked file {}", g.path());
     ::unlink(path.c_str());
-    // Content goes in whole pages; the size is set afterwards, which also trims the last page.
-    fill_local_fd(r.pages_fd(), g.content(), fd.get());
     if (::ftruncate(fd.get(), static_cast<off_t>(g.size())) != 0)
       fail_errno(errno, "cannot size recreated file {}", g.path());
     ::fchmod(fd.get(), g.mode() & 07777);
     r.ghost_fds[g.id()] = std::move(fd);
   }
+}
+
+void finish_ghosts(Restorer& r, const image::Memory& m) {
+  for (auto& g : m.ghosts())
+    if (::ftruncate(r.ghost_fds.at(g.id()).get(), static_cast<off_t>(g.size())) != 0)
+      fail_errno(errno, "cannot size recreated file {}", g.path());
 }
 
 }  // namespace ferry::cr

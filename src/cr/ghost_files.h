@@ -19,7 +19,10 @@ class Restorer;
 uint64_t register_ghost(DumpContext& ctx, image::Memory* m, const std::string& path, UniqueFd fd,
                         const struct stat& st);
 void dump_ghost_contents(DumpContext& ctx, image::Memory* m);
-// Recreates every ghost file; ferry's O_RDWR descriptors land in r.ghost_fds.
+// Recreates every ghost file, empty (the content is written as it arrives); ferry's O_RDWR
+// descriptors land in r.ghost_fds.
 void restore_ghosts(Restorer& r, const image::Memory& m);
+// The content came in whole pages: trims each file back to its exact size.
+void finish_ghosts(Restorer& r, const image::Memory& m);
 
 }  // namespace ferry::cr

@@ -293,18 +293,8 @@ long remote_mmap(Restorer& r, uint64_t addr, uint64_t len, int prot, int flags, 
 
 }  // namespace
 
-void restore_memory_map(Restorer& r, const image::Memory& m) {
+void restore_memory_map(Restorer& r, const image::Memory& m, SharedAnonBuilder& shared_anon) {
   Tracee& t = r.tracee();
-  // Every region that carries private pages is mapped writable first, so the pages can be read
-  // into it; finish_memory_map() sets the real protection afterwards.
-  std::map<uint64_t, bool> has_pages;  // region start -> carries pages
-  {
-    int vi = 0;
-    for (auto& run : m.pages()) {
-      while (m.vmas(vi).end() <= run.addr()) vi++;
-      has_pages[m.vmas(vi).start()] = true;
-    }
-  }
   std::map<uint64_t, int> remote_file_fd;   // MappedFile.id -> fd in the helper
   std::map<uint64_t, int> remote_shmem_fd;  // memfd ShmemObject.id -> fd in the helper
   auto file_fd = [&](uint64_t id) {
@@ -322,16 +312,14 @@ void restore_memory_map(Restorer& r, const image::Memory& m) {
     if (it != remote_shmem_fd.end()) return it->second;
     return remote_shmem_fd[id] = r.send_fd(r.shmem_fds.at(id).get());
   };
-  SharedAnonBuilder shared_anon(r, m);
 
   for (const image::Vma& v : m.vmas()) {
     uint64_t len = v.end() - v.start();
-    bool pages = has_pages.count(v.start()) > 0;
-    int prot0 = static_cast<int>(v.prot()) | (pages ? PROT_READ | PROT_WRITE : 0);
+    int prot = static_cast<int>(v.prot());
     int extra = MAP_FIXED_NOREPLACE | ((v.vm_flags() & kVmNoReserve) ? MAP_NORESERVE : 0);
     switch (v.kind()) {
       case image::Vma::ANON_PRIVATE:
-        remote_mmap(r, v.start(), len, prot0,
+        remote_mmap(r, v.start(), len, prot,
                     MAP_PRIVATE | MAP_ANONYMOUS | extra |
                         ((v.vm_flags() & kVmGrowsDown) ? MAP_GROWSDOWN : 0),
                     -1, 0, v.name().empty() ? "anonymous memory" : v.name());
@@ -343,31 +331,31 @@ void restore_memory_map(Restorer& r, const image::Memory& m) {
         }
         break;
       case image::Vma::FILE_PRIVATE:
-        remote_mmap(r, v.start(), len, prot0, MAP_PRIVATE | extra,
+        remote_mmap(r, v.start(), len, prot, MAP_PRIVATE | extra,
                     v.shmem_id() ? memfd_fd(v.shmem_id()) : file_fd(v.file_id()), v.pgoff() * kPage,
                     v.name());
         break;
       case image::Vma::FILE_SHARED:
-        remote_mmap(r, v.start(), len, static_cast<int>(v.prot()), MAP_SHARED | extra,
-                    file_fd(v.file_id()), v.pgoff() * kPage, v.name());
+        remote_mmap(r, v.start(), len, prot, MAP_SHARED | extra, file_fd(v.file_id()),
+                    v.pgoff() * kPage, v.name());
         break;
       case image::Vma::ANON_SHARED:
         if (find_shmem(m, v.shmem_id()).is_memfd())
-          remote_mmap(r, v.start(), len, static_cast<int>(v.prot()), MAP_SHARED | extra,
-                      memfd_fd(v.shmem_id()), v.pgoff() * kPage, v.name());
+          remote_mmap(r, v.start(), len, prot, MAP_SHARED | extra, memfd_fd(v.shmem_id()),
+                      v.pgoff() * kPage, v.name());
         else
           shared_anon.map(v);
         break;
       default:
         continue;  // vdso block and vsyscall are placed by vdso.cc / the kernel
     }
+    // Before any page arrives, so that faults in these regions allocate huge pages.
     if (v.vm_flags() & kVmHugePage)
       t.syscall(SYS_madvise, {static_cast<long>(v.start()), static_cast<long>(len), MADV_HUGEPAGE});
     if (v.vm_flags() & kVmNoHugePage)
       t.syscall(SYS_madvise,
                 {static_cast<long>(v.start()), static_cast<long>(len), MADV_NOHUGEPAGE});
   }
-  shared_anon.finish();
   for (auto& [id, fd] : remote_file_fd) t.syscall(SYS_close, {fd});
   for (auto& [id, fd] : remote_shmem_fd) t.syscall(SYS_close, {fd});
 }
@@ -386,8 +374,6 @@ void finish_memory_map(Restorer& r, const image::Memory& m) {
     if (v.kind() > image::Vma::FILE_SHARED) continue;
     long start = static_cast<long>(v.start());
     long len = static_cast<long>(v.end() - v.start());
-    if (carries_private_pages(v))
-      t.syscall_checked("mprotect", SYS_mprotect, {start, len, static_cast<long>(v.prot())});
     for (auto& a : kAdvice)
       if (v.vm_flags() & a.flag) {
         long rc = t.syscall(SYS_madvise, {start, len, a.advice});

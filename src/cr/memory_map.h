@@ -2,8 +2,8 @@
 // file, shared memory, the vdso), and the region attributes that madvise() can set.
 //
 // dump: reads /proc/PID/smaps and classifies every region; unsupported kinds are refused.
-// restore: maps every region at its address with its backing, then (after the pages are in)
-// applies the final protections and advice.
+// restore: maps every region at its address with its backing and protection, then (after the
+// pages are in) applies advice and locks.
 #pragma once
 
 #include <sys/types.h>
@@ -64,9 +64,12 @@ std::string unsupported_region(const VmaInfo& vma);
 
 // Fills regions, mapped files, shared memory objects (metadata) and ghost files (metadata).
 void dump_memory_map(DumpContext& ctx, image::Memory* out);
-// Maps every region of the image into the helper (the pages come afterwards).
-void restore_memory_map(Restorer& r, const image::Memory& m);
-// Final protections, advice and locks, once every page is in place.
+class SharedAnonBuilder;
+
+// Maps every region of the image into the helper with its final protection (the pages come
+// afterwards, see ProcessBuilder::place). Shared anonymous memory goes through `shared`.
+void restore_memory_map(Restorer& r, const image::Memory& m, SharedAnonBuilder& shared);
+// Advice and locks, once every page is in place.
 void finish_memory_map(Restorer& r, const image::Memory& m);
 
 // True for the region kinds that carry private pages in the image.

@@ -1,8 +1,6 @@
 #include "cr/pages.h"
 
 #include <fcntl.h>
-#include <linux/userfaultfd.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -12,7 +10,7 @@
 
 #include "cr/dump_context.h"
 #include "cr/memory_map.h"
-#include "cr/restorer.h"
+#include "image/image_files.h"
 #include "util/error.h"
 #include "util/mapping.h"
 #include "util/proc.h"
@@ -54,10 +52,11 @@ void add_run(PageRuns* runs, uint64_t addr, uint64_t npages, uint64_t data_offse
 
 // Writes the pages in buf (which hold memory starting at addr) to pages.img, leaving out zero
 // pages when skip_zero. Records runs.
-void write_pages(DumpContext& ctx, const char* buf, uint64_t addr, uint64_t npages, bool skip_zero,
-                 PageRuns* runs, uint64_t floor) {
+void write_pages(DumpContext& ctx, image::PageTarget base, const char* buf, uint64_t addr,
+                 uint64_t npages, bool skip_zero, PageRuns* runs, uint64_t floor) {
   std::vector<iovec> iov;
   std::vector<Span> spans;
+  std::vector<image::PageTarget> targets;
   uint64_t i = 0;
   while (i < npages) {
     if (skip_zero && is_zero_page(buf + i * kPage)) {
@@ -69,10 +68,12 @@ void write_pages(DumpContext& ctx, const char* buf, uint64_t addr, uint64_t npag
     while (j < npages && !(skip_zero && is_zero_page(buf + j * kPage))) j++;
     iov.push_back({const_cast<char*>(buf + i * kPage), (j - i) * kPage});
     spans.push_back({addr + i * kPage, j - i});
+    base.addr = addr + i * kPage;
+    targets.push_back(base);
     i = j;
   }
   if (iov.empty()) return;
-  uint64_t off = ctx.pages().append_async(iov.data(), static_cast<int>(iov.size()));
+  uint64_t off = ctx.pages().append_async(targets.data(), iov.data(), static_cast<int>(iov.size()));
   for (auto& s : spans) {
     add_run(runs, s.addr, s.npages, off, floor);
     off += s.npages * kPage;
@@ -151,7 +152,8 @@ void dump_private_pages(DumpContext& ctx, image::Memory* m) {
       read_spans(ctx, batch, buf.data(), readable);
       const char* p = buf.data();
       for (auto& s : batch) {
-        write_pages(ctx, p, s.addr, s.npages, anon, runs, v.start());
+        write_pages(ctx, {image::PageTarget::kMemory, 0, 0}, p, s.addr, s.npages, anon, runs,
+                    v.start());
         p += s.npages * kPage;
       }
       ticket[turn] = ctx.pages().ticket();
@@ -189,7 +191,8 @@ void dump_private_pages(DumpContext& ctx, image::Memory* m) {
   }
 }
 
-void dump_object_content(DumpContext& ctx, int fd, uint64_t size, PageRuns* out) {
+void dump_object_content(DumpContext& ctx, image::PageTarget::Space space, uint64_t id, int fd,
+                         uint64_t size, PageRuns* out) {
   Mapping buf = Mapping::anonymous(kBufferBytes, true);
   HashFence fence(ctx.pages());
   uint64_t end = (size + kPage - 1) / kPage * kPage;
@@ -210,162 +213,32 @@ void dump_object_content(DumpContext& ctx, int fd, uint64_t size, PageRuns* out)
       std::memset(buf.data(), 0, len);  // the tail of the last page beyond EOF reads as nothing
       ssize_t n = ::pread(fd, buf.data(), len, static_cast<off_t>(a));
       if (n < 0) fail_errno(errno, "cannot read shared memory or file content");
-      write_pages(ctx, buf.data(), a, len / kPage, true, out, 0);
+      write_pages(ctx, {space, id, 0}, buf.data(), a, len / kPage, true, out, 0);
       a += len;
     }
     pos = static_cast<off_t>(b);
   }
 }
 
-void fill_remote(Restorer& r, uint64_t base, const PageRuns& runs) {
-  if (runs.empty()) return;
-  Tracee& t = r.tracee();
-  int fd = r.remote_pages_fd();
-  std::vector<iovec> iov;
-  uint64_t batch_offset = 0, batch_bytes = 0;
-  auto flush = [&] {
-    if (iov.empty()) return;
-    r.reset_stage();
-    uint64_t remote_iov = r.stage(iov.data(), iov.size() * sizeof(iovec));
-    long n =
-        t.syscall(SYS_preadv, {fd, static_cast<long>(remote_iov), static_cast<long>(iov.size()),
-                               static_cast<long>(batch_offset), 0});
-    if (n != static_cast<long>(batch_bytes))
-      fail("cannot read pages into the new process at {:x}: {}",
-           reinterpret_cast<uint64_t>(iov[0].iov_base),
-           n < 0 ? std::strerror(static_cast<int>(-n)) : "short read");
-    iov.clear();
-    batch_bytes = 0;
+void feed_image_pages(const image::Image& img, int pages_fd, const PagePlacer& place) {
+  const image::Memory& m = img.memory();
+  uint64_t size = img.pages_file().size();
+  if (size <= image::kPagesHeaderSize) return;
+  void* p = ::mmap(nullptr, size, PROT_READ, MAP_SHARED | MAP_POPULATE, pages_fd, 0);
+  if (p == MAP_FAILED) fail_errno(errno, "cannot map pages.img");
+  Mapping data(p, size);
+  constexpr uint64_t kPiece = 64ull << 20;
+  auto feed = [&](image::PageTarget::Space space, uint64_t id, const PageRuns& runs) {
+    for (const image::PageRun& run : runs)
+      for (uint64_t done = 0, total = run.npages() * kPage; done < total;) {
+        uint64_t len = std::min(kPiece, total - done);
+        place({space, id, run.addr() + done}, data.data() + run.data_offset() + done, len);
+        done += len;
+      }
   };
-  for (const image::PageRun& run : runs) {
-    uint64_t addr = base + run.addr();
-    uint64_t data = run.data_offset();
-    uint64_t left = run.npages() * kPage;
-    while (left) {
-      uint64_t len = std::min(left, kMaxPreadvBytes);
-      // One preadv covers runs whose data lies back to back in pages.img.
-      if (!iov.empty() && (batch_offset + batch_bytes != data || iov.size() == kMaxIov ||
-                           batch_bytes + len > kMaxPreadvBytes))
-        flush();
-      if (iov.empty()) batch_offset = data;
-      iov.push_back({reinterpret_cast<void*>(addr), len});
-      batch_bytes += len;
-      addr += len;
-      data += len;
-      left -= len;
-    }
-  }
-  flush();
-}
-
-namespace {
-
-// userfaultfd lets ferry place whole pages into the new process: UFFDIO_COPY allocates each page
-// and copies the data into it, with no zeroing first and no fault per page (a first-touch fault
-// costs both). Anonymous 4 KiB regions only: UFFDIO_COPY installs small pages, so regions with
-// huge-page advice are filled by preadv() (their faults allocate huge pages), and private file
-// mappings cannot be registered for missing pages.
-class UffdFiller {
- public:
-  explicit UffdFiller(Restorer& r) : r_(r) {}
-  ~UffdFiller() {
-    for (auto& [start, len] : registered_) {
-      uffdio_range range{start, len};
-      ::ioctl(uffd_.get(), UFFDIO_UNREGISTER, &range);
-    }
-    if (remote_uffd_ >= 0) r_.tracee().syscall(SYS_close, {remote_uffd_});
-  }
-
-  // False when userfaultfd is not available (the caller falls back to preadv).
-  bool open() {
-    long fd = r_.tracee().syscall(SYS_userfaultfd, {O_CLOEXEC | O_NONBLOCK});
-    if (fd < 0) return false;
-    remote_uffd_ = static_cast<int>(fd);
-    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, r_.pid(), 0)));
-    if (!pidfd) return false;
-    uffd_.reset(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), remote_uffd_, 0)));
-    if (!uffd_) return false;
-    uffdio_api api{};
-    api.api = UFFD_API;
-    if (::ioctl(uffd_.get(), UFFDIO_API, &api) != 0) return false;
-    pages_len_ = static_cast<size_t>(::lseek(r_.pages_fd(), 0, SEEK_END));
-    void* p = ::mmap(nullptr, pages_len_, PROT_READ, MAP_SHARED | MAP_POPULATE, r_.pages_fd(), 0);
-    if (p == MAP_FAILED) return false;
-    pages_ = Mapping(p, pages_len_);
-    return true;
-  }
-
-  void register_region(uint64_t start, uint64_t len) {
-    uffdio_register reg{};
-    reg.range = {start, len};
-    reg.mode = UFFDIO_REGISTER_MODE_MISSING;
-    if (::ioctl(uffd_.get(), UFFDIO_REGISTER, &reg) != 0)
-      fail_errno(errno, "cannot register {:x} with userfaultfd", start);
-    registered_.emplace_back(start, len);
-  }
-
-  void copy(const image::PageRun& run) {
-    uint64_t done = 0, total = run.npages() * kPage;
-    while (done < total) {
-      uffdio_copy c{};
-      c.dst = run.addr() + done;
-      c.src = reinterpret_cast<uint64_t>(pages_.data() + run.data_offset() + done);
-      c.len = total - done;
-      c.mode = UFFDIO_COPY_MODE_DONTWAKE;
-      int rc = ::ioctl(uffd_.get(), UFFDIO_COPY, &c);
-      if (c.copy > 0) done += static_cast<uint64_t>(c.copy);
-      if (rc != 0 && errno != EAGAIN) fail_errno(errno, "cannot place pages at {:x}", c.dst);
-    }
-  }
-
- private:
-  Restorer& r_;
-  UniqueFd uffd_;
-  int remote_uffd_ = -1;
-  Mapping pages_;
-  size_t pages_len_ = 0;
-  std::vector<std::pair<uint64_t, uint64_t>> registered_;
-};
-
-}  // namespace
-
-void restore_private_pages(Restorer& r, const image::Memory& m) {
-  PageRuns by_preadv;
-  UffdFiller uffd(r);
-  bool have_uffd = uffd.open();
-  int vi = 0;
-  uint64_t registered_start = UINT64_MAX;
-  for (const image::PageRun& run : m.pages()) {
-    while (m.vmas(vi).end() <= run.addr()) vi++;
-    const image::Vma& v = m.vmas(vi);
-    bool small_anon = v.kind() == image::Vma::ANON_PRIVATE && !(v.vm_flags() & kVmHugePage);
-    if (!have_uffd || !small_anon) {
-      *by_preadv.Add() = run;
-      continue;
-    }
-    if (registered_start != v.start()) {
-      uffd.register_region(v.start(), v.end() - v.start());
-      registered_start = v.start();
-    }
-    uffd.copy(run);
-  }
-  fill_remote(r, 0, by_preadv);
-}
-
-void fill_local_fd(int pages_fd, const PageRuns& runs, int dst_fd) {
-  Mapping buf = Mapping::anonymous(kBufferBytes, true);
-  for (const image::PageRun& run : runs) {
-    uint64_t done = 0, total = run.npages() * kPage;
-    while (done < total) {
-      uint64_t len = std::min(kBufferBytes, total - done);
-      ssize_t n = ::pread(pages_fd, buf.data(), len, static_cast<off_t>(run.data_offset() + done));
-      if (n != static_cast<ssize_t>(len)) fail_errno(n < 0 ? errno : EIO, "cannot read pages.img");
-      ssize_t w = ::pwrite(dst_fd, buf.data(), len, static_cast<off_t>(run.addr() + done));
-      if (w != static_cast<ssize_t>(len))
-        fail_errno(w < 0 ? errno : EIO, "cannot write restored file content");
-      done += len;
-    }
-  }
+  feed(image::PageTarget::kMemory, 0, m.pages());
+  for (auto& s : m.shmem()) feed(image::PageTarget::kShmem, s.id(), s.pages());
+  for (auto& g : m.ghosts()) feed(image::PageTarget::kGhost, g.id(), g.content());
 }
 
 }  // namespace ferry::cr

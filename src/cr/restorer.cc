@@ -10,7 +10,7 @@
 
 namespace ferry::cr {
 
-Restorer::Restorer(Tracee& tracee, const image::LoadedImage& img) : tracee_(tracee), img_(img) {}
+Restorer::Restorer(Tracee& tracee, const image::Image& img) : tracee_(tracee), img_(img) {}
 
 void Restorer::place_scratch() {
   scratch_.emplace(tracee_, reserve_gap(kScratchSize), kScratchSize);
@@ -32,7 +32,7 @@ void Restorer::remove_scratch() {
 
 int Restorer::above_image_fds(int fd) {
   int floor = 0;
-  for (auto& f : img_.image.files().fds()) floor = std::max(floor, f.num() + 1);
+  for (auto& f : img_.files().fds()) floor = std::max(floor, f.num() + 1);
   if (fd >= floor) return fd;
   int moved = static_cast<int>(
       tracee_.syscall_checked("fcntl(F_DUPFD)", SYS_fcntl, {fd, F_DUPFD_CLOEXEC, floor}));
@@ -52,14 +52,6 @@ int Restorer::send_fd(int local_fd) {
       "pidfd_getfd (receiving a file)", SYS_pidfd_getfd, {remote_pidfd_, local_fd, 0})));
 }
 
-int Restorer::remote_pages_fd() {
-  if (remote_pages_fd_ < 0) {
-    remote_pages_fd_ = send_fd(pages_fd());
-    temporary_fds_.push_back(remote_pages_fd_);
-  }
-  return remote_pages_fd_;
-}
-
 void Restorer::forget_temporary_fd(int remote_fd) {
   temporary_fds_.erase(std::remove(temporary_fds_.begin(), temporary_fds_.end(), remote_fd),
                        temporary_fds_.end());
@@ -69,7 +61,6 @@ void Restorer::close_temporary_fds() {
   for (int fd : temporary_fds_) tracee_.syscall(SYS_close, {fd});
   temporary_fds_.clear();
   remote_pidfd_ = -1;
-  remote_pages_fd_ = -1;
 }
 
 uint64_t Restorer::reserve_gap(uint64_t len) {
@@ -77,7 +68,7 @@ uint64_t Restorer::reserve_gap(uint64_t len) {
   // our temporary mapping with a region of the image.
   constexpr uint64_t kGuard = 4096;
   std::vector<std::pair<uint64_t, uint64_t>> busy;
-  for (auto& v : img_.image.memory().vmas())
+  for (auto& v : img_.memory().vmas())
     if (v.kind() != image::Vma::VSYSCALL) busy.emplace_back(v.start(), v.end());
   for (auto& [s, e] : reserved_) busy.emplace_back(s, e);
   std::sort(busy.begin(), busy.end());
@@ -87,8 +78,7 @@ uint64_t Restorer::reserve_gap(uint64_t len) {
     if (candidate + len + kGuard <= s) break;
     candidate = std::max(candidate, e + kGuard);
   }
-  if (candidate + len > img_.image.memory().task_size())
-    fail("no free address range of {} bytes", len);
+  if (candidate + len > img_.memory().task_size()) fail("no free address range of {} bytes", len);
   reserved_[candidate] = candidate + len;
   return candidate;
 }

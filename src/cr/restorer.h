@@ -19,12 +19,11 @@ namespace ferry::cr {
 
 class Restorer {
  public:
-  Restorer(Tracee& tracee, const image::LoadedImage& img);
+  Restorer(Tracee& tracee, const image::Image& img);
 
   Tracee& tracee() { return tracee_; }
   pid_t pid() const { return tracee_.pid(); }
-  const image::Image& image() const { return img_.image; }
-  int pages_fd() const { return img_.pages_fd.get(); }
+  const image::Image& image() const { return img_; }
 
   // Staging: a scratch mapping inside the helper, placed where the image has no memory.
   void place_scratch();
@@ -40,8 +39,6 @@ class Restorer {
   // Gives the helper a descriptor referring to the same open file as ferry's `local_fd`.
   // Returns its number in the helper.
   int send_fd(int local_fd);
-  // The helper's descriptor of pages.img (sent on first use).
-  int remote_pages_fd();
   // Closes every descriptor that send_fd() opened only for the restore's own use.
   void close_temporary_fds();
   void forget_temporary_fd(int remote_fd);
@@ -61,11 +58,10 @@ class Restorer {
   int above_image_fds(int fd);
 
   Tracee& tracee_;
-  const image::LoadedImage& img_;
+  const image::Image& img_;
   std::optional<RemoteMapping> scratch_;
   size_t stage_used_ = 0;
   int remote_pidfd_ = -1;
-  int remote_pages_fd_ = -1;
   std::vector<int> temporary_fds_;
   std::map<uint64_t, uint64_t> reserved_;  // start -> end of our temporary ranges
 };

@@ -48,7 +48,8 @@ uint64_t register_shmem(DumpContext& ctx, image::Memory* m, UniqueFd fd, const s
 
 void dump_shmem_contents(DumpContext& ctx, image::Memory* m) {
   for (auto& s : *m->mutable_shmem())
-    dump_object_content(ctx, ctx.shmem_fds.at(s.id()).get(), s.size(), s.mutable_pages());
+    dump_object_content(ctx, image::PageTarget::kShmem, s.id(), ctx.shmem_fds.at(s.id()).get(),
+                        s.size(), s.mutable_pages());
 }
 
 const image::ShmemObject& find_shmem(const image::Memory& m, uint64_t id) {
@@ -63,8 +64,6 @@ void restore_memfds(Restorer& r, const image::Memory& m) {
     UniqueFd fd(static_cast<int>(
         ::syscall(SYS_memfd_create, s.memfd_name().c_str(), MFD_CLOEXEC | MFD_ALLOW_SEALING)));
     if (!fd) fail_errno(errno, "cannot recreate memfd {}", s.memfd_name());
-    // Content goes in whole pages; the size is set afterwards, which also trims the last page.
-    fill_local_fd(r.pages_fd(), s.pages(), fd.get());
     if (::ftruncate(fd.get(), static_cast<off_t>(s.size())) != 0)
       fail_errno(errno, "cannot size memfd {}", s.memfd_name());
     r.shmem_fds[s.id()] = std::move(fd);
@@ -72,6 +71,9 @@ void restore_memfds(Restorer& r, const image::Memory& m) {
 }
 
 void seal_memfds(Restorer& r, const image::Memory& m) {
+  for (auto& s : m.shmem())
+    if (s.is_memfd())  // the content came in whole pages: back to the exact size
+      ::ftruncate(r.shmem_fds.at(s.id()).get(), static_cast<off_t>(s.size()));
   for (auto& s : m.shmem())
     if (s.is_memfd() && s.seals())
       if (::fcntl(r.shmem_fds.at(s.id()).get(), F_ADD_SEALS, static_cast<int>(s.seals())) != 0)
@@ -89,7 +91,6 @@ void SharedAnonBuilder::map(const image::Vma& v) {
         {static_cast<long>(tmp), static_cast<long>(obj.size()), PROT_READ | PROT_WRITE,
          MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0});
     if (static_cast<uint64_t>(got) != tmp) fail("shared memory landed at the wrong address");
-    fill_remote(r_, tmp, obj.pages());
     it = temp_.emplace(obj.id(), tmp).first;
   }
   uint64_t len = v.end() - v.start();
@@ -103,6 +104,12 @@ void SharedAnonBuilder::map(const image::Vma& v) {
   t.syscall_checked(
       "mprotect (shared memory)", SYS_mprotect,
       {static_cast<long>(v.start()), static_cast<long>(len), static_cast<long>(v.prot())});
+}
+
+uint64_t SharedAnonBuilder::temp_address(uint64_t id) const {
+  auto it = temp_.find(id);
+  if (it == temp_.end()) fail("page data for shared memory {} that no region maps", id);
+  return it->second;
 }
 
 void SharedAnonBuilder::finish() {

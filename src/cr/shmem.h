@@ -1,9 +1,10 @@
 // Shared memory objects: MAP_SHARED|MAP_ANONYMOUS regions and memfds (the same kernel object,
 // shmem). The content is dumped once per object, however many regions and fds refer to it.
 //
-// restore: a memfd is rebuilt in ferry (memfd_create, content, seals) and handed to the helper;
-// shared anonymous memory must be created inside the helper, so SharedAnonBuilder maps each
-// object once at a temporary address, fills it, and mremap()s (old size 0) it into every region.
+// restore: a memfd is rebuilt in ferry (memfd_create; content written as it arrives; seals last)
+// and handed to the helper; shared anonymous memory must be created inside the helper, so
+// SharedAnonBuilder maps each object once at a temporary address (where its content is written
+// as it arrives) and mremap()s (old size 0) it into every region.
 #pragma once
 
 #include <sys/stat.h>
@@ -26,7 +27,7 @@ void dump_shmem_contents(DumpContext& ctx, image::Memory* m);
 
 const image::ShmemObject& find_shmem(const image::Memory& m, uint64_t id);
 
-// Rebuilds every memfd of the image in ferry (r.shmem_fds); seals come last (seal_memfds).
+// Rebuilds every memfd of the image in ferry (r.shmem_fds), empty; seals come last (seal_memfds).
 void restore_memfds(Restorer& r, const image::Memory& m);
 void seal_memfds(Restorer& r, const image::Memory& m);
 
@@ -34,6 +35,8 @@ class SharedAnonBuilder {
  public:
   SharedAnonBuilder(Restorer& r, const image::Memory& m) : r_(r), m_(m) {}
   void map(const image::Vma& v);
+  // Where the object's content goes in the helper until finish().
+  uint64_t temp_address(uint64_t id) const;
   void finish();  // removes the temporary mappings
 
  private:

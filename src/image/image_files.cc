@@ -136,7 +136,7 @@ void PagesWriter::hash(const char* p, size_t len) {
   }
 }
 
-uint64_t PagesWriter::append_async(const iovec* iov, int count) {
+uint64_t PagesWriter::append_async(const PageTarget*, const iovec* iov, int count) {
   uint64_t start = offset_;
   size_t total = 0;
   {
@@ -174,7 +174,8 @@ uint64_t PagesWriter::append_async(const iovec* iov, int count) {
 
 uint64_t PagesWriter::append(const void* data, size_t len) {
   iovec iov{const_cast<void*>(data), len};
-  uint64_t at = append_async(&iov, 1);
+  PageTarget unused;
+  uint64_t at = append_async(&unused, &iov, 1);
   wait_released(ticket());
   return at;
 }

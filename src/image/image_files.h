@@ -47,7 +47,7 @@ class PagesWriter : public PageSink {
   // Absolute file offset where the next appended byte lands.
   uint64_t offset() const override { return offset_; }
   // Appends the buffers (each a whole number of pages) and returns the offset of the first byte.
-  uint64_t append_async(const iovec* iov, int count) override;
+  uint64_t append_async(const PageTarget* targets, const iovec* iov, int count) override;
   uint64_t append(const void* data, size_t len);
   // Every append up to now is covered by this ticket.
   uint64_t ticket() const override { return submitted_; }

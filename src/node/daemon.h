@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "cr/builder.h"
 #include "cr/restore.h"
 #include "ferry.grpc.pb.h"
 #include "node/config.h"
@@ -34,32 +35,40 @@ namespace ferry::node {
 
 // Faults a test can ask a node to commit (FERRY_TEST_FAULTS, comma separated).
 struct Faults {
-  bool die_after_commit = false;       // source: exit right after sending Commit
-  bool fail_restore = false;           // destination: the restore fails
+  bool die_after_commit = false;         // source: exit right after sending Commit
+  bool fail_restore = false;             // destination: the restore fails
   bool kill_task_before_freeze = false;  // source: the task ends between offer and freeze
-  bool slow_stream = false;            // source: the page stream pauses between frames
+  bool slow_stream = false;              // source: the page stream pauses between frames
   static Faults from_env();
 };
 
-// A migration arriving here (destination side). Every ptrace request on the rebuilt process
-// goes through its worker thread (ptrace only listens to the thread that attached).
+// A migration arriving here (destination side). Every ptrace request on the process being
+// built goes through its worker thread (ptrace only listens to the thread that attached); page
+// data is placed by the thread that receives the stream.
 struct IncomingMigration {
-  ~IncomingMigration() {
-    if (built) worker->run([this] { built.reset(); });
-  }
-  std::unique_ptr<Worker> worker = std::make_unique<Worker>();
+  ~IncomingMigration();
+  // Stops the receiving thread (if any) and drops the builder and the built copy.
+  void tear_down(const std::string& state);
+
   std::string id;
   rpc::TaskInfo task;
   transfer::Key key{};
   transfer::Token token{};
   uint64_t limit = 0;
-  std::string state = "receiving";  // receiving | received | ready | running | aborted | failed
+  std::unique_ptr<Worker> worker = std::make_unique<Worker>();
+  std::mutex mu;
+  std::condition_variable cv;
+  // offered -> building -> receiving -> received -> ready -> running; or aborted / failed
+  std::string state = "offered";
   std::string error;
-  std::unique_ptr<transfer::StreamReceiver> receiver;
+  bool token_used = false;
+  bool receiving = false;  // a thread is in StreamReceiver::receive_all
+  int stream_fd = -1;      // its socket, to break it off
+  image::Image image;
+  std::unique_ptr<cr::ProcessBuilder> builder;
   std::optional<cr::RestoredProcess> built;
-  UniqueFd output_read;             // the relay's end of the new output pipe
+  UniqueFd output_read;  // the relay's end of the new output pipe
   UniqueFd output_write;
-  uint64_t log_offset = 0;
   std::chrono::steady_clock::time_point created = std::chrono::steady_clock::now();
 };
 
@@ -74,17 +83,18 @@ class Daemon {
   const std::string& name() const { return cfg_.name; }
 
   // --- tasks -----------------------------------------------------------------------------
-  rpc::TaskInfo run_task(const rpc::RunRequest& req);       // here or, per req.node, elsewhere
+  rpc::TaskInfo run_task(const rpc::RunRequest& req);  // here or, per req.node, elsewhere
   rpc::TaskInfo run_here(const rpc::RunRequest& req);
-  std::vector<rpc::TaskInfo> tasks_here();                   // running here + ended tasks homed here
+  std::vector<rpc::TaskInfo> tasks_here();  // running here + ended tasks homed here
   rpc::PsReply ps();
   rpc::NodesReply nodes();
-  rpc::TaskInfo locate(const std::string& id);               // asks the task's home
+  rpc::TaskInfo locate(const std::string& id);  // asks the task's home
   rpc::KillReply kill(const std::string& id, int sig);
   rpc::KillReply kill_here(const std::string& id, int sig);
   rpc::WaitReply wait(const std::string& id, int timeout_ms);
   // Streams the task's log (from its home); write() returns false when the reader went away.
-  void read_log(const rpc::LogsRequest& req, const std::function<bool(const rpc::LogChunk&)>& write);
+  void read_log(const rpc::LogsRequest& req,
+                const std::function<bool(const rpc::LogChunk&)>& write);
 
   // --- home side ---------------------------------------------------------------------------
   HomeRegistry& home() { return home_; }
@@ -96,7 +106,8 @@ class Daemon {
   // --- migration ---------------------------------------------------------------------------
   // Runs the migration where the task is (forwarding when it is elsewhere); emit() gets
   // progress and the final report.
-  void migrate(const rpc::MigrateRequest& req, const std::function<void(const rpc::MigrateEvent&)>& emit);
+  void migrate(const rpc::MigrateRequest& req,
+               const std::function<void(const rpc::MigrateEvent&)>& emit);
   rpc::OfferReply offer(const rpc::OfferRequest& req);
   rpc::TaskingReply tasking(const rpc::TaskingRequest& req);
   rpc::CommitReply commit(const rpc::CommitRequest& req);
@@ -105,7 +116,8 @@ class Daemon {
 
  private:
   std::string home_of(const std::string& id) const;
-  uint64_t deliver_output(const std::string& task, const std::string& home, uint64_t offset, const std::string& data);
+  uint64_t deliver_output(const std::string& task, const std::string& home, uint64_t offset,
+                          const std::string& data);
   void notify_home(std::function<bool()> send);
   rpc::LoadReport make_report();
   void report_loop();
@@ -114,7 +126,8 @@ class Daemon {
   void data_accept_loop();
   void session_reaper();
   void on_exit(const std::string& id, int code);
-  void migrate_out(const rpc::MigrateRequest& req, const std::function<void(const rpc::MigrateEvent&)>& emit);
+  void migrate_out(const rpc::MigrateRequest& req,
+                   const std::function<void(const rpc::MigrateEvent&)>& emit);
   void receive_stream(UniqueFd sock);
   std::shared_ptr<IncomingMigration> session(const std::string& id);
 

@@ -40,9 +40,11 @@ rpc::OfferReply Daemon::offer(const rpc::OfferRequest& req) {
     return reply;
   };
   if (stopping_) return refuse("node " + name() + " is shutting down");
-  if (req.strategy() != "eager-all") return refuse("node " + name() + " does not know strategy " + req.strategy());
+  if (req.strategy() != "eager-all")
+    return refuse("node " + name() + " does not know strategy " + req.strategy());
   if (tasks_.count() >= cfg_.max_tasks)
-    return refuse(fmt::format("node {} is overloaded: it runs its maximum of {} tasks", name(), cfg_.max_tasks));
+    return refuse(fmt::format("node {} is overloaded: it runs its maximum of {} tasks", name(),
+                              cfg_.max_tasks));
   LoadSample load;
   {
     std::lock_guard<std::mutex> lock(load_mu_);
@@ -52,16 +54,19 @@ rpc::OfferReply Daemon::offer(const rpc::OfferRequest& req) {
     return refuse(fmt::format("node {} is overloaded: load {:.2f} per CPU (limit {:.2f})", name(),
                               load.load_avg / load.cpus, cfg_.max_load_per_cpu));
   if (load.mem_free_bytes < req.rss_bytes() + cfg_.reserve_memory_bytes)
-    return refuse(fmt::format("not enough memory on {}: the task needs {} MiB, {} MiB are free ({} MiB kept in reserve)",
-                              name(), req.rss_bytes() >> 20, load.mem_free_bytes >> 20, cfg_.reserve_memory_bytes >> 20));
+    return refuse(fmt::format(
+        "not enough memory on {}: the task needs {} MiB, {} MiB are free ({} MiB kept in reserve)",
+        name(), req.rss_bytes() >> 20, load.mem_free_bytes >> 20, cfg_.reserve_memory_bytes >> 20));
   for (auto& [k, v] : req.task().labels()) {
     auto it = cfg_.labels.find(k);
     if (it == cfg_.labels.end() || it->second != v)
       return refuse(fmt::format("node {} lacks the label {}={} the task requires", name(), k, v));
   }
   if (req.xstate_size() != cr::local_xstate_size() || (req.xcr0() & ~cr::local_xcr0()))
-    return refuse(fmt::format("node {} has other CPU features (xstate {} bytes, features {:#x}; the task uses {} bytes, {:#x})",
-                              name(), cr::local_xstate_size(), cr::local_xcr0(), req.xstate_size(), req.xcr0()));
+    return refuse(fmt::format(
+        "node {} has other CPU features (xstate {} bytes, features {:#x}; the task uses {} bytes, "
+        "{:#x})",
+        name(), cr::local_xstate_size(), cr::local_xcr0(), req.xstate_size(), req.xcr0()));
   std::string files = check_files(req.files());
   if (!files.empty()) return refuse(files);
   if (req.data_key().size() != 16) return refuse("bad page stream key");
@@ -73,6 +78,7 @@ rpc::OfferReply Daemon::offer(const rpc::OfferRequest& req) {
   m->token = transfer::random_token();
   // What may arrive: the resident memory, plus room for shared memory and unlinked files.
   m->limit = req.rss_bytes() + (256ull << 20);
+  m->state = "offered";
   {
     std::lock_guard<std::mutex> lock(sessions_mu_);
     if (sessions_.count(m->id)) return refuse("duplicate migration id");
@@ -94,71 +100,92 @@ void Daemon::data_accept_loop() {
   }
 }
 
+IncomingMigration::~IncomingMigration() {
+  tear_down("aborted");
+}
+
+void IncomingMigration::tear_down(const std::string& final_state) {
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    if (state != "running") state = final_state;
+    cv.notify_all();
+    // Break off a receiving thread and wait for it: it uses the builder.
+    if (receiving && stream_fd >= 0) ::shutdown(stream_fd, SHUT_RDWR);
+    cv.wait(lock, [this] { return !receiving; });
+  }
+  // The builder and the held copy go on their ptrace thread; either kills what it holds.
+  if (builder || built)
+    worker->run([this] {
+      builder.reset();
+      built.reset();
+    });
+}
+
 void Daemon::receive_stream(UniqueFd sock) {
   std::shared_ptr<IncomingMigration> m;
   try {
     transfer::Token token = transfer::read_token(sock.get(), 5000);
     std::lock_guard<std::mutex> lock(sessions_mu_);
     for (auto& [id, s] : sessions_)
-      if (s->state == "receiving" && !s->receiver && CRYPTO_memcmp(s->token.data(), token.data(), token.size()) == 0)
-        m = s;
+      if (!s->token_used && CRYPTO_memcmp(s->token.data(), token.data(), token.size()) == 0) m = s;
     if (!m) {
       spdlog::warn("page stream with an unknown token refused");
       return;
     }
-    m->receiver = std::make_unique<transfer::StreamReceiver>(std::move(sock), m->key, m->limit);
+    m->token_used = true;
   } catch (const std::exception& e) {
     spdlog::warn("page stream refused: {}", e.what());
     return;
   }
-  std::string state = "received", error;
+  {
+    // The data is put in place directly: wait until the tasking message laid out the process.
+    std::unique_lock<std::mutex> lock(m->mu);
+    m->cv.wait_for(lock, std::chrono::milliseconds(kReceiveWaitMs),
+                   [&] { return m->state != "offered" && m->state != "building"; });
+    if (m->state != "receiving") return;
+    m->receiving = true;
+    m->stream_fd = sock.get();
+  }
+  std::string error;
   try {
-    m->receiver->receive_all([](uint64_t) {});
+    transfer::StreamReceiver rx(std::move(sock), m->key, m->limit);
+    cr::ProcessBuilder& b = *m->builder;
+    rx.receive_all(
+        [&](const image::PageTarget& t, const char* data, size_t len) { b.place(t, data, len); });
   } catch (const std::exception& e) {
-    state = "failed";
     error = e.what();
     spdlog::warn("page stream of {} failed: {}", m->task.id(), error);
   }
-  std::lock_guard<std::mutex> lock(sessions_mu_);
+  std::lock_guard<std::mutex> lock(m->mu);
+  m->receiving = false;
+  m->stream_fd = -1;
   if (m->state == "receiving") {
-    m->state = state;
+    m->state = error.empty() ? "received" : "failed";
     m->error = error;
   }
+  m->cv.notify_all();
 }
 
 rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
   rpc::TaskingReply reply;
   std::shared_ptr<IncomingMigration> m = session(req.session_id());
+  Stopwatch build;
   auto not_ready = [&](const std::string& why) {
-    std::lock_guard<std::mutex> lock(sessions_mu_);
-    m->state = "failed";
-    m->error = why;
+    spdlog::warn("cannot take task {}: {}", m->task.id(), why);
+    m->tear_down("failed");
     reply.set_ready(false);
     reply.set_reason(why);
-    spdlog::warn("cannot take task {}: {}", m->task.id(), why);
     return reply;
   };
-  // The page stream went first; wait for its end.
-  Stopwatch waited;
-  for (;;) {
-    {
-      std::lock_guard<std::mutex> lock(sessions_mu_);
-      if (m->state == "failed") return not_ready("page stream failed: " + m->error);
-      if (m->state == "aborted") return not_ready("the migration was aborted");
-      if (m->state == "received") break;
-    }
-    if (waited.elapsed_ms() > kReceiveWaitMs) return not_ready("the page stream did not complete");
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  {
+    std::lock_guard<std::mutex> lock(m->mu);
+    if (m->state != "offered") return not_ready("unexpected tasking message (" + m->state + ")");
+    m->state = "building";
   }
-  Stopwatch build;
   try {
-    image::LoadedImage li;
-    if (!li.image.ParseFromString(req.image())) fail("the tasking message is corrupted");
-    if (m->receiver->size() != req.pages_bytes() || li.image.pages_file().size() != req.pages_bytes())
-      fail("the page stream has {} bytes, the tasking message expects {}", m->receiver->size(), req.pages_bytes());
-    image::validate(li.image, m->receiver->size());
+    if (!m->image.ParseFromString(req.image())) fail("the tasking message is corrupted");
+    image::validate(m->image, m->image.pages_file().size());
     if (faults_.fail_restore) fail("restore failed (test fault)");
-    li.pages_fd.reset(::fcntl(m->receiver->pages_fd(), F_DUPFD_CLOEXEC, 0));
     // The task's output pipe now ends at this node's relay.
     int p[2];
     if (::pipe2(p, O_CLOEXEC) != 0) fail_errno(errno, "pipe2");
@@ -167,19 +194,49 @@ rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
     cr::BuildOptions options;
     options.verify_pages = false;  // authenticated on the way
     std::set<uint64_t> external_writes;
-    for (auto& f : li.image.files().files())
+    for (auto& f : m->image.files().files())
       if (f.kind_case() == image::OpenFile::kPipe && (f.flags() & O_ACCMODE) == O_WRONLY)
-        for (auto& po : li.image.files().pipes())
+        for (auto& po : m->image.files().pipes())
           if (po.id() == f.pipe().pipe_id() && po.external()) external_writes.insert(f.id());
-    for (auto& fd : li.image.files().fds())
-      if (external_writes.count(fd.file_id())) options.external_fds[fd.num()] = m->output_write.get();
-    m->worker->run([&] { m->built.emplace(cr::build_process(li, options)); });
-    m->log_offset = req.log_offset();
+    for (auto& fd : m->image.files().fds())
+      if (external_writes.count(fd.file_id()))
+        options.external_fds[fd.num()] = m->output_write.get();
+    m->worker->run([&] { m->builder = std::make_unique<cr::ProcessBuilder>(m->image, options); });
   } catch (const std::exception& e) {
     return not_ready(e.what());
   }
   {
-    std::lock_guard<std::mutex> lock(sessions_mu_);
+    // Laid out: the page stream may pour in now. Wait for its end.
+    std::unique_lock<std::mutex> lock(m->mu);
+    m->state = "receiving";
+    m->cv.notify_all();
+    bool done = m->cv.wait_for(lock, std::chrono::milliseconds(kReceiveWaitMs),
+                               [&] { return m->state != "receiving"; });
+    if (!done) {
+      lock.unlock();
+      return not_ready("the page stream did not complete");
+    }
+    if (m->state == "failed") {
+      std::string why = "page stream failed: " + m->error;
+      lock.unlock();
+      return not_ready(why);
+    }
+    if (m->state != "received") {
+      lock.unlock();
+      return not_ready("the migration was " + m->state);
+    }
+  }
+  try {
+    reply.set_bytes_placed(m->builder->bytes_placed());
+    m->worker->run([&] {
+      m->built.emplace(m->builder->finish());
+      m->builder.reset();
+    });
+  } catch (const std::exception& e) {
+    return not_ready(e.what());
+  }
+  {
+    std::lock_guard<std::mutex> lock(m->mu);
     m->state = "ready";
   }
   reply.set_ready(true);
@@ -190,7 +247,7 @@ rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
 rpc::CommitReply Daemon::commit(const rpc::CommitRequest& req) {
   rpc::CommitReply reply;
   std::shared_ptr<IncomingMigration> m = session(req.session_id());
-  std::lock_guard<std::mutex> lock(sessions_mu_);
+  std::lock_guard<std::mutex> lock(m->mu);
   if (m->state == "running") {  // a repeated Commit
     reply.set_running(true);
     return reply;
@@ -210,9 +267,8 @@ rpc::CommitReply Daemon::commit(const rpc::CommitRequest& req) {
   t.set_state("running");
   t.set_epoch(t.epoch() + 1);
   tasks_.add(t);
-  relay_.attach(t.id(), t.home(), std::move(m->output_read), m->log_offset);
+  relay_.attach(t.id(), t.home(), std::move(m->output_read), req.log_offset());
   m->output_write.reset();
-  m->receiver.reset();  // the pages are in the task now
   m->state = "running";
   spdlog::info("task {} now runs here as pid {}", t.id(), pid);
   if (t.home() == name()) {
@@ -239,18 +295,21 @@ void Daemon::abort(const rpc::AbortRequest& req) {
     auto it = sessions_.find(req.session_id());
     if (it == sessions_.end()) return;
     m = it->second;
-    if (m->state == "running") return;  // too late: the task runs here
-    m->state = "aborted";
   }
-  m->worker->run([&] { m->built.reset(); });  // kills the held copy
-  m->receiver.reset();
+  m->tear_down("aborted");  // a running task stays running: too late to abort
   spdlog::info("migration of {} aborted by its source: {}", m->task.id(), req.reason());
 }
 
 std::string Daemon::migration_status(const std::string& id) {
-  std::lock_guard<std::mutex> lock(sessions_mu_);
-  auto it = sessions_.find(id);
-  return it == sessions_.end() ? "unknown" : it->second->state;
+  std::shared_ptr<IncomingMigration> m;
+  {
+    std::lock_guard<std::mutex> lock(sessions_mu_);
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) return "unknown";
+    m = it->second;
+  }
+  std::lock_guard<std::mutex> lock(m->mu);
+  return m->state;
 }
 
 void Daemon::session_reaper() {
@@ -262,9 +321,15 @@ void Daemon::session_reaper() {
       auto now = std::chrono::steady_clock::now();
       for (auto it = sessions_.begin(); it != sessions_.end();) {
         auto& m = it->second;
-        bool finished = m->state == "running" || m->state == "aborted" || m->state == "failed";
+        std::string state;
+        {
+          std::lock_guard<std::mutex> l(m->mu);
+          state = m->state;
+        }
+        bool finished = state == "running" || state == "aborted" || state == "failed";
         // A copy no source decided on within the limit is dropped: released it never was.
-        if ((finished && now - m->created > kFinishedLimit) || (!finished && now - m->created > kUndecidedLimit)) {
+        if ((finished && now - m->created > kFinishedLimit) ||
+            (!finished && now - m->created > kUndecidedLimit)) {
           expired.push_back(m);
           it = sessions_.erase(it);
         } else {
@@ -272,7 +337,7 @@ void Daemon::session_reaper() {
         }
       }
     }
-    expired.clear();  // their destructors kill what they still hold, on their own threads
+    for (auto& m : expired) m->tear_down("aborted");  // what they still hold dies
   }
 }
 

@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <future>
+
 #include <spdlog/spdlog.h>
 
 #include "cr/dump.h"
@@ -47,7 +49,8 @@ std::string session_id() {
 
 }  // namespace
 
-void Daemon::migrate(const rpc::MigrateRequest& req, const std::function<void(const rpc::MigrateEvent&)>& emit) {
+void Daemon::migrate(const rpc::MigrateRequest& req,
+                     const std::function<void(const rpc::MigrateEvent&)>& emit) {
   if (tasks_.get(req.task_id())) return migrate_out(req, emit);
   rpc::TaskInfo t = locate(req.task_id());
   if (t.state() == "exited") fail("task {} has ended (exit status {})", t.id(), t.exit_code());
@@ -63,7 +66,8 @@ void Daemon::migrate(const rpc::MigrateRequest& req, const std::function<void(co
   if (!s.ok()) fail("migration on {}: {}", t.node(), s.error_message());
 }
 
-void Daemon::migrate_out(const rpc::MigrateRequest& req, const std::function<void(const rpc::MigrateEvent&)>& emit) {
+void Daemon::migrate_out(const rpc::MigrateRequest& req,
+                         const std::function<void(const rpc::MigrateEvent&)>& emit) {
   Stopwatch total;
   const std::string id = req.task_id();
   const std::string to = req.to();
@@ -80,8 +84,11 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req, const std::function<voi
     rpc::MigrateEvent ev;
     *ev.mutable_report() = rep;
     emit(ev);
-    if (ok) spdlog::info("task {} migrated {} -> {} in {:.1f} ms (frozen {:.1f} ms)", id, name(), to, rep.total_ms(), rep.freeze_ms());
-    else spdlog::info("migration of {} to {}: {}: {}", id, to, outcome, reason);
+    if (ok)
+      spdlog::info("task {} migrated {} -> {} in {:.1f} ms (frozen {:.1f} ms)", id, name(), to,
+                   rep.total_ms(), rep.freeze_ms());
+    else
+      spdlog::info("migration of {} to {}: {}: {}", id, to, outcome, reason);
   };
   auto progress = [&](const char* phase, uint64_t sent, uint64_t total_bytes) {
     rpc::MigrateEvent ev;
@@ -91,11 +98,13 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req, const std::function<voi
     emit(ev);
   };
 
-  if (rep.strategy() != "eager-all") return finish(false, "refused", "unknown strategy '" + rep.strategy() + "'");
+  if (rep.strategy() != "eager-all")
+    return finish(false, "refused", "unknown strategy '" + rep.strategy() + "'");
   if (to == name()) return finish(false, "refused", "task " + id + " already runs on " + to);
   if (!peers_.known(to)) return finish(false, "refused", "unknown node '" + to + "'");
   if (!peers_.up(to)) return finish(false, "refused", "node " + to + " is down");
-  if (!tasks_.begin_migration(id)) return finish(false, "refused", "task " + id + " is already migrating");
+  if (!tasks_.begin_migration(id))
+    return finish(false, "refused", "task " + id + " is already migrating");
 
   // Whatever happens, the migrating state ends; signals queued meanwhile go where the task is.
   std::string delivered_at;  // set to `to` on commit
@@ -108,8 +117,10 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req, const std::function<voi
     pid_t pid;
     ~EndMigration() {
       for (int sig : d.tasks_.end_migration(id)) {
-        if (at.empty()) ::kill(pid, sig);
-        else try {
+        if (at.empty())
+          ::kill(pid, sig);
+        else
+          try {
             d.kill(id, sig);
           } catch (const std::exception& e) {
             spdlog::warn("signal {} for {} after its migration: {}", sig, id, e.what());
@@ -140,7 +151,8 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req, const std::function<voi
   {
     auto ctx = deadline_ms(10000);
     grpc::Status s = peers_.stub(to).Offer(ctx.get(), offer, &accepted);
-    if (!s.ok()) return finish(false, "refused", "node " + to + " does not answer: " + s.error_message());
+    if (!s.ok())
+      return finish(false, "refused", "node " + to + " does not answer: " + s.error_message());
   }
   if (!accepted.accepted()) return finish(false, "refused", accepted.reason());
   auto abort_remote = [&](const std::string& why) {
@@ -155,38 +167,69 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req, const std::function<voi
   HeldPid held(tasks_, pid);
   if (faults_.kill_task_before_freeze) ::kill(pid, SIGTERM);
 
-  // 2. Freeze and dump; the pages go on the page stream while they are dumped.
+  // 2. Freeze and describe the task; the remote tasking message goes first, so that the
+  // destination lays out the address space while the pages are being dumped and sent.
   transfer::Token token;
-  if (accepted.token().size() != token.size()) return finish(false, "aborted", "bad token from " + to);
+  if (accepted.token().size() != token.size())
+    return finish(false, "aborted", "bad token from " + to);
   std::memcpy(token.data(), accepted.token().data(), token.size());
   std::optional<cr::FrozenProcess> frozen;
   std::unique_ptr<transfer::StreamSender> sender;
+  grpc::ClientContext tasking_ctx;
+  tasking_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(300));
+  rpc::TaskingReply ready;
+  std::future<grpc::Status> tasking_call;
+  // Ends the tasking call; returns the destination's own reason when it already said no.
+  auto stop_tasking = [&]() -> std::string {
+    if (!tasking_call.valid()) return "";
+    bool answered =
+        tasking_call.wait_for(std::chrono::milliseconds(0)) == std::future_status::ready;
+    if (!answered) tasking_ctx.TryCancel();
+    grpc::Status s = tasking_call.get();
+    return answered && s.ok() && !ready.ready() ? ready.reason() : "";
+  };
   try {
     UniqueFd sock = transfer::connect_stream(accepted.data_address(), token, kStreamTimeoutMs);
     sender = std::make_unique<transfer::StreamSender>(std::move(sock), key, token);
     if (faults_.slow_stream) sender->set_frame_delay_ms(25);
     progress("freeze", 0, offer.rss_bytes());
-    frozen.emplace(cr::freeze_and_dump(pid, *sender));
+    frozen.emplace(cr::freeze_and_describe(pid));
+    rpc::TaskingRequest tasking;
+    tasking.set_session_id(sid);
+    {
+      image::Image layout = frozen->image();
+      layout.set_format_version(image::kFormatVersion);
+      layout.set_image_id(image::new_image_id());
+      layout.mutable_pages_file()->set_size(image::kPagesHeaderSize);  // no page data in here
+      tasking.set_image(layout.SerializeAsString());
+    }
+    tasking_call = std::async(std::launch::async, [&, tasking] {
+      return peers_.stub(to).Tasking(&tasking_ctx, tasking, &ready);
+    });
+    frozen->dump_pages(*sender);
     sender->finish(frozen->image().mutable_pages_file());
   } catch (const cr::ProcessEnded& e) {
+    stop_tasking();
     abort_remote("the task ended");
     on_exit(id, e.code());
-    return finish(false, "task-exited", fmt::format("task {} ended during the migration (exit status {})", id, e.code()));
+    return finish(false, "task-exited",
+                  fmt::format("task {} ended during the migration (exit status {})", id, e.code()));
   } catch (const std::exception& e) {
+    std::string refused = stop_tasking();
     if (frozen) frozen->resume();
     abort_remote(e.what());
+    if (!refused.empty()) return finish(false, "aborted", refused);
     // It may simply have ended before the freeze.
     int st = 0;
     if (!frozen && ::waitpid(pid, &st, WNOHANG) == pid) {
       int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
       on_exit(id, code);
-      return finish(false, "task-exited", fmt::format("task {} ended during the migration (exit status {})", id, code));
+      return finish(false, "task-exited",
+                    fmt::format("task {} ended during the migration (exit status {})", id, code));
     }
     return finish(false, "aborted", e.what());
   }
   image::Image& img = frozen->image();
-  img.set_format_version(image::kFormatVersion);
-  img.set_image_id(image::new_image_id());
   rep.set_bytes_sent(sender->bytes_sent());
   rep.set_pages_sent(img.stats().pages_written());
   rep.set_bytes_frozen(sender->bytes_sent());
@@ -199,25 +242,20 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req, const std::function<voi
   try {
     log_offset = relay_.drain(id, 5000);
   } catch (const std::exception& e) {
+    stop_tasking();
     frozen->resume();
     abort_remote(e.what());
     return finish(false, "aborted", e.what());
   }
 
-  // 3. The remote tasking message; the destination builds the task and holds it.
+  // 3. The destination has built the task and holds it.
   progress("restore", sender->bytes_sent(), sender->bytes_sent());
-  rpc::TaskingRequest tasking;
-  tasking.set_session_id(sid);
-  tasking.set_image(img.SerializeAsString());
-  tasking.set_log_offset(log_offset);
-  tasking.set_pages_bytes(img.pages_file().size());
-  rpc::TaskingReply ready;
   {
-    auto ctx = deadline_ms(120000);
-    grpc::Status s = peers_.stub(to).Tasking(ctx.get(), tasking, &ready);
+    grpc::Status s = tasking_call.get();
     if (!s.ok() || !ready.ready()) {
       frozen->resume();
-      std::string why = s.ok() ? ready.reason() : "node " + to + " does not answer: " + s.error_message();
+      std::string why =
+          s.ok() ? ready.reason() : "node " + to + " does not answer: " + s.error_message();
       abort_remote(why);
       return finish(false, "aborted", why);
     }
@@ -230,6 +268,7 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req, const std::function<voi
   frozen->die_with_ferry();
   rpc::CommitRequest commit;
   commit.set_session_id(sid);
+  commit.set_log_offset(log_offset);
   rpc::CommitReply committed;
   bool running = false;
   for (int attempt = 0; attempt < 20 && !running; attempt++) {
@@ -259,7 +298,9 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req, const std::function<voi
   rep.set_freeze_ms(frozen->frozen_us() / 1000.0);
   if (!running) {
     frozen->resume();
-    return finish(false, "aborted", committed.reason().empty() ? "node " + to + " did not take the task" : committed.reason());
+    return finish(
+        false, "aborted",
+        committed.reason().empty() ? "node " + to + " did not take the task" : committed.reason());
   }
   frozen->destroy();
   relay_.detach(id);

@@ -8,7 +8,6 @@
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <poll.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -27,11 +26,13 @@ constexpr uint32_t kMaxFrame = 4 << 20;
 constexpr size_t kTagSize = 16;
 
 struct FrameHeader {
-  uint64_t offset;
+  uint64_t addr;
+  uint64_t id;
   uint32_t length;
-  uint32_t flags;
+  uint16_t space;
+  uint16_t flags;
 };
-static_assert(sizeof(FrameHeader) == 16);
+static_assert(sizeof(FrameHeader) == 24);
 
 EVP_CIPHER_CTX* new_mac() {
   EVP_CIPHER_CTX* c = EVP_CIPHER_CTX_new();
@@ -40,8 +41,8 @@ EVP_CIPHER_CTX* new_mac() {
 }
 
 // AES-GMAC of header + data with the frame's sequence number as nonce.
-void gmac(void* ctx_ptr, const Key& key, uint64_t seq, const FrameHeader& h, const iovec* data, int count,
-          uint8_t tag[kTagSize]) {
+void gmac(void* ctx_ptr, const Key& key, uint64_t seq, const FrameHeader& h, const iovec* data,
+          int count, uint8_t tag[kTagSize]) {
   auto* ctx = static_cast<EVP_CIPHER_CTX*>(ctx_ptr);
   uint8_t iv[12] = {};
   std::memcpy(iv + 4, &seq, sizeof seq);
@@ -133,7 +134,8 @@ UniqueFd connect_stream(const std::string& address, const Token& token, int time
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 && errno != EINPROGRESS)
     fail_errno(errno, "cannot connect the page stream to {}", address);
   pollfd p{fd.get(), POLLOUT, 0};
-  if (::poll(&p, 1, timeout_ms) != 1) fail("cannot connect the page stream to {}: timed out", address);
+  if (::poll(&p, 1, timeout_ms) != 1)
+    fail("cannot connect the page stream to {}: timed out", address);
   int err = 0;
   socklen_t len = sizeof err;
   ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
@@ -156,10 +158,13 @@ Token read_token(int fd, int timeout_ms) {
 StreamSender::StreamSender(UniqueFd socket, const Key& key, const Token&)
     : sock_(std::move(socket)), mac_(new_mac()), key_(key), offset_(image::kPagesHeaderSize) {}
 
-StreamSender::~StreamSender() { EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(mac_)); }
+StreamSender::~StreamSender() {
+  EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(mac_));
+}
 
-void StreamSender::send_frame(uint64_t offset, const iovec* data, int count, uint32_t length, uint32_t flags) {
-  FrameHeader h{offset, length, flags};
+void StreamSender::send_frame(const image::PageTarget& t, const iovec* data, int count,
+                              uint32_t length, uint32_t flags) {
+  FrameHeader h{t.addr, t.id, length, static_cast<uint16_t>(t.space), static_cast<uint16_t>(flags)};
   uint8_t tag[kTagSize];
   gmac(mac_, key_, sequence_++, h, data, count, tag);
   std::vector<iovec> iov;
@@ -172,36 +177,29 @@ void StreamSender::send_frame(uint64_t offset, const iovec* data, int count, uin
   if (frame_delay_ms_) ::usleep(static_cast<useconds_t>(frame_delay_ms_) * 1000);
 }
 
-uint64_t StreamSender::append_async(const iovec* iov, int count) {
+uint64_t StreamSender::append_async(const image::PageTarget* targets, const iovec* iov, int count) {
   uint64_t start = offset_;
-  // Frames of at most kMaxFrame bytes, cut across the caller's buffers.
-  std::vector<iovec> frame;
-  uint32_t frame_len = 0;
-  auto flush = [&] {
-    if (frame.empty()) return;
-    send_frame(offset_, frame.data(), static_cast<int>(frame.size()), frame_len, 0);
-    offset_ += frame_len;
-    frame.clear();
-    frame_len = 0;
-  };
   for (int i = 0; i < count; i++) {
+    image::PageTarget t = targets[i];
     const char* p = static_cast<const char*>(iov[i].iov_base);
     size_t left = iov[i].iov_len;
     while (left) {
-      size_t take = std::min<size_t>(left, kMaxFrame - frame_len);
-      frame.push_back({const_cast<char*>(p), take});
-      frame_len += static_cast<uint32_t>(take);
+      uint32_t take = static_cast<uint32_t>(std::min<size_t>(left, kMaxFrame));
+      iovec piece{const_cast<char*>(p), take};
+      send_frame(t, &piece, 1, take, 0);
+      t.addr += take;
       p += take;
       left -= take;
-      if (frame_len == kMaxFrame) flush();
+      offset_ += take;
     }
   }
-  flush();
   return start;
 }
 
 void StreamSender::finish(image::PagesFile* out) {
-  send_frame(offset_, nullptr, 0, 0, kEnd);
+  image::PageTarget end;
+  end.addr = offset_;
+  send_frame(end, nullptr, 0, 0, kEnd);
   out->set_size(offset_);
   out->set_hash_block_size(0);
   out->clear_block_hashes();
@@ -210,43 +208,37 @@ void StreamSender::finish(image::PagesFile* out) {
 // ---------------------------------------------------------------------------------------------
 
 StreamReceiver::StreamReceiver(UniqueFd socket, const Key& key, uint64_t limit)
-    : sock_(std::move(socket)), mac_(new_mac()), key_(key), limit_(limit) {
-  memfd_.reset(static_cast<int>(::syscall(SYS_memfd_create, "ferry-pages", MFD_CLOEXEC)));
-  if (!memfd_) fail_errno(errno, "memfd_create");
-  if (::ftruncate(memfd_.get(), static_cast<off_t>(limit_)) != 0) fail_errno(errno, "cannot size the page buffer");
-  void* p = ::mmap(nullptr, limit_, PROT_READ | PROT_WRITE, MAP_SHARED, memfd_.get(), 0);
-  if (p == MAP_FAILED) fail_errno(errno, "cannot map the page buffer");
-  map_ = Mapping(p, limit_);
+    : sock_(std::move(socket)),
+      mac_(new_mac()),
+      key_(key),
+      limit_(limit),
+      buf_(Mapping::anonymous(kMaxFrame, true)) {}
+
+StreamReceiver::~StreamReceiver() {
+  EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(mac_));
 }
 
-StreamReceiver::~StreamReceiver() { EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(mac_)); }
-
-void StreamReceiver::receive_all(const std::function<void(uint64_t)>& progress) {
-  uint64_t seq = 0, last_report = 0;
+uint64_t StreamReceiver::receive_all(const OnFrame& on_frame) {
+  uint64_t seq = 0, data_bytes = 0;
   for (;;) {
     FrameHeader h;
     read_fully(sock_.get(), &h, sizeof h);
-    if (h.length > kMaxFrame || h.offset < image::kPagesHeaderSize || h.offset > limit_ ||
-        h.length > limit_ - h.offset)
-      fail("page stream frame out of bounds (offset {}, {} bytes, limit {})", h.offset, h.length, limit_);
-    // Straight into place; used only after the tag checks out.
-    char* dst = map_.data() + h.offset;
-    read_fully(sock_.get(), dst, h.length);
+    if (h.length > kMaxFrame) fail("page stream frame of {} bytes", h.length);
+    data_bytes += h.length;
+    if (data_bytes > limit_) fail("page stream larger than announced ({} bytes)", limit_);
+    read_fully(sock_.get(), buf_.data(), h.length);
     uint8_t tag[kTagSize], want[kTagSize];
     read_fully(sock_.get(), tag, kTagSize);
-    iovec data{dst, h.length};
+    iovec data{buf_.data(), h.length};
     gmac(mac_, key_, seq++, h, &data, h.length ? 1 : 0, want);
-    if (CRYPTO_memcmp(tag, want, kTagSize) != 0) fail("page stream frame {} failed authentication", seq - 1);
+    // Nothing received is used before its tag checks out.
+    if (CRYPTO_memcmp(tag, want, kTagSize) != 0)
+      fail("page stream frame {} failed authentication", seq - 1);
     bytes_received_ += sizeof h + h.length + kTagSize;
-    if (h.flags & kEnd) {
-      size_ = h.offset;
-      if (::ftruncate(memfd_.get(), static_cast<off_t>(size_)) != 0) fail_errno(errno, "ftruncate");
-      return;
-    }
-    if (bytes_received_ - last_report >= (64u << 20)) {
-      last_report = bytes_received_;
-      progress(bytes_received_);
-    }
+    if (h.flags & kEnd) return h.addr;
+    if (h.space > image::PageTarget::kGhost) fail("page stream frame for an unknown place");
+    image::PageTarget t{static_cast<image::PageTarget::Space>(h.space), h.id, h.addr};
+    on_frame(t, buf_.data(), h.length);
   }
 }
 

@@ -6,9 +6,10 @@
 // tag does not verify ends the migration; nothing received is used before it verifies.
 //
 // Wire format after the token, repeated:
-//   u64 offset | u32 length | u32 flags | length bytes | 16-byte tag
-// The tag covers the 16 header bytes and the data; its nonce is the frame's sequence number.
-// A frame with flags & kEnd closes the stream; its offset is the stream's total size.
+//   u64 addr | u64 object id | u32 length | u16 space | u16 flags | length bytes | 16-byte tag
+// (addr, id, space) say where the data belongs (image::PageTarget). The tag covers the 24 header
+// bytes and the data; its nonce is the frame's sequence number. A frame with flags & kEnd closes
+// the stream; its addr is the stream's total size (as a pages file would have it).
 #pragma once
 
 #include <sys/uio.h>
@@ -30,14 +31,16 @@ using Token = std::array<uint8_t, 32>;
 Key random_key();
 Token random_token();
 
-// Sends page data as a dump produces it (an image::PageSink), from offset 4096 on like pages.img.
+// Sends page data as a dump produces it (an image::PageSink). Offsets count from 4096 on, as in
+// a pages.img, so that the dump's page runs read the same.
 class StreamSender : public image::PageSink {
  public:
   StreamSender(UniqueFd socket, const Key& key, const Token& token);
   ~StreamSender() override;
 
   uint64_t offset() const override { return offset_; }
-  uint64_t append_async(const iovec* iov, int count) override;  // sent before it returns
+  uint64_t append_async(const image::PageTarget* targets, const iovec* iov,
+                        int count) override;  // sent before it returns
   uint64_t ticket() const override { return 0; }
   void wait_released(uint64_t) override {}
   // Sends the end frame and records the size (no block hashes: the tags did that job).
@@ -49,7 +52,8 @@ class StreamSender : public image::PageSink {
   void set_frame_delay_ms(int ms) { frame_delay_ms_ = ms; }
 
  private:
-  void send_frame(uint64_t offset, const iovec* data, int count, uint32_t length, uint32_t flags);
+  void send_frame(const image::PageTarget& target, const iovec* data, int count, uint32_t length,
+                  uint32_t flags);
   UniqueFd sock_;
   void* mac_;  // EVP_CIPHER_CTX
   Key key_;
@@ -59,17 +63,15 @@ class StreamSender : public image::PageSink {
   int frame_delay_ms_ = 0;
 };
 
-// Receives a stream into a memfd laid out like pages.img (data at its offsets). Refuses a stream
-// larger than `limit` bytes.
+// Receives a stream and hands every frame, once its tag verified, to a callback. Refuses a
+// stream larger than `limit` bytes.
 class StreamReceiver {
  public:
+  using OnFrame = std::function<void(const image::PageTarget&, const char* data, size_t len)>;
   StreamReceiver(UniqueFd socket, const Key& key, uint64_t limit);
   ~StreamReceiver();
-  // Reads frames until the end frame. progress(bytes so far) is called now and then.
-  void receive_all(const std::function<void(uint64_t)>& progress);
-  // The logical pages file; valid after receive_all().
-  int pages_fd() const { return memfd_.get(); }
-  uint64_t size() const { return size_; }
+  // Reads frames until the end frame; returns the stream's size (as its sender counted it).
+  uint64_t receive_all(const OnFrame& on_frame);
   uint64_t bytes_received() const { return bytes_received_; }
 
  private:
@@ -77,9 +79,7 @@ class StreamReceiver {
   void* mac_;
   Key key_;
   uint64_t limit_;
-  UniqueFd memfd_;
-  Mapping map_;
-  uint64_t size_ = 0;
+  Mapping buf_;
   uint64_t bytes_received_ = 0;
 };
 

@@ -1,0 +1,312 @@
+#include "cr/builder.h"
+
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <linux/userfaultfd.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include "cr/creds.h"
+#include "cr/files/fd_table.h"
+#include "cr/fs.h"
+#include "cr/ghost_files.h"
+#include "cr/memory_map.h"
+#include "cr/mm_fields.h"
+#include "cr/ptrace/tracee.h"
+#include "cr/registers.h"
+#include "cr/restorer.h"
+#include "cr/rlimits.h"
+#include "cr/rseq.h"
+#include "cr/shmem.h"
+#include "cr/signals.h"
+#include "cr/task_attrs.h"
+#include "cr/timers.h"
+#include "cr/vdso.h"
+#include "util/clock.h"
+#include "util/error.h"
+#include "util/proc.h"
+
+namespace ferry::cr {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+
+// The helper's whole life before ferry takes it over: block every signal, die with ferry, wait.
+// Only raw system calls: it runs right after clone3() in a copy of a possibly multi-threaded
+// process.
+[[noreturn]] void helper_main() {
+  uint64_t all = ~0ull;
+  ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, nullptr, 8);
+  ::syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  for (;;) ::syscall(SYS_pause);
+}
+
+pid_t clone_helper(pid_t wanted) {
+  clone_args args{};
+  args.exit_signal = SIGCHLD;
+  if (wanted > 0) {
+    args.set_tid = reinterpret_cast<uint64_t>(&wanted);
+    args.set_tid_size = 1;
+  }
+  long r = ::syscall(SYS_clone3, &args, sizeof args);
+  if (r == 0) helper_main();
+  return static_cast<pid_t>(r);
+}
+
+bool is_zombie(pid_t pid) {
+  auto stat = proc::try_read_file(proc::path(pid, "stat"));
+  if (!stat) return false;
+  auto close = stat->rfind(')');
+  return close != std::string::npos && close + 2 < stat->size() && (*stat)[close + 2] == 'Z';
+}
+
+// Starts the helper with the image's PID when that PID is free. Right after a checkpoint the
+// killed original may still be a zombie that its parent has not reaped yet: give the parent a
+// moment (up to 3 s).
+pid_t spawn_helper(pid_t wanted, bool same_pid) {
+  pid_t pid = clone_helper(wanted);
+  for (int tries = 0; pid < 0 && errno == EEXIST && tries < 600 && is_zombie(wanted); tries++) {
+    ::usleep(5000);
+    pid = clone_helper(wanted);
+  }
+  if (pid > 0) return pid;
+  int err = errno;
+  if (err == EEXIST) {
+    if (same_pid) fail("PID {} is in use, and --same-pid was given", wanted);
+    pid = clone_helper(0);
+    if (pid > 0) return pid;
+    err = errno;
+  }
+  fail_errno(err, "cannot create the process to restore into");
+}
+
+void check_executable(const image::ProcessInfo& p) {
+  struct stat st;
+  if (::stat(p.exe_path().c_str(), &st) != 0)
+    fail_errno(errno, "executable {} is missing", p.exe_path());
+  int64_t mtime = st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec;
+  if (static_cast<uint64_t>(st.st_size) != p.exe().size() || mtime != p.exe().mtime_ns())
+    fail("executable {} changed since the checkpoint (size or modification time differ)",
+         p.exe_path());
+}
+
+bool aligned(uint64_t v) {
+  return v % kPage == 0;
+}
+
+}  // namespace
+
+ProcessBuilder::ProcessBuilder(const image::Image& img, const BuildOptions& options)
+    : img_(img), options_(options) {
+  check_executable(img.process());
+  check_cpu_compatible(img.registers(), local_xstate_size(), local_xcr0());
+  for (auto& v : img.memory().vmas()) vmas_[v.start()] = &v;
+
+  pid_ = spawn_helper(img.process().pid(), options.same_pid);
+  try {
+    tracee_ = std::make_unique<Tracee>(Tracee::seize(pid_));
+    r_ = std::make_unique<Restorer>(*tracee_, img_);
+    r_->external_fds = options.external_fds;
+    Tracee& t = *tracee_;
+    const image::Memory& mem = img.memory();
+    Stopwatch phase;
+    // The helper is a copy of ferry: drop its descriptors and memory first.
+    t.syscall_checked("close_range", SYS_close_range, {0, ~0u, 0});
+    prepare_address_space(*r_, mem);
+    r_->place_scratch();
+    restore_ghosts(*r_, mem);
+    restore_memfds(*r_, mem);
+    shared_anon_ = std::make_unique<SharedAnonBuilder>(*r_, mem);
+    restore_memory_map(*r_, mem, *shared_anon_);
+    setup_userfaultfd();
+    spdlog::debug("build: address space laid out in {:.2f} ms ({} remote syscalls)",
+                  phase.elapsed_ms(), t.remote_syscall_count());
+  } catch (...) {
+    // Never let a half-built process run.
+    if (tracee_) tracee_->kill();
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, __WALL);
+    throw;
+  }
+}
+
+ProcessBuilder::~ProcessBuilder() {
+  if (finished_) return;
+  try {
+    shared_anon_.reset();
+    r_.reset();
+    if (tracee_) tracee_->kill();
+    ::waitpid(pid_, nullptr, __WALL | WNOHANG);
+  } catch (const std::exception& e) {
+    spdlog::warn("cannot end the unfinished process {}: {}", pid_, e.what());
+  }
+}
+
+// userfaultfd lets ferry place whole pages into the new process: UFFDIO_COPY allocates each page
+// and copies the data into it, with no zeroing first and no fault per page (a first-touch fault
+// costs both). Anonymous 4 KiB regions only: UFFDIO_COPY installs small pages, so regions with
+// huge-page advice are written by process_vm_writev (their faults allocate huge pages).
+void ProcessBuilder::setup_userfaultfd() {
+  long fd = tracee_->syscall(SYS_userfaultfd, {O_CLOEXEC | O_NONBLOCK});
+  if (fd < 0) return;  // no userfaultfd: everything goes the writev way
+  remote_uffd_ = static_cast<int>(fd);
+  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid_, 0)));
+  if (!pidfd) return;
+  uffd_.reset(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), remote_uffd_, 0)));
+  if (!uffd_) return;
+  uffdio_api api{};
+  api.api = UFFD_API;
+  if (::ioctl(uffd_.get(), UFFDIO_API, &api) != 0) {
+    uffd_.reset();
+    return;
+  }
+  for (auto& v : img_.memory().vmas()) {
+    if (v.kind() != image::Vma::ANON_PRIVATE || (v.vm_flags() & kVmHugePage)) continue;
+    uffdio_register reg{};
+    reg.range = {v.start(), v.end() - v.start()};
+    reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+    if (::ioctl(uffd_.get(), UFFDIO_REGISTER, &reg) == 0) uffd_regions_[v.start()] = v.end();
+  }
+}
+
+void ProcessBuilder::drop_userfaultfd() {
+  for (auto& [start, end] : uffd_regions_) {
+    uffdio_range range{start, end - start};
+    ::ioctl(uffd_.get(), UFFDIO_UNREGISTER, &range);
+  }
+  uffd_regions_.clear();
+  uffd_.reset();
+  if (remote_uffd_ >= 0) tracee_->syscall(SYS_close, {remote_uffd_});
+  remote_uffd_ = -1;
+}
+
+void ProcessBuilder::place_memory(uint64_t addr, const char* data, size_t len) {
+  auto it = vmas_.upper_bound(addr);
+  if (it == vmas_.begin()) fail("page data for {:x} outside every memory region", addr);
+  const image::Vma& v = *(--it)->second;
+  if (addr + len > v.end() ||
+      (v.kind() != image::Vma::ANON_PRIVATE && v.kind() != image::Vma::FILE_PRIVATE))
+    fail("page data for {:x} (+{} bytes) does not fit memory region {:x}-{:x}", addr, len,
+         v.start(), v.end());
+  if (uffd_regions_.count(v.start())) {
+    uint64_t done = 0;
+    while (done < len) {
+      uffdio_copy c{};
+      c.dst = addr + done;
+      c.src = reinterpret_cast<uint64_t>(data + done);
+      c.len = len - done;
+      c.mode = UFFDIO_COPY_MODE_DONTWAKE;
+      int rc = ::ioctl(uffd_.get(), UFFDIO_COPY, &c);
+      if (c.copy > 0) done += static_cast<uint64_t>(c.copy);
+      if (rc != 0 && errno != EAGAIN) fail_errno(errno, "cannot place pages at {:x}", c.dst);
+    }
+    return;
+  }
+  if (v.prot() & PROT_WRITE) {
+    iovec local{const_cast<char*>(data), len}, remote{reinterpret_cast<void*>(addr), len};
+    if (::process_vm_writev(pid_, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(len)) return;
+  }
+  // Read-only and PROT_NONE memory: /proc/PID/mem writes through (copy-on-write for private maps).
+  if (!mem_fd_) {
+    mem_fd_.reset(::open(proc::path(pid_, "mem").c_str(), O_RDWR | O_CLOEXEC));
+    if (!mem_fd_) fail_errno(errno, "cannot open the memory of {}", pid_);
+  }
+  for (size_t done = 0; done < len;) {
+    ssize_t n = ::pwrite(mem_fd_.get(), data + done, len - done, static_cast<off_t>(addr + done));
+    if (n <= 0) fail_errno(n < 0 ? errno : EIO, "cannot place pages at {:x}", addr + done);
+    done += static_cast<size_t>(n);
+  }
+}
+
+void ProcessBuilder::place(const image::PageTarget& t, const char* data, size_t len) {
+  if (!aligned(t.addr) || !aligned(len))
+    fail("page data at {:x} (+{}) is not page aligned", t.addr, len);
+  switch (t.space) {
+    case image::PageTarget::kMemory:
+      place_memory(t.addr, data, len);
+      break;
+    case image::PageTarget::kShmem: {
+      const image::ShmemObject& s = find_shmem(img_.memory(), t.id);
+      if (t.addr + len > (s.size() + kPage - 1) / kPage * kPage)
+        fail("page data beyond shared memory {}", t.id);
+      if (s.is_memfd()) {
+        if (::pwrite(r_->shmem_fds.at(t.id).get(), data, len, static_cast<off_t>(t.addr)) !=
+            static_cast<ssize_t>(len))
+          fail_errno(errno, "cannot fill memfd {}", s.memfd_name());
+      } else {
+        uint64_t base = shared_anon_->temp_address(t.id);
+        iovec local{const_cast<char*>(data), len},
+            remote{reinterpret_cast<void*>(base + t.addr), len};
+        if (::process_vm_writev(pid_, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(len))
+          fail_errno(errno, "cannot fill shared memory {}", t.id);
+      }
+      break;
+    }
+    case image::PageTarget::kGhost: {
+      auto it = r_->ghost_fds.find(t.id);
+      if (it == r_->ghost_fds.end()) fail("page data for a missing unlinked file {}", t.id);
+      if (::pwrite(it->second.get(), data, len, static_cast<off_t>(t.addr)) !=
+          static_cast<ssize_t>(len))
+        fail_errno(errno, "cannot fill an unlinked file");
+      break;
+    }
+    default:
+      fail("page data for an unknown kind of place");
+  }
+  bytes_placed_ += len;
+}
+
+RestoredProcess ProcessBuilder::finish() {
+  Tracee& t = *tracee_;
+  Restorer& r = *r_;
+  const image::Memory& mem = img_.memory();
+  Stopwatch phase;
+  auto done = [&](const char* what) {
+    spdlog::debug("build: {} took {:.2f} ms ({} remote syscalls so far)", what, phase.elapsed_ms(),
+                  t.remote_syscall_count());
+    phase.restart();
+  };
+  try {
+    drop_userfaultfd();
+    shared_anon_->finish();
+    finish_memory_map(r, mem);
+    finish_ghosts(r, mem);
+    seal_memfds(r, mem);
+    restore_mm_fields(r, mem.mm(), img_.process().exe_path());
+    done("memory");
+    restore_rlimits(r, img_.attrs());
+    restore_fs(r, img_.attrs());
+    restore_task_attrs(r, img_.attrs(), img_.process());
+    restore_rseq(r, img_.attrs().rseq());
+    restore_files(r, img_.files());
+    restore_timers(r, img_.timers(), img_.process().pid());
+    restore_signals(r, img_.signals());
+    r.close_temporary_fds();
+    restore_creds(r, img_.creds());
+    restore_parent_death_signal(r, img_.attrs());
+    r.remove_scratch();
+    restore_signal_mask(r, img_.signals());
+    restore_registers(r, img_.registers());
+    done("files, signals, timers, credentials, registers");
+  } catch (...) {
+    // The destructor kills the helper.
+    throw;
+  }
+  finished_ = true;
+  std::vector<std::string> notes = r.notes;
+  shared_anon_.reset();
+  r_.reset();
+  return RestoredProcess(std::move(tracee_), img_.process().pid(), notes);
+}
+
+}  // namespace ferry::cr

@@ -1,0 +1,66 @@
+// Building a process from an image in three steps, so that page data can arrive from anywhere
+// (pages.img, a migration's page stream) and be put straight into place:
+//
+//   ProcessBuilder b(image, options);   // helper process, address space laid out, objects made
+//   b.place(target, data, len) ...      // page contents, in any order
+//   RestoredProcess p = b.finish();     // everything else; the process is held, not yet running
+//
+// Every ptrace request goes to the helper from the thread that created the builder, so the
+// constructor and finish() must run on the same thread; place() may run on any one thread.
+// A builder destroyed before finish() kills its helper.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "cr/restore.h"
+#include "image.pb.h"
+#include "image/page_sink.h"
+#include "util/fd.h"
+
+namespace ferry::cr {
+
+class Restorer;
+class SharedAnonBuilder;
+class Tracee;
+
+class ProcessBuilder {
+ public:
+  ProcessBuilder(const image::Image& img, const BuildOptions& options);
+  ~ProcessBuilder();
+  ProcessBuilder(const ProcessBuilder&) = delete;
+  ProcessBuilder& operator=(const ProcessBuilder&) = delete;
+
+  pid_t pid() const { return pid_; }
+  // Puts page data where it belongs. Throws when the target is not a place the image has.
+  void place(const image::PageTarget& target, const char* data, size_t len);
+  uint64_t bytes_placed() const { return bytes_placed_; }
+  // Completes the process and hands it over, held stopped.
+  RestoredProcess finish();
+
+ private:
+  void place_memory(uint64_t addr, const char* data, size_t len);
+  void setup_userfaultfd();
+  void drop_userfaultfd();
+
+  const image::Image& img_;
+  BuildOptions options_;
+  pid_t pid_ = -1;
+  std::unique_ptr<Tracee> tracee_;
+  std::unique_ptr<Restorer> r_;
+  std::unique_ptr<SharedAnonBuilder> shared_anon_;
+  std::map<uint64_t, const image::Vma*> vmas_;  // start -> region
+  std::map<uint64_t, uint64_t> uffd_regions_;   // start -> end, registered for UFFDIO_COPY
+  UniqueFd uffd_;
+  int remote_uffd_ = -1;
+  UniqueFd mem_fd_;  // /proc/PID/mem, for regions that are not writable
+  uint64_t bytes_placed_ = 0;
+  bool finished_ = false;
+};
+
+}  // namespace ferry::cr
