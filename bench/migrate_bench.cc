@@ -83,8 +83,6 @@ int tcp_mode(bool server, const std::string& addr, uint64_t bytes) {
   if (server) {
     bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
     listen(s, 1);
-    std::printf("listening\n");
-    std::fflush(stdout);
     int c = accept(s, nullptr, nullptr);
     setsockopt(c, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
     uint64_t got = 0;

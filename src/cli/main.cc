@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   CLI::App app{"ferry: checkpoint, restore and migrate running Linux processes"};
   app.set_version_flag("--version", ferry::kFerryVersion);
   app.require_subcommand(1);
+  app.fallthrough();  // `ferry run --node node2 -- CMD` asks node2, as `ferry --node node2 run` does
   app.add_flag("-v,--verbose", ferry::cli::verbosity(), "more log output (repeat for debug)");
   app.add_option("--cluster", ferry::cli::target().cluster, "cluster directory (default: the one 'cluster up' made)");
   app.add_option("--node", ferry::cli::target().node, "node whose ferryd to ask (default: the first)");

@@ -20,7 +20,9 @@
 namespace ferry::node {
 namespace {
 
-int64_t mtime_ns(const struct stat& st) { return st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec; }
+int64_t mtime_ns(const struct stat& st) {
+  return st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec;
+}
 
 bool deleted(const std::string& p) {
   return p.size() > 10 && p.compare(p.size() - 10, 10, " (deleted)") == 0;
@@ -29,18 +31,22 @@ bool deleted(const std::string& p) {
 }  // namespace
 
 uint64_t content_hash(const std::string& path) {
+  // The key holds what cannot be set back by hand (inode and ctime), so a file rewritten with
+  // its old size and mtime restored is hashed again.
+  using Key = std::tuple<std::string, dev_t, ino_t, off_t, int64_t, int64_t>;
   static std::mutex mu;
-  static std::map<std::tuple<std::string, uint64_t, int64_t>, uint64_t> cache;
+  static std::map<Key, uint64_t> cache;
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) fail_errno(errno, "cannot open {}", path);
   struct stat st;
-  if (::stat(path.c_str(), &st) != 0) fail_errno(errno, "cannot stat {}", path);
-  auto key = std::make_tuple(path, static_cast<uint64_t>(st.st_size), mtime_ns(st));
+  if (::fstat(fd.get(), &st) != 0) fail_errno(errno, "cannot stat {}", path);
+  Key key{path,       st.st_dev,    st.st_ino,
+          st.st_size, mtime_ns(st), st.st_ctim.tv_sec * 1000000000ll + st.st_ctim.tv_nsec};
   {
     std::lock_guard<std::mutex> lock(mu);
     auto it = cache.find(key);
     if (it != cache.end()) return it->second;
   }
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) fail_errno(errno, "cannot open {}", path);
   uint64_t h = XXH3_64bits(nullptr, 0);
   if (st.st_size > 0) {
     void* p = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd.get(), 0);
@@ -59,7 +65,8 @@ std::vector<rpc::FileCheck> file_checks(pid_t pid) {
   paths[exe] = true;
   for (const cr::VmaInfo& v : cr::read_vmas(pid))
     if (!v.name.empty() && v.name[0] == '/' && v.ino != 0 && !deleted(v.name) &&
-        v.name.rfind("/dev/zero", 0) != 0 && v.name.rfind("/memfd:", 0) != 0 && v.name.rfind("/SYSV", 0) != 0)
+        v.name.rfind("/dev/zero", 0) != 0 && v.name.rfind("/memfd:", 0) != 0 &&
+        v.name.rfind("/SYSV", 0) != 0)
       paths[v.name] = paths[v.name] || (v.prot & PROT_EXEC);
   std::vector<rpc::FileCheck> out;
   for (auto& [path, executable] : paths) {
@@ -76,7 +83,8 @@ std::vector<rpc::FileCheck> file_checks(pid_t pid) {
   std::set<std::string> open_files;
   for (auto& n : proc::list_dir(proc::path(pid, "fd"))) {
     auto link = proc::try_read_link(proc::path(pid, "fd/" + n));
-    if (!link || link->empty() || (*link)[0] != '/' || deleted(*link) || paths.count(*link)) continue;
+    if (!link || link->empty() || (*link)[0] != '/' || deleted(*link) || paths.count(*link))
+      continue;
     struct stat st;
     if (::stat(link->c_str(), &st) == 0 && S_ISREG(st.st_mode)) open_files.insert(*link);
   }

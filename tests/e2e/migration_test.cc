@@ -3,6 +3,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <filesystem>
+
 #include <gtest/gtest.h>
 
 #include "support/cluster.h"
@@ -34,7 +36,8 @@ TEST(MigrationTest, ATaskMovedAroundKeepsRunningAndItsOutputIsLoggedOnce) {
     EXPECT_EQ(t["epoch"], moves);
     EXPECT_EQ(t["state"], "running");
     int lines = sequential_lines(c.logs(id));
-    ASSERT_TRUE(wait_until([&] { return has_lines(c, id, lines + 3); }, 10000)) << "no output after moving to " << to;
+    ASSERT_TRUE(wait_until([&] { return has_lines(c, id, lines + 3); }, 10000))
+        << "no output after moving to " << to;
   }
   // Its memory came along intact every time.
   ASSERT_EQ(c.ferry({"kill", id, "USR2"}).status, 0);
@@ -52,7 +55,8 @@ TEST(MigrationTest, TheReportHasTheFigures) {
   ASSERT_TRUE(wait_until([&] { return has_lines(c, id, 2); }, 10000));
   nlohmann::json r = c.migrate(id, "node2");
   ASSERT_TRUE(r.value("ok", false)) << r.dump();
-  for (const char* k : {"task", "from", "to", "strategy", "freeze_ms", "total_ms", "bytes_sent", "pages_sent"})
+  for (const char* k :
+       {"task", "from", "to", "strategy", "freeze_ms", "total_ms", "bytes_sent", "pages_sent"})
     EXPECT_TRUE(r.contains(k)) << k << " missing: " << r.dump();
   EXPECT_EQ(r["task"], id);
   EXPECT_EQ(r["from"], "node1");
@@ -74,14 +78,17 @@ TEST(MigrationTest, TheDestinationRefusesAndSaysWhy) {
   EXPECT_EQ(busy["outcome"], "refused");
   EXPECT_NE(busy["reason"].get<std::string>().find("overloaded"), std::string::npos) << busy.dump();
   nlohmann::json memory = c.migrate(id, "node3");
-  EXPECT_NE(memory["reason"].get<std::string>().find("not enough memory"), std::string::npos) << memory.dump();
+  EXPECT_NE(memory["reason"].get<std::string>().find("not enough memory"), std::string::npos)
+      << memory.dump();
   // A task that requires a label cannot go where it is missing.
   std::string gpu_task = c.run({"/bin/sleep", "30"}, "node1");
-  CmdResult labelled = c.ferry({"run", "--on", "node1", "--label", "gpu=1", "--", "/bin/sleep", "30"});
+  CmdResult labelled =
+      c.ferry({"run", "--on", "node1", "--label", "gpu=1", "--", "/bin/sleep", "30"});
   ASSERT_EQ(labelled.status, 0) << labelled.err;
   std::string gid = labelled.out.substr(0, labelled.out.find('\n'));
   nlohmann::json label = c.migrate(gid, "node4");
-  EXPECT_NE(label["reason"].get<std::string>().find("lacks the label gpu=1"), std::string::npos) << label.dump();
+  EXPECT_NE(label["reason"].get<std::string>().find("lacks the label gpu=1"), std::string::npos)
+      << label.dump();
   EXPECT_NE(label["exit_status"], 0);
   // Each time the task stayed where it was and kept running.
   EXPECT_EQ(c.task(id)["node"], "node1");
@@ -98,15 +105,52 @@ TEST(MigrationTest, ToANodeThatIsDownIsRefused) {
   std::string id = c.run({target_path("t_worker"), "4", "50"});
   ASSERT_TRUE(wait_until([&] { return has_lines(c, id, 2); }, 10000));
   c.kill_node("node3");
-  ASSERT_TRUE(wait_until([&] {
-    for (auto& n : c.nodes())
-      if (n["name"] == "node3") return n["state"] == "down";
-    return false;
-  }, 8000));
+  ASSERT_TRUE(wait_until(
+      [&] {
+        for (auto& n : c.nodes())
+          if (n["name"] == "node3") return n["state"] == "down";
+        return false;
+      },
+      8000));
   nlohmann::json r = c.migrate(id, "node3");
   EXPECT_EQ(r["outcome"], "refused") << r.dump();
   EXPECT_NE(r["reason"].get<std::string>().find("down"), std::string::npos) << r.dump();
   EXPECT_EQ(c.task(id)["node"], "node1");
+  c.ferry({"kill", id, "KILL"});
+}
+
+// The nodes share the host's file system; a bind mount inside node2's own mount namespace makes
+// the task's executable a different file there, which the destination must notice up front.
+TEST(MigrationTest, AFileThatDiffersAtTheDestinationIsRefusedUpFront) {
+  TestCluster c(2);
+  ASSERT_TRUE(c.up());
+  TempDir tmp;
+  std::string prog = tmp / "worker";
+  ASSERT_TRUE(std::filesystem::copy_file(target_path("t_worker"), prog));
+  std::string id = c.run({prog, "4", "50"}, "node1");
+  ASSERT_TRUE(wait_until([&] { return has_lines(c, id, 2); }, 10000));
+  pid_t node2 = c.ferryd_pid("node2");
+  CmdResult bind = run_command({"nsenter", "-t", std::to_string(node2), "-m", "mount", "--bind",
+                                target_path("t_memory"), prog});
+  ASSERT_EQ(bind.status, 0) << bind.err;
+  nlohmann::json r = c.migrate(id, "node2");
+  EXPECT_EQ(r["outcome"], "refused") << r.dump();
+  EXPECT_EQ(r["reason"], "file " + prog + " differs here (size or modification time)") << r.dump();
+  EXPECT_EQ(c.task(id)["node"], "node1");
+  int lines = sequential_lines(c.logs(id));
+  EXPECT_TRUE(wait_until([&] { return has_lines(c, id, lines + 2); }, 10000))
+      << "the task stopped at the source";
+  c.ferry({"kill", id, "KILL"});
+}
+
+// `--node` after the subcommand picks the node to ask, and a task starts on the node asked.
+TEST(MigrationTest, RunWithNodeStartsTheTaskThere) {
+  TestCluster c(2);
+  ASSERT_TRUE(c.up());
+  CmdResult r = c.ferry({"run", "--node", "node2", "--", target_path("t_worker"), "1", "50"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  std::string id = r.out.substr(0, r.out.find('\n'));
+  EXPECT_EQ(c.task(id)["node"], "node2");
   c.ferry({"kill", id, "KILL"});
 }
 

@@ -71,8 +71,9 @@ pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& opts, int 
       redirect(opts.stderr_path, 2, O_WRONLY | O_CREAT | O_APPEND);
     }
     if (!opts.cwd.empty() && ::chdir(opts.cwd.c_str()) != 0) _exit(126);
-    if (opts.uid >= 0 && (::setgroups(0, nullptr) != 0 || ::setresgid(opts.uid, opts.uid, opts.uid) != 0 ||
-                          ::setresuid(opts.uid, opts.uid, opts.uid) != 0))
+    if (opts.uid >= 0 &&
+        (::setgroups(0, nullptr) != 0 || ::setresgid(opts.uid, opts.uid, opts.uid) != 0 ||
+         ::setresuid(opts.uid, opts.uid, opts.uid) != 0))
       _exit(126);
     if (opts.ready_pipe) {
       // The ready fd must not be one the target cares about: put it at 100.
@@ -90,7 +91,7 @@ pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& opts, int 
     std::vector<char*> args;
     for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    ::execv(args[0], args.data());
+    ::execvp(args[0], args.data());
     _exit(127);
   }
   if (opts.ready_pipe) {
@@ -129,9 +130,13 @@ int wait_exit(pid_t pid, int timeout_ms) {
 }
 
 CmdResult ferry(const std::vector<std::string>& args, int timeout_ms) {
-  TempDir io;
   std::vector<std::string> argv{ferry_bin()};
   argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv, timeout_ms);
+}
+
+CmdResult run_command(const std::vector<std::string>& argv, int timeout_ms) {
+  TempDir io;
   SpawnOptions o;
   o.stdout_path = io / "out";
   o.stderr_path = io / "err";

@@ -49,6 +49,8 @@ struct CmdResult {
   int status = -1;
   std::string out, err;
 };
+// Runs a command, waits (bounded), returns status and output.
+CmdResult run_command(const std::vector<std::string>& argv, int timeout_ms = 60000);
 // Runs ferry with args, waits (bounded), returns status and output.
 CmdResult ferry(const std::vector<std::string>& args, int timeout_ms = 60000);
 
