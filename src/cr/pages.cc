@@ -19,7 +19,7 @@ namespace ferry::cr {
 namespace {
 
 constexpr uint64_t kPage = 4096;
-constexpr uint64_t kBufferBytes = 4 << 20;     // one read batch
+constexpr uint64_t kMaxBufferBytes = 4 << 20;  // one read batch, at most
 constexpr size_t kMaxIov = 1024;               // IOV_MAX
 constexpr uint64_t kPagemapBatch = 64 * 1024;  // entries per pagemap read
 constexpr uint64_t kMaxPreadvBytes = 1ull << 30;
@@ -131,8 +131,9 @@ void dump_private_pages(DumpContext& ctx, image::Memory* m) {
   UniqueFd pagemap(::open(proc::path(ctx.pid(), "pagemap").c_str(), O_RDONLY | O_CLOEXEC));
   if (!pagemap) fail_errno(errno, "cannot open pagemap of {}", ctx.pid());
   // Two buffers in turn: one is read into and written while the other is still being hashed.
-  Mapping buffers[2] = {Mapping::anonymous(kBufferBytes, true),
-                        Mapping::anonymous(kBufferBytes, true)};
+  const uint64_t batch_bytes = std::min(ctx.pages().batch_bytes(), kMaxBufferBytes);
+  Mapping buffers[2] = {Mapping::anonymous(batch_bytes, true),
+                        Mapping::anonymous(batch_bytes, true)};
   HashFence fence(ctx.pages());
   uint64_t ticket[2] = {0, 0};
   int turn = 0;
@@ -183,7 +184,7 @@ void dump_private_pages(DumpContext& ctx, image::Memory* m) {
         else
           batch.push_back({page, 1});
         batch_pages++;
-        if (batch_pages * kPage >= kBufferBytes || batch.size() >= kMaxIov) flush();
+        if (batch_pages * kPage >= batch_bytes || batch.size() >= kMaxIov) flush();
       }
       addr += n * kPage;
     }
@@ -193,7 +194,8 @@ void dump_private_pages(DumpContext& ctx, image::Memory* m) {
 
 void dump_object_content(DumpContext& ctx, image::PageTarget::Space space, uint64_t id, int fd,
                          uint64_t size, PageRuns* out) {
-  Mapping buf = Mapping::anonymous(kBufferBytes, true);
+  const uint64_t batch_bytes = std::min(ctx.pages().batch_bytes(), kMaxBufferBytes);
+  Mapping buf = Mapping::anonymous(batch_bytes, true);
   HashFence fence(ctx.pages());
   uint64_t end = (size + kPage - 1) / kPage * kPage;
   off_t pos = 0;
@@ -208,7 +210,7 @@ void dump_object_content(DumpContext& ctx, image::PageTarget::Space space, uint6
     uint64_t a = static_cast<uint64_t>(data) / kPage * kPage;
     uint64_t b = std::min<uint64_t>(end, (static_cast<uint64_t>(hole) + kPage - 1) / kPage * kPage);
     while (a < b) {
-      uint64_t len = std::min<uint64_t>(kBufferBytes, b - a);
+      uint64_t len = std::min<uint64_t>(batch_bytes, b - a);
       ctx.pages().wait_released(ctx.pages().ticket());  // buf is about to change
       std::memset(buf.data(), 0, len);  // the tail of the last page beyond EOF reads as nothing
       ssize_t n = ::pread(fd, buf.data(), len, static_cast<off_t>(a));

@@ -35,6 +35,9 @@ class PageSink {
   virtual void wait_released(uint64_t ticket) = 0;
   // Records the size (and, for files, block hashes) of what was appended.
   virtual void finish(PagesFile* out) = 0;
+  // How much a dump should read before appending. A file wants large writes; a stream wants
+  // batches that stay in the CPU's cache between the read, the tag and the send.
+  virtual uint64_t batch_bytes() const { return 4 << 20; }
 };
 
 }  // namespace ferry::image

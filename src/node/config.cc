@@ -37,7 +37,8 @@ NodeConfig load_config(const std::string& path) {
   c.data_listen = t["data_listen"].value_or(std::string());
   if (c.data_listen.empty()) {
     auto colon = c.listen.rfind(':');
-    c.data_listen = c.listen.substr(0, colon) + ":" + std::to_string(std::stoi(c.listen.substr(colon + 1)) + 1);
+    c.data_listen =
+        c.listen.substr(0, colon) + ":" + std::to_string(std::stoi(c.listen.substr(colon + 1)) + 1);
   }
   check_address(c.data_listen, "data_listen", path);
   c.state_dir = need_string(t, "state_dir", path);

@@ -30,7 +30,9 @@ uint64_t now_unix_ms() {
   return static_cast<uint64_t>(tv.tv_sec) * 1000 + static_cast<uint64_t>(tv.tv_usec) / 1000;
 }
 
-int exit_code_of(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status); }
+int exit_code_of(int status) {
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
 
 void check(const grpc::Status& s, const std::string& what) {
   if (!s.ok()) fail("{}: {}", what, s.error_message().empty() ? "unreachable" : s.error_message());
@@ -40,7 +42,8 @@ uint64_t rss_of(pid_t pid) {
   auto st = proc::try_read_file(proc::path(pid, "status"));
   if (!st) return 0;
   for (auto& line : proc::split(*st, '\n'))
-    if (line.rfind("VmRSS:", 0) == 0) return proc::parse_u64(proc::split_ws(line.substr(6)).at(0)) * 1024;
+    if (line.rfind("VmRSS:", 0) == 0)
+      return proc::parse_u64(proc::split_ws(line.substr(6)).at(0)) * 1024;
   return 0;
 }
 
@@ -51,10 +54,16 @@ Faults Faults::from_env() {
   const char* e = std::getenv("FERRY_TEST_FAULTS");
   if (!e) return f;
   for (auto& name : proc::split(e, ',')) {
-    if (name == "die-after-commit") f.die_after_commit = true;
-    else if (name == "fail-restore") f.fail_restore = true;
-    else if (name == "kill-task-before-freeze") f.kill_task_before_freeze = true;
-    else if (name == "slow-stream") f.slow_stream = true;
+    if (name == "die-after-commit")
+      f.die_after_commit = true;
+    else if (name == "fail-restore")
+      f.fail_restore = true;
+    else if (name == "kill-task-before-freeze")
+      f.kill_task_before_freeze = true;
+    else if (name == "slow-stream")
+      f.slow_stream = true;
+    else if (name == "lose-commit-reply")
+      f.lose_commit_reply = true;
   }
   return f;
 }
@@ -65,9 +74,9 @@ Daemon::Daemon(NodeConfig cfg)
       peers_(cfg_),
       home_(cfg_.name, (::mkdir(cfg_.state_dir.c_str(), 0700), cfg_.state_dir + "/home.pb")),
       logs_(cfg_.state_dir + "/logs"),
-      relay_([this](const std::string& task, const std::string& home, uint64_t offset, const std::string& data) {
-        return deliver_output(task, home, offset, data);
-      }) {}
+      relay_([this](const std::string& task, const std::string& home, uint64_t offset,
+                    const std::string& data) { return deliver_output(task, home, offset, data); }) {
+}
 
 Daemon::~Daemon() {
   stopping_ = true;
@@ -79,7 +88,8 @@ Daemon::~Daemon() {
 
 std::string Daemon::home_of(const std::string& id) const {
   auto dot = id.rfind('.');
-  if (dot == std::string::npos || dot == 0) fail("'{}' is not a task id (they look like node1.3)", id);
+  if (dot == std::string::npos || dot == 0)
+    fail("'{}' is not a task id (they look like node1.3)", id);
   return id.substr(0, dot);
 }
 
@@ -124,7 +134,9 @@ void Daemon::notify_loop() {
   }
 }
 
-void Daemon::task_moved(const rpc::TaskInfo& t) { home_.moved(t); }
+void Daemon::task_moved(const rpc::TaskInfo& t) {
+  home_.moved(t);
+}
 
 void Daemon::task_exited(const std::string& id, int code, const std::string& node, uint64_t epoch) {
   home_.exited(id, code, node, epoch);
@@ -140,7 +152,8 @@ rpc::TaskInfo Daemon::run_task(const rpc::RunRequest& req) {
   if (!peers_.up(req.node())) fail("node {} is down", req.node());
   rpc::RunReply reply;
   auto ctx = deadline_ms(10000);
-  check(peers_.stub(req.node()).Run(ctx.get(), req, &reply), "cannot start the task on " + req.node());
+  check(peers_.stub(req.node()).Run(ctx.get(), req, &reply),
+        "cannot start the task on " + req.node());
   return reply.task();
 }
 
@@ -150,7 +163,8 @@ rpc::TaskInfo Daemon::run_here(const rpc::RunRequest& req) {
     if (it == cfg_.labels.end() || it->second != v)
       fail("node {} lacks the label {}={} the task requires", name(), k, v);
   }
-  if (tasks_.count() >= cfg_.max_tasks) fail("node {} runs its maximum of {} tasks", name(), cfg_.max_tasks);
+  if (tasks_.count() >= cfg_.max_tasks)
+    fail("node {} runs its maximum of {} tasks", name(), cfg_.max_tasks);
   Spawned s = spawn_task(req);
   rpc::TaskInfo t;
   t.set_id(home_.new_id());
@@ -183,7 +197,8 @@ rpc::PsReply Daemon::ps() {
   auto merge = [&](const rpc::TaskInfo& t) {
     auto it = merged.find(t.id());
     bool live = t.state() != "exited" && t.state() != "lost";
-    if (it == merged.end() || (live && (it->second.state() == "exited" || t.epoch() >= it->second.epoch())))
+    if (it == merged.end() ||
+        (live && (it->second.state() == "exited" || t.epoch() >= it->second.epoch())))
       merged[t.id()] = t;
   };
   for (auto& t : tasks_here()) merge(t);
@@ -263,7 +278,8 @@ rpc::TaskInfo Daemon::locate(const std::string& id) {
   req.set_task_id(id);
   rpc::LocateReply reply;
   auto ctx = deadline_ms(3000);
-  check(peers_.stub(home).Locate(ctx.get(), req, &reply), "cannot reach " + home + ", the home of " + id);
+  check(peers_.stub(home).Locate(ctx.get(), req, &reply),
+        "cannot reach " + home + ", the home of " + id);
   return reply.task();
 }
 
@@ -316,11 +332,13 @@ rpc::WaitReply Daemon::wait(const std::string& id, int timeout_ms) {
   req.set_task_id(id);
   req.set_timeout_ms(static_cast<uint32_t>(timeout_ms));
   auto ctx = deadline_ms(timeout_ms + 3000);
-  check(peers_.stub(home).Wait(ctx.get(), req, &reply), "cannot reach " + home + ", the home of " + id);
+  check(peers_.stub(home).Wait(ctx.get(), req, &reply),
+        "cannot reach " + home + ", the home of " + id);
   return reply;
 }
 
-void Daemon::read_log(const rpc::LogsRequest& req, const std::function<bool(const rpc::LogChunk&)>& write) {
+void Daemon::read_log(const rpc::LogsRequest& req,
+                      const std::function<bool(const rpc::LogChunk&)>& write) {
   std::string home = home_of(req.task_id());
   if (home != name()) {
     auto ctx = std::make_unique<grpc::ClientContext>();
@@ -450,7 +468,8 @@ int Daemon::run() {
   ::unlink(cfg_.control_socket.c_str());
   mode_t old = ::umask(077);
   grpc::ServerBuilder control_builder;
-  control_builder.AddListeningPort("unix:" + cfg_.control_socket, grpc::InsecureServerCredentials());
+  control_builder.AddListeningPort("unix:" + cfg_.control_socket,
+                                   grpc::InsecureServerCredentials());
   std::unique_ptr<grpc::Service> control = make_control_service(*this);
   control_builder.RegisterService(control.get());
   std::unique_ptr<grpc::Server> control_server = control_builder.BuildAndStart();

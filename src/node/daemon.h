@@ -39,6 +39,7 @@ struct Faults {
   bool fail_restore = false;             // destination: the restore fails
   bool kill_task_before_freeze = false;  // source: the task ends between offer and freeze
   bool slow_stream = false;              // source: the page stream pauses between frames
+  bool lose_commit_reply = false;        // destination: commits, then is unreachable for 3 s
   static Faults from_env();
 };
 
@@ -67,6 +68,7 @@ struct IncomingMigration {
   image::Image image;
   std::unique_ptr<cr::ProcessBuilder> builder;
   std::optional<cr::RestoredProcess> built;
+  double stream_ms = 0;  // first frame received to last placed
   UniqueFd output_read;  // the relay's end of the new output pipe
   UniqueFd output_write;
   std::chrono::steady_clock::time_point created = std::chrono::steady_clock::now();
@@ -144,6 +146,10 @@ class Daemon {
 
   std::mutex sessions_mu_;
   std::map<std::string, std::shared_ptr<IncomingMigration>> sessions_;
+  // How sessions that were dropped ended ("running", "aborted"), so that a source in doubt
+  // about its Commit still gets the truth long after (bounded in number and age).
+  std::map<std::string, std::pair<std::string, std::chrono::steady_clock::time_point>> decided_;
+  std::atomic<int64_t> unreachable_until_ms_{0};  // lose-commit-reply fault
 
   std::mutex notify_mu_;
   std::condition_variable notify_cv_;

@@ -19,7 +19,8 @@ HomeRegistry::HomeRegistry(std::string node, std::string state_file)
   for (auto& t : saved.tasks()) {
     tasks_[t.id()] = t;
     auto dot = t.id().rfind('.');
-    if (dot != std::string::npos) next_ = std::max<uint64_t>(next_, std::stoull(t.id().substr(dot + 1)) + 1);
+    if (dot != std::string::npos)
+      next_ = std::max<uint64_t>(next_, std::stoull(t.id().substr(dot + 1)) + 1);
   }
 }
 
@@ -77,7 +78,8 @@ void HomeRegistry::set_state(const std::string& id, const std::string& state) {
   changed_.notify_all();
 }
 
-void HomeRegistry::exited(const std::string& id, int code, const std::string& node, uint64_t epoch) {
+void HomeRegistry::exited(const std::string& id, int code, const std::string& node,
+                          uint64_t epoch) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = tasks_.find(id);
   if (it == tasks_.end() || it->second.state() == "exited" || epoch < it->second.epoch()) return;

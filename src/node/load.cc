@@ -20,7 +20,8 @@ LoadSample LoadSampler::sample() {
     }
     uint64_t busy = total - idle;
     if (last_total_ && total > last_total_)
-      s.cpu_percent = 100.0 * static_cast<double>(busy - last_busy_) / static_cast<double>(total - last_total_);
+      s.cpu_percent =
+          100.0 * static_cast<double>(busy - last_busy_) / static_cast<double>(total - last_total_);
     last_busy_ = busy;
     last_total_ = total;
   }

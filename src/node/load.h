@@ -6,9 +6,9 @@
 namespace ferry::node {
 
 struct LoadSample {
-  double cpu_percent = 0;   // busy share of all CPUs since the previous sample
-  double load_avg = 0;      // 1-minute load average
-  uint64_t mem_free_bytes = 0;   // MemAvailable
+  double cpu_percent = 0;       // busy share of all CPUs since the previous sample
+  double load_avg = 0;          // 1-minute load average
+  uint64_t mem_free_bytes = 0;  // MemAvailable
   uint64_t mem_total_bytes = 0;
   unsigned cpus = 1;
 };

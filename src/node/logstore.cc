@@ -12,10 +12,13 @@
 namespace ferry::node {
 
 LogStore::LogStore(std::string dir) : dir_(std::move(dir)) {
-  if (::mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST) fail_errno(errno, "cannot create {}", dir_);
+  if (::mkdir(dir_.c_str(), 0700) != 0 && errno != EEXIST)
+    fail_errno(errno, "cannot create {}", dir_);
 }
 
-std::string LogStore::path(const std::string& task) const { return dir_ + "/" + task + ".log"; }
+std::string LogStore::path(const std::string& task) const {
+  return dir_ + "/" + task + ".log";
+}
 
 uint64_t LogStore::size(const std::string& task) {
   struct stat st;
@@ -25,7 +28,8 @@ uint64_t LogStore::size(const std::string& task) {
 uint64_t LogStore::append(const std::string& task, uint64_t offset, const std::string& data) {
   std::lock_guard<std::mutex> lock(mu_);
   uint64_t end = size(task);
-  if (offset > end) fail("log of {} would get a gap: {} bytes stored, data starts at {}", task, end, offset);
+  if (offset > end)
+    fail("log of {} would get a gap: {} bytes stored, data starts at {}", task, end, offset);
   if (offset + data.size() > end) {
     uint64_t skip = end - offset;  // what is already there
     UniqueFd fd(::open(path(task).c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600));

@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "cr/restore.h"
@@ -21,6 +23,14 @@ namespace {
 constexpr int kReceiveWaitMs = 120000;
 constexpr auto kUndecidedLimit = std::chrono::minutes(10);
 constexpr auto kFinishedLimit = std::chrono::seconds(60);
+constexpr auto kDecidedLimit = std::chrono::hours(24);
+constexpr size_t kDecidedMax = 100000;
+
+int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 }  // namespace
 
@@ -150,8 +160,12 @@ void Daemon::receive_stream(UniqueFd sock) {
   try {
     transfer::StreamReceiver rx(std::move(sock), m->key, m->limit);
     cr::ProcessBuilder& b = *m->builder;
-    rx.receive_all(
-        [&](const image::PageTarget& t, const char* data, size_t len) { b.place(t, data, len); });
+    std::optional<Stopwatch> stream;
+    rx.receive_all([&](const image::PageTarget& t, const char* data, size_t len) {
+      if (!stream) stream.emplace();
+      b.place(t, data, len);
+    });
+    m->stream_ms = stream ? stream->elapsed_ms() : 0;
   } catch (const std::exception& e) {
     error = e.what();
     spdlog::warn("page stream of {} failed: {}", m->task.id(), error);
@@ -228,6 +242,7 @@ rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
   }
   try {
     reply.set_bytes_placed(m->builder->bytes_placed());
+    reply.set_stream_ms(m->stream_ms);
     m->worker->run([&] {
       m->built.emplace(m->builder->finish());
       m->builder.reset();
@@ -245,6 +260,7 @@ rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
 }
 
 rpc::CommitReply Daemon::commit(const rpc::CommitRequest& req) {
+  if (steady_ms() < unreachable_until_ms_) fail("(test fault) unreachable");
   rpc::CommitReply reply;
   std::shared_ptr<IncomingMigration> m = session(req.session_id());
   std::lock_guard<std::mutex> lock(m->mu);
@@ -283,6 +299,10 @@ rpc::CommitReply Daemon::commit(const rpc::CommitRequest& req) {
       return peers_.stub(home).TaskMoved(ctx.get(), r, &ack).ok();
     });
   }
+  if (faults_.lose_commit_reply) {
+    unreachable_until_ms_ = steady_ms() + 3000;
+    fail("(test fault) the reply to Commit is lost");
+  }
   reply.set_running(true);
   reply.set_pid(pid);
   return reply;
@@ -301,11 +321,15 @@ void Daemon::abort(const rpc::AbortRequest& req) {
 }
 
 std::string Daemon::migration_status(const std::string& id) {
+  if (steady_ms() < unreachable_until_ms_) fail("(test fault) unreachable");
   std::shared_ptr<IncomingMigration> m;
   {
     std::lock_guard<std::mutex> lock(sessions_mu_);
     auto it = sessions_.find(id);
-    if (it == sessions_.end()) return "unknown";
+    if (it == sessions_.end()) {
+      auto d = decided_.find(id);
+      return d == decided_.end() ? "unknown" : d->second.first;
+    }
     m = it->second;
   }
   std::lock_guard<std::mutex> lock(m->mu);
@@ -331,13 +355,36 @@ void Daemon::session_reaper() {
         if ((finished && now - m->created > kFinishedLimit) ||
             (!finished && now - m->created > kUndecidedLimit)) {
           expired.push_back(m);
+          decided_[it->first] = {state == "running" ? "running" : "aborted", now};
           it = sessions_.erase(it);
         } else {
           ++it;
         }
       }
     }
-    for (auto& m : expired) m->tear_down("aborted");  // what they still hold dies
+    {
+      std::lock_guard<std::mutex> lock(sessions_mu_);
+      auto now = std::chrono::steady_clock::now();
+      for (auto it = decided_.begin(); it != decided_.end();)
+        it = now - it->second.second > kDecidedLimit ? decided_.erase(it) : std::next(it);
+      while (decided_.size() > kDecidedMax) {
+        auto oldest = std::min_element(decided_.begin(), decided_.end(), [](auto& a, auto& b) {
+          return a.second.second < b.second.second;
+        });
+        decided_.erase(oldest);
+      }
+    }
+    for (auto& m : expired) {
+      m->tear_down("aborted");  // what they still hold dies
+      // A Commit that came in between the check above and here may have let it run after all.
+      std::string final_state;
+      {
+        std::lock_guard<std::mutex> l(m->mu);
+        final_state = m->state == "running" ? "running" : "aborted";
+      }
+      std::lock_guard<std::mutex> lock(sessions_mu_);
+      decided_[m->id] = {final_state, std::chrono::steady_clock::now()};
+    }
   }
 }
 

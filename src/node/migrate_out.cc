@@ -6,8 +6,8 @@
 //   4. commit     from here ferry's death kills the frozen original (PTRACE_O_EXITKILL); the
 //                 destination releases its copy; the source destroys its own.
 // Before commit any failure lets the original run on here. If the outcome of Commit itself is
-// unknown (the destination does not answer), the original stays frozen until the destination
-// says whether it released its copy: a task never runs in two places.
+// unknown (the destination does not answer), the original stays frozen for as long as it takes
+// the destination to say whether it released its copy: a task never runs in two places.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -234,7 +234,6 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
   rep.set_pages_sent(img.stats().pages_written());
   rep.set_bytes_frozen(sender->bytes_sent());
   rep.set_pages_frozen(img.stats().pages_written());
-  rep.set_transfer_ms(frozen->frozen_us() / 1000.0);
   progress("pages", sender->bytes_sent(), sender->bytes_sent());
 
   // Everything the task wrote before the freeze reaches its home first.
@@ -261,6 +260,7 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
     }
   }
   rep.set_restore_ms(ready.restore_ms());
+  rep.set_transfer_ms(ready.stream_ms());
 
   // 4. Commit. From now on the original must never run again unless the destination says its
   // copy was not released.
@@ -271,25 +271,34 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
   commit.set_log_offset(log_offset);
   rpc::CommitReply committed;
   bool running = false;
-  for (int attempt = 0; attempt < 20 && !running; attempt++) {
+  // Until the destination answers, nobody knows whether its copy was released: the original
+  // stays frozen (and dies with this ferryd), however long that takes, so that the task never
+  // runs in two places. The user is told that the migration is in doubt and why.
+  Stopwatch in_doubt;
+  double next_note_ms = 0;
+  for (;;) {
     auto ctx = deadline_ms(5000);
     grpc::Status s = peers_.stub(to).Commit(ctx.get(), commit, &committed);
     if (s.ok()) {
-      running = committed.running();
-      if (!running) break;  // the destination refused: its copy is gone
+      running = committed.running();  // false: the destination refused, its copy is gone
       break;
     }
-    // No answer: ask what became of the copy.
+    // No answer: ask what became of the copy; "ready" means Commit never arrived, so send it again.
     rpc::MigrationStatusRequest q;
     q.set_session_id(sid);
     rpc::MigrationStatusReply st;
     auto qctx = deadline_ms(2000);
-    if (peers_.stub(to).MigrationStatus(qctx.get(), q, &st).ok()) {
-      if (st.state() == "running") {
-        running = true;
-        break;
-      }
-      if (st.state() != "ready") break;  // aborted or unknown: not released
+    if (peers_.stub(to).MigrationStatus(qctx.get(), q, &st).ok() && st.state() != "ready") {
+      running = st.state() == "running";
+      if (!running)
+        committed.set_reason("node " + to + " dropped the task before Commit (" + st.state() + ")");
+      break;
+    }
+    if (in_doubt.elapsed_ms() >= next_note_ms) {
+      spdlog::warn("migration of {} to {} is in doubt ({}): the task stays frozen until {} answers",
+                   id, to, s.error_message(), to);
+      progress("in-doubt", sender->bytes_sent(), sender->bytes_sent());
+      next_note_ms += 5000;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }

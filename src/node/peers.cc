@@ -41,7 +41,9 @@ Peers::Peers(const NodeConfig& cfg) : cfg_(cfg) {
   }
 }
 
-bool Peers::known(const std::string& name) const { return peers_.count(name) > 0; }
+bool Peers::known(const std::string& name) const {
+  return peers_.count(name) > 0;
+}
 
 std::vector<std::string> Peers::names() const {
   std::vector<std::string> out;
@@ -77,7 +79,9 @@ uint64_t Peers::ms_since_report(const std::string& name) const {
                                    .count());
 }
 
-bool Peers::up(const std::string& name) const { return ms_since_report(name) <= cfg_.down_after_ms; }
+bool Peers::up(const std::string& name) const {
+  return ms_since_report(name) <= cfg_.down_after_ms;
+}
 
 std::optional<rpc::LoadReport> Peers::last_report(const std::string& name) const {
   std::lock_guard<std::mutex> lock(mu_);

@@ -32,7 +32,8 @@ OutputRelay::~OutputRelay() {
   thread_.join();
 }
 
-void OutputRelay::attach(const std::string& task, const std::string& home, UniqueFd read_end, uint64_t offset) {
+void OutputRelay::attach(const std::string& task, const std::string& home, UniqueFd read_end,
+                         uint64_t offset) {
   std::lock_guard<std::mutex> lock(mu_);
   ::fcntl(read_end.get(), F_SETFL, O_NONBLOCK);
   epoll_event ev{};
@@ -111,7 +112,8 @@ uint64_t OutputRelay::drain(const std::string& task, int timeout_ms) {
       delivered = flush(task, s);
       if (delivered && all_read) return s.offset;
     }
-    if (std::chrono::steady_clock::now() > deadline) fail("cannot deliver the output of {} to its home node", task);
+    if (std::chrono::steady_clock::now() > deadline)
+      fail("cannot deliver the output of {} to its home node", task);
     if (!delivered) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
 }

@@ -20,7 +20,8 @@ namespace ferry::node {
 class OutputRelay {
  public:
   // deliver(task, home, offset, data) returns the home's new end offset; throws on failure.
-  using Deliver = std::function<uint64_t(const std::string&, const std::string&, uint64_t, const std::string&)>;
+  using Deliver =
+      std::function<uint64_t(const std::string&, const std::string&, uint64_t, const std::string&)>;
   explicit OutputRelay(Deliver deliver);
   ~OutputRelay();
 
@@ -36,12 +37,12 @@ class OutputRelay {
   struct Stream {
     std::string home;
     UniqueFd fd;
-    uint64_t offset = 0;     // next byte to deliver
-    std::string pending;     // read, not delivered yet
+    uint64_t offset = 0;  // next byte to deliver
+    std::string pending;  // read, not delivered yet
     bool eof = false;
   };
   void loop();
-  bool read_available(Stream& s);  // true when the pipe has nothing more right now
+  bool read_available(Stream& s);                  // true when the pipe has nothing more right now
   bool flush(const std::string& task, Stream& s);  // false when the home refused/failed
 
   Deliver deliver_;

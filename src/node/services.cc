@@ -23,25 +23,33 @@ class ControlService final : public rpc::Control::Service {
  public:
   explicit ControlService(Daemon& d) : d_(d) {}
 
-  grpc::Status Run(grpc::ServerContext*, const rpc::RunRequest* req, rpc::RunReply* reply) override {
+  grpc::Status Run(grpc::ServerContext*, const rpc::RunRequest* req,
+                   rpc::RunReply* reply) override {
     return guarded([&] { *reply->mutable_task() = d_.run_task(*req); });
   }
   grpc::Status Ps(grpc::ServerContext*, const rpc::PsRequest*, rpc::PsReply* reply) override {
     return guarded([&] { *reply = d_.ps(); });
   }
-  grpc::Status Nodes(grpc::ServerContext*, const rpc::NodesRequest*, rpc::NodesReply* reply) override {
+  grpc::Status Nodes(grpc::ServerContext*, const rpc::NodesRequest*,
+                     rpc::NodesReply* reply) override {
     return guarded([&] { *reply = d_.nodes(); });
   }
-  grpc::Status Logs(grpc::ServerContext* ctx, const rpc::LogsRequest* req, grpc::ServerWriter<rpc::LogChunk>* w) override {
-    return guarded([&] { d_.read_log(*req, [&](const rpc::LogChunk& c) { return !ctx->IsCancelled() && w->Write(c); }); });
+  grpc::Status Logs(grpc::ServerContext* ctx, const rpc::LogsRequest* req,
+                    grpc::ServerWriter<rpc::LogChunk>* w) override {
+    return guarded([&] {
+      d_.read_log(*req, [&](const rpc::LogChunk& c) { return !ctx->IsCancelled() && w->Write(c); });
+    });
   }
-  grpc::Status Kill(grpc::ServerContext*, const rpc::KillRequest* req, rpc::KillReply* reply) override {
+  grpc::Status Kill(grpc::ServerContext*, const rpc::KillRequest* req,
+                    rpc::KillReply* reply) override {
     return guarded([&] { *reply = d_.kill(req->task_id(), req->signal()); });
   }
-  grpc::Status Wait(grpc::ServerContext*, const rpc::WaitRequest* req, rpc::WaitReply* reply) override {
+  grpc::Status Wait(grpc::ServerContext*, const rpc::WaitRequest* req,
+                    rpc::WaitReply* reply) override {
     return guarded([&] { *reply = d_.wait(req->task_id(), static_cast<int>(req->timeout_ms())); });
   }
-  grpc::Status Migrate(grpc::ServerContext*, const rpc::MigrateRequest* req, grpc::ServerWriter<rpc::MigrateEvent>* w) override {
+  grpc::Status Migrate(grpc::ServerContext*, const rpc::MigrateRequest* req,
+                       grpc::ServerWriter<rpc::MigrateEvent>* w) override {
     return guarded([&] { d_.migrate(*req, [&](const rpc::MigrateEvent& e) { w->Write(e); }); });
   }
 
@@ -56,48 +64,65 @@ class NodeService final : public rpc::Node::Service {
   grpc::Status Report(grpc::ServerContext*, const rpc::LoadReport* r, rpc::Ack*) override {
     return guarded([&] { d_.record_report(*r); });
   }
-  grpc::Status Run(grpc::ServerContext*, const rpc::RunRequest* req, rpc::RunReply* reply) override {
+  grpc::Status Run(grpc::ServerContext*, const rpc::RunRequest* req,
+                   rpc::RunReply* reply) override {
     return guarded([&] { *reply->mutable_task() = d_.run_here(*req); });
   }
-  grpc::Status ListTasks(grpc::ServerContext*, const rpc::ListTasksRequest*, rpc::ListTasksReply* reply) override {
+  grpc::Status ListTasks(grpc::ServerContext*, const rpc::ListTasksRequest*,
+                         rpc::ListTasksReply* reply) override {
     return guarded([&] {
       for (auto& t : d_.tasks_here()) *reply->add_tasks() = t;
     });
   }
-  grpc::Status Locate(grpc::ServerContext*, const rpc::LocateRequest* req, rpc::LocateReply* reply) override {
+  grpc::Status Locate(grpc::ServerContext*, const rpc::LocateRequest* req,
+                      rpc::LocateReply* reply) override {
     return guarded([&] { *reply->mutable_task() = d_.locate(req->task_id()); });
   }
-  grpc::Status Kill(grpc::ServerContext*, const rpc::KillRequest* req, rpc::KillReply* reply) override {
+  grpc::Status Kill(grpc::ServerContext*, const rpc::KillRequest* req,
+                    rpc::KillReply* reply) override {
     return guarded([&] { *reply = d_.kill_here(req->task_id(), req->signal()); });
   }
-  grpc::Status Wait(grpc::ServerContext*, const rpc::WaitRequest* req, rpc::WaitReply* reply) override {
+  grpc::Status Wait(grpc::ServerContext*, const rpc::WaitRequest* req,
+                    rpc::WaitReply* reply) override {
     return guarded([&] { *reply = d_.wait(req->task_id(), static_cast<int>(req->timeout_ms())); });
   }
-  grpc::Status ReadLog(grpc::ServerContext* ctx, const rpc::LogsRequest* req, grpc::ServerWriter<rpc::LogChunk>* w) override {
-    return guarded([&] { d_.read_log(*req, [&](const rpc::LogChunk& c) { return !ctx->IsCancelled() && w->Write(c); }); });
-  }
-  grpc::Status AppendLog(grpc::ServerContext*, const rpc::AppendLogRequest* req, rpc::AppendLogReply* reply) override {
+  grpc::Status ReadLog(grpc::ServerContext* ctx, const rpc::LogsRequest* req,
+                       grpc::ServerWriter<rpc::LogChunk>* w) override {
     return guarded([&] {
-      if (!d_.home().get(req->task_id())) fail("no task {} is homed on {}", req->task_id(), d_.name());
+      d_.read_log(*req, [&](const rpc::LogChunk& c) { return !ctx->IsCancelled() && w->Write(c); });
+    });
+  }
+  grpc::Status AppendLog(grpc::ServerContext*, const rpc::AppendLogRequest* req,
+                         rpc::AppendLogReply* reply) override {
+    return guarded([&] {
+      if (!d_.home().get(req->task_id()))
+        fail("no task {} is homed on {}", req->task_id(), d_.name());
       reply->set_next_offset(d_.logs().append(req->task_id(), req->offset(), req->data()));
     });
   }
-  grpc::Status TaskMoved(grpc::ServerContext*, const rpc::TaskMovedRequest* req, rpc::Ack*) override {
+  grpc::Status TaskMoved(grpc::ServerContext*, const rpc::TaskMovedRequest* req,
+                         rpc::Ack*) override {
     return guarded([&] { d_.task_moved(req->task()); });
   }
-  grpc::Status TaskExited(grpc::ServerContext*, const rpc::TaskExitedRequest* req, rpc::Ack*) override {
-    return guarded([&] { d_.task_exited(req->task_id(), req->exit_code(), req->node(), req->epoch()); });
+  grpc::Status TaskExited(grpc::ServerContext*, const rpc::TaskExitedRequest* req,
+                          rpc::Ack*) override {
+    return guarded(
+        [&] { d_.task_exited(req->task_id(), req->exit_code(), req->node(), req->epoch()); });
   }
-  grpc::Status Migrate(grpc::ServerContext*, const rpc::MigrateRequest* req, grpc::ServerWriter<rpc::MigrateEvent>* w) override {
+  grpc::Status Migrate(grpc::ServerContext*, const rpc::MigrateRequest* req,
+                       grpc::ServerWriter<rpc::MigrateEvent>* w) override {
     return guarded([&] { d_.migrate(*req, [&](const rpc::MigrateEvent& e) { w->Write(e); }); });
   }
-  grpc::Status Offer(grpc::ServerContext*, const rpc::OfferRequest* req, rpc::OfferReply* reply) override {
+  grpc::Status Offer(grpc::ServerContext*, const rpc::OfferRequest* req,
+                     rpc::OfferReply* reply) override {
     return guarded([&] { *reply = d_.offer(*req); });
   }
-  grpc::Status Tasking(grpc::ServerContext*, const rpc::TaskingRequest* req, rpc::TaskingReply* reply) override {
+  grpc::Status Tasking(grpc::ServerContext*, const rpc::TaskingRequest* req,
+                       rpc::TaskingReply* reply) override {
     return guarded([&] { *reply = d_.tasking(*req); });
   }
-  grpc::Status Commit(grpc::ServerContext*, const rpc::CommitRequest* req, rpc::CommitReply* reply) override {
+  grpc::Status Commit(grpc::ServerContext*, const rpc::CommitRequest* req,
+                      rpc::CommitReply* reply) override {
     return guarded([&] { *reply = d_.commit(*req); });
   }
   grpc::Status Abort(grpc::ServerContext*, const rpc::AbortRequest* req, rpc::Ack*) override {
@@ -114,7 +139,11 @@ class NodeService final : public rpc::Node::Service {
 
 }  // namespace
 
-std::unique_ptr<grpc::Service> make_control_service(Daemon& d) { return std::make_unique<ControlService>(d); }
-std::unique_ptr<grpc::Service> make_node_service(Daemon& d) { return std::make_unique<NodeService>(d); }
+std::unique_ptr<grpc::Service> make_control_service(Daemon& d) {
+  return std::make_unique<ControlService>(d);
+}
+std::unique_ptr<grpc::Service> make_node_service(Daemon& d) {
+  return std::make_unique<NodeService>(d);
+}
 
 }  // namespace ferry::node

@@ -36,7 +36,8 @@ Spawned spawn_task(const rpc::RunRequest& req) {
   sigfillset(&all);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
 
   std::vector<char*> argv, envp;
   for (auto& a : req.argv()) argv.push_back(const_cast<char*>(a.c_str()));
@@ -45,7 +46,8 @@ Spawned spawn_task(const rpc::RunRequest& req) {
   envp.push_back(nullptr);
 
   pid_t pid = -1;
-  int rc = ::posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(), req.env().empty() ? environ : envp.data());
+  int rc = ::posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(),
+                          req.env().empty() ? environ : envp.data());
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) fail_errno(rc, "cannot start {}", req.argv(0));

@@ -45,6 +45,8 @@ class StreamSender : public image::PageSink {
   void wait_released(uint64_t) override {}
   // Sends the end frame and records the size (no block hashes: the tags did that job).
   void finish(image::PagesFile* out) override;
+  // 256 KiB: median 1.27 GB/s against 1.03 with 4 MiB batches, 512 MiB task, same run.
+  uint64_t batch_bytes() const override { return 256 << 10; }
 
   uint64_t bytes_sent() const { return bytes_sent_; }
   uint64_t frames() const { return sequence_; }

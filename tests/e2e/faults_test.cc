@@ -30,7 +30,8 @@ void runs_once_and_intact(TestCluster& c, const std::string& id, const std::stri
       for (auto& tid : n["load"]["tasks"]) copies += tid == id;
   EXPECT_LE(copies, 1) << "the task runs in more than one place";
   int lines = sequential_lines(c.logs(id));
-  EXPECT_TRUE(wait_until([&] { return has_lines(c, id, lines + 2); }, 10000)) << "the task stopped printing";
+  EXPECT_TRUE(wait_until([&] { return has_lines(c, id, lines + 2); }, 10000))
+      << "the task stopped printing";
   ASSERT_EQ(c.ferry({"kill", id, "USR2"}).status, 0);
   CmdResult w = c.ferry({"wait", id, "--timeout", "30"});
   EXPECT_EQ(w.status, 0) << w.out << w.err;
@@ -38,8 +39,8 @@ void runs_once_and_intact(TestCluster& c, const std::string& id, const std::stri
 }
 
 // Runs `ferry migrate` in the background; returns its pid and where its output goes.
-pid_t migrate_in_background(TestCluster& c, const TempDir& io, const std::string& id, const std::string& to,
-                            const std::string& name = "m") {
+pid_t migrate_in_background(TestCluster& c, const TempDir& io, const std::string& id,
+                            const std::string& to, const std::string& name = "m") {
   SpawnOptions o;
   o.stdout_path = io / (name + ".out");
   o.stderr_path = io / (name + ".err");
@@ -58,7 +59,8 @@ TEST(FaultsTest, DestinationDiesMidTransfer) {
   std::this_thread::sleep_for(std::chrono::milliseconds(600));  // the stream takes ~1.6 s
   c.kill_node("node2");
   EXPECT_EQ(wait_exit(m, 60000), 1);
-  EXPECT_NE(read_file(io / "m.out").find("\"outcome\":\"aborted\""), std::string::npos) << read_file(io / "m.out");
+  EXPECT_NE(read_file(io / "m.out").find("\"outcome\":\"aborted\""), std::string::npos)
+      << read_file(io / "m.out");
   runs_once_and_intact(c, id, "node1");
 }
 
@@ -72,10 +74,18 @@ TEST(FaultsTest, TheLinkIsCutMidTransfer) {
   std::this_thread::sleep_for(std::chrono::milliseconds(600));
   // node2's cable out of the bridge, then back once the source gave up.
   SpawnOptions o;
-  ASSERT_EQ(wait_exit(spawn({"/usr/bin/env", "ip", "-n", c.bridge_netns(), "link", "set", "v2", "down"}, o), 10000), 0);
+  ASSERT_EQ(
+      wait_exit(
+          spawn({"/usr/bin/env", "ip", "-n", c.bridge_netns(), "link", "set", "v2", "down"}, o),
+          10000),
+      0);
   EXPECT_EQ(wait_exit(m, 60000), 1);
-  EXPECT_NE(read_file(io / "m.out").find("\"outcome\":\"aborted\""), std::string::npos) << read_file(io / "m.out");
-  ASSERT_EQ(wait_exit(spawn({"/usr/bin/env", "ip", "-n", c.bridge_netns(), "link", "set", "v2", "up"}, o), 10000), 0);
+  EXPECT_NE(read_file(io / "m.out").find("\"outcome\":\"aborted\""), std::string::npos)
+      << read_file(io / "m.out");
+  ASSERT_EQ(
+      wait_exit(spawn({"/usr/bin/env", "ip", "-n", c.bridge_netns(), "link", "set", "v2", "up"}, o),
+                10000),
+      0);
   runs_once_and_intact(c, id, "node1");
 }
 
@@ -100,8 +110,23 @@ TEST(FaultsTest, TheSourceDiesRightAfterCommit) {
   CmdResult r = c.ferry({"migrate", id, "--to", "node3", "--json"});
   EXPECT_NE(r.status, 0);
   EXPECT_FALSE(r.err.empty()) << "the command line should say what happened";
-  ASSERT_TRUE(wait_until([&] { return c.task(id).value("node", "") == "node3"; }, 10000)) << c.task(id).dump();
+  ASSERT_TRUE(wait_until([&] { return c.task(id).value("node", "") == "node3"; }, 10000))
+      << c.task(id).dump();
   runs_once_and_intact(c, id, "node3");
+}
+
+// The destination commits but its answer is lost and it stays unreachable for 3 s: the source
+// must keep the original frozen until it learns the copy runs, then destroy it.
+TEST(FaultsTest, TheReplyToCommitIsLost) {
+  TestCluster c(2, {"--test-fault", "node2=lose-commit-reply"});
+  ASSERT_TRUE(c.up());
+  std::string id = c.run({target_path("t_worker"), "16", "20"});
+  ASSERT_TRUE(wait_until([&] { return has_lines(c, id, 3); }, 10000));
+  nlohmann::json r = c.migrate(id, "node2");
+  EXPECT_EQ(r["outcome"], "migrated") << r.dump();
+  EXPECT_GE(r["freeze_ms"].get<double>(), 3000)
+      << "the original ran again before the copy was known to run";
+  runs_once_and_intact(c, id, "node2");
 }
 
 TEST(FaultsTest, TheTaskEndsDuringItsMigration) {
