@@ -179,11 +179,13 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
   tasking_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(300));
   rpc::TaskingReply ready;
   std::future<grpc::Status> tasking_call;
-  // Ends the tasking call; returns the destination's own reason when it already said no.
-  auto stop_tasking = [&]() -> std::string {
+  // Ends the tasking call; returns the destination's own reason when it said no. A destination
+  // that gave up closes the page stream as it answers, so the source may see the broken stream
+  // first: give the answer `wait_ms` to arrive.
+  auto stop_tasking = [&](int wait_ms = 0) -> std::string {
     if (!tasking_call.valid()) return "";
-    bool answered =
-        tasking_call.wait_for(std::chrono::milliseconds(0)) == std::future_status::ready;
+    bool answered = tasking_call.wait_for(std::chrono::milliseconds(wait_ms)) ==
+                    std::future_status::ready;
     if (!answered) tasking_ctx.TryCancel();
     grpc::Status s = tasking_call.get();
     return answered && s.ok() && !ready.ready() ? ready.reason() : "";
@@ -215,7 +217,7 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
     return finish(false, "task-exited",
                   fmt::format("task {} ended during the migration (exit status {})", id, e.code()));
   } catch (const std::exception& e) {
-    std::string refused = stop_tasking();
+    std::string refused = stop_tasking(2000);
     if (frozen) frozen->resume();
     abort_remote(e.what());
     if (!refused.empty()) return finish(false, "aborted", refused);
