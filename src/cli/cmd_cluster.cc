@@ -186,7 +186,7 @@ void tear_down(const std::string& dir, bool quiet) {
     if (ns != bridge_ns(id)) run({"ip", "netns", "del", ns}, true);
   run({"ip", "netns", "del", bridge_ns(id)}, true);
   std::error_code ec;
-  for (const char* p : {"nodes", "tls", "nodes.list", "cluster.id"})
+  for (const char* p : {"nodes", "tls", "nodes.list", "cluster.id", "pagestore"})
     fs::remove_all(dir + "/" + p, ec);
   fs::remove(dir, ec);  // only when empty: it may be the user's directory
   auto cur = proc::try_read_file("/run/ferry/current");
@@ -311,6 +311,7 @@ void add_cluster(CLI::App& app) {
       std::string ndir = dir + "/nodes/" + names[i];
       fs::create_directories(ndir);
       c.state_dir = ndir + "/state";
+      c.page_store = dir + "/pagestore";  // the host's file system is the nodes' shared one
       c.control_socket = ndir + "/control.sock";
       c.labels = labels[names[i]];
       for (auto& [k, v] : settings[names[i]]) {

@@ -7,7 +7,6 @@
 #include <cstring>
 #include <map>
 
-
 #include "cli/commands.h"
 #include "cli/connect.h"
 #include "cli/json.h"
@@ -19,7 +18,9 @@ extern char** environ;
 namespace ferry::cli {
 namespace {
 
-std::string mib(uint64_t b) { return fmt::format("{:.1f} MiB", static_cast<double>(b) / 1048576.0); }
+std::string mib(uint64_t b) {
+  return fmt::format("{:.1f} MiB", static_cast<double>(b) / 1048576.0);
+}
 
 int parse_signal(const std::string& s) {
   if (s.empty()) return SIGTERM;
@@ -60,7 +61,8 @@ void add_tasks(CLI::App& app) {
     for (char** e = environ; *e; e++) req.add_env(*e);
     char cwd[4096];
     if (::getcwd(cwd, sizeof cwd)) req.set_cwd(cwd);
-    if (!r_stdin.empty()) req.set_stdin_path(r_stdin[0] == '/' ? r_stdin : std::string(cwd) + "/" + r_stdin);
+    if (!r_stdin.empty())
+      req.set_stdin_path(r_stdin[0] == '/' ? r_stdin : std::string(cwd) + "/" + r_stdin);
     rpc::RunReply reply;
     grpc::ClientContext ctx;
     check(control()->Run(&ctx, req, &reply));
@@ -77,19 +79,24 @@ void add_tasks(CLI::App& app) {
     grpc::ClientContext ctx;
     check(control()->Ps(&ctx, rpc::PsRequest(), &reply));
     if (ps_json) {
-      nlohmann::json j = {{"tasks", nlohmann::json::array()}, {"unreachable_nodes", reply.unreachable()}};
+      nlohmann::json j = {{"tasks", nlohmann::json::array()},
+                          {"unreachable_nodes", reply.unreachable()}};
       for (auto& t : reply.tasks()) j["tasks"].push_back(to_json(t));
       std::printf("%s\n", j.dump().c_str());
       return;
     }
-    std::printf("%-12s %-16s %-8s %-8s %-7s %-10s %-6s %s\n", "ID", "NAME", "NODE", "HOME", "PID", "STATE", "MOVES", "MEMORY");
+    std::printf("%-12s %-16s %-8s %-8s %-7s %-10s %-6s %s\n", "ID", "NAME", "NODE", "HOME", "PID",
+                "STATE", "MOVES", "MEMORY");
     for (auto& t : reply.tasks()) {
-      std::string state = t.state() == "exited" ? fmt::format("exited({})", t.exit_code()) : t.state();
-      std::printf("%-12s %-16s %-8s %-8s %-7d %-10s %-6llu %s\n", t.id().c_str(), t.name().substr(0, 16).c_str(),
-                  t.node().c_str(), t.home().c_str(), t.pid(), state.c_str(),
-                  static_cast<unsigned long long>(t.epoch()), t.state() == "exited" ? "-" : mib(t.memory_bytes()).c_str());
+      std::string state =
+          t.state() == "exited" ? fmt::format("exited({})", t.exit_code()) : t.state();
+      std::printf("%-12s %-16s %-8s %-8s %-7d %-10s %-6llu %s\n", t.id().c_str(),
+                  t.name().substr(0, 16).c_str(), t.node().c_str(), t.home().c_str(), t.pid(),
+                  state.c_str(), static_cast<unsigned long long>(t.epoch()),
+                  t.state() == "exited" ? "-" : mib(t.memory_bytes()).c_str());
     }
-    for (auto& n : reply.unreachable()) std::fprintf(stderr, "ferry: node %s did not answer\n", n.c_str());
+    for (auto& n : reply.unreachable())
+      std::fprintf(stderr, "ferry: node %s did not answer\n", n.c_str());
   });
 
   // nodes
@@ -107,18 +114,21 @@ void add_tasks(CLI::App& app) {
       std::printf("%s\n", j.dump().c_str());
       return;
     }
-    std::printf("%-8s %-18s %-5s %-6s %-6s %-12s %-6s %s\n", "NAME", "ADDRESS", "STATE", "CPU%", "LOAD", "MEM FREE", "TASKS", "LABELS");
+    std::printf("%-8s %-18s %-5s %-6s %-6s %-12s %-6s %s\n", "NAME", "ADDRESS", "STATE", "CPU%",
+                "LOAD", "MEM FREE", "TASKS", "LABELS");
     for (auto& n : reply.nodes()) {
       std::string labels;
       for (auto& [k, v] : n.labels()) labels += (labels.empty() ? "" : ",") + k + "=" + v;
-      std::printf("%-8s %-18s %-5s %-6.1f %-6.2f %-12s %-6u %s\n", n.name().c_str(), n.address().c_str(), n.state().c_str(),
-                  n.load().cpu_percent(), n.load().load_avg(), mib(n.load().mem_free_bytes()).c_str(),
-                  n.load().runnable(), labels.c_str());
+      std::printf("%-8s %-18s %-5s %-6.1f %-6.2f %-12s %-6u %s\n", n.name().c_str(),
+                  n.address().c_str(), n.state().c_str(), n.load().cpu_percent(),
+                  n.load().load_avg(), mib(n.load().mem_free_bytes()).c_str(), n.load().runnable(),
+                  labels.c_str());
     }
   });
 
   // logs
-  auto* logs = app.add_subcommand("logs", "a task's output (stdout and stderr), from its home node");
+  auto* logs =
+      app.add_subcommand("logs", "a task's output (stdout and stderr), from its home node");
   static std::string l_task;
   static bool l_follow = false;
   logs->add_option("TASK", l_task, "task id")->required();
@@ -152,7 +162,8 @@ void add_tasks(CLI::App& app) {
     grpc::ClientContext ctx;
     check(control()->Kill(&ctx, req, &reply));
     if (reply.queued())
-      std::fprintf(stderr, "ferry: %s is migrating; the signal is delivered when it runs again\n", k_task.c_str());
+      std::fprintf(stderr, "ferry: %s is migrating; the signal is delivered when it runs again\n",
+                   k_task.c_str());
   });
 
   // wait
@@ -173,22 +184,34 @@ void add_tasks(CLI::App& app) {
       grpc::ClientContext ctx;
       check(stub->Wait(&ctx, req, &reply));
       if (reply.exited()) {
-        std::printf("%s ended with status %d on %s\n", w_task.c_str(), reply.exit_code(), reply.node().c_str());
+        std::printf("%s ended with status %d on %s\n", w_task.c_str(), reply.exit_code(),
+                    reply.node().c_str());
         exit_status() = reply.exit_code();
         return;
       }
-      double waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      if (w_timeout > 0 && waited >= w_timeout) fail("{} still runs after {:.0f} s", w_task, waited);
+      double waited =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (w_timeout > 0 && waited >= w_timeout)
+        fail("{} still runs after {:.0f} s", w_task, waited);
     }
   });
 
   // migrate
   auto* migrate = app.add_subcommand("migrate", "move a running task to another node");
-  static std::string m_task, m_to, m_strategy = "eager-all";
+  static std::string m_task, m_to, m_strategy = "eager-all", m_tracking;
+  static uint32_t m_max_freeze_ms = 50, m_max_rounds = 30;
   static bool m_json = false;
   migrate->add_option("TASK", m_task, "task id")->required();
   migrate->add_option("--to", m_to, "destination node")->required();
-  migrate->add_option("--strategy", m_strategy, "eager-all");
+  migrate->add_option("--strategy", m_strategy,
+                      "how the memory moves: eager-all (default), pre-copy, eager-dirty, "
+                      "copy-on-reference, flushing");
+  migrate->add_option("--dirty-tracking", m_tracking,
+                      "pre-copy: uffd or hash (default: uffd when the kernel has it)");
+  migrate->add_option("--max-freeze-ms", m_max_freeze_ms,
+                      "pre-copy: stop the rounds when the rest fits this freeze (default 50)");
+  migrate->add_option("--max-rounds", m_max_rounds,
+                      "pre-copy: at most this many rounds (default 30)");
   migrate->add_flag("--json", m_json, "print the report as JSON");
   migrate->callback([] {
     start_logging();
@@ -196,6 +219,9 @@ void add_tasks(CLI::App& app) {
     req.set_task_id(m_task);
     req.set_to(m_to);
     req.set_strategy(m_strategy);
+    req.set_dirty_tracking(m_tracking);
+    req.set_max_freeze_ms(m_max_freeze_ms);
+    req.set_max_rounds(m_max_rounds);
     grpc::ClientContext ctx;
     auto reader = control()->Migrate(&ctx, req);
     rpc::MigrateEvent ev;
@@ -207,8 +233,8 @@ void add_tasks(CLI::App& app) {
         have_report = true;
       } else if (tty) {
         auto& p = ev.progress();
-        std::fprintf(stderr, "\r\033[Kmigrating %s to %s: %s %s", m_task.c_str(), m_to.c_str(), p.phase().c_str(),
-                     p.bytes_sent() ? mib(p.bytes_sent()).c_str() : "");
+        std::fprintf(stderr, "\r\033[Kmigrating %s to %s: %s %s", m_task.c_str(), m_to.c_str(),
+                     p.phase().c_str(), p.bytes_sent() ? mib(p.bytes_sent()).c_str() : "");
         std::fflush(stderr);
       }
     }
@@ -218,12 +244,24 @@ void add_tasks(CLI::App& app) {
     if (m_json) {
       std::printf("%s\n", to_json(report).dump().c_str());
     } else if (report.ok()) {
-      std::printf("migrated %s from %s to %s (%s): frozen %.1f ms, total %.1f ms, %s in %llu pages\n", report.task().c_str(),
-                  report.from().c_str(), report.to().c_str(), report.strategy().c_str(), report.freeze_ms(), report.total_ms(),
-                  mib(report.bytes_sent()).c_str(), static_cast<unsigned long long>(report.pages_sent()));
+      std::printf(
+          "migrated %s from %s to %s (%s): frozen %.1f ms, total %.1f ms, %s in %llu pages\n",
+          report.task().c_str(), report.from().c_str(), report.to().c_str(),
+          report.strategy().c_str(), report.freeze_ms(), report.total_ms(),
+          mib(report.bytes_sent()).c_str(), static_cast<unsigned long long>(report.pages_sent()));
+      for (auto& r : report.round_list())
+        std::printf("  round %u: %llu pages, %s, %.1f ms\n", r.round(),
+                    static_cast<unsigned long long>(r.pages()), mib(r.bytes()).c_str(), r.ms());
+      if (report.pages_on_demand() || report.pages_pushed() || report.last_page_ms() > 0)
+        std::printf(
+            "  afterwards: %llu pages on demand (%llu faults), %llu pushed; last page %.1f ms "
+            "after the freeze ended\n",
+            static_cast<unsigned long long>(report.pages_on_demand()),
+            static_cast<unsigned long long>(report.remote_faults()),
+            static_cast<unsigned long long>(report.pages_pushed()), report.last_page_ms());
     } else {
-      std::fprintf(stderr, "ferry: migration of %s to %s %s: %s\n", report.task().c_str(), report.to().c_str(),
-                   report.outcome().c_str(), report.reason().c_str());
+      std::fprintf(stderr, "ferry: migration of %s to %s %s: %s\n", report.task().c_str(),
+                   report.to().c_str(), report.outcome().c_str(), report.reason().c_str());
     }
     if (!report.ok()) exit_status() = 1;
   });

@@ -3,18 +3,28 @@
 namespace ferry::cli {
 
 nlohmann::json to_json(const rpc::TaskInfo& t) {
-  nlohmann::json j = {{"id", t.id()},       {"name", t.name()},   {"home", t.home()},   {"node", t.node()},
-                      {"pid", t.pid()},     {"state", t.state()}, {"argv", t.argv()},   {"epoch", t.epoch()},
-                      {"memory_bytes", t.memory_bytes()}, {"started_unix_ms", t.started_unix_ms()}};
+  nlohmann::json j = {{"id", t.id()},
+                      {"name", t.name()},
+                      {"home", t.home()},
+                      {"node", t.node()},
+                      {"pid", t.pid()},
+                      {"state", t.state()},
+                      {"argv", t.argv()},
+                      {"epoch", t.epoch()},
+                      {"memory_bytes", t.memory_bytes()},
+                      {"started_unix_ms", t.started_unix_ms()}};
   j["labels"] = nlohmann::json::object();
   for (auto& [k, v] : t.labels()) j["labels"][k] = v;
   if (t.state() == "exited") j["exit_code"] = t.exit_code();
+  if (!t.exit_reason().empty()) j["exit_reason"] = t.exit_reason();
   return j;
 }
 
 nlohmann::json to_json(const rpc::NodeInfo& n) {
   const rpc::LoadReport& l = n.load();
-  nlohmann::json j = {{"name", n.name()}, {"address", n.address()}, {"state", n.state()},
+  nlohmann::json j = {{"name", n.name()},
+                      {"address", n.address()},
+                      {"state", n.state()},
                       {"last_seen_ms_ago", n.last_seen_ms_ago()}};
   j["labels"] = nlohmann::json::object();
   for (auto& [k, v] : n.labels()) j["labels"][k] = v;
@@ -46,8 +56,18 @@ nlohmann::json to_json(const rpc::MigrateReport& r) {
                       {"rounds", r.rounds()},
                       {"last_page_ms", r.last_page_ms()},
                       {"transfer_ms", r.transfer_ms()},
-                      {"restore_ms", r.restore_ms()}};
+                      {"restore_ms", r.restore_ms()},
+                      {"bytes_pushed", r.bytes_pushed()},
+                      {"pages_pushed", r.pages_pushed()}};
   if (!r.reason().empty()) j["reason"] = r.reason();
+  if (!r.dirty_tracking().empty()) {
+    j["dirty_tracking"] = r.dirty_tracking();
+    j["paused_ms"] = r.paused_ms();
+    j["round_list"] = nlohmann::json::array();
+    for (auto& x : r.round_list())
+      j["round_list"].push_back(
+          {{"round", x.round()}, {"pages", x.pages()}, {"bytes", x.bytes()}, {"ms", x.ms()}});
+  }
   return j;
 }
 

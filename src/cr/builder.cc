@@ -107,7 +107,7 @@ bool aligned(uint64_t v) {
 }  // namespace
 
 ProcessBuilder::ProcessBuilder(const image::Image& img, const BuildOptions& options)
-    : img_(img), options_(options) {
+    : img_(&img), options_(options) {
   check_executable(img.process());
   check_cpu_compatible(img.registers(), local_xstate_size(), local_xcr0());
   for (auto& v : img.memory().vmas()) vmas_[v.start()] = &v;
@@ -115,7 +115,7 @@ ProcessBuilder::ProcessBuilder(const image::Image& img, const BuildOptions& opti
   pid_ = spawn_helper(img.process().pid(), options.same_pid);
   try {
     tracee_ = std::make_unique<Tracee>(Tracee::seize(pid_));
-    r_ = std::make_unique<Restorer>(*tracee_, img_);
+    r_ = std::make_unique<Restorer>(*tracee_, *img_);
     r_->external_fds = options.external_fds;
     Tracee& t = *tracee_;
     const image::Memory& mem = img.memory();
@@ -166,17 +166,40 @@ void ProcessBuilder::setup_userfaultfd() {
   if (!uffd_) return;
   uffdio_api api{};
   api.api = UFFD_API;
+  api.features = options_.lazy ? options_.uffd_features : 0;
   if (::ioctl(uffd_.get(), UFFDIO_API, &api) != 0) {
+    if (options_.lazy) fail_errno(errno, "userfaultfd features for lazy pages");
     uffd_.reset();
     return;
   }
-  for (auto& v : img_.memory().vmas()) {
-    if (v.kind() != image::Vma::ANON_PRIVATE || (v.vm_flags() & kVmHugePage)) continue;
+  register_userfaultfd_regions();
+}
+
+void ProcessBuilder::register_userfaultfd_regions() {
+  uffd_regions_.clear();
+  for (auto& v : img_->memory().vmas()) {
+    // Huge-page regions get huge pages from faults, not UFFDIO_COPY (4 KiB); lazily filled
+    // memory has no choice (its pages arrive one by one).
+    if (v.kind() != image::Vma::ANON_PRIVATE || ((v.vm_flags() & kVmHugePage) && !options_.lazy))
+      continue;
     uffdio_register reg{};
     reg.range = {v.start(), v.end() - v.start()};
     reg.mode = UFFDIO_REGISTER_MODE_MISSING;
-    if (::ioctl(uffd_.get(), UFFDIO_REGISTER, &reg) == 0) uffd_regions_[v.start()] = v.end();
+    if (::ioctl(uffd_.get(), UFFDIO_REGISTER, &reg) == 0)
+      uffd_regions_[v.start()] = v.end();
+    else if (options_.lazy)
+      fail_errno(errno, "cannot register memory at {:x} for lazy pages", v.start());
   }
+}
+
+UniqueFd ProcessBuilder::take_userfaultfd(std::vector<std::pair<uint64_t, uint64_t>>* regions) {
+  if (!options_.lazy || !uffd_) fail("internal: no userfaultfd to hand over");
+  // The process must not keep a descriptor of its own for it.
+  if (remote_uffd_ >= 0) tracee_->syscall(SYS_close, {remote_uffd_});
+  remote_uffd_ = -1;
+  regions->assign(uffd_regions_.begin(), uffd_regions_.end());
+  uffd_regions_.clear();
+  return std::move(uffd_);
 }
 
 void ProcessBuilder::drop_userfaultfd() {
@@ -207,11 +230,23 @@ void ProcessBuilder::place_memory(uint64_t addr, const char* data, size_t len) {
       c.len = len - done;
       c.mode = UFFDIO_COPY_MODE_DONTWAKE;
       int rc = ::ioctl(uffd_.get(), UFFDIO_COPY, &c);
+      int err = errno;
       if (c.copy > 0) done += static_cast<uint64_t>(c.copy);
-      if (rc != 0 && errno != EAGAIN) fail_errno(errno, "cannot place pages at {:x}", c.dst);
+      if (rc != 0 && err == EEXIST) {
+        // The page is there already (pre-copy sends a page again when it changed): overwrite.
+        write_through(v, addr + done, data + done, kPage);
+        done += kPage;
+        continue;
+      }
+      if (rc != 0 && err != EAGAIN) fail_errno(err, "cannot place pages at {:x}", c.dst);
     }
     return;
   }
+  write_through(v, addr, data, len);
+}
+
+void ProcessBuilder::write_through(const image::Vma& v, uint64_t addr, const char* data,
+                                   size_t len) {
   if (v.prot() & PROT_WRITE) {
     iovec local{const_cast<char*>(data), len}, remote{reinterpret_cast<void*>(addr), len};
     if (::process_vm_writev(pid_, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(len)) return;
@@ -236,7 +271,7 @@ void ProcessBuilder::place(const image::PageTarget& t, const char* data, size_t 
       place_memory(t.addr, data, len);
       break;
     case image::PageTarget::kShmem: {
-      const image::ShmemObject& s = find_shmem(img_.memory(), t.id);
+      const image::ShmemObject& s = find_shmem(img_->memory(), t.id);
       if (t.addr + len > (s.size() + kPage - 1) / kPage * kPage)
         fail("page data beyond shared memory {}", t.id);
       if (s.is_memfd()) {
@@ -266,10 +301,57 @@ void ProcessBuilder::place(const image::PageTarget& t, const char* data, size_t 
   bytes_placed_ += len;
 }
 
+void ProcessBuilder::relayout(const image::Image& final, const AddressRanges& retained,
+                              const AddressRanges& discard) {
+  Tracee& t = *tracee_;
+  Stopwatch phase;
+  // What goes: the old layout's objects, temporary mappings and scratch, then every mapping but
+  // the retained memory.
+  shared_anon_->finish();
+  shared_anon_.reset();
+  r_->close_temporary_fds();
+  r_->remove_scratch();
+  auto unmap = [&](uint64_t from, uint64_t to) {
+    if (from < to)
+      t.syscall_checked("munmap (old layout)", SYS_munmap,
+                        {static_cast<long>(from), static_cast<long>(to - from)});
+  };
+  for (const image::Vma& v : img_->memory().vmas()) {
+    if (v.kind() > image::Vma::FILE_SHARED) continue;
+    uint64_t at = v.start();
+    if (v.kind() == image::Vma::ANON_PRIVATE)
+      for (auto& [ks, ke] : retained) {
+        uint64_t s = std::max<uint64_t>(ks, v.start()), e = std::min<uint64_t>(ke, v.end());
+        if (s >= e) continue;
+        unmap(at, s);
+        at = e;
+      }
+    unmap(at, v.end());
+  }
+  for (auto& [s, e] : discard)
+    t.syscall_checked("madvise (dropped pages)", SYS_madvise,
+                      {static_cast<long>(s), static_cast<long>(e - s), MADV_DONTNEED});
+  // The new layout around what stayed.
+  img_ = &final;
+  vmas_.clear();
+  for (auto& v : final.memory().vmas()) vmas_[v.start()] = &v;
+  r_ = std::make_unique<Restorer>(t, final);
+  r_->external_fds = options_.external_fds;
+  r_->place_scratch();
+  const image::Memory& mem = final.memory();
+  restore_ghosts(*r_, mem);
+  restore_memfds(*r_, mem);
+  shared_anon_ = std::make_unique<SharedAnonBuilder>(*r_, mem);
+  restore_memory_map(*r_, mem, *shared_anon_, &retained);
+  if (uffd_) register_userfaultfd_regions();
+  spdlog::debug("build: relayout took {:.2f} ms ({} remote syscalls so far)", phase.elapsed_ms(),
+                t.remote_syscall_count());
+}
+
 RestoredProcess ProcessBuilder::finish() {
   Tracee& t = *tracee_;
   Restorer& r = *r_;
-  const image::Memory& mem = img_.memory();
+  const image::Memory& mem = img_->memory();
   Stopwatch phase;
   auto done = [&](const char* what) {
     spdlog::debug("build: {} took {:.2f} ms ({} remote syscalls so far)", what, phase.elapsed_ms(),
@@ -282,21 +364,21 @@ RestoredProcess ProcessBuilder::finish() {
     finish_memory_map(r, mem);
     finish_ghosts(r, mem);
     seal_memfds(r, mem);
-    restore_mm_fields(r, mem.mm(), img_.process().exe_path());
+    restore_mm_fields(r, mem.mm(), img_->process().exe_path());
     done("memory");
-    restore_rlimits(r, img_.attrs());
-    restore_fs(r, img_.attrs());
-    restore_task_attrs(r, img_.attrs(), img_.process());
-    restore_rseq(r, img_.attrs().rseq());
-    restore_files(r, img_.files());
-    restore_timers(r, img_.timers(), img_.process().pid());
-    restore_signals(r, img_.signals());
+    restore_rlimits(r, img_->attrs());
+    restore_fs(r, img_->attrs());
+    restore_task_attrs(r, img_->attrs(), img_->process());
+    restore_rseq(r, img_->attrs().rseq());
+    restore_files(r, img_->files());
+    restore_timers(r, img_->timers(), img_->process().pid());
+    restore_signals(r, img_->signals());
     r.close_temporary_fds();
-    restore_creds(r, img_.creds());
-    restore_parent_death_signal(r, img_.attrs());
+    restore_creds(r, img_->creds());
+    restore_parent_death_signal(r, img_->attrs());
     r.remove_scratch();
-    restore_signal_mask(r, img_.signals());
-    restore_registers(r, img_.registers());
+    restore_signal_mask(r, img_->signals());
+    restore_registers(r, img_->registers());
     done("files, signals, timers, credentials, registers");
   } catch (...) {
     // The destructor kills the helper.
@@ -306,7 +388,7 @@ RestoredProcess ProcessBuilder::finish() {
   std::vector<std::string> notes = r.notes;
   shared_anon_.reset();
   r_.reset();
-  return RestoredProcess(std::move(tracee_), img_.process().pid(), notes);
+  return RestoredProcess(std::move(tracee_), img_->process().pid(), notes);
 }
 
 }  // namespace ferry::cr

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "cr/memory_map.h"
 #include "cr/restore.h"
 #include "image.pb.h"
 #include "image/page_sink.h"
@@ -40,15 +41,30 @@ class ProcessBuilder {
   // Puts page data where it belongs. Throws when the target is not a place the image has.
   void place(const image::PageTarget& target, const char* data, size_t len);
   uint64_t bytes_placed() const { return bytes_placed_; }
+  // Pre-copy: the builder was made from a first description of a running process and has
+  // received rounds of its pages; `final` is the description at the freeze. Everything of the
+  // old layout goes except private anonymous memory in `retained` (sorted, within anonymous
+  // private regions of both layouts), whose pages stay; `discard` lists pages of it that the
+  // process has dropped since they were sent (they become empty again). Then the layout of
+  // `final` is built around what stayed. `final` must outlive the builder.
+  void relayout(const image::Image& final, const AddressRanges& retained,
+                const AddressRanges& discard);
+  // Lazy mode: the userfaultfd on which the private anonymous regions are registered, and those
+  // regions. After this, page data can no longer be placed by the builder; faults of the
+  // process (also during finish()) wait for whoever reads the userfaultfd.
+  UniqueFd take_userfaultfd(std::vector<std::pair<uint64_t, uint64_t>>* regions);
   // Completes the process and hands it over, held stopped.
   RestoredProcess finish();
 
  private:
   void place_memory(uint64_t addr, const char* data, size_t len);
+  // Writes into memory that exists (writable or not).
+  void write_through(const image::Vma& v, uint64_t addr, const char* data, size_t len);
+  void register_userfaultfd_regions();
   void setup_userfaultfd();
   void drop_userfaultfd();
 
-  const image::Image& img_;
+  const image::Image* img_;
   BuildOptions options_;
   pid_t pid_ = -1;
   std::unique_ptr<Tracee> tracee_;

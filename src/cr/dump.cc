@@ -1,6 +1,7 @@
 #include "cr/dump.h"
 
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -60,10 +61,11 @@ void describe_process(pid_t pid, image::ProcessInfo* info) {
 
 }  // namespace
 
-FrozenProcess freeze_and_describe(pid_t pid) {
-  check_supported(pid);
+FrozenProcess freeze_and_describe(pid_t pid, const FreezeOptions& options) {
+  check_supported(pid, options.ferry_tracks_writes);
   auto tracee = std::make_unique<Tracee>(Tracee::seize(pid));
   Stopwatch freeze;
+  if (options.on_stopped) options.on_stopped();
   recheck_stopped(pid);
   if (tracee->stopped_regs().cs != kUserCs64)
     fail("cannot checkpoint process {}: it is not a 64-bit process", pid);
@@ -103,9 +105,10 @@ FrozenProcess freeze_and_describe(pid_t pid) {
   return FrozenProcess(std::move(tracee), std::move(ctx), std::move(img), freeze);
 }
 
-void FrozenProcess::dump_pages(image::PageSink& sink) {
+void FrozenProcess::dump_pages(image::PageSink& sink, const PageSelection& selection) {
   Stopwatch phase;
   ctx_->set_pages(&sink);
+  ctx_->selection() = selection;
   image::Memory* mem = image_.mutable_memory();
   dump_private_pages(*ctx_, mem);
   dump_shmem_contents(*ctx_, mem);
@@ -116,6 +119,22 @@ void FrozenProcess::dump_pages(image::PageSink& sink) {
   stats = ctx_->stats();
   stats.set_dump_us(freeze_.elapsed_us());
   stats.set_remote_syscalls(tracee_->remote_syscall_count());
+}
+
+UniqueFd FrozenProcess::make_userfaultfd(int flags) {
+  long fd = tracee_->syscall(SYS_userfaultfd, {flags});
+  if (fd < 0) fail_errno(static_cast<int>(-fd), "userfaultfd in process {}", pid_);
+  UniqueFd ours;
+  try {
+    ours = ctx_->steal_fd(static_cast<int>(fd));
+  } catch (...) {
+    tracee_->syscall(SYS_close, {fd});
+    tracee_->undo_injection();
+    throw;
+  }
+  tracee_->syscall(SYS_close, {fd});
+  tracee_->undo_injection();
+  return ours;
 }
 
 FrozenProcess freeze_and_dump(pid_t pid, image::PageSink& sink) {

@@ -5,8 +5,10 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 
+#include "cr/pages.h"
 #include "cr/ptrace/tracee.h"
 #include "image.pb.h"
 #include "image/page_sink.h"
@@ -26,8 +28,11 @@ class FrozenProcess {
   image::Image& image() { return image_; }
   pid_t pid() const { return pid_; }
   // The page contents (private memory, shared memory, unlinked files), into sink. Fills the
-  // page runs of the image.
-  void dump_pages(image::PageSink& sink);
+  // page runs of the image. `selection` says which anonymous pages go now.
+  void dump_pages(image::PageSink& sink, const PageSelection& selection = {});
+  // A userfaultfd of the process (made by an injected call, so that it watches this process's
+  // memory), handed to ferry and closed in the process again: the process never sees it.
+  UniqueFd make_userfaultfd(int flags);
   // Time since the process was stopped.
   uint64_t frozen_us() const { return freeze_.elapsed_us(); }
 
@@ -47,10 +52,17 @@ class FrozenProcess {
   pid_t pid_;
 };
 
+struct FreezeOptions {
+  // Pre-copy: ferry's own dirty tracking write-protects the memory; on_stopped(), called right
+  // after the stop and before anything is described, takes the last look and removes it.
+  bool ferry_tracks_writes = false;
+  std::function<void()> on_stopped;
+};
+
 // Checks and freezes process pid and describes it: everything but page contents (the remote
 // tasking message of a migration). Throws ferry::Error; a failure leaves the process running
 // as it was.
-FrozenProcess freeze_and_describe(pid_t pid);
+FrozenProcess freeze_and_describe(pid_t pid, const FreezeOptions& options = {});
 // freeze_and_describe() and dump_pages(sink): a whole dump. The image is complete except for its
 // pages_file summary and id (the sink's and the caller's business).
 FrozenProcess freeze_and_dump(pid_t pid, image::PageSink& sink);

@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "cr/pages.h"
 #include "cr/ptrace/tracee.h"
 #include "image.pb.h"
 #include "image/page_sink.h"
@@ -26,6 +27,7 @@ class DumpContext {
   image::PageSink& pages() { return *pages_; }
   void set_pages(image::PageSink* sink) { pages_ = sink; }
   image::DumpStats& stats() { return stats_; }
+  PageSelection& selection() { return selection_; }
 
   // Scratch memory inside the process for syscall arguments and results (created on first use,
   // removed by finish()). It also holds the tracee's safety net (see Tracee::install_safety_net).
@@ -54,6 +56,7 @@ class DumpContext {
   Tracee& tracee_;
   image::PageSink* pages_ = nullptr;
   image::DumpStats stats_;
+  PageSelection selection_;
   std::optional<RemoteMapping> scratch_;
   UniqueFd pidfd_;
 };

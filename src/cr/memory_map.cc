@@ -293,7 +293,8 @@ long remote_mmap(Restorer& r, uint64_t addr, uint64_t len, int prot, int flags, 
 
 }  // namespace
 
-void restore_memory_map(Restorer& r, const image::Memory& m, SharedAnonBuilder& shared_anon) {
+void restore_memory_map(Restorer& r, const image::Memory& m, SharedAnonBuilder& shared_anon,
+                        const AddressRanges* keep) {
   Tracee& t = r.tracee();
   std::map<uint64_t, int> remote_file_fd;   // MappedFile.id -> fd in the helper
   std::map<uint64_t, int> remote_shmem_fd;  // memfd ShmemObject.id -> fd in the helper
@@ -318,11 +319,26 @@ void restore_memory_map(Restorer& r, const image::Memory& m, SharedAnonBuilder& 
     int prot = static_cast<int>(v.prot());
     int extra = MAP_FIXED_NOREPLACE | ((v.vm_flags() & kVmNoReserve) ? MAP_NORESERVE : 0);
     switch (v.kind()) {
-      case image::Vma::ANON_PRIVATE:
-        remote_mmap(r, v.start(), len, prot,
-                    MAP_PRIVATE | MAP_ANONYMOUS | extra |
-                        ((v.vm_flags() & kVmGrowsDown) ? MAP_GROWSDOWN : 0),
-                    -1, 0, v.name().empty() ? "anonymous memory" : v.name());
+      case image::Vma::ANON_PRIVATE: {
+        // The parts not kept are mapped; kept parts get the region's protection.
+        uint64_t at = v.start();
+        auto map_gap = [&](uint64_t from, uint64_t to) {
+          if (from >= to) return;
+          remote_mmap(r, from, to - from, prot,
+                      MAP_PRIVATE | MAP_ANONYMOUS | extra |
+                          ((v.vm_flags() & kVmGrowsDown) ? MAP_GROWSDOWN : 0),
+                      -1, 0, v.name().empty() ? "anonymous memory" : v.name());
+        };
+        if (keep)
+          for (auto& [ks, ke] : *keep) {
+            uint64_t s = std::max<uint64_t>(ks, v.start()), e = std::min<uint64_t>(ke, v.end());
+            if (s >= e) continue;
+            map_gap(at, s);
+            t.syscall_checked("mprotect (kept memory)", SYS_mprotect,
+                              {static_cast<long>(s), static_cast<long>(e - s), prot});
+            at = e;
+          }
+        map_gap(at, v.end());
         if (starts_with(v.name(), "[anon:")) {
           std::string name = v.name().substr(6, v.name().size() - 7);
           r.reset_stage();
@@ -330,6 +346,7 @@ void restore_memory_map(Restorer& r, const image::Memory& m, SharedAnonBuilder& 
                                 static_cast<long>(len), static_cast<long>(r.stage_string(name))});
         }
         break;
+      }
       case image::Vma::FILE_PRIVATE:
         remote_mmap(r, v.start(), len, prot, MAP_PRIVATE | extra,
                     v.shmem_id() ? memfd_fd(v.shmem_id()) : file_fd(v.file_id()), v.pgoff() * kPage,

@@ -68,7 +68,11 @@ class SharedAnonBuilder;
 
 // Maps every region of the image into the helper with its final protection (the pages come
 // afterwards, see ProcessBuilder::place). Shared anonymous memory goes through `shared`.
-void restore_memory_map(Restorer& r, const image::Memory& m, SharedAnonBuilder& shared);
+// `keep`: private anonymous memory that is mapped already, with content (pre-copy): the parts of
+// regions it covers are left as they are.
+using AddressRanges = std::vector<std::pair<uint64_t, uint64_t>>;
+void restore_memory_map(Restorer& r, const image::Memory& m, SharedAnonBuilder& shared,
+                        const AddressRanges* keep = nullptr);
 // Advice and locks, once every page is in place.
 void finish_memory_map(Restorer& r, const image::Memory& m);
 

@@ -139,6 +139,7 @@ void dump_private_pages(DumpContext& ctx, image::Memory* m) {
   int turn = 0;
   std::vector<uint64_t> entries(kPagemapBatch);
   PageRuns* runs = m->mutable_pages();
+  const PageSelection& sel = ctx.selection();
 
   for (const image::Vma& v : m->vmas()) {
     if (!carries_private_pages(v)) continue;
@@ -153,8 +154,8 @@ void dump_private_pages(DumpContext& ctx, image::Memory* m) {
       read_spans(ctx, batch, buf.data(), readable);
       const char* p = buf.data();
       for (auto& s : batch) {
-        write_pages(ctx, {image::PageTarget::kMemory, 0, 0}, p, s.addr, s.npages, anon, runs,
-                    v.start());
+        write_pages(ctx, {image::PageTarget::kMemory, 0, 0}, p, s.addr, s.npages,
+                    anon && sel.skip_zero, runs, v.start());
         p += s.npages * kPage;
       }
       ticket[turn] = ctx.pages().ticket();
@@ -179,6 +180,9 @@ void dump_private_pages(DumpContext& ctx, image::Memory* m) {
           continue;
         }
         uint64_t page = addr + i * kPage;
+        if (anon && (!sel.anonymous || (!sel.swapped && !(e & kPmPresent)) ||
+                     (sel.want && !sel.want(page))))
+          continue;
         if (!batch.empty() && batch.back().addr + batch.back().npages * kPage == page)
           batch.back().npages++;
         else

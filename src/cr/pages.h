@@ -19,6 +19,16 @@ namespace ferry::cr {
 
 class DumpContext;
 
+// Which private anonymous pages a dump sends now (migration strategies choose; a checkpoint
+// takes the defaults). Pages left out here come later, on demand or in the background.
+struct PageSelection {
+  bool skip_zero = true;  // all-zero pages stay behind (the destination's fresh memory is zero)
+  bool swapped = true;    // swapped-out pages travel (false: eager-dirty brings them later)
+  bool anonymous = true;  // false: none (copy-on-reference)
+  // When set, only pages it says yes to (pre-copy: what changed since the last round).
+  std::function<bool(uint64_t addr)> want;
+};
+
 using PageRuns = google::protobuf::RepeatedPtrField<image::PageRun>;
 
 void dump_private_pages(DumpContext& ctx, image::Memory* m);

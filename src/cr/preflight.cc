@@ -34,7 +34,7 @@ void check_threads_and_children(pid_t pid) {
 
 }  // namespace
 
-void check_supported(pid_t pid) {
+void check_supported(pid_t pid, bool allow_ferry_wp) {
   if (pid <= 0 || !proc::exists(pid)) fail("no such process: {}", pid);
   if (pid == ::getpid()) refuse(pid, "it is ferry itself");
   if (pid == 1) refuse(pid, "it is the init process of its namespace");
@@ -66,7 +66,8 @@ void check_supported(pid_t pid) {
     std::string why = unsupported_fd(pid, num, *link);
     if (!why.empty()) refuse(pid, why);
   }
-  for (const VmaInfo& v : read_vmas(pid)) {
+  for (VmaInfo v : read_vmas(pid)) {
+    if (allow_ferry_wp) v.vm_flags &= ~static_cast<uint64_t>(kVmUffdWp);
     std::string why = unsupported_region(v);
     if (!why.empty()) refuse(pid, why);
   }

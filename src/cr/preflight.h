@@ -7,7 +7,8 @@
 namespace ferry::cr {
 
 // Throws ferry::Error "cannot checkpoint process N: <reason>" when ferry cannot capture it.
-void check_supported(pid_t pid);
+// allow_ferry_wp: memory write-protected by ferry's own dirty tracking (pre-copy) is fine.
+void check_supported(pid_t pid, bool allow_ferry_wp = false);
 // The checks that matter again once the process is stopped (threads, children).
 void recheck_stopped(pid_t pid);
 

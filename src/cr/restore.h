@@ -23,13 +23,19 @@ struct BuildOptions {
   // Descriptors of ferry that stand in for the process's fds whose other end was outside it
   // (a node's output relay, the restorer's stdio): image fd number -> ferry's fd.
   std::map<int, int> external_fds;
+  // Lazily filled memory (migration strategies whose pages come after the process runs): every
+  // private anonymous region stays registered with the userfaultfd, made with these features,
+  // for ProcessBuilder::take_userfaultfd().
+  bool lazy = false;
+  uint64_t uffd_features = 0;
 };
 
 // A process rebuilt from an image and held stopped: nothing of it has run yet. release() lets
 // it run; destroying it unreleased kills it.
 class RestoredProcess {
  public:
-  RestoredProcess(std::unique_ptr<Tracee> tracee, pid_t original_pid, std::vector<std::string> notes);
+  RestoredProcess(std::unique_ptr<Tracee> tracee, pid_t original_pid,
+                  std::vector<std::string> notes);
   RestoredProcess(RestoredProcess&&) noexcept;
   ~RestoredProcess();
 

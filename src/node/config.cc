@@ -43,6 +43,9 @@ NodeConfig load_config(const std::string& path) {
   check_address(c.data_listen, "data_listen", path);
   c.state_dir = need_string(t, "state_dir", path);
   c.control_socket = need_string(t, "control_socket", path);
+  c.page_store = t["page_store"].value_or(c.state_dir + "/pagestore");
+  if (c.page_store.empty() || c.page_store[0] != '/')
+    fail("{}: page_store must be an absolute path", path);
   if (auto labels = t["labels"].as_table())
     for (auto& [k, v] : *labels) c.labels[std::string(k.str())] = v.value_or(std::string());
   c.max_tasks = t["max_tasks"].value_or(64u);
@@ -74,6 +77,7 @@ std::string render_config(const NodeConfig& c) {
   t.insert("data_listen", c.data_listen);
   t.insert("state_dir", c.state_dir);
   t.insert("control_socket", c.control_socket);
+  t.insert("page_store", c.page_store);
   toml::table labels;
   for (auto& [k, v] : c.labels) labels.insert(k, v);
   t.insert("labels", labels);

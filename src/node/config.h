@@ -5,6 +5,7 @@
 //   data_listen = "10.213.0.1:7701"   # page streams
 //   state_dir = "/var/lib/ferry/node1"
 //   control_socket = "/run/ferry/node1.sock"   # the ferry command, root only
+//   page_store = "/shared/ferry/pagestore"     # flushing: shared by all nodes
 //   labels = { gpu = "1" }
 //   max_tasks = 64                    # refuse incoming tasks beyond this many
 //   max_load_per_cpu = 4.0            # refuse when the load average per CPU is above (0: never)
@@ -33,6 +34,7 @@ struct NodeConfig {
   std::string data_listen;
   std::string state_dir;
   std::string control_socket;
+  std::string page_store;  // flushing: a directory every node mounts (default state_dir/pagestore)
   std::map<std::string, std::string> labels;
   std::string ca_cert, cert, key;
   std::vector<PeerConfig> peers;

@@ -138,8 +138,9 @@ void Daemon::task_moved(const rpc::TaskInfo& t) {
   home_.moved(t);
 }
 
-void Daemon::task_exited(const std::string& id, int code, const std::string& node, uint64_t epoch) {
-  home_.exited(id, code, node, epoch);
+void Daemon::task_exited(const std::string& id, int code, const std::string& node, uint64_t epoch,
+                         const std::string& reason) {
+  home_.exited(id, code, node, epoch, reason);
   logs_.mark_ended(id);
 }
 
@@ -408,19 +409,24 @@ void Daemon::on_exit(const std::string& id, int code) {
     relay_.detach(id);
   }
   tasks_.remove(id);
-  spdlog::info("task {} ended with status {}", id, code);
+  std::string reason = t->exit_reason;
+  if (reason.empty())
+    spdlog::info("task {} ended with status {}", id, code);
+  else
+    spdlog::info("task {} ended with status {}: {}", id, code, reason);
   std::string home = t->info.home();
   uint64_t epoch = t->info.epoch();
   if (home == name()) {
-    task_exited(id, code, name(), epoch);
+    task_exited(id, code, name(), epoch, reason);
     return;
   }
-  notify_home([this, id, code, home, epoch] {
+  notify_home([this, id, code, home, epoch, reason] {
     rpc::TaskExitedRequest req;
     req.set_task_id(id);
     req.set_exit_code(code);
     req.set_node(name());
     req.set_epoch(epoch);
+    req.set_reason(reason);
     rpc::Ack ack;
     auto ctx = deadline_ms(2000);
     return peers_.stub(home).TaskExited(ctx.get(), req, &ack).ok();

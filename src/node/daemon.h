@@ -27,7 +27,11 @@
 #include "node/peers.h"
 #include "node/relay.h"
 #include "node/tasks.h"
+#include "transfer/lazy_pager.h"
+#include "transfer/lazy_sources.h"
 #include "transfer/page_stream.h"
+#include "transfer/strategy.h"
+#include "util/clock.h"
 #include "util/fd.h"
 #include "util/worker.h"
 
@@ -46,29 +50,48 @@ struct Faults {
 // A migration arriving here (destination side). Every ptrace request on the process being
 // built goes through its worker thread (ptrace only listens to the thread that attached); page
 // data is placed by the thread that receives the stream.
+//
+// States: offered -> building -> receiving -> received -> ready -> running, or, with pages that
+// come after Commit, ready -> pulling -> running. Pre-copy: offered -> preparing -> rounds ->
+// (last round received) -> building -> receiving -> ... Ends: aborted, failed, lost (the task
+// died because its pages could not come).
 struct IncomingMigration {
   ~IncomingMigration();
-  // Stops the receiving thread (if any) and drops the builder and the built copy.
+  // Stops the receiving thread (if any) and drops the builder and the built copy; a task whose
+  // pages are still arriving dies with the pager.
   void tear_down(const std::string& state);
 
   std::string id;
   rpc::TaskInfo task;
+  transfer::Strategy strategy = transfer::Strategy::kEagerAll;
   transfer::Key key{};
   transfer::Token token{};
   uint64_t limit = 0;
   std::unique_ptr<Worker> worker = std::make_unique<Worker>();
   std::mutex mu;
   std::condition_variable cv;
-  // offered -> building -> receiving -> received -> ready -> running; or aborted / failed
   std::string state = "offered";
   std::string error;
   bool token_used = false;
-  bool receiving = false;  // a thread is in StreamReceiver::receive_all
+  bool receiving = false;  // a thread is reading the page stream
   int stream_fd = -1;      // its socket, to break it off
-  image::Image image;
+  image::Image prelim;     // pre-copy: the first description (the builder's layout until relayout)
+  image::Image image;      // the tasking message's description
   std::unique_ptr<cr::ProcessBuilder> builder;
   std::optional<cr::RestoredProcess> built;
   double stream_ms = 0;  // first frame received to last placed
+  // pre-copy
+  uint32_t rounds_received = 0;
+  bool last_round_seen = false;  // the stream paused after the last round, for relayout
+  // pages after Commit
+  std::unique_ptr<transfer::LazyPager> pager;
+  std::vector<transfer::Range> lazy_ranges;
+  std::unique_ptr<transfer::StoreLazySource> store;
+  std::string store_dir;
+  std::thread filler;  // flushing: loads the store after Commit
+  std::optional<Stopwatch> since_commit;
+  double last_page_ms = 0;
+  uint64_t lazy_bytes = 0, lazy_pages = 0, lazy_faults = 0;
   UniqueFd output_read;  // the relay's end of the new output pipe
   UniqueFd output_write;
   std::chrono::steady_clock::time_point created = std::chrono::steady_clock::now();
@@ -102,7 +125,8 @@ class Daemon {
   HomeRegistry& home() { return home_; }
   LogStore& logs() { return logs_; }
   void task_moved(const rpc::TaskInfo& t);
-  void task_exited(const std::string& id, int code, const std::string& node, uint64_t epoch);
+  void task_exited(const std::string& id, int code, const std::string& node, uint64_t epoch,
+                   const std::string& reason = "");
   void record_report(const rpc::LoadReport& r) { peers_.record_report(r); }
 
   // --- migration ---------------------------------------------------------------------------
@@ -112,9 +136,10 @@ class Daemon {
                const std::function<void(const rpc::MigrateEvent&)>& emit);
   rpc::OfferReply offer(const rpc::OfferRequest& req);
   rpc::TaskingReply tasking(const rpc::TaskingRequest& req);
+  rpc::TaskingReply prepare(const rpc::TaskingRequest& req);
   rpc::CommitReply commit(const rpc::CommitRequest& req);
   void abort(const rpc::AbortRequest& req);
-  std::string migration_status(const std::string& session);
+  rpc::MigrationStatusReply migration_status(const std::string& session);
 
  private:
   std::string home_of(const std::string& id) const;
@@ -131,6 +156,11 @@ class Daemon {
   void migrate_out(const rpc::MigrateRequest& req,
                    const std::function<void(const rpc::MigrateEvent&)>& emit);
   void receive_stream(UniqueFd sock);
+  // Pieces of the destination side (migrate_in.cc).
+  cr::BuildOptions build_options(IncomingMigration& m, bool lazy);
+  void receive_pages(IncomingMigration& m, transfer::StreamReceiver& rx);
+  void start_lazy_phase(IncomingMigration& m);
+  void end_lazy_phase(IncomingMigration& m, const std::string& error);
   std::shared_ptr<IncomingMigration> session(const std::string& id);
 
   NodeConfig cfg_;

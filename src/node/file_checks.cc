@@ -110,4 +110,20 @@ std::string check_files(const google::protobuf::RepeatedPtrField<rpc::FileCheck>
   return "";
 }
 
+std::string held_locks(pid_t pid) {
+  for (auto& n : proc::list_dir(proc::path(pid, "fdinfo"))) {
+    auto info = proc::try_read_file(proc::path(pid, "fdinfo/" + n));
+    if (!info) continue;
+    for (auto& line : proc::split(*info, '\n')) {
+      if (line.rfind("lock:", 0) != 0) continue;
+      auto words = proc::split_ws(line.substr(5));
+      std::string kind = words.size() > 1 ? words[1] : "a";
+      auto path = proc::try_read_link(proc::path(pid, "fd/" + n)).value_or("?");
+      return fmt::format("it holds a file lock ({} on {}); file locks are not moved between nodes",
+                         kind, path);
+    }
+  }
+  return "";
+}
+
 }  // namespace ferry::node

@@ -16,6 +16,9 @@ namespace ferry::node {
 std::vector<rpc::FileCheck> file_checks(pid_t pid);
 // "" when every file is the same here, else why not.
 std::string check_files(const google::protobuf::RepeatedPtrField<rpc::FileCheck>& files);
+// "" when the process holds no file locks, else which (a migration refuses such a task: a lock
+// on a shared file system is the whole cluster's, and handing it over is not supported).
+std::string held_locks(pid_t pid);
 // XXH3 of a whole file, cached by path, size and mtime.
 uint64_t content_hash(const std::string& path);
 

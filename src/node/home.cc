@@ -78,13 +78,14 @@ void HomeRegistry::set_state(const std::string& id, const std::string& state) {
   changed_.notify_all();
 }
 
-void HomeRegistry::exited(const std::string& id, int code, const std::string& node,
-                          uint64_t epoch) {
+void HomeRegistry::exited(const std::string& id, int code, const std::string& node, uint64_t epoch,
+                          const std::string& reason) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = tasks_.find(id);
   if (it == tasks_.end() || it->second.state() == "exited" || epoch < it->second.epoch()) return;
   it->second.set_state("exited");
   it->second.set_exit_code(code);
+  it->second.set_exit_reason(reason);
   it->second.set_node(node);
   persist();
   changed_.notify_all();

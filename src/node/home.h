@@ -24,7 +24,8 @@ class HomeRegistry {
   // A task now runs at t.node (from the node it arrived at).
   void moved(const rpc::TaskInfo& t);
   void set_state(const std::string& id, const std::string& state);
-  void exited(const std::string& id, int code, const std::string& node, uint64_t epoch);
+  void exited(const std::string& id, int code, const std::string& node, uint64_t epoch,
+              const std::string& reason = "");
   // Waits up to timeout_ms for the task to end; returns its record.
   std::optional<rpc::TaskInfo> wait_exit(const std::string& id, int timeout_ms);
   std::vector<rpc::TaskInfo> all();

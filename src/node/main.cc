@@ -19,7 +19,7 @@ int main(int argc, char** argv) {
   app.add_option("--config", config, "node configuration (TOML)")->required();
   app.add_flag("-v,--verbose", verbosity, "more log output");
   CLI11_PARSE(app, argc, argv);
-  ferry::init_logging(verbosity);
+  ferry::init_logging(verbosity, true);
   // Signals are read from signalfds, by dedicated threads: block them before any thread exists.
   sigset_t set;
   sigemptyset(&set);

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 
 #include <spdlog/spdlog.h>
 
@@ -21,6 +22,7 @@ namespace ferry::node {
 namespace {
 
 constexpr int kReceiveWaitMs = 120000;
+constexpr uint64_t kMaxRounds = 64;
 constexpr auto kUndecidedLimit = std::chrono::minutes(10);
 constexpr auto kFinishedLimit = std::chrono::seconds(60);
 constexpr auto kDecidedLimit = std::chrono::hours(24);
@@ -50,8 +52,8 @@ rpc::OfferReply Daemon::offer(const rpc::OfferRequest& req) {
     return reply;
   };
   if (stopping_) return refuse("node " + name() + " is shutting down");
-  if (req.strategy() != "eager-all")
-    return refuse("node " + name() + " does not know strategy " + req.strategy());
+  auto strategy = transfer::parse_strategy(req.strategy());
+  if (!strategy) return refuse("node " + name() + " does not know strategy " + req.strategy());
   if (tasks_.count() >= cfg_.max_tasks)
     return refuse(fmt::format("node {} is overloaded: it runs its maximum of {} tasks", name(),
                               cfg_.max_tasks));
@@ -84,10 +86,13 @@ rpc::OfferReply Daemon::offer(const rpc::OfferRequest& req) {
   auto m = std::make_shared<IncomingMigration>();
   m->id = req.session_id();
   m->task = req.task();
+  m->strategy = *strategy;
   std::memcpy(m->key.data(), req.data_key().data(), m->key.size());
   m->token = transfer::random_token();
-  // What may arrive: the resident memory, plus room for shared memory and unlinked files.
+  // What may arrive: the resident memory, plus room for shared memory and unlinked files; pre-copy
+  // sends pages again when they change (at most once per round).
   m->limit = req.rss_bytes() + (256ull << 20);
+  if (*strategy == transfer::Strategy::kPreCopy) m->limit *= kMaxRounds + 2;
   m->state = "offered";
   {
     std::lock_guard<std::mutex> lock(sessions_mu_);
@@ -98,16 +103,6 @@ rpc::OfferReply Daemon::offer(const rpc::OfferRequest& req) {
   reply.set_data_address(cfg_.data_listen);
   reply.set_token(std::string(reinterpret_cast<char*>(m->token.data()), m->token.size()));
   return reply;
-}
-
-void Daemon::data_accept_loop() {
-  while (!stopping_) {
-    pollfd p{data_listener_.get(), POLLIN, 0};
-    if (::poll(&p, 1, 500) <= 0) continue;
-    int fd = ::accept4(data_listener_.get(), nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
-    std::thread([this, fd] { receive_stream(UniqueFd(fd)); }).detach();
-  }
 }
 
 IncomingMigration::~IncomingMigration() {
@@ -129,61 +124,114 @@ void IncomingMigration::tear_down(const std::string& final_state) {
       builder.reset();
       built.reset();
     });
+  // A task still waiting for pages dies with its pager (a process with holes must not run on).
+  if (filler.joinable()) filler.join();
+  pager.reset();
+  store.reset();
+  if (!store_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(store_dir, ec);
+  }
 }
 
-void Daemon::receive_stream(UniqueFd sock) {
-  std::shared_ptr<IncomingMigration> m;
-  try {
-    transfer::Token token = transfer::read_token(sock.get(), 5000);
-    std::lock_guard<std::mutex> lock(sessions_mu_);
-    for (auto& [id, s] : sessions_)
-      if (!s->token_used && CRYPTO_memcmp(s->token.data(), token.data(), token.size()) == 0) m = s;
-    if (!m) {
-      spdlog::warn("page stream with an unknown token refused");
-      return;
-    }
-    m->token_used = true;
-  } catch (const std::exception& e) {
-    spdlog::warn("page stream refused: {}", e.what());
-    return;
-  }
+cr::BuildOptions Daemon::build_options(IncomingMigration& m, bool lazy) {
+  // The task's output pipe now ends at this node's relay.
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) != 0) fail_errno(errno, "pipe2");
+  m.output_read.reset(p[0]);
+  m.output_write.reset(p[1]);
+  cr::BuildOptions options;
+  options.verify_pages = false;  // authenticated on the way
+  options.lazy = lazy;
+  options.uffd_features = lazy ? transfer::lazy_uffd_features() : 0;
+  const image::Image& img = m.strategy == transfer::Strategy::kPreCopy ? m.prelim : m.image;
+  std::set<uint64_t> external_writes;
+  for (auto& f : img.files().files())
+    if (f.kind_case() == image::OpenFile::kPipe && (f.flags() & O_ACCMODE) == O_WRONLY)
+      for (auto& po : img.files().pipes())
+        if (po.id() == f.pipe().pipe_id() && po.external()) external_writes.insert(f.id());
+  for (auto& fd : img.files().fds())
+    if (external_writes.count(fd.file_id())) options.external_fds[fd.num()] = m.output_write.get();
+  return options;
+}
+
+// Pre-copy: the first description of the running task. The address space is laid out now, so
+// that the rounds' pages go straight to their place.
+rpc::TaskingReply Daemon::prepare(const rpc::TaskingRequest& req) {
+  rpc::TaskingReply reply;
+  std::shared_ptr<IncomingMigration> m = session(req.session_id());
+  auto not_ready = [&](const std::string& why) {
+    spdlog::warn("cannot prepare for task {}: {}", m->task.id(), why);
+    m->tear_down("failed");
+    reply.set_ready(false);
+    reply.set_reason(why);
+    return reply;
+  };
   {
-    // The data is put in place directly: wait until the tasking message laid out the process.
-    std::unique_lock<std::mutex> lock(m->mu);
-    m->cv.wait_for(lock, std::chrono::milliseconds(kReceiveWaitMs),
-                   [&] { return m->state != "offered" && m->state != "building"; });
-    if (m->state != "receiving") return;
-    m->receiving = true;
-    m->stream_fd = sock.get();
+    std::lock_guard<std::mutex> lock(m->mu);
+    if (m->state != "offered" || m->strategy != transfer::Strategy::kPreCopy)
+      return not_ready("unexpected prepare message (" + m->state + ")");
+    m->state = "preparing";
   }
-  std::string error;
   try {
-    transfer::StreamReceiver rx(std::move(sock), m->key, m->limit);
-    cr::ProcessBuilder& b = *m->builder;
-    std::optional<Stopwatch> stream;
-    rx.receive_all([&](const image::PageTarget& t, const char* data, size_t len) {
-      if (!stream) stream.emplace();
-      b.place(t, data, len);
-    });
-    m->stream_ms = stream ? stream->elapsed_ms() : 0;
+    if (!m->prelim.ParseFromString(req.image())) fail("the prepare message is corrupted");
+    image::validate(m->prelim, m->prelim.pages_file().size());
+    cr::BuildOptions options = build_options(*m, false);
+    m->worker->run([&] { m->builder = std::make_unique<cr::ProcessBuilder>(m->prelim, options); });
   } catch (const std::exception& e) {
-    error = e.what();
-    spdlog::warn("page stream of {} failed: {}", m->task.id(), error);
+    return not_ready(e.what());
   }
   std::lock_guard<std::mutex> lock(m->mu);
-  m->receiving = false;
-  m->stream_fd = -1;
-  if (m->state == "receiving") {
-    m->state = error.empty() ? "received" : "failed";
-    m->error = error;
-  }
+  m->state = "rounds";
   m->cv.notify_all();
+  reply.set_ready(true);
+  return reply;
 }
+
+namespace {
+
+cr::AddressRanges ranges_of(const google::protobuf::RepeatedPtrField<rpc::MemRange>& in) {
+  cr::AddressRanges out;
+  for (auto& r : in) {
+    if (r.start() % 4096 || r.end() % 4096 || r.end() <= r.start())
+      fail("bad memory range {:x}-{:x} in the tasking message", r.start(), r.end());
+    out.push_back({r.start(), r.end()});
+  }
+  std::sort(out.begin(), out.end());
+  for (size_t i = 1; i < out.size(); i++)
+    if (out[i].first < out[i - 1].second) fail("overlapping memory ranges in the tasking message");
+  return out;
+}
+
+// Retained memory must be private anonymous memory in both layouts.
+void check_retained(const cr::AddressRanges& retained, const image::Image& a,
+                    const image::Image& b) {
+  auto inside_anon = [](const image::Image& img, uint64_t s, uint64_t e) {
+    for (auto& v : img.memory().vmas())
+      if (v.kind() == image::Vma::ANON_PRIVATE && v.start() <= s && e <= v.end()) return true;
+    return false;
+  };
+  for (auto& [s, e] : retained)
+    if (!inside_anon(a, s, e) || !inside_anon(b, s, e))
+      fail("retained memory {:x}-{:x} is not private anonymous memory in both layouts", s, e);
+}
+
+std::vector<transfer::Range> anonymous_ranges(const image::Image& img) {
+  std::vector<transfer::Range> out;
+  for (auto& v : img.memory().vmas())
+    if (v.kind() == image::Vma::ANON_PRIVATE) out.push_back({v.start(), v.end()});
+  return out;
+}
+
+}  // namespace
 
 rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
   rpc::TaskingReply reply;
   std::shared_ptr<IncomingMigration> m = session(req.session_id());
   Stopwatch build;
+  const transfer::Strategy strategy = m->strategy;
+  const bool lazy = transfer::has_lazy_phase(strategy);
+  const bool precopy = strategy == transfer::Strategy::kPreCopy;
   auto not_ready = [&](const std::string& why) {
     spdlog::warn("cannot take task {}: {}", m->task.id(), why);
     m->tear_down("failed");
@@ -192,37 +240,64 @@ rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
     return reply;
   };
   {
-    std::lock_guard<std::mutex> lock(m->mu);
-    if (m->state != "offered") return not_ready("unexpected tasking message (" + m->state + ")");
+    std::unique_lock<std::mutex> lock(m->mu);
+    if (precopy) {
+      // The stream pauses after the last round; the layout changes only then.
+      if (m->state == "rounds")
+        m->cv.wait_for(lock, std::chrono::milliseconds(kReceiveWaitMs), [&] {
+          return m->rounds_received >= req.last_round() && m->last_round_seen;
+        });
+      if (m->state != "rounds" || !m->last_round_seen)
+        return not_ready("the rounds did not arrive (" + m->state + ")");
+    } else if (m->state != "offered") {
+      return not_ready("unexpected tasking message (" + m->state + ")");
+    }
     m->state = "building";
   }
   try {
     if (!m->image.ParseFromString(req.image())) fail("the tasking message is corrupted");
     image::validate(m->image, m->image.pages_file().size());
     if (faults_.fail_restore) fail("restore failed (test fault)");
-    // The task's output pipe now ends at this node's relay.
-    int p[2];
-    if (::pipe2(p, O_CLOEXEC) != 0) fail_errno(errno, "pipe2");
-    m->output_read.reset(p[0]);
-    m->output_write.reset(p[1]);
-    cr::BuildOptions options;
-    options.verify_pages = false;  // authenticated on the way
-    std::set<uint64_t> external_writes;
-    for (auto& f : m->image.files().files())
-      if (f.kind_case() == image::OpenFile::kPipe && (f.flags() & O_ACCMODE) == O_WRONLY)
-        for (auto& po : m->image.files().pipes())
-          if (po.id() == f.pipe().pipe_id() && po.external()) external_writes.insert(f.id());
-    for (auto& fd : m->image.files().fds())
-      if (external_writes.count(fd.file_id()))
-        options.external_fds[fd.num()] = m->output_write.get();
-    m->worker->run([&] { m->builder = std::make_unique<cr::ProcessBuilder>(m->image, options); });
+    if (precopy) {
+      cr::AddressRanges retained = ranges_of(req.retained()), discard = ranges_of(req.discard());
+      check_retained(retained, m->prelim, m->image);
+      check_retained(discard, m->prelim, m->image);
+      m->worker->run([&] { m->builder->relayout(m->image, retained, discard); });
+    } else {
+      cr::BuildOptions options = build_options(*m, lazy);
+      m->worker->run([&] { m->builder = std::make_unique<cr::ProcessBuilder>(m->image, options); });
+    }
+    if (strategy == transfer::Strategy::kFlushing) {
+      // No page stream: the pages are in the page store, which must be the one we know, and
+      // hold the image whose hashes came with this (authenticated) message.
+      std::string dir = std::filesystem::weakly_canonical(req.store_dir()).string();
+      std::string root = std::filesystem::weakly_canonical(cfg_.page_store).string();
+      if (dir.compare(0, root.size() + 1, root + "/") != 0)
+        fail("the flushed image {} is not in this node's page store {}", req.store_dir(), root);
+      m->store_dir = dir;
+      image::LoadedImage stored = image::load_image(dir);
+      if (stored.image.image_id() != m->image.image_id() ||
+          stored.image.pages_file().SerializeAsString() !=
+              m->image.pages_file().SerializeAsString())
+        fail("the page store holds another image than the one announced");
+      m->lazy_ranges = anonymous_ranges(m->image);
+      m->store = std::make_unique<transfer::StoreLazySource>(m->image, std::move(stored.pages_fd),
+                                                             m->lazy_ranges);
+      // What cannot come lazily (written pages of file mappings, shared memory, unlinked
+      // files) is put in place now.
+      m->store->place_others([&](const image::PageTarget& t, const char* data, size_t len) {
+        m->builder->place(t, data, len);
+      });
+      std::lock_guard<std::mutex> lock(m->mu);
+      m->state = "received";
+    }
   } catch (const std::exception& e) {
     return not_ready(e.what());
   }
   {
-    // Laid out: the page stream may pour in now. Wait for its end.
+    // Laid out: the page stream may pour in now. Wait for the pages of the freeze.
     std::unique_lock<std::mutex> lock(m->mu);
-    m->state = "receiving";
+    if (m->state == "building") m->state = "receiving";
     m->cv.notify_all();
     bool done = m->cv.wait_for(lock, std::chrono::milliseconds(kReceiveWaitMs),
                                [&] { return m->state != "receiving"; });
@@ -236,13 +311,35 @@ rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
       return not_ready(why);
     }
     if (m->state != "received") {
+      std::string why = "the migration was " + m->state;
       lock.unlock();
-      return not_ready("the migration was " + m->state);
+      return not_ready(why);
     }
   }
   try {
     reply.set_bytes_placed(m->builder->bytes_placed());
     reply.set_stream_ms(m->stream_ms);
+    if (lazy) {
+      // From here faults of the process wait for the pager (also those of finish()).
+      std::vector<std::pair<uint64_t, uint64_t>> regions;
+      UniqueFd uffd;
+      m->worker->run([&] { uffd = m->builder->take_userfaultfd(&regions); });
+      std::vector<transfer::Range> ranges;
+      for (auto& [s, e] : regions) ranges.push_back({s, e});
+      auto pager =
+          std::make_unique<transfer::LazyPager>(std::move(uffd), m->builder->pid(), ranges);
+      std::string id = m->task.id();
+      pager->set_on_fail([this, id](const std::string& why) {
+        tasks_.set_exit_reason(id, "killed by ferry: its pages could not come (" + why + ")");
+      });
+      std::lock_guard<std::mutex> lock(m->mu);
+      m->pager = std::move(pager);
+      if (m->store) {
+        m->store->set_pager(m->pager.get());
+        m->pager->start(m->store.get());
+      }
+      m->cv.notify_all();  // the stream thread goes on into the lazy phase
+    }
     m->worker->run([&] {
       m->built.emplace(m->builder->finish());
       m->builder.reset();
@@ -250,10 +347,15 @@ rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
   } catch (const std::exception& e) {
     return not_ready(e.what());
   }
+  std::string why;
   {
     std::lock_guard<std::mutex> lock(m->mu);
-    m->state = "ready";
+    if (m->state == "received")
+      m->state = "ready";
+    else
+      why = "the migration was " + m->state + (m->error.empty() ? "" : ": " + m->error);
   }
+  if (!why.empty()) return not_ready(why);
   reply.set_ready(true);
   reply.set_restore_ms(build.elapsed_ms());
   return reply;
@@ -264,7 +366,7 @@ rpc::CommitReply Daemon::commit(const rpc::CommitRequest& req) {
   rpc::CommitReply reply;
   std::shared_ptr<IncomingMigration> m = session(req.session_id());
   std::lock_guard<std::mutex> lock(m->mu);
-  if (m->state == "running") {  // a repeated Commit
+  if (m->state == "running" || m->state == "pulling" || m->state == "lost") {  // a repeated Commit
     reply.set_running(true);
     return reply;
   }
@@ -285,7 +387,25 @@ rpc::CommitReply Daemon::commit(const rpc::CommitRequest& req) {
   tasks_.add(t);
   relay_.attach(t.id(), t.home(), std::move(m->output_read), req.log_offset());
   m->output_write.reset();
-  m->state = "running";
+  m->since_commit.emplace();
+  // Pages still arriving: the task runs, the migration is not over yet.
+  m->state = m->pager && !m->pager->finished() ? "pulling" : "running";
+  if (m->store) {
+    // Flushing: load the rest from the page store in the background; the source is done.
+    std::shared_ptr<IncomingMigration> keep = m;
+    m->filler = std::thread([this, keep] {
+      std::string error;
+      try {
+        keep->store->fill_all();
+        keep->lazy_bytes = keep->store->bytes_loaded();
+        keep->lazy_pages = keep->lazy_bytes / 4096;
+        keep->lazy_faults = keep->pager->faults();
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+      end_lazy_phase(*keep, error);
+    });
+  }
   spdlog::info("task {} now runs here as pid {}", t.id(), pid);
   if (t.home() == name()) {
     task_moved(t);
@@ -320,20 +440,27 @@ void Daemon::abort(const rpc::AbortRequest& req) {
   spdlog::info("migration of {} aborted by its source: {}", m->task.id(), req.reason());
 }
 
-std::string Daemon::migration_status(const std::string& id) {
+rpc::MigrationStatusReply Daemon::migration_status(const std::string& id) {
   if (steady_ms() < unreachable_until_ms_) fail("(test fault) unreachable");
+  rpc::MigrationStatusReply reply;
   std::shared_ptr<IncomingMigration> m;
   {
     std::lock_guard<std::mutex> lock(sessions_mu_);
     auto it = sessions_.find(id);
     if (it == sessions_.end()) {
       auto d = decided_.find(id);
-      return d == decided_.end() ? "unknown" : d->second.first;
+      reply.set_state(d == decided_.end() ? "unknown" : d->second.first);
+      return reply;
     }
     m = it->second;
   }
   std::lock_guard<std::mutex> lock(m->mu);
-  return m->state;
+  reply.set_state(m->state);
+  reply.set_last_page_ms(m->last_page_ms);
+  reply.set_lazy_bytes(m->lazy_bytes);
+  reply.set_lazy_pages(m->lazy_pages);
+  reply.set_faults(m->lazy_faults);
+  return reply;
 }
 
 void Daemon::session_reaper() {
@@ -350,12 +477,18 @@ void Daemon::session_reaper() {
           std::lock_guard<std::mutex> l(m->mu);
           state = m->state;
         }
-        bool finished = state == "running" || state == "aborted" || state == "failed";
+        if (state == "pulling") {  // ends by itself (or kills the task when its pages are lost)
+          ++it;
+          continue;
+        }
+        bool finished =
+            state == "running" || state == "aborted" || state == "failed" || state == "lost";
         // A copy no source decided on within the limit is dropped: released it never was.
         if ((finished && now - m->created > kFinishedLimit) ||
             (!finished && now - m->created > kUndecidedLimit)) {
           expired.push_back(m);
-          decided_[it->first] = {state == "running" ? "running" : "aborted", now};
+          decided_[it->first] = {state == "running" || state == "lost" ? "running" : "aborted",
+                                 now};
           it = sessions_.erase(it);
         } else {
           ++it;
@@ -380,7 +513,7 @@ void Daemon::session_reaper() {
       std::string final_state;
       {
         std::lock_guard<std::mutex> l(m->mu);
-        final_state = m->state == "running" ? "running" : "aborted";
+        final_state = m->state == "running" || m->state == "lost" ? "running" : "aborted";
       }
       std::lock_guard<std::mutex> lock(sessions_mu_);
       decided_[m->id] = {final_state, std::chrono::steady_clock::now()};

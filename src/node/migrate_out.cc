@@ -1,17 +1,23 @@
-// The source side of a migration (eager-all), following the seed's protocol:
+// The source side of a migration, following the seed's protocol:
 //   1. offer      the destination accepts or refuses, with a reason;
-//   2. tasking    freeze and dump, pages on the page stream, then the remote tasking message
-//                 (PCB, memory layout, open files) on the control channel;
-//   3. build      the destination rebuilds the task and holds it stopped (READY);
-//   4. commit     from here ferry's death kills the frozen original (PTRACE_O_EXITKILL); the
-//                 destination releases its copy; the source destroys its own.
+//   2. (pre-copy) a short stop to describe the task and start dirty tracking; the destination
+//                 lays out its address space (Prepare); rounds of pages while the task runs;
+//   3. tasking    freeze and describe; the remote tasking message (PCB, memory layout, open
+//                 files) goes first, then the pages the strategy sends while frozen (flushing:
+//                 into the page store, and the message after them);
+//   4. build      the destination rebuilds the task and holds it stopped (READY);
+//   5. commit     from here ferry's death kills the frozen original (PTRACE_O_EXITKILL); the
+//                 destination releases its copy; the source destroys its own, or, when pages
+//                 still come from here (eager-dirty, copy-on-reference), serves them first.
 // Before commit any failure lets the original run on here. If the outcome of Commit itself is
 // unknown (the destination does not answer), the original stays frozen for as long as it takes
 // the destination to say whether it released its copy: a task never runs in two places.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <future>
 
 #include <spdlog/spdlog.h>
@@ -22,6 +28,9 @@
 #include "image/image_files.h"
 #include "node/daemon.h"
 #include "node/file_checks.h"
+#include "transfer/dirty_tracker.h"
+#include "transfer/page_server.h"
+#include "transfer/precopy.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/proc.h"
@@ -85,8 +94,8 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
     *ev.mutable_report() = rep;
     emit(ev);
     if (ok)
-      spdlog::info("task {} migrated {} -> {} in {:.1f} ms (frozen {:.1f} ms)", id, name(), to,
-                   rep.total_ms(), rep.freeze_ms());
+      spdlog::info("task {} migrated {} -> {} ({}) in {:.1f} ms (frozen {:.1f} ms)", id, name(), to,
+                   rep.strategy(), rep.total_ms(), rep.freeze_ms());
     else
       spdlog::info("migration of {} to {}: {}: {}", id, to, outcome, reason);
   };
@@ -98,8 +107,17 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
     emit(ev);
   };
 
-  if (rep.strategy() != "eager-all")
-    return finish(false, "refused", "unknown strategy '" + rep.strategy() + "'");
+  auto strategy = transfer::parse_strategy(rep.strategy());
+  if (!strategy)
+    return finish(false, "refused",
+                  "unknown strategy '" + rep.strategy() + "' (" + transfer::strategy_names() + ")");
+  const bool precopy = *strategy == transfer::Strategy::kPreCopy;
+  const bool flushing = *strategy == transfer::Strategy::kFlushing;
+  const bool lazy_remote = transfer::has_lazy_phase(*strategy) && !flushing;
+  if (!req.dirty_tracking().empty() && req.dirty_tracking() != "uffd" &&
+      req.dirty_tracking() != "hash")
+    return finish(false, "refused",
+                  "unknown dirty tracking '" + req.dirty_tracking() + "' (uffd, hash)");
   if (to == name()) return finish(false, "refused", "task " + id + " already runs on " + to);
   if (!peers_.known(to)) return finish(false, "refused", "unknown node '" + to + "'");
   if (!peers_.up(to)) return finish(false, "refused", "node " + to + " is down");
@@ -142,6 +160,8 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
   offer.set_data_key(std::string(reinterpret_cast<char*>(key.data()), key.size()));
   offer.set_xcr0(cr::local_xcr0());
   offer.set_xstate_size(static_cast<uint32_t>(cr::local_xstate_size()));
+  if (std::string locks = held_locks(pid); !locks.empty())
+    return finish(false, "refused", "task " + id + ": " + locks);
   try {
     for (auto& f : file_checks(pid)) *offer.add_files() = f;
   } catch (const std::exception& e) {
@@ -167,14 +187,32 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
   HeldPid held(tasks_, pid);
   if (faults_.kill_task_before_freeze) ::kill(pid, SIGTERM);
 
-  // 2. Freeze and describe the task; the remote tasking message goes first, so that the
-  // destination lays out the address space while the pages are being dumped and sent.
   transfer::Token token;
   if (accepted.token().size() != token.size())
     return finish(false, "aborted", "bad token from " + to);
   std::memcpy(token.data(), accepted.token().data(), token.size());
   std::optional<cr::FrozenProcess> frozen;
   std::unique_ptr<transfer::StreamSender> sender;
+  std::unique_ptr<transfer::PrecopySource> rounds;
+  std::string store_dir;  // flushing: our image in the page store, until the destination has it
+  struct StoreGuard {
+    std::string& dir;
+    bool keep = false;
+    ~StoreGuard() {
+      std::error_code ec;
+      if (!keep && !dir.empty()) std::filesystem::remove_all(dir, ec);
+    }
+  } store_guard{store_dir};
+  // Lazy phase: the page server runs from the end of the frozen pages until the destination has
+  // everything.
+  std::unique_ptr<transfer::PageServer> server;
+  std::atomic<bool> server_stop{false};
+  std::future<std::string> server_done;
+  auto stop_server = [&] {
+    if (!server_done.valid()) return;
+    server_stop = true;
+    server_done.get();
+  };
   grpc::ClientContext tasking_ctx;
   tasking_ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(300));
   rpc::TaskingReply ready;
@@ -184,41 +222,188 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
   // first: give the answer `wait_ms` to arrive.
   auto stop_tasking = [&](int wait_ms = 0) -> std::string {
     if (!tasking_call.valid()) return "";
-    bool answered = tasking_call.wait_for(std::chrono::milliseconds(wait_ms)) ==
-                    std::future_status::ready;
+    bool answered =
+        tasking_call.wait_for(std::chrono::milliseconds(wait_ms)) == std::future_status::ready;
     if (!answered) tasking_ctx.TryCancel();
     grpc::Status s = tasking_call.get();
     return answered && s.ok() && !ready.ready() ? ready.reason() : "";
   };
+  // Every way out before Commit: the original runs on here, unchanged.
+  auto back_out = [&] {
+    stop_server();
+    if (rounds) rounds->stop_tracking();
+    if (frozen) frozen->resume();
+  };
+  uint64_t frozen_from = 0;  // stream bytes before the freeze
   try {
-    UniqueFd sock = transfer::connect_stream(accepted.data_address(), token, kStreamTimeoutMs);
-    sender = std::make_unique<transfer::StreamSender>(std::move(sock), key, token);
-    if (faults_.slow_stream) sender->set_frame_delay_ms(25);
+    if (!flushing) {
+      UniqueFd sock = transfer::connect_stream(accepted.data_address(), token, kStreamTimeoutMs);
+      sender = std::make_unique<transfer::StreamSender>(std::move(sock), key);
+      if (faults_.slow_stream) sender->set_frame_delay_ms(25);
+    }
+
+    // 2. Pre-copy: describe the running task in a short stop, start tracking its writes, and
+    // send rounds while it runs.
+    if (precopy) {
+      progress("describe", 0, offer.rss_bytes());
+      bool want_uffd = req.dirty_tracking() != "hash";
+      image::Image prelim;
+      UniqueFd uffd;
+      {
+        cr::FrozenProcess first = cr::freeze_and_describe(pid);
+        if (want_uffd && transfer::uffd_dirty_tracking_available()) {
+          try {
+            uffd = first.make_userfaultfd(O_CLOEXEC | O_NONBLOCK);
+          } catch (const std::exception& e) {
+            if (req.dirty_tracking() == "uffd") throw;
+            spdlog::info("pre-copy of {}: no userfaultfd tracking ({}); hashing pages", id,
+                         e.what());
+          }
+        } else if (req.dirty_tracking() == "uffd") {
+          first.resume();
+          fail("this kernel has no userfaultfd write-protection (WP_ASYNC, PAGEMAP_SCAN)");
+        }
+        prelim = first.image();
+        rep.set_paused_ms(first.frozen_us() / 1000.0);
+        first.resume();
+      }
+      std::vector<transfer::Range> tracked;
+      for (auto& v : prelim.memory().vmas())
+        if (v.kind() == image::Vma::ANON_PRIVATE && !(v.vm_flags() & cr::kVmGrowsDown))
+          tracked.push_back({v.start(), v.end()});
+      std::unique_ptr<transfer::DirtyTracker> tracker =
+          uffd ? transfer::make_uffd_tracker(pid, std::move(uffd), tracked)
+               : transfer::make_hash_tracker(pid, tracked);
+      rep.set_dirty_tracking(tracker->name());
+      rounds = std::make_unique<transfer::PrecopySource>(pid, std::move(tracker), tracked, *sender);
+      prelim.set_format_version(image::kFormatVersion);
+      prelim.set_image_id(image::new_image_id());
+      prelim.mutable_pages_file()->set_size(image::kPagesHeaderSize);
+      rpc::TaskingRequest prepare;
+      prepare.set_session_id(sid);
+      prepare.set_image(prelim.SerializeAsString());
+      rpc::TaskingReply prepared;
+      auto ctx = deadline_ms(60000);
+      grpc::Status s = peers_.stub(to).Prepare(ctx.get(), prepare, &prepared);
+      if (!s.ok()) fail("node {} does not answer: {}", to, s.error_message());
+      if (!prepared.ready()) fail("{}", prepared.reason());
+      transfer::PrecopyConfig config;
+      if (req.max_freeze_ms()) config.max_freeze_ms = req.max_freeze_ms();
+      if (req.max_rounds()) config.max_rounds = req.max_rounds();
+      rounds->run_rounds(config, [&](const transfer::RoundStats& r) {
+        rpc::PrecopyRound* pr = rep.add_round_list();
+        pr->set_round(r.round);
+        pr->set_pages(r.pages);
+        pr->set_bytes(r.bytes);
+        pr->set_ms(r.ms);
+        rep.set_bytes_upfront(rep.bytes_upfront() + r.bytes);
+        rep.set_pages_upfront(rep.pages_upfront() + r.pages);
+        progress("rounds", rep.bytes_upfront(), offer.rss_bytes());
+      });
+      rep.set_rounds(static_cast<uint32_t>(rounds->rounds().size()));
+    }
+
+    // 3. Freeze and describe. The remote tasking message goes first (but for flushing, whose
+    // message names the pages in the store), so that the destination lays out the address space
+    // while the pages are being sent.
     progress("freeze", 0, offer.rss_bytes());
-    frozen.emplace(cr::freeze_and_describe(pid));
+    cr::FreezeOptions freeze_options;
+    if (rounds) {
+      freeze_options.ferry_tracks_writes = true;
+      freeze_options.on_stopped = [&] { rounds->at_freeze(); };
+    }
+    frozen.emplace(cr::freeze_and_describe(pid, freeze_options));
+    if (sender) frozen_from = sender->bytes_sent();
     rpc::TaskingRequest tasking;
     tasking.set_session_id(sid);
-    {
+    cr::PageSelection selection;
+    switch (*strategy) {
+      case transfer::Strategy::kEagerAll:
+        selection.skip_zero = false;  // every resident page, as it is
+        break;
+      case transfer::Strategy::kEagerDirty:
+        selection.swapped = false;  // resident, modified pages; the rest on demand
+        break;
+      case transfer::Strategy::kCopyOnReference:
+        selection.anonymous = false;  // none: every page on first touch
+        break;
+      case transfer::Strategy::kPreCopy: {
+        transfer::PrecopyFinal fin = rounds->finish(frozen->image());
+        for (auto& r : fin.retained) {
+          auto* m = tasking.add_retained();
+          m->set_start(r.start);
+          m->set_end(r.end);
+        }
+        for (auto& r : fin.discard) {
+          auto* m = tasking.add_discard();
+          m->set_start(r.start);
+          m->set_end(r.end);
+        }
+        tasking.set_last_round(rep.rounds() ? rep.rounds() - 1 : 0);
+        selection.skip_zero = false;  // a page that became zero must become zero there too
+        selection.want = fin.want;
+        // The stream pauses here until the destination has the final layout.
+        sender->send_control(transfer::frame_flags::kRoundEnd, tasking.last_round(), 1);
+        break;
+      }
+      case transfer::Strategy::kFlushing:
+        break;
+    }
+    auto send_tasking = [&](const image::Image& img) {
+      tasking.set_image(img.SerializeAsString());
+      tasking_call = std::async(std::launch::async, [&, tasking] {
+        return peers_.stub(to).Tasking(&tasking_ctx, tasking, &ready);
+      });
+    };
+    if (flushing) {
+      // The pages go to the page store as an image of their own; the message names it.
+      store_dir = cfg_.page_store + "/" + sid;
+      std::filesystem::create_directories(cfg_.page_store);
+      image::ImageWriter writer(store_dir);
+      frozen->dump_pages(writer.pages(), selection);
+      image::Image& img = frozen->image();
+      writer.commit(img, false);
+      tasking.set_store_dir(store_dir);
+      rep.set_bytes_frozen(img.pages_file().size() - image::kPagesHeaderSize);
+      rep.set_pages_frozen(img.stats().pages_written());
+      send_tasking(img);
+    } else {
       image::Image layout = frozen->image();
       layout.set_format_version(image::kFormatVersion);
       layout.set_image_id(image::new_image_id());
       layout.mutable_pages_file()->set_size(image::kPagesHeaderSize);  // no page data in here
-      tasking.set_image(layout.SerializeAsString());
+      send_tasking(layout);
+      frozen->dump_pages(*sender, selection);
+      sender->finish(frozen->image().mutable_pages_file());
+      rep.set_bytes_frozen(sender->bytes_sent() - frozen_from);
+      rep.set_pages_frozen(frozen->image().stats().pages_written());
     }
-    tasking_call = std::async(std::launch::async, [&, tasking] {
-      return peers_.stub(to).Tasking(&tasking_ctx, tasking, &ready);
-    });
-    frozen->dump_pages(*sender);
-    sender->finish(frozen->image().mutable_pages_file());
+    if (lazy_remote) {
+      std::vector<transfer::Range> lazy;
+      for (auto& v : frozen->image().memory().vmas())
+        if (v.kind() == image::Vma::ANON_PRIVATE) lazy.push_back({v.start(), v.end()});
+      server = std::make_unique<transfer::PageServer>(pid, *sender, lazy,
+                                                      frozen->image().memory().pages());
+      server_done = std::async(std::launch::async, [&]() -> std::string {
+        try {
+          server->run(server_stop);
+          return "";
+        } catch (const std::exception& e) {
+          return e.what();
+        }
+      });
+    }
   } catch (const cr::ProcessEnded& e) {
     stop_tasking();
+    stop_server();
+    if (rounds) rounds->stop_tracking();
     abort_remote("the task ended");
     on_exit(id, e.code());
     return finish(false, "task-exited",
                   fmt::format("task {} ended during the migration (exit status {})", id, e.code()));
   } catch (const std::exception& e) {
     std::string refused = stop_tasking(2000);
-    if (frozen) frozen->resume();
+    back_out();
     abort_remote(e.what());
     if (!refused.empty()) return finish(false, "aborted", refused);
     // It may simply have ended before the freeze.
@@ -232,11 +417,7 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
     return finish(false, "aborted", e.what());
   }
   image::Image& img = frozen->image();
-  rep.set_bytes_sent(sender->bytes_sent());
-  rep.set_pages_sent(img.stats().pages_written());
-  rep.set_bytes_frozen(sender->bytes_sent());
-  rep.set_pages_frozen(img.stats().pages_written());
-  progress("pages", sender->bytes_sent(), sender->bytes_sent());
+  progress("pages", rep.bytes_frozen(), rep.bytes_frozen());
 
   // Everything the task wrote before the freeze reaches its home first.
   uint64_t log_offset = 0;
@@ -244,19 +425,19 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
     log_offset = relay_.drain(id, 5000);
   } catch (const std::exception& e) {
     stop_tasking();
-    frozen->resume();
+    back_out();
     abort_remote(e.what());
     return finish(false, "aborted", e.what());
   }
 
-  // 3. The destination has built the task and holds it.
-  progress("restore", sender->bytes_sent(), sender->bytes_sent());
+  // 4. The destination has built the task and holds it.
+  progress("restore", rep.bytes_frozen(), rep.bytes_frozen());
   {
     grpc::Status s = tasking_call.get();
     if (!s.ok() || !ready.ready()) {
-      frozen->resume();
       std::string why =
           s.ok() ? ready.reason() : "node " + to + " does not answer: " + s.error_message();
+      back_out();
       abort_remote(why);
       return finish(false, "aborted", why);
     }
@@ -264,9 +445,9 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
   rep.set_restore_ms(ready.restore_ms());
   rep.set_transfer_ms(ready.stream_ms());
 
-  // 4. Commit. From now on the original must never run again unless the destination says its
+  // 5. Commit. From now on the original must never run again unless the destination says its
   // copy was not released.
-  progress("commit", sender->bytes_sent(), sender->bytes_sent());
+  progress("commit", rep.bytes_frozen(), rep.bytes_frozen());
   frozen->die_with_ferry();
   rpc::CommitRequest commit;
   commit.set_session_id(sid);
@@ -291,7 +472,7 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
     rpc::MigrationStatusReply st;
     auto qctx = deadline_ms(2000);
     if (peers_.stub(to).MigrationStatus(qctx.get(), q, &st).ok() && st.state() != "ready") {
-      running = st.state() == "running";
+      running = st.state() == "running" || st.state() == "pulling" || st.state() == "lost";
       if (!running)
         committed.set_reason("node " + to + " dropped the task before Commit (" + st.state() + ")");
       break;
@@ -299,7 +480,7 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
     if (in_doubt.elapsed_ms() >= next_note_ms) {
       spdlog::warn("migration of {} to {} is in doubt ({}): the task stays frozen until {} answers",
                    id, to, s.error_message(), to);
-      progress("in-doubt", sender->bytes_sent(), sender->bytes_sent());
+      progress("in-doubt", rep.bytes_frozen(), rep.bytes_frozen());
       next_note_ms += 5000;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
@@ -308,15 +489,57 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
   if (faults_.die_after_commit) ::_exit(137);
   rep.set_freeze_ms(frozen->frozen_us() / 1000.0);
   if (!running) {
-    frozen->resume();
+    back_out();
     return finish(
         false, "aborted",
         committed.reason().empty() ? "node " + to + " did not take the task" : committed.reason());
   }
-  frozen->destroy();
+  Stopwatch after_commit;
   relay_.detach(id);
   tasks_.remove(id);
   delivered_at = to;
+  if (lazy_remote) {
+    // The task runs there; its pages come from here until the destination has them all.
+    progress("pulling", rep.bytes_frozen(), offer.rss_bytes());
+    server->allow_push();
+    std::string error = server_done.get();
+    if (!error.empty()) spdlog::warn("page server of {}: {}", id, error);
+    const transfer::ServerStats& st = server->stats();
+    rep.set_bytes_on_demand(st.demand_bytes);
+    rep.set_pages_on_demand(st.demand_pages);
+    rep.set_bytes_pushed(st.pushed_bytes);
+    rep.set_pages_pushed(st.pushed_pages);
+    rep.set_remote_faults(st.requests);
+  }
+  frozen->destroy();
+  if (flushing) store_guard.keep = true;  // the destination removes it once loaded
+  if (lazy_remote || flushing) {
+    // The destination's own account of the lazy phase (last page, faults).
+    for (int i = 0; i < 60000 / 20; i++) {
+      rpc::MigrationStatusRequest q;
+      q.set_session_id(sid);
+      rpc::MigrationStatusReply st;
+      auto ctx = deadline_ms(2000);
+      if (!peers_.stub(to).MigrationStatus(ctx.get(), q, &st).ok()) break;
+      if (st.state() != "pulling") {
+        rep.set_last_page_ms(st.last_page_ms());
+        if (flushing) {
+          rep.set_bytes_pushed(st.lazy_bytes());
+          rep.set_pages_pushed(st.lazy_pages());
+          rep.set_remote_faults(st.faults());
+        }
+        if (st.state() == "lost")
+          return finish(false, "lost", "the task died at " + to + ": its pages could not come");
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }
+  rep.set_bytes_sent((sender ? sender->bytes_sent() : 0) + (flushing ? rep.bytes_frozen() : 0));
+  rep.set_pages_sent(rep.pages_upfront() + rep.pages_frozen() + rep.pages_on_demand() +
+                     rep.pages_pushed());
+  (void)img;
+  (void)after_commit;
   finish(true, "migrated", "");
 }
 

@@ -106,8 +106,9 @@ class NodeService final : public rpc::Node::Service {
   }
   grpc::Status TaskExited(grpc::ServerContext*, const rpc::TaskExitedRequest* req,
                           rpc::Ack*) override {
-    return guarded(
-        [&] { d_.task_exited(req->task_id(), req->exit_code(), req->node(), req->epoch()); });
+    return guarded([&] {
+      d_.task_exited(req->task_id(), req->exit_code(), req->node(), req->epoch(), req->reason());
+    });
   }
   grpc::Status Migrate(grpc::ServerContext*, const rpc::MigrateRequest* req,
                        grpc::ServerWriter<rpc::MigrateEvent>* w) override {
@@ -121,6 +122,10 @@ class NodeService final : public rpc::Node::Service {
                        rpc::TaskingReply* reply) override {
     return guarded([&] { *reply = d_.tasking(*req); });
   }
+  grpc::Status Prepare(grpc::ServerContext*, const rpc::TaskingRequest* req,
+                       rpc::TaskingReply* reply) override {
+    return guarded([&] { *reply = d_.prepare(*req); });
+  }
   grpc::Status Commit(grpc::ServerContext*, const rpc::CommitRequest* req,
                       rpc::CommitReply* reply) override {
     return guarded([&] { *reply = d_.commit(*req); });
@@ -130,7 +135,7 @@ class NodeService final : public rpc::Node::Service {
   }
   grpc::Status MigrationStatus(grpc::ServerContext*, const rpc::MigrationStatusRequest* req,
                                rpc::MigrationStatusReply* reply) override {
-    return guarded([&] { reply->set_state(d_.migration_status(req->session_id())); });
+    return guarded([&] { *reply = d_.migration_status(req->session_id()); });
   }
 
  private:

@@ -80,4 +80,10 @@ bool LocalTasks::held(pid_t pid) {
   return held_.count(pid) > 0;
 }
 
+void LocalTasks::set_exit_reason(const std::string& id, const std::string& reason) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = tasks_.find(id);
+  if (it != tasks_.end()) it->second.exit_reason = reason;
+}
+
 }  // namespace ferry::node

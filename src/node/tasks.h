@@ -19,6 +19,7 @@ struct LocalTask {
   rpc::TaskInfo info;
   bool migrating = false;
   std::vector<int> queued_signals;  // sent while migrating: delivered where it ends up
+  std::string exit_reason;          // ferry ended it (lazy pages lost): why
 };
 
 class LocalTasks {
@@ -35,6 +36,8 @@ class LocalTasks {
   std::vector<int> end_migration(const std::string& id);
   // Queues sig when the task is migrating (returns true), else returns false.
   bool queue_signal_if_migrating(const std::string& id, int sig);
+  // Why the task is about to end, when ferry ends it (reported with its exit).
+  void set_exit_reason(const std::string& id, const std::string& reason);
 
   void hold(pid_t pid);
   void unhold(pid_t pid);

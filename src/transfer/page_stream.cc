@@ -21,13 +21,14 @@
 namespace ferry::transfer {
 namespace {
 
-constexpr uint32_t kEnd = 1;
 constexpr uint32_t kMaxFrame = 4 << 20;
+// Frames of the destination use their own nonces: sequence numbers with this bit.
+constexpr uint64_t kFromDestination = 1ull << 63;
 constexpr size_t kTagSize = 16;
 
 struct FrameHeader {
   uint64_t addr;
-  uint64_t id;
+  uint64_t aux;
   uint32_t length;
   uint16_t space;
   uint16_t flags;
@@ -155,24 +156,30 @@ Token read_token(int fd, int timeout_ms) {
 
 // ---------------------------------------------------------------------------------------------
 
-StreamSender::StreamSender(UniqueFd socket, const Key& key, const Token&)
-    : sock_(std::move(socket)), mac_(new_mac()), key_(key), offset_(image::kPagesHeaderSize) {}
+StreamSender::StreamSender(UniqueFd socket, const Key& key)
+    : sock_(std::move(socket)),
+      mac_(new_mac()),
+      in_mac_(new_mac()),
+      key_(key),
+      offset_(image::kPagesHeaderSize) {}
 
 StreamSender::~StreamSender() {
   EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(mac_));
+  EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(in_mac_));
 }
 
-void StreamSender::send_frame(const image::PageTarget& t, const iovec* data, int count,
-                              uint32_t length, uint32_t flags) {
-  FrameHeader h{t.addr, t.id, length, static_cast<uint16_t>(t.space), static_cast<uint16_t>(flags)};
+void StreamSender::send_frame(const image::PageTarget& t, uint64_t aux, const iovec* data,
+                              int count, uint32_t length, uint16_t flags) {
+  FrameHeader h{t.addr, aux, length, static_cast<uint16_t>(t.space), flags};
   uint8_t tag[kTagSize];
   gmac(mac_, key_, sequence_++, h, data, count, tag);
-  std::vector<iovec> iov;
-  iov.reserve(static_cast<size_t>(count) + 2);
-  iov.push_back({&h, sizeof h});
-  for (int i = 0; i < count; i++) iov.push_back(data[i]);
-  iov.push_back({tag, kTagSize});
-  write_fully(sock_.get(), iov.data(), static_cast<int>(iov.size()));
+  if (count > 1) fail("internal: one data buffer per frame");
+  iovec iov[3];
+  int n = 0;
+  iov[n++] = {&h, sizeof h};
+  if (count == 1) iov[n++] = data[0];
+  iov[n++] = {tag, kTagSize};
+  write_fully(sock_.get(), iov, n);
   bytes_sent_ += sizeof h + length + kTagSize;
   if (frame_delay_ms_) ::usleep(static_cast<useconds_t>(frame_delay_ms_) * 1000);
 }
@@ -186,7 +193,7 @@ uint64_t StreamSender::append_async(const image::PageTarget* targets, const iove
     while (left) {
       uint32_t take = static_cast<uint32_t>(std::min<size_t>(left, kMaxFrame));
       iovec piece{const_cast<char*>(p), take};
-      send_frame(t, &piece, 1, take, 0);
+      send_frame(t, t.id, &piece, 1, take, 0);
       t.addr += take;
       p += take;
       left -= take;
@@ -196,13 +203,34 @@ uint64_t StreamSender::append_async(const image::PageTarget* targets, const iove
   return start;
 }
 
+void StreamSender::send_control(uint16_t flags, uint64_t addr, uint64_t aux) {
+  image::PageTarget t;
+  t.addr = addr;
+  send_frame(t, aux, nullptr, 0, 0, flags);
+}
+
 void StreamSender::finish(image::PagesFile* out) {
-  image::PageTarget end;
-  end.addr = offset_;
-  send_frame(end, nullptr, 0, 0, kEnd);
+  send_control(frame_flags::kEnd, offset_);
   out->set_size(offset_);
   out->set_hash_block_size(0);
   out->clear_block_hashes();
+}
+
+std::optional<Request> StreamSender::next_request(int timeout_ms) {
+  pollfd p{sock_.get(), POLLIN, 0};
+  int r = ::poll(&p, 1, timeout_ms);
+  if (r < 0 && errno != EINTR) fail_errno(errno, "page stream broken");
+  if (r <= 0) return std::nullopt;
+  FrameHeader h;
+  read_fully(sock_.get(), &h, sizeof h);
+  uint8_t tag[kTagSize], want[kTagSize];
+  read_fully(sock_.get(), tag, kTagSize);
+  if (h.length != 0) fail("page stream: a request with data");
+  gmac(in_mac_, key_, in_sequence_++ | kFromDestination, h, nullptr, 0, want);
+  if (CRYPTO_memcmp(tag, want, kTagSize) != 0) fail("page stream request failed authentication");
+  if (!(h.flags & (frame_flags::kRequest | frame_flags::kDone)))
+    fail("page stream: unexpected frame from the destination");
+  return Request{h.addr, h.aux, (h.flags & frame_flags::kDone) != 0};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -210,36 +238,70 @@ void StreamSender::finish(image::PagesFile* out) {
 StreamReceiver::StreamReceiver(UniqueFd socket, const Key& key, uint64_t limit)
     : sock_(std::move(socket)),
       mac_(new_mac()),
+      out_mac_(new_mac()),
       key_(key),
       limit_(limit),
       buf_(Mapping::anonymous(kMaxFrame, true)) {}
 
 StreamReceiver::~StreamReceiver() {
   EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(mac_));
+  EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(out_mac_));
 }
 
-uint64_t StreamReceiver::receive_all(const OnFrame& on_frame) {
-  uint64_t seq = 0, data_bytes = 0;
+Frame StreamReceiver::receive_until(uint16_t stop, const OnData& on_data,
+                                    const OnControl& on_control) {
   for (;;) {
     FrameHeader h;
     read_fully(sock_.get(), &h, sizeof h);
     if (h.length > kMaxFrame) fail("page stream frame of {} bytes", h.length);
-    data_bytes += h.length;
-    if (data_bytes > limit_) fail("page stream larger than announced ({} bytes)", limit_);
+    data_bytes_ += h.length;
+    if (data_bytes_ > limit_) fail("page stream larger than announced ({} bytes)", limit_);
     read_fully(sock_.get(), buf_.data(), h.length);
     uint8_t tag[kTagSize], want[kTagSize];
     read_fully(sock_.get(), tag, kTagSize);
     iovec data{buf_.data(), h.length};
-    gmac(mac_, key_, seq++, h, &data, h.length ? 1 : 0, want);
+    gmac(mac_, key_, sequence_++, h, &data, h.length ? 1 : 0, want);
     // Nothing received is used before its tag checks out.
     if (CRYPTO_memcmp(tag, want, kTagSize) != 0)
-      fail("page stream frame {} failed authentication", seq - 1);
+      fail("page stream frame {} failed authentication", sequence_ - 1);
     bytes_received_ += sizeof h + h.length + kTagSize;
-    if (h.flags & kEnd) return h.addr;
     if (h.space > image::PageTarget::kGhost) fail("page stream frame for an unknown place");
-    image::PageTarget t{static_cast<image::PageTarget::Space>(h.space), h.id, h.addr};
-    on_frame(t, buf_.data(), h.length);
+    Frame f;
+    f.target = {static_cast<image::PageTarget::Space>(h.space), h.aux, h.addr};
+    f.aux = h.aux;
+    f.length = h.length;
+    f.flags = h.flags;
+    if (h.flags & stop) return f;
+    if (h.flags == 0) {
+      on_data(f.target, buf_.data(), h.length);
+    } else {
+      if (h.length != 0 || !on_control)
+        fail("page stream: unexpected control frame {:#x}", h.flags);
+      on_control(f);
+    }
   }
+}
+
+void StreamReceiver::send_to_source(uint16_t flags, uint64_t addr, uint64_t len) {
+  std::lock_guard<std::mutex> lock(out_mu_);
+  FrameHeader h{addr, len, 0, 0, flags};
+  uint8_t tag[kTagSize];
+  gmac(out_mac_, key_, out_sequence_++ | kFromDestination, h, nullptr, 0, tag);
+  iovec iov[2] = {{&h, sizeof h}, {tag, kTagSize}};
+  write_fully(sock_.get(), iov, 2);
+}
+
+void StreamReceiver::send_request(uint64_t addr, uint64_t len) {
+  send_to_source(frame_flags::kRequest, addr, len);
+}
+
+void StreamReceiver::send_done() {
+  send_to_source(frame_flags::kDone, 0, 0);
+}
+
+void StreamReceiver::set_read_timeout_ms(int ms) {
+  timeval tv{ms / 1000, (ms % 1000) * 1000};
+  ::setsockopt(sock_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
 }
 
 }  // namespace ferry::transfer

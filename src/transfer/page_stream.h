@@ -1,15 +1,23 @@
 // The page stream of a migration: page data on a TCP connection of its own, because TLS would
-// cap it at a quarter of what the network carries here (bench/RESULTS.md). It is bound to the
+// cap it at a third of what the network carries here (bench/RESULTS.md). It is bound to the
 // mutually authenticated control channel in two ways: the connection opens with a one-time
 // 32-byte token that the destination handed out in its Offer reply, and every frame carries an
 // AES-GMAC tag under a 128-bit key that the source sent in the Offer (over mTLS). A frame whose
 // tag does not verify ends the migration; nothing received is used before it verifies.
 //
-// Wire format after the token, repeated:
-//   u64 addr | u64 object id | u32 length | u16 space | u16 flags | length bytes | 16-byte tag
-// (addr, id, space) say where the data belongs (image::PageTarget). The tag covers the 24 header
-// bytes and the data; its nonce is the frame's sequence number. A frame with flags & kEnd closes
-// the stream; its addr is the stream's total size (as a pages file would have it).
+// Wire format after the token, repeated in both directions:
+//   u64 addr | u64 aux | u32 length | u16 space | u16 flags | length bytes | 16-byte tag
+// For page data, (addr, aux = object id, space) say where the data belongs (image::PageTarget).
+// The tag covers the 24 header bytes and the data; its nonce is the frame's sequence number in
+// its direction (the destination's frames have bit 63 set). Control frames (no data):
+//   source -> destination
+//     kEnd       the pages sent while the task is frozen are complete; addr = their size
+//     kRoundEnd  pre-copy: round `addr` is complete
+//     kZero      lazy phase: the aux bytes at addr hold nothing at the source (zero pages)
+//     kPushEnd   lazy phase: every page has been sent
+//   destination -> source
+//     kRequest   lazy phase: send the aux bytes at addr now (a fault waits for them)
+//     kDone      lazy phase: the destination has everything; the source may let go
 #pragma once
 
 #include <sys/uio.h>
@@ -17,6 +25,8 @@
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <mutex>
+#include <optional>
 #include <string>
 
 #include "image/page_sink.h"
@@ -31,11 +41,36 @@ using Token = std::array<uint8_t, 32>;
 Key random_key();
 Token random_token();
 
+namespace frame_flags {
+constexpr uint16_t kEnd = 1;
+constexpr uint16_t kRoundEnd = 2;
+constexpr uint16_t kZero = 4;
+constexpr uint16_t kPushEnd = 8;
+constexpr uint16_t kRequest = 16;
+constexpr uint16_t kDone = 32;
+}  // namespace frame_flags
+
+// One frame as received: page data (flags 0, `length` bytes) or a control frame.
+struct Frame {
+  image::PageTarget target;
+  uint64_t aux = 0;
+  uint32_t length = 0;
+  uint16_t flags = 0;
+};
+
+// A request of the destination, as the source reads it.
+struct Request {
+  uint64_t addr = 0;
+  uint64_t len = 0;
+  bool done = false;  // kDone rather than kRequest
+};
+
 // Sends page data as a dump produces it (an image::PageSink). Offsets count from 4096 on, as in
-// a pages.img, so that the dump's page runs read the same.
+// a pages.img, so that the dump's page runs read the same. Also reads the destination's
+// requests (lazy phase); sending and reading may happen on different threads.
 class StreamSender : public image::PageSink {
  public:
-  StreamSender(UniqueFd socket, const Key& key, const Token& token);
+  StreamSender(UniqueFd socket, const Key& key);
   ~StreamSender() override;
 
   uint64_t offset() const override { return offset_; }
@@ -48,40 +83,64 @@ class StreamSender : public image::PageSink {
   // 256 KiB: median 1.27 GB/s against 1.03 with 4 MiB batches, 512 MiB task, same run.
   uint64_t batch_bytes() const override { return 256 << 10; }
 
+  void send_control(uint16_t flags, uint64_t addr, uint64_t aux = 0);
+  // The next request of the destination, waiting at most timeout_ms (0: only what is there).
+  std::optional<Request> next_request(int timeout_ms);
+
   uint64_t bytes_sent() const { return bytes_sent_; }
   uint64_t frames() const { return sequence_; }
+  int fd() const { return sock_.get(); }
   // Tests: pause this long after every frame, to act in the middle of a transfer.
   void set_frame_delay_ms(int ms) { frame_delay_ms_ = ms; }
 
  private:
-  void send_frame(const image::PageTarget& target, const iovec* data, int count, uint32_t length,
-                  uint32_t flags);
+  void send_frame(const image::PageTarget& target, uint64_t aux, const iovec* data, int count,
+                  uint32_t length, uint16_t flags);
   UniqueFd sock_;
-  void* mac_;  // EVP_CIPHER_CTX
+  void* mac_;     // EVP_CIPHER_CTX, sending
+  void* in_mac_;  // EVP_CIPHER_CTX, requests
   Key key_;
   uint64_t offset_;
   uint64_t sequence_ = 0;
+  uint64_t in_sequence_ = 0;
   uint64_t bytes_sent_ = 0;
   int frame_delay_ms_ = 0;
 };
 
-// Receives a stream and hands every frame, once its tag verified, to a callback. Refuses a
-// stream larger than `limit` bytes.
+// Receives a stream: frames are handed over once their tag verified. Refuses more than `limit`
+// bytes of page data. Requests go back on the same connection (any thread).
 class StreamReceiver {
  public:
-  using OnFrame = std::function<void(const image::PageTarget&, const char* data, size_t len)>;
+  using OnData = std::function<void(const image::PageTarget&, const char* data, size_t len)>;
+  using OnControl = std::function<void(const Frame&)>;
   StreamReceiver(UniqueFd socket, const Key& key, uint64_t limit);
   ~StreamReceiver();
-  // Reads frames until the end frame; returns the stream's size (as its sender counted it).
-  uint64_t receive_all(const OnFrame& on_frame);
+  // Reads frames until one whose flags include `stop` and returns it. Page data goes to
+  // on_data, other control frames to on_control (an error when there is none).
+  Frame receive_until(uint16_t stop, const OnData& on_data, const OnControl& on_control = {});
+  // receive_until(kEnd); returns the stream's size (as its sender counted it).
+  uint64_t receive_all(const OnData& on_data) {
+    return receive_until(frame_flags::kEnd, on_data).target.addr;
+  }
+  void send_request(uint64_t addr, uint64_t len);
+  void send_done();
+  // Lazy phase: no deadline on reading (the source answers when asked and pushes the rest).
+  void set_read_timeout_ms(int ms);
   uint64_t bytes_received() const { return bytes_received_; }
+  int fd() const { return sock_.get(); }
 
  private:
+  void send_to_source(uint16_t flags, uint64_t addr, uint64_t len);
   UniqueFd sock_;
   void* mac_;
+  void* out_mac_;
+  std::mutex out_mu_;
+  uint64_t out_sequence_ = 0;
   Key key_;
   uint64_t limit_;
   Mapping buf_;
+  uint64_t data_bytes_ = 0;
+  uint64_t sequence_ = 0;
   uint64_t bytes_received_ = 0;
 };
 

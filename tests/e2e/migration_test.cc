@@ -143,6 +143,21 @@ TEST(MigrationTest, AFileThatDiffersAtTheDestinationIsRefusedUpFront) {
   c.ferry({"kill", id, "KILL"});
 }
 
+// A lock on a shared file belongs to the whole cluster; ferry does not hand it over and says so.
+TEST(MigrationTest, ATaskHoldingFileLocksIsRefused) {
+  TestCluster c(2);
+  ASSERT_TRUE(c.up());
+  TempDir dir;
+  std::string id = c.run({target_path("t_files"), dir.path()}, "node1");
+  ASSERT_TRUE(wait_until([&] { return c.logs(id).find("ready\n") != std::string::npos; }, 15000));
+  nlohmann::json r = c.migrate(id, "node2");
+  EXPECT_EQ(r["outcome"], "refused") << r.dump();
+  EXPECT_NE(r.value("reason", "").find("holds a file lock"), std::string::npos) << r.dump();
+  EXPECT_EQ(c.task(id)["node"], "node1");
+  ASSERT_EQ(c.ferry({"kill", id, "USR2"}).status, 0);
+  EXPECT_EQ(c.ferry({"wait", id, "--timeout", "30"}).status, 0) << c.logs(id);
+}
+
 // `--node` after the subcommand picks the node to ask, and a task starts on the node asked.
 TEST(MigrationTest, RunWithNodeStartsTheTaskThere) {
   TestCluster c(2);

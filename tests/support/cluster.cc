@@ -23,9 +23,12 @@ TestCluster::~TestCluster() {
   EXPECT_EQ(r.status, 0) << "cluster down failed: " << r.err;
 }
 
-std::string TestCluster::id() const { return std::string(read_file(dir_ + "/cluster.id")); }
+std::string TestCluster::id() const {
+  return std::string(read_file(dir_ + "/cluster.id"));
+}
 
-CmdResult TestCluster::ferry(const std::vector<std::string>& args, const std::string& node, int timeout_ms) {
+CmdResult TestCluster::ferry(const std::vector<std::string>& args, const std::string& node,
+                             int timeout_ms) {
   std::vector<std::string> all{"--cluster", dir_};
   if (!node.empty()) {
     all.push_back("--node");
@@ -77,8 +80,11 @@ std::string TestCluster::logs(const std::string& id, const std::string& node) {
   return r.out;
 }
 
-nlohmann::json TestCluster::migrate(const std::string& id, const std::string& to, const std::string& via) {
-  CmdResult r = ferry({"migrate", id, "--to", to, "--json"}, via, 120000);
+nlohmann::json TestCluster::migrate(const std::string& id, const std::string& to,
+                                    const std::string& via, const std::vector<std::string>& extra) {
+  std::vector<std::string> args{"migrate", id, "--to", to, "--json"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  CmdResult r = ferry(args, via, 120000);
   if (r.out.empty()) return {{"ok", false}, {"error", r.err}};
   auto j = nlohmann::json::parse(r.out);
   j["exit_status"] = r.status;

@@ -21,7 +21,8 @@ class TestCluster {
   const std::string& dir() const { return dir_; }
   bool up() const { return up_; }
   // ferry --cluster DIR [--node NODE] args...
-  CmdResult ferry(const std::vector<std::string>& args, const std::string& node = "", int timeout_ms = 60000);
+  CmdResult ferry(const std::vector<std::string>& args, const std::string& node = "",
+                  int timeout_ms = 60000);
   // ferry run ... -- argv; returns the task id (empty on failure, which the test sees).
   std::string run(const std::vector<std::string>& argv, const std::string& on = "");
   nlohmann::json ps(const std::string& node = "");
@@ -29,7 +30,8 @@ class TestCluster {
   nlohmann::json task(const std::string& id, const std::string& node = "");  // from ps
   std::string logs(const std::string& id, const std::string& node = "");
   // Runs `ferry migrate ID --to NODE --json` and returns the report (or {} with "error").
-  nlohmann::json migrate(const std::string& id, const std::string& to, const std::string& via = "");
+  nlohmann::json migrate(const std::string& id, const std::string& to, const std::string& via = "",
+                         const std::vector<std::string>& extra = {});
 
   std::string id() const;
   std::string netns(const std::string& node) const { return "ferry-" + id() + "-" + node; }

@@ -2,11 +2,19 @@
  * signal stack, and pending signals in both queues with their siginfo and order. */
 #include "target.h"
 
-static void plain(int s) { (void)s; }
-static void with_info(int s, siginfo_t *si, void *u) { (void)s; (void)si; (void)u; }
+static pid_t sender;
 
-static int sigset_bit(const char *status_key, int sig) {
-  FILE *f = fopen("/proc/self/status", "r");
+static void plain(int s) {
+  (void)s;
+}
+static void with_info(int s, siginfo_t* si, void* u) {
+  (void)s;
+  (void)si;
+  (void)u;
+}
+
+static int sigset_bit(const char* status_key, int sig) {
+  FILE* f = fopen("/proc/self/status", "r");
   char line[256];
   unsigned long long mask = 0;
   size_t n = strlen(status_key);
@@ -49,6 +57,9 @@ int main(void) {
   sigaddset(&block, SIGHUP);
   sigprocmask(SIG_BLOCK, &block, NULL);
   union sigval v1 = {.sival_int = 11}, v2 = {.sival_int = 22};
+  /* The sender's pid as the siginfo recorded it: a restore may give us a new pid (when ours is
+   * taken where we come back), but what was queued keeps its sender. */
+  sender = getpid();
   sigqueue(getpid(), rt1, v1);
   sigqueue(getpid(), rt1, v2);
   syscall(SYS_tgkill, getpid(), gettid(), SIGUSR1); /* private queue */
@@ -58,10 +69,14 @@ int main(void) {
   target_wait_go();
 
   sigaction(SIGUSR1, NULL, &got);
-  CHECK(got.sa_handler == plain && (got.sa_flags & SA_RESTART) && sigismember(&got.sa_mask, SIGHUP), "SIGUSR1 action differs");
+  CHECK(got.sa_handler == plain && (got.sa_flags & SA_RESTART) && sigismember(&got.sa_mask, SIGHUP),
+        "SIGUSR1 action differs");
   sigaction(rt1, NULL, &got);
-  CHECK(got.sa_sigaction == with_info && (got.sa_flags & (SA_SIGINFO | SA_ONSTACK | SA_NODEFER)) == (SA_SIGINFO | SA_ONSTACK | SA_NODEFER) &&
-            sigismember(&got.sa_mask, SIGTERM), "SIGRTMIN+1 action differs");
+  CHECK(got.sa_sigaction == with_info &&
+            (got.sa_flags & (SA_SIGINFO | SA_ONSTACK | SA_NODEFER)) ==
+                (SA_SIGINFO | SA_ONSTACK | SA_NODEFER) &&
+            sigismember(&got.sa_mask, SIGTERM),
+        "SIGRTMIN+1 action differs");
   sigaction(SIGWINCH, NULL, &got);
   CHECK(got.sa_handler == plain && (got.sa_flags & SA_RESETHAND), "SIGWINCH action differs");
   sigaction(SIGPIPE, NULL, &got);
@@ -70,11 +85,13 @@ int main(void) {
   CHECK(got.sa_handler == SIG_DFL, "SIGTERM no longer default");
   sigset_t now;
   sigprocmask(SIG_BLOCK, NULL, &now);
-  CHECK(sigismember(&now, SIGUSR1) && sigismember(&now, rt1) && sigismember(&now, SIGWINCH) && sigismember(&now, SIGHUP) &&
-            !sigismember(&now, SIGUSR2) && !sigismember(&now, SIGTERM), "blocked mask differs");
+  CHECK(sigismember(&now, SIGUSR1) && sigismember(&now, rt1) && sigismember(&now, SIGWINCH) &&
+            sigismember(&now, SIGHUP) && !sigismember(&now, SIGUSR2) && !sigismember(&now, SIGTERM),
+        "blocked mask differs");
   stack_t cur;
   sigaltstack(NULL, &cur);
-  CHECK(cur.ss_sp == altstack && cur.ss_size == sizeof altstack && cur.ss_flags == 0, "alternate stack differs");
+  CHECK(cur.ss_sp == altstack && cur.ss_size == sizeof altstack && cur.ss_flags == 0,
+        "alternate stack differs");
   CHECK(sigset_bit("SigPnd:", SIGUSR1), "SIGUSR1 not pending in the thread queue");
   CHECK(sigset_bit("ShdPnd:", SIGWINCH), "SIGWINCH not pending in the process queue");
   CHECK(sigset_bit("ShdPnd:", rt1), "SIGRTMIN+1 not pending in the process queue");
@@ -84,16 +101,20 @@ int main(void) {
   sigset_t one;
   sigemptyset(&one);
   sigaddset(&one, rt1);
-  CHECK(sigtimedwait(&one, &si, &zero) == rt1 && si.si_code == SI_QUEUE && si.si_value.sival_int == 11 && si.si_pid == getpid(),
+  CHECK(sigtimedwait(&one, &si, &zero) == rt1 && si.si_code == SI_QUEUE &&
+            si.si_value.sival_int == 11 && si.si_pid == sender,
         "first queued SIGRTMIN+1 lost or out of order");
-  CHECK(sigtimedwait(&one, &si, &zero) == rt1 && si.si_value.sival_int == 22, "second queued SIGRTMIN+1 lost");
+  CHECK(sigtimedwait(&one, &si, &zero) == rt1 && si.si_value.sival_int == 22,
+        "second queued SIGRTMIN+1 lost");
   CHECK(sigtimedwait(&one, &si, &zero) == -1, "an extra SIGRTMIN+1 appeared");
   sigemptyset(&one);
   sigaddset(&one, SIGUSR1);
   /* tgkill() queues SI_TKILL; glibc's sigtimedwait() reports it as SI_USER */
-  CHECK(sigtimedwait(&one, &si, &zero) == SIGUSR1 && si.si_code == SI_USER && si.si_pid == getpid(), "pending SIGUSR1 lost");
+  CHECK(sigtimedwait(&one, &si, &zero) == SIGUSR1 && si.si_code == SI_USER && si.si_pid == sender,
+        "pending SIGUSR1 lost");
   sigemptyset(&one);
   sigaddset(&one, SIGWINCH);
-  CHECK(sigtimedwait(&one, &si, &zero) == SIGWINCH && si.si_code == SI_USER, "pending SIGWINCH lost");
+  CHECK(sigtimedwait(&one, &si, &zero) == SIGWINCH && si.si_code == SI_USER,
+        "pending SIGWINCH lost");
   return target_finish();
 }

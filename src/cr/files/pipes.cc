@@ -100,7 +100,18 @@ UniqueFd open_pipe_end(Restorer& r, const image::OpenFile& f, FileRestoreState& 
     // An O_RDWR anchor keeps the FIFO open both ways, so the real opens below never block.
     UniqueFd anchor(::open(e.fifo_path().c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC));
     if (!anchor) fail_errno(errno, "cannot reopen FIFO {}", e.fifo_path());
-    if (!po->external() && !po->queued().empty() && s.refilled_fifos.insert(po->id()).second) {
+    // A FIFO that already holds exactly these bytes is the very kernel object the dump read
+    // them from (a migration between nodes that share one kernel, while the original still
+    // holds it): refilling would double them.
+    bool already_there = false;
+    if (!po->external() && !po->queued().empty()) {
+      int queued = 0;
+      if (::ioctl(anchor.get(), FIONREAD, &queued) == 0 &&
+          static_cast<size_t>(queued) == po->queued().size())
+        already_there = read_queued(anchor.get(), po->queued().size()) == po->queued();
+    }
+    if (!po->external() && !po->queued().empty() && !already_there &&
+        s.refilled_fifos.insert(po->id()).second) {
       if (::write(anchor.get(), po->queued().data(), po->queued().size()) !=
           static_cast<ssize_t>(po->queued().size()))
         fail_errno(errno, "cannot refill FIFO {}", e.fifo_path());

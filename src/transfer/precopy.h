@@ -1,0 +1,86 @@
+// Pre-copy, the source's side: rounds of pages sent while the task runs, each round the pages
+// written since the last; then, at the freeze, what the destination still needs.
+//
+// Convergence: the rounds stop when the pages written since the last round would take no more
+// than half the freeze budget to send (at the rate the last round achieved), when two rounds in
+// a row did not shrink the dirty set by a tenth, or at the round limit. The dirty set found last
+// is not sent in a round then: it goes with the freeze.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "image.pb.h"
+#include "transfer/dirty_tracker.h"
+#include "transfer/page_stream.h"
+#include "util/mapping.h"
+
+namespace ferry::transfer {
+
+struct PrecopyConfig {
+  uint32_t max_freeze_ms = 50;
+  uint32_t max_rounds = 30;
+};
+
+struct RoundStats {
+  uint32_t round = 0;
+  uint64_t pages = 0;
+  uint64_t bytes = 0;
+  double ms = 0;
+};
+
+// The final phase: which memory keeps its pre-copied pages, which of those pages the task has
+// dropped since, and which pages must still travel.
+struct PrecopyFinal {
+  std::vector<Range> retained;
+  std::vector<Range> discard;
+  std::function<bool(uint64_t)> want;  // for the freeze's dump (PageSelection::want)
+};
+
+class PrecopySource {
+ public:
+  // ranges: the private anonymous memory of the first description that the rounds cover.
+  PrecopySource(pid_t pid, std::unique_ptr<DirtyTracker> tracker, std::vector<Range> ranges,
+                StreamSender& tx);
+  ~PrecopySource();
+  // Sends rounds until they converge; `on_round` hears of each. Throws when the stream breaks.
+  void run_rounds(const PrecopyConfig& config,
+                  const std::function<void(const RoundStats&)>& on_round);
+  // Right after the freeze, before the task is described: the last look at what was written,
+  // then tracking ends (the description must not see ferry's write-protection).
+  void at_freeze();
+  // Still frozen, once described: final_image is its description now.
+  PrecopyFinal finish(const image::Image& final_image);
+  // Ends dirty tracking (write-protection comes off the task); also on abort.
+  void stop_tracking();
+
+  const std::vector<RoundStats>& rounds() const { return rounds_; }
+  const char* tracking() const { return tracker_->name(); }
+
+ private:
+  struct Area {
+    Range range;
+    std::vector<bool> sent;
+  };
+  Area* area_of(uint64_t addr);
+  bool was_sent(uint64_t addr);
+  // Sends the resident pages of `ranges`; returns pages and bytes sent.
+  RoundStats send_pages(const std::vector<Range>& ranges);
+
+  pid_t pid_;
+  std::unique_ptr<DirtyTracker> tracker_;
+  std::vector<Area> areas_;
+  StreamSender& tx_;
+  std::vector<Range> pending_;  // dirty, found but not sent in a round: goes with the freeze
+  std::vector<Range> still_;    // at_freeze(): memory that is still what was tracked
+  std::vector<RoundStats> rounds_;
+  Mapping buf_;
+  int pagemap_ = -1;
+};
+
+}  // namespace ferry::transfer
