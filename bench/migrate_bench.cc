@@ -13,7 +13,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -30,48 +29,16 @@
 #include <openssl/ssl.h>
 #include <nlohmann/json.hpp>
 
+#include "bench_cluster.h"
 #include "util/clock.h"
-
-extern char** environ;
 
 namespace {
 
 using ferry::Stopwatch;
+using ferry::bench::median;
+using ferry::bench::Out;
+using ferry::bench::run;
 namespace fs = std::filesystem;
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
-
-struct Out {
-  int status;
-  std::string out;
-};
-
-Out run(const std::vector<std::string>& argv) {
-  int p[2];
-  if (pipe2(p, O_CLOEXEC)) throw std::runtime_error("pipe");
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, p[1], 1);
-  posix_spawn_file_actions_addclose(&fa, p[0]);
-  std::vector<char*> a;
-  for (auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
-  a.push_back(nullptr);
-  pid_t pid;
-  if (posix_spawnp(&pid, a[0], &fa, nullptr, a.data(), environ) != 0)
-    throw std::runtime_error("spawn " + argv[0]);
-  close(p[1]);
-  std::string out;
-  char buf[4096];
-  ssize_t n;
-  while ((n = read(p[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
-  close(p[0]);
-  int st = 0;
-  waitpid(pid, &st, 0);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : 128, out};
-}
 
 // With a TLS directory the bytes go through TLS 1.3 with the cluster's node certificates (mutual
 // authentication, as ferryd's gRPC channels have): what the page stream would get from TLS.
@@ -212,20 +179,15 @@ int main(int argc, char** argv) {
       }
     }
   }
-  std::string bin = fs::path(fs::canonical("/proc/self/exe")).parent_path();
-  std::string ferry = bin + "/ferry", target = bin + "/bench_target", self = bin + "/migrate_bench";
   std::string dir = "/var/tmp/ferry-migrate-bench";
-  run({ferry, "cluster", "down", "--dir", dir});
-  if (run({ferry, "cluster", "up", "--nodes", "2", "--dir", dir}).status != 0) {
+  ferry::bench::BenchCluster cluster(dir);
+  if (!cluster.up()) {
     std::fprintf(stderr, "cluster up failed\n");
     return 1;
   }
-  std::string id = run({"cat", dir + "/cluster.id"}).out;
-  std::string ns1 = "ferry-" + id + "-node1", ns2 = "ferry-" + id + "-node2";
-  auto f = [&](std::vector<std::string> args) {
-    args.insert(args.begin(), {ferry, "--cluster", dir});
-    return run(args);
-  };
+  std::string self = cluster.bin() + "/migrate_bench";
+  std::string ns1 = cluster.netns("node1"), ns2 = cluster.netns("node2");
+  auto f = [&](std::vector<std::string> args) { return cluster.ferry(std::move(args)); };
   // Why the page stream is not TLS: one stream of 512 MiB each way, alternated, medians.
   {
     std::vector<double> tcp, tls;
@@ -251,10 +213,7 @@ int main(int argc, char** argv) {
       Populate p = populate(len);
       double pop_ms = p.held_ms;
       warm.push_back(p.warm_ms);
-      Out started = f({"run", "--on", "node1", "--", target, std::to_string(mib), "4k"});
-      std::string task = started.out.substr(0, started.out.find('\n'));
-      for (int i = 0; i < 2000 && f({"logs", task}).out.find("0x") == std::string::npos; i++)
-        usleep(10000);
+      std::string task = cluster.start_task(mib, 0);
       Out m = f({"migrate", task, "--to", "node2", "--json"});
       f({"kill", task, "KILL"});
       if (m.status != 0) {
@@ -275,6 +234,5 @@ int main(int argc, char** argv) {
                 median(stream) / median(raw), median(warm), median(pop), median(ratio));
     std::fflush(stdout);
   }
-  run({ferry, "cluster", "down", "--dir", dir});
   return 0;
 }

@@ -43,12 +43,48 @@ constexpr uint64_t kPage = 4096;
 
 // The helper's whole life before ferry takes it over: block every signal, die with ferry, wait.
 // Only raw system calls: it runs right after clone3() in a copy of a possibly multi-threaded
-// process.
+// process. (Used when ferry-helper is not installed next to ferry.)
 [[noreturn]] void helper_main() {
   uint64_t all = ~0ull;
   ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, nullptr, 8);
   ::syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
   for (;;) ::syscall(SYS_pause);
+}
+
+// clone3(args) whose child, sharing our memory and stack until it execs (CLONE_VM|CLONE_VFORK),
+// immediately runs execve(path, argv, envp): no stack, no libc in the child.
+long clone3_exec(clone_args* args, const char* path, char* const* argv, char* const* envp) {
+  long ret;
+  register const char* p __asm__("r12") = path;
+  register char* const* a __asm__("r13") = argv;
+  register char* const* e __asm__("r14") = envp;
+  __asm__ volatile(
+      "syscall\n\t"
+      "test %%rax, %%rax\n\t"
+      "jnz 1f\n\t"
+      "mov $59, %%eax\n\t"  // execve
+      "mov %%r12, %%rdi\n\t"
+      "mov %%r13, %%rsi\n\t"
+      "mov %%r14, %%rdx\n\t"
+      "syscall\n\t"
+      "mov $231, %%eax\n\t"  // exit_group(127): the exec failed
+      "mov $127, %%edi\n\t"
+      "syscall\n\t"
+      "1:\n\t"
+      : "=a"(ret)
+      : "a"(SYS_clone3), "D"(args), "S"(sizeof(clone_args)), "r"(p), "r"(a), "r"(e)
+      : "rcx", "r11", "rdx", "memory");
+  return ret;
+}
+
+const std::string& helper_binary() {
+  static const std::string path = [] {
+    auto exe = proc::try_read_link("/proc/self/exe");
+    if (!exe) return std::string();
+    std::string p = exe->substr(0, exe->rfind('/')) + "/ferry-helper";
+    return ::access(p.c_str(), X_OK) == 0 ? p : std::string();
+  }();
+  return path;
 }
 
 pid_t clone_helper(pid_t wanted) {
@@ -57,6 +93,20 @@ pid_t clone_helper(pid_t wanted) {
   if (wanted > 0) {
     args.set_tid = reinterpret_cast<uint64_t>(&wanted);
     args.set_tid_size = 1;
+  }
+  // A fresh ferry-helper starts tiny: much cheaper than a copy of ferry (page tables, hundreds of
+  // mappings and descriptors) that must then be taken apart.
+  const std::string& helper = helper_binary();
+  if (!helper.empty()) {
+    args.flags = CLONE_VM | CLONE_VFORK;
+    char* argv[] = {const_cast<char*>("ferry-helper"), nullptr};
+    char* envp[] = {nullptr};
+    long r = clone3_exec(&args, helper.c_str(), argv, envp);
+    if (r < 0) {
+      errno = static_cast<int>(-r);
+      return -1;
+    }
+    return static_cast<pid_t>(r);
   }
   long r = ::syscall(SYS_clone3, &args, sizeof args);
   if (r == 0) helper_main();
@@ -112,25 +162,34 @@ ProcessBuilder::ProcessBuilder(const image::Image& img, const BuildOptions& opti
   check_cpu_compatible(img.registers(), local_xstate_size(), local_xcr0());
   for (auto& v : img.memory().vmas()) vmas_[v.start()] = &v;
 
+  Stopwatch spawned;
   pid_ = spawn_helper(img.process().pid(), options.same_pid);
   try {
     tracee_ = std::make_unique<Tracee>(Tracee::seize(pid_));
+    spdlog::debug("build: helper {} made and held in {:.2f} ms", pid_, spawned.elapsed_ms());
     r_ = std::make_unique<Restorer>(*tracee_, *img_);
     r_->external_fds = options.external_fds;
     Tracee& t = *tracee_;
     const image::Memory& mem = img.memory();
     Stopwatch phase;
+    std::string steps;
+    auto step = [&](const char* what) {
+      steps += fmt::format(" {} {:.2f}", what, phase.elapsed_ms());
+    };
     // The helper is a copy of ferry: drop its descriptors and memory first.
     t.syscall_checked("close_range", SYS_close_range, {0, ~0u, 0});
     prepare_address_space(*r_, mem);
+    step("emptied");
     r_->place_scratch();
     restore_ghosts(*r_, mem);
     restore_memfds(*r_, mem);
     shared_anon_ = std::make_unique<SharedAnonBuilder>(*r_, mem);
+    step("objects");
     restore_memory_map(*r_, mem, *shared_anon_);
+    step("mapped");
     setup_userfaultfd();
-    spdlog::debug("build: address space laid out in {:.2f} ms ({} remote syscalls)",
-                  phase.elapsed_ms(), t.remote_syscall_count());
+    spdlog::debug("build: address space laid out in {:.2f} ms ({} remote syscalls;{})",
+                  phase.elapsed_ms(), t.remote_syscall_count(), steps);
   } catch (...) {
     // Never let a half-built process run.
     if (tracee_) tracee_->kill();

@@ -62,7 +62,8 @@ void describe_process(pid_t pid, image::ProcessInfo* info) {
 }  // namespace
 
 FrozenProcess freeze_and_describe(pid_t pid, const FreezeOptions& options) {
-  check_supported(pid, options.ferry_tracks_writes);
+  std::vector<VmaInfo> vmas;
+  check_supported(pid, options.ferry_tracks_writes, &vmas);
   auto tracee = std::make_unique<Tracee>(Tracee::seize(pid));
   Stopwatch freeze;
   if (options.on_stopped) options.on_stopped();
@@ -73,6 +74,10 @@ FrozenProcess freeze_and_describe(pid_t pid, const FreezeOptions& options) {
 
   image::Image img;
   auto ctx = std::make_unique<DumpContext>(*tracee);
+  // (Pre-copy's tracking ended since the checks: ferry's own write-protection flags are gone.)
+  if (options.ferry_tracks_writes)
+    for (auto& v : vmas) v.vm_flags &= ~static_cast<uint64_t>(kVmUffdWp);
+  ctx->preflight_vmas = std::move(vmas);
   Stopwatch phase;
   auto done = [&](const char* what) {
     spdlog::debug("dump: {} took {:.2f} ms", what, phase.elapsed_ms());

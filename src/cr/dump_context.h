@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 
+#include "cr/memory_map.h"
 #include "cr/pages.h"
 #include "cr/ptrace/tracee.h"
 #include "image.pb.h"
@@ -28,6 +29,8 @@ class DumpContext {
   void set_pages(image::PageSink* sink) { pages_ = sink; }
   image::DumpStats& stats() { return stats_; }
   PageSelection& selection() { return selection_; }
+  // The regions as the checks before the freeze read them (see read_vmas_again()).
+  std::vector<VmaInfo> preflight_vmas;
 
   // Scratch memory inside the process for syscall arguments and results (created on first use,
   // removed by finish()). It also holds the tracee's safety net (see Tracee::install_safety_net).

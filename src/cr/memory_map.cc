@@ -149,6 +149,22 @@ uint64_t parse_vm_flags(const std::string& mnemonics) {
   return bits;
 }
 
+std::vector<VmaInfo> read_vmas_again(pid_t pid, const std::vector<VmaInfo>& earlier) {
+  if (earlier.empty()) return read_vmas(pid);
+  size_t i = 0;
+  for (auto& line : proc::split(proc::read_file(proc::path(pid, "maps")), '\n')) {
+    if (line.empty()) continue;
+    if (i >= earlier.size()) return read_vmas(pid);
+    VmaInfo now = parse_header(line);
+    const VmaInfo& e = earlier[i++];
+    if (now.start != e.start || now.end != e.end || now.prot != e.prot || now.shared != e.shared ||
+        now.offset != e.offset || now.dev_major != e.dev_major || now.dev_minor != e.dev_minor ||
+        now.ino != e.ino || now.name != e.name)
+      return read_vmas(pid);
+  }
+  return i == earlier.size() ? earlier : read_vmas(pid);
+}
+
 std::vector<VmaInfo> read_vmas(pid_t pid) {
   std::vector<VmaInfo> out;
   for (auto& line : proc::split(proc::read_file(proc::path(pid, "smaps")), '\n')) {
@@ -194,7 +210,7 @@ void dump_memory_map(DumpContext& ctx, image::Memory* out) {
   pid_t pid = ctx.pid();
   MappedFiles files(out);
   uint64_t task_size = kTaskSize47;
-  for (const VmaInfo& info : read_vmas(pid)) {
+  for (const VmaInfo& info : read_vmas_again(pid, ctx.preflight_vmas)) {
     if (ctx.is_scratch(info.start)) continue;
     std::string why = unsupported_region(info);
     if (!why.empty()) fail("cannot checkpoint process {}: {}", pid, why);

@@ -144,6 +144,7 @@ void dump_private_pages(DumpContext& ctx, image::Memory* m) {
   for (const image::Vma& v : m->vmas()) {
     if (!carries_private_pages(v)) continue;
     bool anon = v.kind() == image::Vma::ANON_PRIVATE;
+    if (anon && !sel.anonymous) continue;  // none of it goes now: not even its pagemap is read
     bool readable = v.prot() & PROT_READ;
     std::vector<Span> batch;
     uint64_t batch_pages = 0;

@@ -34,7 +34,7 @@ void check_threads_and_children(pid_t pid) {
 
 }  // namespace
 
-void check_supported(pid_t pid, bool allow_ferry_wp) {
+void check_supported(pid_t pid, bool allow_ferry_wp, std::vector<VmaInfo>* vmas) {
   if (pid <= 0 || !proc::exists(pid)) fail("no such process: {}", pid);
   if (pid == ::getpid()) refuse(pid, "it is ferry itself");
   if (pid == 1) refuse(pid, "it is the init process of its namespace");
@@ -66,11 +66,13 @@ void check_supported(pid_t pid, bool allow_ferry_wp) {
     std::string why = unsupported_fd(pid, num, *link);
     if (!why.empty()) refuse(pid, why);
   }
-  for (VmaInfo v : read_vmas(pid)) {
+  std::vector<VmaInfo> all = read_vmas(pid);
+  for (VmaInfo v : all) {
     if (allow_ferry_wp) v.vm_flags &= ~static_cast<uint64_t>(kVmUffdWp);
     std::string why = unsupported_region(v);
     if (!why.empty()) refuse(pid, why);
   }
+  if (vmas) *vmas = std::move(all);
 }
 
 void recheck_stopped(pid_t pid) {

@@ -4,11 +4,16 @@
 
 #include <sys/types.h>
 
+#include <vector>
+
+#include "cr/memory_map.h"
+
 namespace ferry::cr {
 
 // Throws ferry::Error "cannot checkpoint process N: <reason>" when ferry cannot capture it.
 // allow_ferry_wp: memory write-protected by ferry's own dirty tracking (pre-copy) is fine.
-void check_supported(pid_t pid, bool allow_ferry_wp = false);
+// vmas: where to keep the memory regions read for the check (the dump may reuse them).
+void check_supported(pid_t pid, bool allow_ferry_wp = false, std::vector<VmaInfo>* vmas = nullptr);
 // The checks that matter again once the process is stopped (threads, children).
 void recheck_stopped(pid_t pid);
 

@@ -37,6 +37,7 @@ PageServer::PageServer(pid_t pid, StreamSender& tx, const std::vector<Range>& la
         a->sent[(run.addr() + i * kPage - a->range.start) / kPage] = true;
   if (!areas_.empty()) push_addr_ = areas_[0].range.start;
   entries_.resize(kScanPages);
+  span_entries_.resize(kChunkPages);
 }
 
 PageServer::Area* PageServer::area_of(uint64_t addr) {
@@ -62,15 +63,15 @@ void PageServer::send_span(uint64_t addr, uint64_t len, bool demand) {
   Area* area = area_of(addr);
   for (uint64_t off = 0; off < len; off += kChunk) {
     uint64_t at = addr + off, n = std::min(kChunk, len - off) / kPage;
-    if (::pread(pagemap_.get(), entries_.data(), n * 8, static_cast<off_t>(at / kPage * 8)) !=
+    if (::pread(pagemap_.get(), span_entries_.data(), n * 8, static_cast<off_t>(at / kPage * 8)) !=
         static_cast<ssize_t>(n * 8))
       fail_errno(errno, "cannot read pagemap of {}", pid_);
     // Runs of pages with data are read in one go; zero pages among them are sent as zero.
     uint64_t i = 0;
     while (i < n) {
-      bool data = entries_[i] & kHasData;
+      bool data = span_entries_[i] & kHasData;
       uint64_t j = i + 1;
-      while (j < n && static_cast<bool>(entries_[j] & kHasData) == data) j++;
+      while (j < n && static_cast<bool>(span_entries_[j] & kHasData) == data) j++;
       uint64_t run_addr = at + i * kPage, run_len = (j - i) * kPage;
       if (!data) {
         if (demand) tx_.send_control(frame_flags::kZero, run_addr, run_len);
@@ -129,21 +130,30 @@ bool PageServer::push_some() {
       if (++push_area_ < areas_.size()) push_addr_ = areas_[push_area_].range.start;
       continue;
     }
-    uint64_t n = std::min(kScanPages, (a.range.end - push_addr_) / kPage);
-    if (::pread(pagemap_.get(), entries_.data(), n * 8,
-                static_cast<off_t>(push_addr_ / kPage * 8)) != static_cast<ssize_t>(n * 8))
-      fail_errno(errno, "cannot read pagemap of {}", pid_);
-    uint64_t base = (push_addr_ - a.range.start) / kPage;
-    uint64_t i = 0;
+    // A window of pagemap entries, read once and walked through chunk by chunk.
+    if (push_addr_ < window_start_ || push_addr_ >= window_end_) {
+      uint64_t n = std::min(kScanPages, (a.range.end - push_addr_) / kPage);
+      if (::pread(pagemap_.get(), entries_.data(), n * 8,
+                  static_cast<off_t>(push_addr_ / kPage * 8)) != static_cast<ssize_t>(n * 8))
+        fail_errno(errno, "cannot read pagemap of {}", pid_);
+      window_start_ = push_addr_;
+      window_end_ = push_addr_ + n * kPage;
+    }
+    uint64_t first = (push_addr_ - window_start_) / kPage,
+             n = (window_end_ - window_start_) / kPage;
+    uint64_t base = (window_start_ - a.range.start) / kPage;
+    uint64_t i = first;
     while (i < n && (!(entries_[i] & kHasData) || a.sent[base + i])) i++;
     if (i == n) {
-      push_addr_ += n * kPage;
+      push_addr_ = window_end_;
       continue;
     }
     uint64_t j = i + 1;
     while (j < n && j - i < kChunkPages && (entries_[j] & kHasData) && !a.sent[base + j]) j++;
-    send_span(push_addr_ + i * kPage, (j - i) * kPage, false);
-    push_addr_ += j * kPage;
+    // (The span is read again from pagemap by send_span: it is what counts at the moment of
+    // sending; the window only finds work.)
+    send_span(window_start_ + i * kPage, (j - i) * kPage, false);
+    push_addr_ = window_start_ + j * kPage;
     return true;
   }
   return false;

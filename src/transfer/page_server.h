@@ -60,6 +60,8 @@ class PageServer {
   std::vector<Area> areas_;
   size_t push_area_ = 0;
   uint64_t push_addr_ = 0;
+  uint64_t window_start_ = 0, window_end_ = 0;  // pagemap entries in entries_
+  std::vector<uint64_t> span_entries_;
   bool push_done_ = false;
   std::atomic<bool> push_allowed_{false};
   Mapping buf_;

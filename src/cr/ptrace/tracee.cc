@@ -100,7 +100,8 @@ void Tracee::interrupt_and_wait() {
     int st = wait_for_change(pid_, kStopTimeoutMs);
     if (WIFEXITED(st) || WIFSIGNALED(st)) {
       saw_end(st);
-      throw ProcessEnded(fmt::format("process {} {} while being stopped", pid_, describe_status(st)), *exit_code_);
+      throw ProcessEnded(
+          fmt::format("process {} {} while being stopped", pid_, describe_status(st)), *exit_code_);
     }
     if (!WIFSTOPPED(st)) continue;
     int sig = WSTOPSIG(st);
@@ -140,7 +141,8 @@ void Tracee::settle_syscall() {
   int st = wait_for_change(pid_, kStopTimeoutMs);
   if (WIFEXITED(st) || WIFSIGNALED(st)) {
     saw_end(st);
-    throw ProcessEnded(fmt::format("process {} {} while being stopped", pid_, describe_status(st)), *exit_code_);
+    throw ProcessEnded(fmt::format("process {} {} while being stopped", pid_, describe_status(st)),
+                       *exit_code_);
   }
   if (!WIFSTOPPED(st) || WSTOPSIG(st) != (SIGTRAP | 0x80)) {
     // A signal became deliverable once the real mask was back: let it be delivered, and stop
@@ -156,7 +158,9 @@ void Tracee::settle_syscall() {
       int s2 = wait_for_change(pid_, kStopTimeoutMs);
       if (WIFEXITED(s2) || WIFSIGNALED(s2)) {
         saw_end(s2);
-        throw ProcessEnded(fmt::format("process {} {} while being stopped", pid_, describe_status(s2)), *exit_code_);
+        throw ProcessEnded(
+            fmt::format("process {} {} while being stopped", pid_, describe_status(s2)),
+            *exit_code_);
       }
       if (WIFSTOPPED(s2) && (s2 >> 16) == PTRACE_EVENT_STOP) break;
       if (WIFSTOPPED(s2))
@@ -183,7 +187,8 @@ void Tracee::settle_syscall() {
     int s2 = wait_for_change(pid_, kStopTimeoutMs);
     if (WIFEXITED(s2) || WIFSIGNALED(s2)) {
       saw_end(s2);
-      throw ProcessEnded(fmt::format("process {} {} while being stopped", pid_, describe_status(s2)), *exit_code_);
+      throw ProcessEnded(
+          fmt::format("process {} {} while being stopped", pid_, describe_status(s2)), *exit_code_);
     }
     if (WIFSTOPPED(s2) && (s2 >> 16) == PTRACE_EVENT_STOP) break;
     if (WIFSTOPPED(s2))
@@ -330,7 +335,9 @@ void Tracee::wait_syscall_stop(long nr, const char* where) {
   int st = wait_for_change(pid_, kSyscallTimeoutMs);
   if (WIFEXITED(st) || WIFSIGNALED(st)) {
     saw_end(st);
-    throw ProcessEnded(fmt::format("process {} {} during {}", pid_, describe_status(st), syscall_name(nr)), *exit_code_);
+    throw ProcessEnded(
+        fmt::format("process {} {} during {}", pid_, describe_status(st), syscall_name(nr)),
+        *exit_code_);
   }
   if (!WIFSTOPPED(st) || WSTOPSIG(st) != (SIGTRAP | 0x80)) {
     siginfo_t si{};
@@ -544,7 +551,8 @@ void Tracee::back_to_interrupt_stop() {
     int st = wait_for_change(pid_, kStopTimeoutMs);
     if (WIFEXITED(st) || WIFSIGNALED(st)) {
       saw_end(st);
-      throw ProcessEnded(fmt::format("process {} {} while being stopped", pid_, describe_status(st)), *exit_code_);
+      throw ProcessEnded(
+          fmt::format("process {} {} while being stopped", pid_, describe_status(st)), *exit_code_);
     }
     if (WIFSTOPPED(st) && (st >> 16) == PTRACE_EVENT_STOP) break;
     if (WIFSTOPPED(st)) ptrace_call(PTRACE_CONT, pid_, nullptr, nullptr);

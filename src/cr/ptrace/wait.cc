@@ -12,6 +12,8 @@
 namespace ferry::cr {
 namespace {
 
+constexpr uint64_t kSpinNs = 50 * 1000;
+
 // A real-time signal ferry keeps for itself to interrupt blocking waits.
 int wakeup_signal() {
   return SIGRTMIN + 7;
@@ -62,6 +64,15 @@ int wait_for_change(pid_t pid, int timeout_ms) {
   pid_t r = ::waitpid(pid, &status, __WALL | WNOHANG);
   if (r == pid) return status;
   if (r < 0) fail_errno(errno, "waitpid({})", pid);
+  // A stop of a process running on the other CPU arrives within microseconds; polling for a
+  // short while is much cheaper here than sleeping and being woken (a VM's wakeups are slow).
+  const uint64_t spin_until = monotonic_ns() + kSpinNs;
+  while (monotonic_ns() < spin_until) {
+    r = ::waitpid(pid, &status, __WALL | WNOHANG);
+    if (r == pid) return status;
+    if (r < 0) fail_errno(errno, "waitpid({})", pid);
+    __builtin_ia32_pause();
+  }
 
   const uint64_t deadline = monotonic_ns() + static_cast<uint64_t>(timeout_ms) * 1000000ull;
   ThreadAlarm alarm(timeout_ms);

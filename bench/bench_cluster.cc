@@ -1,0 +1,139 @@
+#include "bench_cluster.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+
+extern char** environ;
+
+namespace ferry::bench {
+namespace {
+
+std::string read_text(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+std::string ns_of(pid_t pid) {
+  char link[256];
+  ssize_t n =
+      ::readlink(("/proc/" + std::to_string(pid) + "/ns/pid").c_str(), link, sizeof link - 1);
+  return n > 0 ? std::string(link, static_cast<size_t>(n)) : "";
+}
+
+}  // namespace
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+Out run(const std::vector<std::string>& argv) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC)) throw std::runtime_error("pipe");
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+  std::vector<char*> a;
+  for (auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
+  a.push_back(nullptr);
+  pid_t pid;
+  int rc = posix_spawnp(&pid, a[0], &fa, nullptr, a.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(p[1]);
+  if (rc != 0) {
+    close(p[0]);
+    throw std::runtime_error("cannot run " + argv[0]);
+  }
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(p[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  close(p[0]);
+  int st = 0;
+  waitpid(pid, &st, 0);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : 128, out};
+}
+
+BenchCluster::BenchCluster(const std::string& dir) : dir_(dir) {
+  bin_ = std::filesystem::canonical("/proc/self/exe").parent_path();
+  run({bin_ + "/ferry", "cluster", "down", "--dir", dir_});
+  up_ = run({bin_ + "/ferry", "cluster", "up", "--nodes", "2", "--dir", dir_}).status == 0;
+  if (up_) {
+    id_ = read_text(dir_ + "/cluster.id");
+    while (!id_.empty() && (id_.back() == '\n' || id_.back() == ' ')) id_.pop_back();
+  }
+}
+
+BenchCluster::~BenchCluster() {
+  run({bin_ + "/ferry", "cluster", "down", "--dir", dir_});
+}
+
+Out BenchCluster::ferry(std::vector<std::string> args) {
+  args.insert(args.begin(), {bin_ + "/ferry", "--cluster", dir_});
+  return run(args);
+}
+
+std::string BenchCluster::start_task(int mib, double write_mb_s) {
+  std::vector<std::string> args{
+      "run", "--on", "node1", "--", bin_ + "/bench_target", std::to_string(mib), "4k"};
+  if (write_mb_s > 0) args.push_back(std::to_string(write_mb_s));
+  Out started = ferry(args);
+  std::string task = started.out.substr(0, started.out.find('\n'));
+  for (int i = 0; i < 3000 && ferry({"logs", task}).out.find("0x") == std::string::npos; i++)
+    usleep(10000);
+  return task;
+}
+
+std::string BenchCluster::netns(const std::string& node) const {
+  return "ferry-" + id_ + "-" + node;
+}
+
+pid_t BenchCluster::host_pid(const std::string& node, int ns_pid) const {
+  pid_t ferryd =
+      static_cast<pid_t>(std::atol(read_text(dir_ + "/nodes/" + node + "/ferryd.pid").c_str()));
+  std::string node_ns = ns_of(ferryd);
+  std::string want = "\t" + std::to_string(ns_pid) + "\n";
+  pid_t found = -1;
+  DIR* d = ::opendir("/proc");
+  while (d && (found < 0)) {
+    dirent* e = ::readdir(d);
+    if (!e) break;
+    pid_t p = static_cast<pid_t>(std::atoi(e->d_name));
+    if (p <= 0 || ns_of(p) != node_ns) continue;
+    std::string status = read_text("/proc/" + std::to_string(p) + "/status");
+    auto at = status.find("NSpid:");
+    if (at == std::string::npos) continue;
+    std::string line = status.substr(at, status.find('\n', at) - at + 1);
+    if (line.size() >= want.size() &&
+        line.compare(line.size() - want.size(), want.size(), want) == 0)
+      found = p;
+  }
+  if (d) ::closedir(d);
+  return found;
+}
+
+uint64_t resident_private_bytes(pid_t pid) {
+  std::string status = read_text("/proc/" + std::to_string(pid) + "/status");
+  uint64_t total = 0;
+  for (const char* key : {"RssAnon:", "RssShmem:"}) {
+    auto at = status.find(key);
+    if (at != std::string::npos) total += std::stoull(status.substr(at + std::strlen(key))) * 1024;
+  }
+  return total;
+}
+
+}  // namespace ferry::bench

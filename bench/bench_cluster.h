@@ -1,0 +1,45 @@
+// What the migration benchmarks share: running commands, medians, and a 2-node local cluster
+// with a workload task on it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ferry::bench {
+
+double median(std::vector<double> v);
+
+struct Out {
+  int status;
+  std::string out;
+};
+// Runs argv (PATH lookup), returns its exit status and stdout.
+Out run(const std::vector<std::string>& argv);
+
+class BenchCluster {
+ public:
+  // Starts `ferry cluster up --nodes 2` in dir (after taking down what a crash left there).
+  explicit BenchCluster(const std::string& dir);
+  ~BenchCluster();
+  bool up() const { return up_; }
+  Out ferry(std::vector<std::string> args);
+  // Starts bench_target MIB 4k [MB_PER_S] on node1 and waits until its memory is touched.
+  std::string start_task(int mib, double write_mb_s);
+  // The node's network namespace (for raw TCP between nodes).
+  std::string netns(const std::string& node) const;
+  // The host pid of a task (its pid in the node's PID namespace is ns_pid).
+  pid_t host_pid(const std::string& node, int ns_pid) const;
+  const std::string& bin() const { return bin_; }
+
+ private:
+  std::string dir_, bin_, id_;
+  bool up_ = false;
+};
+
+// "RssAnon" + "RssShmem" of a process, in bytes.
+uint64_t resident_private_bytes(pid_t pid);
+
+}  // namespace ferry::bench
