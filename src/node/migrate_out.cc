@@ -406,9 +406,19 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
     back_out();
     abort_remote(e.what());
     if (!refused.empty()) return finish(false, "aborted", refused);
-    // It may simply have ended before the freeze.
+    // It may simply have ended before the freeze (or be ending: its executable is already gone
+    // while it exits; give it a moment to become a zombie).
     int st = 0;
-    if (!frozen && ::waitpid(pid, &st, WNOHANG) == pid) {
+    bool ended = false;
+    for (int i = 0; !frozen && i < 100; i++) {
+      if (::waitpid(pid, &st, WNOHANG) == pid) {
+        ended = true;
+        break;
+      }
+      if (proc::try_read_link(proc::path(pid, "exe"))) break;  // alive and well
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (ended) {
       int code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
       on_exit(id, code);
       return finish(false, "task-exited",
