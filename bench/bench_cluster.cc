@@ -1,6 +1,5 @@
 #include "bench_cluster.h"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -15,6 +14,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "util/proc.h"
+
 extern char** environ;
 
 namespace ferry::bench {
@@ -25,13 +26,6 @@ std::string read_text(const std::string& path) {
   std::stringstream s;
   s << f.rdbuf();
   return s.str();
-}
-
-std::string ns_of(pid_t pid) {
-  char link[256];
-  ssize_t n =
-      ::readlink(("/proc/" + std::to_string(pid) + "/ns/pid").c_str(), link, sizeof link - 1);
-  return n > 0 ? std::string(link, static_cast<size_t>(n)) : "";
 }
 
 }  // namespace
@@ -105,25 +99,7 @@ std::string BenchCluster::netns(const std::string& node) const {
 pid_t BenchCluster::host_pid(const std::string& node, int ns_pid) const {
   pid_t ferryd =
       static_cast<pid_t>(std::atol(read_text(dir_ + "/nodes/" + node + "/ferryd.pid").c_str()));
-  std::string node_ns = ns_of(ferryd);
-  std::string want = "\t" + std::to_string(ns_pid) + "\n";
-  pid_t found = -1;
-  DIR* d = ::opendir("/proc");
-  while (d && (found < 0)) {
-    dirent* e = ::readdir(d);
-    if (!e) break;
-    pid_t p = static_cast<pid_t>(std::atoi(e->d_name));
-    if (p <= 0 || ns_of(p) != node_ns) continue;
-    std::string status = read_text("/proc/" + std::to_string(p) + "/status");
-    auto at = status.find("NSpid:");
-    if (at == std::string::npos) continue;
-    std::string line = status.substr(at, status.find('\n', at) - at + 1);
-    if (line.size() >= want.size() &&
-        line.compare(line.size() - want.size(), want.size(), want) == 0)
-      found = p;
-  }
-  if (d) ::closedir(d);
-  return found;
+  return ferry::proc::pid_in_namespace_of(ferryd, ns_pid);
 }
 
 uint64_t resident_private_bytes(pid_t pid) {

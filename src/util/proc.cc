@@ -147,4 +147,23 @@ int64_t parse_i64(std::string_view s) {
   return v;
 }
 
+pid_t pid_in_namespace_of(pid_t member, pid_t inner_pid) {
+  auto ns = try_read_link(path(member, "ns/pid"));
+  if (!ns) return -1;
+  std::string want = std::to_string(inner_pid);
+  for (auto& name : list_dir("/proc")) {
+    if (name.empty() || name[0] < '0' || name[0] > '9') continue;
+    pid_t p = static_cast<pid_t>(parse_u64(name));
+    if (try_read_link(path(p, "ns/pid")) != ns) continue;
+    auto status = try_read_file(path(p, "status"));
+    if (!status) continue;
+    for (auto& line : split(*status, '\n'))
+      if (line.rfind("NSpid:", 0) == 0) {
+        auto ids = split_ws(line.substr(6));
+        if (!ids.empty() && ids.back() == want) return p;
+      }
+  }
+  return -1;
+}
+
 }  // namespace ferry::proc

@@ -19,6 +19,9 @@ std::string read_link(const std::string& path);
 std::optional<std::string> try_read_link(const std::string& path);
 std::vector<std::string> list_dir(const std::string& path);  // names without . and ..
 bool exists(pid_t pid);
+// The pid (as we see it) of the process that is `inner_pid` in the PID namespace of process
+// `member`; -1 when there is none. (A task of a cluster node, seen from the host.)
+pid_t pid_in_namespace_of(pid_t member, pid_t inner_pid);
 
 // "Key:\tvalue" lines of /proc/<pid>/status (or fdinfo): key -> value with surrounding blanks cut.
 std::map<std::string, std::string> read_keyed(const std::string& path);

@@ -80,16 +80,19 @@ TEST(ClusterTest, APeerWithoutAValidCertificateIsRefused) {
   TestCluster c(2);
   ASSERT_TRUE(c.up());
   TempDir rogue;
-  ASSERT_EQ(test::ferry({"cluster", "init", "--dir", rogue.path(), "--node", "node1=10.213.0.1"}).status, 0);
+  ASSERT_EQ(
+      test::ferry({"cluster", "init", "--dir", rogue.path(), "--node", "node1=10.213.0.1"}).status,
+      0);
   auto probe = [&](const std::string& certs, const std::string& who) {
     TempDir io;
     SpawnOptions o;
     o.stdout_path = io / "out";
     o.stderr_path = io / "err";
-    pid_t pid = spawn({"/usr/bin/env", "ip", "netns", "exec", c.netns("node1"), ferry_bin(), "cluster", "probe",
-                       "--address", "10.213.0.2:7700", "--name", "node2", "--ca", c.dir() + "/tls/ca.pem",
-                       "--cert", certs + "/" + who + ".pem", "--key", certs + "/" + who + ".key"},
-                      o);
+    pid_t pid = spawn(
+        {"/usr/bin/env", "ip", "netns", "exec", c.netns("node1"), ferry_bin(), "cluster", "probe",
+         "--address", "10.213.0.2:7700", "--name", "node2", "--ca", c.dir() + "/tls/ca.pem",
+         "--cert", certs + "/" + who + ".pem", "--key", certs + "/" + who + ".key"},
+        o);
     CmdResult r;
     r.status = wait_exit(pid, 20000);
     r.out = read_file(io / "out");
@@ -128,7 +131,8 @@ TEST(ClusterTest, DownCleansUpAfterACrash) {
   EXPECT_EQ(test::ferry({"cluster", "down", "--dir", dir}).status, 0);
   std::string left;
   for (auto& n : {"br", "node1", "node2"})
-    if (::access(("/run/netns/ferry-" + id + "-" + n).c_str(), F_OK) == 0) left += std::string(n) + " ";
+    if (::access(("/run/netns/ferry-" + id + "-" + n).c_str(), F_OK) == 0)
+      left += std::string(n) + " ";
   EXPECT_EQ(left, "") << "namespaces left behind";
   EXPECT_NE(::access(dir.c_str(), F_OK), 0) << "cluster directory left behind";
 }

@@ -130,14 +130,7 @@ TEST_P(StrategyTest, GzipMidStream) {
   EXPECT_TRUE(got == expected.out) << "gzip's output differs after the move";
 }
 
-INSTANTIATE_TEST_SUITE_P(AllStrategies, StrategyTest,
-                         ::testing::Values("eager-all", "pre-copy", "eager-dirty",
-                                           "copy-on-reference", "flushing"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (auto& ch : n)
-                             if (ch == '-') ch = '_';
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(AllStrategies, StrategyTest, ::testing::ValuesIn(all_strategies()),
+                         [](const auto& info) { return strategy_test_name(info.param); });
 
 }  // namespace ferry::test

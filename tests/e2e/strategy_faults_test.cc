@@ -2,7 +2,6 @@
 // Commit, a copy-on-reference task whose source dies is killed with a reason (never left with
 // holes in its memory), while a flushed task has no dependency on its source at all; pre-copy
 // takes its write-protection off the task when it gives up.
-#include <dirent.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -14,6 +13,7 @@
 
 #include "support/cluster.h"
 #include "support/wait_until.h"
+#include "util/proc.h"
 
 namespace ferry::test {
 namespace {
@@ -42,32 +42,8 @@ void runs_on_and_intact(TestCluster& c, const std::string& id, const std::string
 }
 
 // The host's pid of a task that has `ns_pid` in the PID namespace of node's ferryd.
-std::string ns_of(pid_t pid) {
-  char link[256];
-  ssize_t n =
-      ::readlink(("/proc/" + std::to_string(pid) + "/ns/pid").c_str(), link, sizeof link - 1);
-  return n > 0 ? std::string(link, static_cast<size_t>(n)) : "";
-}
-
 pid_t host_pid(TestCluster& c, const std::string& node, int ns_pid) {
-  std::string node_ns = ns_of(c.ferryd_pid(node));
-  std::string want = "\t" + std::to_string(ns_pid) + "\n";
-  pid_t found = -1;
-  DIR* d = ::opendir("/proc");
-  if (!d) return -1;
-  while (dirent* e = ::readdir(d)) {
-    pid_t p = static_cast<pid_t>(std::atoi(e->d_name));
-    if (p <= 0 || ns_of(p) != node_ns) continue;
-    std::string status = read_file("/proc/" + std::to_string(p) + "/status");
-    auto at = status.find("NSpid:");
-    if (at == std::string::npos) continue;
-    std::string line = status.substr(at, status.find('\n', at) - at + 1);
-    if (line.size() >= want.size() &&
-        line.compare(line.size() - want.size(), want.size(), want) == 0)
-      found = p;
-  }
-  ::closedir(d);
-  return found;
+  return proc::pid_in_namespace_of(c.ferryd_pid(node), ns_pid);
 }
 
 class StrategyFaultTest : public ::testing::TestWithParam<std::string> {};
@@ -115,15 +91,8 @@ TEST_P(StrategyFaultTest, DestinationDiesMidTransfer) {
   runs_on_and_intact(c, id, "node1");
 }
 
-INSTANTIATE_TEST_SUITE_P(AllStrategies, StrategyFaultTest,
-                         ::testing::Values("eager-all", "pre-copy", "eager-dirty",
-                                           "copy-on-reference", "flushing"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (auto& ch : n)
-                             if (ch == '-') ch = '_';
-                           return n;
-                         });
+INSTANTIATE_TEST_SUITE_P(AllStrategies, StrategyFaultTest, ::testing::ValuesIn(all_strategies()),
+                         [](const auto& info) { return strategy_test_name(info.param); });
 
 // The source dies right after Commit while pages are still there: the task at the destination
 // must not run on with holes in its memory. It is killed, and ps and wait say why.

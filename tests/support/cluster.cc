@@ -122,4 +122,17 @@ int sequential_lines(const std::string& log) {
   return expected - 1;
 }
 
+const std::vector<std::string>& all_strategies() {
+  static const std::vector<std::string> names{"eager-all", "pre-copy", "eager-dirty",
+                                              "copy-on-reference", "flushing"};
+  return names;
+}
+
+std::string strategy_test_name(const std::string& strategy) {
+  std::string n = strategy;
+  for (auto& ch : n)
+    if (ch == '-') ch = '_';
+  return n;
+}
+
 }  // namespace ferry::test

@@ -46,6 +46,11 @@ class TestCluster {
   bool up_ = false;
 };
 
+// The five strategies, as `ferry migrate --strategy` names them, for parameterized tests; and a
+// test-name-safe form of one.
+const std::vector<std::string>& all_strategies();
+std::string strategy_test_name(const std::string& strategy);
+
 // Checks that a t_worker log is "line 1" .. "line N" with nothing missing or repeated; returns N
 // (0 and a test failure otherwise).
 int sequential_lines(const std::string& log);
