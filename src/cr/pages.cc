@@ -164,34 +164,43 @@ void dump_private_pages(DumpContext& ctx, image::Memory* m) {
       batch.clear();
       batch_pages = 0;
     };
-    for (uint64_t addr = v.start(); addr < v.end();) {
-      uint64_t n = std::min<uint64_t>(kPagemapBatch, (v.end() - addr) / kPage);
-      ssize_t got =
-          ::pread(pagemap.get(), entries.data(), n * 8, static_cast<off_t>(addr / kPage * 8));
-      if (got != static_cast<ssize_t>(n * 8))
-        fail_errno(errno, "cannot read pagemap of {}", ctx.pid());
-      for (uint64_t i = 0; i < n; i++) {
-        uint64_t e = entries[i];
-        bool in_memory = e & (kPmPresent | kPmSwapped);
-        // In a private file mapping a page still backed by the file has bit 61 set; a page the
-        // process wrote is an anonymous copy (bit 61 clear) and must travel.
-        bool take = in_memory && (anon || (e & kPmSwapped) || !(e & kPmFileOrShared));
-        if (!take) {
-          if (in_memory) ctx.stats().set_pages_from_files(ctx.stats().pages_from_files() + 1);
-          continue;
+    auto walk = [&](uint64_t from, uint64_t to) {
+      for (uint64_t addr = from; addr < to;) {
+        uint64_t n = std::min<uint64_t>(kPagemapBatch, (to - addr) / kPage);
+        ssize_t got =
+            ::pread(pagemap.get(), entries.data(), n * 8, static_cast<off_t>(addr / kPage * 8));
+        if (got != static_cast<ssize_t>(n * 8))
+          fail_errno(errno, "cannot read pagemap of {}", ctx.pid());
+        for (uint64_t i = 0; i < n; i++) {
+          uint64_t e = entries[i];
+          bool in_memory = e & (kPmPresent | kPmSwapped);
+          // In a private file mapping a page still backed by the file has bit 61 set; a page the
+          // process wrote is an anonymous copy (bit 61 clear) and must travel.
+          bool take = in_memory && (anon || (e & kPmSwapped) || !(e & kPmFileOrShared));
+          if (!take) {
+            if (in_memory) ctx.stats().set_pages_from_files(ctx.stats().pages_from_files() + 1);
+            continue;
+          }
+          uint64_t page = addr + i * kPage;
+          if (anon && (!sel.anonymous || (!sel.swapped && !(e & kPmPresent)))) continue;
+          if (!batch.empty() && batch.back().addr + batch.back().npages * kPage == page)
+            batch.back().npages++;
+          else
+            batch.push_back({page, 1});
+          batch_pages++;
+          if (batch_pages * kPage >= batch_bytes || batch.size() >= kMaxIov) flush();
         }
-        uint64_t page = addr + i * kPage;
-        if (anon && (!sel.anonymous || (!sel.swapped && !(e & kPmPresent)) ||
-                     (sel.want && !sel.want(page))))
-          continue;
-        if (!batch.empty() && batch.back().addr + batch.back().npages * kPage == page)
-          batch.back().npages++;
-        else
-          batch.push_back({page, 1});
-        batch_pages++;
-        if (batch_pages * kPage >= batch_bytes || batch.size() >= kMaxIov) flush();
+        addr += n * kPage;
       }
-      addr += n * kPage;
+    };
+    if (anon && sel.only) {
+      // Only these parts of it (pre-copy: what the rounds did not already send).
+      for (auto& [s, e] : *sel.only) {
+        uint64_t from = std::max<uint64_t>(s, v.start()), to = std::min<uint64_t>(e, v.end());
+        if (from < to) walk(from, to);
+      }
+    } else {
+      walk(v.start(), v.end());
     }
     flush();
   }

@@ -9,6 +9,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <utility>
+#include <vector>
 
 #include <google/protobuf/repeated_ptr_field.h>
 
@@ -25,8 +28,9 @@ struct PageSelection {
   bool skip_zero = true;  // all-zero pages stay behind (the destination's fresh memory is zero)
   bool swapped = true;    // swapped-out pages travel (false: eager-dirty brings them later)
   bool anonymous = true;  // false: none (copy-on-reference)
-  // When set, only pages it says yes to (pre-copy: what changed since the last round).
-  std::function<bool(uint64_t addr)> want;
+  // When set, only pages in these ranges (sorted, disjoint): pre-copy sends what changed since
+  // the last round and memory the rounds did not cover, and does not even look at the rest.
+  std::shared_ptr<const std::vector<std::pair<uint64_t, uint64_t>>> only;
 };
 
 using PageRuns = google::protobuf::RepeatedPtrField<image::PageRun>;

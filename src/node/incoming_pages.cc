@@ -117,7 +117,10 @@ void Daemon::receive_pages(IncomingMigration& m, transfer::StreamReceiver& rx) {
       std::unique_lock<std::mutex> lock(m.mu);
       m.rounds_received = static_cast<uint32_t>(f.target.addr);
       m.cv.notify_all();
-      if (f.aux != 1) continue;
+      if (f.aux != 1) {
+        rx.send_round_done(f.target.addr);  // the source times its rounds by this
+        continue;
+      }
       m.last_round_seen = true;
       m.cv.notify_all();
       m.cv.wait_for(lock, std::chrono::milliseconds(kWaitForLayoutMs),

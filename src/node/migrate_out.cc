@@ -341,7 +341,7 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
         }
         tasking.set_last_round(rep.rounds() ? rep.rounds() - 1 : 0);
         selection.skip_zero = false;  // a page that became zero must become zero there too
-        selection.want = fin.want;
+        selection.only = fin.only;
         // The stream pauses here until the destination has the final layout.
         sender->send_control(transfer::frame_flags::kRoundEnd, tasking.last_round(), 1);
         break;

@@ -36,6 +36,8 @@ constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
 constexpr uint64_t kScanWpMatching = 1 << 0;
 constexpr uint64_t kPageIsWpAllowed = 1 << 0;
 constexpr uint64_t kPageIsWritten = 1 << 1;
+constexpr uint64_t kPageIsPresent = 1 << 3;
+constexpr uint64_t kPageIsSwapped = 1 << 4;
 
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kHasData = (1ull << 63) | (1ull << 62);  // present or swapped
@@ -54,9 +56,10 @@ UniqueFd open_pagemap(pid_t pid) {
   return fd;
 }
 
-// PAGEMAP_SCAN over [start, end): regions whose categories match; `flags` may write-protect.
+// PAGEMAP_SCAN over [start, end): regions whose categories match (`inverted`: whose categories
+// in `mask` are all clear); `flags` may write-protect.
 void scan(int pagemap, uint64_t start, uint64_t end, uint64_t flags, uint64_t mask,
-          std::vector<Range>& out) {
+          std::vector<Range>& out, uint64_t inverted = 0) {
   std::vector<PageRegion> vec(1024);
   while (start < end) {
     PmScanArg a{};
@@ -66,6 +69,7 @@ void scan(int pagemap, uint64_t start, uint64_t end, uint64_t flags, uint64_t ma
     a.end = end;
     a.vec = reinterpret_cast<uint64_t>(vec.data());
     a.vec_len = vec.size();
+    a.category_inverted = inverted;
     a.category_mask = mask;
     a.return_mask = mask;
     long n = ::ioctl(pagemap, kPagemapScan, &a);
@@ -236,6 +240,30 @@ std::vector<Range> resident_ranges(pid_t pid, const std::vector<Range>& ranges) 
       for (uint64_t i = 0; i < n; i++)
         if (entries[i] & kHasData) add_merged(out, at + i * kPage, at + (i + 1) * kPage);
     }
+  return out;
+}
+
+std::vector<Range> absent_ranges(pid_t pid, const std::vector<Range>& ranges) {
+  std::vector<Range> out;
+  if (uffd_dirty_tracking_available()) {
+    UniqueFd pm = open_pagemap(pid);
+    for (const Range& r : ranges)
+      scan(pm.get(), r.start, r.end, 0, kPageIsPresent | kPageIsSwapped, out,
+           kPageIsPresent | kPageIsSwapped);
+    return out;
+  }
+  // Without PAGEMAP_SCAN: the complement of what is resident.
+  std::vector<Range> resident = resident_ranges(pid, ranges);
+  size_t k = 0;
+  for (const Range& r : ranges) {
+    uint64_t at = r.start;
+    while (k < resident.size() && resident[k].end <= r.start) k++;
+    for (size_t j = k; j < resident.size() && resident[j].start < r.end; j++) {
+      if (resident[j].start > at) add_merged(out, at, resident[j].start);
+      at = std::max(at, resident[j].end);
+    }
+    if (at < r.end) add_merged(out, at, r.end);
+  }
   return out;
 }
 

@@ -48,5 +48,8 @@ std::unique_ptr<DirtyTracker> make_hash_tracker(pid_t pid, const std::vector<Ran
 
 // Pages of `ranges` the process has in memory (present or swapped), merged.
 std::vector<Range> resident_ranges(pid_t pid, const std::vector<Range>& ranges);
+// Pages of `ranges` the process does not have (neither present nor swapped), merged. With
+// PAGEMAP_SCAN the kernel hands back ranges instead of 8 bytes per page (1 GiB: ~3 ms, not ~16).
+std::vector<Range> absent_ranges(pid_t pid, const std::vector<Range>& ranges);
 
 }  // namespace ferry::transfer

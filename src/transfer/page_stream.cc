@@ -228,9 +228,10 @@ std::optional<Request> StreamSender::next_request(int timeout_ms) {
   if (h.length != 0) fail("page stream: a request with data");
   gmac(in_mac_, key_, in_sequence_++ | kFromDestination, h, nullptr, 0, want);
   if (CRYPTO_memcmp(tag, want, kTagSize) != 0) fail("page stream request failed authentication");
-  if (!(h.flags & (frame_flags::kRequest | frame_flags::kDone)))
+  if (!(h.flags & (frame_flags::kRequest | frame_flags::kDone | frame_flags::kRoundEnd)))
     fail("page stream: unexpected frame from the destination");
-  return Request{h.addr, h.aux, (h.flags & frame_flags::kDone) != 0};
+  return Request{h.addr, h.aux, (h.flags & frame_flags::kDone) != 0,
+                 (h.flags & frame_flags::kRoundEnd) != 0};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -297,6 +298,10 @@ void StreamReceiver::send_request(uint64_t addr, uint64_t len) {
 
 void StreamReceiver::send_done() {
   send_to_source(frame_flags::kDone, 0, 0);
+}
+
+void StreamReceiver::send_round_done(uint64_t round) {
+  send_to_source(frame_flags::kRoundEnd, round, 0);
 }
 
 void StreamReceiver::set_read_timeout_ms(int ms) {

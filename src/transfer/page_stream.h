@@ -18,6 +18,7 @@
 //   destination -> source
 //     kRequest   lazy phase: send the aux bytes at addr now (a fault waits for them)
 //     kDone      lazy phase: the destination has everything; the source may let go
+//     kRoundEnd  pre-copy: every page of round `addr` is in place
 #pragma once
 
 #include <sys/uio.h>
@@ -62,7 +63,8 @@ struct Frame {
 struct Request {
   uint64_t addr = 0;
   uint64_t len = 0;
-  bool done = false;  // kDone rather than kRequest
+  bool done = false;        // kDone rather than kRequest
+  bool round_done = false;  // kRoundEnd: round `addr` is in place
 };
 
 // Sends page data as a dump produces it (an image::PageSink). Offsets count from 4096 on, as in
@@ -124,6 +126,7 @@ class StreamReceiver {
   }
   void send_request(uint64_t addr, uint64_t len);
   void send_done();
+  void send_round_done(uint64_t round);
   // Lazy phase: no deadline on reading (the source answers when asked and pushes the rest).
   void set_read_timeout_ms(int ms);
   uint64_t bytes_received() const { return bytes_received_; }

@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "cr/memory_map.h"
 #include "cr/pages.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -21,19 +22,12 @@ constexpr uint64_t kPage = 4096;
 constexpr uint64_t kChunkPages = 64;  // 256 KiB: stays in cache between read, tag and send
 constexpr uint64_t kHasData = (1ull << 63) | (1ull << 62);
 constexpr double kMaxRoundsSeconds = 600;
+constexpr double kRoundAckMs = 60000;
 
 uint64_t pages_in(const std::vector<Range>& rs) {
   uint64_t n = 0;
   for (auto& r : rs) n += (r.end - r.start) / kPage;
   return n;
-}
-
-bool in_ranges(const std::vector<Range>& rs, uint64_t addr) {
-  auto it = std::upper_bound(rs.begin(), rs.end(), addr,
-                             [](uint64_t v, const Range& r) { return v < r.start; });
-  if (it == rs.begin()) return false;
-  --it;
-  return addr < it->end;
 }
 
 // Union of two sorted lists of ranges, merged.
@@ -92,10 +86,62 @@ bool PrecopySource::was_sent(uint64_t addr) {
   return a && a->sent[(addr - a->range.start) / kPage];
 }
 
+// Sends what is readable and not a zero page nobody needs of npages resident pages from addr.
+// A page the task made unreadable (PROT_NONE) stops process_vm_readv there: it and the rest are
+// tried past it, and it is remembered for the freeze's dump, which reads it another way.
+void PrecopySource::send_readable(uint64_t addr, uint64_t npages, RoundStats& st) {
+  while (npages > 0) {
+    uint64_t len = npages * kPage;
+    iovec local{buf_.data(), len}, remote{reinterpret_cast<void*>(addr), len};
+    // The task runs: a page may change under us, which the next round sees as written.
+    ssize_t got = ::process_vm_readv(pid_, &local, 1, &remote, 1, 0);
+    uint64_t readable = got > 0 ? static_cast<uint64_t>(got) / kPage : 0;
+    for (uint64_t p = 0; p < readable; p++) {
+      uint64_t page = addr + p * kPage;
+      // A zero page is news only where the destination had something else.
+      if (!was_sent(page) && cr::is_zero_page(buf_.data() + p * kPage)) continue;
+      image::PageTarget t{image::PageTarget::kMemory, 0, page};
+      // Consecutive pages go in one frame.
+      uint64_t q = p + 1;
+      while (q < readable &&
+             (was_sent(addr + q * kPage) || !cr::is_zero_page(buf_.data() + q * kPage)))
+        q++;
+      iovec v{buf_.data() + p * kPage, (q - p) * kPage};
+      tx_.append_async(&t, &v, 1);
+      for (uint64_t k = p; k < q; k++)
+        if (Area* a = area_of(addr + k * kPage))
+          a->sent[(addr + k * kPage - a->range.start) / kPage] = true;
+      st.pages += q - p;
+      st.bytes += (q - p) * kPage;
+      p = q - 1;
+    }
+    if (readable == npages) return;
+    uint64_t bad = addr + readable * kPage;
+    if (!unreadable_.empty() && unreadable_.back().end == bad)
+      unreadable_.back().end = bad + kPage;
+    else
+      unreadable_.push_back({bad, bad + kPage});
+    addr = bad + kPage;
+    npages -= readable + 1;
+  }
+}
+
 RoundStats PrecopySource::send_pages(const std::vector<Range>& ranges) {
   RoundStats st;
   std::vector<uint64_t> entries(kChunkPages);
-  for (const Range& r : ranges)
+  // A frame must lie in one region of the layout the destination was given (tracked ranges
+  // come merged across neighbouring regions): each range is cut at the areas' edges.
+  std::vector<Range> pieces;
+  for (const Range& r : ranges) {
+    auto it = std::upper_bound(areas_.begin(), areas_.end(), r.start,
+                               [](uint64_t v, const Area& a) { return v < a.range.start; });
+    if (it != areas_.begin()) --it;
+    for (; it != areas_.end() && it->range.start < r.end; ++it) {
+      uint64_t from = std::max(r.start, it->range.start), to = std::min(r.end, it->range.end);
+      if (from < to) pieces.push_back({from, to});
+    }
+  }
+  for (const Range& r : pieces)
     for (uint64_t at = r.start; at < r.end; at += kChunkPages * kPage) {
       uint64_t n = std::min(kChunkPages, (r.end - at) / kPage);
       if (::pread(pagemap_, entries.data(), n * 8, static_cast<off_t>(at / kPage * 8)) !=
@@ -109,36 +155,20 @@ RoundStats PrecopySource::send_pages(const std::vector<Range>& ranges) {
         }
         uint64_t j = i + 1;
         while (j < n && (entries[j] & kHasData)) j++;
-        uint64_t addr = at + i * kPage, len = (j - i) * kPage;
-        iovec local{buf_.data(), len}, remote{reinterpret_cast<void*>(addr), len};
-        // The task runs: a page may change under us, which the next round sees as written.
-        if (::process_vm_readv(pid_, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(len)) {
-          for (uint64_t p = 0; p < j - i; p++) {
-            uint64_t page = addr + p * kPage;
-            // A zero page is news only where the destination had something else.
-            if (!was_sent(page) && cr::is_zero_page(buf_.data() + p * kPage)) continue;
-            image::PageTarget t{image::PageTarget::kMemory, 0, page};
-            iovec v{buf_.data() + p * kPage, kPage};
-            // Consecutive pages go in one frame.
-            uint64_t q = p + 1;
-            while (q < j - i &&
-                   (was_sent(addr + q * kPage) || !cr::is_zero_page(buf_.data() + q * kPage)))
-              q++;
-            v.iov_len = (q - p) * kPage;
-            tx_.append_async(&t, &v, 1);
-            for (uint64_t k = p; k < q; k++)
-              if (Area* a = area_of(addr + k * kPage))
-                a->sent[(addr + k * kPage - a->range.start) / kPage] = true;
-            st.pages += q - p;
-            st.bytes += (q - p) * kPage;
-            p = q - 1;
-          }
-        }
-        // (Unreadable now, e.g. PROT_NONE: it travels with the freeze if it still matters.)
+        send_readable(at + i * kPage, j - i, st);
         i = j;
       }
     }
   return st;
+}
+
+void PrecopySource::wait_round_done(uint32_t round) {
+  Stopwatch waited;
+  while (waited.elapsed_ms() < kRoundAckMs) {
+    auto r = tx_.next_request(100);
+    if (r && r->round_done && r->addr == round) return;
+  }
+  fail("the destination did not take round {} within {} s", round, kRoundAckMs / 1000);
 }
 
 void PrecopySource::run_rounds(const PrecopyConfig& config,
@@ -154,8 +184,11 @@ void PrecopySource::run_rounds(const PrecopyConfig& config,
     Stopwatch sw;
     RoundStats st = send_pages(todo);
     st.round = round;
-    st.ms = sw.elapsed_ms();
     tx_.send_control(frame_flags::kRoundEnd, round, 0);
+    // A round ends when the destination has put its pages in place (not when they left here):
+    // that is the rate the last pages will go at, and the freeze must not wait for a backlog.
+    wait_round_done(round);
+    st.ms = sw.elapsed_ms();
     rounds_.push_back(st);
     if (on_round) on_round(st);
     std::vector<Range> dirty = tracker_->collect();
@@ -165,7 +198,9 @@ void PrecopySource::run_rounds(const PrecopyConfig& config,
     double estimate_ms = static_cast<double>(dirty_pages * kPage) / rate;
     not_shrinking = dirty_pages * 10 >= previous_dirty * 9 ? not_shrinking + 1 : 0;
     previous_dirty = dirty_pages;
-    bool converged = estimate_ms <= config.max_freeze_ms / 2.0;
+    // A freeze costs ~20 ms here before any page moves (describe, build, commit): the pages may
+    // take a quarter of the budget.
+    bool converged = estimate_ms <= config.max_freeze_ms / 4.0;
     if (converged || not_shrinking >= 2 || round + 1 >= config.max_rounds ||
         all.elapsed_ms() > kMaxRoundsSeconds * 1000) {
       spdlog::debug("pre-copy: {} rounds; {} pages left for the freeze (~{:.1f} ms){}", round + 1,
@@ -179,39 +214,62 @@ void PrecopySource::run_rounds(const PrecopyConfig& config,
 
 void PrecopySource::at_freeze() {
   // Written since the last round (the task is stopped now), and what the last look found.
+  Stopwatch sw;
   pending_ = unite(tracker_->collect(), pending_);
+  double collected = sw.elapsed_ms();
   still_ = tracker_->tracked_ranges();
-  stop_tracking();
+  spdlog::debug("pre-copy: last look {:.2f} ms, tracked ranges {:.2f} ms", collected,
+                sw.elapsed_ms());
 }
 
 PrecopyFinal PrecopySource::finish(const image::Image& final_image) {
+  Stopwatch sw;
   PrecopyFinal out;
-  const std::vector<Range>& dirty = pending_;
-  const std::vector<Range>& still = still_;
   std::vector<Range> final_anon;
   for (auto& v : final_image.memory().vmas())
-    if (v.kind() == image::Vma::ANON_PRIVATE && !(v.vm_flags() & (1ull << 8) /* GROWSDOWN */))
+    if (v.kind() == image::Vma::ANON_PRIVATE && !(v.vm_flags() & cr::kVmGrowsDown))
       final_anon.push_back({v.start(), v.end()});
   std::sort(final_anon.begin(), final_anon.end(),
             [](auto& a, auto& b) { return a.start < b.start; });
   std::vector<Range> tracked;
   for (auto& a : areas_) tracked.push_back(a.range);
-  out.retained = intersect(intersect(tracked, final_anon), unite(still, {}));
-  // Pages the destination got that the task no longer has: they must become empty there.
-  std::vector<Range> resident = resident_ranges(pid_, out.retained);
-  for (auto& r : out.retained)
-    for (uint64_t p = r.start; p < r.end; p += kPage)
-      if (was_sent(p) && !in_ranges(resident, p)) {
-        if (!out.discard.empty() && out.discard.back().end == p)
-          out.discard.back().end = p + kPage;
-        else
-          out.discard.push_back({p, p + kPage});
-      }
-  auto retained = std::make_shared<std::vector<Range>>(out.retained);
-  auto dirty_set = std::make_shared<std::vector<Range>>(dirty);
-  out.want = [this, retained, dirty_set](uint64_t addr) {
-    return !in_ranges(*retained, addr) || in_ranges(*dirty_set, addr) || !was_sent(addr);
-  };
+  out.retained = intersect(intersect(tracked, final_anon), unite(still_, {}));
+  // Pages the destination got that the task no longer has must become empty there.
+  for (const Range& r : absent_ranges(pid_, out.retained)) {
+    Area* a = area_of(r.start);
+    for (uint64_t p = r.start; a && p < r.end; p += kPage) {
+      if (!a->sent[(p - a->range.start) / kPage]) continue;
+      if (!out.discard.empty() && out.discard.back().end == p)
+        out.discard.back().end = p + kPage;
+      else
+        out.discard.push_back({p, p + kPage});
+    }
+  }
+  // The dump looks at anonymous memory that is not retained, and at what was written since the
+  // last round. (A page present but never sent was zero when the rounds saw it, or was written
+  // since, which the tracker reports: the destination is right to have nothing there.)
+  // (and what the rounds could not read).
+  std::vector<Range> look = unite(intersect(unite(pending_, unreadable_), out.retained), {});
+  size_t k = 0;
+  for (const Range& v : final_anon) {
+    uint64_t at = v.start;
+    while (k < out.retained.size() && out.retained[k].end <= v.start) k++;
+    for (size_t j = k; j < out.retained.size() && out.retained[j].start < v.end; j++) {
+      if (out.retained[j].start > at) look.push_back({at, out.retained[j].start});
+      at = std::max(at, out.retained[j].end);
+    }
+    if (at < v.end) look.push_back({at, v.end});
+  }
+  // (Growing-down regions were never tracked: all of them.)
+  for (auto& v : final_image.memory().vmas())
+    if (v.kind() == image::Vma::ANON_PRIVATE && (v.vm_flags() & cr::kVmGrowsDown))
+      look.push_back({v.start(), v.end()});
+  look = unite(look, {});
+  auto only = std::make_shared<std::vector<std::pair<uint64_t, uint64_t>>>();
+  for (auto& r : look) only->push_back({r.start, r.end});
+  out.only = only;
+  spdlog::debug("pre-copy: final plan {:.2f} ms ({} retained ranges, {} dropped, {} to look at)",
+                sw.elapsed_ms(), out.retained.size(), out.discard.size(), look.size());
   return out;
 }
 

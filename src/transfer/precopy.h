@@ -2,7 +2,8 @@
 // written since the last; then, at the freeze, what the destination still needs.
 //
 // Convergence: the rounds stop when the pages written since the last round would take no more
-// than half the freeze budget to send (at the rate the last round achieved), when two rounds in
+// than a quarter of the freeze budget to send (at the rate the last round achieved; the rest is
+// for what every freeze costs), when two rounds in
 // a row did not shrink the dirty set by a tenth, or at the round limit. The dirty set found last
 // is not sent in a round then: it goes with the freeze.
 #pragma once
@@ -39,7 +40,9 @@ struct RoundStats {
 struct PrecopyFinal {
   std::vector<Range> retained;
   std::vector<Range> discard;
-  std::function<bool(uint64_t)> want;  // for the freeze's dump (PageSelection::want)
+  // What the freeze's dump looks at (PageSelection::only): anonymous memory not retained, and
+  // what was written since the last round.
+  std::shared_ptr<const std::vector<std::pair<uint64_t, uint64_t>>> only;
 };
 
 class PrecopySource {
@@ -51,8 +54,9 @@ class PrecopySource {
   // Sends rounds until they converge; `on_round` hears of each. Throws when the stream breaks.
   void run_rounds(const PrecopyConfig& config,
                   const std::function<void(const RoundStats&)>& on_round);
-  // Right after the freeze, before the task is described: the last look at what was written,
-  // then tracking ends (the description must not see ferry's write-protection).
+  // Right after the freeze, before the task is described: the last look at what was written.
+  // Tracking itself ends later (stop_tracking(), or with this object): taking the
+  // write-protection off 1 GiB walks every page table entry, which a freeze need not wait for.
   void at_freeze();
   // Still frozen, once described: final_image is its description now.
   PrecopyFinal finish(const image::Image& final_image);
@@ -71,13 +75,16 @@ class PrecopySource {
   bool was_sent(uint64_t addr);
   // Sends the resident pages of `ranges`; returns pages and bytes sent.
   RoundStats send_pages(const std::vector<Range>& ranges);
+  void send_readable(uint64_t addr, uint64_t npages, RoundStats& st);
+  void wait_round_done(uint32_t round);
 
   pid_t pid_;
   std::unique_ptr<DirtyTracker> tracker_;
   std::vector<Area> areas_;
   StreamSender& tx_;
-  std::vector<Range> pending_;  // dirty, found but not sent in a round: goes with the freeze
-  std::vector<Range> still_;    // at_freeze(): memory that is still what was tracked
+  std::vector<Range> pending_;     // dirty, found but not sent in a round: goes with the freeze
+  std::vector<Range> unreadable_;  // pages the rounds could not read: the freeze looks again
+  std::vector<Range> still_;       // at_freeze(): memory that is still what was tracked
   std::vector<RoundStats> rounds_;
   Mapping buf_;
   int pagemap_ = -1;
