@@ -15,11 +15,11 @@ int main(int argc, char** argv) {
   CLI::App app{"ferryd: a node of a ferry cluster"};
   app.set_version_flag("--version", ferry::kFerryVersion);
   std::string config;
-  int verbosity = 1;
+  int more = 0;  // a daemon logs at info: migrations, refusals and arrivals are worth a line each
   app.add_option("--config", config, "node configuration (TOML)")->required();
-  app.add_flag("-v,--verbose", verbosity, "more log output");
+  app.add_flag("-v,--verbose", more, "more log output (-vv: everything)");
   CLI11_PARSE(app, argc, argv);
-  ferry::init_logging(verbosity, true);
+  ferry::init_logging(1 + more, true);
   // Signals are read from signalfds, by dedicated threads: block them before any thread exists.
   sigset_t set;
   sigemptyset(&set);

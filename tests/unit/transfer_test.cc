@@ -1,0 +1,151 @@
+// The page stream and what a migration sends while the task is frozen: a description sent in
+// pieces arrives whole and in order among page frames, without counting as page data; a frame
+// changed on the way ends the stream; the layout sent ahead passes layout validation only; and
+// copy-on-reference takes along the pages restoring touches.
+#include <sys/socket.h>
+#include <sys/user.h>
+
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "image/validate.h"
+#include "support/harness.h"
+#include "support/sample_image.h"
+#include "transfer/page_stream.h"
+#include "transfer/strategy.h"
+#include "util/error.h"
+
+namespace ferry::transfer {
+namespace {
+
+struct Pair {
+  UniqueFd a, b;
+};
+
+Pair socket_pair() {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0)
+    fail_errno(errno, "socketpair");
+  return {UniqueFd(fds[0]), UniqueFd(fds[1])};
+}
+
+std::string pattern(size_t n, char seed) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; i++) s[i] = static_cast<char>(seed + i * 7 + i / 4096);
+  return s;
+}
+
+}  // namespace
+
+TEST(PageStreamTest, ADescriptionInPiecesArrivesWholeAmongPages) {
+  Pair p = socket_pair();
+  Key key = random_key();
+  const std::string page = pattern(4096, 'p');
+  const std::string description = pattern((5u << 20) / 2 + 123, 'd');  // three pieces
+  std::thread sender([&, fd = std::move(p.a)]() mutable {
+    StreamSender tx(std::move(fd), key);
+    image::PageTarget t{image::PageTarget::kMemory, 0, 0x10000};
+    iovec v{const_cast<char*>(page.data()), page.size()};
+    tx.append_async(&t, &v, 1);
+    tx.send_description(description);
+    t.addr = 0x20000;
+    tx.append_async(&t, &v, 1);
+    image::PagesFile pf;
+    tx.finish(&pf);
+  });
+  // The limit covers the page data only: the description must not count against it.
+  StreamReceiver rx(std::move(p.b), key, 2 * page.size());
+  std::vector<uint64_t> pages_at;
+  std::string got;
+  int pieces = 0;
+  uint64_t announced = 0;
+  rx.receive_until(
+      frame_flags::kEnd,
+      [&](const image::PageTarget& t, const char* data, size_t len) {
+        EXPECT_EQ(std::string(data, len), page);
+        pages_at.push_back(t.addr);
+      },
+      [&](const Frame& f) {
+        ASSERT_EQ(f.flags, frame_flags::kDescription);
+        EXPECT_EQ(f.target.addr, got.size()) << "pieces out of order";
+        got.append(f.data, f.length);
+        announced = f.aux;
+        pieces++;
+      });
+  sender.join();
+  EXPECT_EQ(pages_at, (std::vector<uint64_t>{0x10000, 0x20000}));
+  EXPECT_EQ(pieces, 3);
+  EXPECT_EQ(announced, description.size());
+  EXPECT_TRUE(got == description) << "the description differs after the trip";
+}
+
+TEST(PageStreamTest, AFrameChangedOnTheWayEndsTheStream) {
+  Pair p = socket_pair();
+  Pair relay = socket_pair();
+  Key key = random_key();
+  std::thread sender([&, fd = std::move(p.a)]() mutable {
+    StreamSender tx(std::move(fd), key);
+    tx.send_description(pattern(1000, 'x'));
+    image::PagesFile pf;
+    tx.finish(&pf);
+  });
+  // Flip one byte of the description's data between the two ends.
+  std::vector<char> bytes(64 << 10);
+  sender.join();
+  ssize_t n = ::recv(p.b.get(), bytes.data(), bytes.size(), MSG_DONTWAIT);
+  ASSERT_GT(n, 100);
+  bytes[40] ^= 1;
+  ASSERT_EQ(::send(relay.a.get(), bytes.data(), static_cast<size_t>(n), 0), n);
+  relay.a.reset();
+  StreamReceiver rx(std::move(relay.b), key, 1 << 20);
+  std::string error;
+  try {
+    rx.receive_until(
+        frame_flags::kEnd, [](const image::PageTarget&, const char*, size_t) {},
+        [](const Frame&) { ADD_FAILURE() << "a changed frame was handed over"; });
+  } catch (const Error& e) {
+    error = e.what();
+  }
+  EXPECT_NE(error.find("failed authentication"), std::string::npos) << error;
+}
+
+TEST(LayoutAheadTest, ALayoutPassesLayoutValidationOnly) {
+  test::TempDir dir;
+  image::Image full = test::write_sample_image(dir.path());
+  uint64_t size = full.pages_file().size();
+  ASSERT_NO_THROW(image::validate(full, size));
+  image::Image layout = full;
+  layout.clear_registers();
+  layout.clear_signals();
+  layout.clear_timers();
+  layout.clear_creds();
+  layout.clear_attrs();
+  EXPECT_NO_THROW(image::validate_layout(layout, size));
+  EXPECT_THROW(image::validate(layout, size), Error);
+  // A layout is still checked for what it holds.
+  layout.mutable_memory()->mutable_vmas(0)->set_start(0x400123);
+  EXPECT_THROW(image::validate_layout(layout, size), Error);
+}
+
+TEST(CopyOnReferenceTest, ThePagesRestoringTouchesTravelWithThePcb) {
+  image::Image img;
+  img.mutable_attrs()->mutable_rseq()->set_ptr(0x7f0000003fe0);  // crosses into the next page
+  img.mutable_attrs()->mutable_rseq()->set_size(64);
+  user_regs_struct r{};
+  r.rsp = 0x7ffd00010008;
+  r.fs_base = 0x7f0000002740;
+  img.mutable_registers()->set_gpr(std::string(reinterpret_cast<const char*>(&r), sizeof r));
+  auto ranges = pages_restoring_touches(img);
+  // fs_base's page and one each side merge with the rseq pages; the stack: two pages below and
+  // two above the page of rsp.
+  std::vector<std::pair<uint64_t, uint64_t>> want = {{0x7f0000001000, 0x7f0000005000},
+                                                     {0x7ffd0000e000, 0x7ffd00013000}};
+  EXPECT_EQ(ranges, want);
+  EXPECT_TRUE(pages_restoring_touches(image::Image{}).empty());
+}
+
+}  // namespace ferry::transfer
