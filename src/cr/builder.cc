@@ -159,7 +159,9 @@ bool aligned(uint64_t v) {
 ProcessBuilder::ProcessBuilder(const image::Image& img, const BuildOptions& options)
     : img_(&img), options_(options) {
   check_executable(img.process());
-  check_cpu_compatible(img.registers(), local_xstate_size(), local_xcr0());
+  // (A migration's layout comes without registers: finish() checks then.)
+  if (!img.registers().gpr().empty())
+    check_cpu_compatible(img.registers(), local_xstate_size(), local_xcr0());
   for (auto& v : img.memory().vmas()) vmas_[v.start()] = &v;
 
   Stopwatch spawned;
@@ -418,6 +420,7 @@ RestoredProcess ProcessBuilder::finish() {
     phase.restart();
   };
   try {
+    check_cpu_compatible(img_->registers(), local_xstate_size(), local_xcr0());
     drop_userfaultfd();
     shared_anon_->finish();
     finish_memory_map(r, mem);

@@ -91,6 +91,7 @@ FrozenProcess freeze_and_describe(pid_t pid, const FreezeOptions& options) {
   done("memory map");
   dump_files(*ctx, img.mutable_files(), mem);
   done("files");
+  if (options.on_layout) options.on_layout(img);
   *img.mutable_registers() = dump_registers(*tracee);
   // From here on syscalls are injected: first the scratch area with the safety net.
   ctx->scratch();

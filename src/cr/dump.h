@@ -57,6 +57,10 @@ struct FreezeOptions {
   // after the stop and before anything is described, takes the last look and removes it.
   bool ferry_tracks_writes = false;
   std::function<void()> on_stopped;
+  // Called once the layout is known (process, memory map, files) and before any call is
+  // injected: a migration sends it ahead, so that the destination lays out the address space
+  // while the rest (registers, signals, timers, credentials, attributes) is still being read.
+  std::function<void(const image::Image& layout)> on_layout;
 };
 
 // Checks and freezes process pid and describes it: everything but page contents (the remote

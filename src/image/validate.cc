@@ -329,7 +329,7 @@ void validate_attrs(const TaskAttrs& a) {
 
 }  // namespace
 
-void validate(const Image& img, uint64_t pages_file_size) {
+void validate_layout(const Image& img, uint64_t pages_file_size) {
   if (img.format_version() != kFormatVersion)
     fail("image: format version {}", img.format_version());
   if (img.image_id().size() != 16) fail("image: bad image id");
@@ -340,6 +340,14 @@ void validate(const Image& img, uint64_t pages_file_size) {
   if (p.comm().size() > 15) fail("image: process name longer than 15 bytes");
   check_path(p.exe_path(), "executable");
 
+  RunChecker runs(pages_file_size);
+  validate_memory(img.memory(), runs);
+  runs.check_no_shared_data();
+  validate_files(img.files(), img.memory());
+}
+
+void validate(const Image& img, uint64_t pages_file_size) {
+  validate_layout(img, pages_file_size);
   const Registers& r = img.registers();
   if (r.gpr().size() != sizeof(user_regs_struct))
     fail("image: register block has {} bytes, expected {}", r.gpr().size(),
@@ -347,14 +355,9 @@ void validate(const Image& img, uint64_t pages_file_size) {
   if (r.xstate().size() < 576 || r.xstate().size() > 64 * 1024)
     fail("image: FPU/xstate block of {} bytes", r.xstate().size());
   if (!SyscallRestart::Kind_IsValid(r.restart().kind())) fail("image: bad syscall restart kind");
-
-  RunChecker runs(pages_file_size);
-  validate_memory(img.memory(), runs);
-  runs.check_no_shared_data();
   validate_signals(img.signals());
   validate_timers(img.timers());
   validate_creds(img.creds());
-  validate_files(img.files(), img.memory());
   validate_attrs(img.attrs());
 }
 

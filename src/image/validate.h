@@ -10,5 +10,8 @@
 namespace ferry::image {
 
 void validate(const Image& img, uint64_t pages_file_size);
+// Only what a layout needs (migration: the tasking message sent ahead of the rest): identity,
+// pages file, process, memory and files. The whole image is validated when it is complete.
+void validate_layout(const Image& img, uint64_t pages_file_size);
 
 }  // namespace ferry::image

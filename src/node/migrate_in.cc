@@ -216,6 +216,20 @@ void check_retained(const cr::AddressRanges& retained, const image::Image& a,
       fail("retained memory {:x}-{:x} is not private anonymous memory in both layouts", s, e);
 }
 
+// The layout part of a description: what the builder was made from (with the process's pid and
+// executable; its other attributes are read later).
+std::string layout_of(const image::Image& img) {
+  image::Image layout;
+  layout.mutable_process()->set_pid(img.process().pid());
+  layout.mutable_process()->set_exe_path(img.process().exe_path());
+  *layout.mutable_process()->mutable_exe() = img.process().exe();
+  *layout.mutable_memory() = img.memory();
+  layout.mutable_memory()->clear_mm();
+  layout.mutable_memory()->clear_pages();
+  *layout.mutable_files() = img.files();
+  return layout.SerializeAsString();
+}
+
 std::vector<transfer::Range> anonymous_ranges(const image::Image& img) {
   std::vector<transfer::Range> out;
   for (auto& v : img.memory().vmas())
@@ -224,6 +238,31 @@ std::vector<transfer::Range> anonymous_ranges(const image::Image& img) {
 }
 
 }  // namespace
+
+// The whole description came on the stream after the layout the builder was made from: it must
+// describe the same layout; the rest of it (registers, signals, timers, credentials,
+// attributes, mm fields) completes the image.
+void Daemon::take_description(IncomingMigration& m) {
+  image::Image full;
+  {
+    std::lock_guard<std::mutex> lock(m.mu);
+    if (m.description.empty() || m.description.size() != m.description_size)
+      fail("the task's description did not arrive whole");
+    if (!full.ParseFromString(m.description)) fail("the task's description is corrupted");
+    m.description.clear();
+  }
+  image::validate(full, full.pages_file().size());
+  if (full.image_id() != m.image.image_id() || layout_of(full) != layout_of(m.image))
+    fail("the task's description does not match its layout");
+  *m.image.mutable_process() = full.process();
+  *m.image.mutable_registers() = full.registers();
+  *m.image.mutable_signals() = full.signals();
+  *m.image.mutable_timers() = full.timers();
+  *m.image.mutable_creds() = full.creds();
+  *m.image.mutable_attrs() = full.attrs();
+  *m.image.mutable_memory()->mutable_mm() = full.memory().mm();
+  *m.image.mutable_stats() = full.stats();
+}
 
 rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
   rpc::TaskingReply reply;
@@ -256,7 +295,10 @@ rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
   }
   try {
     if (!m->image.ParseFromString(req.image())) fail("the tasking message is corrupted");
-    image::validate(m->image, m->image.pages_file().size());
+    if (req.description_follows() && !precopy && strategy != transfer::Strategy::kFlushing)
+      image::validate_layout(m->image, m->image.pages_file().size());
+    else
+      image::validate(m->image, m->image.pages_file().size());
     if (faults_.fail_restore) fail("restore failed (test fault)");
     if (precopy) {
       cr::AddressRanges retained = ranges_of(req.retained()), discard = ranges_of(req.discard());
@@ -317,6 +359,8 @@ rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
     }
   }
   try {
+    if (req.description_follows() && !precopy && strategy != transfer::Strategy::kFlushing)
+      take_description(*m);
     reply.set_bytes_placed(m->builder->bytes_placed());
     reply.set_stream_ms(m->stream_ms);
     if (lazy) {

@@ -85,6 +85,13 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
   rep.set_from(name());
   rep.set_to(to);
   rep.set_strategy(req.strategy().empty() ? "eager-all" : req.strategy());
+  // Where the freeze went (for the log): describe, pages, drain, restore, commit.
+  std::vector<std::pair<const char*, double>> freeze_parts;
+  Stopwatch since_mark;
+  auto mark = [&](const char* part) {
+    freeze_parts.push_back({part, since_mark.elapsed_ms()});
+    since_mark.restart();
+  };
   auto finish = [&](bool ok, const std::string& outcome, const std::string& reason) {
     rep.set_ok(ok);
     rep.set_outcome(outcome);
@@ -93,10 +100,12 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
     rpc::MigrateEvent ev;
     *ev.mutable_report() = rep;
     emit(ev);
-    if (ok)
-      spdlog::info("task {} migrated {} -> {} ({}) in {:.1f} ms (frozen {:.1f} ms)", id, name(), to,
-                   rep.strategy(), rep.total_ms(), rep.freeze_ms());
-    else
+    if (ok) {
+      std::string parts;
+      for (auto& [part, ms] : freeze_parts) parts += fmt::format(", {} {:.1f}", part, ms);
+      spdlog::info("task {} migrated {} -> {} ({}) in {:.1f} ms (frozen {:.1f} ms{})", id, name(),
+                   to, rep.strategy(), rep.total_ms(), rep.freeze_ms(), parts);
+    } else
       spdlog::info("migration of {} to {}: {}: {}", id, to, outcome, reason);
   };
   auto progress = [&](const char* phase, uint64_t sent, uint64_t total_bytes) {
@@ -307,15 +316,40 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
     // message names the pages in the store), so that the destination lays out the address space
     // while the pages are being sent.
     progress("freeze", 0, offer.rss_bytes());
+    const std::string image_id = image::new_image_id();
+    rpc::TaskingRequest tasking;
+    tasking.set_session_id(sid);
+    auto send_tasking = [&](const image::Image& img) {
+      tasking.set_image(img.SerializeAsString());
+      tasking_call = std::async(std::launch::async, [&, tasking] {
+        return peers_.stub(to).Tasking(&tasking_ctx, tasking, &ready);
+      });
+    };
+    // A description without page data, as the destination's builder reads it.
+    auto without_pages = [&](const image::Image& described) {
+      image::Image img = described;
+      img.set_format_version(image::kFormatVersion);
+      img.set_image_id(image_id);
+      img.mutable_pages_file()->set_size(image::kPagesHeaderSize);
+      return img;
+    };
     cr::FreezeOptions freeze_options;
     if (rounds) {
       freeze_options.ferry_tracks_writes = true;
       freeze_options.on_stopped = [&] { rounds->at_freeze(); };
     }
+    // The layout goes ahead: the destination lays out the address space while the registers,
+    // signals, timers and the rest are read here; the whole description follows on the stream.
+    const bool layout_ahead = !rounds && !flushing;
+    if (layout_ahead)
+      freeze_options.on_layout = [&](const image::Image& layout) {
+        tasking.set_description_follows(true);
+        send_tasking(without_pages(layout));
+      };
+    since_mark.restart();
     frozen.emplace(cr::freeze_and_describe(pid, freeze_options));
+    mark("describe");
     if (sender) frozen_from = sender->bytes_sent();
-    rpc::TaskingRequest tasking;
-    tasking.set_session_id(sid);
     cr::PageSelection selection;
     switch (*strategy) {
       case transfer::Strategy::kEagerAll:
@@ -324,9 +358,12 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
       case transfer::Strategy::kEagerDirty:
         selection.swapped = false;  // resident, modified pages; the rest on demand
         break;
-      case transfer::Strategy::kCopyOnReference:
-        selection.anonymous = false;  // none: every page on first touch
+      case transfer::Strategy::kCopyOnReference: {
+        // Every page on first touch, but those restoring itself would touch while frozen.
+        selection.only = std::make_shared<std::vector<std::pair<uint64_t, uint64_t>>>(
+            transfer::pages_restoring_touches(frozen->image()));
         break;
+      }
       case transfer::Strategy::kPreCopy: {
         transfer::PrecopyFinal fin = rounds->finish(frozen->image());
         for (auto& r : fin.retained) {
@@ -349,12 +386,6 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
       case transfer::Strategy::kFlushing:
         break;
     }
-    auto send_tasking = [&](const image::Image& img) {
-      tasking.set_image(img.SerializeAsString());
-      tasking_call = std::async(std::launch::async, [&, tasking] {
-        return peers_.stub(to).Tasking(&tasking_ctx, tasking, &ready);
-      });
-    };
     if (flushing) {
       // The pages go to the page store as an image of their own; the message names it.
       store_dir = cfg_.page_store + "/" + sid;
@@ -368,11 +399,10 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
       rep.set_pages_frozen(img.stats().pages_written());
       send_tasking(img);
     } else {
-      image::Image layout = frozen->image();
-      layout.set_format_version(image::kFormatVersion);
-      layout.set_image_id(image::new_image_id());
-      layout.mutable_pages_file()->set_size(image::kPagesHeaderSize);  // no page data in here
-      send_tasking(layout);
+      if (layout_ahead)
+        sender->send_description(without_pages(frozen->image()).SerializeAsString());
+      else
+        send_tasking(without_pages(frozen->image()));
       frozen->dump_pages(*sender, selection);
       sender->finish(frozen->image().mutable_pages_file());
       rep.set_bytes_frozen(sender->bytes_sent() - frozen_from);
@@ -426,7 +456,7 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
     }
     return finish(false, "aborted", e.what());
   }
-  image::Image& img = frozen->image();
+  mark("pages");
   progress("pages", rep.bytes_frozen(), rep.bytes_frozen());
 
   // Everything the task wrote before the freeze reaches its home first.
@@ -440,6 +470,7 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
     return finish(false, "aborted", e.what());
   }
 
+  mark("drain");
   // 4. The destination has built the task and holds it.
   progress("restore", rep.bytes_frozen(), rep.bytes_frozen());
   {
@@ -452,6 +483,7 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
       return finish(false, "aborted", why);
     }
   }
+  mark("restore");
   rep.set_restore_ms(ready.restore_ms());
   rep.set_transfer_ms(ready.stream_ms());
 
@@ -497,6 +529,7 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
   }
   // (ferryd may be PID 1 of its namespace, which cannot SIGKILL itself: leave by _exit.)
   if (faults_.die_after_commit) ::_exit(137);
+  mark("commit");
   rep.set_freeze_ms(frozen->frozen_us() / 1000.0);
   if (!running) {
     back_out();
@@ -504,7 +537,6 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
         false, "aborted",
         committed.reason().empty() ? "node " + to + " did not take the task" : committed.reason());
   }
-  Stopwatch after_commit;
   relay_.detach(id);
   tasks_.remove(id);
   delivered_at = to;
@@ -548,8 +580,6 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
   rep.set_bytes_sent((sender ? sender->bytes_sent() : 0) + (flushing ? rep.bytes_frozen() : 0));
   rep.set_pages_sent(rep.pages_upfront() + rep.pages_frozen() + rep.pages_on_demand() +
                      rep.pages_pushed());
-  (void)img;
-  (void)after_commit;
   finish(true, "migrated", "");
 }
 
