@@ -370,7 +370,7 @@ void ProcessBuilder::relayout(const image::Image& final, const AddressRanges& re
   // the retained memory.
   shared_anon_->finish();
   shared_anon_.reset();
-  r_->close_temporary_fds();
+  r_->close_temporary_fds(false);
   r_->remove_scratch();
   auto unmap = [&](uint64_t from, uint64_t to) {
     if (from < to)

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
 
 #include "util/error.h"
 
@@ -30,9 +31,14 @@ void Restorer::remove_scratch() {
   scratch_.reset();
 }
 
-int Restorer::above_image_fds(int fd) {
+int Restorer::image_fd_floor() const {
   int floor = 0;
   for (auto& f : img_.files().fds()) floor = std::max(floor, f.num() + 1);
+  return floor;
+}
+
+int Restorer::above_image_fds(int fd) {
+  int floor = image_fd_floor();
   if (fd >= floor) return fd;
   int moved = static_cast<int>(
       tracee_.syscall_checked("fcntl(F_DUPFD)", SYS_fcntl, {fd, F_DUPFD_CLOEXEC, floor}));
@@ -40,12 +46,37 @@ int Restorer::above_image_fds(int fd) {
   return moved;
 }
 
-int Restorer::send_fd(int local_fd) {
-  if (remote_pidfd_ < 0) {
-    remote_pidfd_ = above_image_fds(static_cast<int>(
-        tracee_.syscall_checked("pidfd_open (to receive files)", SYS_pidfd_open, {::getpid(), 0})));
+void Restorer::open_remote_pidfd() {
+  // Up to this many numbers are held with placeholders (a task with stdin, stdout and stderr has
+  // three): one injected call each, against two saved on every descriptor received later.
+  constexpr int kMaxPlaceholders = 16;
+  int pidfd = static_cast<int>(
+      tracee_.syscall_checked("pidfd_open (to receive files)", SYS_pidfd_open, {::getpid(), 0}));
+  int floor = image_fd_floor();
+  if (pidfd != 0 || floor < 2 || floor > kMaxPlaceholders) {
+    remote_pidfd_ = above_image_fds(pidfd);
     temporary_fds_.push_back(remote_pidfd_);
+    return;
   }
+  // The lowest free numbers first: each copy takes the lowest free one from 1 up.
+  placeholders_.push_back(0);
+  for (;;) {
+    int k = static_cast<int>(
+        tracee_.syscall_checked("fcntl(F_DUPFD)", SYS_fcntl, {0, F_DUPFD_CLOEXEC, 1}));
+    if (k >= floor) {
+      tracee_.syscall(SYS_close, {k});
+      break;
+    }
+    placeholders_.push_back(k);
+    if (k == floor - 1) break;
+  }
+  remote_pidfd_ = static_cast<int>(
+      tracee_.syscall_checked("fcntl(F_DUPFD)", SYS_fcntl, {0, F_DUPFD_CLOEXEC, floor}));
+  temporary_fds_.push_back(remote_pidfd_);
+}
+
+int Restorer::send_fd(int local_fd) {
+  if (remote_pidfd_ < 0) open_remote_pidfd();
   // Every received descriptor starts above the image's fd numbers so that it never sits on a
   // number the image needs; the file table restore moves it to its final number.
   return above_image_fds(static_cast<int>(tracee_.syscall_checked(
@@ -57,9 +88,17 @@ void Restorer::forget_temporary_fd(int remote_fd) {
                        temporary_fds_.end());
 }
 
-void Restorer::close_temporary_fds() {
+void Restorer::close_temporary_fds(bool file_table_in_place) {
   for (int fd : temporary_fds_) tracee_.syscall(SYS_close, {fd});
   temporary_fds_.clear();
+  // The file table is in place: a placeholder still standing holds a number the image has no
+  // file at.
+  std::set<int> image_numbers;
+  if (file_table_in_place)
+    for (auto& f : img_.files().fds()) image_numbers.insert(f.num());
+  for (int p : placeholders_)
+    if (!image_numbers.count(p)) tracee_.syscall(SYS_close, {p});
+  placeholders_.clear();
   remote_pidfd_ = -1;
 }
 

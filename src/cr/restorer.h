@@ -40,7 +40,8 @@ class Restorer {
   // Returns its number in the helper.
   int send_fd(int local_fd);
   // Closes every descriptor that send_fd() opened only for the restore's own use.
-  void close_temporary_fds();
+  // file_table_in_place: the image's files now stand where placeholders were (keep those).
+  void close_temporary_fds(bool file_table_in_place = true);
   void forget_temporary_fd(int remote_fd);
 
   // Reserves an address range of `len` bytes that no memory region of the image (nor another
@@ -56,6 +57,8 @@ class Restorer {
 
  private:
   int above_image_fds(int fd);
+  int image_fd_floor() const;
+  void open_remote_pidfd();
 
   Tracee& tracee_;
   const image::Image& img_;
@@ -63,6 +66,9 @@ class Restorer {
   size_t stage_used_ = 0;
   int remote_pidfd_ = -1;
   std::vector<int> temporary_fds_;
+  // Numbers below the image's highest fd held by copies of the pidfd, so that every descriptor
+  // received lands above them at once; the file table restore puts the image's files there.
+  std::vector<int> placeholders_;
   std::map<uint64_t, uint64_t> reserved_;  // start -> end of our temporary ranges
 };
 

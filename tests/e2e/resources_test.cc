@@ -1,14 +1,18 @@
 // Each family of process state survives a checkpoint/restore round trip: the target program sets
 // it up, and after the restore checks every piece of it itself (exit 0 = all intact).
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <set>
+
 #include <gtest/gtest.h>
 
 #include "support/roundtrip.h"
+#include "support/wait_until.h"
 
 namespace ferry::test {
 
@@ -52,6 +56,38 @@ TEST(ResourcesTest, CredentialsOfAnOrdinaryUserStayUnprivileged) {
 }
 TEST(ResourcesTest, FileDescriptorsOfEveryKind) {
   round_trip("t_files", {"@DIR"});
+}
+
+std::set<int> fd_numbers(pid_t pid) {
+  std::set<int> out;
+  DIR* d = ::opendir(("/proc/" + std::to_string(pid) + "/fd").c_str());
+  if (!d) return out;
+  while (dirent* e = ::readdir(d))
+    if (e->d_name[0] != '.') out.insert(std::atoi(e->d_name));
+  ::closedir(d);
+  return out;
+}
+
+// Restoring passes descriptors into the new process and holds the low fd numbers with
+// placeholders while it builds: none may stay behind in a gap of the original's numbers, and no
+// number of the original may be missing.
+TEST(ResourcesTest, TheRestoredProcessHoldsExactlyItsOwnDescriptors) {
+  RoundTrip rt;
+  pid_t pid = spawn({"/bin/sh", "-c", "exec 4</dev/null; exec sleep 60"});
+  rt.guard.add(pid);
+  std::set<int> want{0, 1, 2, 4};  // 3 is a gap
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return read_file("/proc/" + std::to_string(pid) + "/comm") == "sleep\n" &&
+               fd_numbers(pid) == want;
+      },
+      10000));
+  rt.checkpoint(pid);
+  pid_t restored = rt.restore();
+  ASSERT_EQ(restored, pid);
+  EXPECT_EQ(fd_numbers(restored), want);
+  ::kill(restored, SIGKILL);
+  EXPECT_EQ(wait_exit(restored, 5000), 128 + SIGKILL);
 }
 
 TEST(ResourcesTest, StaticProgramWithoutLibc) {
