@@ -6,6 +6,7 @@
 // plot (freeze and total time against size, a line per strategy, writing 10 MB/s).
 //
 // usage: strategy_bench [--sizes 64,256,1024] [--rates 0,10,100] [--reps 3] [--plot FILE.png]
+//                       [--strategies eager-all,pre-copy,...]
 #include <unistd.h>
 
 #include <cstdio>
@@ -42,15 +43,24 @@ int main(int argc, char** argv) {
   std::vector<double> sizes{64, 256, 1024}, rates{0, 10, 100};
   int reps = 3;
   std::string plot = "bench/strategies.png";
+  std::vector<std::string> strategies{"eager-all", "pre-copy", "eager-dirty", "copy-on-reference",
+                                      "flushing"};
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     if (a == "--sizes") sizes = parse_list(argv[i + 1]);
     if (a == "--rates") rates = parse_list(argv[i + 1]);
     if (a == "--reps") reps = std::atoi(argv[i + 1]);
     if (a == "--plot") plot = argv[i + 1];
+    if (a == "--strategies") {
+      strategies.clear();
+      std::string list = argv[i + 1];
+      for (size_t p = 0; p < list.size();) {
+        size_t q = list.find(',', p);
+        strategies.push_back(list.substr(p, q == std::string::npos ? std::string::npos : q - p));
+        p = q == std::string::npos ? list.size() : q + 1;
+      }
+    }
   }
-  const std::vector<std::string> strategies{"eager-all", "pre-copy", "eager-dirty",
-                                            "copy-on-reference", "flushing"};
   ferry::bench::BenchCluster cluster("/var/tmp/ferry-strategy-bench");
   if (!cluster.up()) {
     std::fprintf(stderr, "cluster up failed\n");
@@ -125,13 +135,14 @@ int main(int argc, char** argv) {
                "set multiplot layout 1,2 title 'ferry: migration of a task writing %g MB/s, "
                "node to node (median of %d)'\n"
                "set logscale xy\nset grid\nset key top left\nset xlabel 'task memory (MiB)'\n"
-               "set xtics (64, 256, 1024)\n"
+               "set xtics (64, 256, 1024)\nset xrange [48:1400]\n"
                "set ylabel 'freeze time (ms)'\nset title 'time the task is stopped'\n"
-               "plot for [i=0:4] '%s' index i using 1:2 with linespoints title columnheader(1)\n"
+               "plot for [i=0:%d] '%s' index i using 1:2 with linespoints title columnheader(1)\n"
                "set ylabel 'total time (ms)'\nset title 'until the source is no longer needed'\n"
-               "plot for [i=0:4] '%s' index i using 1:3 with linespoints title columnheader(1)\n"
+               "plot for [i=0:%d] '%s' index i using 1:3 with linespoints title columnheader(1)\n"
                "unset multiplot\n",
-               plot.c_str(), plot_rate, reps, data.c_str(), data.c_str());
+               plot.c_str(), plot_rate, reps, static_cast<int>(strategies.size()) - 1, data.c_str(),
+               static_cast<int>(strategies.size()) - 1, data.c_str());
   std::fclose(f);
   if (ferry::bench::run({"gnuplot", script}).status != 0)
     std::fprintf(stderr, "gnuplot failed: no plot\n");
