@@ -268,6 +268,7 @@ rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
   rpc::TaskingReply reply;
   std::shared_ptr<IncomingMigration> m = session(req.session_id());
   Stopwatch build;
+  double built_ms = 0;
   const transfer::Strategy strategy = m->strategy;
   const bool lazy = transfer::has_lazy_phase(strategy);
   const bool precopy = strategy == transfer::Strategy::kPreCopy;
@@ -338,6 +339,7 @@ rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
   }
   {
     // Laid out: the page stream may pour in now. Wait for the pages of the freeze.
+    built_ms = build.elapsed_ms();
     std::unique_lock<std::mutex> lock(m->mu);
     if (m->state == "building") m->state = "receiving";
     m->cv.notify_all();
@@ -358,6 +360,7 @@ rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
       return not_ready(why);
     }
   }
+  const double received_ms = build.elapsed_ms();
   try {
     if (req.description_follows() && !precopy && strategy != transfer::Strategy::kFlushing)
       take_description(*m);
@@ -402,6 +405,8 @@ rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
   if (!why.empty()) return not_ready(why);
   reply.set_ready(true);
   reply.set_restore_ms(build.elapsed_ms());
+  spdlog::debug("task {} ready in {:.1f} ms (built {:.1f}, pages in {:.1f})", m->task.id(),
+                reply.restore_ms(), built_ms, received_ms);
   return reply;
 }
 

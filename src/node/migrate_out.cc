@@ -348,7 +348,13 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
       };
     since_mark.restart();
     frozen.emplace(cr::freeze_and_describe(pid, freeze_options));
-    mark("describe");
+    {
+      // The checks before the freeze, and the frozen part.
+      double frozen_ms = static_cast<double>(frozen->frozen_us()) / 1000.0;
+      freeze_parts.push_back({"checks", since_mark.elapsed_ms() - frozen_ms});
+      freeze_parts.push_back({"describe", frozen_ms});
+      since_mark.restart();
+    }
     if (sender) frozen_from = sender->bytes_sent();
     cr::PageSelection selection;
     switch (*strategy) {
