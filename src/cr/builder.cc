@@ -113,9 +113,11 @@ pid_t clone_helper(pid_t wanted) {
   return static_cast<pid_t>(r);
 }
 
-bool is_zombie(pid_t pid) {
+// The PID is held by a process that has ended: a zombie its parent has not reaped yet, or one
+// reaped since our attempt (its /proc entry is gone).
+bool ended_or_gone(pid_t pid) {
   auto stat = proc::try_read_file(proc::path(pid, "stat"));
-  if (!stat) return false;
+  if (!stat) return true;
   auto close = stat->rfind(')');
   return close != std::string::npos && close + 2 < stat->size() && (*stat)[close + 2] == 'Z';
 }
@@ -125,12 +127,13 @@ bool is_zombie(pid_t pid) {
 // moment (up to 3 s).
 pid_t spawn_helper(pid_t wanted, bool same_pid) {
   pid_t pid = clone_helper(wanted);
-  for (int tries = 0; pid < 0 && errno == EEXIST && tries < 600 && is_zombie(wanted); tries++) {
-    ::usleep(5000);
+  int err = pid < 0 ? errno : 0;  // (saved at once: the /proc read below may change errno)
+  for (int tries = 0; pid < 0 && err == EEXIST && tries < 600 && ended_or_gone(wanted); tries++) {
+    if (tries) ::usleep(5000);
     pid = clone_helper(wanted);
+    err = pid < 0 ? errno : 0;
   }
   if (pid > 0) return pid;
-  int err = errno;
   if (err == EEXIST) {
     if (same_pid) fail("PID {} is in use, and --same-pid was given", wanted);
     pid = clone_helper(0);
