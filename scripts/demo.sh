@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job of the README: set up, build, start a local 3-node cluster, run a workload on it,
-# migrate it from node to node while it runs, and show that it kept running: its output is one
+# migrate it from node to node while it runs (once with each of the five strategies), and show
+# that it kept running: its output is one
 # unbroken sequence, its state intact. Also checkpoints and restores a process on one machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +27,7 @@ cat > "$work/workload.py" <<'PY'
 # A stateful computation: a running sum of squares and a table of partial results.
 import time
 state = {"sum": 0, "table": {}}
-for step in range(1, 61):
+for step in range(1, 81):
     state["sum"] += step * step
     state["table"][step] = state["sum"] % 9973
     print(f"step {step:2d}  sum {state['sum']:6d}  check {sum(state['table'].values()) % 9973:4d}", flush=True)
@@ -41,11 +42,15 @@ echo "task id: $task"
 sleep 1
 $FERRY ps
 
-for to in node2 node3 node1; do
-  sleep 0.8
+# One migration with each way of moving the address space (docs/protocol.md, "The five
+# strategies").
+for move in node2:eager-all node3:pre-copy node1:copy-on-reference node2:eager-dirty node3:flushing; do
+  to=${move%%:*}
+  strategy=${move#*:}
+  sleep 0.6
   echo
-  echo "== migrate $task to $to while it runs"
-  $FERRY migrate "$task" --to "$to"
+  echo "== migrate $task to $to while it runs ($strategy)"
+  $FERRY migrate "$task" --to "$to" --strategy "$strategy"
   $FERRY ps | sed -n "1p;/^$task /p"
 done
 
@@ -53,9 +58,9 @@ echo
 echo "== wait for it to finish, wherever it is"
 $FERRY wait "$task" || true
 echo
-echo "== its output, collected by its home node across 3 migrations: one unbroken sequence"
+echo "== its output, collected by its home node across 5 migrations: one unbroken sequence"
 $FERRY logs "$task" | tee "$work/log.txt" | sed 's/^/   /'
-expected=$(python3 -c 'print(60)')
+expected=80
 got=$(grep -c '^step' "$work/log.txt")
 if [ "$got" = "$expected" ] && grep -q 'workload done' "$work/log.txt"; then
   echo "== all $got steps present, in order, each once: the workload kept running across the migrations"
