@@ -412,6 +412,19 @@ void ProcessBuilder::relayout(const image::Image& final, const AddressRanges& re
                 t.remote_syscall_count());
 }
 
+void ProcessBuilder::adopt(const image::Image& final, const BuildOptions& options) {
+  check_executable(final.process());
+  img_ = &final;
+  vmas_.clear();
+  for (auto& v : final.memory().vmas()) vmas_[v.start()] = &v;
+  options_.external_fds = options.external_fds;
+  r_->external_fds = options.external_fds;
+  // Descriptors the build left in the process were numbered for a layout without files: they
+  // could sit where the files go. (The next one received opens above the files' numbers.)
+  r_->close_temporary_fds(false);
+  r_->set_image(final);
+}
+
 RestoredProcess ProcessBuilder::finish() {
   Tracee& t = *tracee_;
   Restorer& r = *r_;

@@ -49,6 +49,11 @@ class ProcessBuilder {
   // `final` is built around what stayed. `final` must outlive the builder.
   void relayout(const image::Image& final, const AddressRanges& retained,
                 const AddressRanges& discard);
+  // The builder was made from the layout of a running process (describe_layout()), and `final`,
+  // the description at the freeze, has the same layout (the caller compared them): from now on
+  // the builder works from `final`, whose files reach the process through `options`'s
+  // external_fds. `final` must outlive the builder.
+  void adopt(const image::Image& final, const BuildOptions& options);
   // Lazy mode: the userfaultfd on which the private anonymous regions are registered, and those
   // regions. After this, page data can no longer be placed by the builder; faults of the
   // process (also during finish()) wait for whoever reads the userfaultfd.

@@ -74,10 +74,11 @@ FrozenProcess freeze_and_describe(pid_t pid, const FreezeOptions& options) {
 
   image::Image img;
   auto ctx = std::make_unique<DumpContext>(*tracee);
-  // (Pre-copy's tracking ended since the checks: ferry's own write-protection flags are gone.)
+  // (Pre-copy: ferry's own write-protection is on the memory; the image must not record it.)
   if (options.ferry_tracks_writes)
     for (auto& v : vmas) v.vm_flags &= ~static_cast<uint64_t>(kVmUffdWp);
   ctx->preflight_vmas = std::move(vmas);
+  ctx->ferry_tracks_writes = options.ferry_tracks_writes;
   Stopwatch phase;
   auto done = [&](const char* what) {
     spdlog::debug("dump: {} took {:.2f} ms", what, phase.elapsed_ms());
@@ -91,7 +92,6 @@ FrozenProcess freeze_and_describe(pid_t pid, const FreezeOptions& options) {
   done("memory map");
   dump_files(*ctx, img.mutable_files(), mem);
   done("files");
-  if (options.on_layout) options.on_layout(img);
   *img.mutable_registers() = dump_registers(*tracee);
   // From here on syscalls are injected: first the scratch area with the safety net.
   ctx->scratch();
@@ -109,6 +109,17 @@ FrozenProcess freeze_and_describe(pid_t pid, const FreezeOptions& options) {
   tracee->undo_injection();
   done("registers, signals, timers, credentials, attributes");
   return FrozenProcess(std::move(tracee), std::move(ctx), std::move(img), freeze);
+}
+
+image::Image describe_layout(pid_t pid) {
+  std::vector<VmaInfo> vmas;
+  check_supported(pid, false, &vmas);
+  DumpContext ctx(pid);
+  ctx.preflight_vmas = std::move(vmas);
+  image::Image img;
+  describe_process(pid, img.mutable_process());
+  dump_memory_map(ctx, img.mutable_memory());
+  return img;
 }
 
 void FrozenProcess::dump_pages(image::PageSink& sink, const PageSelection& selection) {

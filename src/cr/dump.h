@@ -57,16 +57,16 @@ struct FreezeOptions {
   // after the stop and before anything is described, takes the last look and removes it.
   bool ferry_tracks_writes = false;
   std::function<void()> on_stopped;
-  // Called once the layout is known (process, memory map, files) and before any call is
-  // injected: a migration sends it ahead, so that the destination lays out the address space
-  // while the rest (registers, signals, timers, credentials, attributes) is still being read.
-  std::function<void(const image::Image& layout)> on_layout;
 };
 
 // Checks and freezes process pid and describes it: everything but page contents (the remote
 // tasking message of a migration). Throws ferry::Error; a failure leaves the process running
 // as it was.
 FrozenProcess freeze_and_describe(pid_t pid, const FreezeOptions& options = {});
+// The process and its memory layout as /proc shows them, without stopping it (after the same
+// checks as a freeze): what a migration's destination lays out before the freeze. The
+// description taken at the freeze says whether it still holds.
+image::Image describe_layout(pid_t pid);
 // freeze_and_describe() and dump_pages(sink): a whole dump. The image is complete except for its
 // pages_file summary and id (the sink's and the caller's business).
 FrozenProcess freeze_and_dump(pid_t pid, image::PageSink& sink);

@@ -7,19 +7,24 @@
 
 namespace ferry::cr {
 
+Tracee& DumpContext::tracee() {
+  if (!tracee_) fail("internal: process {} is not held", pid_);
+  return *tracee_;
+}
+
 uint64_t DumpContext::scratch() {
   if (!scratch_) {
     // The one injected call without a safety net: the mmap that creates it.
-    scratch_.emplace(tracee_, kScratchSize, PROT_READ | PROT_WRITE | PROT_EXEC);
-    tracee_.install_safety_net(scratch_->addr(), kScratchSize);
+    scratch_.emplace(tracee(), kScratchSize, PROT_READ | PROT_WRITE | PROT_EXEC);
+    tracee_->install_safety_net(scratch_->addr(), kScratchSize);
   }
   return scratch_->addr() + kArgsOffset;
 }
 
 long DumpContext::syscall_out(long nr, SyscallArgs args, void* out, size_t len) {
   scratch();
-  long r = tracee_.syscall(nr, args);
-  if (r >= 0 && out && len) tracee_.read_memory(scratch(), out, len);
+  long r = tracee_->syscall(nr, args);
+  if (r >= 0 && out && len) tracee_->read_memory(scratch(), out, len);
   return r;
 }
 
@@ -35,7 +40,7 @@ UniqueFd DumpContext::steal_fd(int num) {
 
 void DumpContext::finish() {
   if (!scratch_) return;
-  tracee_.remove_safety_net();
+  tracee_->remove_safety_net();
   scratch_->unmap();
   scratch_.reset();
 }

@@ -20,10 +20,12 @@ namespace ferry::cr {
 
 class DumpContext {
  public:
-  explicit DumpContext(Tracee& tracee) : tracee_(tracee) {}
+  explicit DumpContext(Tracee& tracee) : tracee_(&tracee), pid_(tracee.pid()) {}
+  // Without a hold on the process: only what /proc shows (describe_layout()).
+  explicit DumpContext(pid_t pid) : pid_(pid) {}
 
-  Tracee& tracee() { return tracee_; }
-  pid_t pid() const { return tracee_.pid(); }
+  Tracee& tracee();
+  pid_t pid() const { return pid_; }
   // Where page data goes (set before the pages are dumped).
   image::PageSink& pages() { return *pages_; }
   void set_pages(image::PageSink* sink) { pages_ = sink; }
@@ -31,6 +33,8 @@ class DumpContext {
   PageSelection& selection() { return selection_; }
   // The regions as the checks before the freeze read them (see read_vmas_again()).
   std::vector<VmaInfo> preflight_vmas;
+  // Pre-copy: ferry's own write-protection is on the memory; it is not the process's.
+  bool ferry_tracks_writes = false;
 
   // Scratch memory inside the process for syscall arguments and results (created on first use,
   // removed by finish()). It also holds the tracee's safety net (see Tracee::install_safety_net).
@@ -56,7 +60,8 @@ class DumpContext {
   std::map<std::pair<uint64_t, uint64_t>, uint64_t> ghost_by_inode;  // (dev, ino) -> ghost id
 
  private:
-  Tracee& tracee_;
+  Tracee* tracee_ = nullptr;
+  pid_t pid_;
   image::PageSink* pages_ = nullptr;
   image::DumpStats stats_;
   PageSelection selection_;

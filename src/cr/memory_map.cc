@@ -210,8 +210,10 @@ void dump_memory_map(DumpContext& ctx, image::Memory* out) {
   pid_t pid = ctx.pid();
   MappedFiles files(out);
   uint64_t task_size = kTaskSize47;
-  for (const VmaInfo& info : read_vmas_again(pid, ctx.preflight_vmas)) {
+  for (VmaInfo info : read_vmas_again(pid, ctx.preflight_vmas)) {
     if (ctx.is_scratch(info.start)) continue;
+    // (Read again when the layout changed since the checks: without ferry's own flags.)
+    if (ctx.ferry_tracks_writes) info.vm_flags &= ~static_cast<uint64_t>(kVmUffdWp);
     std::string why = unsupported_region(info);
     if (!why.empty()) fail("cannot checkpoint process {}: {}", pid, why);
     image::Vma* v = out->add_vmas();

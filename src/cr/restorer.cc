@@ -11,7 +11,7 @@
 
 namespace ferry::cr {
 
-Restorer::Restorer(Tracee& tracee, const image::Image& img) : tracee_(tracee), img_(img) {}
+Restorer::Restorer(Tracee& tracee, const image::Image& img) : tracee_(tracee), img_(&img) {}
 
 void Restorer::place_scratch() {
   scratch_.emplace(tracee_, reserve_gap(kScratchSize), kScratchSize);
@@ -33,7 +33,7 @@ void Restorer::remove_scratch() {
 
 int Restorer::image_fd_floor() const {
   int floor = 0;
-  for (auto& f : img_.files().fds()) floor = std::max(floor, f.num() + 1);
+  for (auto& f : img_->files().fds()) floor = std::max(floor, f.num() + 1);
   return floor;
 }
 
@@ -95,7 +95,7 @@ void Restorer::close_temporary_fds(bool file_table_in_place) {
   // file at.
   std::set<int> image_numbers;
   if (file_table_in_place)
-    for (auto& f : img_.files().fds()) image_numbers.insert(f.num());
+    for (auto& f : img_->files().fds()) image_numbers.insert(f.num());
   for (int p : placeholders_)
     if (!image_numbers.count(p)) tracee_.syscall(SYS_close, {p});
   placeholders_.clear();
@@ -107,7 +107,7 @@ uint64_t Restorer::reserve_gap(uint64_t len) {
   // our temporary mapping with a region of the image.
   constexpr uint64_t kGuard = 4096;
   std::vector<std::pair<uint64_t, uint64_t>> busy;
-  for (auto& v : img_.memory().vmas())
+  for (auto& v : img_->memory().vmas())
     if (v.kind() != image::Vma::VSYSCALL) busy.emplace_back(v.start(), v.end());
   for (auto& [s, e] : reserved_) busy.emplace_back(s, e);
   std::sort(busy.begin(), busy.end());
@@ -117,7 +117,7 @@ uint64_t Restorer::reserve_gap(uint64_t len) {
     if (candidate + len + kGuard <= s) break;
     candidate = std::max(candidate, e + kGuard);
   }
-  if (candidate + len > img_.memory().task_size()) fail("no free address range of {} bytes", len);
+  if (candidate + len > img_->memory().task_size()) fail("no free address range of {} bytes", len);
   reserved_[candidate] = candidate + len;
   return candidate;
 }

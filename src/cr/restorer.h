@@ -23,7 +23,9 @@ class Restorer {
 
   Tracee& tracee() { return tracee_; }
   pid_t pid() const { return tracee_.pid(); }
-  const image::Image& image() const { return img_; }
+  const image::Image& image() const { return *img_; }
+  // The whole description, once the layout built from an earlier one turned out unchanged.
+  void set_image(const image::Image& img) { img_ = &img; }
 
   // Staging: a scratch mapping inside the helper, placed where the image has no memory.
   void place_scratch();
@@ -61,7 +63,7 @@ class Restorer {
   void open_remote_pidfd();
 
   Tracee& tracee_;
-  const image::Image& img_;
+  const image::Image* img_;
   std::optional<RemoteMapping> scratch_;
   size_t stage_used_ = 0;
   int remote_pidfd_ = -1;

@@ -73,12 +73,10 @@ struct IncomingMigration {
   std::string state = "offered";
   std::string error;
   bool token_used = false;
-  bool receiving = false;   // a thread is reading the page stream
-  int stream_fd = -1;       // its socket, to break it off
-  image::Image prelim;      // pre-copy: the first description (the builder's layout until relayout)
-  image::Image image;       // the tasking message's description
-  std::string description;  // the whole description, when it follows the layout on the stream
-  uint64_t description_size = 0;  // as announced by its frames
+  bool receiving = false;  // a thread is reading the page stream
+  int stream_fd = -1;      // its socket, to break it off
+  image::Image prelim;     // pre-copy: the first description (the builder's layout until relayout)
+  image::Image image;      // the tasking message's description
   std::unique_ptr<cr::ProcessBuilder> builder;
   std::optional<cr::RestoredProcess> built;
   double stream_ms = 0;  // first frame received to last placed
@@ -138,7 +136,6 @@ class Daemon {
                const std::function<void(const rpc::MigrateEvent&)>& emit);
   rpc::OfferReply offer(const rpc::OfferRequest& req);
   rpc::TaskingReply tasking(const rpc::TaskingRequest& req);
-  void take_description(IncomingMigration& m);
   rpc::TaskingReply prepare(const rpc::TaskingRequest& req);
   rpc::CommitReply commit(const rpc::CommitRequest& req);
   void abort(const rpc::AbortRequest& req);

@@ -54,7 +54,8 @@ void Daemon::receive_stream(UniqueFd sock) {
     // The data is put in place directly: wait until a layout exists.
     std::unique_lock<std::mutex> lock(m->mu);
     m->cv.wait_for(lock, std::chrono::milliseconds(kWaitForLayoutMs), [&] {
-      return m->state != "offered" && m->state != "building" && m->state != "preparing";
+      return m->state != "offered" && m->state != "building" && m->state != "preparing" &&
+             m->state != "prepared";
     });
     if (m->state != "receiving" && m->state != "rounds") return;
     m->receiving = true;
@@ -130,19 +131,7 @@ void Daemon::receive_pages(IncomingMigration& m, transfer::StreamReceiver& rx) {
     }
     stream.reset();  // from here: the pages of the freeze
   }
-  // The whole description comes first when the tasking message was the layout only.
-  constexpr uint64_t kMaxDescription = 64 << 20;
-  auto on_control = [&](const transfer::Frame& f) {
-    if (f.flags != transfer::frame_flags::kDescription)
-      fail("page stream: unexpected control frame {:#x}", f.flags);
-    std::lock_guard<std::mutex> lock(m.mu);
-    if (f.aux > kMaxDescription || f.target.addr != m.description.size() ||
-        f.target.addr + f.length > f.aux)
-      fail("page stream: a description piece out of place");
-    m.description.append(f.data, f.length);
-    m.description_size = f.aux;
-  };
-  rx.receive_until(transfer::frame_flags::kEnd, on_data, on_control);
+  rx.receive_all(on_data);
   m.stream_ms = stream ? stream->elapsed_ms() : 0;
 }
 

@@ -155,8 +155,10 @@ cr::BuildOptions Daemon::build_options(IncomingMigration& m, bool lazy) {
   return options;
 }
 
-// Pre-copy: the first description of the running task. The address space is laid out now, so
-// that the rounds' pages go straight to their place.
+// The first description of the running task, and the address space laid out from it while the
+// task still runs. Pre-copy: a whole description, and the rounds' pages go straight to their
+// place. Eager-all, eager-dirty, copy-on-reference: the layout only (describe_layout()); if the
+// freeze finds it unchanged, the tasking message's description is adopted as it is.
 rpc::TaskingReply Daemon::prepare(const rpc::TaskingRequest& req) {
   rpc::TaskingReply reply;
   std::shared_ptr<IncomingMigration> m = session(req.session_id());
@@ -169,20 +171,24 @@ rpc::TaskingReply Daemon::prepare(const rpc::TaskingRequest& req) {
   };
   {
     std::lock_guard<std::mutex> lock(m->mu);
-    if (m->state != "offered" || m->strategy != transfer::Strategy::kPreCopy)
+    if (m->state != "offered" || m->strategy == transfer::Strategy::kFlushing)
       return not_ready("unexpected prepare message (" + m->state + ")");
     m->state = "preparing";
   }
+  const bool precopy = m->strategy == transfer::Strategy::kPreCopy;
   try {
     if (!m->prelim.ParseFromString(req.image())) fail("the prepare message is corrupted");
-    image::validate(m->prelim, m->prelim.pages_file().size());
-    cr::BuildOptions options = build_options(*m, false);
+    if (precopy)
+      image::validate(m->prelim, m->prelim.pages_file().size());
+    else
+      image::validate_layout(m->prelim, m->prelim.pages_file().size());
+    cr::BuildOptions options = build_options(*m, transfer::has_lazy_phase(m->strategy));
     m->worker->run([&] { m->builder = std::make_unique<cr::ProcessBuilder>(m->prelim, options); });
   } catch (const std::exception& e) {
     return not_ready(e.what());
   }
   std::lock_guard<std::mutex> lock(m->mu);
-  m->state = "rounds";
+  m->state = precopy ? "rounds" : "prepared";
   m->cv.notify_all();
   reply.set_ready(true);
   return reply;
@@ -226,7 +232,6 @@ std::string layout_of(const image::Image& img) {
   *layout.mutable_memory() = img.memory();
   layout.mutable_memory()->clear_mm();
   layout.mutable_memory()->clear_pages();
-  *layout.mutable_files() = img.files();
   return layout.SerializeAsString();
 }
 
@@ -239,36 +244,12 @@ std::vector<transfer::Range> anonymous_ranges(const image::Image& img) {
 
 }  // namespace
 
-// The whole description came on the stream after the layout the builder was made from: it must
-// describe the same layout; the rest of it (registers, signals, timers, credentials,
-// attributes, mm fields) completes the image.
-void Daemon::take_description(IncomingMigration& m) {
-  image::Image full;
-  {
-    std::lock_guard<std::mutex> lock(m.mu);
-    if (m.description.empty() || m.description.size() != m.description_size)
-      fail("the task's description did not arrive whole");
-    if (!full.ParseFromString(m.description)) fail("the task's description is corrupted");
-    m.description.clear();
-  }
-  image::validate(full, full.pages_file().size());
-  if (full.image_id() != m.image.image_id() || layout_of(full) != layout_of(m.image))
-    fail("the task's description does not match its layout");
-  *m.image.mutable_process() = full.process();
-  *m.image.mutable_registers() = full.registers();
-  *m.image.mutable_signals() = full.signals();
-  *m.image.mutable_timers() = full.timers();
-  *m.image.mutable_creds() = full.creds();
-  *m.image.mutable_attrs() = full.attrs();
-  *m.image.mutable_memory()->mutable_mm() = full.memory().mm();
-  *m.image.mutable_stats() = full.stats();
-}
-
 rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
   rpc::TaskingReply reply;
   std::shared_ptr<IncomingMigration> m = session(req.session_id());
   Stopwatch build;
   double built_ms = 0;
+  bool prepared = false;  // laid out before the freeze from the layout of the running task
   const transfer::Strategy strategy = m->strategy;
   const bool lazy = transfer::has_lazy_phase(strategy);
   const bool precopy = strategy == transfer::Strategy::kPreCopy;
@@ -289,24 +270,31 @@ rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
         });
       if (m->state != "rounds" || !m->last_round_seen)
         return not_ready("the rounds did not arrive (" + m->state + ")");
-    } else if (m->state != "offered") {
+    } else if (m->state != "offered" && m->state != "prepared") {
       return not_ready("unexpected tasking message (" + m->state + ")");
     }
+    prepared = m->state == "prepared";
     m->state = "building";
   }
   try {
     if (!m->image.ParseFromString(req.image())) fail("the tasking message is corrupted");
-    if (req.description_follows() && !precopy && strategy != transfer::Strategy::kFlushing)
-      image::validate_layout(m->image, m->image.pages_file().size());
-    else
-      image::validate(m->image, m->image.pages_file().size());
+    image::validate(m->image, m->image.pages_file().size());
     if (faults_.fail_restore) fail("restore failed (test fault)");
     if (precopy) {
       cr::AddressRanges retained = ranges_of(req.retained()), discard = ranges_of(req.discard());
       check_retained(retained, m->prelim, m->image);
       check_retained(discard, m->prelim, m->image);
       m->worker->run([&] { m->builder->relayout(m->image, retained, discard); });
+    } else if (prepared && layout_of(m->prelim) == layout_of(m->image)) {
+      // Unchanged since it was laid out: only the rest of the description is new.
+      cr::BuildOptions options = build_options(*m, lazy);
+      m->worker->run([&] { m->builder->adopt(m->image, options); });
     } else {
+      if (prepared) {
+        spdlog::info("task {} changed its layout since it was laid out here: building anew",
+                     m->task.id());
+        m->worker->run([&] { m->builder.reset(); });
+      }
       cr::BuildOptions options = build_options(*m, lazy);
       m->worker->run([&] { m->builder = std::make_unique<cr::ProcessBuilder>(m->image, options); });
     }
@@ -362,8 +350,6 @@ rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
   }
   const double received_ms = build.elapsed_ms();
   try {
-    if (req.description_follows() && !precopy && strategy != transfer::Strategy::kFlushing)
-      take_description(*m);
     reply.set_bytes_placed(m->builder->bytes_placed());
     reply.set_stream_ms(m->stream_ms);
     if (lazy) {

@@ -251,8 +251,29 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
       if (faults_.slow_stream) sender->set_frame_delay_ms(25);
     }
 
+    // The destination lays out the address space from a first description, while the task
+    // still runs here.
+    auto prepare_at_destination = [&](image::Image& prelim) {
+      prelim.set_format_version(image::kFormatVersion);
+      prelim.set_image_id(image::new_image_id());
+      prelim.mutable_pages_file()->set_size(image::kPagesHeaderSize);
+      rpc::TaskingRequest prepare;
+      prepare.set_session_id(sid);
+      prepare.set_image(prelim.SerializeAsString());
+      rpc::TaskingReply prepared;
+      auto ctx = deadline_ms(60000);
+      grpc::Status s = peers_.stub(to).Prepare(ctx.get(), prepare, &prepared);
+      if (!s.ok()) fail("node {} does not answer: {}", to, s.error_message());
+      if (!prepared.ready()) fail("{}", prepared.reason());
+    };
     // 2. Pre-copy: describe the running task in a short stop, start tracking its writes, and
-    // send rounds while it runs.
+    // send rounds while it runs. Eager-all, eager-dirty, copy-on-reference: the layout as /proc
+    // shows it (no stop), so that the freeze need not wait for the address space to be built.
+    if (!precopy && !flushing) {
+      progress("describe", 0, offer.rss_bytes());
+      image::Image layout = cr::describe_layout(pid);
+      prepare_at_destination(layout);
+    }
     if (precopy) {
       progress("describe", 0, offer.rss_bytes());
       bool want_uffd = req.dirty_tracking() != "hash";
@@ -285,17 +306,7 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
                : transfer::make_hash_tracker(pid, tracked);
       rep.set_dirty_tracking(tracker->name());
       rounds = std::make_unique<transfer::PrecopySource>(pid, std::move(tracker), tracked, *sender);
-      prelim.set_format_version(image::kFormatVersion);
-      prelim.set_image_id(image::new_image_id());
-      prelim.mutable_pages_file()->set_size(image::kPagesHeaderSize);
-      rpc::TaskingRequest prepare;
-      prepare.set_session_id(sid);
-      prepare.set_image(prelim.SerializeAsString());
-      rpc::TaskingReply prepared;
-      auto ctx = deadline_ms(60000);
-      grpc::Status s = peers_.stub(to).Prepare(ctx.get(), prepare, &prepared);
-      if (!s.ok()) fail("node {} does not answer: {}", to, s.error_message());
-      if (!prepared.ready()) fail("{}", prepared.reason());
+      prepare_at_destination(prelim);
       transfer::PrecopyConfig config;
       if (req.max_freeze_ms()) config.max_freeze_ms = req.max_freeze_ms();
       if (req.max_rounds()) config.max_rounds = req.max_rounds();
@@ -338,14 +349,6 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
       freeze_options.ferry_tracks_writes = true;
       freeze_options.on_stopped = [&] { rounds->at_freeze(); };
     }
-    // The layout goes ahead: the destination lays out the address space while the registers,
-    // signals, timers and the rest are read here; the whole description follows on the stream.
-    const bool layout_ahead = !rounds && !flushing;
-    if (layout_ahead)
-      freeze_options.on_layout = [&](const image::Image& layout) {
-        tasking.set_description_follows(true);
-        send_tasking(without_pages(layout));
-      };
     since_mark.restart();
     frozen.emplace(cr::freeze_and_describe(pid, freeze_options));
     {
@@ -405,10 +408,7 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
       rep.set_pages_frozen(img.stats().pages_written());
       send_tasking(img);
     } else {
-      if (layout_ahead)
-        sender->send_description(without_pages(frozen->image()).SerializeAsString());
-      else
-        send_tasking(without_pages(frozen->image()));
+      send_tasking(without_pages(frozen->image()));
       frozen->dump_pages(*sender, selection);
       sender->finish(frozen->image().mutable_pages_file());
       rep.set_bytes_frozen(sender->bytes_sent() - frozen_from);

@@ -90,18 +90,25 @@ class UffdDirtyTracker : public DirtyTracker {
     api.features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED;
     if (::ioctl(uffd_.get(), UFFDIO_API, &api) != 0)
       fail_errno(errno, "userfaultfd write-protection (WP_ASYNC)");
+    std::vector<Range> registered;
     for (const Range& r : ranges_) {
       uffdio_register reg{};
       reg.range = {r.start, r.end - r.start};
       reg.mode = UFFDIO_REGISTER_MODE_WP;
-      if (::ioctl(uffd_.get(), UFFDIO_REGISTER, &reg) != 0)
+      if (::ioctl(uffd_.get(), UFFDIO_REGISTER, &reg) != 0) {
+        // Unmapped or changed since the task was described (it runs): not tracked, so the
+        // freeze looks at all of it again.
+        if (errno == EINVAL || errno == ENOMEM) continue;
         fail_errno(errno, "cannot track writes to {:x}-{:x}", r.start, r.end);
+      }
+      registered.push_back(r);
       uffdio_writeprotect wp{};
       wp.range = {r.start, r.end - r.start};
       wp.mode = UFFDIO_WRITEPROTECT_MODE_WP;
       if (::ioctl(uffd_.get(), UFFDIO_WRITEPROTECT, &wp) != 0)
         fail_errno(errno, "cannot write-protect {:x}-{:x}", r.start, r.end);
     }
+    ranges_ = std::move(registered);
   }
   ~UffdDirtyTracker() override { stop(); }
   const char* name() const override { return "uffd"; }

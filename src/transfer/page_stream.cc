@@ -209,19 +209,6 @@ void StreamSender::send_control(uint16_t flags, uint64_t addr, uint64_t aux) {
   send_frame(t, aux, nullptr, 0, 0, flags);
 }
 
-void StreamSender::send_description(const std::string& bytes) {
-  constexpr size_t kPiece = 1 << 20;
-  size_t at = 0;
-  do {
-    size_t take = std::min(kPiece, bytes.size() - at);
-    image::PageTarget t;
-    t.addr = at;
-    iovec piece{const_cast<char*>(bytes.data() + at), take};
-    send_frame(t, bytes.size(), &piece, 1, static_cast<uint32_t>(take), frame_flags::kDescription);
-    at += take;
-  } while (at < bytes.size());
-}
-
 void StreamSender::finish(image::PagesFile* out) {
   send_control(frame_flags::kEnd, offset_);
   out->set_size(offset_);
@@ -268,8 +255,7 @@ Frame StreamReceiver::receive_until(uint16_t stop, const OnData& on_data,
     FrameHeader h;
     read_fully(sock_.get(), &h, sizeof h);
     if (h.length > kMaxFrame) fail("page stream frame of {} bytes", h.length);
-    // (A description is not page data: it has a limit of its own.)
-    if (h.flags != frame_flags::kDescription) data_bytes_ += h.length;
+    data_bytes_ += h.length;
     if (data_bytes_ > limit_) fail("page stream larger than announced ({} bytes)", limit_);
     read_fully(sock_.get(), buf_.data(), h.length);
     uint8_t tag[kTagSize], want[kTagSize];
@@ -290,9 +276,8 @@ Frame StreamReceiver::receive_until(uint16_t stop, const OnData& on_data,
     if (h.flags == 0) {
       on_data(f.target, buf_.data(), h.length);
     } else {
-      if ((h.length != 0 && h.flags != frame_flags::kDescription) || !on_control)
+      if (h.length != 0 || !on_control)
         fail("page stream: unexpected control frame {:#x}", h.flags);
-      f.data = buf_.data();
       on_control(f);
     }
   }

@@ -15,9 +15,6 @@
 //     kRoundEnd  pre-copy: round `addr` is complete
 //     kZero      lazy phase: the aux bytes at addr hold nothing at the source (zero pages)
 //     kPushEnd   lazy phase: every page has been sent
-//     kDescription  the task's whole description (a serialized image without pages), in pieces:
-//                addr = offset of this piece, aux = total size; the tasking message carried
-//                only the layout (the one control frame with data)
 //   destination -> source
 //     kRequest   lazy phase: send the aux bytes at addr now (a fault waits for them)
 //     kDone      lazy phase: the destination has everything; the source may let go
@@ -52,7 +49,6 @@ constexpr uint16_t kZero = 4;
 constexpr uint16_t kPushEnd = 8;
 constexpr uint16_t kRequest = 16;
 constexpr uint16_t kDone = 32;
-constexpr uint16_t kDescription = 64;
 }  // namespace frame_flags
 
 // One frame as received: page data (flags 0, `length` bytes) or a control frame.
@@ -61,7 +57,6 @@ struct Frame {
   uint64_t aux = 0;
   uint32_t length = 0;
   uint16_t flags = 0;
-  const char* data = nullptr;  // kDescription: the piece (valid during on_control)
 };
 
 // A request of the destination, as the source reads it.
@@ -91,8 +86,6 @@ class StreamSender : public image::PageSink {
   uint64_t batch_bytes() const override { return 256 << 10; }
 
   void send_control(uint16_t flags, uint64_t addr, uint64_t aux = 0);
-  // Sends a serialized description in kDescription frames.
-  void send_description(const std::string& bytes);
   // The next request of the destination, waiting at most timeout_ms (0: only what is there).
   std::optional<Request> next_request(int timeout_ms);
 

@@ -63,6 +63,29 @@ TEST_P(StrategyTest, AFastWriterKeepsItsMemory) {
   EXPECT_GT(sequential_lines(c.logs(id)), 5);
 }
 
+// A task whose layout changes every millisecond: the layout the destination laid out before the
+// freeze is stale by the freeze, and the migration must notice and build from the description
+// taken at the freeze (pre-copy: rebuild around the retained memory). Moved three times.
+TEST_P(StrategyTest, ATaskThatKeepsRemappingItsMemory) {
+  TestCluster c(2);
+  ASSERT_TRUE(c.up());
+  std::string id = c.run({target_path("t_writer"), "16", "10", "remap"}, "node1");
+  ASSERT_TRUE(wait_until([&] { return has_lines(c, id, 3); }, 15000));
+  for (std::string to : {"node2", "node1", "node2"}) {
+    migrate_ok(c, id, to, GetParam());
+    int lines = sequential_lines(c.logs(id));
+    ASSERT_TRUE(wait_until([&] { return has_lines(c, id, lines + 2); }, 15000))
+        << "stopped on " << to;
+  }
+  checks_pass(c, id);
+  if (GetParam() != "pre-copy" && GetParam() != "flushing") {
+    std::string logs = read_file(c.dir() + "/nodes/node1/ferryd.log") +
+                       read_file(c.dir() + "/nodes/node2/ferryd.log");
+    EXPECT_NE(logs.find("changed its layout since it was laid out here"), std::string::npos)
+        << "the stale layout was never noticed";
+  }
+}
+
 // The engine's own targets: each sets up one family of process state and checks it on USR2.
 TEST_P(StrategyTest, TheEnginesTargetsComeThroughIntact) {
   TestCluster c(2);

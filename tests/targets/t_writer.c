@@ -1,11 +1,13 @@
 /* A task that writes its memory fast while it is being migrated, and checks it itself.
  *
- * usage: t_writer MIB MB_PER_S [dontneed] [fork]
+ * usage: t_writer MIB MB_PER_S [dontneed] [fork] [remap]
  * It holds MIB of memory; page p holds a pattern of (p, version). Step s rewrites page
  * s % npages with version s / npages + 1, at MB_PER_S (in bursts every 10 ms). With "dontneed",
  * every 16th step drops its page instead (MADV_DONTNEED: it must read as zero afterwards).
  * With "fork", every 200 ms it forks a child that checks the memory it inherited and exits
- * (status 0 when intact), which the parent waits for.
+ * (status 0 when intact), which the parent waits for. With "remap", every millisecond it unmaps
+ * the oldest of four small regions and maps a new one with a pattern of its own: its layout
+ * changes all the time (the check covers those regions too).
  * It prints "line N" every 100 ms. On SIGUSR2 it checks every page against its step counter and
  * exits 0 when all is intact (the check covers memory and counters moving together). */
 #include "target.h"
@@ -42,7 +44,41 @@ static unsigned long version_of(size_t p, unsigned long done) {
   return done / npages + (p < done % npages ? 1 : 0);
 }
 
+#define SLOTS 4
+static char* slot_mem[SLOTS];
+static size_t slot_bytes[SLOTS];
+static unsigned long slot_id[SLOTS];
+
+/* Sizes and protections vary, so that the layout does not come back to the same shape soon. */
+static void remap_one(unsigned long id) {
+  int s = (int)(id % SLOTS);
+  if (slot_mem[s]) munmap(slot_mem[s], slot_bytes[s]);
+  slot_bytes[s] = (1 + id % 13) * PAGE;
+  slot_mem[s] =
+      mmap(NULL, slot_bytes[s], PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (slot_mem[s] == MAP_FAILED) {
+    slot_mem[s] = NULL;
+    return;
+  }
+  slot_id[s] = id;
+  for (size_t i = 0; i < slot_bytes[s] / 8; i++) ((uint64_t*)slot_mem[s])[i] = id * 1000003 + i;
+  if (id % 2) mprotect(slot_mem[s], slot_bytes[s], PROT_READ);
+}
+
+static int slots_ok(void) {
+  for (int s = 0; s < SLOTS; s++) {
+    if (!slot_mem[s]) continue;
+    for (size_t i = 0; i < slot_bytes[s] / 8; i++)
+      if (((uint64_t*)slot_mem[s])[i] != slot_id[s] * 1000003 + i) {
+        fprintf(stderr, "t_writer: remapped region %d differs\n", s);
+        return 0;
+      }
+  }
+  return 1;
+}
+
 static int check_all(void) {
+  if (!slots_ok()) return 0;
   for (size_t p = 0; p < npages; p++)
     if (!page_ok(p, version_of(p, steps))) {
       fprintf(stderr, "t_writer: page %zu differs (step %lu)\n", p, steps);
@@ -61,11 +97,13 @@ int main(int argc, char** argv) {
   if (argc < 3) return 2;
   size_t len = (size_t)atol(argv[1]) << 20;
   double rate = atof(argv[2]) * 1e6; /* bytes per second */
-  int dontneed = 0, forks = 0;
+  int dontneed = 0, forks = 0, remap = 0;
   for (int i = 3; i < argc; i++) {
     if (!strcmp(argv[i], "dontneed")) dontneed = 1;
     if (!strcmp(argv[i], "fork")) forks = 1;
+    if (!strcmp(argv[i], "remap")) remap = 1;
   }
+  unsigned long remaps = 0;
   target_install_go();
   setvbuf(stdout, NULL, _IOLBF, 0);
   npages = len / PAGE;
@@ -101,7 +139,8 @@ int main(int argc, char** argv) {
       waitpid(c, &st, 0);
       CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "a child saw different memory");
     }
-    struct timespec ts = {0, 10 * 1000000L};
+    if (remap) remap_one(remaps++);
+    struct timespec ts = {0, (remap ? 1 : 10) * 1000000L};
     nanosleep(&ts, NULL);
   }
   CHECK(check_all(), "memory differs");

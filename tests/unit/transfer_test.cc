@@ -1,7 +1,7 @@
-// The page stream and what a migration sends while the task is frozen: a description sent in
-// pieces arrives whole and in order among page frames, without counting as page data; a frame
-// changed on the way ends the stream; the layout sent ahead passes layout validation only; and
-// copy-on-reference takes along the pages restoring touches.
+// The page stream and what a migration sends: frames arrive in order and within the announced
+// size, a frame changed on the way ends the stream; the layout the destination builds from
+// before the freeze passes layout validation only; copy-on-reference takes along the pages
+// restoring touches.
 #include <sys/socket.h>
 #include <sys/user.h>
 
@@ -41,79 +41,95 @@ std::string pattern(size_t n, char seed) {
 
 }  // namespace
 
-TEST(PageStreamTest, ADescriptionInPiecesArrivesWholeAmongPages) {
+TEST(PageStreamTest, PagesAndControlFramesArriveInOrderWithinTheLimit) {
   Pair p = socket_pair();
   Key key = random_key();
-  const std::string page = pattern(4096, 'p');
-  const std::string description = pattern((5u << 20) / 2 + 123, 'd');  // three pieces
+  const std::string data = pattern(5 << 20, 'p');  // more than one frame
+  std::thread sender([&, fd = std::move(p.a)]() mutable {
+    StreamSender tx(std::move(fd), key);
+    image::PageTarget t{image::PageTarget::kMemory, 0, 0x10000};
+    iovec v{const_cast<char*>(data.data()), data.size()};
+    tx.append_async(&t, &v, 1);
+    tx.send_control(frame_flags::kZero, 0x900000, 8192);
+    image::PagesFile pf;
+    tx.finish(&pf);
+  });
+  StreamReceiver rx(std::move(p.b), key, data.size());
+  std::string got;
+  uint64_t next = 0x10000;
+  std::vector<std::pair<uint64_t, uint64_t>> zeros;
+  rx.receive_until(
+      frame_flags::kEnd,
+      [&](const image::PageTarget& t, const char* d, size_t len) {
+        EXPECT_EQ(t.addr, next) << "frames out of order";
+        next = t.addr + len;
+        got.append(d, len);
+      },
+      [&](const Frame& f) {
+        zeros.push_back({f.target.addr, f.aux});
+      });
+  sender.join();
+  EXPECT_TRUE(got == data) << "the data differs after the trip";
+  EXPECT_EQ(zeros, (std::vector<std::pair<uint64_t, uint64_t>>{{0x900000, 8192}}));
+}
+
+TEST(PageStreamTest, MoreDataThanAnnouncedIsRefused) {
+  Pair p = socket_pair();
+  Key key = random_key();
+  const std::string page = pattern(4096, 'q');
   std::thread sender([&, fd = std::move(p.a)]() mutable {
     StreamSender tx(std::move(fd), key);
     image::PageTarget t{image::PageTarget::kMemory, 0, 0x10000};
     iovec v{const_cast<char*>(page.data()), page.size()};
     tx.append_async(&t, &v, 1);
-    tx.send_description(description);
-    t.addr = 0x20000;
+    t.addr += 4096;
     tx.append_async(&t, &v, 1);
-    image::PagesFile pf;
-    tx.finish(&pf);
   });
-  // The limit covers the page data only: the description must not count against it.
-  StreamReceiver rx(std::move(p.b), key, 2 * page.size());
-  std::vector<uint64_t> pages_at;
-  std::string got;
-  int pieces = 0;
-  uint64_t announced = 0;
-  rx.receive_until(
-      frame_flags::kEnd,
-      [&](const image::PageTarget& t, const char* data, size_t len) {
-        EXPECT_EQ(std::string(data, len), page);
-        pages_at.push_back(t.addr);
-      },
-      [&](const Frame& f) {
-        ASSERT_EQ(f.flags, frame_flags::kDescription);
-        EXPECT_EQ(f.target.addr, got.size()) << "pieces out of order";
-        got.append(f.data, f.length);
-        announced = f.aux;
-        pieces++;
-      });
+  StreamReceiver rx(std::move(p.b), key, 4096);
+  std::string error;
+  try {
+    rx.receive_all([](const image::PageTarget&, const char*, size_t) {});
+  } catch (const Error& e) {
+    error = e.what();
+  }
   sender.join();
-  EXPECT_EQ(pages_at, (std::vector<uint64_t>{0x10000, 0x20000}));
-  EXPECT_EQ(pieces, 3);
-  EXPECT_EQ(announced, description.size());
-  EXPECT_TRUE(got == description) << "the description differs after the trip";
+  EXPECT_NE(error.find("larger than announced"), std::string::npos) << error;
 }
 
 TEST(PageStreamTest, AFrameChangedOnTheWayEndsTheStream) {
   Pair p = socket_pair();
   Pair relay = socket_pair();
   Key key = random_key();
+  const std::string page = pattern(4096, 'x');
   std::thread sender([&, fd = std::move(p.a)]() mutable {
     StreamSender tx(std::move(fd), key);
-    tx.send_description(pattern(1000, 'x'));
+    image::PageTarget t{image::PageTarget::kMemory, 0, 0x10000};
+    iovec v{const_cast<char*>(page.data()), page.size()};
+    tx.append_async(&t, &v, 1);
     image::PagesFile pf;
     tx.finish(&pf);
   });
-  // Flip one byte of the description's data between the two ends.
-  std::vector<char> bytes(64 << 10);
   sender.join();
+  // Flip one byte of the page data between the two ends.
+  std::vector<char> bytes(64 << 10);
   ssize_t n = ::recv(p.b.get(), bytes.data(), bytes.size(), MSG_DONTWAIT);
-  ASSERT_GT(n, 100);
-  bytes[40] ^= 1;
+  ASSERT_GT(n, 4096);
+  bytes[100] ^= 1;
   ASSERT_EQ(::send(relay.a.get(), bytes.data(), static_cast<size_t>(n), 0), n);
   relay.a.reset();
   StreamReceiver rx(std::move(relay.b), key, 1 << 20);
   std::string error;
   try {
-    rx.receive_until(
-        frame_flags::kEnd, [](const image::PageTarget&, const char*, size_t) {},
-        [](const Frame&) { ADD_FAILURE() << "a changed frame was handed over"; });
+    rx.receive_all([](const image::PageTarget&, const char*, size_t) {
+      ADD_FAILURE() << "a changed frame was handed over";
+    });
   } catch (const Error& e) {
     error = e.what();
   }
   EXPECT_NE(error.find("failed authentication"), std::string::npos) << error;
 }
 
-TEST(LayoutAheadTest, ALayoutPassesLayoutValidationOnly) {
+TEST(LayoutBeforeTheFreezeTest, ALayoutPassesLayoutValidationOnly) {
   test::TempDir dir;
   image::Image full = test::write_sample_image(dir.path());
   uint64_t size = full.pages_file().size();
