@@ -28,6 +28,7 @@
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/mapping.h"
+#include "util/proc.h"
 
 namespace {
 
@@ -116,12 +117,8 @@ int main(int argc, char** argv) {
       base = argv[i + 1];
     else if (a == "--sizes") {
       sizes.clear();
-      std::string s = argv[i + 1];
-      for (size_t p = 0; p < s.size();) {
-        size_t q = s.find(',', p);
-        sizes.push_back(std::atoi(s.substr(p, q - p).c_str()));
-        p = q == std::string::npos ? s.size() : q + 1;
-      }
+      for (const std::string& item : ferry::proc::split(argv[i + 1], ','))
+        sizes.push_back(std::atoi(item.c_str()));
     }
   }
   if (std::getenv("FERRY_BENCH_DEBUG")) spdlog::set_level(spdlog::level::debug);

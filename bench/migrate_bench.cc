@@ -31,6 +31,7 @@
 
 #include "bench_cluster.h"
 #include "util/clock.h"
+#include "util/proc.h"
 
 namespace {
 
@@ -171,12 +172,8 @@ int main(int argc, char** argv) {
     if (a == "--reps") reps = std::atoi(argv[i + 1]);
     if (a == "--sizes") {
       sizes.clear();
-      std::string s = argv[i + 1];
-      for (size_t p = 0; p < s.size();) {
-        size_t q = s.find(',', p);
-        sizes.push_back(std::atoi(s.substr(p, q - p).c_str()));
-        p = q == std::string::npos ? s.size() : q + 1;
-      }
+      for (const std::string& item : ferry::proc::split(argv[i + 1], ','))
+        sizes.push_back(std::atoi(item.c_str()));
     }
   }
   std::string dir = "/var/tmp/ferry-migrate-bench";

@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench_cluster.h"
+#include "util/proc.h"
 
 namespace {
 
@@ -26,11 +27,7 @@ using ferry::bench::median;
 
 std::vector<double> parse_list(const std::string& s) {
   std::vector<double> out;
-  for (size_t p = 0; p < s.size();) {
-    size_t q = s.find(',', p);
-    out.push_back(std::atof(s.substr(p, q - p).c_str()));
-    p = q == std::string::npos ? s.size() : q + 1;
-  }
+  for (const std::string& item : ferry::proc::split(s, ',')) out.push_back(std::atof(item.c_str()));
   return out;
 }
 
@@ -52,15 +49,7 @@ int main(int argc, char** argv) {
     if (a == "--rates") rates = parse_list(argv[i + 1]);
     if (a == "--reps") reps = std::atoi(argv[i + 1]);
     if (a == "--plot") plot = argv[i + 1];
-    if (a == "--strategies") {
-      strategies.clear();
-      std::string list = argv[i + 1];
-      for (size_t p = 0; p < list.size();) {
-        size_t q = list.find(',', p);
-        strategies.push_back(list.substr(p, q == std::string::npos ? std::string::npos : q - p));
-        p = q == std::string::npos ? list.size() : q + 1;
-      }
-    }
+    if (a == "--strategies") strategies = ferry::proc::split(argv[i + 1], ',');
   }
   ferry::bench::BenchCluster cluster("/var/tmp/ferry-strategy-bench");
   if (!cluster.up()) {
