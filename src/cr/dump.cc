@@ -74,10 +74,8 @@ FrozenProcess freeze_and_describe(pid_t pid, const FreezeOptions& options) {
 
   image::Image img;
   auto ctx = std::make_unique<DumpContext>(*tracee);
-  // (Pre-copy: ferry's own write-protection is on the memory; the image must not record it.)
-  if (options.ferry_tracks_writes)
-    for (auto& v : vmas) v.vm_flags &= ~static_cast<uint64_t>(kVmUffdWp);
   ctx->preflight_vmas = std::move(vmas);
+  // (Pre-copy: ferry's own write-protection is on the memory; the image must not record it.)
   ctx->ferry_tracks_writes = options.ferry_tracks_writes;
   Stopwatch phase;
   auto done = [&](const char* what) {

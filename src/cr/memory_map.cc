@@ -212,7 +212,7 @@ void dump_memory_map(DumpContext& ctx, image::Memory* out) {
   uint64_t task_size = kTaskSize47;
   for (VmaInfo info : read_vmas_again(pid, ctx.preflight_vmas)) {
     if (ctx.is_scratch(info.start)) continue;
-    // (Read again when the layout changed since the checks: without ferry's own flags.)
+    // Pre-copy: the write-protection on the memory is ferry's own, not the process's.
     if (ctx.ferry_tracks_writes) info.vm_flags &= ~static_cast<uint64_t>(kVmUffdWp);
     std::string why = unsupported_region(info);
     if (!why.empty()) fail("cannot checkpoint process {}: {}", pid, why);
