@@ -1,189 +1,68 @@
-// ferry image show DIR [--json]; ferry image verify DIR
-#include <signal.h>
-#include <sys/mman.h>
-#include <sys/user.h>
+// ferry image show DIR [--json]; ferry image verify DIR; ferry image trust DIR [--into NEW] [--yes]
+#include <unistd.h>
 
 #include <cstdio>
-#include <cstring>
-#include <ctime>
+#include <iostream>
 
 #include <google/protobuf/util/json_util.h>
 
 #include "cli/commands.h"
-#include "cr/ptrace/tracee.h"
+#include "cli/image_summary.h"
+#include "cr/image_paths.h"
 #include "image/image_files.h"
+#include "image/verified_pages.h"
 #include "util/error.h"
+#include "util/mapping.h"
+#include "util/owned_files.h"
+#include "util/printable.h"
 
 namespace ferry::cli {
 namespace {
 
-std::string prot_string(uint32_t prot, bool shared) {
-  std::string s = "---p";
-  if (prot & PROT_READ) s[0] = 'r';
-  if (prot & PROT_WRITE) s[1] = 'w';
-  if (prot & PROT_EXEC) s[2] = 'x';
-  if (shared) s[3] = 's';
-  return s;
+// The host key for looking at an image: when it cannot be had (not root), the image is shown
+// as not trusted, with the reason.
+image::LoadedImage inspect(const std::string& dir) {
+  std::string key_problem;
+  image::ImageKey key;
+  try {
+    key = image::host_image_key();
+  } catch (const Error& e) {
+    key_problem = std::string("cannot check its signature: ") + e.what();
+  }
+  image::LoadedImage li = image::load_image(dir, key, image::Trust::kInspect);
+  if (!key_problem.empty()) li.untrusted_why = key_problem;
+  return li;
 }
 
-const char* kind_name(image::Vma::Kind k) {
-  switch (k) {
-    case image::Vma::ANON_PRIVATE:
-      return "anon";
-    case image::Vma::ANON_SHARED:
-      return "shmem";
-    case image::Vma::FILE_PRIVATE:
-      return "file";
-    case image::Vma::FILE_SHARED:
-      return "file-shared";
-    case image::Vma::VDSO:
-      return "vdso";
-    case image::Vma::VVAR:
-      return "vvar";
-    case image::Vma::VVAR_VCLOCK:
-      return "vvar";
-    case image::Vma::VSYSCALL:
-      return "vsyscall";
-    default:
-      return "?";
-  }
+bool confirmed(bool yes) {
+  if (yes) return true;
+  if (!::isatty(0)) fail("give --yes to trust the image without being asked");
+  std::printf("Trust this image and sign it with this host's image key? [y/N] ");
+  std::fflush(stdout);
+  std::string answer;
+  std::getline(std::cin, answer);
+  return answer == "y" || answer == "Y" || answer == "yes";
 }
 
-std::string describe_file(const image::OpenFile& f, const image::FileTable& ft) {
-  const char* acc = (f.flags() & 3) == 0 ? "r" : (f.flags() & 3) == 1 ? "w" : "rw";
-  switch (f.kind_case()) {
-    case image::OpenFile::kRegular:
-      return fmt::format("{}{} ({}, pos {})", f.regular().path(),
-                         f.regular().ghost_id() ? " (unlinked, content saved)" : "", acc, f.pos());
-    case image::OpenFile::kDirectory:
-      return fmt::format("{} (directory)", f.directory().path());
-    case image::OpenFile::kChardev:
-      return fmt::format("{} (device {}:{}, {})", f.chardev().path(), f.chardev().rdev_major(),
-                         f.chardev().rdev_minor(), acc);
-    case image::OpenFile::kTerminal:
-      return fmt::format("terminal {} ({})", f.terminal().path(), acc);
-    case image::OpenFile::kPipe: {
-      size_t queued = 0;
-      bool external = false;
-      for (auto& p : ft.pipes())
-        if (p.id() == f.pipe().pipe_id()) {
-          queued = p.queued().size();
-          external = p.external();
-        }
-      return fmt::format("{} {} end ({}){}",
-                         f.pipe().is_fifo() ? "FIFO " + f.pipe().fifo_path() : "pipe",
-                         (f.flags() & 3) == 1 ? "write" : "read",
-                         external ? "peer outside" : fmt::format("{} bytes queued", queued), "");
-    }
-    case image::OpenFile::kEventfd:
-      return fmt::format("eventfd (count {})", f.eventfd().count());
-    case image::OpenFile::kTimerfd:
-      return fmt::format("timerfd (clock {}, {} ms left)", f.timerfd().clock_id(),
-                         f.timerfd().value_ns() / 1000000);
-    case image::OpenFile::kSignalfd:
-      return fmt::format("signalfd (mask {:#x})", f.signalfd().mask());
-    case image::OpenFile::kEpoll:
-      return fmt::format("epoll ({} watched fds)", f.epoll().targets_size());
-    case image::OpenFile::kMemfd:
-      return "memfd";
-    default:
-      return "?";
+// Signs a copy of li in `dest` with this host's key: pages.img is read once, and what was read
+// is what gets signed.
+uint64_t sign_copy(const image::LoadedImage& li, const std::string& dest) {
+  image::ImageWriter w(dest, image::host_image_key());
+  const uint64_t size = li.image.pages_file().size();
+  Mapping buf = Mapping::anonymous(image::kBlockSize, true);
+  for (uint64_t off = image::kPagesHeaderSize; off < size;) {
+    size_t len = static_cast<size_t>(std::min<uint64_t>(image::kBlockSize, size - off));
+    ssize_t n = ::pread(li.pages_fd.get(), buf.data(), len, static_cast<off_t>(off));
+    if (n != static_cast<ssize_t>(len))
+      fail("cannot read {}/pages.img at {} (it changed while it was copied?)", li.dir, off);
+    w.pages().append(buf.data(), len);
+    off += len;
   }
+  image::Image img = li.image;
+  return w.commit(img, true);
 }
 
-void show_text(const image::LoadedImage& li) {
-  const image::Image& img = li.image;
-  const auto& p = img.process();
-  std::time_t when = static_cast<std::time_t>(p.created_unix_ms() / 1000);
-  char when_s[64];
-  std::strftime(when_s, sizeof when_s, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&when));
-  std::printf("image       %s (id %s, format %u, ferry %s)\n", li.dir.c_str(),
-              image::hex(img.image_id()).c_str(), img.format_version(), p.ferry_version().c_str());
-  std::printf("process     pid %d \"%s\" %s, taken on %s at %s\n", p.pid(), p.comm().c_str(),
-              p.exe_path().c_str(), p.hostname().c_str(), when_s);
-  std::string argv;
-  for (auto& a : p.argv()) argv += (argv.empty() ? "" : " ") + a;
-  std::printf("            argv: %s\n", argv.c_str());
-  std::printf("            pgid %d sid %d%s%s\n", p.pgid(), p.sid(),
-              p.session_leader() ? " (session leader)" : "",
-              p.group_leader() ? " (group leader)" : "");
-  const auto& c = img.creds();
-  std::printf(
-      "credentials uid %u/%u/%u/%u gid %u/%u/%u/%u, %d groups, caps eff %#llx prm %#llx%s\n",
-      c.uids(0), c.uids(1), c.uids(2), c.uids(3), c.gids(0), c.gids(1), c.gids(2), c.gids(3),
-      c.groups_size(), static_cast<unsigned long long>(c.cap_effective()),
-      static_cast<unsigned long long>(c.cap_permitted()), c.no_new_privs() ? ", no_new_privs" : "");
-  user_regs_struct r;
-  std::memcpy(&r, img.registers().gpr().data(), sizeof r);
-  std::printf(
-      "registers   rip %#llx rsp %#llx fs_base %#llx, xstate %zu bytes (xcr0 %#llx)%s\n", r.rip,
-      r.rsp, r.fs_base, img.registers().xstate().size(),
-      static_cast<unsigned long long>(img.registers().xcr0()),
-      img.registers().restart().kind()
-          ? fmt::format(", resumes {}", cr::syscall_name(img.registers().restart().syscall_nr()))
-                .c_str()
-          : "");
-  const auto& m = img.memory();
-  uint64_t mapped = 0, pages = 0;
-  for (auto& v : m.vmas()) mapped += v.end() - v.start();
-  for (auto& run : m.pages()) pages += run.npages();
-  std::printf(
-      "memory      %d regions, %.1f MiB mapped, %llu private pages in the image; brk %#llx\n",
-      m.vmas_size(), mapped / 1048576.0, static_cast<unsigned long long>(pages),
-      static_cast<unsigned long long>(m.mm().brk()));
-  size_t ri = 0;
-  for (auto& v : m.vmas()) {
-    uint64_t in = 0;
-    while (ri < static_cast<size_t>(m.pages_size()) &&
-           m.pages(static_cast<int>(ri)).addr() < v.end()) {
-      if (m.pages(static_cast<int>(ri)).addr() >= v.start())
-        in += m.pages(static_cast<int>(ri)).npages();
-      ri++;
-    }
-    std::printf("  %012llx-%012llx %s %-11s %8llu pages  %s\n",
-                static_cast<unsigned long long>(v.start()),
-                static_cast<unsigned long long>(v.end()),
-                prot_string(v.prot(), v.kind() == image::Vma::ANON_SHARED ||
-                                          v.kind() == image::Vma::FILE_SHARED)
-                    .c_str(),
-                kind_name(v.kind()), static_cast<unsigned long long>(in), v.name().c_str());
-  }
-  for (auto& s : m.shmem()) {
-    uint64_t n = 0;
-    for (auto& run : s.pages()) n += run.npages();
-    std::printf("  shared memory %llu: %llu bytes%s, %llu pages in the image\n",
-                static_cast<unsigned long long>(s.id()), static_cast<unsigned long long>(s.size()),
-                s.is_memfd() ? (" (memfd " + s.memfd_name() + ")").c_str() : "",
-                static_cast<unsigned long long>(n));
-  }
-  for (auto& g : m.ghosts())
-    std::printf("  unlinked file %s: %llu bytes saved\n", g.path().c_str(),
-                static_cast<unsigned long long>(g.size()));
-  std::printf("files       %d descriptors\n", img.files().fds_size());
-  for (auto& fd : img.files().fds())
-    for (auto& f : img.files().files())
-      if (f.id() == fd.file_id())
-        std::printf("  fd %-3d %s%s\n", fd.num(), describe_file(f, img.files()).c_str(),
-                    fd.cloexec() ? " [cloexec]" : "");
-  const auto& s = img.signals();
-  std::printf("signals     %d handlers, blocked %#llx, %d+%d pending\n", s.actions_size(),
-              static_cast<unsigned long long>(s.blocked()), s.pending_private_size(),
-              s.pending_shared_size());
-  for (auto& a : s.actions())
-    std::printf("  %-10s handler %#llx flags %#llx mask %#llx\n",
-                cr::signal_name(a.signo()).c_str(), static_cast<unsigned long long>(a.handler()),
-                static_cast<unsigned long long>(a.flags()),
-                static_cast<unsigned long long>(a.mask()));
-  std::printf("timers      %d interval, %d POSIX\n", img.timers().itimers_size(),
-              img.timers().posix_size());
-  std::printf("pages.img   %.1f MiB\n", img.pages_file().size() / 1048576.0);
-}
-
-}  // namespace
-
-void add_image(CLI::App& app) {
-  auto* image_cmd = app.add_subcommand("image", "look at image directories");
-  image_cmd->require_subcommand(1);
+void add_show(CLI::App* image_cmd) {
   auto* show = image_cmd->add_subcommand("show", "print a readable summary of an image");
   static std::string dir;
   static bool json = false;
@@ -191,7 +70,7 @@ void add_image(CLI::App& app) {
   show->add_flag("--json", json, "print the whole image as JSON");
   show->callback([] {
     start_logging();
-    image::LoadedImage li = image::load_image(dir);
+    image::LoadedImage li = inspect(dir);
     if (json) {
       std::string out;
       google::protobuf::util::JsonPrintOptions o;
@@ -201,19 +80,72 @@ void add_image(CLI::App& app) {
       std::fputs(out.c_str(), stdout);
       return;
     }
-    show_text(li);
+    print_image_summary(li);
   });
-  auto* verify =
-      image_cmd->add_subcommand("verify", "check an image completely, page checksums included");
-  static std::string vdir;
-  verify->add_option("DIR", vdir, "image directory")->required();
+}
+
+void add_verify(CLI::App* image_cmd) {
+  auto* verify = image_cmd->add_subcommand(
+      "verify", "check an image completely: ownership, signature, every page block");
+  static std::string dir;
+  verify->add_option("DIR", dir, "image directory")->required();
   verify->callback([] {
     start_logging();
-    image::LoadedImage li = image::load_image(vdir);
+    image::LoadedImage li = image::load_image(dir, image::host_image_key());
     image::verify_pages(li);
-    std::printf("%s: image is complete and intact (%.1f MiB)\n", vdir.c_str(),
+    // What a restore would open: there, and of the kind the image says.
+    std::vector<std::string> problems = cr::check_image_paths(li.image);
+    if (!problems.empty()) {
+      std::string all;
+      for (auto& p : problems) all += (all.empty() ? "" : "; ") + p;
+      fail("{}: the image is intact, but a restore here would fail: {}", dir, printable(all));
+    }
+    std::printf("%s: image is complete, intact and signed by this host (%.1f MiB)\n",
+                printable(dir).c_str(),
                 (li.core_bytes + li.image.pages_file().size()) / 1048576.0);
   });
+}
+
+void add_trust(CLI::App* image_cmd) {
+  auto* trust = image_cmd->add_subcommand(
+      "trust", "show an image brought from elsewhere, then sign it with this host's key");
+  static std::string dir, into;
+  static bool yes = false;
+  trust->add_option("DIR", dir, "image directory")->required();
+  trust->add_option("--into", into,
+                    "write the signed image into this new directory of root's (needed when DIR "
+                    "is not root's)");
+  trust->add_flag("--yes,-y", yes, "do not ask");
+  trust->callback([] {
+    start_logging();
+    require_root("image trust");
+    image::LoadedImage li = inspect(dir);
+    print_image_summary(li);
+    std::string dest = into.empty() ? dir : into;
+    if (li.untrusted_why.empty() && into.empty()) {
+      std::printf("%s is already trusted here\n", printable(dir).c_str());
+      return;
+    }
+    if (into.empty()) {
+      // Signed in place only in a directory nobody else can change afterwards.
+      owned::open_dir(dir, "image directory");
+    }
+    if (!confirmed(yes)) fail("not trusted: nothing was changed");
+    uint64_t bytes = sign_copy(li, dest);
+    std::printf("%s: signed with this host's image key (%.1f MiB); 'ferry restore --images %s' "
+                "accepts it now\n",
+                printable(dest).c_str(), bytes / 1048576.0, printable(dest).c_str());
+  });
+}
+
+}  // namespace
+
+void add_image(CLI::App& app) {
+  auto* image_cmd = app.add_subcommand("image", "look at, verify and trust image directories");
+  image_cmd->require_subcommand(1);
+  add_show(image_cmd);
+  add_verify(image_cmd);
+  add_trust(image_cmd);
 }
 
 }  // namespace ferry::cli

@@ -1,4 +1,4 @@
-// ferry restore --images DIR [--detach] [--same-pid] [--no-verify]
+// ferry restore --images DIR [--detach] [--same-pid]
 #include <cstdio>
 
 #include "cli/commands.h"
@@ -12,15 +12,12 @@ void add_restore(CLI::App& app) {
   auto* cmd = app.add_subcommand("restore", "rebuild a process from its image and let it run");
   static cr::RestoreOptions opts;
   static bool detach = false;
-  static bool no_verify = false;
   cmd->add_option("--images", opts.images_dir, "image directory")->required();
   cmd->add_flag("--detach,-d", detach, "print the new PID and return once the process runs");
   cmd->add_flag("--same-pid", opts.same_pid, "fail if the original PID is taken");
-  cmd->add_flag("--no-verify", no_verify, "do not check page checksums");
   cmd->callback([] {
     start_logging();
     require_root("restore");
-    opts.verify_pages = !no_verify;
     if (!detach) block_forwarded_signals();
     cr::RestoreResult r = cr::restore(opts);
     for (auto& note : r.notes) std::fprintf(stderr, "ferry: note: %s\n", note.c_str());

@@ -7,6 +7,7 @@
 #include "cli/connect.h"
 #include "util/error.h"
 #include "util/log.h"
+#include "util/printable.h"
 #include "version.h"
 
 namespace ferry::cli {
@@ -50,10 +51,11 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const ferry::Error& e) {
-    std::fprintf(stderr, "ferry: %s\n", e.what());
+    // One line, whatever the message carries (a path or an id from outside).
+    std::fprintf(stderr, "ferry: %s\n", ferry::printable(e.what()).c_str());
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "ferry: internal error: %s\n", e.what());
+    std::fprintf(stderr, "ferry: internal error: %s\n", ferry::printable(e.what()).c_str());
     return 70;
   }
   return ferry::cli::exit_status();

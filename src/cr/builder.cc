@@ -445,7 +445,6 @@ RestoredProcess ProcessBuilder::finish() {
     restore_mm_fields(r, mem.mm(), img_->process().exe_path());
     done("memory");
     restore_rlimits(r, img_->attrs());
-    restore_fs(r, img_->attrs());
     restore_task_attrs(r, img_->attrs(), img_->process());
     restore_rseq(r, img_->attrs().rseq());
     restore_files(r, img_->files());
@@ -453,6 +452,8 @@ RestoredProcess ProcessBuilder::finish() {
     restore_signals(r, img_->signals());
     r.close_temporary_fds();
     restore_creds(r, img_->creds());
+    // As the process's own user: it never gets a working directory it could not enter itself.
+    restore_fs(r, img_->attrs());
     restore_parent_death_signal(r, img_->attrs());
     r.remove_scratch();
     restore_signal_mask(r, img_->signals());

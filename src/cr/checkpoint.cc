@@ -8,7 +8,7 @@ namespace ferry::cr {
 
 CheckpointResult checkpoint(pid_t pid, const CheckpointOptions& options) {
   Stopwatch total;
-  image::ImageWriter writer(options.images_dir);
+  image::ImageWriter writer(options.images_dir, image::host_image_key());
   FrozenProcess frozen = freeze_and_dump(pid, writer.pages());
   CheckpointResult res;
   // The process goes only once its image is complete and in place.

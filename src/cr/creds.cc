@@ -25,12 +25,19 @@ std::vector<uint32_t> parse_ids(const std::string& s) {
 
 }  // namespace
 
-image::Credentials dump_creds(DumpContext& ctx) {
-  auto st = proc::read_keyed(proc::path(ctx.pid(), "status"));
+image::Credentials dump_ids(pid_t pid) {
+  auto st = proc::read_keyed(proc::path(pid, "status"));
   image::Credentials c;
   for (uint32_t id : parse_ids(st.at("Uid"))) c.add_uids(id);
   for (uint32_t id : parse_ids(st.at("Gid"))) c.add_gids(id);
   for (uint32_t id : parse_ids(st["Groups"])) c.add_groups(id);
+  if (c.uids_size() != 4 || c.gids_size() != 4) fail("cannot read the ids of process {}", pid);
+  return c;
+}
+
+image::Credentials dump_creds(DumpContext& ctx) {
+  auto st = proc::read_keyed(proc::path(ctx.pid(), "status"));
+  image::Credentials c = dump_ids(ctx.pid());
   c.set_cap_inheritable(proc::parse_u64(st.at("CapInh"), 16));
   c.set_cap_permitted(proc::parse_u64(st.at("CapPrm"), 16));
   c.set_cap_effective(proc::parse_u64(st.at("CapEff"), 16));

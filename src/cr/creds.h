@@ -7,6 +7,8 @@
 // as that user again, with no capability it did not have.
 #pragma once
 
+#include <sys/types.h>
+
 #include "image.pb.h"
 
 namespace ferry::cr {
@@ -15,6 +17,9 @@ class DumpContext;
 class Restorer;
 
 image::Credentials dump_creds(DumpContext& ctx);
+// Only the user and group ids (from /proc, without stopping the process): what a layout taken
+// while the process runs needs to open its files on its behalf.
+image::Credentials dump_ids(pid_t pid);
 void restore_creds(Restorer& r, const image::Credentials& c);
 
 }  // namespace ferry::cr

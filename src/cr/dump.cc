@@ -12,6 +12,7 @@
 #include "cr/files/fd_table.h"
 #include "cr/fs.h"
 #include "cr/ghost_files.h"
+#include "cr/image_paths.h"
 #include "cr/memory_map.h"
 #include "cr/mm_fields.h"
 #include "cr/pages.h"
@@ -51,6 +52,7 @@ void describe_process(pid_t pid, image::ProcessInfo* info) {
   ::gethostname(host, sizeof host - 1);
   info->set_hostname(host);
   info->set_ferry_version(kFerryVersion);
+  info->set_boot_id(boot_id());
   timeval tv;
   ::gettimeofday(&tv, nullptr);
   info->set_created_unix_ms(static_cast<uint64_t>(tv.tv_sec) * 1000 +
@@ -116,6 +118,7 @@ image::Image describe_layout(pid_t pid) {
   ctx.preflight_vmas = std::move(vmas);
   image::Image img;
   describe_process(pid, img.mutable_process());
+  *img.mutable_creds() = dump_ids(pid);
   dump_memory_map(ctx, img.mutable_memory());
   return img;
 }

@@ -39,20 +39,23 @@ void dump_ghost_contents(DumpContext& ctx, image::Memory* m) {
 
 void restore_ghosts(Restorer& r, const image::Memory& m) {
   for (auto& g : m.ghosts()) {
+    // Made by root: never with set-user-id or set-group-id bits (a root-owned set-id copy of a
+    // user's file would run as root).
+    const mode_t mode = g.mode() & 01777;
     // At the old path if it is free, so that /proc/PID/maps and fd links read as before.
     std::string path = g.path();
-    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, g.mode() & 07777));
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
     if (!fd && errno == EEXIST) {
       uint32_t tag = 0;
       getrandom(&tag, sizeof tag, 0);
       path = fmt::format("{}.ferry-ghost-{:08x}", g.path(), tag);
-      fd.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, g.mode() & 07777));
+      fd.reset(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
     }
     if (!fd) fail_errno(errno, "cannot recreate unlinked file {}", g.path());
     ::unlink(path.c_str());
     if (::ftruncate(fd.get(), static_cast<off_t>(g.size())) != 0)
       fail_errno(errno, "cannot size recreated file {}", g.path());
-    ::fchmod(fd.get(), g.mode() & 07777);
+    ::fchmod(fd.get(), mode);
     r.ghost_fds[g.id()] = std::move(fd);
   }
 }

@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cr/dump_context.h"
+#include "cr/image_paths.h"
 #include "cr/ghost_files.h"
 #include "cr/pages.h"
 #include "cr/restorer.h"
@@ -285,10 +286,9 @@ UniqueFd open_mapped_file(Restorer& r, const image::MappedFile& mf) {
     if (!fd) fail_errno(errno, "dup");
     return fd;
   }
-  UniqueFd fd(::open(mf.path().c_str(), (mf.writable() ? O_RDWR : O_RDONLY) | O_CLOEXEC));
-  if (!fd) fail_errno(errno, "cannot open mapped file {}", mf.path());
   struct stat st;
-  if (::fstat(fd.get(), &st) != 0) fail_errno(errno, "cannot stat {}", mf.path());
+  UniqueFd fd = open_image_path(r.image(), mf.path(), mf.writable() ? O_RDWR : O_RDONLY,
+                                PathKind::kRegular, "mapped file", same_inode(mf.identity()), &st);
   const auto& want = mf.identity();
   int64_t mtime = st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec;
   if (!mf.writable() &&

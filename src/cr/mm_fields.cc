@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/prctl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #include "cr/dump_context.h"
@@ -32,8 +33,13 @@ image::MmFields dump_mm_fields(DumpContext& ctx) {
 }
 
 void restore_mm_fields(Restorer& r, const image::MmFields& mm, const std::string& exe_path) {
-  UniqueFd exe(::open(exe_path.c_str(), O_RDONLY | O_CLOEXEC));
+  // Opened by ferry itself (an execute-only program cannot be read by its user), only to name
+  // the executable: the process never holds this descriptor.
+  UniqueFd exe(::open(exe_path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
   if (!exe) fail_errno(errno, "cannot open executable {}", exe_path);
+  struct stat st;
+  if (::fstat(exe.get(), &st) != 0 || !S_ISREG(st.st_mode))
+    fail("executable {} is not a regular file any more", exe_path);
   int remote_exe = r.send_fd(exe.get());
   r.reset_stage();
   prctl_mm_map map{};

@@ -6,11 +6,13 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "cr/dump_context.h"
 #include "cr/memory_map.h"
 #include "image/image_files.h"
+#include "image/verified_pages.h"
 #include "util/error.h"
 #include "util/mapping.h"
 #include "util/proc.h"
@@ -236,25 +238,37 @@ void dump_object_content(DumpContext& ctx, image::PageTarget::Space space, uint6
   }
 }
 
-void feed_image_pages(const image::Image& img, int pages_fd, const PagePlacer& place) {
-  const image::Memory& m = img.memory();
-  uint64_t size = img.pages_file().size();
-  if (size <= image::kPagesHeaderSize) return;
-  void* p = ::mmap(nullptr, size, PROT_READ, MAP_SHARED | MAP_POPULATE, pages_fd, 0);
-  if (p == MAP_FAILED) fail_errno(errno, "cannot map pages.img");
-  Mapping data(p, size);
-  constexpr uint64_t kPiece = 64ull << 20;
-  auto feed = [&](image::PageTarget::Space space, uint64_t id, const PageRuns& runs) {
-    for (const image::PageRun& run : runs)
-      for (uint64_t done = 0, total = run.npages() * kPage; done < total;) {
-        uint64_t len = std::min(kPiece, total - done);
-        place({space, id, run.addr() + done}, data.data() + run.data_offset() + done, len);
-        done += len;
-      }
+void feed_image_pages(const image::LoadedImage& li, const PagePlacer& place) {
+  // Every run, in the order its data lies in pages.img.
+  struct Segment {
+    uint64_t data_offset, len;
+    image::PageTarget target;
   };
-  feed(image::PageTarget::kMemory, 0, m.pages());
-  for (auto& s : m.shmem()) feed(image::PageTarget::kShmem, s.id(), s.pages());
-  for (auto& g : m.ghosts()) feed(image::PageTarget::kGhost, g.id(), g.content());
+  std::vector<Segment> segs;
+  auto add = [&](image::PageTarget::Space space, uint64_t id, const PageRuns& runs) {
+    for (const image::PageRun& r : runs)
+      segs.push_back({r.data_offset(), r.npages() * kPage, {space, id, r.addr()}});
+  };
+  const image::Memory& m = li.image.memory();
+  add(image::PageTarget::kMemory, 0, m.pages());
+  for (auto& s : m.shmem()) add(image::PageTarget::kShmem, s.id(), s.pages());
+  for (auto& g : m.ghosts()) add(image::PageTarget::kGhost, g.id(), g.content());
+  std::sort(segs.begin(), segs.end(),
+            [](const Segment& a, const Segment& b) { return a.data_offset < b.data_offset; });
+  // Block by block, each verified in a buffer of ours before any of it is placed.
+  image::VerifiedBlockReader reader(li);
+  size_t si = 0;
+  while (auto block = reader.next()) {
+    uint64_t lo = block->offset, hi = block->offset + block->len;
+    while (si < segs.size() && segs[si].data_offset + segs[si].len <= lo) si++;
+    for (size_t k = si; k < segs.size() && segs[k].data_offset < hi; k++) {
+      const Segment& s = segs[k];
+      uint64_t a = std::max(lo, s.data_offset), b = std::min(hi, s.data_offset + s.len);
+      image::PageTarget t = s.target;
+      t.addr += a - s.data_offset;
+      place(t, block->data + (a - lo), b - a);
+    }
+  }
 }
 
 }  // namespace ferry::cr

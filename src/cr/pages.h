@@ -16,6 +16,7 @@
 #include <google/protobuf/repeated_ptr_field.h>
 
 #include "image.pb.h"
+#include "image/image_files.h"
 #include "image/page_sink.h"
 
 namespace ferry::cr {
@@ -41,9 +42,10 @@ void dump_object_content(DumpContext& ctx, image::PageTarget::Space space, uint6
                          uint64_t size, PageRuns* out);
 
 // Calls place(target, data, len) for every run of the image, with data read from its pages file
-// (mapped once; runs are handed out in pieces of at most 64 MiB).
+// block by block: each block is checked against its tag in a buffer of ours, and placed from
+// there (pieces never span two blocks). Throws at the first block that does not verify.
 using PagePlacer = std::function<void(const image::PageTarget&, const char*, size_t)>;
-void feed_image_pages(const image::Image& img, int pages_fd, const PagePlacer& place);
+void feed_image_pages(const image::LoadedImage& li, const PagePlacer& place);
 
 bool is_zero_page(const void* page);
 

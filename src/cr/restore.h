@@ -1,4 +1,5 @@
-// Restore of one process from an image directory: a helper process forked from ferry is turned,
+// Restore of one process from an image directory (signed with the host's image key, see
+// image/image_key.h): a helper process is turned,
 // one resource at a time, into the image's process, then released. Until that release nothing
 // of the image has run; any failure kills the helper and changes nothing else.
 #pragma once
@@ -18,8 +19,7 @@ namespace ferry::cr {
 class Tracee;
 
 struct BuildOptions {
-  bool same_pid = false;     // a taken original PID is an error instead of a new PID
-  bool verify_pages = true;  // check pages.img block hashes (in parallel with the build)
+  bool same_pid = false;  // a taken original PID is an error instead of a new PID
   // Descriptors of ferry that stand in for the process's fds whose other end was outside it
   // (a node's output relay, the restorer's stdio): image fd number -> ferry's fd.
   std::map<int, int> external_fds;
@@ -59,8 +59,7 @@ RestoredProcess build_process(const image::LoadedImage& img, const BuildOptions&
 
 struct RestoreOptions {
   std::string images_dir;
-  bool same_pid = false;     // a taken original PID is an error instead of a new PID
-  bool verify_pages = true;  // check pages.img block hashes (in parallel with the restore)
+  bool same_pid = false;  // a taken original PID is an error instead of a new PID
 };
 
 struct RestoreResult {

@@ -1,10 +1,15 @@
-// Reading and writing an image directory: core.img (metadata) and pages.img (page data).
+// Reading and writing an image directory: core.img (metadata) and pages.img (page data), both
+// signed with an image key (image_key.h).
 //
 // Writing is atomic with respect to crashes of ferry: everything goes to temporary names first;
 // the old core.img is removed before the new pages.img takes its name, and the new core.img is
-// renamed into place last. A reader accepts an image only when core.img verifies (magic,
-// version, checksum), validates, and names exactly the pages.img that is there (same image id,
-// same size).
+// renamed into place last. The directory is made fresh (mode 0700) or must already be ferry's
+// own and writable by nobody else.
+//
+// A reader trusts an image only when the directory and both files are ferry's own and private
+// (checked on the open descriptors), core.img's MAC verifies under the key, the image validates,
+// and core.img names exactly the pages.img that is there (same image id, same size). Page data
+// is trusted block by block, as each block's tag verifies (verified_pages.h).
 #pragma once
 
 #include <sys/uio.h>
@@ -12,34 +17,34 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 
-#include <xxhash.h>
-
 #include "image.pb.h"
+#include "image/image_key.h"
 #include "image/page_sink.h"
 #include "util/fd.h"
 
 namespace ferry::image {
 
-constexpr uint32_t kFormatVersion = 1;
+constexpr uint32_t kFormatVersion = 2;
 constexpr uint64_t kPageSize = 4096;
 constexpr uint64_t kPagesHeaderSize = 4096;
-constexpr uint64_t kHashBlockSize = 1 << 20;
+constexpr uint64_t kBlockSize = 1 << 20;
 constexpr const char* kCoreFile = "core.img";
 constexpr const char* kPagesFile = "pages.img";
 
-// Appends page data to pages.img while hashing it in fixed blocks.
+// Appends page data to pages.img while tagging it in fixed blocks.
 //
-// The hashing runs on a thread of its own, so that the dump can overlap it with the next read and
+// The tagging runs on a thread of its own, so that the dump can overlap it with the next read and
 // write (a dump is frozen time; the second core is otherwise idle): append_async() returns before
-// the data is hashed, and the caller must not change such a buffer until wait_released(ticket()).
-// append() is the plain form: it returns once its data is hashed.
+// the data is tagged, and the caller must not change such a buffer until wait_released(ticket()).
+// append() is the plain form: it returns once its data is tagged.
 class PagesWriter : public PageSink {
  public:
-  PagesWriter(int fd, const std::string& image_id);
+  PagesWriter(int fd, const std::string& image_id, const ImageKey& key);
   ~PagesWriter();
   PagesWriter(const PagesWriter&) = delete;
   PagesWriter& operator=(const PagesWriter&) = delete;
@@ -51,9 +56,9 @@ class PagesWriter : public PageSink {
   uint64_t append(const void* data, size_t len);
   // Every append up to now is covered by this ticket.
   uint64_t ticket() const override { return submitted_; }
-  // Blocks until the data of all appends up to `ticket` is hashed (its buffers may be reused).
+  // Blocks until the data of all appends up to `ticket` is tagged (its buffers may be reused).
   void wait_released(uint64_t ticket) override;
-  // Records size and block hashes; no more appends afterwards.
+  // Records size, block size, nonce and tags; no more appends afterwards.
   void finish(PagesFile* out) override;
 
  private:
@@ -61,12 +66,14 @@ class PagesWriter : public PageSink {
     const char* data;
     size_t len;
   };
-  void hash(const char* p, size_t len);
-  void hasher_loop();
+  void tag(const char* p, size_t len);
+  void tagger_loop();
 
   int fd_;
   uint64_t offset_;
-  XXH3_state_t* state_;
+  std::string nonce_;  // of this signature (in the summary)
+  BlockTagger tagger_;
+  uint64_t block_ = 0;  // index of the block being tagged
   uint64_t block_fill_ = 0;
   PagesFile summary_;
 
@@ -75,13 +82,13 @@ class PagesWriter : public PageSink {
   std::deque<Job> jobs_;
   uint64_t submitted_ = 0, completed_ = 0;
   bool stopping_ = false;
-  std::thread hasher_;
+  std::thread tagger_thread_;
 };
 
 // Builds an image directory. Nothing is visible under the final names until commit().
 class ImageWriter {
  public:
-  explicit ImageWriter(const std::string& dir);
+  ImageWriter(const std::string& dir, const ImageKey& key);
   ~ImageWriter();  // removes temporary files unless committed
   ImageWriter(const ImageWriter&) = delete;
   ImageWriter& operator=(const ImageWriter&) = delete;
@@ -94,12 +101,19 @@ class ImageWriter {
 
  private:
   std::string dir_;
+  ImageKey key_;
   UniqueFd dirfd_;
   UniqueFd pages_fd_;
   std::string image_id_;
   std::string pages_tmp_, core_tmp_;
-  PagesWriter* pages_ = nullptr;
+  std::unique_ptr<PagesWriter> pages_;
   bool committed_ = false;
+};
+
+// How far a reader trusts what it reads.
+enum class Trust {
+  kRequire,  // ownership, privacy and the MAC must hold (restore, verify)
+  kInspect,  // only the structure must hold; what fails the rest is reported (show, trust)
 };
 
 // An image read back and validated.
@@ -108,20 +122,26 @@ struct LoadedImage {
   Image image;
   UniqueFd pages_fd;  // open pages.img
   uint64_t core_bytes = 0;
+  ImageKey key;               // the key the image was checked with
+  std::string untrusted_why;  // Trust::kInspect: why the image is not trusted ("" if it is)
 };
 
 // Reads core.img and pages.img from dir and validates everything except page contents.
 // Throws ferry::Error naming what is wrong.
-LoadedImage load_image(const std::string& dir);
+LoadedImage load_image(const std::string& dir, const ImageKey& key,
+                       Trust trust = Trust::kRequire);
 
-// Parses core.img bytes (header + payload). Throws on any malformation; validates too.
-Image parse_core(const std::string& bytes, uint64_t pages_file_size);
+// Parses core.img bytes (header + payload): structure, version, MAC (unless `mac_problem` is
+// given: then a bad MAC is written there instead of thrown), validation.
+Image parse_core(const std::string& bytes, uint64_t pages_file_size, const ImageKey& key,
+                 std::string* mac_problem = nullptr);
 
-// Serializes img into core.img bytes (header + payload).
-std::string serialize_core(const Image& img);
+// Serializes and signs img into core.img bytes (header + payload).
+std::string serialize_core(const Image& img, const ImageKey& key);
 
-// Reads all of pages.img and checks every block hash. Throws on the first mismatch.
-void verify_pages(const LoadedImage& img);
+// The 4096-byte header of pages.img, and its check against the image id of core.img.
+std::string pages_header(const std::string& image_id);
+void check_pages_header(const std::string& header, const std::string& image_id);
 
 // Random 16-byte identifier, hex-encoded for display.
 std::string new_image_id();

@@ -82,15 +82,19 @@ void validate_pages_file(const PagesFile& pf, uint64_t actual) {
          pf.size());
   if (pf.size() < kPagesHeaderSize || (pf.size() - kPagesHeaderSize) % kPageSize != 0)
     fail("image: pages.img size {} is not header + whole pages", pf.size());
-  // No block hashes: a migration's pages, authenticated by the stream instead (transfer/).
-  if (pf.hash_block_size() == 0) {
-    if (pf.block_hashes_size() != 0) fail("image: block hashes without a block size");
+  // No tags: a migration's pages, authenticated by the stream instead (transfer/).
+  if (pf.block_size() == 0) {
+    if (pf.block_tags_size() != 0 || !pf.tag_nonce().empty())
+      fail("image: block tags without a block size");
     return;
   }
-  if (pf.hash_block_size() != kHashBlockSize) fail("image: unexpected hash block size");
-  uint64_t blocks = (pf.size() - kPagesHeaderSize + kHashBlockSize - 1) / kHashBlockSize;
-  if (static_cast<uint64_t>(pf.block_hashes_size()) != blocks)
-    fail("image: {} block hashes for {} blocks of pages.img", pf.block_hashes_size(), blocks);
+  if (pf.block_size() != kBlockSize) fail("image: unexpected block size");
+  if (pf.tag_nonce().size() != kTagNonceSize) fail("image: bad tag nonce");
+  uint64_t blocks = (pf.size() - kPagesHeaderSize + kBlockSize - 1) / kBlockSize;
+  if (static_cast<uint64_t>(pf.block_tags_size()) != blocks)
+    fail("image: {} block tags for {} blocks of pages.img", pf.block_tags_size(), blocks);
+  for (auto& t : pf.block_tags())
+    if (t.size() != kTagSize) fail("image: a block tag of {} bytes", t.size());
 }
 
 void validate_memory(const Memory& m, RunChecker& runs) {
@@ -242,6 +246,11 @@ void validate_timers(const Timers& t) {
 void validate_creds(const Credentials& c) {
   if (c.uids_size() != 4 || c.gids_size() != 4) fail("image: credentials need 4 uids and 4 gids");
   if (c.groups_size() > 65536) fail("image: too many supplementary groups");
+  // (uid_t)-1 means "leave unchanged" to setresuid() and friends: the restored process would
+  // keep the restorer's root.
+  for (auto* ids : {&c.uids(), &c.gids(), &c.groups()})
+    for (uint32_t id : *ids)
+      if (id == UINT32_MAX) fail("image: user or group id 4294967295 (-1) is not a real id");
   for (uint64_t caps : {c.cap_inheritable(), c.cap_permitted(), c.cap_effective(), c.cap_bounding(),
                         c.cap_ambient()})
     if (caps & ~kAllCaps) fail("image: unknown capability bits 0x{:x}", caps);
@@ -313,7 +322,9 @@ void validate_files(const FileTable& ft, const Memory& m) {
 
 void validate_attrs(const TaskAttrs& a) {
   check_path(a.cwd(), "working directory");
-  if (!a.root().empty()) check_path(a.root(), "root directory");
+  // Processes in a chroot are refused at checkpoint; an image that says otherwise is not ours.
+  if (!a.root().empty() && a.root() != "/")
+    fail("image: root directory {} (processes in a chroot are not supported)", a.root());
   if (a.umask() > 0777) fail("image: bad umask {:o}", a.umask());
   if (a.nice() < -20 || a.nice() > 19) fail("image: bad nice value {}", a.nice());
   std::set<int> seen;
@@ -338,6 +349,7 @@ void validate_layout(const Image& img, uint64_t pages_file_size) {
   const ProcessInfo& p = img.process();
   if (p.pid() <= 0 || p.pid() > (1 << 22)) fail("image: bad pid {}", p.pid());
   if (p.comm().size() > 15) fail("image: process name longer than 15 bytes");
+  if (p.boot_id().size() > 64) fail("image: bad boot id");
   check_path(p.exe_path(), "executable");
 
   RunChecker runs(pages_file_size);

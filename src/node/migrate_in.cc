@@ -141,7 +141,6 @@ cr::BuildOptions Daemon::build_options(IncomingMigration& m, bool lazy) {
   m.output_read.reset(p[0]);
   m.output_write.reset(p[1]);
   cr::BuildOptions options;
-  options.verify_pages = false;  // authenticated on the way
   options.lazy = lazy;
   options.uffd_features = lazy ? transfer::lazy_uffd_features() : 0;
   const image::Image& img = m.strategy == transfer::Strategy::kPreCopy ? m.prelim : m.image;
@@ -300,20 +299,22 @@ rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
     }
     if (strategy == transfer::Strategy::kFlushing) {
       // No page stream: the pages are in the page store, which must be the one we know, and
-      // hold the image whose hashes came with this (authenticated) message.
+      // hold the image whose tags came with this (authenticated) message, signed with the
+      // session's key.
       std::string dir = std::filesystem::weakly_canonical(req.store_dir()).string();
       std::string root = std::filesystem::weakly_canonical(cfg_.page_store).string();
       if (dir.compare(0, root.size() + 1, root + "/") != 0)
         fail("the flushed image {} is not in this node's page store {}", req.store_dir(), root);
       m->store_dir = dir;
-      image::LoadedImage stored = image::load_image(dir);
+      image::ImageKey store_key = image::derive_image_key(m->key.data(), m->key.size());
+      image::LoadedImage stored = image::load_image(dir, store_key);
       if (stored.image.image_id() != m->image.image_id() ||
           stored.image.pages_file().SerializeAsString() !=
               m->image.pages_file().SerializeAsString())
         fail("the page store holds another image than the one announced");
       m->lazy_ranges = anonymous_ranges(m->image);
-      m->store = std::make_unique<transfer::StoreLazySource>(m->image, std::move(stored.pages_fd),
-                                                             m->lazy_ranges);
+      m->store = std::make_unique<transfer::StoreLazySource>(
+          m->image, store_key, std::move(stored.pages_fd), m->lazy_ranges);
       // What cannot come lazily (written pages of file mappings, shared memory, unlinked
       // files) is put in place now.
       m->store->place_others([&](const image::PageTarget& t, const char* data, size_t len) {

@@ -101,12 +101,19 @@ class UffdDirtyTracker : public DirtyTracker {
         if (errno == EINVAL || errno == ENOMEM) continue;
         fail_errno(errno, "cannot track writes to {:x}-{:x}", r.start, r.end);
       }
-      registered.push_back(r);
       uffdio_writeprotect wp{};
       wp.range = {r.start, r.end - r.start};
       wp.mode = UFFDIO_WRITEPROTECT_MODE_WP;
-      if (::ioctl(uffd_.get(), UFFDIO_WRITEPROTECT, &wp) != 0)
+      if (::ioctl(uffd_.get(), UFFDIO_WRITEPROTECT, &wp) != 0) {
+        // Unmapped (or remapped) by the running task between the two calls: untracked too.
+        if (errno == ENOENT || errno == EINVAL || errno == ENOMEM) {
+          uffdio_range unreg{r.start, r.end - r.start};
+          ::ioctl(uffd_.get(), UFFDIO_UNREGISTER, &unreg);
+          continue;
+        }
         fail_errno(errno, "cannot write-protect {:x}-{:x}", r.start, r.end);
+      }
+      registered.push_back(r);
     }
     ranges_ = std::move(registered);
   }

@@ -5,9 +5,9 @@
 #include <algorithm>
 
 #include <spdlog/spdlog.h>
-#include <xxhash.h>
 
 #include "image/image_files.h"
+#include "image/verified_pages.h"
 #include "util/error.h"
 
 namespace ferry::transfer {
@@ -83,9 +83,9 @@ LazyStats run_remote_lazy_phase(StreamReceiver& rx, LazyPager& pager, int silenc
 
 // ---------------------------------------------------------------------------------------------
 
-StoreLazySource::StoreLazySource(const image::Image& img, UniqueFd pages_fd,
-                                 const std::vector<Range>& lazy)
-    : img_(img), fd_(std::move(pages_fd)), lazy_(lazy) {
+StoreLazySource::StoreLazySource(const image::Image& img, const image::ImageKey& key,
+                                 UniqueFd pages_fd, const std::vector<Range>& lazy)
+    : img_(img), key_(key), fd_(std::move(pages_fd)), lazy_(lazy) {
   for (const image::PageRun& r : img.memory().pages())
     for (const Range& l : lazy)
       if (r.addr() >= l.start && r.addr() + r.npages() * kPage <= l.end) {
@@ -95,34 +95,24 @@ StoreLazySource::StoreLazySource(const image::Image& img, UniqueFd pages_fd,
   std::sort(runs_.begin(), runs_.end(),
             [](const Run& a, const Run& b) { return a.data_offset < b.data_offset; });
   const image::PagesFile& pf = img.pages_file();
-  if (pf.hash_block_size() == 0) fail("the flushed image has no block hashes");
-  delivered_.assign(static_cast<size_t>(pf.block_hashes_size()), false);
+  if (pf.block_size() == 0) fail("the flushed image has no block tags");
+  delivered_.assign(static_cast<size_t>(image::block_count(img)), false);
 }
 
 StoreLazySource::~StoreLazySource() = default;
 
 const char* StoreLazySource::block(uint64_t index, std::vector<char>& buf) {
-  const image::PagesFile& pf = img_.pages_file();
-  if (index >= static_cast<uint64_t>(pf.block_hashes_size()))
-    fail("page store: no block {}", index);
-  uint64_t off = image::kPagesHeaderSize + index * pf.hash_block_size();
-  uint64_t len = std::min<uint64_t>(pf.hash_block_size(), pf.size() - off);
+  buf.resize(img_.pages_file().block_size());
+  size_t len = image::read_verified_block(fd_.get(), img_, key_, index, buf.data());
   buf.resize(len);
-  for (uint64_t done = 0; done < len;) {
-    ssize_t n = ::pread(fd_.get(), buf.data() + done, len - done, static_cast<off_t>(off + done));
-    if (n <= 0) fail_errno(n < 0 ? errno : EIO, "cannot read the page store");
-    done += static_cast<uint64_t>(n);
-  }
-  if (XXH3_64bits(buf.data(), len) != pf.block_hashes(static_cast<int>(index)))
-    fail("page store: block {} does not match its checksum", index);
   return buf.data();
 }
 
 // Hands every page of lazy memory in block `index` to the pager.
 void StoreLazySource::deliver_block(uint64_t index, const char* data) {
   const image::PagesFile& pf = img_.pages_file();
-  uint64_t lo = image::kPagesHeaderSize + index * pf.hash_block_size();
-  uint64_t hi = lo + pf.hash_block_size();
+  uint64_t lo = image::kPagesHeaderSize + index * pf.block_size();
+  uint64_t hi = lo + pf.block_size();
   auto it = std::upper_bound(runs_.begin(), runs_.end(), lo,
                              [](uint64_t v, const Run& r) { return v < r.data_offset + r.len; });
   for (; it != runs_.end() && it->data_offset < hi; ++it) {
@@ -147,9 +137,9 @@ void StoreLazySource::load(uint64_t addr, uint64_t len, bool again) {
     uint64_t a = std::max(addr, r.addr), b = std::min(addr + len, r.addr + r.len);
     covered.push_back({a, b});
     uint64_t first = (r.data_offset + (a - r.addr) - image::kPagesHeaderSize) /
-                     img_.pages_file().hash_block_size();
+                     img_.pages_file().block_size();
     uint64_t last = (r.data_offset + (b - r.addr) - 1 - image::kPagesHeaderSize) /
-                    img_.pages_file().hash_block_size();
+                    img_.pages_file().block_size();
     for (uint64_t i = first; i <= last; i++) {
       std::lock_guard<std::mutex> lock(mu_);
       if (delivered_[i] && !again) continue;  // already in place
@@ -166,7 +156,7 @@ void StoreLazySource::load(uint64_t addr, uint64_t len, bool again) {
 }
 
 void StoreLazySource::place_others(const Placer& place) {
-  const uint64_t bs = img_.pages_file().hash_block_size();
+  const uint64_t bs = img_.pages_file().block_size();
   std::vector<char> buf;
   uint64_t cached = UINT64_MAX;
   auto feed = [&](image::PageTarget::Space space, uint64_t id, const auto& runs, bool memory) {

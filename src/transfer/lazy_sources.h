@@ -3,8 +3,9 @@
 //    source answers requests first and pushes every other page in the background;
 //    run_remote_lazy_phase() receives all of it and ends when nothing is missing any more.
 //  - StoreLazySource: a flushed image in the page store (flushing). Faults read the block
-//    they need; a filler thread loads everything else; blocks are checked against the hashes
-//    that came with the (authenticated) tasking message before any byte is used.
+//    they need; a filler thread loads everything else; blocks are checked against the tags
+//    that came with the (authenticated) tasking message, under the migration's session key,
+//    before any byte is used.
 #pragma once
 
 #include <atomic>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "image.pb.h"
+#include "image/image_key.h"
 #include "transfer/lazy_pager.h"
 #include "transfer/page_stream.h"
 #include "util/fd.h"
@@ -53,10 +55,11 @@ LazyStats run_remote_lazy_phase(StreamReceiver& rx, LazyPager& pager, int silenc
 
 class StoreLazySource : public LazySource {
  public:
-  // img: the tasking message's image (its runs and block hashes are authoritative); pages_fd:
-  // pages.img of the flushed image in the page store. Serves anonymous memory runs inside
-  // `lazy`.
-  StoreLazySource(const image::Image& img, UniqueFd pages_fd, const std::vector<Range>& lazy);
+  // img: the tasking message's image (its runs and block tags are authoritative); key: the
+  // session's image key; pages_fd: pages.img of the flushed image in the page store. Serves
+  // anonymous memory runs inside `lazy`.
+  StoreLazySource(const image::Image& img, const image::ImageKey& key, UniqueFd pages_fd,
+                  const std::vector<Range>& lazy);
   ~StoreLazySource() override;
   void set_pager(LazyPager* pager) { pager_ = pager; }
   void fetch(uint64_t addr, uint64_t len) override;
@@ -75,11 +78,12 @@ class StoreLazySource : public LazySource {
   };
   // Puts [addr, addr + len) in place; `again`: also blocks delivered before (a miss).
   void load(uint64_t addr, uint64_t len, bool again);
-  // Reads and checks hash block `index` (data after the header), once.
+  // Reads and checks block `index` (data after the header) into buf.
   const char* block(uint64_t index, std::vector<char>& buf);
   void deliver_block(uint64_t index, const char* data);
 
   const image::Image& img_;
+  image::ImageKey key_;
   UniqueFd fd_;
   LazyPager* pager_ = nullptr;
   std::vector<Run> runs_;  // lazy memory runs, by data offset (= by address)

@@ -212,8 +212,9 @@ void StreamSender::send_control(uint16_t flags, uint64_t addr, uint64_t aux) {
 void StreamSender::finish(image::PagesFile* out) {
   send_control(frame_flags::kEnd, offset_);
   out->set_size(offset_);
-  out->set_hash_block_size(0);
-  out->clear_block_hashes();
+  out->set_block_size(0);
+  out->clear_block_tags();
+  out->clear_tag_nonce();
 }
 
 std::optional<Request> StreamSender::next_request(int timeout_ms) {

@@ -80,7 +80,7 @@ class StreamSender : public image::PageSink {
                         int count) override;  // sent before it returns
   uint64_t ticket() const override { return 0; }
   void wait_released(uint64_t) override {}
-  // Sends the end frame and records the size (no block hashes: the tags did that job).
+  // Sends the end frame and records the size (no block tags: the frames' tags did that job).
   void finish(image::PagesFile* out) override;
   // 256 KiB: median 1.27 GB/s against 1.03 with 4 MiB batches, 512 MiB task, same run.
   uint64_t batch_bytes() const override { return 256 << 10; }

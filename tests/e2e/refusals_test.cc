@@ -82,7 +82,7 @@ TEST(RefusalsTest, CorruptImageIsRejectedBeforeAnythingRuns) {
   write_file(core, bytes);
   CmdResult r = ferry({"restore", "--images", rt.images(), "--detach"});
   EXPECT_NE(r.status, 0);
-  EXPECT_NE(r.err.find("corrupted"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("does not carry this host's signature"), std::string::npos) << r.err;
   EXPECT_FALSE(process_alive(pid));
 }
 
@@ -112,7 +112,7 @@ TEST(RefusalsTest, CorruptPageDataIsCaughtBeforeTheProcessRuns) {
   std::string out_before = read_file(rt.out_path());
   CmdResult r = ferry({"restore", "--images", rt.images(), "--detach"});
   EXPECT_NE(r.status, 0);
-  EXPECT_NE(r.err.find("does not match its checksum"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("does not match its tag"), std::string::npos) << r.err;
   EXPECT_EQ(read_file(rt.out_path()), out_before) << "the half-restored process ran";
 }
 

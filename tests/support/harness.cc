@@ -39,6 +39,21 @@ TempDir::~TempDir() {
 
 namespace {
 
+// Every test binary signs and checks images with a key of its own (FERRY_IMAGE_KEY, inherited
+// by the ferry commands it runs), made at first use and removed at exit: tests leave no key on
+// the machine and never touch the host's.
+struct TestImageKey {
+  TestImageKey() {
+    if (std::getenv("FERRY_IMAGE_KEY")) return;
+    ::setenv("FERRY_IMAGE_KEY", (dir.path() + "/image.key").c_str(), 1);
+  }
+  TempDir dir;
+} test_image_key;
+
+}  // namespace
+
+namespace {
+
 void redirect(const std::string& path, int target, int flags) {
   int fd = ::open(path.c_str(), flags, 0644);
   if (fd < 0) _exit(126);

@@ -9,8 +9,13 @@
 
 namespace ferry::test {
 
+const image::ImageKey& sample_key() {
+  static const image::ImageKey key = image::derive_image_key("sample", 6);
+  return key;
+}
+
 image::Image write_sample_image(const std::string& dir) {
-  image::ImageWriter w(dir);
+  image::ImageWriter w(dir, sample_key());
   image::Image img;
   auto* p = img.mutable_process();
   p->set_pid(4242);

@@ -5,9 +5,12 @@
 #include <string>
 
 #include "image.pb.h"
+#include "image/image_key.h"
 
 namespace ferry::test {
 
+// The key the sample image is signed with.
+const image::ImageKey& sample_key();
 // Writes the sample image into dir (pages with known content) and returns its metadata.
 image::Image write_sample_image(const std::string& dir);
 

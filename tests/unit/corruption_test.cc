@@ -96,7 +96,7 @@ void check_invariants(const Image& img, uint64_t pages_size) {
 TEST(CorruptionTest, RandomByteFlipsAndTruncationsAreRejected) {
   test::TempDir dir;
   Image img = test::write_sample_image(dir.path());
-  std::string core = serialize_core(img);
+  std::string core = serialize_core(img, test::sample_key());
   std::mt19937_64 rng(1);
   for (int i = 0; i < 2000; i++) {
     std::string bad = core;
@@ -107,7 +107,7 @@ TEST(CorruptionTest, RandomByteFlipsAndTruncationsAreRejected) {
       for (int f = 0; f < flips; f++) bad[rng() % bad.size()] ^= static_cast<char>(1 + rng() % 255);
     }
     if (bad == core) continue;
-    EXPECT_THROW(parse_core(bad, img.pages_file().size()), Error) << "iteration " << i;
+    EXPECT_THROW(parse_core(bad, img.pages_file().size(), test::sample_key()), Error) << "iteration " << i;
   }
 }
 
@@ -122,9 +122,9 @@ TEST(CorruptionTest, HostileFieldValuesAreRejectedOrHarmless) {
     int n = 1 + static_cast<int>(rng() % 3);
     for (int k = 0; k < n; k++) mutate(&bad, rng);
     // A hostile image carries a valid checksum: only validation stands in the way.
-    std::string bytes = serialize_core(bad);
+    std::string bytes = serialize_core(bad, test::sample_key());
     try {
-      Image parsed = parse_core(bytes, psize);
+      Image parsed = parse_core(bytes, psize, test::sample_key());
       check_invariants(parsed, psize);
     } catch (const Error&) {
       rejected++;

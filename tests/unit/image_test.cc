@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "image/image_files.h"
+#include "image/verified_pages.h"
 #include "image/validate.h"
 #include "support/harness.h"
 #include "support/sample_image.h"
@@ -29,7 +30,7 @@ std::string error_of(const Image& img, uint64_t pages_size) {
 TEST(ImageTest, WrittenImageReadsBackIdentically) {
   test::TempDir dir;
   Image written = test::write_sample_image(dir.path());
-  LoadedImage loaded = load_image(dir.path());
+  LoadedImage loaded = load_image(dir.path(), test::sample_key());
   EXPECT_EQ(loaded.image.SerializeAsString(), written.SerializeAsString());
   EXPECT_NO_THROW(verify_pages(loaded));
 }
@@ -37,12 +38,12 @@ TEST(ImageTest, WrittenImageReadsBackIdentically) {
 TEST(ImageTest, UncommittedWriterLeavesNoImage) {
   test::TempDir dir;
   {
-    ImageWriter w(dir.path());
+    ImageWriter w(dir.path(), test::sample_key());
     std::vector<char> page(4096, 'x');
     w.pages().append(page.data(), page.size());
     // destroyed without commit: as if ferry died mid-write
   }
-  EXPECT_THROW(load_image(dir.path()), Error);
+  EXPECT_THROW(load_image(dir.path(), test::sample_key()), Error);
   // and no temporary file is left behind
   EXPECT_EQ(test::read_file(dir / "pages.img"), "");
 }
@@ -51,7 +52,7 @@ TEST(ImageTest, ANewImageReplacesAnOldOneCompletely) {
   test::TempDir dir;
   test::write_sample_image(dir.path());
   Image second = test::write_sample_image(dir.path());
-  LoadedImage loaded = load_image(dir.path());
+  LoadedImage loaded = load_image(dir.path(), test::sample_key());
   EXPECT_EQ(loaded.image.image_id(), second.image_id());
 }
 
@@ -108,6 +109,11 @@ TEST(ImageTest, ValidationNamesEveryBadValue) {
       {"bad siginfo", [](Image& i) { i.mutable_signals()->add_pending_shared()->set_siginfo("x"); },
        "siginfo"},
       {"credentials", [](Image& i) { i.mutable_creds()->clear_uids(); }, "4 uids"},
+      {"uid -1 (setresuid keeps root)",
+       [](Image& i) { i.mutable_creds()->set_uids(1, 4294967295u); }, "4294967295"},
+      {"gid -1", [](Image& i) { i.mutable_creds()->set_gids(0, 4294967295u); }, "4294967295"},
+      {"group -1", [](Image& i) { i.mutable_creds()->add_groups(4294967295u); }, "4294967295"},
+      {"chroot", [](Image& i) { i.mutable_attrs()->set_root("/srv/jail"); }, "chroot"},
       {"unknown capability", [](Image& i) { i.mutable_creds()->set_cap_permitted(1ull << 50); },
        "capability"},
       {"register block", [](Image& i) { i.mutable_registers()->set_gpr("short"); },
@@ -152,7 +158,7 @@ TEST(ImageTest, PageCorruptionIsFoundByVerify) {
   c ^= 0x80;
   ASSERT_EQ(::pwrite(fd, &c, 1, 4096 + 5000), 1);
   ::close(fd);
-  LoadedImage loaded = load_image(dir.path());  // metadata still fine
+  LoadedImage loaded = load_image(dir.path(), test::sample_key());  // metadata still fine
   EXPECT_THROW(verify_pages(loaded), Error);
 }
 

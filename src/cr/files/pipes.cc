@@ -9,6 +9,7 @@
 #include <set>
 
 #include "cr/files/file_kinds.h"
+#include "cr/image_paths.h"
 #include "cr/restorer.h"
 #include "util/error.h"
 
@@ -98,8 +99,8 @@ UniqueFd open_pipe_end(Restorer& r, const image::OpenFile& f, FileRestoreState& 
 
   if (e.is_fifo()) {
     // An O_RDWR anchor keeps the FIFO open both ways, so the real opens below never block.
-    UniqueFd anchor(::open(e.fifo_path().c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC));
-    if (!anchor) fail_errno(errno, "cannot reopen FIFO {}", e.fifo_path());
+    UniqueFd anchor = open_image_path(r.image(), e.fifo_path(), O_RDWR | O_NONBLOCK,
+                                      PathKind::kFifo, "FIFO");
     // A FIFO that already holds exactly these bytes is the very kernel object the dump read
     // them from (a migration between nodes that share one kernel, while the original still
     // holds it): refilling would double them.
@@ -116,9 +117,8 @@ UniqueFd open_pipe_end(Restorer& r, const image::OpenFile& f, FileRestoreState& 
           static_cast<ssize_t>(po->queued().size()))
         fail_errno(errno, "cannot refill FIFO {}", e.fifo_path());
     }
-    UniqueFd fd(::open(e.fifo_path().c_str(),
-                       static_cast<int>(reopen_flags(f.flags())) | O_NONBLOCK | O_CLOEXEC));
-    if (!fd) fail_errno(errno, "cannot reopen FIFO {}", e.fifo_path());
+    // Through the anchor: the very FIFO checked above, whatever the path leads to by now.
+    UniqueFd fd = reopen_local(anchor.get(), reopen_flags(f.flags()) | O_NONBLOCK, "FIFO");
     if (!(f.flags() & O_NONBLOCK))
       ::fcntl(fd.get(), F_SETFL, static_cast<int>(reopen_flags(f.flags())) & ~O_ACCMODE);
     s.fifo_anchors.push_back(std::move(anchor));

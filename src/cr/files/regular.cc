@@ -8,6 +8,7 @@
 #include "cr/dump_context.h"
 #include "cr/files/file_kinds.h"
 #include "cr/ghost_files.h"
+#include "cr/image_paths.h"
 #include "cr/restorer.h"
 #include "cr/shmem.h"
 #include "util/error.h"
@@ -37,7 +38,7 @@ bool is_tty(int fd) {
 
 // A terminal for the restored process: ferry's own stdio when it is one, preferring the same fd
 // number; else the old device if it still exists.
-UniqueFd open_terminal(const image::OpenFile& f, const FileRestoreState& s) {
+UniqueFd open_terminal(Restorer& r, const image::OpenFile& f, const FileRestoreState& s) {
   std::vector<int> candidates;
   for (int n : s.fd_numbers.at(f.id()))
     if (n <= 2) candidates.push_back(n);
@@ -47,8 +48,17 @@ UniqueFd open_terminal(const image::OpenFile& f, const FileRestoreState& s) {
       UniqueFd fd(::fcntl(n, F_DUPFD_CLOEXEC, 0));
       if (fd) return fd;
     }
-  UniqueFd fd(::open(f.terminal().path().c_str(), (f.flags() & O_ACCMODE) | O_NOCTTY | O_CLOEXEC));
-  if (fd && is_tty(fd.get())) return fd;
+  try {
+    UniqueFd fd = open_image_path(r.image(), f.terminal().path(),
+                                  (f.flags() & O_ACCMODE) | O_NOCTTY | O_NONBLOCK,
+                                  PathKind::kDevice, "terminal");
+    if (is_tty(fd.get())) {
+      ::fcntl(fd.get(), F_SETFL, static_cast<int>(reopen_flags(f.flags())) & ~O_ACCMODE);
+      return fd;
+    }
+  } catch (const Error&) {
+    // (no such terminal any more: the advice below)
+  }
   fail("the process had a terminal ({}) on fd {}; run the restore from a terminal",
        f.terminal().path(), s.fd_numbers.at(f.id()).front());
 }
@@ -114,7 +124,10 @@ void dump_path_file(DumpContext& ctx, FdProbe& p, image::OpenFile* f, image::Mem
 }
 
 UniqueFd open_path_file(Restorer& r, const image::OpenFile& f, FileRestoreState& s) {
-  int flags = static_cast<int>(reopen_flags(f.flags())) | O_CLOEXEC | O_NOCTTY;
+  // O_NONBLOCK for the open itself (a device must not wait for a carrier); the real status
+  // flags are set right after.
+  int flags = static_cast<int>(reopen_flags(f.flags())) | O_NOCTTY | O_NONBLOCK;
+  const image::Image& img = r.image();
   UniqueFd fd;
   switch (f.kind_case()) {
     case image::OpenFile::kRegular: {
@@ -123,40 +136,42 @@ UniqueFd open_path_file(Restorer& r, const image::OpenFile& f, FileRestoreState&
         fd = reopen_local(r.ghost_fds.at(rf.ghost_id()).get(), f.flags(), rf.path());
         break;
       }
-      fd.reset(::open(rf.path().c_str(), flags));
-      if (!fd) fail_errno(errno, "cannot reopen {}", rf.path());
       struct stat st;
-      ::fstat(fd.get(), &st);
-      if (!S_ISREG(st.st_mode)) fail("{} is no longer a regular file", rf.path());
+      fd = open_image_path(img, rf.path(), flags, PathKind::kRegular, "file",
+                           same_inode(rf.identity()), &st);
       if (st.st_ino != rf.identity().ino() || st.st_dev != rf.identity().dev())
         r.notes.push_back(
             fmt::format("{} was replaced by another file since the checkpoint", rf.path()));
       break;
     }
     case image::OpenFile::kDirectory:
-      fd.reset(::open(f.directory().path().c_str(), flags | O_DIRECTORY));
-      if (!fd) fail_errno(errno, "cannot reopen directory {}", f.directory().path());
+      fd = open_image_path(img, f.directory().path(), flags | O_DIRECTORY, PathKind::kDirectory,
+                           "directory", same_inode(f.directory().identity()));
       break;
     case image::OpenFile::kChardev: {
       const image::CharDevice& d = f.chardev();
-      fd.reset(::open(d.path().c_str(), flags));
-      if (!fd) fail_errno(errno, "cannot reopen device {}", d.path());
       struct stat st;
-      ::fstat(fd.get(), &st);
+      fd = open_image_path(img, d.path(), flags, PathKind::kDevice, "device",
+                           same_device(d.rdev_major(), d.rdev_minor()), &st);
       if (major(st.st_rdev) != d.rdev_major() || minor(st.st_rdev) != d.rdev_minor())
         fail("device {} is not the same device as at the checkpoint", d.path());
       break;
     }
     case image::OpenFile::kTerminal:
-      return open_terminal(f, s);
+      return open_terminal(r, f, s);
     case image::OpenFile::kMemfd:
       fd = reopen_local(r.shmem_fds.at(f.memfd().shmem_id()).get(), f.flags(), "memfd");
       break;
     default:
       fail("internal: not a path file");
   }
-  if (!(f.flags() & O_PATH) && f.pos() && ::lseek(fd.get(), f.pos(), SEEK_SET) < 0)
-    fail_errno(errno, "cannot restore the file position");
+  if (!(f.flags() & O_PATH)) {
+    if (::fcntl(fd.get(), F_SETFL, static_cast<int>(reopen_flags(f.flags())) & ~O_ACCMODE) != 0)
+      fail_errno(errno, "cannot restore the status flags of fd {}",
+                 s.fd_numbers.at(f.id()).front());
+    if (f.pos() && ::lseek(fd.get(), f.pos(), SEEK_SET) < 0)
+      fail_errno(errno, "cannot restore the file position");
+  }
   return fd;
 }
 
