@@ -3,15 +3,22 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <algorithm>
+#include <cctype>
+#include <cmath>
 #include <map>
+#include <optional>
 
 #include "cli/commands.h"
 #include "cli/connect.h"
 #include "cli/json.h"
 #include "cr/ptrace/tracee.h"
 #include "util/error.h"
+#include "util/printable.h"
+#include "util/signal_names.h"
 
 extern char** environ;
 
@@ -22,17 +29,14 @@ std::string mib(uint64_t b) {
   return fmt::format("{:.1f} MiB", static_cast<double>(b) / 1048576.0);
 }
 
-int parse_signal(const std::string& s) {
-  if (s.empty()) return SIGTERM;
-  if (isdigit(static_cast<unsigned char>(s[0]))) {
-    int n = std::stoi(s);
-    if (n < 1 || n > 64) fail("no signal {}", s);
-    return n;
-  }
-  std::string name = s.rfind("SIG", 0) == 0 ? s.substr(3) : s;
-  for (int sig = 1; sig < 32; sig++)
-    if (const char* abbrev = sigabbrev_np(sig); abbrev && name == abbrev) return sig;
-  fail("no signal named {}", s);
+// A task id as the command line takes it: what ferry makes ("node1.7") is letters, digits,
+// dots, dashes and underscores; anything else is refused here, before it reaches a daemon.
+const std::string& task_id(const std::string& id) {
+  bool ok = !id.empty() && id.size() <= 128 && std::all_of(id.begin(), id.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_';
+  });
+  if (!ok) fail("'{}' is not a task id (they look like node1.3)", id);
+  return id;
 }
 
 }  // namespace
@@ -90,11 +94,17 @@ void add_tasks(CLI::App& app) {
     for (auto& t : reply.tasks()) {
       std::string state =
           t.state() == "exited" ? fmt::format("exited({})", t.exit_code()) : t.state();
+      if (t.state() == "lost") state = "lost";
       std::printf("%-12s %-16s %-8s %-8s %-7d %-10s %-6llu %s\n", t.id().c_str(),
                   t.name().substr(0, 16).c_str(), t.node().c_str(), t.home().c_str(), t.pid(),
                   state.c_str(), static_cast<unsigned long long>(t.epoch()),
-                  t.state() == "exited" ? "-" : mib(t.memory_bytes()).c_str());
+                  t.state() == "exited" || t.state() == "lost" ? "-"
+                                                               : mib(t.memory_bytes()).c_str());
     }
+    for (auto& t : reply.tasks())
+      if (t.state() == "lost")
+        std::fprintf(stderr, "ferry: %s is lost: %s\n", t.id().c_str(),
+                     printable(t.exit_reason()).c_str());
     for (auto& n : reply.unreachable())
       std::fprintf(stderr, "ferry: node %s did not answer\n", n.c_str());
   });
@@ -114,16 +124,24 @@ void add_tasks(CLI::App& app) {
       std::printf("%s\n", j.dump().c_str());
       return;
     }
-    std::printf("%-8s %-18s %-5s %-6s %-6s %-12s %-6s %s\n", "NAME", "ADDRESS", "STATE", "CPU%",
-                "LOAD", "MEM FREE", "TASKS", "LABELS");
+    std::printf("%-8s %-18s %-5s %-7s %-6s %-6s %-12s %-6s %s\n", "NAME", "ADDRESS", "STATE",
+                "FERRYD", "CPU%", "LOAD", "MEM FREE", "TASKS", "LABELS");
+    bool any_stale = false;
     for (auto& n : reply.nodes()) {
       std::string labels;
       for (auto& [k, v] : n.labels()) labels += (labels.empty() ? "" : ",") + k + "=" + v;
-      std::printf("%-8s %-18s %-5s %-6.1f %-6.2f %-12s %-6u %s\n", n.name().c_str(),
-                  n.address().c_str(), n.state().c_str(), n.load().cpu_percent(),
-                  n.load().load_avg(), mib(n.load().mem_free_bytes()).c_str(), n.load().runnable(),
-                  labels.c_str());
+      // A down node's figures are what it said last: marked, not passed off as current.
+      const char* mark = n.load_stale() ? "*" : "";
+      any_stale |= n.load_stale();
+      std::string pid = n.load().ferryd_pid() ? std::to_string(n.load().ferryd_pid()) : "-";
+      std::printf("%-8s %-18s %-5s %-7s %-6s %-6s %-12s %-6s %s\n", n.name().c_str(),
+                  n.address().c_str(), n.state().c_str(), pid.c_str(),
+                  fmt::format("{:.1f}{}", n.load().cpu_percent(), mark).c_str(),
+                  fmt::format("{:.2f}{}", n.load().load_avg(), mark).c_str(),
+                  (mib(n.load().mem_free_bytes()) + mark).c_str(),
+                  fmt::format("{}{}", n.load().runnable(), mark).c_str(), labels.c_str());
     }
+    if (any_stale) std::printf("* last known figures of a node that is down\n");
   });
 
   // logs
@@ -136,7 +154,7 @@ void add_tasks(CLI::App& app) {
   logs->callback([] {
     start_logging();
     rpc::LogsRequest req;
-    req.set_task_id(l_task);
+    req.set_task_id(task_id(l_task));
     req.set_follow(l_follow);
     grpc::ClientContext ctx;
     auto reader = control()->Logs(&ctx, req);
@@ -152,12 +170,14 @@ void add_tasks(CLI::App& app) {
   auto* kill = app.add_subcommand("kill", "send a signal to a task, wherever it runs");
   static std::string k_task, k_sig;
   kill->add_option("TASK", k_task, "task id")->required();
-  kill->add_option("SIGNAL", k_sig, "signal name or number (default TERM)");
+  static CLI::Option* k_sig_opt =
+      kill->add_option("SIGNAL", k_sig, "signal name or number, RTMIN+N included (default TERM)");
   kill->callback([] {
     start_logging();
     rpc::KillRequest req;
-    req.set_task_id(k_task);
-    req.set_signal(parse_signal(k_sig));
+    req.set_task_id(task_id(k_task));
+    // (Given empty is not the same as not given.)
+    req.set_signal(k_sig_opt->count() ? parse_signal(k_sig) : SIGTERM);
     rpc::KillReply reply;
     grpc::ClientContext ctx;
     check(control()->Kill(&ctx, req, &reply));
@@ -171,28 +191,36 @@ void add_tasks(CLI::App& app) {
   static std::string w_task;
   static double w_timeout = 0;
   wait->add_option("TASK", w_task, "task id")->required();
-  wait->add_option("--timeout", w_timeout, "give up after this many seconds (default: never)");
+  static CLI::Option* w_timeout_opt = wait->add_option(
+      "--timeout", w_timeout, "give up after this many seconds (default: never)");
   wait->callback([] {
     start_logging();
+    task_id(w_task);
+    bool bounded = w_timeout_opt->count() > 0;
+    if (bounded && !(std::isfinite(w_timeout) && w_timeout >= 0 && w_timeout <= 1e7))
+      fail("--timeout wants a number of seconds from 0 up, got {}", w_timeout);
     auto stub = control();
     auto start = std::chrono::steady_clock::now();
     for (;;) {
+      // Asks in slices of at most 5 s (a node may restart meanwhile), never past the deadline.
+      double waited =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      double left_ms = bounded ? std::max(0.0, (w_timeout - waited) * 1000) : 5000;
       rpc::WaitRequest req;
       req.set_task_id(w_task);
-      req.set_timeout_ms(5000);
+      req.set_timeout_ms(static_cast<uint32_t>(std::min(5000.0, left_ms)));
       rpc::WaitReply reply;
       grpc::ClientContext ctx;
       check(stub->Wait(&ctx, req, &reply));
+      if (reply.lost()) fail_with(kLostStatus, "{} is lost: {}", w_task, reply.reason());
       if (reply.exited()) {
         std::printf("%s ended with status %d on %s\n", w_task.c_str(), reply.exit_code(),
                     reply.node().c_str());
         exit_status() = reply.exit_code();
         return;
       }
-      double waited =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      if (w_timeout > 0 && waited >= w_timeout)
-        fail("{} still runs after {:.0f} s", w_task, waited);
+      waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (bounded && waited >= w_timeout) fail("{} still runs after {:.1f} s", w_task, waited);
     }
   });
 
@@ -206,17 +234,22 @@ void add_tasks(CLI::App& app) {
   migrate->add_option("--strategy", m_strategy,
                       "how the memory moves: eager-all (default), pre-copy, eager-dirty, "
                       "copy-on-reference, flushing");
-  migrate->add_option("--dirty-tracking", m_tracking,
-                      "pre-copy: uffd or hash (default: uffd when the kernel has it)");
-  migrate->add_option("--max-freeze-ms", m_max_freeze_ms,
-                      "pre-copy: stop the rounds when the rest fits this freeze (default 50)");
-  migrate->add_option("--max-rounds", m_max_rounds,
-                      "pre-copy: at most this many rounds (default 30)");
+  static std::vector<CLI::Option*> precopy_options = {
+      migrate->add_option("--dirty-tracking", m_tracking,
+                          "pre-copy: uffd or hash (default: uffd when the kernel has it)"),
+      migrate->add_option("--max-freeze-ms", m_max_freeze_ms,
+                          "pre-copy: stop the rounds when the rest fits this freeze (default 50)"),
+      migrate->add_option("--max-rounds", m_max_rounds,
+                          "pre-copy: at most this many rounds (default 30)")};
   migrate->add_flag("--json", m_json, "print the report as JSON");
   migrate->callback([] {
     start_logging();
+    // Options of another strategy are refused, not silently ignored.
+    for (CLI::Option* o : precopy_options)
+      if (o->count() && m_strategy != "pre-copy")
+        fail("{} applies to --strategy pre-copy only", o->get_name());
     rpc::MigrateRequest req;
-    req.set_task_id(m_task);
+    req.set_task_id(task_id(m_task));
     req.set_to(m_to);
     req.set_strategy(m_strategy);
     req.set_dirty_tracking(m_tracking);
@@ -227,20 +260,40 @@ void add_tasks(CLI::App& app) {
     rpc::MigrateEvent ev;
     rpc::MigrateReport report;
     bool have_report = false, tty = ::isatty(2) && !m_json;
+    std::optional<std::chrono::steady_clock::time_point> frozen;
     while (reader->Read(&ev)) {
       if (ev.has_report()) {
         report = ev.report();
         have_report = true;
-      } else if (tty) {
+      } else {
         auto& p = ev.progress();
-        std::fprintf(stderr, "\r\033[Kmigrating %s to %s: %s %s", m_task.c_str(), m_to.c_str(),
-                     p.phase().c_str(), p.bytes_sent() ? mib(p.bytes_sent()).c_str() : "");
-        std::fflush(stderr);
+        if (p.phase() == "freeze" && !frozen) frozen = std::chrono::steady_clock::now();
+        if (tty) {
+          std::fprintf(stderr, "\r\033[Kmigrating %s to %s: %s %s", m_task.c_str(), m_to.c_str(),
+                       p.phase().c_str(), p.bytes_sent() ? mib(p.bytes_sent()).c_str() : "");
+          std::fflush(stderr);
+        }
       }
     }
     if (tty) std::fprintf(stderr, "\r\033[K");
-    check(reader->Finish());
-    if (!have_report) fail("the migration ended without a report");
+    grpc::Status status = reader->Finish();
+    if (!have_report) {
+      // The node asked went away mid-way: still a complete answer, never silence.
+      if (status.ok() || status.error_code() != grpc::StatusCode::UNAVAILABLE) check(status);
+      report.set_task(m_task);
+      report.set_to(m_to);
+      report.set_strategy(m_strategy);
+      report.set_outcome("interrupted");
+      report.set_reason("the ferryd asked went away during the migration (" +
+                        status.error_message() +
+                        "); 'ferry ps' shows where the task runs once it is back");
+      if (frozen)
+        report.set_freeze_ms(
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - *frozen)
+                .count());
+    } else {
+      check(status);
+    }
     if (m_json) {
       std::printf("%s\n", to_json(report).dump().c_str());
     } else if (report.ok()) {

@@ -11,6 +11,9 @@ void add_image(CLI::App& app);
 void add_cluster(CLI::App& app);
 void add_tasks(CLI::App& app);
 
+// `ferry wait` of a task that is lost (gone without an exit status).
+constexpr int kLostStatus = 125;
+
 // Exit status of the command that ran (set by the subcommand callbacks).
 int& exit_status();
 // -v count; subcommands call start_logging() first.

@@ -25,7 +25,10 @@ nlohmann::json to_json(const rpc::NodeInfo& n) {
   nlohmann::json j = {{"name", n.name()},
                       {"address", n.address()},
                       {"state", n.state()},
-                      {"last_seen_ms_ago", n.last_seen_ms_ago()}};
+                      {"last_seen_ms_ago", n.last_seen_ms_ago()},
+                      {"ferryd_pid", l.ferryd_pid()},
+                      {"ferryd_starts", l.ferryd_starts()},
+                      {"load_stale", n.load_stale()}};
   j["labels"] = nlohmann::json::object();
   for (auto& [k, v] : n.labels()) j["labels"][k] = v;
   j["load"] = {{"cpu_percent", l.cpu_percent()},         {"load_avg", l.load_avg()},

@@ -48,12 +48,21 @@ int main(int argc, char** argv) {
   ferry::cli::add_tasks(app);
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    // One line, like every other error, and the usage exit status.
+    std::fprintf(stderr, "ferry: %s (ferry --help for usage)\n",
+                 ferry::printable(e.what()).c_str());
+    return 2;
   } catch (const ferry::Error& e) {
     // One line, whatever the message carries (a path or an id from outside).
     std::fprintf(stderr, "ferry: %s\n", ferry::printable(e.what()).c_str());
-    return 1;
+    return e.exit_status();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ferry: internal error: %s\n", ferry::printable(e.what()).c_str());
     return 70;

@@ -157,6 +157,17 @@ bool aligned(uint64_t v) {
   return v % kPage == 0;
 }
 
+// Runs one step of the build: a system call that failed inside the new process is reported as
+// the part of the process it was rebuilding, not as the call alone.
+template <typename F>
+void step(const char* what, F&& f) {
+  try {
+    f();
+  } catch (const SyscallFailed& e) {
+    fail("cannot restore {}: {}", what, e.what());
+  }
+}
+
 }  // namespace
 
 ProcessBuilder::ProcessBuilder(const image::Image& img, const BuildOptions& options)
@@ -178,21 +189,23 @@ ProcessBuilder::ProcessBuilder(const image::Image& img, const BuildOptions& opti
     const image::Memory& mem = img.memory();
     Stopwatch phase;
     std::string steps;
-    auto step = [&](const char* what) {
+    auto timed = [&](const char* what) {
       steps += fmt::format(" {} {:.2f}", what, phase.elapsed_ms());
     };
-    // The helper is a copy of ferry: drop its descriptors and memory first.
-    t.syscall_checked("close_range", SYS_close_range, {0, ~0u, 0});
-    prepare_address_space(*r_, mem);
-    step("emptied");
-    r_->place_scratch();
-    restore_ghosts(*r_, mem);
-    restore_memfds(*r_, mem);
-    shared_anon_ = std::make_unique<SharedAnonBuilder>(*r_, mem);
-    step("objects");
-    restore_memory_map(*r_, mem, *shared_anon_);
-    step("mapped");
-    setup_userfaultfd();
+    step("the address space", [&] {
+      // The helper comes with descriptors and memory of its own: they go first.
+      t.syscall_checked("close_range", SYS_close_range, {0, ~0u, 0});
+      prepare_address_space(*r_, mem);
+      timed("emptied");
+      r_->place_scratch();
+      restore_ghosts(*r_, mem);
+      restore_memfds(*r_, mem);
+      shared_anon_ = std::make_unique<SharedAnonBuilder>(*r_, mem);
+      timed("objects");
+      restore_memory_map(*r_, mem, *shared_anon_);
+      timed("mapped");
+      setup_userfaultfd();
+    });
     spdlog::debug("build: address space laid out in {:.2f} ms ({} remote syscalls;{})",
                   phase.elapsed_ms(), t.remote_syscall_count(), steps);
   } catch (...) {
@@ -437,27 +450,35 @@ RestoredProcess ProcessBuilder::finish() {
   };
   try {
     check_cpu_compatible(img_->registers(), local_xstate_size(), local_xcr0());
-    drop_userfaultfd();
-    shared_anon_->finish();
-    finish_memory_map(r, mem);
-    finish_ghosts(r, mem);
-    seal_memfds(r, mem);
-    restore_mm_fields(r, mem.mm(), img_->process().exe_path());
+    step("the memory", [&] {
+      drop_userfaultfd();
+      shared_anon_->finish();
+      finish_memory_map(r, mem);
+      finish_ghosts(r, mem);
+      seal_memfds(r, mem);
+      restore_mm_fields(r, mem.mm(), img_->process().exe_path());
+    });
     done("memory");
-    restore_rlimits(r, img_->attrs());
-    restore_task_attrs(r, img_->attrs(), img_->process());
-    restore_rseq(r, img_->attrs().rseq());
-    restore_files(r, img_->files());
-    restore_timers(r, img_->timers(), img_->process().pid());
-    restore_signals(r, img_->signals());
-    r.close_temporary_fds();
-    restore_creds(r, img_->creds());
+    step("the resource limits", [&] { restore_rlimits(r, img_->attrs()); });
+    step("the process attributes", [&] {
+      restore_task_attrs(r, img_->attrs(), img_->process());
+      restore_rseq(r, img_->attrs().rseq());
+    });
+    step("the open files", [&] { restore_files(r, img_->files()); });
+    step("the timers", [&] { restore_timers(r, img_->timers(), img_->process().pid()); });
+    step("the signal handlers", [&] {
+      restore_signals(r, img_->signals());
+      r.close_temporary_fds();
+    });
+    step("the credentials", [&] { restore_creds(r, img_->creds()); });
     // As the process's own user: it never gets a working directory it could not enter itself.
-    restore_fs(r, img_->attrs());
-    restore_parent_death_signal(r, img_->attrs());
-    r.remove_scratch();
-    restore_signal_mask(r, img_->signals());
-    restore_registers(r, img_->registers());
+    step("the working directory", [&] { restore_fs(r, img_->attrs()); });
+    step("the registers", [&] {
+      restore_parent_death_signal(r, img_->attrs());
+      r.remove_scratch();
+      restore_signal_mask(r, img_->signals());
+      restore_registers(r, img_->registers());
+    });
     done("files, signals, timers, credentials, registers");
   } catch (...) {
     // The destructor kills the helper.

@@ -7,6 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "cr/cgroups.h"
 #include "cr/creds.h"
 #include "cr/dump_context.h"
 #include "cr/files/fd_table.h"
@@ -101,6 +102,7 @@ FrozenProcess freeze_and_describe(pid_t pid, const FreezeOptions& options) {
   *img.mutable_creds() = dump_creds(*ctx);
   image::TaskAttrs* attrs = img.mutable_attrs();
   dump_fs(*ctx, attrs);
+  dump_cgroups(pid, attrs);
   dump_rlimits(*ctx, attrs);
   dump_task_attrs(*ctx, attrs, img.mutable_process());
   *attrs->mutable_rseq() = dump_rseq(*tracee);

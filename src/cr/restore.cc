@@ -14,6 +14,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "cr/cgroups.h"
 #include "cr/creds.h"
 #include "cr/files/fd_table.h"
 #include "cr/fs.h"
@@ -108,6 +109,8 @@ RestoreResult restore(const RestoreOptions& options) {
   res.original_pid = p.original_pid();
   res.remote_syscalls = p.remote_syscalls();
   res.notes = p.notes();
+  // Back into its own control groups (not the restorer's), before it runs.
+  for (auto& note : restore_cgroups(p.pid(), img.image.attrs())) res.notes.push_back(note);
   p.release();
   res.restore_us = total.elapsed_us();
   return res;

@@ -8,6 +8,7 @@
 #include "cr/dump_context.h"
 #include "cr/restorer.h"
 #include "util/error.h"
+#include "util/proc.h"
 
 namespace ferry::cr {
 
@@ -38,6 +39,30 @@ void dump_rlimits(DumpContext& ctx, image::TaskAttrs* attrs) {
   }
 }
 
+namespace {
+
+const char* rlimit_name(int res) {
+  static const char* names[] = {"CPU",   "FSIZE",   "DATA",     "STACK",  "CORE",
+                                "RSS",   "NPROC",   "NOFILE",   "MEMLOCK", "AS",
+                                "LOCKS", "SIGPENDING", "MSGQUEUE", "NICE",  "RTPRIO",
+                                "RTTIME"};
+  return res >= 0 && res < static_cast<int>(sizeof names / sizeof *names) ? names[res] : "?";
+}
+
+// Why a hard limit cannot go back up here: for open files the system's own ceiling
+// (fs.nr_open) comes before any capability.
+std::string why_capped(int res, uint64_t wanted) {
+  if (res == RLIMIT_NOFILE) {
+    auto nr_open = proc::try_read_file("/proc/sys/fs/nr_open");
+    if (nr_open && wanted > proc::parse_u64(proc::trim(*nr_open)))
+      return fmt::format("this system allows at most {} (fs.nr_open)",
+                         std::string(proc::trim(*nr_open)));
+  }
+  return "raising a hard limit needs CAP_SYS_RESOURCE, which ferry does not have here";
+}
+
+}  // namespace
+
 void restore_rlimits(Restorer& r, const image::TaskAttrs& attrs) {
   for (auto& l : attrs.rlimits()) {
     auto res = static_cast<__rlimit_resource>(l.resource());
@@ -50,9 +75,9 @@ void restore_rlimits(Restorer& r, const image::TaskAttrs& attrs) {
     rlimit capped{std::min<rlim_t>(l.cur(), have.rlim_max), have.rlim_max};
     if (::prlimit(r.pid(), res, &capped, nullptr) != 0)
       fail_errno(errno, "cannot set resource limit {}", l.resource());
-    r.notes.push_back(fmt::format(
-        "resource limit {} kept at hard {} (image had {}): raising it needs CAP_SYS_RESOURCE",
-        l.resource(), have.rlim_max, l.max()));
+    r.notes.push_back(fmt::format("resource limit RLIMIT_{} kept at hard {} (the image had {}): {}",
+                                  rlimit_name(l.resource()), have.rlim_max, l.max(),
+                                  why_capped(l.resource(), l.max())));
   }
 }
 

@@ -62,9 +62,9 @@ void prepare_address_space(Restorer& r, const image::Memory& m) {
 
   // Everything below and above the block goes: the helper was a copy of ferry.
   unregister_helper_rseq(t);
-  t.syscall_checked("munmap (emptying the helper)", SYS_munmap, {0, static_cast<long>(have.start)});
+  t.syscall_checked("munmap", SYS_munmap, {0, static_cast<long>(have.start)});
   long top = static_cast<long>(m.task_size());
-  t.syscall_checked("munmap (emptying the helper)", SYS_munmap,
+  t.syscall_checked("munmap", SYS_munmap,
                     {static_cast<long>(have.end), top - static_cast<long>(have.end)});
 
   if (have.start == want.start) return;

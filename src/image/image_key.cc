@@ -106,6 +106,11 @@ ImageKey host_image_key() {
   return k;
 }
 
+std::array<uint8_t, 32> hmac_sha256(const void* key, size_t key_len, const void* data,
+                                    size_t len) {
+  return hmac256(key, key_len, data, len);
+}
+
 std::array<uint8_t, kCoreMacSize> core_mac(const ImageKey& key, const void* a, size_t a_len,
                                            const void* b, size_t b_len) {
   return hmac256(key.core.data(), key.core.size(), a, a_len, b, b_len);

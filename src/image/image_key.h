@@ -38,6 +38,10 @@ std::string host_key_path();
 // none. Refuses a key file that is not a regular file of ours, private, of exactly 32 bytes.
 ImageKey host_image_key();
 
+// HMAC-SHA256 of data under key.
+std::array<uint8_t, 32> hmac_sha256(const void* key, size_t key_len, const void* data,
+                                    size_t len);
+
 // HMAC-SHA256 of a || b under the core key.
 std::array<uint8_t, kCoreMacSize> core_mac(const ImageKey& key, const void* a, size_t a_len,
                                            const void* b, size_t b_len);

@@ -336,6 +336,17 @@ void validate_attrs(const TaskAttrs& a) {
       (a.rseq().size() < 32 || a.rseq().size() > 4096 || a.rseq().ptr() % 32 != 0))
     fail("image: bad rseq registration");
   if (a.pdeath_signal() < 0 || a.pdeath_signal() > 64) fail("image: bad parent-death signal");
+  if (a.cgroups_size() > 64) fail("image: {} control group lines", a.cgroups_size());
+  for (auto& line : a.cgroups()) {
+    auto first = line.find(':'), second = first == std::string::npos
+                                                 ? std::string::npos
+                                                 : line.find(':', first + 1);
+    std::string path = second == std::string::npos ? "" : line.substr(second + 1);
+    if (line.size() > 4096 || path.empty() || path[0] != '/' ||
+        path.find("/..") != std::string::npos || path.find('\0') != std::string::npos ||
+        path.find('\n') != std::string::npos)
+      fail("image: bad control group line");
+  }
 }
 
 }  // namespace

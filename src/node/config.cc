@@ -53,6 +53,7 @@ NodeConfig load_config(const std::string& path) {
   c.reserve_memory_bytes = static_cast<uint64_t>(t["reserve_memory_mb"].value_or(256)) << 20;
   c.report_interval_ms = t["report_interval_ms"].value_or(1000u);
   c.down_after_ms = t["down_after_ms"].value_or(3000u);
+  c.lazy_timeout_ms = static_cast<uint32_t>(t["lazy_timeout_s"].value_or(120.0) * 1000);
   auto tls = t["tls"].as_table();
   if (!tls) fail("{}: the [tls] section is missing (ca, cert, key)", path);
   c.ca_cert = need_string(*tls, "ca", path);
@@ -70,6 +71,33 @@ NodeConfig load_config(const std::string& path) {
   return c;
 }
 
+void apply_setting(NodeConfig& c, const std::string& key, const std::string& value) {
+  auto number = [&](double lo, double hi) {
+    size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(value, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (used == 0 || used != value.size() || !(v >= lo && v <= hi))
+      fail("--node-config: {} wants a number from {} to {}, got '{}'", key, lo, hi, value);
+    return v;
+  };
+  if (key == "max_tasks")
+    c.max_tasks = static_cast<uint32_t>(number(0, 1e6));
+  else if (key == "max_load_per_cpu")
+    c.max_load_per_cpu = number(0, 1e6);
+  else if (key == "reserve_memory_mb")
+    c.reserve_memory_bytes = static_cast<uint64_t>(number(0, 1e9)) << 20;
+  else if (key == "lazy_timeout_s")
+    c.lazy_timeout_ms = static_cast<uint32_t>(number(1, 86400) * 1000);
+  else
+    fail("--node-config: unknown setting '{}' (max_tasks, max_load_per_cpu, reserve_memory_mb, "
+         "lazy_timeout_s, restart_delay_ms)",
+         key);
+}
+
 std::string render_config(const NodeConfig& c) {
   toml::table t;
   t.insert("name", c.name);
@@ -84,6 +112,7 @@ std::string render_config(const NodeConfig& c) {
   t.insert("max_tasks", static_cast<int64_t>(c.max_tasks));
   t.insert("max_load_per_cpu", c.max_load_per_cpu);
   t.insert("reserve_memory_mb", static_cast<int64_t>(c.reserve_memory_bytes >> 20));
+  t.insert("lazy_timeout_s", c.lazy_timeout_ms / 1000.0);
   toml::table tls;
   tls.insert("ca", c.ca_cert);
   tls.insert("cert", c.cert);

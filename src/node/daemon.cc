@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 
 #include <spdlog/spdlog.h>
@@ -34,8 +35,12 @@ int exit_code_of(int status) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+// A peer's own refusal ("unknown task ...") is passed on as it is; only a failure to reach the
+// peer is put in terms of the network.
 void check(const grpc::Status& s, const std::string& what) {
-  if (!s.ok()) fail("{}: {}", what, s.error_message().empty() ? "unreachable" : s.error_message());
+  if (s.ok()) return;
+  if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) throw Error(s.error_message());
+  fail("{}: {}", what, s.error_message().empty() ? "unreachable" : s.error_message());
 }
 
 uint64_t rss_of(pid_t pid) {
@@ -74,9 +79,12 @@ Daemon::Daemon(NodeConfig cfg)
       peers_(cfg_),
       home_(cfg_.name, (::mkdir(cfg_.state_dir.c_str(), 0700), cfg_.state_dir + "/home.pb")),
       logs_(cfg_.state_dir + "/logs"),
-      relay_([this](const std::string& task, const std::string& home, uint64_t offset,
-                    const std::string& data) { return deliver_output(task, home, offset, data); }) {
-}
+      tasks_(cfg_.state_dir + "/tasks.pb", init_.init_id()),
+      journal_(cfg_.state_dir + "/committed.log"),
+      relay_(
+          [this](const std::string& task, const std::string& home, uint64_t offset,
+                 const std::string& data) { return deliver_output(task, home, offset, data); },
+          init_.active() ? static_cast<PipeKeeper&>(init_) : local_keeper_) {}
 
 Daemon::~Daemon() {
   stopping_ = true;
@@ -88,8 +96,12 @@ Daemon::~Daemon() {
 
 std::string Daemon::home_of(const std::string& id) const {
   auto dot = id.rfind('.');
-  if (dot == std::string::npos || dot == 0)
-    fail("'{}' is not a task id (they look like node1.3)", id);
+  bool ok = dot != std::string::npos && dot != 0 && id.size() <= 128 &&
+            std::all_of(id.begin(), id.end(), [](char c) {
+              return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' ||
+                     c == '_';
+            });
+  if (!ok) fail("'{}' is not a task id (they look like node1.3)", id);
   return id.substr(0, dot);
 }
 
@@ -139,8 +151,8 @@ void Daemon::task_moved(const rpc::TaskInfo& t) {
 }
 
 void Daemon::task_exited(const std::string& id, int code, const std::string& node, uint64_t epoch,
-                         const std::string& reason) {
-  home_.exited(id, code, node, epoch, reason);
+                         const std::string& reason, bool lost) {
+  home_.exited(id, code, node, epoch, reason, lost);
   logs_.mark_ended(id);
 }
 
@@ -241,6 +253,8 @@ rpc::LoadReport Daemon::make_report() {
     *r.add_tasks() = t;
   }
   r.set_sent_unix_ms(now_unix_ms());
+  r.set_ferryd_pid(::getpid());
+  r.set_ferryd_starts(init_.starts());
   return r;
 }
 
@@ -260,6 +274,8 @@ rpc::NodesReply Daemon::nodes() {
     if (auto r = peers_.last_report(peer)) {
       *n->mutable_load() = *r;
       for (auto& [k, v] : r->labels()) (*n->mutable_labels())[k] = v;
+      // What a node that is down said last is not its load now.
+      n->set_load_stale(!peers_.up(peer));
     }
     uint64_t ago = peers_.ms_since_report(peer);
     n->set_last_seen_ms_ago(ago == UINT64_MAX ? 0 : ago);
@@ -301,6 +317,7 @@ rpc::KillReply Daemon::kill(const std::string& id, int sig) {
   for (int attempt = 0;; attempt++) {
     rpc::TaskInfo t = locate(id);
     if (t.state() == "exited") fail("task {} has ended (exit status {})", id, t.exit_code());
+    if (t.state() == "lost") fail("task {} is lost: {}", id, t.exit_reason());
     try {
       if (t.node() == name()) return kill_here(id, sig);
       rpc::KillRequest req;
@@ -324,7 +341,9 @@ rpc::WaitReply Daemon::wait(const std::string& id, int timeout_ms) {
   if (home == name()) {
     auto t = home_.wait_exit(id, timeout_ms);
     if (!t) fail("unknown task {}", id);
-    reply.set_exited(t->state() == "exited");
+    reply.set_exited(ended(*t));
+    reply.set_lost(t->state() == "lost");
+    reply.set_reason(t->exit_reason());
     reply.set_exit_code(t->exit_code());
     reply.set_node(t->node());
     return reply;
@@ -367,10 +386,10 @@ void Daemon::read_log(const rpc::LogsRequest& req,
       if (!write(chunk)) return;
       continue;
     }
-    bool ended = logs_.ended(req.task_id()) ||
-                 (home_.get(req.task_id()) && home_.get(req.task_id())->state() == "exited");
-    if (!req.follow() || ended) {
-      chunk.set_task_ended(ended);
+    auto record = home_.get(req.task_id());
+    bool over = logs_.ended(req.task_id()) || (record && ended(*record));
+    if (!req.follow() || over) {
+      chunk.set_task_ended(over);
       write(chunk);
       return;
     }
@@ -414,19 +433,24 @@ void Daemon::on_exit(const std::string& id, int code) {
     spdlog::info("task {} ended with status {}", id, code);
   else
     spdlog::info("task {} ended with status {}: {}", id, code, reason);
-  std::string home = t->info.home();
-  uint64_t epoch = t->info.epoch();
+  report_end(t->info, code, reason, false);
+}
+
+void Daemon::report_end(const rpc::TaskInfo& t, int code, const std::string& reason, bool lost) {
+  std::string id = t.id(), home = t.home();
+  uint64_t epoch = t.epoch();
   if (home == name()) {
-    task_exited(id, code, name(), epoch, reason);
+    task_exited(id, code, name(), epoch, reason, lost);
     return;
   }
-  notify_home([this, id, code, home, epoch, reason] {
+  notify_home([this, id, code, home, epoch, reason, lost] {
     rpc::TaskExitedRequest req;
     req.set_task_id(id);
     req.set_exit_code(code);
     req.set_node(name());
     req.set_epoch(epoch);
     req.set_reason(reason);
+    req.set_lost(lost);
     rpc::Ack ack;
     auto ctx = deadline_ms(2000);
     return peers_.stub(home).TaskExited(ctx.get(), req, &ack).ok();
@@ -439,11 +463,20 @@ void Daemon::reap_loop() {
   sigaddset(&chld, SIGCHLD);
   UniqueFd sfd(::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK));
   while (!stopping_) {
-    pollfd p{sfd.get(), POLLIN, 0};
-    ::poll(&p, 1, 500);
+    pollfd p[2] = {{sfd.get(), POLLIN, 0}, {orphan_wake_.get(), POLLIN, 0}};
+    ::poll(p, 2, 500);
     signalfd_siginfo si;
     while (::read(sfd.get(), &si, sizeof si) == sizeof si) {
     }
+    // Tasks orphaned while no ferryd was their parent: ferry-init reaped them.
+    uint64_t n;
+    (void)!::read(orphan_wake_.get(), &n, sizeof n);
+    std::deque<OrphanExit> orphans;
+    {
+      std::lock_guard<std::mutex> lock(orphan_mu_);
+      orphans.swap(orphan_exits_);
+    }
+    for (auto& e : orphans) on_orphan_exit(e);
     // Tasks: waited for by pid, unless ferryd holds them right now (a dump or a restore).
     for (auto& t : tasks_.snapshot()) {
       pid_t pid = t.pid();
@@ -468,6 +501,14 @@ void Daemon::reap_loop() {
 }
 
 int Daemon::run() {
+  // Sessions an earlier ferryd of this node committed: their copies were released here.
+  for (auto& session : journal_.load()) {
+    Decided d;
+    d.status.set_state("running");
+    d.when = std::chrono::steady_clock::now();
+    decided_[session] = d;
+  }
+  adopt_tasks();
   // The control socket: root only.
   std::string sock_dir = cfg_.control_socket.substr(0, cfg_.control_socket.rfind('/'));
   ::mkdir(sock_dir.c_str(), 0700);
@@ -488,6 +529,10 @@ int Daemon::run() {
   node_builder.AddListeningPort(cfg_.listen, server_credentials(cfg_), &bound);
   node_builder.SetMaxReceiveMessageSize(1 << 30);
   node_builder.SetMaxSendMessageSize(1 << 30);
+  // Peers ping every 2 s to notice cut links (peers.cc): allow it.
+  node_builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  node_builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 1000);
+  node_builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
   std::unique_ptr<grpc::Service> node_service = make_node_service(*this);
   node_builder.RegisterService(node_service.get());
   std::unique_ptr<grpc::Server> node_server = node_builder.BuildAndStart();

@@ -4,6 +4,8 @@
 // layers over the methods here.
 #pragma once
 
+#include <sys/eventfd.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -20,8 +22,10 @@
 #include "cr/builder.h"
 #include "cr/restore.h"
 #include "ferry.grpc.pb.h"
+#include "node/commit_journal.h"
 #include "node/config.h"
 #include "node/home.h"
+#include "node/init_link.h"
 #include "node/load.h"
 #include "node/logstore.h"
 #include "node/peers.h"
@@ -29,6 +33,7 @@
 #include "node/tasks.h"
 #include "transfer/lazy_pager.h"
 #include "transfer/lazy_sources.h"
+#include "transfer/page_server.h"
 #include "transfer/page_stream.h"
 #include "transfer/strategy.h"
 #include "util/clock.h"
@@ -84,6 +89,10 @@ struct IncomingMigration {
   uint32_t rounds_received = 0;
   bool last_round_seen = false;  // the stream paused after the last round, for relayout
   // pages after Commit
+  std::string source_node;            // where the pages come from
+  bool awaiting_resume = false;       // the lazy phase's connection broke: the source reconnects
+  std::optional<UniqueFd> resumed;    // the source's new connection, once it came
+  uint32_t resumed_generation = 0;
   std::unique_ptr<transfer::LazyPager> pager;
   std::vector<transfer::Range> lazy_ranges;
   std::unique_ptr<transfer::StoreLazySource> store;
@@ -96,6 +105,9 @@ struct IncomingMigration {
   UniqueFd output_write;
   std::chrono::steady_clock::time_point created = std::chrono::steady_clock::now();
 };
+
+// The name under which ferry-init keeps a copy of a lazily filled task's userfaultfd.
+std::string lazy_memory_name(const IncomingMigration& m);
 
 class Daemon {
  public:
@@ -126,7 +138,7 @@ class Daemon {
   LogStore& logs() { return logs_; }
   void task_moved(const rpc::TaskInfo& t);
   void task_exited(const std::string& id, int code, const std::string& node, uint64_t epoch,
-                   const std::string& reason = "");
+                   const std::string& reason = "", bool lost = false);
   void record_report(const rpc::LoadReport& r) { peers_.record_report(r); }
 
   // --- migration ---------------------------------------------------------------------------
@@ -153,22 +165,53 @@ class Daemon {
   void data_accept_loop();
   void session_reaper();
   void on_exit(const std::string& id, int code);
+  // The exit of a process orphaned while no ferryd was its parent, from ferry-init.
+  void on_orphan_exit(const OrphanExit& e);
+  // The tasks an earlier ferryd of this node left in its table: adopted when they still run,
+  // reported ended (with the status ferry-init kept) or lost otherwise.
+  void adopt_tasks();
+  // Returns the exit (of `exits`) it took care of.
+  std::optional<OrphanExit> adopt_task(const rpc::LocalTaskRecord& r,
+                                       std::map<std::string, InitLink::KeptPipe>& kept,
+                                       const std::vector<OrphanExit>& exits);
+  // Tells the task's home that it ended (or is lost), from here.
+  void report_end(const rpc::TaskInfo& t, int code, const std::string& reason, bool lost);
   void migrate_out(const rpc::MigrateRequest& req,
                    const std::function<void(const rpc::MigrateEvent&)>& emit);
+  // The report of a migration whose source went away before it said how it ended.
+  rpc::MigrateReport interrupted_report(const rpc::MigrateRequest& req, const rpc::TaskInfo& before,
+                                        const std::string& error,
+                                        const std::optional<Stopwatch>& frozen,
+                                        const std::string& session);
+  // The source's lazy phase: serves pages until the destination has them all (returns "") or
+  // they cannot come any more (returns why). A broken page stream is reconnected while both
+  // ends live, for up to lazy_timeout.
+  std::string serve_lazy_pages(transfer::PageServer& server, transfer::StreamSender& sender,
+                               const std::atomic<bool>& stop, const std::string& to,
+                               const std::string& session, const std::string& data_address,
+                               const transfer::Key& key);
   void receive_stream(UniqueFd sock);
   // Pieces of the destination side (migrate_in.cc).
   cr::BuildOptions build_options(IncomingMigration& m, bool lazy);
   void receive_pages(IncomingMigration& m, transfer::StreamReceiver& rx);
   void start_lazy_phase(IncomingMigration& m);
   void end_lazy_phase(IncomingMigration& m, const std::string& error);
+  // The lazy phase's page stream broke: waits for the source's new connection (true, installed
+  // in rx) until the source is known to have lost the task or lazy_timeout passed (false).
+  bool wait_for_source(IncomingMigration& m, transfer::StreamReceiver& rx, const std::string& why);
+  // A new connection from the source of a migration whose lazy phase goes on.
+  bool take_resumed_stream(const transfer::Token& token, UniqueFd& sock);
   std::shared_ptr<IncomingMigration> session(const std::string& id);
 
   NodeConfig cfg_;
   Faults faults_;
+  InitLink init_;  // ferry-init, which outlives this ferryd (inactive without one)
+  LocalPipeKeeper local_keeper_;
   Peers peers_;
   HomeRegistry home_;
   LogStore logs_;
   LocalTasks tasks_;
+  CommitJournal journal_;
   OutputRelay relay_;
   LoadSampler sampler_;
   std::mutex load_mu_;
@@ -176,10 +219,24 @@ class Daemon {
 
   std::mutex sessions_mu_;
   std::map<std::string, std::shared_ptr<IncomingMigration>> sessions_;
-  // How sessions that were dropped ended ("running", "aborted"), so that a source in doubt
-  // about its Commit still gets the truth long after (bounded in number and age).
-  std::map<std::string, std::pair<std::string, std::chrono::steady_clock::time_point>> decided_;
+  // How sessions that were dropped ended ("running", "lost", "aborted") and their lazy phase's
+  // figures, so that a source in doubt about its Commit, or waiting for the account of the lazy
+  // phase, still gets the truth long after (bounded in number and age).
+  struct Decided {
+    rpc::MigrationStatusReply status;
+    std::chrono::steady_clock::time_point when;
+  };
+  std::map<std::string, Decided> decided_;
   std::atomic<int64_t> unreachable_until_ms_{0};  // lose-commit-reply fault
+  // Outgoing migrations whose page server still holds the original (MigrationStatus: serving).
+  std::set<std::string> serving_;
+
+  // Exits ferry-init reports, handled by the reaper thread (never on the link's own thread,
+  // which must stay free to carry ferry-init's answers).
+  std::mutex orphan_mu_;
+  std::deque<OrphanExit> orphan_exits_;
+  UniqueFd orphan_wake_{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
+  void queue_orphan_exit(const OrphanExit& e);
 
   std::mutex notify_mu_;
   std::condition_variable notify_cv_;

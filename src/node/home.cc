@@ -31,7 +31,8 @@ void HomeRegistry::persist() {
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return;
   std::string bytes = out.SerializeAsString();
-  bool ok = ::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size());
+  bool ok = ::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()) &&
+            ::fsync(fd) == 0;
   ::close(fd);
   if (ok) ::rename(tmp.c_str(), state_file_.c_str());
 }
@@ -60,7 +61,10 @@ void HomeRegistry::moved(const rpc::TaskInfo& t) {
   auto it = tasks_.find(t.id());
   if (it == tasks_.end()) return;
   rpc::TaskInfo& cur = it->second;
-  if (cur.state() == "exited" || t.epoch() < cur.epoch()) return;
+  // A newer epoch proves the task runs: it overrides a "lost" verdict made without knowing.
+  bool revived = cur.state() == "lost" && t.epoch() > cur.epoch();
+  if ((ended(cur) && !revived) || t.epoch() < cur.epoch()) return;
+  cur.clear_exit_reason();
   cur.set_node(t.node());
   cur.set_pid(t.pid());
   cur.set_epoch(t.epoch());
@@ -72,18 +76,18 @@ void HomeRegistry::moved(const rpc::TaskInfo& t) {
 void HomeRegistry::set_state(const std::string& id, const std::string& state) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = tasks_.find(id);
-  if (it == tasks_.end() || it->second.state() == "exited") return;
+  if (it == tasks_.end() || ended(it->second)) return;
   it->second.set_state(state);
   persist();
   changed_.notify_all();
 }
 
 void HomeRegistry::exited(const std::string& id, int code, const std::string& node, uint64_t epoch,
-                          const std::string& reason) {
+                          const std::string& reason, bool lost) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = tasks_.find(id);
-  if (it == tasks_.end() || it->second.state() == "exited" || epoch < it->second.epoch()) return;
-  it->second.set_state("exited");
+  if (it == tasks_.end() || ended(it->second) || epoch < it->second.epoch()) return;
+  it->second.set_state(lost ? "lost" : "exited");
   it->second.set_exit_code(code);
   it->second.set_exit_reason(reason);
   it->second.set_node(node);
@@ -97,7 +101,7 @@ std::optional<rpc::TaskInfo> HomeRegistry::wait_exit(const std::string& id, int 
   for (;;) {
     auto it = tasks_.find(id);
     if (it == tasks_.end()) return std::nullopt;
-    if (it->second.state() == "exited") return it->second;
+    if (ended(it->second)) return it->second;
     if (changed_.wait_until(lock, deadline) == std::cv_status::timeout) return it->second;
   }
 }

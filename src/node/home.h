@@ -14,6 +14,11 @@
 
 namespace ferry::node {
 
+// The task will not run again: it exited, or it is lost.
+inline bool ended(const rpc::TaskInfo& t) {
+  return t.state() == "exited" || t.state() == "lost";
+}
+
 class HomeRegistry {
  public:
   HomeRegistry(std::string node, std::string state_file);
@@ -24,9 +29,10 @@ class HomeRegistry {
   // A task now runs at t.node (from the node it arrived at).
   void moved(const rpc::TaskInfo& t);
   void set_state(const std::string& id, const std::string& state);
+  // The task ended (code: its status) or, when `lost`, is gone without a status (reason: why).
   void exited(const std::string& id, int code, const std::string& node, uint64_t epoch,
-              const std::string& reason = "");
-  // Waits up to timeout_ms for the task to end; returns its record.
+              const std::string& reason = "", bool lost = false);
+  // Waits up to timeout_ms for the task to end (or be lost); returns its record.
   std::optional<rpc::TaskInfo> wait_exit(const std::string& id, int timeout_ms);
   std::vector<rpc::TaskInfo> all();
 

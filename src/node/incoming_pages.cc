@@ -19,8 +19,12 @@ namespace ferry::node {
 namespace {
 
 constexpr int kWaitForLayoutMs = 120000;
-// The source pushes without pause in the lazy phase; this much silence means it is gone.
-constexpr int kLazySilenceMs = 15000;
+// In the lazy phase the source sends a heartbeat every second it has nothing else to send: this
+// much silence means the link is broken (the source then reconnects, if it can).
+constexpr int kLazySilenceMs = 3000;
+// How many generations ahead of ours a reconnecting source may be (each of its failed attempts
+// to reconnect counts one).
+constexpr uint32_t kMaxGenerationSkew = 64;
 
 }  // namespace
 
@@ -34,10 +38,80 @@ void Daemon::data_accept_loop() {
   }
 }
 
+bool Daemon::take_resumed_stream(const transfer::Token& token, UniqueFd& sock) {
+  std::lock_guard<std::mutex> lock(sessions_mu_);
+  for (auto& [id, m] : sessions_) {
+    std::lock_guard<std::mutex> l(m->mu);
+    if (!m->pager || m->pager->finished()) continue;  // not in a lazy phase
+    uint32_t base = m->resumed_generation;
+    for (uint32_t g = base + 1; g <= base + kMaxGenerationSkew; g++) {
+      transfer::Token want = transfer::resume_token(m->key, g);
+      if (CRYPTO_memcmp(want.data(), token.data(), token.size()) != 0) continue;
+      m->resumed = std::move(sock);
+      m->resumed_generation = g;
+      m->cv.notify_all();
+      spdlog::info("task {}: the source reconnected its page stream", m->task.id());
+      return true;
+    }
+  }
+  return false;
+}
+
+bool Daemon::wait_for_source(IncomingMigration& m, transfer::StreamReceiver& rx,
+                             const std::string& why) {
+  spdlog::warn("task {}: page stream from {} broke ({}); waiting up to {} s for it to come back",
+               m.task.id(), m.source_node, why, cfg_.lazy_timeout_ms / 1000);
+  rx.break_off();  // (so that the source notices too, if it has not)
+  Stopwatch waited;
+  uint64_t refusing_since = 0;  // since when the source refuses all connections
+  while (!stopping_ && waited.elapsed_ms() < cfg_.lazy_timeout_ms) {
+    {
+      std::unique_lock<std::mutex> lock(m.mu);
+      m.awaiting_resume = true;
+      m.cv.wait_for(lock, std::chrono::seconds(1), [&] { return m.resumed.has_value(); });
+      if (m.resumed) {
+        UniqueFd sock = std::move(*m.resumed);
+        m.resumed.reset();
+        m.awaiting_resume = false;
+        rx.replace_socket(std::move(sock), m.resumed_generation);
+        m.stream_fd = rx.fd();  // (what tear_down breaks off)
+        spdlog::info("task {}: page stream back after {:.1f} s", m.task.id(),
+                     waited.elapsed_ms() / 1000);
+        return true;
+      }
+    }
+    // Only a source that says it no longer has the task's memory is known dead; one that does
+    // not answer may be behind a partition.
+    rpc::MigrationStatusRequest q;
+    q.set_session_id(m.id);
+    rpc::MigrationStatusReply st;
+    auto ctx = deadline_ms(1000);
+    if (!peers_.known(m.source_node)) return false;
+    if (peers_.stub(m.source_node).MigrationStatus(ctx.get(), q, &st).ok()) {
+      refusing_since = 0;
+      if (st.state() != "serving") {
+        spdlog::warn("task {}: its source {} no longer holds its memory", m.task.id(),
+                     m.source_node);
+        return false;
+      }
+    } else if (refuses_connections(peers_.address(m.source_node))) {
+      if (!refusing_since) refusing_since = monotonic_ns();
+      if (monotonic_ns() - refusing_since >= kDeadAfterRefusingMs * 1000000ull) {
+        spdlog::warn("task {}: the ferryd of its source {} is gone", m.task.id(), m.source_node);
+        return false;
+      }
+    } else {
+      refusing_since = 0;
+    }
+  }
+  return false;
+}
+
 void Daemon::receive_stream(UniqueFd sock) {
   std::shared_ptr<IncomingMigration> m;
   try {
     transfer::Token token = transfer::read_token(sock.get(), 5000);
+    if (take_resumed_stream(token, sock)) return;
     std::lock_guard<std::mutex> lock(sessions_mu_);
     for (auto& [id, s] : sessions_)
       if (!s->token_used && CRYPTO_memcmp(s->token.data(), token.data(), token.size()) == 0) m = s;
@@ -85,7 +159,10 @@ void Daemon::receive_stream(UniqueFd sock) {
         lock.unlock();
         std::string lazy_error;
         try {
-          transfer::LazyStats st = transfer::run_remote_lazy_phase(rx, *m->pager, kLazySilenceMs);
+          transfer::LazyPhaseOptions options;
+          options.silence_ms = kLazySilenceMs;
+          options.reconnect = [&](const std::string& why) { return wait_for_source(*m, rx, why); };
+          transfer::LazyStats st = transfer::run_remote_lazy_phase(rx, *m->pager, options);
           lock.lock();
           m->lazy_bytes = st.bytes;
           m->lazy_pages = st.pages;
@@ -135,23 +212,38 @@ void Daemon::receive_pages(IncomingMigration& m, transfer::StreamReceiver& rx) {
   m.stream_ms = stream ? stream->elapsed_ms() : 0;
 }
 
+std::string lazy_memory_name(const IncomingMigration& m) {
+  return "uffd:" + m.id + ":" + m.task.id();
+}
+
 void Daemon::end_lazy_phase(IncomingMigration& m, const std::string& error) {
-  std::lock_guard<std::mutex> lock(m.mu);
-  if (m.since_commit) m.last_page_ms = m.since_commit->elapsed_ms();
+  // Every page is here (or the task is dead): nothing for ferry-init to hold any more.
+  if (init_.active()) init_.drop(lazy_memory_name(m));
+  std::unique_ptr<transfer::LazyPager> pager;
+  std::unique_ptr<transfer::StoreLazySource> store;
+  {
+    std::lock_guard<std::mutex> lock(m.mu);
+    if (m.since_commit) m.last_page_ms = m.since_commit->elapsed_ms();
+    if (error.empty()) {
+      spdlog::info("task {}: every page is here ({:.1f} ms after Commit)", m.task.id(),
+                   m.last_page_ms);
+      if (m.state == "pulling") m.state = "running";
+    } else {
+      spdlog::warn("task {}: its pages could not come: {}", m.task.id(), error);
+      m.error = error;
+      m.state = m.state == "pulling" ? "lost" : "failed";
+    }
+    // The pager's thread and the page store's file go now, not with the session.
+    pager = std::move(m.pager);
+    store = std::move(m.store);
+    m.cv.notify_all();
+  }
+  pager.reset();
+  store.reset();
   if (!m.store_dir.empty()) {
     std::error_code ec;
     std::filesystem::remove_all(m.store_dir, ec);
   }
-  if (error.empty()) {
-    spdlog::info("task {}: every page is here ({:.1f} ms after Commit)", m.task.id(),
-                 m.last_page_ms);
-    if (m.state == "pulling") m.state = "running";
-  } else {
-    spdlog::warn("task {}: its pages could not come: {}", m.task.id(), error);
-    m.error = error;
-    m.state = m.state == "pulling" ? "lost" : "failed";
-  }
-  m.cv.notify_all();
 }
 
 }  // namespace ferry::node

@@ -1,4 +1,5 @@
 // ferryd --config FILE: one node of a ferry cluster (see node/config.h for the file).
+#include <malloc.h>
 #include <signal.h>
 
 #include <cstdio>
@@ -20,6 +21,10 @@ int main(int argc, char** argv) {
   app.add_flag("-v,--verbose", more, "more log output (-vv: everything)");
   CLI11_PARSE(app, argc, argv);
   ferry::init_logging(1 + more, true);
+  // Every migration runs on threads of its own; glibc would give each new thread an arena of
+  // its own (up to 8 per core), each keeping what it once held. Two are plenty for a daemon
+  // whose page data lives in mappings, not in malloc.
+  mallopt(M_ARENA_MAX, 2);
   // Signals are read from signalfds, by dedicated threads: block them before any thread exists.
   sigset_t set;
   sigemptyset(&set);

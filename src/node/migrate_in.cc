@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <malloc.h>
+
 #include <algorithm>
 #include <filesystem>
 
@@ -24,9 +26,8 @@ namespace {
 constexpr int kReceiveWaitMs = 120000;
 constexpr uint64_t kMaxRounds = 64;
 constexpr auto kUndecidedLimit = std::chrono::minutes(10);
-constexpr auto kFinishedLimit = std::chrono::seconds(60);
 constexpr auto kDecidedLimit = std::chrono::hours(24);
-constexpr size_t kDecidedMax = 100000;
+constexpr size_t kDecidedMax = 10000;
 
 int64_t steady_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -86,6 +87,7 @@ rpc::OfferReply Daemon::offer(const rpc::OfferRequest& req) {
   auto m = std::make_shared<IncomingMigration>();
   m->id = req.session_id();
   m->task = req.task();
+  m->source_node = req.task().node();
   m->strategy = *strategy;
   std::memcpy(m->key.data(), req.data_key().data(), m->key.size());
   m->token = transfer::random_token();
@@ -358,6 +360,10 @@ rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
       std::vector<std::pair<uint64_t, uint64_t>> regions;
       UniqueFd uffd;
       m->worker->run([&] { uffd = m->builder->take_userfaultfd(&regions); });
+      // ferry-init keeps a copy: if this ferryd dies before every page is here, the task's
+      // faults wait (instead of the kernel filling them with zeros) until the next ferryd kills
+      // it (adopt_tasks).
+      if (init_.active()) init_.keep(lazy_memory_name(*m), uffd.get(), 0);
       std::vector<transfer::Range> ranges;
       for (auto& [s, e] : regions) ranges.push_back({s, e});
       auto pager =
@@ -411,6 +417,9 @@ rpc::CommitReply Daemon::commit(const rpc::CommitRequest& req) {
     return reply;
   }
   pid_t pid = m->built->pid();
+  // Durably "released" before it is: a source in doubt never resumes its original while this
+  // copy may run, not even if this ferryd dies and another one answers.
+  journal_.record(m->id);
   m->worker->run([&] {
     m->built->release();
     m->built.reset();
@@ -485,7 +494,9 @@ rpc::MigrationStatusReply Daemon::migration_status(const std::string& id) {
     auto it = sessions_.find(id);
     if (it == sessions_.end()) {
       auto d = decided_.find(id);
-      reply.set_state(d == decided_.end() ? "unknown" : d->second.first);
+      if (d != decided_.end()) return d->second.status;
+      // (A session this node is the source of: its page server still holds the original.)
+      reply.set_state(serving_.count(id) ? "serving" : "unknown");
       return reply;
     }
     m = it->second;
@@ -513,47 +524,47 @@ void Daemon::session_reaper() {
           std::lock_guard<std::mutex> l(m->mu);
           state = m->state;
         }
-        if (state == "pulling") {  // ends by itself (or kills the task when its pages are lost)
-          ++it;
-          continue;
-        }
         bool finished =
             state == "running" || state == "aborted" || state == "failed" || state == "lost";
-        // A copy no source decided on within the limit is dropped: released it never was.
-        if ((finished && now - m->created > kFinishedLimit) ||
-            (!finished && now - m->created > kUndecidedLimit)) {
+        // A finished session goes at once (its thread, builder, pager and page store with it;
+        // only its outcome stays). A copy no source decided on within the limit is dropped:
+        // released it never was. "pulling" ends by itself (or kills the task).
+        if (finished || (state != "pulling" && now - m->created > kUndecidedLimit)) {
           expired.push_back(m);
-          decided_[it->first] = {state == "running" || state == "lost" ? "running" : "aborted",
-                                 now};
           it = sessions_.erase(it);
         } else {
           ++it;
         }
       }
-    }
-    {
-      std::lock_guard<std::mutex> lock(sessions_mu_);
-      auto now = std::chrono::steady_clock::now();
       for (auto it = decided_.begin(); it != decided_.end();)
-        it = now - it->second.second > kDecidedLimit ? decided_.erase(it) : std::next(it);
+        it = now - it->second.when > kDecidedLimit ? decided_.erase(it) : std::next(it);
       while (decided_.size() > kDecidedMax) {
         auto oldest = std::min_element(decided_.begin(), decided_.end(), [](auto& a, auto& b) {
-          return a.second.second < b.second.second;
+          return a.second.when < b.second.when;
         });
         decided_.erase(oldest);
       }
     }
     for (auto& m : expired) {
-      m->tear_down("aborted");  // what they still hold dies
-      // A Commit that came in between the check above and here may have let it run after all.
-      std::string final_state;
+      if (init_.active()) init_.drop(lazy_memory_name(*m));
+      m->tear_down("aborted");  // what it still holds dies (a running task is left alone)
+      // A Commit that came in meanwhile may have let it run after all: decide from the state
+      // after the tear-down. "lost" (it ran, then died of missing pages) was released too.
+      Decided d;
+      d.when = std::chrono::steady_clock::now();
       {
         std::lock_guard<std::mutex> l(m->mu);
-        final_state = m->state == "running" || m->state == "lost" ? "running" : "aborted";
+        d.status.set_state(m->state == "running" || m->state == "lost" ? m->state : "aborted");
+        d.status.set_last_page_ms(m->last_page_ms);
+        d.status.set_lazy_bytes(m->lazy_bytes);
+        d.status.set_lazy_pages(m->lazy_pages);
+        d.status.set_faults(m->lazy_faults);
       }
       std::lock_guard<std::mutex> lock(sessions_mu_);
-      decided_[m->id] = {final_state, std::chrono::steady_clock::now()};
+      decided_[m->id] = d;
     }
+    // What the sessions held goes back to the system, not only to malloc.
+    if (!expired.empty()) ::malloc_trim(0);
   }
 }
 

@@ -63,6 +63,7 @@ void Daemon::migrate(const rpc::MigrateRequest& req,
   if (tasks_.get(req.task_id())) return migrate_out(req, emit);
   rpc::TaskInfo t = locate(req.task_id());
   if (t.state() == "exited") fail("task {} has ended (exit status {})", t.id(), t.exit_code());
+  if (t.state() == "lost") fail("task {} is lost: {}", t.id(), t.exit_reason());
   if (t.node() == name()) return migrate_out(req, emit);
   if (!peers_.known(t.node()) || !peers_.up(t.node()))
     fail("task {} runs on {}, which is down", t.id(), t.node());
@@ -70,9 +71,79 @@ void Daemon::migrate(const rpc::MigrateRequest& req,
   grpc::ClientContext ctx;
   auto reader = peers_.stub(t.node()).Migrate(&ctx, req);
   rpc::MigrateEvent ev;
-  while (reader->Read(&ev)) emit(ev);
+  std::optional<Stopwatch> frozen;  // since the source said it froze the task
+  bool reported = false;
+  std::string session;
+  while (reader->Read(&ev)) {
+    if (ev.has_progress() && ev.progress().phase() == "freeze" && !frozen) frozen.emplace();
+    if (ev.has_progress() && !ev.progress().session_id().empty())
+      session = ev.progress().session_id();
+    reported |= ev.has_report();
+    emit(ev);
+  }
   grpc::Status s = reader->Finish();
-  if (!s.ok()) fail("migration on {}: {}", t.node(), s.error_message());
+  if (reported) return;
+  if (s.ok()) fail("migration on {} ended without a report", t.node());
+  // The source went away mid-way (its ferryd died): say so, with where the task is now and
+  // the freeze as far as it was seen from here.
+  rpc::MigrateEvent last;
+  *last.mutable_report() = interrupted_report(req, t, s.error_message(), frozen, session);
+  emit(last);
+}
+
+rpc::MigrateReport Daemon::interrupted_report(const rpc::MigrateRequest& req,
+                                              const rpc::TaskInfo& before,
+                                              const std::string& error,
+                                              const std::optional<Stopwatch>& frozen,
+                                              const std::string& session) {
+  rpc::MigrateReport rep;
+  rep.set_task(req.task_id());
+  rep.set_from(before.node());
+  rep.set_to(req.to());
+  rep.set_strategy(req.strategy().empty() ? "eager-all" : req.strategy());
+  if (frozen) rep.set_freeze_ms(frozen->elapsed_ms());
+  // Its home learns where it is once the source's ferryd is back (ferry-init starts it again
+  // and it adopts the task) or the destination took it.
+  rpc::TaskInfo now = before;
+  for (int i = 0; i < 50; i++) {
+    try {
+      now = locate(req.task_id());
+      if (now.epoch() > before.epoch() || ended(now)) break;
+      if (peers_.up(before.node()) && peers_.ms_since_report(before.node()) < 500) break;
+    } catch (const std::exception&) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  bool moved = now.epoch() > before.epoch() && now.node() == req.to();
+  std::string outcome = moved ? "migrated" : ended(now) ? "task-exited" : "aborted";
+  // Moved with pages still to come from the source that went away: the destination's account
+  // of its lazy phase decides.
+  auto strategy = transfer::parse_strategy(rep.strategy());
+  if (moved && strategy && transfer::has_lazy_phase(*strategy) && !session.empty() &&
+      peers_.known(req.to())) {
+    Stopwatch waited;
+    while (waited.elapsed_ms() < 60000) {
+      rpc::MigrationStatusRequest q;
+      q.set_session_id(session);
+      rpc::MigrationStatusReply st;
+      auto ctx = deadline_ms(2000);
+      if (!peers_.stub(req.to()).MigrationStatus(ctx.get(), q, &st).ok()) break;
+      if (st.state() == "pulling") {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        continue;
+      }
+      if (st.state() != "running") outcome = "lost";
+      break;
+    }
+    if (outcome == "lost") now = locate(req.task_id());
+  }
+  rep.set_ok(outcome == "migrated");
+  rep.set_outcome(outcome);
+  rep.set_reason(fmt::format("the ferryd of {}, the source, went away during the migration ({}); "
+                             "the task is {} on {}{}",
+                             before.node(), error, now.state(), now.node(),
+                             now.exit_reason().empty() ? "" : ": " + now.exit_reason()));
+  return rep;
 }
 
 void Daemon::migrate_out(const rpc::MigrateRequest& req,
@@ -108,9 +179,11 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
     } else
       spdlog::info("migration of {} to {}: {}: {}", id, to, outcome, reason);
   };
+  std::string sid;  // the session, once offered
   auto progress = [&](const char* phase, uint64_t sent, uint64_t total_bytes) {
     rpc::MigrateEvent ev;
     ev.mutable_progress()->set_phase(phase);
+    ev.mutable_progress()->set_session_id(sid);
     ev.mutable_progress()->set_bytes_sent(sent);
     ev.mutable_progress()->set_bytes_total(total_bytes);
     emit(ev);
@@ -123,6 +196,8 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
   const bool precopy = *strategy == transfer::Strategy::kPreCopy;
   const bool flushing = *strategy == transfer::Strategy::kFlushing;
   const bool lazy_remote = transfer::has_lazy_phase(*strategy) && !flushing;
+  if (!req.dirty_tracking().empty() && !precopy)
+    return finish(false, "refused", "--dirty-tracking applies to pre-copy only");
   if (!req.dirty_tracking().empty() && req.dirty_tracking() != "uffd" &&
       req.dirty_tracking() != "hash")
     return finish(false, "refused",
@@ -159,7 +234,7 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
   // 1. Offer.
   progress("offer", 0, 0);
   rpc::OfferRequest offer;
-  std::string sid = session_id();
+  sid = session_id();
   offer.set_session_id(sid);
   *offer.mutable_task() = info;
   offer.set_memory_bytes(status_kb(pid, "VmSize") * 1024);
@@ -237,11 +312,36 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
     grpc::Status s = tasking_call.get();
     return answered && s.ok() && !ready.ready() ? ready.reason() : "";
   };
-  // Every way out before Commit: the original runs on here, unchanged.
-  auto back_out = [&] {
+  // Every way out before Commit: the original runs on here, unchanged. Returns the task's exit
+  // status when it turned out to have ended meanwhile (killed while frozen): -1 when that status
+  // comes later (not our child: ferry-init reaps it).
+  auto back_out = [&]() -> std::optional<int> {
     stop_server();
     if (rounds) rounds->stop_tracking();
-    if (frozen) frozen->resume();
+    if (!frozen) return std::nullopt;
+    if (rep.freeze_ms() == 0) rep.set_freeze_ms(frozen->frozen_us() / 1000.0);
+    try {
+      frozen->resume();
+      return std::nullopt;
+    } catch (const std::exception& e) {
+      int st = 0;
+      if (::waitpid(pid, &st, __WALL) == pid)
+        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      if (proc::exists(pid) && proc::Stat(pid).state() != 'Z') throw;  // alive: a real failure
+      return -1;
+    }
+  };
+  // Gives up before Commit: the original runs on, or, if it ended meanwhile, its end is the
+  // outcome.
+  auto give_up = [&](const std::string& outcome, const std::string& why, bool tell_destination) {
+    std::optional<int> ended = back_out();
+    if (tell_destination) abort_remote(why);
+    if (!ended) return finish(false, outcome, why);
+    if (*ended >= 0) on_exit(id, *ended);
+    return finish(false, "task-exited",
+                  *ended >= 0 ? fmt::format("task {} ended during the migration (exit status {})",
+                                            id, *ended)
+                              : fmt::format("task {} ended during the migration", id));
   };
   uint64_t frozen_from = 0;  // stream bytes before the freeze
   try {
@@ -399,7 +499,7 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
       // The pages go to the page store as an image of their own; the message names it.
       store_dir = cfg_.page_store + "/" + sid;
       std::filesystem::create_directories(cfg_.page_store);
-      image::ImageWriter writer(store_dir);
+      image::ImageWriter writer(store_dir, image::derive_image_key(key.data(), key.size()));
       frozen->dump_pages(writer.pages(), selection);
       image::Image& img = frozen->image();
       writer.commit(img, false);
@@ -420,25 +520,31 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
         if (v.kind() == image::Vma::ANON_PRIVATE) lazy.push_back({v.start(), v.end()});
       server = std::make_unique<transfer::PageServer>(pid, *sender, lazy,
                                                       frozen->image().memory().pages());
+      {
+        std::lock_guard<std::mutex> lock(sessions_mu_);
+        serving_.insert(sid);
+      }
       server_done = std::async(std::launch::async, [&]() -> std::string {
-        try {
-          server->run(server_stop);
-          return "";
-        } catch (const std::exception& e) {
-          return e.what();
-        }
+        std::string error = serve_lazy_pages(*server, *sender, server_stop, to, sid,
+                                             accepted.data_address(), key);
+        std::lock_guard<std::mutex> lock(sessions_mu_);
+        serving_.erase(sid);
+        return error;
       });
     }
   } catch (const cr::ProcessEnded& e) {
     stop_tasking();
     stop_server();
     if (rounds) rounds->stop_tracking();
+    if (frozen) rep.set_freeze_ms(frozen->frozen_us() / 1000.0);
     abort_remote("the task ended");
     on_exit(id, e.code());
     return finish(false, "task-exited",
                   fmt::format("task {} ended during the migration (exit status {})", id, e.code()));
   } catch (const std::exception& e) {
     std::string refused = stop_tasking(2000);
+    bool was_frozen = frozen.has_value();
+    if (was_frozen) return give_up("aborted", refused.empty() ? e.what() : refused, true);
     back_out();
     abort_remote(e.what());
     if (!refused.empty()) return finish(false, "aborted", refused);
@@ -471,9 +577,7 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
     log_offset = relay_.drain(id, 5000);
   } catch (const std::exception& e) {
     stop_tasking();
-    back_out();
-    abort_remote(e.what());
-    return finish(false, "aborted", e.what());
+    return give_up("aborted", e.what(), true);
   }
 
   mark("drain");
@@ -484,9 +588,7 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
     if (!s.ok() || !ready.ready()) {
       std::string why =
           s.ok() ? ready.reason() : "node " + to + " does not answer: " + s.error_message();
-      back_out();
-      abort_remote(why);
-      return finish(false, "aborted", why);
+      return give_up("aborted", why, true);
     }
   }
   mark("restore");
@@ -497,6 +599,9 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
   // copy was not released.
   progress("commit", rep.bytes_frozen(), rep.bytes_frozen());
   frozen->die_with_ferry();
+  // On disk before Commit goes out: a ferryd that dies from here on and starts again asks `to`
+  // whether the task lives there, instead of taking its original's death for its end.
+  tasks_.mark_committing(id, to, sid);
   rpc::CommitRequest commit;
   commit.set_session_id(sid);
   commit.set_log_offset(log_offset);
@@ -537,12 +642,11 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
   if (faults_.die_after_commit) ::_exit(137);
   mark("commit");
   rep.set_freeze_ms(frozen->frozen_us() / 1000.0);
-  if (!running) {
-    back_out();
-    return finish(
-        false, "aborted",
-        committed.reason().empty() ? "node " + to + " did not take the task" : committed.reason());
-  }
+  if (!running)
+    return give_up(
+        "aborted",
+        committed.reason().empty() ? "node " + to + " did not take the task" : committed.reason(),
+        false);
   relay_.detach(id);
   tasks_.remove(id);
   delivered_at = to;
@@ -551,13 +655,33 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
     progress("pulling", rep.bytes_frozen(), offer.rss_bytes());
     server->allow_push();
     std::string error = server_done.get();
-    if (!error.empty()) spdlog::warn("page server of {}: {}", id, error);
     const transfer::ServerStats& st = server->stats();
     rep.set_bytes_on_demand(st.demand_bytes);
     rep.set_pages_on_demand(st.demand_pages);
     rep.set_bytes_pushed(st.pushed_bytes);
     rep.set_pages_pushed(st.pushed_pages);
     rep.set_remote_faults(st.requests);
+    if (!error.empty()) {
+      // The task ran at the destination, but not all of its memory reached it: it cannot go on
+      // there, and its original here must never run again.
+      spdlog::warn("page server of {}: {}", id, error);
+      frozen->destroy();
+      rpc::MigrationStatusRequest q;
+      q.set_session_id(sid);
+      rpc::MigrationStatusReply dst;
+      auto ctx = deadline_ms(2000);
+      bool dest_answers = peers_.stub(to).MigrationStatus(ctx.get(), q, &dst).ok() &&
+                          dst.state() != "unknown";
+      std::string reason = "the task ran at " + to + " but its pages could not all come: " + error;
+      if (!dest_answers) {
+        // Nobody else will say so: its home hears it from here (as of its move there).
+        rpc::TaskInfo there = info;
+        there.set_node(to);
+        there.set_epoch(info.epoch() + 1);
+        report_end(there, 0, reason, true);
+      }
+      return finish(false, "lost", reason);
+    }
   }
   frozen->destroy();
   if (flushing) store_guard.keep = true;  // the destination removes it once loaded

@@ -50,6 +50,14 @@ class Peers {
   std::map<std::string, Peer> peers_;
 };
 
+// Whether nothing listens at host:port (the connection is refused at once): the machine is there
+// but its ferryd is not. A silent address (a partition, a machine that is off) is not "refusing".
+bool refuses_connections(const std::string& address, int timeout_ms = 1000);
+
+// How long a peer's ferryd may refuse connections before it counts as dead, not restarting
+// (ferry-init starts a dead ferryd again within 5 s at most).
+constexpr int kDeadAfterRefusingMs = 10000;
+
 // A client context with a deadline.
 std::unique_ptr<grpc::ClientContext> deadline_ms(int ms);
 

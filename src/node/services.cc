@@ -107,7 +107,8 @@ class NodeService final : public rpc::Node::Service {
   grpc::Status TaskExited(grpc::ServerContext*, const rpc::TaskExitedRequest* req,
                           rpc::Ack*) override {
     return guarded([&] {
-      d_.task_exited(req->task_id(), req->exit_code(), req->node(), req->epoch(), req->reason());
+      d_.task_exited(req->task_id(), req->exit_code(), req->node(), req->epoch(), req->reason(),
+                     req->lost());
     });
   }
   grpc::Status Migrate(grpc::ServerContext*, const rpc::MigrateRequest* req,

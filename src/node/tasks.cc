@@ -1,15 +1,88 @@
 #include "node/tasks.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include "cr/image_paths.h"
+#include "util/error.h"
+#include "util/proc.h"
+
 namespace ferry::node {
 
-void LocalTasks::add(const rpc::TaskInfo& info) {
+uint64_t process_start_ticks(pid_t pid) {
+  try {
+    return proc::Stat(pid).field(22);
+  } catch (const std::exception&) {
+    return 0;
+  }
+}
+
+LocalTasks::LocalTasks(std::string table, std::string init_id)
+    : table_(std::move(table)), init_id_(std::move(init_id)) {}
+
+std::vector<rpc::LocalTaskRecord> LocalTasks::load_table() const {
+  if (table_.empty()) return {};
+  auto bytes = proc::try_read_file(table_);
+  if (!bytes) return {};
+  rpc::LocalTaskTable t;
+  if (!t.ParseFromString(*bytes)) {
+    spdlog::error("{} is corrupted: the tasks it listed cannot be adopted", table_);
+    return {};
+  }
+  return {t.tasks().begin(), t.tasks().end()};
+}
+
+void LocalTasks::save_locked() {
+  if (table_.empty()) return;
+  rpc::LocalTaskTable t;
+  for (auto& [id, lt] : tasks_) {
+    rpc::LocalTaskRecord* r = t.add_tasks();
+    *r->mutable_task() = lt.info;
+    r->set_start_ticks(lt.start_ticks);
+    r->set_boot_id(lt.boot_id);
+    r->set_init_id(lt.init_id);
+    r->set_committing_to(lt.committing_to);
+    r->set_session_id(lt.session_id);
+  }
+  // Written whole under another name, flushed, then renamed: the table on disk is always one
+  // that was complete.
+  std::string tmp = table_ + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  std::string bytes = t.SerializeAsString();
+  bool ok = fd >= 0 && ::write(fd, bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size()) &&
+            ::fsync(fd) == 0;
+  if (fd >= 0) ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), table_.c_str()) != 0)
+    spdlog::error("cannot write the task table {}: {}", table_, std::strerror(errno));
+}
+
+void LocalTasks::add(const rpc::TaskInfo& info, uint64_t start_ticks) {
   std::lock_guard<std::mutex> lock(mu_);
-  tasks_[info.id()].info = info;
+  LocalTask& t = tasks_[info.id()];
+  t = LocalTask{};
+  t.info = info;
+  t.start_ticks = start_ticks ? start_ticks : process_start_ticks(info.pid());
+  t.boot_id = cr::boot_id();
+  t.init_id = init_id_;
+  save_locked();
+}
+
+void LocalTasks::adopt(const rpc::LocalTaskRecord& r) {
+  std::lock_guard<std::mutex> lock(mu_);
+  LocalTask& t = tasks_[r.task().id()];
+  t = LocalTask{};
+  t.info = r.task();
+  t.start_ticks = r.start_ticks();
+  t.boot_id = r.boot_id();
+  t.init_id = r.init_id();
+  save_locked();
 }
 
 void LocalTasks::remove(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu_);
-  tasks_.erase(id);
+  if (tasks_.erase(id)) save_locked();
 }
 
 std::optional<LocalTask> LocalTasks::get(const std::string& id) {
@@ -36,6 +109,13 @@ std::vector<rpc::TaskInfo> LocalTasks::snapshot() {
   return out;
 }
 
+std::vector<LocalTask> LocalTasks::all() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<LocalTask> out;
+  for (auto& [id, t] : tasks_) out.push_back(t);
+  return out;
+}
+
 size_t LocalTasks::count() {
   std::lock_guard<std::mutex> lock(mu_);
   return tasks_.size();
@@ -54,7 +134,22 @@ std::vector<int> LocalTasks::end_migration(const std::string& id) {
   auto it = tasks_.find(id);
   if (it == tasks_.end()) return {};
   it->second.migrating = false;
+  if (!it->second.committing_to.empty()) {
+    it->second.committing_to.clear();
+    it->second.session_id.clear();
+    save_locked();
+  }
   return std::exchange(it->second.queued_signals, {});
+}
+
+void LocalTasks::mark_committing(const std::string& id, const std::string& to,
+                                 const std::string& session) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = tasks_.find(id);
+  if (it == tasks_.end()) return;
+  it->second.committing_to = to;
+  it->second.session_id = session;
+  save_locked();
 }
 
 bool LocalTasks::queue_signal_if_migrating(const std::string& id, int sig) {

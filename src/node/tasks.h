@@ -1,5 +1,8 @@
 // The tasks running on this node (wherever their home is), and the processes ferryd holds under
 // ptrace right now (dumps, restores): the reaper leaves those alone.
+//
+// The table is kept on disk too (state_dir/tasks.pb, written atomically on every change), so that
+// a ferryd that starts again adopts the tasks still running here (see Daemon::adopt_tasks).
 #pragma once
 
 #include <sys/types.h>
@@ -20,15 +23,28 @@ struct LocalTask {
   bool migrating = false;
   std::vector<int> queued_signals;  // sent while migrating: delivered where it ends up
   std::string exit_reason;          // ferry ended it (lazy pages lost): why
+  uint64_t start_ticks = 0;         // with the pid, names the process (/proc/PID/stat field 22)
+  std::string boot_id, init_id;     // the boot and the ferry-init it was started or arrived under
+  std::string committing_to, session_id;  // a migration out past Commit
 };
 
 class LocalTasks {
  public:
-  void add(const rpc::TaskInfo& info);
+  // table: where the table lives on disk ("" for none); init_id: the node's ferry-init.
+  LocalTasks(std::string table = "", std::string init_id = "");
+
+  // What the table on disk held when this ferryd started.
+  std::vector<rpc::LocalTaskRecord> load_table() const;
+
+  // A task running here now, as process pid (its start time is read from /proc unless given).
+  void add(const rpc::TaskInfo& info, uint64_t start_ticks = 0);
+  // A task adopted from the table of an earlier ferryd.
+  void adopt(const rpc::LocalTaskRecord& record);
   void remove(const std::string& id);
   std::optional<LocalTask> get(const std::string& id);
   std::optional<std::string> id_of_pid(pid_t pid);
   std::vector<rpc::TaskInfo> snapshot();
+  std::vector<LocalTask> all();
   size_t count();
   // Marks the task as migrating; false when it is not here or already migrating.
   bool begin_migration(const std::string& id);
@@ -38,16 +54,26 @@ class LocalTasks {
   bool queue_signal_if_migrating(const std::string& id, int sig);
   // Why the task is about to end, when ferry ends it (reported with its exit).
   void set_exit_reason(const std::string& id, const std::string& reason);
+  // The migration of `id` reached Commit (its original dies with this ferryd): recorded on disk
+  // before Commit is sent, so that a ferryd starting again asks `to` what became of it.
+  void mark_committing(const std::string& id, const std::string& to, const std::string& session);
 
   void hold(pid_t pid);
   void unhold(pid_t pid);
   bool held(pid_t pid);
 
  private:
+  void save_locked();
+
+  std::string table_;
+  std::string init_id_;
   std::mutex mu_;
   std::map<std::string, LocalTask> tasks_;
   std::set<pid_t> held_;
 };
+
+// /proc/PID/stat field 22 (the start time, in clock ticks after boot); 0 when there is none.
+uint64_t process_start_ticks(pid_t pid);
 
 // RAII: a pid ferryd holds for the duration of a scope.
 class HeldPid {

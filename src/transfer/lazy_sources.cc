@@ -39,10 +39,23 @@ void RemoteLazySource::answered(uint64_t addr, uint64_t len) {
     it = asked_.erase(it);
 }
 
-LazyStats run_remote_lazy_phase(StreamReceiver& rx, LazyPager& pager, int silence_ms) {
+void RemoteLazySource::ask_again() {
+  std::vector<uint64_t> pages;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto now = std::chrono::steady_clock::now();
+    for (auto& [page, when] : asked_) {
+      pages.push_back(page);
+      when = now;
+    }
+  }
+  for (uint64_t page : pages) rx_.send_request(page, kPage);
+}
+
+LazyStats run_remote_lazy_phase(StreamReceiver& rx, LazyPager& pager, const LazyPhaseOptions& o) {
   RemoteLazySource source(rx);
   LazyStats st;
-  rx.set_read_timeout_ms(silence_ms);
+  rx.set_read_timeout_ms(o.silence_ms);
   auto on_data = [&](const image::PageTarget& t, const char* data, size_t len) {
     if (t.space != image::PageTarget::kMemory) fail("lazy phase: page data for shared memory");
     pager.deliver(t.addr, data, len);
@@ -57,15 +70,27 @@ LazyStats run_remote_lazy_phase(StreamReceiver& rx, LazyPager& pager, int silenc
   };
   try {
     pager.start(&source);
-    rx.receive_until(frame_flags::kPushEnd, on_data, on_control);
-    // Every page has been pushed. Deliveries the task's own memory moves made miss are asked
-    // again; a sync request (length 0) returns once everything asked before it was answered.
-    for (int round = 0;; round++) {
-      if (round >= kMaxSyncRounds) fail("pages keep missing their place");
-      for (const Range& m : pager.misses()) rx.send_request(m.start, m.end - m.start);
-      rx.send_request(static_cast<uint64_t>(round), 0);
-      rx.receive_until(frame_flags::kRoundEnd, on_data, on_control);
-      if (pager.try_complete()) break;
+    for (;;) {
+      try {
+        rx.receive_until(frame_flags::kPushEnd, on_data, on_control);
+        // Every page has been pushed. Deliveries the task's own memory moves made miss are
+        // asked again; a sync request (length 0) returns once everything asked before it was
+        // answered.
+        for (int round = 0;; round++) {
+          if (round >= kMaxSyncRounds) fail("pages keep missing their place");
+          for (const Range& m : pager.misses()) rx.send_request(m.start, m.end - m.start);
+          rx.send_request(static_cast<uint64_t>(round), 0);
+          rx.receive_until(frame_flags::kRoundEnd, on_data, on_control);
+          if (pager.try_complete()) break;
+        }
+        break;
+      } catch (const StreamBroken& e) {
+        // The source pushes everything again on its new connection; the faults waiting now
+        // ask again.
+        if (!o.reconnect || !o.reconnect(e.what())) throw;
+        rx.set_read_timeout_ms(o.silence_ms);
+        source.ask_again();
+      }
     }
   } catch (const std::exception& e) {
     pager.fail(std::string("its pages could not be fetched: ") + e.what());

@@ -33,6 +33,8 @@ class RemoteLazySource : public LazySource {
   void fetch(uint64_t addr, uint64_t len) override;
   // Frames of the answer to a request arrived (data or zero).
   void answered(uint64_t addr, uint64_t len);
+  // A new connection: every request not answered yet goes out again.
+  void ask_again();
   uint64_t requests() const { return requests_; }
 
  private:
@@ -43,15 +45,21 @@ class RemoteLazySource : public LazySource {
 };
 
 // Receives the lazy phase from the source until every page is in place, then completes the
-// pager and tells the source it may let go. Throws (after failing the pager: the task is
-// killed) when the stream breaks or stays silent for `silence_ms`.
+// pager and tells the source it may let go. A connection that breaks or stays silent (the
+// source sends a heartbeat every second) is given to `reconnect`, which waits for the source's
+// new connection (and returns true) or gives up (false): then, as on any other failure, the
+// pager fails (the task is killed) and this throws.
+struct LazyPhaseOptions {
+  int silence_ms = 3000;
+  std::function<bool(const std::string& why)> reconnect;
+};
 struct LazyStats {
   uint64_t bytes = 0;  // page data received in the lazy phase
   uint64_t pages = 0;
   uint64_t requests = 0;  // faults that asked the source
   uint64_t faults = 0;
 };
-LazyStats run_remote_lazy_phase(StreamReceiver& rx, LazyPager& pager, int silence_ms);
+LazyStats run_remote_lazy_phase(StreamReceiver& rx, LazyPager& pager, const LazyPhaseOptions& o);
 
 class StoreLazySource : public LazySource {
  public:

@@ -30,11 +30,12 @@ PageServer::PageServer(pid_t pid, StreamSender& tx, const std::vector<Range>& la
   if (!mem_) fail_errno(errno, "cannot open the memory of {}", pid);
   std::vector<Range> sorted = lazy;
   std::sort(sorted.begin(), sorted.end(), [](auto& a, auto& b) { return a.start < b.start; });
-  for (const Range& r : sorted) areas_.push_back({r, std::vector<bool>((r.end - r.start) / kPage)});
+  for (const Range& r : sorted) areas_.push_back({r, std::vector<bool>((r.end - r.start) / kPage), {}});
   for (const image::PageRun& run : sent)
     for (uint64_t i = 0; i < run.npages(); i++)
       if (Area* a = area_of(run.addr() + i * kPage))
         a->sent[(run.addr() + i * kPage - a->range.start) / kPage] = true;
+  for (Area& a : areas_) a.frozen = a.sent;
   if (!areas_.empty()) push_addr_ = areas_[0].range.start;
   entries_.resize(kScanPages);
   span_entries_.resize(kChunkPages);
@@ -159,8 +160,19 @@ bool PageServer::push_some() {
   return false;
 }
 
+void PageServer::restart_push() {
+  for (Area& a : areas_) a.sent = a.frozen;
+  push_area_ = 0;
+  push_addr_ = areas_.empty() ? 0 : areas_[0].range.start;
+  window_start_ = window_end_ = 0;
+  push_done_ = false;
+}
+
 void PageServer::run(const std::atomic<bool>& stop) {
   while (!stop) {
+    // Nothing sent for a second (the push is over, no fault asks): say that we live, so that
+    // the destination can tell a quiet source from a cut link.
+    if (tx_.ms_since_send() >= 1000) tx_.send_control(frame_flags::kHeartbeat, 0);
     // Faults first: a thread of the task waits on each.
     while (auto r = tx_.next_request(0)) {
       if (r->done) return;

@@ -33,8 +33,11 @@ class PageServer {
   PageServer(pid_t pid, StreamSender& tx, const std::vector<Range>& lazy,
              const google::protobuf::RepeatedPtrField<image::PageRun>& sent);
   // Serves until the destination says it has everything (returns), `stop` is set (returns), or
-  // the stream breaks (throws).
+  // the stream breaks (throws; transfer::StreamBroken when a reconnection may help).
   void run(const std::atomic<bool>& stop);
+  // After a reconnection: whatever was in flight on the old connection may be lost, so the push
+  // starts over (the destination leaves pages it has alone) and answers every request again.
+  void restart_push();
   // The background push waits for this (the task runs at the destination: Commit); until then
   // only faults are answered (those of the destination's finishing touches).
   void allow_push() { push_allowed_ = true; }
@@ -44,7 +47,8 @@ class PageServer {
  private:
   struct Area {
     Range range;
-    std::vector<bool> sent;  // per page
+    std::vector<bool> sent;    // per page
+    std::vector<bool> frozen;  // per page: sent while the task was frozen (placed before Commit)
   };
   Area* area_of(uint64_t addr);
   void serve(const Request& r);

@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "image/image_files.h"
+#include "image/image_key.h"
+#include "util/clock.h"
 #include "util/error.h"
 
 namespace ferry::transfer {
@@ -41,11 +43,14 @@ EVP_CIPHER_CTX* new_mac() {
   return c;
 }
 
-// AES-GMAC of header + data with the frame's sequence number as nonce.
-void gmac(void* ctx_ptr, const Key& key, uint64_t seq, const FrameHeader& h, const iovec* data,
-          int count, uint8_t tag[kTagSize]) {
+// AES-GMAC of header + data. The nonce is the connection's generation (0 for the first, +1 for
+// every reconnection) and the frame's sequence number in its direction on that connection: never
+// the same twice under one key.
+void gmac(void* ctx_ptr, const Key& key, uint32_t generation, uint64_t seq, const FrameHeader& h,
+          const iovec* data, int count, uint8_t tag[kTagSize]) {
   auto* ctx = static_cast<EVP_CIPHER_CTX*>(ctx_ptr);
   uint8_t iv[12] = {};
+  std::memcpy(iv, &generation, sizeof generation);
   std::memcpy(iv + 4, &seq, sizeof seq);
   int outl = 0;
   if (EVP_EncryptInit_ex(ctx, EVP_aes_128_gcm(), nullptr, key.data(), iv) != 1 ||
@@ -66,8 +71,8 @@ void write_fully(int fd, iovec* iov, int count) {
     ssize_t n = ::writev(fd, iov, count);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      if (errno == EAGAIN) fail("page stream stalled (the destination stopped reading)");
-      fail_errno(errno, "page stream broken");
+      if (errno == EAGAIN) throw StreamBroken("page stream stalled (the destination stopped reading)");
+      throw StreamBroken(std::string("page stream broken: ") + std::strerror(errno));
     }
     size_t left = static_cast<size_t>(n);
     while (count > 0 && left >= iov->iov_len) {
@@ -88,10 +93,10 @@ void read_fully(int fd, void* buf, size_t len) {
     ssize_t n = ::read(fd, p, len);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      if (errno == EAGAIN) fail("page stream stalled (the source stopped sending)");
-      fail_errno(errno, "page stream broken");
+      if (errno == EAGAIN) throw StreamBroken("page stream stalled (the other side went silent)");
+      throw StreamBroken(std::string("page stream broken: ") + std::strerror(errno));
     }
-    if (n == 0) fail("page stream ended early (the source went away)");
+    if (n == 0) throw StreamBroken("page stream ended early (the other side went away)");
     p += n;
     len -= static_cast<size_t>(n);
   }
@@ -103,6 +108,14 @@ Key random_key() {
   Key k;
   if (RAND_bytes(k.data(), static_cast<int>(k.size())) != 1) fail("no randomness for a key");
   return k;
+}
+
+Token resume_token(const Key& key, uint32_t generation) {
+  std::string label = fmt::format("ferry page stream: resume {}", generation);
+  auto mac = image::hmac_sha256(key.data(), key.size(), label.data(), label.size());
+  Token t;
+  std::memcpy(t.data(), mac.data(), t.size());
+  return t;
 }
 
 Token random_token() {
@@ -172,7 +185,7 @@ void StreamSender::send_frame(const image::PageTarget& t, uint64_t aux, const io
                               int count, uint32_t length, uint16_t flags) {
   FrameHeader h{t.addr, aux, length, static_cast<uint16_t>(t.space), flags};
   uint8_t tag[kTagSize];
-  gmac(mac_, key_, sequence_++, h, data, count, tag);
+  gmac(mac_, key_, generation_, sequence_++, h, data, count, tag);
   if (count > 1) fail("internal: one data buffer per frame");
   iovec iov[3];
   int n = 0;
@@ -180,6 +193,7 @@ void StreamSender::send_frame(const image::PageTarget& t, uint64_t aux, const io
   if (count == 1) iov[n++] = data[0];
   iov[n++] = {tag, kTagSize};
   write_fully(sock_.get(), iov, n);
+  last_send_ns_ = monotonic_ns();
   bytes_sent_ += sizeof h + length + kTagSize;
   if (frame_delay_ms_) ::usleep(static_cast<useconds_t>(frame_delay_ms_) * 1000);
 }
@@ -203,6 +217,17 @@ uint64_t StreamSender::append_async(const image::PageTarget* targets, const iove
   return start;
 }
 
+uint64_t StreamSender::ms_since_send() const {
+  return (monotonic_ns() - last_send_ns_) / 1000000;
+}
+
+void StreamSender::replace_socket(UniqueFd socket, uint32_t generation) {
+  sock_ = std::move(socket);
+  generation_ = generation;
+  sequence_ = 0;
+  in_sequence_ = 0;
+}
+
 void StreamSender::send_control(uint16_t flags, uint64_t addr, uint64_t aux) {
   image::PageTarget t;
   t.addr = addr;
@@ -220,14 +245,15 @@ void StreamSender::finish(image::PagesFile* out) {
 std::optional<Request> StreamSender::next_request(int timeout_ms) {
   pollfd p{sock_.get(), POLLIN, 0};
   int r = ::poll(&p, 1, timeout_ms);
-  if (r < 0 && errno != EINTR) fail_errno(errno, "page stream broken");
+  if (r < 0 && errno != EINTR)
+    throw StreamBroken(std::string("page stream broken: ") + std::strerror(errno));
   if (r <= 0) return std::nullopt;
   FrameHeader h;
   read_fully(sock_.get(), &h, sizeof h);
   uint8_t tag[kTagSize], want[kTagSize];
   read_fully(sock_.get(), tag, kTagSize);
   if (h.length != 0) fail("page stream: a request with data");
-  gmac(in_mac_, key_, in_sequence_++ | kFromDestination, h, nullptr, 0, want);
+  gmac(in_mac_, key_, generation_, in_sequence_++ | kFromDestination, h, nullptr, 0, want);
   if (CRYPTO_memcmp(tag, want, kTagSize) != 0) fail("page stream request failed authentication");
   if (!(h.flags & (frame_flags::kRequest | frame_flags::kDone | frame_flags::kRoundEnd)))
     fail("page stream: unexpected frame from the destination");
@@ -262,7 +288,7 @@ Frame StreamReceiver::receive_until(uint16_t stop, const OnData& on_data,
     uint8_t tag[kTagSize], want[kTagSize];
     read_fully(sock_.get(), tag, kTagSize);
     iovec data{buf_.data(), h.length};
-    gmac(mac_, key_, sequence_++, h, &data, h.length ? 1 : 0, want);
+    gmac(mac_, key_, generation_, sequence_++, h, &data, h.length ? 1 : 0, want);
     // Nothing received is used before its tag checks out.
     if (CRYPTO_memcmp(tag, want, kTagSize) != 0)
       fail("page stream frame {} failed authentication", sequence_ - 1);
@@ -274,6 +300,7 @@ Frame StreamReceiver::receive_until(uint16_t stop, const OnData& on_data,
     f.length = h.length;
     f.flags = h.flags;
     if (h.flags & stop) return f;
+    if (h.flags == frame_flags::kHeartbeat && h.length == 0) continue;  // the source lives
     if (h.flags == 0) {
       on_data(f.target, buf_.data(), h.length);
     } else {
@@ -288,7 +315,7 @@ void StreamReceiver::send_to_source(uint16_t flags, uint64_t addr, uint64_t len)
   std::lock_guard<std::mutex> lock(out_mu_);
   FrameHeader h{addr, len, 0, 0, flags};
   uint8_t tag[kTagSize];
-  gmac(out_mac_, key_, out_sequence_++ | kFromDestination, h, nullptr, 0, tag);
+  gmac(out_mac_, key_, generation_, out_sequence_++ | kFromDestination, h, nullptr, 0, tag);
   iovec iov[2] = {{&h, sizeof h}, {tag, kTagSize}};
   write_fully(sock_.get(), iov, 2);
 }
@@ -303,6 +330,19 @@ void StreamReceiver::send_done() {
 
 void StreamReceiver::send_round_done(uint64_t round) {
   send_to_source(frame_flags::kRoundEnd, round, 0);
+}
+
+void StreamReceiver::replace_socket(UniqueFd socket, uint32_t generation) {
+  std::lock_guard<std::mutex> lock(out_mu_);
+  sock_ = std::move(socket);
+  generation_ = generation;
+  sequence_ = 0;
+  out_sequence_ = 0;
+  data_bytes_ = 0;  // the source pushes everything again on the new connection
+}
+
+void StreamReceiver::break_off() {
+  ::shutdown(sock_.get(), SHUT_RDWR);
 }
 
 void StreamReceiver::set_read_timeout_ms(int ms) {

@@ -15,6 +15,7 @@
 //     kRoundEnd  pre-copy: round `addr` is complete
 //     kZero      lazy phase: the aux bytes at addr hold nothing at the source (zero pages)
 //     kPushEnd   lazy phase: every page has been sent
+//     kHeartbeat lazy phase: nothing to send, the source lives (every second of silence)
 //   destination -> source
 //     kRequest   lazy phase: send the aux bytes at addr now (a fault waits for them)
 //     kDone      lazy phase: the destination has everything; the source may let go
@@ -31,6 +32,7 @@
 #include <string>
 
 #include "image/page_sink.h"
+#include "util/error.h"
 #include "util/fd.h"
 #include "util/mapping.h"
 
@@ -49,7 +51,19 @@ constexpr uint16_t kZero = 4;
 constexpr uint16_t kPushEnd = 8;
 constexpr uint16_t kRequest = 16;
 constexpr uint16_t kDone = 32;
+constexpr uint16_t kHeartbeat = 64;
 }  // namespace frame_flags
+
+// The connection failed (reset, closed, silent too long): a lazy phase may reconnect. Anything
+// else a stream throws (a frame that fails authentication, a protocol violation) is final.
+class StreamBroken : public Error {
+ public:
+  using Error::Error;
+};
+
+// The 32 bytes a source opens its reconnection number `generation` with: only the holder of the
+// session key (sent over mutual TLS) can compute them.
+Token resume_token(const Key& key, uint32_t generation);
 
 // One frame as received: page data (flags 0, `length` bytes) or a control frame.
 struct Frame {
@@ -86,11 +100,17 @@ class StreamSender : public image::PageSink {
   uint64_t batch_bytes() const override { return 256 << 10; }
 
   void send_control(uint16_t flags, uint64_t addr, uint64_t aux = 0);
+  // Goes on on a new connection (a reconnection): the sequence numbers start again, under the
+  // new generation's nonces.
+  void replace_socket(UniqueFd socket, uint32_t generation);
+  uint32_t generation() const { return generation_; }
   // The next request of the destination, waiting at most timeout_ms (0: only what is there).
   std::optional<Request> next_request(int timeout_ms);
 
   uint64_t bytes_sent() const { return bytes_sent_; }
   uint64_t frames() const { return sequence_; }
+  // Milliseconds since the last frame went out.
+  uint64_t ms_since_send() const;
   int fd() const { return sock_.get(); }
   // Tests: pause this long after every frame, to act in the middle of a transfer.
   void set_frame_delay_ms(int ms) { frame_delay_ms_ = ms; }
@@ -102,10 +122,12 @@ class StreamSender : public image::PageSink {
   void* mac_;     // EVP_CIPHER_CTX, sending
   void* in_mac_;  // EVP_CIPHER_CTX, requests
   Key key_;
+  uint32_t generation_ = 0;
   uint64_t offset_;
   uint64_t sequence_ = 0;
   uint64_t in_sequence_ = 0;
   uint64_t bytes_sent_ = 0;
+  uint64_t last_send_ns_ = 0;
   int frame_delay_ms_ = 0;
 };
 
@@ -127,8 +149,13 @@ class StreamReceiver {
   void send_request(uint64_t addr, uint64_t len);
   void send_done();
   void send_round_done(uint64_t round);
-  // Lazy phase: no deadline on reading (the source answers when asked and pushes the rest).
+  // Lazy phase: how long the source may stay silent before the link counts as broken.
   void set_read_timeout_ms(int ms);
+  // Goes on on the source's new connection (see StreamSender::replace_socket).
+  void replace_socket(UniqueFd socket, uint32_t generation);
+  uint32_t generation() const { return generation_; }
+  // Ends the current connection (the source notices and reconnects).
+  void break_off();
   uint64_t bytes_received() const { return bytes_received_; }
   int fd() const { return sock_.get(); }
 
@@ -140,6 +167,7 @@ class StreamReceiver {
   std::mutex out_mu_;
   uint64_t out_sequence_ = 0;
   Key key_;
+  uint32_t generation_ = 0;
   uint64_t limit_;
   Mapping buf_;
   uint64_t data_bytes_ = 0;

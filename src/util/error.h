@@ -15,12 +15,24 @@ namespace ferry {
 
 class Error : public std::runtime_error {
  public:
-  explicit Error(const std::string& message) : std::runtime_error(message) {}
+  explicit Error(const std::string& message, int exit_status = 1)
+      : std::runtime_error(message), exit_status_(exit_status) {}
+  // The command line's exit status when this error ends it (1 unless said otherwise).
+  int exit_status() const { return exit_status_; }
+
+ private:
+  int exit_status_;
 };
 
 template <typename... Args>
 [[noreturn]] void fail(fmt::format_string<Args...> format, Args&&... args) {
   throw Error(fmt::format(format, std::forward<Args>(args)...));
+}
+
+// Like fail(), for a command that must end with a particular exit status.
+template <typename... Args>
+[[noreturn]] void fail_with(int exit_status, fmt::format_string<Args...> format, Args&&... args) {
+  throw Error(fmt::format(format, std::forward<Args>(args)...), exit_status);
 }
 
 // Like fail(), with ": <strerror(err)>" appended.

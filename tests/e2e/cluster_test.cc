@@ -1,6 +1,7 @@
 // A local cluster: nodes that see each other and report load, tasks run and looked after from any
 // node, output and exit status kept by the home node, mutual TLS between nodes.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -121,12 +122,18 @@ TEST(ClusterTest, DownCleansUpAfterACrash) {
   TempDir d;
   std::string dir = d / "crashy";
   ASSERT_EQ(test::ferry({"cluster", "up", "--nodes", "2", "--dir", dir}).status, 0);
+  // Whatever happens below, nothing of this cluster outlives the test.
+  struct Down {
+    std::string dir;
+    ~Down() { test::ferry({"cluster", "down", "--dir", dir}); }
+  } down{dir};
   std::string id = read_file(dir + "/cluster.id");
+  id = id.substr(0, id.find('\n'));
   // Every node dies at once, and its pid file with it: as after a crash of the machine.
   for (std::string n : {"node1", "node2"}) {
-    pid_t pid = static_cast<pid_t>(std::stol(read_file(dir + "/nodes/" + n + "/ferryd.pid")));
+    pid_t pid = static_cast<pid_t>(std::stol(read_file(dir + "/nodes/" + n + "/init.pid")));
     ::kill(pid, SIGKILL);
-    ::unlink((dir + "/nodes/" + n + "/ferryd.pid").c_str());
+    ::unlink((dir + "/nodes/" + n + "/init.pid").c_str());
   }
   EXPECT_EQ(test::ferry({"cluster", "down", "--dir", dir}).status, 0);
   std::string left;
@@ -135,6 +142,80 @@ TEST(ClusterTest, DownCleansUpAfterACrash) {
       left += std::string(n) + " ";
   EXPECT_EQ(left, "") << "namespaces left behind";
   EXPECT_NE(::access(dir.c_str(), F_OK), 0) << "cluster directory left behind";
+}
+
+// The cluster directory and the processes it names are untrusted until proven ferry's own.
+namespace {
+
+bool one_line(const std::string& err) {
+  return !err.empty() && err.find('\n') == err.size() - 1;
+}
+
+}  // namespace
+
+TEST(ClusterDirTest, DownWhereThereIsNoClusterDeletesNothing) {
+  TempDir d;
+  for (const char* sub : {"tls", "nodes", "pagestore"})
+    ASSERT_EQ(::mkdir((d / sub).c_str(), 0700), 0);
+  write_file(d / "precious", "keep me");
+  CmdResult r = test::ferry({"cluster", "down", "--dir", d.path()});
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("no cluster in " + d.path()), std::string::npos) << r.err;
+  EXPECT_TRUE(one_line(r.err)) << r.err;
+  for (const char* sub : {"tls", "nodes", "pagestore", "precious"})
+    EXPECT_EQ(::access((d / sub).c_str(), F_OK), 0) << sub << " was deleted";
+}
+
+TEST(ClusterDirTest, UpRefusesADirectoryItCannotTrust) {
+  TempDir d;
+  std::string theirs = d / "theirs", open = d / "open", full = d / "full";
+  ASSERT_EQ(::mkdir(theirs.c_str(), 0700), 0);
+  ASSERT_EQ(::chown(theirs.c_str(), 1001, 1001), 0);
+  ASSERT_EQ(::mkdir(open.c_str(), 0777), 0);
+  ASSERT_EQ(::chmod(open.c_str(), 01777), 0);
+  ASSERT_EQ(::mkdir(full.c_str(), 0700), 0);
+  write_file(full + "/precious", "keep me");
+  struct Case {
+    std::string dir, expect;
+  };
+  for (const Case& c : {Case{theirs, "owned by uid 1001"}, Case{open, "writable by others"},
+                        Case{full, "not empty and holds no ferry cluster"}}) {
+    CmdResult r = test::ferry({"cluster", "up", "--nodes", "1", "--dir", c.dir});
+    EXPECT_NE(r.status, 0) << c.dir;
+    EXPECT_NE(r.err.find(c.expect), std::string::npos) << r.err;
+    EXPECT_TRUE(one_line(r.err)) << r.err;
+  }
+  struct stat st;
+  ASSERT_EQ(::stat(open.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 01777u) << "a refused directory's mode was changed";
+  EXPECT_EQ(read_file(full + "/precious"), "keep me");
+}
+
+TEST(ClusterDirTest, APidFileNeverNamesWhatGetsKilled) {
+  TempDir d;
+  std::string dir = d / "c";
+  ASSERT_EQ(test::ferry({"cluster", "up", "--nodes", "2", "--dir", dir}).status, 0);
+  std::string init1 = read_file(dir + "/nodes/node1/init.pid");
+  pid_t real_init = static_cast<pid_t>(std::stol(init1));
+  // node1's pid file now names an unrelated process of ours.
+  pid_t victim = spawn({"/bin/sleep", "60"});
+  ProcessGuard guard;
+  guard.add(victim);
+  write_file(dir + "/nodes/node1/init.pid", std::to_string(victim) + "\n");
+  CmdResult r = test::ferry({"cluster", "down", "--dir", dir});
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(process_alive(victim)) << "cluster down killed a process by its number alone";
+  // ... and the real node was found and stopped all the same.
+  EXPECT_TRUE(wait_until([&] { return ::kill(real_init, 0) != 0; }, 10000));
+  EXPECT_NE(::access(dir.c_str(), F_OK), 0) << "the directory it made is left";
+}
+
+TEST(ClusterDirTest, DownKeepsADirectoryItDidNotMake) {
+  TempDir d;
+  ASSERT_EQ(test::ferry({"cluster", "up", "--nodes", "1", "--dir", d.path()}).status, 0);
+  ASSERT_EQ(test::ferry({"cluster", "down", "--dir", d.path()}).status, 0);
+  EXPECT_EQ(::access(d.path().c_str(), F_OK), 0) << "the user's own directory was removed";
+  EXPECT_EQ(::access((d / "cluster.id").c_str(), F_OK), -1);
 }
 
 }  // namespace ferry::test

@@ -11,13 +11,10 @@
 
 #include "support/cluster.h"
 #include "support/wait_until.h"
+#include "util/proc.h"
 
 namespace ferry::test {
 namespace {
-
-bool has_lines(TestCluster& c, const std::string& id, int n) {
-  return c.logs(id).find("line " + std::to_string(n) + "\n") != std::string::npos;
-}
 
 // The task is alive on `node`, in no other place, still printing, and its memory is intact.
 void runs_once_and_intact(TestCluster& c, const std::string& id, const std::string& node) {
@@ -38,14 +35,6 @@ void runs_once_and_intact(TestCluster& c, const std::string& id, const std::stri
   EXPECT_GT(sequential_lines(c.logs(id)), lines);
 }
 
-// Runs `ferry migrate` in the background; returns its pid and where its output goes.
-pid_t migrate_in_background(TestCluster& c, const TempDir& io, const std::string& id,
-                            const std::string& to, const std::string& name = "m") {
-  SpawnOptions o;
-  o.stdout_path = io / (name + ".out");
-  o.stderr_path = io / (name + ".err");
-  return spawn({ferry_bin(), "--cluster", c.dir(), "migrate", id, "--to", to, "--json"}, o);
-}
 
 }  // namespace
 
@@ -82,6 +71,9 @@ TEST(FaultsTest, TheLinkIsCutMidTransfer) {
   EXPECT_EQ(wait_exit(m, 60000), 1);
   EXPECT_NE(read_file(io / "m.out").find("\"outcome\":\"aborted\""), std::string::npos)
       << read_file(io / "m.out");
+  // The report says how long the task was really frozen (the stream stalled for seconds).
+  nlohmann::json r = nlohmann::json::parse(read_file(io / "m.out"));
+  EXPECT_GE(r["freeze_ms"].get<double>(), 1000) << r.dump();
   ASSERT_EQ(
       wait_exit(spawn({"/usr/bin/env", "ip", "-n", c.bridge_netns(), "link", "set", "v2", "up"}, o),
                 10000),
@@ -106,10 +98,13 @@ TEST(FaultsTest, TheSourceDiesRightAfterCommit) {
   std::string id = c.run({target_path("t_worker"), "16", "20"});  // home: node1
   ASSERT_TRUE(wait_until([&] { return has_lines(c, id, 3); }, 10000));
   ASSERT_TRUE(c.migrate(id, "node2").value("ok", false));
-  // node2 is the source now, and dies as soon as node3 has the task.
+  // node2 is the source now, and its ferryd dies as soon as node3 has the task. The node asked
+  // (node1) reports it anyway: migrated, and that the source went away.
   CmdResult r = c.ferry({"migrate", id, "--to", "node3", "--json"});
-  EXPECT_NE(r.status, 0);
-  EXPECT_FALSE(r.err.empty()) << "the command line should say what happened";
+  ASSERT_FALSE(r.out.empty()) << "no report: " << r.err;
+  nlohmann::json rep = nlohmann::json::parse(r.out);
+  EXPECT_EQ(rep["outcome"], "migrated") << r.out;
+  EXPECT_NE(rep.value("reason", "").find("went away"), std::string::npos) << r.out;
   ASSERT_TRUE(wait_until([&] { return c.task(id).value("node", "") == "node3"; }, 10000))
       << c.task(id).dump();
   runs_once_and_intact(c, id, "node3");
@@ -129,6 +124,28 @@ TEST(FaultsTest, TheReplyToCommitIsLost) {
   runs_once_and_intact(c, id, "node2");
 }
 
+// As above, and the destination's ferryd dies while the source is in doubt: the ferryd that
+// starts next must still say the copy was released (its commit journal), or the source would
+// resume its original and the task would run twice (its copy runs on across the restart).
+TEST(FaultsTest, ADestinationThatRestartsWhileTheSourceIsInDoubtIsBelieved) {
+  TestCluster c(2, {"--test-fault", "node2=lose-commit-reply"});
+  ASSERT_TRUE(c.up());
+  std::string id = c.run({target_path("t_worker"), "16", "20"});
+  ASSERT_TRUE(wait_until([&] { return has_lines(c, id, 3); }, 10000));
+  TempDir io;
+  pid_t m = migrate_in_background(c, io, id, "node2");
+  // Committed at node2 (its home heard so), and the source now waits for an answer.
+  ASSERT_TRUE(wait_until([&] { return c.task(id, "node1").value("node", "") == "node2"; }, 20000));
+  pid_t destination = c.ferryd_pid("node2");
+  ASSERT_GT(destination, 0);
+  ASSERT_EQ(::kill(destination, SIGKILL), 0);
+  EXPECT_EQ(wait_exit(m, 60000), 0) << read_file(io / "m.out") << read_file(io / "m.err");
+  nlohmann::json r = nlohmann::json::parse(read_file(io / "m.out"));
+  EXPECT_EQ(r["outcome"], "migrated") << r.dump();
+  ASSERT_TRUE(wait_until([&] { return c.task(id).value("state", "") == "running"; }, 15000));
+  runs_once_and_intact(c, id, "node2");
+}
+
 TEST(FaultsTest, TheTaskEndsDuringItsMigration) {
   TestCluster c(2, {"--test-fault", "node1=kill-task-before-freeze"});
   ASSERT_TRUE(c.up());
@@ -140,6 +157,54 @@ TEST(FaultsTest, TheTaskEndsDuringItsMigration) {
   EXPECT_EQ(w.status, 128 + SIGTERM) << w.err;
   EXPECT_GT(sequential_lines(c.logs(id)), 2);
   EXPECT_EQ(c.task(id)["state"], "exited");
+}
+
+// Killed by somebody else while frozen: the report says so, as JSON, with the freeze.
+TEST(FaultsTest, ATaskKilledWhileFrozenIsReportedAsEnded) {
+  TestCluster c(2, {"--test-fault", "node1=slow-stream"});
+  ASSERT_TRUE(c.up());
+  std::string id = c.run({target_path("t_worker"), "64", "20"});
+  ASSERT_TRUE(wait_until([&] { return has_lines(c, id, 3); }, 10000));
+  pid_t host = proc::pid_in_namespace_of(c.init_pid("node1"), c.task(id)["pid"].get<pid_t>());
+  ASSERT_GT(host, 0);
+  TempDir io;
+  pid_t m = migrate_in_background(c, io, id, "node2");
+  // Frozen while its 64 MiB pass one slow frame after the other.
+  ASSERT_TRUE(wait_until([&] { return proc::Stat(host).state() == 't'; }, 10000));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  ASSERT_EQ(::kill(host, SIGKILL), 0);
+  EXPECT_EQ(wait_exit(m, 60000), 1);
+  std::string out = read_file(io / "m.out");
+  ASSERT_FALSE(out.empty()) << "no report: " << read_file(io / "m.err");
+  nlohmann::json r = nlohmann::json::parse(out);
+  EXPECT_EQ(r["outcome"], "task-exited") << r.dump();
+  EXPECT_GE(r["freeze_ms"].get<double>(), 300) << r.dump();
+  CmdResult w = c.ferry({"wait", id, "--timeout", "20"});
+  EXPECT_EQ(w.status, 128 + SIGKILL) << w.out << w.err;
+}
+
+// The source's ferryd dies in the middle: the command still ends with a complete report (from
+// the node asked), and the task runs where it was (adopted by the source's next ferryd).
+TEST(FaultsTest, ASourceWhoseFerrydDiesStillGivesAReport) {
+  TestCluster c(3, {"--test-fault", "node2=slow-stream"});
+  ASSERT_TRUE(c.up());
+  std::string id = c.run({target_path("t_worker"), "64", "20"}, "node2");
+  ASSERT_TRUE(wait_until([&] { return has_lines(c, id, 3); }, 10000));
+  TempDir io;
+  pid_t m = migrate_in_background(c, io, id, "node3", "m", {}, "node1");
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  pid_t source = c.ferryd_pid("node2");
+  ASSERT_GT(source, 0);
+  ASSERT_EQ(::kill(source, SIGKILL), 0);
+  EXPECT_EQ(wait_exit(m, 60000), 1);
+  std::string out = read_file(io / "m.out");
+  ASSERT_FALSE(out.empty()) << "no report: " << read_file(io / "m.err");
+  nlohmann::json r = nlohmann::json::parse(out);
+  EXPECT_EQ(r["outcome"], "aborted") << r.dump();
+  EXPECT_NE(r.value("reason", "").find("went away"), std::string::npos) << r.dump();
+  EXPECT_GT(r["freeze_ms"].get<double>(), 0) << r.dump();
+  ASSERT_TRUE(wait_until([&] { return c.task(id).value("state", "") == "running"; }, 15000));
+  runs_once_and_intact(c, id, "node2");
 }
 
 TEST(FaultsTest, TwoMigrationsOfOneTaskAtOnce) {

@@ -13,10 +13,6 @@
 namespace ferry::test {
 namespace {
 
-bool has_lines(TestCluster& c, const std::string& id, int n) {
-  return c.logs(id).find("line " + std::to_string(n) + "\n") != std::string::npos;
-}
-
 }  // namespace
 
 TEST(MigrationTest, ATaskMovedAroundKeepsRunningAndItsOutputIsLoggedOnce) {
@@ -129,7 +125,7 @@ TEST(MigrationTest, AFileThatDiffersAtTheDestinationIsRefusedUpFront) {
   ASSERT_TRUE(std::filesystem::copy_file(target_path("t_worker"), prog));
   std::string id = c.run({prog, "4", "50"}, "node1");
   ASSERT_TRUE(wait_until([&] { return has_lines(c, id, 2); }, 10000));
-  pid_t node2 = c.ferryd_pid("node2");
+  pid_t node2 = c.init_pid("node2");
   CmdResult bind = run_command({"nsenter", "-t", std::to_string(node2), "-m", "mount", "--bind",
                                 target_path("t_memory"), prog});
   ASSERT_EQ(bind.status, 0) << bind.err;

@@ -20,10 +20,6 @@ bool has_line(TestCluster& c, const std::string& id, const std::string& line) {
   return c.logs(id).find(line + "\n") != std::string::npos;
 }
 
-bool has_lines(TestCluster& c, const std::string& id, int n) {
-  return has_line(c, id, "line " + std::to_string(n));
-}
-
 // Sends SIGUSR2 (the targets' "check yourself now") and expects a clean exit with "OK".
 void checks_pass(TestCluster& c, const std::string& id) {
   ASSERT_EQ(c.ferry({"kill", id, "USR2"}).status, 0);

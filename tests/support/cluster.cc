@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "support/wait_until.h"
+#include "util/proc.h"
 
 namespace ferry::test {
 
@@ -24,7 +25,8 @@ TestCluster::~TestCluster() {
 }
 
 std::string TestCluster::id() const {
-  return std::string(read_file(dir_ + "/cluster.id"));
+  std::string s = read_file(dir_ + "/cluster.id");
+  return s.substr(0, s.find('\n'));
 }
 
 CmdResult TestCluster::ferry(const std::vector<std::string>& args, const std::string& node,
@@ -91,16 +93,42 @@ nlohmann::json TestCluster::migrate(const std::string& id, const std::string& to
   return j;
 }
 
-pid_t TestCluster::ferryd_pid(const std::string& node) const {
-  std::string s = read_file(dir_ + "/nodes/" + node + "/ferryd.pid");
+pid_t TestCluster::init_pid(const std::string& node) const {
+  std::string s = read_file(dir_ + "/nodes/" + node + "/init.pid");
   return s.empty() ? -1 : static_cast<pid_t>(std::stol(s));
 }
 
+pid_t TestCluster::ferryd_pid(const std::string& node) {
+  CmdResult r = ferry({"nodes", "--json"}, node, 10000);
+  if (r.status != 0) return -1;
+  for (auto& n : nlohmann::json::parse(r.out))
+    if (n["name"] == node)
+      return proc::pid_in_namespace_of(init_pid(node), n["ferryd_pid"].get<pid_t>());
+  return -1;
+}
+
 void TestCluster::kill_node(const std::string& node) {
-  pid_t pid = ferryd_pid(node);
+  pid_t pid = init_pid(node);
   ASSERT_GT(pid, 0);
   ::kill(pid, SIGKILL);
   EXPECT_TRUE(wait_until([&] { return ::kill(pid, 0) != 0; }, 10000)) << node << " did not go away";
+}
+
+bool has_lines(TestCluster& c, const std::string& id, int n, const std::string& via) {
+  return c.logs(id, via).find("line " + std::to_string(n) + "\n") != std::string::npos;
+}
+
+pid_t migrate_in_background(TestCluster& c, const TempDir& io, const std::string& id,
+                            const std::string& to, const std::string& name,
+                            const std::vector<std::string>& extra, const std::string& via) {
+  SpawnOptions o;
+  o.stdout_path = io / (name + ".out");
+  o.stderr_path = io / (name + ".err");
+  std::vector<std::string> argv{ferry_bin(), "--cluster", c.dir()};
+  if (!via.empty()) argv.insert(argv.end(), {"--node", via});
+  argv.insert(argv.end(), {"migrate", id, "--to", to, "--json"});
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  return spawn(argv, o);
 }
 
 int sequential_lines(const std::string& log) {

@@ -36,8 +36,11 @@ class TestCluster {
   std::string id() const;
   std::string netns(const std::string& node) const { return "ferry-" + id() + "-" + node; }
   std::string bridge_netns() const { return "ferry-" + id() + "-br"; }
-  pid_t ferryd_pid(const std::string& node) const;
-  // The whole node goes away (its ferryd is the init of its PID namespace).
+  // The node's ferry-init (PID 1 of its PID namespace), as the host sees it.
+  pid_t init_pid(const std::string& node) const;
+  // The node's ferryd as the host sees it (-1 when it does not answer).
+  pid_t ferryd_pid(const std::string& node);
+  // The whole node goes away (its ferry-init is the init of its PID namespace).
   void kill_node(const std::string& node);
 
  private:
@@ -45,6 +48,16 @@ class TestCluster {
   std::string dir_;
   bool up_ = false;
 };
+
+// The task's log (from `via`'s view) has reached line N ("line N", as t_worker writes them).
+bool has_lines(TestCluster& c, const std::string& id, int n, const std::string& via = "");
+
+// `ferry --cluster DIR [--node via] migrate ID --to NODE --json [extra...]` in the background,
+// its stdout and stderr in io/NAME.out and io/NAME.err; returns its pid.
+pid_t migrate_in_background(TestCluster& c, const TempDir& io, const std::string& id,
+                            const std::string& to, const std::string& name = "m",
+                            const std::vector<std::string>& extra = {},
+                            const std::string& via = "");
 
 // The five strategies, as `ferry migrate --strategy` names them, for parameterized tests; and a
 // test-name-safe form of one.

@@ -475,7 +475,8 @@ void Tracee::remove_safety_net() {
 
 long Tracee::syscall_checked(const char* what, long nr, SyscallArgs args) {
   long r = syscall(nr, args);
-  if (r < 0 && r > -4096) fail_errno(static_cast<int>(-r), "{} in process {}", what, pid_);
+  if (r < 0 && r > -4096)
+    throw SyscallFailed(fmt::format("{}: {}", what, std::strerror(static_cast<int>(-r))));
   return r;
 }
 

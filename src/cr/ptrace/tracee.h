@@ -32,6 +32,13 @@ class ProcessEnded : public Error {
   int code_;
 };
 
+// A system call ferry ran inside the process failed: "what: strerror". Callers that know what
+// it was for put it in their terms (see ProcessBuilder).
+class SyscallFailed : public Error {
+ public:
+  using Error::Error;
+};
+
 struct SyscallArgs {
   long a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0;
 };
@@ -80,6 +87,7 @@ class Tracee {
   // Back to the vdso's syscall instruction (before the scratch memory goes away).
   void remove_safety_net();
   // As syscall(), but throws ferry::Error naming `what` when the result is an error.
+  // syscall(), throwing SyscallFailed when it fails.
   long syscall_checked(const char* what, long nr, SyscallArgs args = {});
   uint64_t remote_syscall_count() const { return syscall_count_; }
   // Stack pointer used for injected syscalls (sigaltstack() looks at it).
