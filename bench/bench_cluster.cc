@@ -68,7 +68,7 @@ BenchCluster::BenchCluster(const std::string& dir) : dir_(dir) {
   up_ = run({bin_ + "/ferry", "cluster", "up", "--nodes", "2", "--dir", dir_}).status == 0;
   if (up_) {
     id_ = read_text(dir_ + "/cluster.id");
-    while (!id_.empty() && (id_.back() == '\n' || id_.back() == ' ')) id_.pop_back();
+    id_ = id_.substr(0, id_.find('\n'));
   }
 }
 
@@ -97,9 +97,35 @@ std::string BenchCluster::netns(const std::string& node) const {
 }
 
 pid_t BenchCluster::host_pid(const std::string& node, int ns_pid) const {
-  pid_t ferryd =
-      static_cast<pid_t>(std::atol(read_text(dir_ + "/nodes/" + node + "/ferryd.pid").c_str()));
-  return ferry::proc::pid_in_namespace_of(ferryd, ns_pid);
+  pid_t init =
+      static_cast<pid_t>(std::atol(read_text(dir_ + "/nodes/" + node + "/init.pid").c_str()));
+  return ferry::proc::pid_in_namespace_of(init, ns_pid);
+}
+
+pid_t BenchCluster::ferryd_pid(const std::string& node) {
+  Out r = ferry({"--node", node, "nodes", "--json"});
+  if (r.status != 0) return -1;
+  for (auto& n : nlohmann::json::parse(r.out))
+    if (n["name"] == node) return host_pid(node, n["ferryd_pid"].get<int>());
+  return -1;
+}
+
+Resources resources_of(pid_t pid) {
+  Resources r;
+  std::string status = read_text("/proc/" + std::to_string(pid) + "/status");
+  auto field = [&](const char* key) -> uint64_t {
+    auto at = status.find(key);
+    return at == std::string::npos ? 0 : std::stoull(status.substr(at + std::strlen(key)));
+  };
+  r.threads = field("Threads:");
+  r.rss_kib = field("VmRSS:");
+  for (auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
+    r.fds++;
+    std::error_code ec;
+    std::string target = std::filesystem::read_symlink(e.path(), ec).string();
+    if (target.find(" (deleted)") != std::string::npos) r.deleted_files++;
+  }
+  return r;
 }
 
 uint64_t resident_private_bytes(pid_t pid) {

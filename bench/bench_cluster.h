@@ -32,12 +32,21 @@ class BenchCluster {
   std::string netns(const std::string& node) const;
   // The host pid of a task (its pid in the node's PID namespace is ns_pid).
   pid_t host_pid(const std::string& node, int ns_pid) const;
+  // The host pid of a node's ferryd (-1 when it does not answer).
+  pid_t ferryd_pid(const std::string& node);
   const std::string& bin() const { return bin_; }
 
  private:
   std::string dir_, bin_, id_;
   bool up_ = false;
 };
+
+// What a process holds: threads, open descriptors (and how many name deleted files), resident
+// memory.
+struct Resources {
+  uint64_t threads = 0, fds = 0, deleted_files = 0, rss_kib = 0;
+};
+Resources resources_of(pid_t pid);
 
 // "RssAnon" + "RssShmem" of a process, in bytes.
 uint64_t resident_private_bytes(pid_t pid);

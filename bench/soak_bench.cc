@@ -1,0 +1,81 @@
+// Does ferryd hold on to anything per migration? A 2-node local cluster migrates one small task
+// back and forth N times (all five strategies in turn) and records, every M migrations, what each
+// node's ferryd holds: threads, open descriptors, descriptors of deleted files (a page store
+// kept open), resident memory. Prints a markdown table and the growth per 100 migrations over
+// the second half of the run (after the warm-up of allocators and caches), which must be ~0.
+//
+// usage: soak_bench [--migrations 1000] [--every 100] [--mib 4]
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "bench_cluster.h"
+
+namespace {
+
+struct Row {
+  int migrations;
+  double seconds;
+  ferry::bench::Resources node[2];
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int total = 1000, every = 100, mib = 4;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i];
+    if (a == "--migrations") total = std::atoi(argv[i + 1]);
+    if (a == "--every") every = std::atoi(argv[i + 1]);
+    if (a == "--mib") mib = std::atoi(argv[i + 1]);
+  }
+  ferry::bench::BenchCluster cluster("/var/tmp/ferry-soak-bench");
+  if (!cluster.up()) {
+    std::fprintf(stderr, "cluster up failed\n");
+    return 1;
+  }
+  const char* strategies[] = {"eager-all", "pre-copy", "eager-dirty", "copy-on-reference",
+                              "flushing"};
+  const char* nodes[] = {"node1", "node2"};
+  std::string task = cluster.start_task(mib, 0);
+  pid_t ferryd[2] = {cluster.ferryd_pid("node1"), cluster.ferryd_pid("node2")};
+  std::vector<Row> rows;
+  auto sample = [&](int done, double seconds) {
+    Row r{done, seconds, {}};
+    for (int n = 0; n < 2; n++) r.node[n] = ferry::bench::resources_of(ferryd[n]);
+    rows.push_back(r);
+  };
+  auto start = std::chrono::steady_clock::now();
+  sample(0, 0);
+  int failures = 0;
+  for (int i = 1; i <= total; i++) {
+    std::string to = nodes[i % 2];
+    auto r = cluster.ferry({"migrate", task, "--to", to, "--strategy", strategies[i % 5]});
+    if (r.status != 0) failures++;
+    if (i % every == 0)
+      sample(i, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::printf("| migrations | s | threads (node1/node2) | fds | deleted files held | RSS MiB |\n");
+  std::printf("|---|---|---|---|---|---|\n");
+  for (auto& r : rows)
+    std::printf("| %d | %.0f | %llu / %llu | %llu / %llu | %llu / %llu | %.1f / %.1f |\n",
+                r.migrations, r.seconds, (unsigned long long)r.node[0].threads,
+                (unsigned long long)r.node[1].threads, (unsigned long long)r.node[0].fds,
+                (unsigned long long)r.node[1].fds, (unsigned long long)r.node[0].deleted_files,
+                (unsigned long long)r.node[1].deleted_files, r.node[0].rss_kib / 1024.0,
+                r.node[1].rss_kib / 1024.0);
+  // Growth per 100 migrations over the second half.
+  const Row& mid = rows[rows.size() / 2];
+  const Row& last = rows.back();
+  double span = (last.migrations - mid.migrations) / 100.0;
+  if (span > 0)
+    for (int n = 0; n < 2; n++)
+      std::printf("%s, migrations %d..%d, per 100: threads %+.1f, fds %+.1f, RSS %+.2f MiB\n",
+                  nodes[n], mid.migrations, last.migrations,
+                  (double(last.node[n].threads) - double(mid.node[n].threads)) / span,
+                  (double(last.node[n].fds) - double(mid.node[n].fds)) / span,
+                  (double(last.node[n].rss_kib) - double(mid.node[n].rss_kib)) / 1024.0 / span);
+  std::printf("failed migrations: %d of %d\n", failures, total);
+  return failures ? 1 : 0;
+}
