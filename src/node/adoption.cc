@@ -100,35 +100,18 @@ std::optional<OrphanExit> Daemon::adopt_task(const rpc::LocalTaskRecord& r,
     // Its migration reached Commit, and its original was marked to die with ferryd: whether the
     // task lives on depends on the destination alone. Never twice, never reported ended by the
     // death of its original.
-    rpc::MigrationStatusRequest q;
-    q.set_session_id(r.session_id());
-    rpc::MigrationStatusReply st;
-    auto ctx = deadline_ms(3000);
-    bool answered = peers_.known(r.committing_to()) &&
-                    peers_.stub(r.committing_to()).MigrationStatus(ctx.get(), q, &st).ok();
-    bool there = answered && (st.state() == "running" || st.state() == "pulling");
-    if (there || !still_runs(r)) {
-      if (still_runs(r)) ::kill(t.pid(), SIGKILL);
+    std::optional<std::string> settled = settle_commit(r);
+    if (settled) {
       std::optional<OrphanExit> used;
       if (exit != exits.end()) {
         init_.forget(*exit);
         used = *exit;
       }
-      if (there) {
-        spdlog::info("task {} runs at {}, where it was migrating when ferryd died", t.id(),
-                     r.committing_to());
-        return used;  // (its pipe is dropped with the others left over)
+      if (!settled->empty()) {
+        spdlog::warn("task {} is lost: {}", t.id(), *settled);
+        report_end(t, 0, *settled, true);
       }
-      std::string reason =
-          answered ? fmt::format("its ferryd on {} died while committing its migration to {}, "
-                                 "which did not take it ({})",
-                                 name(), r.committing_to(), st.state())
-                   : fmt::format("its ferryd on {} died while committing its migration to {}, "
-                                 "which does not answer",
-                                 name(), r.committing_to());
-      spdlog::warn("task {} is lost: {}", t.id(), reason);
-      report_end(t, 0, reason, true);
-      return used;
+      return used;  // (its pipe is dropped with the others left over)
     }
   }
   if (still_runs(r)) {
@@ -172,6 +155,30 @@ std::optional<OrphanExit> Daemon::adopt_task(const rpc::LocalTaskRecord& r,
   spdlog::warn("task {} is lost: {}", t.id(), reason);
   report_end(t, 0, reason, true);
   return std::nullopt;
+}
+
+std::optional<std::string> Daemon::settle_commit(const rpc::LocalTaskRecord& r) {
+  const rpc::TaskInfo& t = r.task();
+  rpc::MigrationStatusRequest q;
+  q.set_session_id(r.session_id());
+  rpc::MigrationStatusReply st;
+  auto ctx = deadline_ms(3000);
+  bool answered = peers_.known(r.committing_to()) &&
+                  peers_.stub(r.committing_to()).MigrationStatus(ctx.get(), q, &st).ok();
+  bool there = answered && (st.state() == "running" || st.state() == "pulling");
+  if (!there && still_runs(r)) return std::nullopt;  // not released there: it is ours again
+  if (still_runs(r)) ::kill(t.pid(), SIGKILL);
+  if (there) {
+    spdlog::info("task {} runs at {}, where it was migrating when ferryd died", t.id(),
+                 r.committing_to());
+    return "";
+  }
+  return answered ? fmt::format("its ferryd on {} died while committing its migration to {}, "
+                                "which did not take it ({})",
+                                name(), r.committing_to(), st.state())
+                  : fmt::format("its ferryd on {} died while committing its migration to {}, "
+                                "which does not answer",
+                                name(), r.committing_to());
 }
 
 void Daemon::queue_orphan_exit(const OrphanExit& e) {

@@ -174,6 +174,9 @@ class Daemon {
   std::optional<OrphanExit> adopt_task(const rpc::LocalTaskRecord& r,
                                        std::map<std::string, InitLink::KeptPipe>& kept,
                                        const std::vector<OrphanExit>& exits);
+  // A task whose migration was past Commit when its ferryd died: asks the destination. nullopt:
+  // not released there (the task is ours again); "": it runs there; else why it is lost.
+  std::optional<std::string> settle_commit(const rpc::LocalTaskRecord& r);
   // Tells the task's home that it ended (or is lost), from here.
   void report_end(const rpc::TaskInfo& t, int code, const std::string& reason, bool lost);
   void migrate_out(const rpc::MigrateRequest& req,
