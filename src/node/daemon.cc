@@ -189,9 +189,11 @@ rpc::TaskInfo Daemon::run_here(const rpc::RunRequest& req) {
   for (auto& a : req.argv()) t.add_argv(a);
   for (auto& [k, v] : req.labels()) (*t.mutable_labels())[k] = v;
   t.set_started_unix_ms(now_unix_ms());
+  // The relay first: a task that ends at once is reaped as soon as it is in the table, and its
+  // end drains the relay (which must then exist, or the task's output is lost).
+  relay_.attach(t.id(), name(), std::move(s.output), 0);
   tasks_.add(t);
   home_.add(t);
-  relay_.attach(t.id(), name(), std::move(s.output), 0);
   spdlog::info("task {} started: pid {} {}", t.id(), s.pid, req.argv(0));
   return t;
 }

@@ -429,8 +429,9 @@ rpc::CommitReply Daemon::commit(const rpc::CommitRequest& req) {
   t.set_pid(pid);
   t.set_state("running");
   t.set_epoch(t.epoch() + 1);
-  tasks_.add(t);
+  // The relay before the table entry: a task reaped at once drains it (see run_here).
   relay_.attach(t.id(), t.home(), std::move(m->output_read), req.log_offset());
+  tasks_.add(t);
   m->output_write.reset();
   m->since_commit.emplace();
   // Pages still arriving: the task runs, the migration is not over yet.
