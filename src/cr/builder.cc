@@ -32,6 +32,7 @@
 #include "cr/task_attrs.h"
 #include "cr/timers.h"
 #include "cr/vdso.h"
+#include "cr/verify.h"
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/proc.h"
@@ -480,6 +481,11 @@ RestoredProcess ProcessBuilder::finish() {
       restore_registers(r, img_->registers());
     });
     done("files, signals, timers, credentials, registers");
+    // Nothing runs that differs from what was taken.
+    VerifyOptions verify;
+    verify.lazy = options_.lazy;
+    verify_restored(pid_, *img_, verify);
+    done("verified against the image");
   } catch (...) {
     // The destructor kills the helper.
     throw;

@@ -5,15 +5,18 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <map>
+#include <set>
 
 #include <spdlog/spdlog.h>
 
 #include "cr/dump_context.h"
 #include "cr/image_paths.h"
 #include "cr/ghost_files.h"
+#include "cr/pagemap.h"
 #include "cr/pages.h"
 #include "cr/restorer.h"
 #include "cr/shmem.h"
@@ -26,23 +29,13 @@ namespace {
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kTaskSize47 = (1ull << 47) - kPage;
 constexpr uint64_t kTaskSize56 = (1ull << 56) - kPage;
+constexpr int kMapDroppable = 0x08;        // (newer than the system headers)
+constexpr int kMadvGuardInstall = 102;
 
 #ifndef PR_SET_VMA
 #define PR_SET_VMA 0x53564d41
 #define PR_SET_VMA_ANON_NAME 0
 #endif
-
-struct FlagName {
-  const char* mnemonic;
-  uint64_t bit;
-};
-constexpr FlagName kFlagNames[] = {
-    {"gd", kVmGrowsDown}, {"hg", kVmHugePage},    {"nh", kVmNoHugePage},  {"dc", kVmDontFork},
-    {"dd", kVmDontDump},  {"wf", kVmWipeOnFork},  {"mg", kVmMergeable},   {"lo", kVmLocked},
-    {"nr", kVmNoReserve}, {"sr", kVmSeqRead},     {"rr", kVmRandRead},    {"lf", kVmLockOnFault},
-    {"io", kVmIo},        {"pf", kVmPfnMap},      {"um", kVmUffdMissing}, {"uw", kVmUffdWp},
-    {"ht", kVmHugetlb},   {"ss", kVmShadowStack}, {"sl", kVmSealed},      {"mm", kVmMixedMap},
-};
 
 bool is_header_line(const std::string& line) {
   auto sp = line.find(' ');
@@ -131,7 +124,8 @@ class MappedFiles {
         mf->set_path(v.name);
       }
     }
-    if (v.shared && (v.prot & PROT_WRITE)) mf->set_writable(true);
+    // Opened for writing where a shared mapping of it may write (its "mw" flag says so).
+    if (v.shared && ((v.prot & PROT_WRITE) || (v.vm_flags & kVmMayWrite))) mf->set_writable(true);
     return mf->id();
   }
 
@@ -141,14 +135,6 @@ class MappedFiles {
 };
 
 }  // namespace
-
-uint64_t parse_vm_flags(const std::string& mnemonics) {
-  uint64_t bits = 0;
-  for (auto& m : proc::split_ws(mnemonics))
-    for (auto& f : kFlagNames)
-      if (m == f.mnemonic) bits |= f.bit;
-  return bits;
-}
 
 std::vector<VmaInfo> read_vmas_again(pid_t pid, const std::vector<VmaInfo>& earlier) {
   if (earlier.empty()) return read_vmas(pid);
@@ -172,12 +158,25 @@ std::vector<VmaInfo> read_vmas(pid_t pid) {
     if (is_header_line(line)) {
       out.push_back(parse_header(line));
     } else if (!out.empty() && starts_with(line, "VmFlags:")) {
-      out.back().vm_flags = parse_vm_flags(line.substr(8));
+      VmFlags f = parse_vm_flags_line(line.substr(8));
+      out.back().vm_flags = f.bits;
+      out.back().flags = join_flags(f.names);
+      out.back().refused = f.refused;
     } else if (!out.empty() && starts_with(line, "AnonHugePages:")) {
       out.back().anon_huge_kb = proc::parse_u64(proc::split_ws(line.substr(14)).at(0));
     }
   }
   return out;
+}
+
+void forget_flag(VmaInfo& v, const char* mnemonic) {
+  std::set<std::string> names;
+  for (auto& f : proc::split_ws(v.flags))
+    if (f != mnemonic) names.insert(f);
+  VmFlags parsed = parse_vm_flags_line(join_flags(names));
+  v.flags = join_flags(parsed.names);
+  v.vm_flags = parsed.bits;
+  v.refused = parsed.refused;
 }
 
 std::string unsupported_region(const VmaInfo& v) {
@@ -186,11 +185,7 @@ std::string unsupported_region(const VmaInfo& v) {
       v.name == "[vsyscall]")
     return "";
   auto where = fmt::format("memory region {:x}-{:x} {}", v.start, v.end, v.name);
-  if (v.vm_flags & kVmHugetlb) return where + " uses hugetlbfs pages";
-  if (v.vm_flags & (kVmIo | kVmPfnMap | kVmMixedMap)) return where + " maps device memory";
-  if (v.vm_flags & (kVmUffdMissing | kVmUffdWp)) return where + " is registered with userfaultfd";
-  if (v.vm_flags & kVmShadowStack) return where + " is a shadow stack";
-  if (v.vm_flags & kVmSealed) return where + " is sealed (mseal)";
+  if (!v.refused.empty()) return where + " " + v.refused;
   if (starts_with(v.name, "/SYSV")) return where + " is System V shared memory";
   if (starts_with(v.name, "/[aio]")) return where + " is an AIO ring";
   if (starts_with(v.name, "[")) {
@@ -207,6 +202,43 @@ bool carries_private_pages(const image::Vma& v) {
   return v.kind() == image::Vma::ANON_PRIVATE || v.kind() == image::Vma::FILE_PRIVATE;
 }
 
+namespace {
+
+bool has_flag(const image::Vma& v, const char* mnemonic) {
+  for (auto& f : proc::split_ws(v.flags()))
+    if (f == mnemonic) return true;
+  return false;
+}
+
+// The guard pages of a region that has some ("gu"): they fault on any access and hold nothing,
+// so they are recorded, never read, and installed again at restore.
+void dump_guards(pid_t pid, const VmaInfo& v, image::Memory* out) {
+  UniqueFd pm(::open(proc::path(pid, "pagemap").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!pm) fail_errno(errno, "cannot open pagemap of {}", pid);
+  std::vector<uint64_t> entries(4096);
+  for (uint64_t addr = v.start; addr < v.end;) {
+    uint64_t n = std::min<uint64_t>(entries.size(), (v.end - addr) / kPage);
+    if (::pread(pm.get(), entries.data(), n * 8, static_cast<off_t>(addr / kPage * 8)) !=
+        static_cast<ssize_t>(n * 8))
+      fail_errno(errno, "cannot read pagemap of {}", pid);
+    for (uint64_t i = 0; i < n; i++) {
+      if (!pagemap::is_guard(entries[i])) continue;
+      uint64_t page = addr + i * kPage;
+      int last = out->guards_size() - 1;
+      if (last >= 0 && out->guards(last).addr() + out->guards(last).npages() * kPage == page) {
+        out->mutable_guards(last)->set_npages(out->guards(last).npages() + 1);
+      } else {
+        image::GuardRange* g = out->add_guards();
+        g->set_addr(page);
+        g->set_npages(1);
+      }
+    }
+    addr += n * kPage;
+  }
+}
+
+}  // namespace
+
 void dump_memory_map(DumpContext& ctx, image::Memory* out) {
   pid_t pid = ctx.pid();
   MappedFiles files(out);
@@ -214,14 +246,16 @@ void dump_memory_map(DumpContext& ctx, image::Memory* out) {
   for (VmaInfo info : read_vmas_again(pid, ctx.preflight_vmas)) {
     if (ctx.is_scratch(info.start)) continue;
     // Pre-copy: the write-protection on the memory is ferry's own, not the process's.
-    if (ctx.ferry_tracks_writes) info.vm_flags &= ~static_cast<uint64_t>(kVmUffdWp);
+    if (ctx.ferry_tracks_writes) forget_flag(info, "uw");
     std::string why = unsupported_region(info);
     if (!why.empty()) fail("cannot checkpoint process {}: {}", pid, why);
+    if (info.vm_flags & kVmGuard) dump_guards(pid, info, out);
     image::Vma* v = out->add_vmas();
     v->set_start(info.start);
     v->set_end(info.end);
     v->set_prot(info.prot);
     v->set_vm_flags(info.vm_flags);
+    v->set_flags(info.flags);
     v->set_name(info.name);
     v->set_pgoff(info.offset / kPage);
     if (info.name == "[vsyscall]") {
@@ -334,7 +368,12 @@ void restore_memory_map(Restorer& r, const image::Memory& m, SharedAnonBuilder& 
 
   for (const image::Vma& v : m.vmas()) {
     uint64_t len = v.end() - v.start();
-    int prot = static_cast<int>(v.prot());
+    int final_prot = static_cast<int>(v.prot());
+    // A private region that was writable once (a data segment made read-only after relocation)
+    // is still accounted ("ac"): mapped writable first, then given its protection, it is again.
+    bool accounted = has_flag(v, "ac") && !(final_prot & PROT_WRITE) &&
+                     v.kind() != image::Vma::FILE_SHARED && v.kind() != image::Vma::ANON_SHARED;
+    int prot = accounted ? final_prot | PROT_WRITE : final_prot;
     int extra = MAP_FIXED_NOREPLACE | ((v.vm_flags() & kVmNoReserve) ? MAP_NORESERVE : 0);
     switch (v.kind()) {
       case image::Vma::ANON_PRIVATE: {
@@ -342,10 +381,13 @@ void restore_memory_map(Restorer& r, const image::Memory& m, SharedAnonBuilder& 
         uint64_t at = v.start();
         auto map_gap = [&](uint64_t from, uint64_t to) {
           if (from >= to) return;
-          remote_mmap(r, from, to - from, prot,
-                      MAP_PRIVATE | MAP_ANONYMOUS | extra |
-                          ((v.vm_flags() & kVmGrowsDown) ? MAP_GROWSDOWN : 0),
-                      -1, 0, v.name().empty() ? "anonymous memory" : v.name());
+          // (MAP_DROPPABLE is a kind of private mapping of its own: the kernel may drop its
+        // pages under memory pressure.)
+        int kind = (v.vm_flags() & kVmDroppable) ? kMapDroppable : MAP_PRIVATE;
+        remote_mmap(r, from, to - from, prot,
+                    kind | MAP_ANONYMOUS | extra |
+                        ((v.vm_flags() & kVmGrowsDown) ? MAP_GROWSDOWN : 0),
+                    -1, 0, v.name().empty() ? "anonymous memory" : v.name());
         };
         if (keep)
           for (auto& [ks, ke] : *keep) {
@@ -384,6 +426,32 @@ void restore_memory_map(Restorer& r, const image::Memory& m, SharedAnonBuilder& 
       default:
         continue;  // vdso block and vsyscall are placed by vdso.cc / the kernel
     }
+    if (accounted) {
+      // Anonymous memory keeps its accounting when write goes away only once it has had a page
+      // (mprotect drops "ac" from a region without an anon_vma): one page comes and goes first.
+      // (Never a page of kept memory: it has one already, and its data must stay.)
+      uint64_t page = v.start();
+      if (keep)
+        for (auto& [ks, ke] : *keep)
+          if (ks <= page && page < ke) page = ke;
+      if (v.kind() == image::Vma::ANON_PRIVATE && page < v.end()) {
+        char zero = 0;
+        iovec local{&zero, 1}, remote{reinterpret_cast<void*>(page), 1};
+        if (::process_vm_writev(r.pid(), &local, 1, &remote, 1, 0) != 1)
+          fail_errno(errno, "cannot prepare the accounting of memory at {:x}", page);
+        t.syscall_checked("madvise(MADV_DONTNEED)", SYS_madvise,
+                          {static_cast<long>(page), static_cast<long>(kPage), MADV_DONTNEED});
+      }
+      t.syscall_checked("mprotect", SYS_mprotect,
+                        {static_cast<long>(v.start()), static_cast<long>(len), final_prot});
+    }
+    // Guard pages, where the region had them (before any page arrives: they hold none).
+    if (v.vm_flags() & kVmGuard)
+      for (auto& g : m.guards())
+        if (g.addr() >= v.start() && g.addr() < v.end())
+          t.syscall_checked("madvise(MADV_GUARD_INSTALL)", SYS_madvise,
+                            {static_cast<long>(g.addr()), static_cast<long>(g.npages() * kPage),
+                             kMadvGuardInstall});
     // Before any page arrives, so that faults in these regions allocate huge pages.
     if (v.vm_flags() & kVmHugePage)
       t.syscall(SYS_madvise, {static_cast<long>(v.start()), static_cast<long>(len), MADV_HUGEPAGE});

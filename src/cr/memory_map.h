@@ -12,36 +12,13 @@
 #include <string>
 #include <vector>
 
+#include "cr/vm_flags.h"
 #include "image.pb.h"
 
 namespace ferry::cr {
 
 class DumpContext;
 class Restorer;
-
-// Bits of image::Vma::vm_flags, one per "VmFlags:" mnemonic of smaps that matters to ferry.
-enum VmFlag : uint64_t {
-  kVmGrowsDown = 1 << 0,     // gd
-  kVmHugePage = 1 << 1,      // hg (MADV_HUGEPAGE)
-  kVmNoHugePage = 1 << 2,    // nh
-  kVmDontFork = 1 << 3,      // dc (MADV_DONTFORK)
-  kVmDontDump = 1 << 4,      // dd
-  kVmWipeOnFork = 1 << 5,    // wf
-  kVmMergeable = 1 << 6,     // mg
-  kVmLocked = 1 << 7,        // lo
-  kVmNoReserve = 1 << 8,     // nr
-  kVmSeqRead = 1 << 9,       // sr
-  kVmRandRead = 1 << 10,     // rr
-  kVmLockOnFault = 1 << 11,  // lf
-  kVmIo = 1 << 12,           // io   (refused)
-  kVmPfnMap = 1 << 13,       // pf   (refused)
-  kVmUffdMissing = 1 << 14,  // um (refused)
-  kVmUffdWp = 1 << 15,       // uw   (refused)
-  kVmHugetlb = 1 << 16,      // ht   (refused)
-  kVmShadowStack = 1 << 17,  // ss (refused)
-  kVmSealed = 1 << 18,       // sl   (refused)
-  kVmMixedMap = 1 << 19,     // mm   (refused)
-};
 
 // One line of /proc/PID/maps plus its smaps details.
 struct VmaInfo {
@@ -52,7 +29,9 @@ struct VmaInfo {
   uint32_t dev_major = 0, dev_minor = 0;
   uint64_t ino = 0;
   std::string name;
-  uint64_t vm_flags = 0;
+  uint64_t vm_flags = 0;          // ferry's bits (vm_flags.h)
+  std::string flags;              // the VmFlags line as smaps shows it
+  std::string refused;            // why its flags cannot be restored ("" when they can)
   uint64_t anon_huge_kb = 0;
 };
 
@@ -61,7 +40,10 @@ std::vector<VmaInfo> read_vmas(pid_t pid);
 // very same regions: smaps walks every page table entry (19 ms for 1 GiB here), maps does not.
 // The flags that only smaps shows (advice) are then those of the earlier reading.
 std::vector<VmaInfo> read_vmas_again(pid_t pid, const std::vector<VmaInfo>& earlier);
-uint64_t parse_vm_flags(const std::string& mnemonics);
+
+// The region as if it did not carry `mnemonic` (ferry's own write-protection while pre-copy
+// tracks writes: "uw").
+void forget_flag(VmaInfo& v, const char* mnemonic);
 
 // Why ferry cannot capture this region, or "" when it can.
 std::string unsupported_region(const VmaInfo& vma);

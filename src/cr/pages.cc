@@ -11,6 +11,7 @@
 
 #include "cr/dump_context.h"
 #include "cr/memory_map.h"
+#include "cr/pagemap.h"
 #include "image/image_files.h"
 #include "image/verified_pages.h"
 #include "util/error.h"
@@ -26,9 +27,9 @@ constexpr size_t kMaxIov = 1024;               // IOV_MAX
 constexpr uint64_t kPagemapBatch = 64 * 1024;  // entries per pagemap read
 constexpr uint64_t kMaxPreadvBytes = 1ull << 30;
 
-constexpr uint64_t kPmPresent = 1ull << 63;
-constexpr uint64_t kPmSwapped = 1ull << 62;
-constexpr uint64_t kPmFileOrShared = 1ull << 61;
+using pagemap::kFileOrShared;
+using pagemap::kPresent;
+using pagemap::kSwapped;
 
 struct Span {
   uint64_t addr;
@@ -175,16 +176,16 @@ void dump_private_pages(DumpContext& ctx, image::Memory* m) {
           fail_errno(errno, "cannot read pagemap of {}", ctx.pid());
         for (uint64_t i = 0; i < n; i++) {
           uint64_t e = entries[i];
-          bool in_memory = e & (kPmPresent | kPmSwapped);
+          bool in_memory = pagemap::holds_data(e);  // (a guard page holds none: memory_map.cc)
           // In a private file mapping a page still backed by the file has bit 61 set; a page the
           // process wrote is an anonymous copy (bit 61 clear) and must travel.
-          bool take = in_memory && (anon || (e & kPmSwapped) || !(e & kPmFileOrShared));
+          bool take = in_memory && (anon || (e & kSwapped) || !(e & kFileOrShared));
           if (!take) {
             if (in_memory) ctx.stats().set_pages_from_files(ctx.stats().pages_from_files() + 1);
             continue;
           }
           uint64_t page = addr + i * kPage;
-          if (anon && (!sel.anonymous || (!sel.swapped && !(e & kPmPresent)))) continue;
+          if (anon && (!sel.anonymous || (!sel.swapped && !(e & kPresent)))) continue;
           if (!batch.empty() && batch.back().addr + batch.back().npages * kPage == page)
             batch.back().npages++;
           else

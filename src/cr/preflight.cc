@@ -68,7 +68,7 @@ void check_supported(pid_t pid, bool allow_ferry_wp, std::vector<VmaInfo>* vmas)
   }
   std::vector<VmaInfo> all = read_vmas(pid);
   for (VmaInfo v : all) {
-    if (allow_ferry_wp) v.vm_flags &= ~static_cast<uint64_t>(kVmUffdWp);
+    if (allow_ferry_wp) forget_flag(v, "uw");
     std::string why = unsupported_region(v);
     if (!why.empty()) refuse(pid, why);
   }

@@ -67,6 +67,18 @@ image::Signals dump_signals(DumpContext& ctx) {
 
 void restore_signals(Restorer& r, const image::Signals& s) {
   Tracee& t = r.tracee();
+  // The helper starts with what it inherited through exec: signals its starter ignored are
+  // ignored (ferryd ignores SIGPIPE). Those the image does not ignore go back to the default.
+  uint64_t inherited = proc::parse_u64(proc::read_keyed(proc::path(r.pid(), "status")).at("SigIgn"), 16);
+  for (auto& a : s.actions()) inherited &= ~(1ull << (a.signo() - 1));
+  for (int sig = 1; sig <= 64; sig++) {
+    if (!(inherited >> (sig - 1) & 1)) continue;
+    r.reset_stage();
+    KernelSigaction dfl{reinterpret_cast<uint64_t>(SIG_DFL), 0, 0, 0};
+    uint64_t p = r.stage(&dfl, sizeof dfl);
+    long rc = t.syscall(SYS_rt_sigaction, {sig, static_cast<long>(p), 0, 8});
+    if (rc < 0) fail_errno(static_cast<int>(-rc), "cannot reset the action of signal {}", sig);
+  }
   for (auto& a : s.actions()) {
     r.reset_stage();
     KernelSigaction act{a.handler(), a.flags(), a.restorer(), a.mask()};

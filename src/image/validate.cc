@@ -178,8 +178,30 @@ void validate_memory(const Memory& m, RunChecker& runs) {
         break;
     }
     if (v.name().size() > 4096) fail("image: memory region name too long");
+    if (v.flags().size() > 256 || v.flags().find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789 ") !=
+                                      std::string::npos)
+      fail("image: memory region 0x{:x} has bad flags", v.start());
   }
   if (vdso > 1 || vvar > 1 || vclock > 1) fail("image: more than one vdso block");
+
+  // Guard pages: sorted, each inside one region that has guards.
+  uint64_t prev_guard = 0;
+  if (static_cast<size_t>(m.guards_size()) > kMaxVmas) fail("image: {} guard ranges", m.guards_size());
+  for (auto& g : m.guards()) {
+    uint64_t len = g.npages() * kPageSize;
+    if (g.npages() == 0 || g.npages() > (1ull << 36) || !aligned(g.addr()) ||
+        g.addr() < prev_guard || g.addr() + len < g.addr())
+      fail("image: bad guard range at 0x{:x}", g.addr());
+    prev_guard = g.addr() + len;
+  }
+  // (Both are sorted: one pass.)
+  int gi_vma = 0;
+  for (auto& g : m.guards()) {
+    while (gi_vma < m.vmas_size() && m.vmas(gi_vma).end() <= g.addr()) gi_vma++;
+    if (gi_vma == m.vmas_size() || m.vmas(gi_vma).start() > g.addr() ||
+        g.addr() + g.npages() * kPageSize > m.vmas(gi_vma).end())
+      fail("image: guard range at 0x{:x} is outside every memory region", g.addr());
+  }
 
   // Private page runs: sorted, each inside one private, non-special region.
   check_sorted_runs(m.pages(), "the address space");

@@ -11,6 +11,7 @@
 
 #include <xxhash.h>
 
+#include "cr/pagemap.h"
 #include "util/error.h"
 #include "util/mapping.h"
 #include "util/proc.h"
@@ -40,7 +41,6 @@ constexpr uint64_t kPageIsPresent = 1 << 3;
 constexpr uint64_t kPageIsSwapped = 1 << 4;
 
 constexpr uint64_t kPage = 4096;
-constexpr uint64_t kHasData = (1ull << 63) | (1ull << 62);  // present or swapped
 constexpr uint64_t kBatchPages = 64;                        // 256 KiB per read
 
 void add_merged(std::vector<Range>& out, uint64_t start, uint64_t end) {
@@ -172,7 +172,7 @@ class HashDirtyTracker : public DirtyTracker {
         // Read the span from the first to the last page with data in one go.
         uint64_t first = n, last = 0;
         for (uint64_t i = 0; i < n; i++)
-          if (entries[i] & kHasData) {
+          if (cr::pagemap::holds_data(entries[i])) {
             first = std::min(first, i);
             last = i;
           }
@@ -187,7 +187,7 @@ class HashDirtyTracker : public DirtyTracker {
           uint64_t& h = a.hashes[(at - a.range.start) / kPage + i];
           // 0 = not there; a page's hash is never 0 in practice (then it is just sent again).
           uint64_t now = 0;
-          if (entries[i] & kHasData)
+          if (cr::pagemap::holds_data(entries[i]))
             now = (first < n && i >= first && i <= last)
                       ? (XXH3_64bits(buf_.data() + (i - first) * kPage, kPage) | 1)
                       : 2;
@@ -252,7 +252,7 @@ std::vector<Range> resident_ranges(pid_t pid, const std::vector<Range>& ranges) 
           static_cast<ssize_t>(n * 8))
         fail_errno(errno, "cannot read pagemap of {}", pid);
       for (uint64_t i = 0; i < n; i++)
-        if (entries[i] & kHasData) add_merged(out, at + i * kPage, at + (i + 1) * kPage);
+        if (cr::pagemap::holds_data(entries[i])) add_merged(out, at + i * kPage, at + (i + 1) * kPage);
     }
   return out;
 }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "cr/pagemap.h"
 #include "cr/pages.h"
 #include "util/error.h"
 #include "util/proc.h"
@@ -17,7 +18,6 @@ constexpr uint64_t kPage = 4096;
 constexpr uint64_t kChunk = 256 << 10;  // as the frozen phase: stays in cache
 constexpr uint64_t kChunkPages = kChunk / kPage;
 constexpr uint64_t kScanPages = 64 * 1024;  // pagemap entries per read while looking for work
-constexpr uint64_t kHasData = (1ull << 63) | (1ull << 62);  // present or swapped
 
 }  // namespace
 
@@ -70,9 +70,9 @@ void PageServer::send_span(uint64_t addr, uint64_t len, bool demand) {
     // Runs of pages with data are read in one go; zero pages among them are sent as zero.
     uint64_t i = 0;
     while (i < n) {
-      bool data = span_entries_[i] & kHasData;
+      bool data = cr::pagemap::holds_data(span_entries_[i]);
       uint64_t j = i + 1;
-      while (j < n && static_cast<bool>(span_entries_[j] & kHasData) == data) j++;
+      while (j < n && cr::pagemap::holds_data(span_entries_[j]) == data) j++;
       uint64_t run_addr = at + i * kPage, run_len = (j - i) * kPage;
       if (!data) {
         if (demand) tx_.send_control(frame_flags::kZero, run_addr, run_len);
@@ -144,13 +144,13 @@ bool PageServer::push_some() {
              n = (window_end_ - window_start_) / kPage;
     uint64_t base = (window_start_ - a.range.start) / kPage;
     uint64_t i = first;
-    while (i < n && (!(entries_[i] & kHasData) || a.sent[base + i])) i++;
+    while (i < n && (!cr::pagemap::holds_data(entries_[i]) || a.sent[base + i])) i++;
     if (i == n) {
       push_addr_ = window_end_;
       continue;
     }
     uint64_t j = i + 1;
-    while (j < n && j - i < kChunkPages && (entries_[j] & kHasData) && !a.sent[base + j]) j++;
+    while (j < n && j - i < kChunkPages && cr::pagemap::holds_data(entries_[j]) && !a.sent[base + j]) j++;
     // (The span is read again from pagemap by send_span: it is what counts at the moment of
     // sending; the window only finds work.)
     send_span(window_start_ + i * kPage, (j - i) * kPage, false);

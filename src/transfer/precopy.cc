@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "cr/pagemap.h"
 #include "cr/memory_map.h"
 #include "cr/pages.h"
 #include "util/clock.h"
@@ -20,7 +21,6 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kChunkPages = 64;  // 256 KiB: stays in cache between read, tag and send
-constexpr uint64_t kHasData = (1ull << 63) | (1ull << 62);
 constexpr double kMaxRoundsSeconds = 600;
 constexpr double kRoundAckMs = 60000;
 
@@ -149,12 +149,12 @@ RoundStats PrecopySource::send_pages(const std::vector<Range>& ranges) {
         fail_errno(errno, "cannot read pagemap of {}", pid_);
       uint64_t i = 0;
       while (i < n) {
-        if (!(entries[i] & kHasData)) {
+        if (!cr::pagemap::holds_data(entries[i])) {
           i++;
           continue;
         }
         uint64_t j = i + 1;
-        while (j < n && (entries[j] & kHasData)) j++;
+        while (j < n && cr::pagemap::holds_data(entries[j])) j++;
         send_readable(at + i * kPage, j - i, st);
         i = j;
       }

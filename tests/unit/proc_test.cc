@@ -34,12 +34,23 @@ TEST(ProcTest, ReadsOwnStatusAndStat) {
 }
 
 TEST(ProcTest, VmFlags) {
-  uint64_t f = cr::parse_vm_flags("rd wr mr mw me gd ac hg dd");
+  cr::VmFlags parsed = cr::parse_vm_flags_line("rd wr mr mw me gd ac hg dd");
+  uint64_t f = parsed.bits;
   EXPECT_TRUE(f & cr::kVmGrowsDown);
   EXPECT_TRUE(f & cr::kVmHugePage);
   EXPECT_TRUE(f & cr::kVmDontDump);
   EXPECT_FALSE(f & cr::kVmNoHugePage);
   EXPECT_FALSE(f & cr::kVmLocked);
+  EXPECT_EQ(parsed.refused, "");
+  EXPECT_EQ(parsed.names.size(), 9u);
+  // Droppable memory is restored; device memory, protection keys and anything unknown are not.
+  EXPECT_TRUE(cr::parse_vm_flags_line("rd wr mr mw me nr wf dd dp").bits & cr::kVmDroppable);
+  EXPECT_EQ(cr::parse_vm_flags_line("rd wr mr mw me nr wf dd dp").refused, "");
+  EXPECT_NE(cr::parse_vm_flags_line("rd io pf").refused.find("device memory"), std::string::npos);
+  EXPECT_NE(cr::parse_vm_flags_line("rd wr p1").refused.find("protection key"), std::string::npos);
+  EXPECT_NE(cr::parse_vm_flags_line("rd wr zz").refused.find("'zz'"), std::string::npos);
+  EXPECT_EQ(cr::vm_flags_difference({"rd", "wr", "dp"}, {"rd", "wr", "mw"}), "-dp +mw");
+  EXPECT_EQ(cr::vm_flags_difference({"rd", "sd"}, {"rd"}), "");
 }
 
 TEST(ProcTest, OwnMemoryMapIsParsed) {
