@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <map>
@@ -24,6 +25,10 @@ uint64_t register_ghost(DumpContext& ctx, image::Memory* m, const std::string& p
   g->set_path(path);
   g->set_size(static_cast<uint64_t>(st.st_size));
   g->set_mode(st.st_mode & 07777);
+  g->set_uid(st.st_uid);
+  g->set_gid(st.st_gid);
+  g->set_atime_ns(st.st_atim.tv_sec * 1000000000ll + st.st_atim.tv_nsec);
+  g->set_mtime_ns(st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec);
   // Reopen for reading: the process may hold it write-only.
   UniqueFd rd(::open(fmt::format("/proc/self/fd/{}", fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
   ctx.ghost_fds[g->id()] = rd ? std::move(rd) : std::move(fd);
@@ -60,10 +65,21 @@ void restore_ghosts(Restorer& r, const image::Memory& m) {
   }
 }
 
+// Once the content is back: the size, then the owner (chown clears set-id bits, which are masked
+// anyway), then the times, last because every write before moves them.
 void finish_ghosts(Restorer& r, const image::Memory& m) {
-  for (auto& g : m.ghosts())
-    if (::ftruncate(r.ghost_fds.at(g.id()).get(), static_cast<off_t>(g.size())) != 0)
+  for (auto& g : m.ghosts()) {
+    int fd = r.ghost_fds.at(g.id()).get();
+    if (::ftruncate(fd, static_cast<off_t>(g.size())) != 0)
       fail_errno(errno, "cannot size recreated file {}", g.path());
+    if (::fchown(fd, g.uid(), g.gid()) != 0)
+      fail_errno(errno, "cannot give recreated file {} its owner {}:{}", g.path(), g.uid(),
+                 g.gid());
+    const timespec times[2] = {{g.atime_ns() / 1000000000ll, g.atime_ns() % 1000000000ll},
+                               {g.mtime_ns() / 1000000000ll, g.mtime_ns() % 1000000000ll}};
+    if (::futimens(fd, times) != 0)
+      fail_errno(errno, "cannot give recreated file {} its times", g.path());
+  }
 }
 
 }  // namespace ferry::cr

@@ -120,6 +120,10 @@ class MappedFiles {
       if (st.st_nlink == 0) {
         mf->set_path(strip_deleted(v.name));
         mf->set_ghost_id(register_ghost(ctx, m_, mf->path(), std::move(fd), st));
+      } else if (strip_deleted(v.name) != v.name) {
+        fail("cannot checkpoint process {}: it maps {}, unlinked there but still linked "
+             "elsewhere (restoring a copy would split the file in two)",
+             ctx.pid(), strip_deleted(v.name));
       } else {
         mf->set_path(v.name);
       }

@@ -37,6 +37,9 @@ uint64_t register_shmem(DumpContext& ctx, image::Memory* m, UniqueFd fd, const s
   if (name.rfind("/memfd:", 0) == 0) {
     s->set_is_memfd(true);
     s->set_memfd_name(memfd_name_of(name));
+    s->set_mode(st.st_mode & 07777);
+    s->set_uid(st.st_uid);
+    s->set_gid(st.st_gid);
     int seals = ::fcntl(fd.get(), F_GET_SEALS);
     if (seals > 0) s->set_seals(static_cast<uint32_t>(seals));
   } else if (s->size() % kPage) {
@@ -66,6 +69,10 @@ void restore_memfds(Restorer& r, const image::Memory& m) {
     if (!fd) fail_errno(errno, "cannot recreate memfd {}", s.memfd_name());
     if (::ftruncate(fd.get(), static_cast<off_t>(s.size())) != 0)
       fail_errno(errno, "cannot size memfd {}", s.memfd_name());
+    // Owner first: chown clears set-id bits, and the mode never keeps them (made by root).
+    if (::fchown(fd.get(), s.uid(), s.gid()) != 0 || ::fchmod(fd.get(), s.mode() & 01777) != 0)
+      fail_errno(errno, "cannot give memfd {} its owner {}:{} and mode {:o}", s.memfd_name(),
+                 s.uid(), s.gid(), s.mode());
     r.shmem_fds[s.id()] = std::move(fd);
   }
 }

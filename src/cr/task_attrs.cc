@@ -1,5 +1,6 @@
 #include "cr/task_attrs.h"
 
+#include <fcntl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -11,6 +12,47 @@
 #include "util/proc.h"
 
 namespace ferry::cr {
+namespace {
+
+constexpr long kMembarrierGetRegistrations = 1 << 9;  // MEMBARRIER_CMD_GET_REGISTRATIONS (6.3)
+
+// Inside the helper, before its credentials drop (changing it needs CAP_AUDIT_CONTROL, and only
+// a process may set its own).
+void restore_loginuid(Restorer& r, uint32_t loginuid) {
+  auto now = proc::try_read_file("/proc/self/loginuid");
+  if (now && proc::parse_u64(std::string(proc::trim(*now))) == loginuid) return;
+  Tracee& t = r.tracee();
+  r.reset_stage();
+  uint64_t path = r.stage_string("/proc/self/loginuid");
+  std::string text = std::to_string(loginuid);
+  uint64_t value = r.stage(text.data(), text.size());
+  long fd = t.syscall_checked("open(/proc/self/loginuid)", SYS_openat,
+                              {AT_FDCWD, static_cast<long>(path), O_WRONLY | O_CLOEXEC});
+  long n = t.syscall(SYS_write, {fd, static_cast<long>(value), static_cast<long>(text.size())});
+  t.syscall(SYS_close, {fd});
+  if (n != static_cast<long>(text.size()))
+    fail_errno(n < 0 ? static_cast<int>(-n) : EIO, "cannot set the audit login uid to {}",
+               loginuid);
+}
+
+// Each REGISTER_* command bit in `mask` is itself the command that registers it.
+void restore_membarrier(Restorer& r, uint32_t mask) {
+  for (uint32_t bit = 1; bit && bit <= mask; bit <<= 1)
+    if (mask & bit)
+      r.tracee().syscall_checked("membarrier (register)", SYS_membarrier,
+                                 {static_cast<long>(bit), 0, 0});
+}
+
+// From ferry: the value the process had, also one it could not set itself (a root parent may
+// have lowered it).
+void set_oom_score_adj(pid_t pid, int value) {
+  UniqueFd fd(::open(proc::path(pid, "oom_score_adj").c_str(), O_WRONLY | O_CLOEXEC));
+  std::string text = std::to_string(value);
+  if (!fd || ::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+    fail_errno(errno, "cannot set oom_score_adj to {}", value);
+}
+
+}  // namespace
 
 void dump_task_attrs(DumpContext& ctx, image::TaskAttrs* attrs, image::ProcessInfo* info) {
   pid_t pid = ctx.pid();
@@ -47,6 +89,15 @@ void dump_task_attrs(DumpContext& ctx, image::TaskAttrs* attrs, image::ProcessIn
   if (slack > 0) attrs->set_timer_slack_ns(static_cast<uint64_t>(slack));
   long thp = t.syscall(SYS_prctl, {PR_GET_THP_DISABLE});
   if (thp > 0) attrs->set_thp_disable(static_cast<int32_t>(thp));
+
+  if (auto uid = proc::try_read_file(proc::path(pid, "loginuid")))
+    attrs->set_loginuid(static_cast<uint32_t>(proc::parse_u64(std::string(proc::trim(*uid)))));
+  attrs->set_oom_score_adj(static_cast<int32_t>(
+      proc::parse_i64(std::string(proc::trim(proc::read_file(proc::path(pid, "oom_score_adj")))))));
+  // Per address space, asked from inside (there is no /proc file). Before Linux 6.3 the kernel
+  // cannot tell, and the registrations are not carried (docs/supported.md).
+  long reg = t.syscall(SYS_membarrier, {kMembarrierGetRegistrations, 0, 0});
+  if (reg > 0) attrs->set_membarrier_registrations(static_cast<uint32_t>(reg));
 }
 
 void restore_task_attrs(Restorer& r, const image::TaskAttrs& attrs,
@@ -74,6 +125,9 @@ void restore_task_attrs(Restorer& r, const image::TaskAttrs& attrs,
     t.syscall(SYS_prctl, {PR_SET_TIMERSLACK, static_cast<long>(attrs.timer_slack_ns())});
   if (attrs.thp_disable())
     t.syscall_checked("prctl(PR_SET_THP_DISABLE)", SYS_prctl, {PR_SET_THP_DISABLE, 1, 0, 0, 0});
+  if (attrs.has_loginuid()) restore_loginuid(r, attrs.loginuid());
+  if (attrs.membarrier_registrations()) restore_membarrier(r, attrs.membarrier_registrations());
+  set_oom_score_adj(t.pid(), attrs.oom_score_adj());
 }
 
 void restore_parent_death_signal(Restorer& r, const image::TaskAttrs& attrs) {

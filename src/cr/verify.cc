@@ -165,6 +165,13 @@ void verify_status(pid_t pid, const image::Image& img) {
                         "{:#x})",
                         mask_of(st["SigIgn"]), mask_of(st["SigCgt"]), ignored, caught));
   if (mask_of(st["SigBlk"]) != img.signals().blocked()) differs("its blocked signal mask");
+  auto number = [&](const char* file) {
+    return proc::parse_i64(std::string(proc::trim(proc::read_file(proc::path(pid, file)))));
+  };
+  if (number("oom_score_adj") != img.attrs().oom_score_adj()) differs("its oom_score_adj");
+  if (img.attrs().has_loginuid() &&
+      static_cast<uint32_t>(number("loginuid")) != img.attrs().loginuid())
+    differs("its audit login uid");
 }
 
 void verify_files(pid_t pid, const image::Image& img) {

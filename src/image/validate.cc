@@ -109,6 +109,9 @@ void validate_memory(const Memory& m, RunChecker& runs) {
       fail("image: bad ghost file id {}", g.id());
     check_path(g.path(), "unlinked file");
     if (g.size() > kMaxObjectBytes) fail("image: unlinked file of {} bytes", g.size());
+    // -1 would leave the re-created file root's.
+    if (g.uid() == static_cast<uint32_t>(-1) || g.gid() == static_cast<uint32_t>(-1))
+      fail("image: unlinked file {} owned by id -1", g.path());
     uint64_t space = (g.size() + kPageSize - 1) / kPageSize * kPageSize;
     for (auto& r : g.content()) runs.check(r, space, "an unlinked file");
     check_sorted_runs(g.content(), "an unlinked file");
@@ -123,6 +126,8 @@ void validate_memory(const Memory& m, RunChecker& runs) {
   for (auto& s : m.shmem()) {
     if (s.id() == 0 || !shmem_ids.insert(s.id()).second)
       fail("image: bad shared memory id {}", s.id());
+    if (s.is_memfd() && (s.uid() == static_cast<uint32_t>(-1) || s.gid() == static_cast<uint32_t>(-1)))
+      fail("image: memfd {} owned by id -1", s.memfd_name());
     if (s.size() > kMaxObjectBytes) fail("image: shared memory of {} bytes", s.size());
     if (s.memfd_name().size() > 249 || s.memfd_name().find('\0') != std::string::npos)
       fail("image: bad memfd name");
@@ -299,6 +304,8 @@ void validate_files(const FileTable& ft, const Memory& m) {
         check_path(f.regular().path(), "open file");
         if (f.regular().ghost_id() && !ghost_ids.count(f.regular().ghost_id()))
           fail("image: open file names a missing unlinked file");
+        if (f.regular().handle().size() > 128 || (f.regular().ghost_id() && !f.regular().handle().empty()))
+          fail("image: bad file handle for {}", f.regular().path());
         break;
       case OpenFile::kDirectory:
         check_path(f.directory().path(), "directory");

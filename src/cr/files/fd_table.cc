@@ -201,6 +201,7 @@ void restore_files(Restorer& r, const image::FileTable& ft) {
     if (f.kind_case() == image::OpenFile::kEpoll && installed.count(f.id()))
       restore_epoll_targets(r, installed[f.id()], f.epoll());
   restore_posix_locks(r, ft);
+  restore_flocks(r, ft, installed);
 }
 
 }  // namespace ferry::cr

@@ -38,6 +38,7 @@ struct FileRestoreState {
   std::map<uint64_t, int> pipe_end_uses;               // how many descriptions took an end already
   std::vector<UniqueFd> fifo_anchors;                  // keep FIFOs open both ways until installed
   std::set<uint64_t> refilled_fifos;                   // FIFOs whose queued bytes are back
+  std::set<uint64_t> memfd_created_given;              // memfds whose memfd_create() file is used
 };
 
 // Status flags that survive a reopen (O_CREAT/O_TRUNC/O_EXCL only matter at open time).
@@ -71,5 +72,8 @@ void restore_epoll_targets(Restorer& r, int epoll_fd, const image::Epoll& e);
 void dump_locks(const FdProbe& p, image::OpenFile* f, image::FileTable* ft);
 void restore_description_locks(const image::OpenFile& f, int local_fd);
 void restore_posix_locks(Restorer& r, const image::FileTable& ft);
+// flock() locks, taken by the process itself on the fd number first holding each description.
+void restore_flocks(Restorer& r, const image::FileTable& ft,
+                    const std::map<uint64_t, int>& installed);
 
 }  // namespace ferry::cr

@@ -2,8 +2,10 @@
 //   "1: POSIX  ADVISORY  WRITE 10635 fe:00:10952752 10 29"
 //   "1: OFDLCK ADVISORY  READ -1 fe:00:10952752 50 EOF"
 //   "1: FLOCK  ADVISORY  WRITE 10635 fe:00:10952753 0 EOF"
-// POSIX locks belong to the process and are taken again inside the helper; OFD and flock locks
-// belong to the open file description and are taken on it before it is handed over.
+// POSIX locks belong to the process and are taken again inside the helper. OFD and flock locks
+// belong to the open file description: OFD locks are taken on it before it is handed over (their
+// owner shows as -1 anyway); flock locks inside the helper too, because the kernel records who
+// took one, and /proc/locks must name the process, not ferry.
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/syscall.h>
@@ -57,15 +59,24 @@ void dump_locks(const FdProbe& p, image::OpenFile* f, image::FileTable* ft) {
 
 void restore_description_locks(const image::OpenFile& f, int local_fd) {
   for (auto& l : f.locks()) {
-    if (l.kind() == image::FileLock::FLOCK) {
-      if (::flock(local_fd, (l.write() ? LOCK_EX : LOCK_SH) | LOCK_NB) != 0)
-        fail_errno(errno, "cannot take the flock() lock again");
-    } else {
-      struct flock fl = to_flock(l);
-      if (::fcntl(local_fd, F_OFD_SETLK, &fl) != 0)
-        fail_errno(errno, "cannot take the OFD lock again");
-    }
+    if (l.kind() != image::FileLock::OFD) continue;
+    struct flock fl = to_flock(l);
+    if (::fcntl(local_fd, F_OFD_SETLK, &fl) != 0)
+      fail_errno(errno, "cannot take the OFD lock again");
   }
+}
+
+void restore_flocks(Restorer& r, const image::FileTable& ft,
+                    const std::map<uint64_t, int>& installed) {
+  for (auto& f : ft.files())
+    for (auto& l : f.locks()) {
+      if (l.kind() != image::FileLock::FLOCK || !installed.count(f.id())) continue;
+      int num = installed.at(f.id());
+      long rc = r.tracee().syscall(SYS_flock, {num, (l.write() ? LOCK_EX : LOCK_SH) | LOCK_NB});
+      if (rc < 0)
+        fail_errno(static_cast<int>(-rc),
+                   "cannot take the flock() lock on fd {} again (held by another process?)", num);
+    }
 }
 
 void restore_posix_locks(Restorer& r, const image::FileTable& ft) {

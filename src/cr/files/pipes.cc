@@ -1,5 +1,7 @@
-// Pipes and FIFOs. Bytes queued in a pipe travel when both ends are in the process (otherwise
-// they belong to the other side): dump copies them with tee(), which leaves the pipe untouched.
+// Pipes and FIFOs. Bytes queued in a pipe travel whenever the process holds a read end: they are
+// what it would read next. Dump copies them with tee(), which leaves the pipe untouched. A FIFO is
+// refilled only when it is empty at restore (holding exactly these bytes already, it is the very
+// object they were read from; holding others, it belongs to someone else now, and restore fails).
 // An end whose peer is outside the process is "external": on fds 0-2 the restore connects it
 // to ferry's own stdio; elsewhere it gets a fresh pipe and the user is told.
 #include <fcntl.h>
@@ -44,6 +46,33 @@ std::string read_queued(int read_end, size_t count) {
   return out;
 }
 
+void write_all(int fd, const std::string& bytes, const std::string& what) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n <= 0) fail_errno(n < 0 ? errno : EIO, "cannot refill {} with {} bytes", what, bytes.size());
+    done += static_cast<size_t>(n);
+  }
+}
+
+// The bytes a FIFO held at checkpoint go back only into an empty FIFO. One that already holds
+// exactly them is the very kernel object they were read from (the original still holds it, or
+// both nodes share a kernel): refilling would double them. One that holds other bytes is being
+// used by someone else: mixing would be wrong without a word, so the restore fails.
+void refill_fifo(int anchor, const image::PipeObject& po, const std::string& path) {
+  int queued = 0;
+  if (::ioctl(anchor, FIONREAD, &queued) != 0) fail_errno(errno, "FIONREAD on FIFO {}", path);
+  if (queued > 0) {
+    if (static_cast<size_t>(queued) == po.queued().size() &&
+        read_queued(anchor, po.queued().size()) == po.queued())
+      return;
+    fail("FIFO {} now holds {} bytes other than the {} it held at checkpoint; refusing to mix them",
+         path, queued, po.queued().size());
+  }
+  if (po.queued().size() > 65536) ::fcntl(anchor, F_SETPIPE_SZ, static_cast<int>(po.capacity()));
+  write_all(anchor, po.queued(), "FIFO " + path);
+}
+
 }  // namespace
 
 void dump_pipe_end(FdProbe& p, image::OpenFile* f) {
@@ -79,10 +108,8 @@ void dump_pipes(const std::vector<FdProbe*>& ends, const std::vector<image::Open
       if (pipe_id(*e) == id) any = e->local.get();
     int cap = ::fcntl(any, F_GETPIPE_SZ);
     po->set_capacity(cap > 0 ? static_cast<uint32_t>(cap) : 65536);
-    if (!(s.read && s.write)) {
-      po->set_external(true);
-      continue;
-    }
+    if (!(s.read && s.write)) po->set_external(true);
+    if (!s.read) continue;
     int queued = 0;
     if (::ioctl(s.read_fd, FIONREAD, &queued) != 0) fail_errno(errno, "FIONREAD on a pipe");
     if (queued > 0) po->set_queued(read_queued(s.read_fd, static_cast<size_t>(queued)));
@@ -101,22 +128,8 @@ UniqueFd open_pipe_end(Restorer& r, const image::OpenFile& f, FileRestoreState& 
     // An O_RDWR anchor keeps the FIFO open both ways, so the real opens below never block.
     UniqueFd anchor = open_image_path(r.image(), e.fifo_path(), O_RDWR | O_NONBLOCK,
                                       PathKind::kFifo, "FIFO");
-    // A FIFO that already holds exactly these bytes is the very kernel object the dump read
-    // them from (a migration between nodes that share one kernel, while the original still
-    // holds it): refilling would double them.
-    bool already_there = false;
-    if (!po->external() && !po->queued().empty()) {
-      int queued = 0;
-      if (::ioctl(anchor.get(), FIONREAD, &queued) == 0 &&
-          static_cast<size_t>(queued) == po->queued().size())
-        already_there = read_queued(anchor.get(), po->queued().size()) == po->queued();
-    }
-    if (!po->external() && !po->queued().empty() && !already_there &&
-        s.refilled_fifos.insert(po->id()).second) {
-      if (::write(anchor.get(), po->queued().data(), po->queued().size()) !=
-          static_cast<ssize_t>(po->queued().size()))
-        fail_errno(errno, "cannot refill FIFO {}", e.fifo_path());
-    }
+    if (!po->queued().empty() && s.refilled_fifos.insert(po->id()).second)
+      refill_fifo(anchor.get(), *po, e.fifo_path());
     // Through the anchor: the very FIFO checked above, whatever the path leads to by now.
     UniqueFd fd = reopen_local(anchor.get(), reopen_flags(f.flags()) | O_NONBLOCK, "FIFO");
     if (!(f.flags() & O_NONBLOCK))
@@ -133,6 +146,11 @@ UniqueFd open_pipe_end(Restorer& r, const image::OpenFile& f, FileRestoreState& 
             errno,
             "fd {} of the process was a pipe to the outside, and ferry has no fd {} to give it",
             first_fd, first_fd);
+      if (!po->queued().empty())
+        r.notes.push_back(fmt::format(
+            "fd {} was a pipe from the outside holding {} unread bytes; it is now ferry's own fd "
+            "{}, and those bytes are in the image only",
+            first_fd, po->queued().size(), first_fd));
       return fd;
     }
     r.notes.push_back(fmt::format(
@@ -144,9 +162,7 @@ UniqueFd open_pipe_end(Restorer& r, const image::OpenFile& f, FileRestoreState& 
     s.pipe_read[po->id()].reset(p[0]);
     s.pipe_write[po->id()].reset(p[1]);
     if (po->capacity() != 65536) ::fcntl(p[1], F_SETPIPE_SZ, static_cast<int>(po->capacity()));
-    if (!po->queued().empty() && ::write(p[1], po->queued().data(), po->queued().size()) !=
-                                     static_cast<ssize_t>(po->queued().size()))
-      fail_errno(errno, "cannot refill a pipe with {} bytes", po->queued().size());
+    if (!po->queued().empty()) write_all(p[1], po->queued(), "a pipe");
   }
   int end = acc == O_WRONLY ? s.pipe_write[po->id()].get() : s.pipe_read[po->id()].get();
   // The first description of an end is the pipe2() end itself; another one is a reopen.

@@ -1,9 +1,13 @@
 // Files reached by a path: regular files (and unlinked ones, via ghost files), directories,
 // character devices, terminals, and memfds.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <termios.h>
 #include <unistd.h>
+
+#include <cstring>
+#include <vector>
 
 #include "cr/dump_context.h"
 #include "cr/files/file_kinds.h"
@@ -63,6 +67,54 @@ UniqueFd open_terminal(Restorer& r, const image::OpenFile& f, const FileRestoreS
        f.terminal().path(), s.fd_numbers.at(f.id()).front());
 }
 
+// A file unlinked under the name the process knows but linked under another: the same inode must
+// come back (a copy would split it, and the process's writes would no longer reach the file
+// everyone else sees). Its handle names it within its file system.
+void dump_handle(DumpContext& ctx, FdProbe& p, image::RegularFile* r) {
+  std::vector<char> buf(sizeof(file_handle) + MAX_HANDLE_SZ);
+  auto* fh = reinterpret_cast<file_handle*>(buf.data());
+  fh->handle_bytes = MAX_HANDLE_SZ;
+  int mount_id = 0;
+  if (::name_to_handle_at(p.local.get(), "", fh, &mount_id, AT_EMPTY_PATH) != 0)
+    fail_errno(errno,
+               "cannot checkpoint process {}: fd {} is {}, unlinked there but still linked "
+               "elsewhere, and its file system cannot name it by handle",
+               ctx.pid(), p.num, r->path());
+  r->set_handle_type(fh->handle_type);
+  r->set_handle(std::string(reinterpret_cast<const char*>(fh->f_handle), fh->handle_bytes));
+}
+
+// The inode a handle names, if it is still the one of the image: on this boot only (a handle
+// outlives a reboot, but the image's device numbers may not), found through the directory the
+// unlinked name was in or, failing that, the root of the file system of its device.
+UniqueFd open_by_handle(Restorer& r, const image::OpenFile& f, int flags) {
+  const image::RegularFile& rf = f.regular();
+  if (!taken_this_boot(r.image()))
+    fail("{} was unlinked but is still linked elsewhere; it can be reopened only on the node and "
+         "boot it was checkpointed on",
+         rf.path());
+  std::string dir = rf.path().substr(0, rf.path().rfind('/') + 1);
+  // Not O_PATH: open_by_handle_at() wants a real descriptor in the file system.
+  UniqueFd mount(::open(dir.empty() ? "/" : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  struct stat mst;
+  if (!mount || ::fstat(mount.get(), &mst) != 0 || mst.st_dev != rf.identity().dev())
+    fail("{} was unlinked but is still linked elsewhere, and its directory {} is gone or on "
+         "another file system now",
+         rf.path(), dir);
+  std::vector<char> buf(sizeof(file_handle) + rf.handle().size());
+  auto* fh = reinterpret_cast<file_handle*>(buf.data());
+  fh->handle_bytes = static_cast<unsigned>(rf.handle().size());
+  fh->handle_type = rf.handle_type();
+  std::memcpy(fh->f_handle, rf.handle().data(), rf.handle().size());
+  UniqueFd fd(::open_by_handle_at(mount.get(), fh, flags | O_CLOEXEC));
+  if (!fd) fail_errno(errno, "cannot reopen {} (unlinked, linked elsewhere) by its handle", rf.path());
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0 || st.st_dev != rf.identity().dev() ||
+      st.st_ino != rf.identity().ino() || !S_ISREG(st.st_mode))
+    fail("the handle of {} names another file now", rf.path());
+  return fd;
+}
+
 }  // namespace
 
 uint32_t reopen_flags(uint32_t flags) {
@@ -93,6 +145,10 @@ void dump_path_file(DumpContext& ctx, FdProbe& p, image::OpenFile* f, image::Mem
       std::string path =
           ends_with(p.link, " (deleted)") ? p.link.substr(0, p.link.size() - 10) : p.link;
       r->set_path(path);
+      if (st.st_nlink > 0) {
+        dump_handle(ctx, p, r);
+        return;
+      }
       UniqueFd mine(::fcntl(p.local.get(), F_DUPFD_CLOEXEC, 0));
       r->set_ghost_id(register_ghost(ctx, m, path, std::move(mine), st));
     } else {
@@ -136,6 +192,10 @@ UniqueFd open_path_file(Restorer& r, const image::OpenFile& f, FileRestoreState&
         fd = reopen_local(r.ghost_fds.at(rf.ghost_id()).get(), f.flags(), rf.path());
         break;
       }
+      if (!rf.handle().empty()) {
+        fd = open_by_handle(r, f, flags);
+        break;
+      }
       struct stat st;
       fd = open_image_path(img, rf.path(), flags, PathKind::kRegular, "file",
                            same_inode(rf.identity()), &st);
@@ -160,8 +220,20 @@ UniqueFd open_path_file(Restorer& r, const image::OpenFile& f, FileRestoreState&
     case image::OpenFile::kTerminal:
       return open_terminal(r, f, s);
     case image::OpenFile::kMemfd:
-      fd = reopen_local(r.shmem_fds.at(f.memfd().shmem_id()).get(), f.flags(), "memfd");
+    {
+      // The first read-write description is memfd_create()'s own file, as in the process: a
+      // reopen through /proc would count as a writer, and execveat() of the memfd would then
+      // fail with ETXTBSY.
+      int created = r.shmem_fds.at(f.memfd().shmem_id()).get();
+      if ((f.flags() & O_ACCMODE) == O_RDWR &&
+          s.memfd_created_given.insert(f.memfd().shmem_id()).second) {
+        fd.reset(::fcntl(created, F_DUPFD_CLOEXEC, 0));
+        if (!fd) fail_errno(errno, "dup");
+      } else {
+        fd = reopen_local(created, f.flags(), "memfd");
+      }
       break;
+    }
     default:
       fail("internal: not a path file");
   }
