@@ -20,6 +20,7 @@
 #include "cr/pages.h"
 #include "cr/restorer.h"
 #include "cr/shmem.h"
+#include "cr/files/file_kinds.h"
 #include "util/error.h"
 #include "util/proc.h"
 
@@ -93,15 +94,6 @@ std::string strip_deleted(std::string name) {
   return name;
 }
 
-image::FileIdentity identity_of(const struct stat& st) {
-  image::FileIdentity id;
-  id.set_dev(st.st_dev);
-  id.set_ino(st.st_ino);
-  id.set_size(static_cast<uint64_t>(st.st_size));
-  id.set_mtime_ns(st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec);
-  id.set_mode(st.st_mode);
-  return id;
-}
 
 class MappedFiles {
  public:

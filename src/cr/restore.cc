@@ -101,6 +101,15 @@ RestoreResult restore(const RestoreOptions& options) {
   Stopwatch total;
   image::LoadedImage img = image::load_image(options.images_dir, image::host_image_key());
   spdlog::debug("restore: image loaded in {:.2f} ms", total.elapsed_ms());
+  if (!options.stay_in_restorers_cgroups) {
+    // Before anything is built: a missing group changes nothing.
+    const auto& lines = img.image.attrs().cgroups();
+    std::string why = missing_cgroups({lines.begin(), lines.end()});
+    if (!why.empty())
+      fail("cannot restore into the process's own control groups: {} (--cgroups restorer keeps "
+           "it in ferry's)",
+           why);
+  }
   BuildOptions build_options;
   build_options.same_pid = options.same_pid;
   RestoredProcess p = build_process(img, build_options);
@@ -110,7 +119,10 @@ RestoreResult restore(const RestoreOptions& options) {
   res.remote_syscalls = p.remote_syscalls();
   res.notes = p.notes();
   // Back into its own control groups (not the restorer's), before it runs.
-  for (auto& note : restore_cgroups(p.pid(), img.image.attrs())) res.notes.push_back(note);
+  if (options.stay_in_restorers_cgroups)
+    res.notes.push_back("it stays in the restorer's control groups (--cgroups restorer)");
+  else
+    enter_cgroups(p.pid(), img.image.attrs());
   p.release();
   res.restore_us = total.elapsed_us();
   return res;

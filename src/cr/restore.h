@@ -60,6 +60,9 @@ RestoredProcess build_process(const image::LoadedImage& img, const BuildOptions&
 struct RestoreOptions {
   std::string images_dir;
   bool same_pid = false;  // a taken original PID is an error instead of a new PID
+  // The process stays in the restorer's control groups instead of going back into its own (and
+  // failing where one of them is missing).
+  bool stay_in_restorers_cgroups = false;
 };
 
 struct RestoreResult {

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/user.h>
 
 #include <algorithm>
@@ -304,7 +305,8 @@ void validate_files(const FileTable& ft, const Memory& m) {
         check_path(f.regular().path(), "open file");
         if (f.regular().ghost_id() && !ghost_ids.count(f.regular().ghost_id()))
           fail("image: open file names a missing unlinked file");
-        if (f.regular().handle().size() > 128 || (f.regular().ghost_id() && !f.regular().handle().empty()))
+        if (f.regular().handle().size() > 128 ||
+            (f.regular().ghost_id() && !f.regular().handle().empty()))
           fail("image: bad file handle for {}", f.regular().path());
         break;
       case OpenFile::kDirectory:
@@ -316,6 +318,27 @@ void validate_files(const FileTable& ft, const Memory& m) {
       case OpenFile::kPipe:
         if (!pipe_ids.count(f.pipe().pipe_id())) fail("image: fd names a missing pipe");
         if (f.pipe().is_fifo()) check_path(f.pipe().fifo_path(), "FIFO");
+        break;
+      case OpenFile::kSocket: {
+        const Socket& k = f.socket();
+        if ((k.family() != AF_INET && k.family() != AF_INET6 && k.family() != AF_UNIX) ||
+            (k.type() != SOCK_STREAM && k.type() != SOCK_DGRAM && k.type() != SOCK_SEQPACKET))
+          fail("image: socket of family {} and type {}", k.family(), k.type());
+        if (k.name().size() > sizeof(sockaddr_storage) ||
+            k.peer_name().size() > sizeof(sockaddr_storage) || k.options_size() > 64 ||
+            k.queue_size() > 100000)
+          fail("image: malformed socket");
+        for (auto& o : k.options())
+          if (o.value().size() > 64) fail("image: socket option of {} bytes", o.value().size());
+        break;
+      }
+      case OpenFile::kPty:
+        if (f.pty().termios().size() > 64 || f.pty().winsize().size() > 16)
+          fail("image: malformed pseudo-terminal");
+        break;
+      case OpenFile::kNamespaceFile:
+        if (f.namespace_file().type().empty() || f.namespace_file().type().size() > 8)
+          fail("image: bad namespace type");
         break;
       case OpenFile::kMemfd:
         if (!shmem_ids.count(f.memfd().shmem_id())) fail("image: memfd names missing memory");
@@ -338,11 +361,23 @@ void validate_files(const FileTable& ft, const Memory& m) {
       fail("image: bad or duplicate fd number {}", fd.num());
     if (!file_ids.count(fd.file_id())) fail("image: fd {} names a missing open file", fd.num());
   }
+  std::set<uint32_t> pty_masters;
+  for (auto& f : ft.files())
+    if (f.kind_case() == OpenFile::kPty && f.pty().master()) pty_masters.insert(f.pty().index());
+  for (auto& f : ft.files()) {
+    if (f.kind_case() == OpenFile::kPty && !pty_masters.count(f.pty().index()))
+      fail("image: pseudo-terminal slave {} without its master", f.pty().index());
+    if (f.kind_case() == OpenFile::kSocket)
+      for (auto& m : f.socket().queue())
+        for (uint64_t id : m.files())
+          if (!file_ids.count(id)) fail("image: a socket message passes a missing open file");
+  }
   for (auto& f : ft.files())
     if (f.kind_case() == OpenFile::kEpoll)
       for (auto& t : f.epoll().targets())
-        if (!nums.count(t.fd()))
-          fail("image: epoll watches fd {} that is not in the table", t.fd());
+        if (t.fd() < 0 || t.fd() >= static_cast<int>(kMaxFds) ||
+            !nums.count(t.has_holder_fd() ? t.holder_fd() : t.fd()))
+          fail("image: epoll watches fd {} whose file is not in the table", t.fd());
   for (auto& l : ft.posix_locks()) {
     if (!nums.count(l.fd())) fail("image: file lock on fd {} that is not in the table", l.fd());
     if (l.lock().start() > l.lock().end()) fail("image: file lock with start after end");

@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "cr/cgroups.h"
 #include "cr/builder.h"
 #include "cr/restore.h"
 #include "ferry.grpc.pb.h"
@@ -89,6 +90,7 @@ struct IncomingMigration {
   uint32_t rounds_received = 0;
   bool last_round_seen = false;  // the stream paused after the last round, for relayout
   // pages after Commit
+  cr::CgroupRebase cgroups;           // the source ferryd's groups and ours
   std::string source_node;            // where the pages come from
   bool awaiting_resume = false;       // the lazy phase's connection broke: the source reconnects
   std::optional<UniqueFd> resumed;    // the source's new connection, once it came

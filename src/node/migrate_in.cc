@@ -13,6 +13,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "cr/files/sockets.h"
 #include "cr/restore.h"
 #include "image/validate.h"
 #include "node/daemon.h"
@@ -83,11 +84,20 @@ rpc::OfferReply Daemon::offer(const rpc::OfferRequest& req) {
   std::string files = check_files(req.files());
   if (!files.empty()) return refuse(files);
   if (req.data_key().size() != 16) return refuse("bad page stream key");
+  for (auto& a : req.bound_addresses())
+    if (std::string why = cr::address_unavailable_here(a); !why.empty())
+      return refuse(fmt::format("node {} cannot take the task: {}", name(), why));
+  cr::CgroupRebase cgroups{{req.source_cgroups().begin(), req.source_cgroups().end()},
+                           cr::own_cgroup_lines()};
+  if (std::string why = cr::missing_cgroups({req.cgroups().begin(), req.cgroups().end()}, &cgroups);
+      !why.empty())
+    return refuse(fmt::format("node {} cannot give the task its control groups: {}", name(), why));
 
   auto m = std::make_shared<IncomingMigration>();
   m->id = req.session_id();
   m->task = req.task();
   m->source_node = req.task().node();
+  m->cgroups = std::move(cgroups);
   m->strategy = *strategy;
   std::memcpy(m->key.data(), req.data_key().data(), m->key.size());
   m->token = transfer::random_token();
@@ -383,6 +393,8 @@ rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
     m->worker->run([&] {
       m->built.emplace(m->builder->finish());
       m->builder.reset();
+      // Into its groups before it ever runs here (a failure kills this copy; the source goes on).
+      cr::enter_cgroups(m->built->pid(), m->image.attrs(), &m->cgroups);
     });
   } catch (const std::exception& e) {
     return not_ready(e.what());

@@ -22,6 +22,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "cr/cgroups.h"
+#include "cr/files/sockets.h"
 #include "cr/dump.h"
 #include "cr/registers.h"
 #include "cr/restore.h"
@@ -244,6 +246,14 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
   offer.set_data_key(std::string(reinterpret_cast<char*>(key.data()), key.size()));
   offer.set_xcr0(cr::local_xcr0());
   offer.set_xstate_size(static_cast<uint32_t>(cr::local_xstate_size()));
+  for (auto& line : proc::split(proc::try_read_file(proc::path(pid, "cgroup")).value_or(""), '\n'))
+    if (!line.empty()) offer.add_cgroups(line);
+  for (auto& line : cr::own_cgroup_lines()) offer.add_source_cgroups(line);
+  try {
+    for (auto& a : cr::bound_addresses(pid)) offer.add_bound_addresses(a);
+  } catch (const std::exception& e) {
+    return finish(false, "refused", "task " + id + ": " + e.what());
+  }
   if (std::string locks = held_locks(pid); !locks.empty())
     return finish(false, "refused", "task " + id + ": " + locks);
   try {

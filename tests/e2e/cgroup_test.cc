@@ -1,6 +1,9 @@
 // A restored process goes back into its own control groups, not the restorer's; where its
-// group is gone, it says so (and the process runs where ferry runs).
+// group is gone, the restore fails naming it and changes nothing, unless asked to leave the
+// process in the restorer's groups.
 #include <sys/stat.h>
+
+#include <algorithm>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
@@ -41,13 +44,20 @@ TEST(CgroupTest, ARestoredProcessGoesBackIntoItsOwnGroup) {
   pid_t restored = rt.restore();
   EXPECT_EQ(line_of(restored, "/" + name), "/" + name) << "restored in the restorer's group";
   EXPECT_EQ(rt.verify(restored), 0) << rt.target_errors();
-  // Gone: the restore says so and goes on.
+  // Gone: the restore fails, naming the group, and nothing runs.
   ASSERT_EQ(::rmdir(dir.c_str()), 0);
   CmdResult r = ferry({"restore", "--images", rt.images(), "--detach"});
+  EXPECT_NE(r.status, 0);
+  EXPECT_NE(r.err.find("control group /" + name), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_TRUE(r.out.empty()) << r.out;
+  // Asked for: it runs in the restorer's groups, and says so.
+  r = ferry({"restore", "--images", rt.images(), "--detach", "--cgroups", "restorer"});
   ASSERT_EQ(r.status, 0) << r.err;
   pid_t again = static_cast<pid_t>(std::atoi(r.out.c_str()));
   rt.guard.add(again);
-  EXPECT_NE(r.err.find("control group /" + name), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("restorer's control groups"), std::string::npos) << r.err;
+  EXPECT_EQ(line_of(again, "/" + name), "");
   EXPECT_EQ(rt.verify(again), 0) << rt.target_errors();
 }
 

@@ -3,13 +3,16 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/ptrace.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <gtest/gtest.h>
 
 #include "support/roundtrip.h"
+#include "util/fd.h"
 
 namespace ferry::test {
 namespace {
@@ -20,9 +23,15 @@ char process_state(pid_t pid) {
   return close == std::string::npos ? '?' : stat[close + 2];
 }
 
-void refused_and_still_running(const std::string& mode, const std::string& expected_words) {
+void refused_and_still_running(const std::string& mode, const std::string& expected_words,
+                               const std::string& arg = "") {
   RoundTrip rt;
-  pid_t pid = rt.start_target("t_refuse", {mode});
+  pid_t pid;
+  try {
+    pid = rt.start_target("t_refuse", {mode, arg.empty() ? rt.dir.path() : arg});
+  } catch (const TargetUnsupported& e) {
+    GTEST_SKIP() << e.what();
+  }
   CmdResult r = ferry({"checkpoint", std::to_string(pid), "--images", rt.images()});
   EXPECT_NE(r.status, 0);
   EXPECT_NE(r.err.find(expected_words), std::string::npos) << r.err;
@@ -43,6 +52,36 @@ TEST(RefusalsTest, ProcessWithATcpSocket) {
 }
 TEST(RefusalsTest, ProcessWithAChild) {
   refused_and_still_running("child", "child processes");
+}
+
+// Each message names the file and why (issue 9).
+TEST(RefusalsTest, ADescriptorOfAnotherNamespace) {
+  refused_and_still_running("nsfd-foreign", "fd 3 is a descriptor of another uts namespace");
+}
+TEST(RefusalsTest, ALease) {
+  refused_and_still_running("lease", "/l; leases");
+}
+TEST(RefusalsTest, AProcfsFile) {
+  refused_and_still_running("procfs", "fd 3 is the procfs file /proc/");
+}
+
+TEST(RefusalsTest, AListenerWithAConnectionWaiting) {
+  refused_and_still_running("tcp", "with 1 connection(s) waiting to be accepted");
+}
+TEST(RefusalsTest, AUdpSocketHoldingADatagram) {
+  refused_and_still_running("udp-queued", "holding datagrams not yet read");
+}
+TEST(RefusalsTest, AUnixSocketWithAPeerOutside) {
+  std::string name = "ferry-test-outside-" + std::to_string(::getpid());
+  ferry::UniqueFd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::copy(name.begin(), name.end(), a.sun_path + 1);
+  ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&a),
+                   static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + name.size())),
+            0);
+  ASSERT_EQ(::listen(listener.get(), 1), 0);
+  refused_and_still_running("unix-outside", "connected to a socket outside the process", name);
 }
 
 TEST(RefusalsTest, ProcessWithIoUring) {

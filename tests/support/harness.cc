@@ -117,9 +117,15 @@ pid_t spawn(const std::vector<std::string>& argv, const SpawnOptions& opts, int 
     bool ok = r == 1 && ::read(ready[0], &c, 1) == 1 && c == 'R';
     ::close(ready[0]);
     if (!ok) {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-      throw std::runtime_error(fmt::format("{} did not become ready", argv[0]));
+      // Closed without a word: it is ending (bounded wait); silent: it is killed.
+      int code = r == 1 ? wait_exit(pid, 2000) : -1;
+      if (code < 0) {
+        ::kill(pid, SIGKILL);
+        ::waitpid(pid, nullptr, 0);
+      }
+      if (code == 77)
+        throw TargetUnsupported(fmt::format("{} needs what this machine lacks", argv[0]));
+      throw std::runtime_error(fmt::format("{} did not become ready (exit {})", argv[0], code));
     }
   }
   return pid;

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,12 @@ struct SpawnOptions {
   int tty_fd = -1;           // when >= 0: stdin/stdout/stderr are this terminal
   bool new_session = false;  // setsid() instead of a new process group
   int uid = -1;              // when >= 0: run as this user (and group)
+};
+
+// Thrown by spawn() when a target exits 77 before it is ready: what it needs is not on this
+// machine (a kernel feature, a capability), and the test skips.
+struct TargetUnsupported : std::runtime_error {
+  using std::runtime_error::runtime_error;
 };
 
 // Starts argv[0] with the options; returns the pid. With ready_pipe, returns once the program

@@ -19,28 +19,6 @@
 namespace ferry::cr {
 namespace {
 
-std::string socket_kind(pid_t pid, int num) {
-  // Which socket, for a useful message: read its domain and type through a stolen copy.
-  UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  UniqueFd fd(pidfd ? static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), num, 0)) : -1);
-  int domain = 0, type = 0;
-  socklen_t len = sizeof domain;
-  if (!fd || ::getsockopt(fd.get(), SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0) return "socket";
-  len = sizeof type;
-  ::getsockopt(fd.get(), SOL_SOCKET, SO_TYPE, &type, &len);
-  std::string fam = domain == AF_INET      ? "IPv4"
-                    : domain == AF_INET6   ? "IPv6"
-                    : domain == AF_UNIX    ? "unix"
-                    : domain == AF_NETLINK ? "netlink"
-                                           : fmt::format("family {}", domain);
-  std::string kind = type == SOCK_STREAM      ? (domain == AF_UNIX ? "stream" : "TCP")
-                     : type == SOCK_DGRAM     ? (domain == AF_UNIX ? "datagram" : "UDP")
-                     : type == SOCK_SEQPACKET ? "seqpacket"
-                     : type == SOCK_RAW       ? "raw"
-                                              : "other";
-  return fmt::format("{} {} socket", fam, kind);
-}
-
 bool same_description(pid_t pid, int a, int b) {
   return ::syscall(SYS_kcmp, pid, pid, KCMP_FILE, a, b) == 0;
 }
@@ -48,11 +26,25 @@ bool same_description(pid_t pid, int a, int b) {
 }  // namespace
 
 std::string unsupported_fd(pid_t pid, int num, const std::string& link) {
-  if (link.rfind("socket:", 0) == 0)
-    return fmt::format("fd {} is a {}; sockets are not supported yet", num, socket_kind(pid, num));
+  if (link.rfind("socket:", 0) == 0) return unsupported_socket(pid, num);
+  if (link == "/dev/ptmx" || link.rfind("/dev/pts/", 0) == 0)
+    if (std::string why = unsupported_pty(pid, num, link); !why.empty()) return why;
+  if (std::string why = unsupported_namespace_fd(pid, num, link); !why.empty()) return why;
+  if (link.rfind("/proc/", 0) == 0)
+    return fmt::format("fd {} is the procfs file {}; what it shows belongs to a process, and "
+                       "ferry cannot reopen it for another one",
+                       num, link);
+  auto info = proc::try_read_file(proc::path(pid, fmt::format("fdinfo/{}", num)));
+  for (auto& line : proc::split(info.value_or(""), '\n'))
+    if (line.rfind("lock:", 0) == 0 &&
+        (line.find(" LEASE ") != std::string::npos || line.find(" DELEG ") != std::string::npos))
+      return fmt::format("fd {} holds a lease on {}; leases are not supported (ferry cannot take "
+                         "one again for the process)",
+                         num, link);
   if (link.rfind("anon_inode:", 0) == 0) {
     static const char* ok[] = {"anon_inode:[eventfd]", "anon_inode:[timerfd]",
                                "anon_inode:[signalfd]", "anon_inode:[eventpoll]"};
+    if (link == "anon_inode:[eventpoll]") return unsupported_epoll(pid, num);
     for (auto* k : ok)
       if (link == k) return "";
     std::string what = link.substr(11);
@@ -77,6 +69,8 @@ void dump_files(DumpContext& ctx, image::FileTable* ft, image::Memory* m) {
   std::vector<std::pair<FdProbe*, image::OpenFile*>> descriptions;
   std::vector<FdProbe*> pipe_probes;
   std::vector<image::OpenFile*> pipe_files;
+  std::vector<FdProbe*> socket_probes;
+  std::vector<image::OpenFile*> socket_files;
   for (int num : nums) {
     auto p = std::make_unique<FdProbe>();
     p->num = num;
@@ -123,7 +117,14 @@ void dump_files(DumpContext& ctx, image::FileTable* ft, image::Memory* m) {
     else if (link == "anon_inode:[signalfd]")
       dump_signalfd(*p, f);
     else if (link == "anon_inode:[eventpoll]")
-      dump_epoll(*p, f);
+      dump_epoll(pid, *p, f);
+    else if (!namespace_type(link).empty())
+      dump_namespace_file(ctx, *p, f);
+    else if (link.rfind("socket:", 0) == 0) {
+      dump_socket(ctx, *p, f);
+      socket_probes.push_back(p.get());
+      socket_files.push_back(f);
+    }
     else if (S_ISFIFO(p->st.st_mode)) {
       dump_pipe_end(*p, f);
       pipe_probes.push_back(p.get());
@@ -135,6 +136,7 @@ void dump_files(DumpContext& ctx, image::FileTable* ft, image::Memory* m) {
     probes.push_back(std::move(p));
   }
   dump_pipes(pipe_probes, pipe_files, ft);
+  dump_socket_queues(ctx, socket_probes, socket_files, *ft);
 }
 
 void restore_files(Restorer& r, const image::FileTable& ft) {
@@ -174,6 +176,12 @@ void restore_files(Restorer& r, const image::FileTable& ft) {
       case image::OpenFile::kEpoll:
         fd = open_epoll(f);
         break;
+      case image::OpenFile::kNamespaceFile:
+        fd = open_namespace_file(f);
+        break;
+      case image::OpenFile::kSocket:
+        fd = open_socket(r, f, s);
+        break;
       default:
         fd = open_path_file(r, f, s);
         break;
@@ -181,6 +189,8 @@ void restore_files(Restorer& r, const image::FileTable& ft) {
     restore_description_locks(f, fd.get());
     local[f.id()] = std::move(fd);
   }
+  finish_unix_sockets(r, ft, local, s);
+  finish_ptys(ft, s);
 
   std::vector<image::Fd> order(ft.fds().begin(), ft.fds().end());
   std::sort(order.begin(), order.end(), [](auto& a, auto& b) { return a.num() < b.num(); });
@@ -199,7 +209,7 @@ void restore_files(Restorer& r, const image::FileTable& ft) {
   }
   for (auto& f : ft.files())
     if (f.kind_case() == image::OpenFile::kEpoll && installed.count(f.id()))
-      restore_epoll_targets(r, installed[f.id()], f.epoll());
+      restore_epoll_targets(r, installed[f.id()], f.epoll(), ft);
   restore_posix_locks(r, ft);
   restore_flocks(r, ft, installed);
 }

@@ -6,10 +6,12 @@
 #include <sys/stat.h>
 
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "cr/files/gone.h"
 #include "image.pb.h"
 #include "util/fd.h"
 
@@ -39,12 +41,55 @@ struct FileRestoreState {
   std::vector<UniqueFd> fifo_anchors;                  // keep FIFOs open both ways until installed
   std::set<uint64_t> refilled_fifos;                   // FIFOs whose queued bytes are back
   std::set<uint64_t> memfd_created_given;              // memfds whose memfd_create() file is used
+  std::unique_ptr<ScratchDir> scratch;                 // where nameless files are made (gone.h)
+  std::map<uint64_t, UniqueFd> gone_fifos;             // PipeObject.id -> anchor of its new FIFO
+  std::map<uint64_t, UniqueFd> pair_ends;       // socket ino -> its end of a pair made already
+  std::map<uint64_t, UniqueFd> dead_peer_ends;  // socket ino -> the other end, closed at the end
+  std::map<uint32_t, UniqueFd> pty_masters;     // Pty.index -> the new pair's master
 };
+
+// Device, inode, size, times, mode and owner of a file, as an image records them.
+image::FileIdentity identity_of(const struct stat& st);
+
+// O_LARGEFILE as the kernel shows it in fdinfo (glibc's O_LARGEFILE is 0 on x86_64).
+constexpr uint32_t kKernelLargeFile = 0100000;
 
 // Status flags that survive a reopen (O_CREAT/O_TRUNC/O_EXCL only matter at open time).
 uint32_t reopen_flags(uint32_t flags);
 // Opens /proc/self/fd/<fd> anew: a new description of the same file with other flags.
 UniqueFd reopen_local(int fd, uint32_t flags, const std::string& what);
+
+// Descriptors on /proc/PID/ns/* (files/namespaces.cc): only of the process's own namespaces
+// (which are ferry's: preflight), reopened as /proc/self/ns/TYPE. Returns the type for a link
+// such as "net:[4026531840]", or "" when `link` is not one.
+std::string namespace_type(const std::string& link);
+// Why fd `num` of `pid` (a namespace descriptor) cannot be restored; "" when it can.
+std::string unsupported_namespace_fd(pid_t pid, int num, const std::string& link);
+void dump_namespace_file(DumpContext& ctx, FdProbe& p, image::OpenFile* f);
+UniqueFd open_namespace_file(const image::OpenFile& f);
+
+// Sockets (files/sockets*.cc): why fd `num` of `pid` (a socket) cannot be taken, "" if it can;
+// dump, the queues of Unix sockets once every fd has its file id, and restore (the peers, queues
+// and shutdowns of Unix sockets once every file exists).
+std::string unsupported_socket(pid_t pid, int num);
+void dump_socket(DumpContext& ctx, FdProbe& p, image::OpenFile* f);
+void dump_socket_queues(DumpContext& ctx, const std::vector<FdProbe*>& probes,
+                        const std::vector<image::OpenFile*>& files, const image::FileTable& ft);
+UniqueFd open_socket(Restorer& r, const image::OpenFile& f, FileRestoreState& s);
+UniqueFd open_unix_socket(Restorer& r, const image::OpenFile& f, FileRestoreState& s);
+void finish_unix_sockets(Restorer& r, const image::FileTable& ft,
+                         const std::map<uint64_t, UniqueFd>& local, FileRestoreState& s);
+
+// Pseudo-terminal pairs held whole by the process (files/pty.cc).
+std::string unsupported_pty(pid_t pid, int num, const std::string& link);
+bool is_pty_master(const struct stat& st);
+bool is_pty_slave(const struct stat& st);
+// Whether fd `p` (a pty master, or a slave whose master the process holds) was taken as a Pty.
+bool dump_pty(DumpContext& ctx, FdProbe& p, image::OpenFile* f);
+UniqueFd open_pty(Restorer& r, const image::OpenFile& f, FileRestoreState& s);
+void finish_ptys(const image::FileTable& ft, FileRestoreState& s);
+// A new description of the slave of `master`, with the image's flags.
+UniqueFd open_pty_slave(int master, uint32_t image_flags);
 
 // Regular files, directories, devices, terminals, memfds (files/regular.cc).
 void dump_path_file(DumpContext& ctx, FdProbe& p, image::OpenFile* f, image::Memory* m);
@@ -62,10 +107,13 @@ void dump_timerfd(FdProbe& p, image::OpenFile* f);
 UniqueFd open_timerfd(const image::OpenFile& f);
 void dump_signalfd(FdProbe& p, image::OpenFile* f);
 UniqueFd open_signalfd(const image::OpenFile& f);
-void dump_epoll(FdProbe& p, image::OpenFile* f);
+void dump_epoll(pid_t pid, FdProbe& p, image::OpenFile* f);
 UniqueFd open_epoll(const image::OpenFile& f);
 // Registers the watched fds inside the helper, once every fd is at its number.
-void restore_epoll_targets(Restorer& r, int epoll_fd, const image::Epoll& e);
+void restore_epoll_targets(Restorer& r, int epoll_fd, const image::Epoll& e,
+                           const image::FileTable& ft);
+// Why epoll fd `epfd` of `pid` cannot be rebuilt (a watched file no number holds); "" if it can.
+std::string unsupported_epoll(pid_t pid, int epfd);
 
 // File locks (files/locks.cc): OFD and flock locks belong to the description, POSIX locks to
 // the process.

@@ -80,7 +80,10 @@ void dump_pipe_end(FdProbe& p, image::OpenFile* f) {
   e->set_pipe_id(pipe_id(p));
   if (S_ISFIFO(p.st.st_mode) && p.link.rfind("pipe:[", 0) != 0) {
     e->set_is_fifo(true);
-    e->set_fifo_path(p.link);
+    std::string path = p.link;
+    e->set_fifo_deleted(strip_deleted_suffix(path));
+    e->set_fifo_path(path);
+    *e->mutable_fifo_identity() = identity_of(p.st);
   }
 }
 
@@ -126,8 +129,13 @@ UniqueFd open_pipe_end(Restorer& r, const image::OpenFile& f, FileRestoreState& 
 
   if (e.is_fifo()) {
     // An O_RDWR anchor keeps the FIFO open both ways, so the real opens below never block.
-    UniqueFd anchor = open_image_path(r.image(), e.fifo_path(), O_RDWR | O_NONBLOCK,
-                                      PathKind::kFifo, "FIFO");
+    // An unlinked one is made again, without a name, once for all its ends.
+    UniqueFd anchor =
+        e.fifo_deleted()
+            ? UniqueFd(::fcntl(recreated_fifo(e, s), F_DUPFD_CLOEXEC, 0))
+            : open_image_path(r.image(), e.fifo_path(), O_RDWR | O_NONBLOCK, PathKind::kFifo,
+                              "FIFO");
+    if (!anchor) fail_errno(errno, "dup");
     if (!po->queued().empty() && s.refilled_fifos.insert(po->id()).second)
       refill_fifo(anchor.get(), *po, e.fifo_path());
     // Through the anchor: the very FIFO checked above, whatever the path leads to by now.

@@ -25,16 +25,6 @@ bool ends_with(const std::string& s, const std::string& suffix) {
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-image::FileIdentity identity_of(const struct stat& st) {
-  image::FileIdentity id;
-  id.set_dev(st.st_dev);
-  id.set_ino(st.st_ino);
-  id.set_size(static_cast<uint64_t>(st.st_size));
-  id.set_mtime_ns(st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec);
-  id.set_mode(st.st_mode);
-  return id;
-}
-
 bool is_tty(int fd) {
   termios t;
   return ::tcgetattr(fd, &t) == 0;
@@ -117,14 +107,27 @@ UniqueFd open_by_handle(Restorer& r, const image::OpenFile& f, int flags) {
 
 }  // namespace
 
+image::FileIdentity identity_of(const struct stat& st) {
+  image::FileIdentity id;
+  id.set_dev(st.st_dev);
+  id.set_ino(st.st_ino);
+  id.set_size(static_cast<uint64_t>(st.st_size));
+  id.set_mtime_ns(st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec);
+  id.set_mode(st.st_mode);
+  id.set_uid(st.st_uid);
+  id.set_gid(st.st_gid);
+  return id;
+}
+
 uint32_t reopen_flags(uint32_t flags) {
   return flags & (O_ACCMODE | O_APPEND | O_NONBLOCK | O_DIRECT | O_NOATIME | O_SYNC | O_DSYNC |
                   O_PATH | O_LARGEFILE | O_DIRECTORY);
 }
 
 UniqueFd reopen_local(int fd, uint32_t flags, const std::string& what) {
+  // O_NOCTTY: a terminal opened by a session leader (ferryd) would become its controlling one.
   UniqueFd out(::open(fmt::format("/proc/self/fd/{}", fd).c_str(),
-                      static_cast<int>(reopen_flags(flags)) | O_CLOEXEC));
+                      static_cast<int>(reopen_flags(flags)) | O_CLOEXEC | O_NOCTTY));
   if (!out) fail_errno(errno, "cannot reopen {}", what);
   return out;
 }
@@ -157,20 +160,23 @@ void dump_path_file(DumpContext& ctx, FdProbe& p, image::OpenFile* f, image::Mem
     return;
   }
   if (S_ISDIR(st.st_mode)) {
-    f->mutable_directory()->set_path(p.link);
+    std::string path = p.link;
+    f->mutable_directory()->set_deleted(st.st_nlink == 0 && strip_deleted_suffix(path));
+    f->mutable_directory()->set_path(path);
     *f->mutable_directory()->mutable_identity() = identity_of(st);
     return;
   }
   if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode)) {
-    if (S_ISCHR(st.st_mode) && major(st.st_rdev) == 5 && minor(st.st_rdev) == 2)
-      fail("cannot checkpoint process {}: fd {} is a pseudo-terminal master (/dev/ptmx)", ctx.pid(),
-           p.num);
+    if (dump_pty(ctx, p, f)) return;
     if (S_ISCHR(st.st_mode) && is_tty(p.local.get())) {
       f->mutable_terminal()->set_path(p.link);
       return;
     }
     image::CharDevice* d = f->mutable_chardev();
-    d->set_path(p.link);
+    std::string path = p.link;
+    d->set_deleted(strip_deleted_suffix(path));
+    d->set_path(path);
+    *d->mutable_identity() = identity_of(st);
     d->set_rdev_major(major(st.st_rdev));
     d->set_rdev_minor(minor(st.st_rdev));
     return;
@@ -205,11 +211,19 @@ UniqueFd open_path_file(Restorer& r, const image::OpenFile& f, FileRestoreState&
       break;
     }
     case image::OpenFile::kDirectory:
+      if (f.directory().deleted()) {
+        fd = recreate_directory(r, f.directory(), flags, s);
+        break;
+      }
       fd = open_image_path(img, f.directory().path(), flags | O_DIRECTORY, PathKind::kDirectory,
                            "directory", same_inode(f.directory().identity()));
       break;
     case image::OpenFile::kChardev: {
       const image::CharDevice& d = f.chardev();
+      if (d.deleted()) {
+        fd = recreate_device(r, d, f.flags(), flags, s);
+        break;
+      }
       struct stat st;
       fd = open_image_path(img, d.path(), flags, PathKind::kDevice, "device",
                            same_device(d.rdev_major(), d.rdev_minor()), &st);
@@ -219,6 +233,8 @@ UniqueFd open_path_file(Restorer& r, const image::OpenFile& f, FileRestoreState&
     }
     case image::OpenFile::kTerminal:
       return open_terminal(r, f, s);
+    case image::OpenFile::kPty:
+      return open_pty(r, f, s);
     case image::OpenFile::kMemfd:
     {
       // The first read-write description is memfd_create()'s own file, as in the process: a
