@@ -95,6 +95,28 @@ TEST(MigrationTest, TheDestinationRefusesAndSaysWhy) {
   c.ferry({"kill", gpu_task, "KILL"});
 }
 
+// A socket bound to the node's own address cannot move (the destination has another one): the
+// destination says so up front and the task runs on. One bound to loopback moves (t_sockets udp
+// in the strategies' targets).
+TEST(MigrationTest, ASocketBoundToTheSourcesAddressIsRefusedUpFront) {
+  TestCluster c(2);
+  ASSERT_TRUE(c.up());
+  std::string id = c.run({target_path("t_sockets"), "udp-node"}, "node1");
+  ASSERT_TRUE(wait_until([&] { return c.logs(id).find("ready\n") != std::string::npos; }, 15000))
+      << c.logs(id);
+  nlohmann::json r = c.migrate(id, "node2");
+  EXPECT_FALSE(r.value("ok", true)) << r.dump();
+  EXPECT_EQ(r["outcome"], "refused") << r.dump();
+  EXPECT_NE(r["reason"].get<std::string>().find("an address this node does not have"),
+            std::string::npos)
+      << r.dump();
+  EXPECT_EQ(c.task(id)["node"], "node1");
+  ASSERT_EQ(c.ferry({"kill", id, "USR2"}).status, 0);
+  CmdResult w = c.ferry({"wait", id, "--timeout", "30"});
+  EXPECT_EQ(w.status, 0) << w.out << w.err << c.logs(id);
+  EXPECT_NE(c.logs(id).find("OK\n"), std::string::npos) << c.logs(id);
+}
+
 TEST(MigrationTest, ToANodeThatIsDownIsRefused) {
   TestCluster c(3);
   ASSERT_TRUE(c.up());

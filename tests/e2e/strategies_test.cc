@@ -92,7 +92,11 @@ TEST_P(StrategyTest, TheEnginesTargetsComeThroughIntact) {
       {target_path("t_signals")},
       {target_path("t_timers")},
       {target_path("t_memory"), dir.path()},
-      {target_path("t_files"), dir / "files", "nolocks"}};
+      {target_path("t_files"), dir / "files", "nolocks"},
+      {target_path("t_sockets"), "udp"},
+      {target_path("t_sockets"), "tcp-listen"},
+      {target_path("t_sockets"), "pair-stream"},
+      {target_path("t_sockets"), "pty"}};
   ASSERT_EQ(::mkdir((dir / "files").c_str(), 0700), 0);
   for (auto& argv : targets) {
     SCOPED_TRACE(argv[0]);

@@ -10,10 +10,12 @@
  *                           a datagram queued; fd 5: datagram connected to DIR/d
  *   t_sockets unix-abstract the same under abstract names
  *   t_sockets dead-peer     fd 3: a stream whose peer wrote "bye" and closed
- *   t_sockets pty           fds 3, 4: a pseudo-terminal master and its slave, raw, 33x77 */
+ *   t_sockets pty           fds 3, 4: a pseudo-terminal master and its slave, raw, 33x77
+ *   t_sockets udp-node      fd 3: UDP bound to this host's first address other than loopback */
 #include "target.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pty.h>
@@ -283,6 +285,31 @@ static int check_pty(int setup) {
   return 0;
 }
 
+static int check_udp_node(int setup, int* port) {
+  static struct sockaddr_in mine;
+  if (setup) {
+    struct ifaddrs *all, *i;
+    if (getifaddrs(&all)) return 3;
+    for (i = all; i; i = i->ifa_next)
+      if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET &&
+          ((struct sockaddr_in*)i->ifa_addr)->sin_addr.s_addr != htonl(INADDR_LOOPBACK))
+        break;
+    if (!i) return 77;
+    memcpy(&mine, i->ifa_addr, sizeof mine);
+    freeifaddrs(all);
+    int u = socket(AF_INET, SOCK_DGRAM, 0);
+    if (bind(u, (struct sockaddr*)&mine, sizeof mine) || at(u, 3)) return 4;
+    *port = port_of(3);
+    return 0;
+  }
+  struct sockaddr_in now;
+  socklen_t len = sizeof now;
+  CHECK(getsockname(3, (struct sockaddr*)&now, &len) == 0 &&
+            now.sin_addr.s_addr == mine.sin_addr.s_addr && ntohs(now.sin_port) == *port,
+        "fd 3 is not bound where it was");
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) return 2;
   const char* mode = argv[1];
@@ -302,6 +329,8 @@ int main(int argc, char** argv) {
       rc = check_dead_peer(setup);
     else if (!strcmp(mode, "pty"))
       rc = check_pty(setup);
+    else if (!strcmp(mode, "udp-node"))
+      rc = check_udp_node(setup, &port);
     else
       return 2;
     if (setup) {
