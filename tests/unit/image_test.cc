@@ -139,6 +139,51 @@ TEST(ImageTest, ValidationNamesEveryBadValue) {
          p->set_queued("too many");
        },
        "pipe holds"},
+      // Issue 9: what new kinds of state may not name.
+      {"ghost owned by -1",
+       [](Image& i) {
+         auto* g = i.mutable_memory()->add_ghosts();
+         g->set_id(99);
+         g->set_path("/tmp/x");
+         g->set_uid(4294967295u);
+       },
+       "owned by id -1"},
+      {"epoll watch of a missing file",
+       [](Image& i) {
+         auto* f = i.mutable_files()->add_files();
+         f->set_id(99);
+         auto* t = f->mutable_epoll()->add_targets();
+         t->set_fd(5);
+         t->set_holder_fd(977);
+         auto* fd = i.mutable_files()->add_fds();
+         fd->set_num(900);
+         fd->set_file_id(99);
+       },
+       "whose file is not in the table"},
+      {"socket of an unknown family",
+       [](Image& i) {
+         auto* f = i.mutable_files()->add_files();
+         f->set_id(99);
+         f->mutable_socket()->set_family(17);
+         f->mutable_socket()->set_type(1);
+       },
+       "socket of family 17"},
+      {"socket message passing a missing file",
+       [](Image& i) {
+         auto* f = i.mutable_files()->add_files();
+         f->set_id(99);
+         f->mutable_socket()->set_family(1);
+         f->mutable_socket()->set_type(1);
+         f->mutable_socket()->add_queue()->add_files(12345);
+       },
+       "passes a missing open file"},
+      {"pty slave without master",
+       [](Image& i) {
+         auto* f = i.mutable_files()->add_files();
+         f->set_id(99);
+         f->mutable_pty()->set_index(4);
+       },
+       "without its master"},
   };
   for (auto& c : cases) {
     Image bad = good;
