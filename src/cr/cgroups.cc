@@ -124,6 +124,11 @@ std::vector<Place> plan(const std::vector<std::string>& lines, const CgroupRebas
 
 }  // namespace
 
+std::string rebase_cgroup_line(const std::string& line, const CgroupRebase& rebase) {
+  Line l = parse_line(line);
+  return line.substr(0, line.size() - l.path.size()) + rebased(l.path, l, &rebase);
+}
+
 std::vector<std::string> own_cgroup_lines() {
   std::vector<std::string> out;
   for (auto& line : proc::split(proc::try_read_file("/proc/self/cgroup").value_or(""), '\n'))

@@ -27,6 +27,8 @@ struct CgroupRebase {
   std::vector<std::string> to;    // this process's (the destination daemon's)
 };
 std::vector<std::string> own_cgroup_lines();
+// One /proc/PID/cgroup line as it is at the destination.
+std::string rebase_cgroup_line(const std::string& line, const CgroupRebase& rebase);
 
 // Where the groups of `lines` are here: empty if every one exists, else the reason why not.
 std::string missing_cgroups(const std::vector<std::string>& lines,

@@ -109,19 +109,19 @@ void dump_inet_socket(pid_t pid, int fd, image::Socket* s) {
 
 UniqueFd open_inet_socket(const image::Socket& s) {
   UniqueFd fd(::socket(s.family(), s.type() | SOCK_CLOEXEC, s.protocol()));
-  if (!fd) fail_errno(errno, "cannot make a {}", kind_text(s.family(), s.type()));
+  if (!fd) fail_errno(errno, "cannot make an {}", kind_text(s.family(), s.type()));
   restore_socket_options(fd.get(), s);
   std::string what = kind_text(s.family(), s.type());
   if (!s.name().empty() &&
       ::bind(fd.get(), reinterpret_cast<const sockaddr*>(s.name().data()),
              static_cast<socklen_t>(s.name().size())) != 0)
-    fail_errno(errno, "cannot bind a {} to {} again", what, address_text(s.name()));
+    fail_errno(errno, "cannot bind an {} to {} again", what, address_text(s.name()));
   if (s.listening() && ::listen(fd.get(), static_cast<int>(s.backlog())) != 0)
     fail_errno(errno, "cannot listen on {} again", address_text(s.name()));
   if (!s.peer_name().empty() &&
       ::connect(fd.get(), reinterpret_cast<const sockaddr*>(s.peer_name().data()),
                 static_cast<socklen_t>(s.peer_name().size())) != 0)
-    fail_errno(errno, "cannot connect a {} to {} again", what, address_text(s.peer_name()));
+    fail_errno(errno, "cannot connect an {} to {} again", what, address_text(s.peer_name()));
   return fd;
 }
 
