@@ -4,11 +4,15 @@
 # that it kept running: its output is one
 # unbroken sequence, its state intact. Also checkpoints and restores a process on one machine.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+# As root it just runs; a user who may use sudo is asked for it once, here; anyone else is told.
 if [ "$(id -u)" -ne 0 ]; then
-  echo "the ferry demo needs root (it makes network namespaces and moves processes); run: sudo bash scripts/demo.sh" >&2
+  if command -v sudo >/dev/null 2>&1; then
+    exec sudo bash "$0" "$@"
+  fi
+  echo "the ferry demo needs root (it makes network namespaces and moves processes); run this as root" >&2
   exit 1
 fi
+cd "$(dirname "$0")/.."
 bash scripts/build.sh >/dev/null
 FERRY=$PWD/build/bin/ferry
 work=$(mktemp -d /tmp/ferry-demo.XXXXXX)

@@ -1,4 +1,7 @@
 // ferry cluster init|up|down|start|probe (the local cluster itself: cli/local_cluster.h)
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -14,6 +17,7 @@
 #include "node/peers.h"
 #include "security/certs.h"
 #include "util/error.h"
+#include "util/fd.h"
 #include "util/printable.h"
 #include "util/proc.h"
 
@@ -88,6 +92,18 @@ void wait_ready(const local::Cluster& c) {
   }
 }
 
+// /run/ferry/current names the last cluster made: written whole under another name, then renamed.
+void remember_current_cluster(const std::string& dir) {
+  fs::create_directories("/run/ferry");
+  std::string tmp = fmt::format("/run/ferry/.current.{}", ::getpid());
+  UniqueFd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644));
+  if (!fd || ::write(fd.get(), dir.data(), dir.size()) != static_cast<ssize_t>(dir.size()) ||
+      ::rename(tmp.c_str(), "/run/ferry/current") != 0) {
+    ::unlink(tmp.c_str());
+    fail_errno(errno, "cannot record {} as the current cluster in /run/ferry/current", dir);
+  }
+}
+
 std::string given_or_current(const std::string& dir) {
   std::string d = dir.empty() ? current_cluster_dir() : fs::absolute(dir).string();
   if (d.empty()) fail("no cluster to act on (no default cluster; give --dir)");
@@ -131,8 +147,7 @@ void add_up(CLI::App* cluster) {
   up->callback([] {
     start_logging();
     require_root("ferry cluster up");
-    bool make_default = dir.empty();
-    std::string d = make_default ? default_cluster_dir() : fs::absolute(dir).string();
+    std::string d = dir.empty() ? default_cluster_dir() : fs::absolute(dir).string();
     std::vector<std::string> names;
     for (int i = 1; i <= count; i++) names.push_back("node" + std::to_string(i));
     auto settings = node_settings(names, labels, configs, faults);
@@ -146,16 +161,11 @@ void add_up(CLI::App* cluster) {
       local::tear_down(c);
       throw;
     }
-    if (make_default) {
-      fs::create_directories("/run/ferry");
-      FILE* cur = std::fopen("/run/ferry/current", "w");
-      if (cur) {
-        std::fputs(d.c_str(), cur);
-        std::fclose(cur);
-      }
-    }
-    std::printf("cluster of %zu nodes up in %s (%s)\n", names.size(), printable(d).c_str(),
-                make_default ? "the default for ferry commands" : "use --cluster DIR");
+    // The last cluster made is the one commands on this host reach (README), wherever it is.
+    remember_current_cluster(d);
+    std::printf("cluster of %zu nodes up in %s (the default for ferry commands until another is "
+                "made; --cluster DIR picks one)\n",
+                names.size(), printable(d).c_str());
   });
 }
 

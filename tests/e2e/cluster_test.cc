@@ -26,6 +26,10 @@ TEST(ClusterTest, NodesSeeEachOtherAndReportTheirLoad) {
   for (auto& n : nodes)
     if (n["name"] == "node2") gpu = n["labels"].value("gpu", "") == "1";
   EXPECT_TRUE(gpu) << nodes.dump();
+  // Commands on the host reach the last cluster made, also one made with --dir (README).
+  CmdResult plain = ferry({"nodes", "--json"});
+  EXPECT_EQ(plain.status, 0) << plain.err;
+  EXPECT_NE(plain.out.find("node2"), std::string::npos) << plain.out;
 }
 
 TEST(ClusterTest, TasksRunAnywhereAndAreVisibleFromEveryNode) {
