@@ -7,9 +7,9 @@
 namespace ferry::cr::pagemap {
 
 constexpr uint64_t kPresent = 1ull << 63;
-constexpr uint64_t kSwapped = 1ull << 62;      // also set for a guard marker (below)
+constexpr uint64_t kSwapped = 1ull << 62;  // also set for a guard marker (below)
 constexpr uint64_t kFileOrShared = 1ull << 61;
-constexpr uint64_t kGuard = 1ull << 58;        // a guard page (MADV_GUARD_INSTALL): no data
+constexpr uint64_t kGuard = 1ull << 58;  // a guard page (MADV_GUARD_INSTALL): no data
 constexpr uint64_t kUffdWp = 1ull << 57;
 
 // The page holds data of the process: in memory or swapped out, and not a guard marker (which

@@ -32,6 +32,21 @@ void check_threads_and_children(pid_t pid) {
                             children));
 }
 
+// A mapped file unlinked under its name but linked elsewhere: restoring a copy would split it.
+void check_mapped_file_links(pid_t pid, const VmaInfo& v) {
+  const std::string suffix = " (deleted)";
+  if (v.name.empty() || v.name[0] != '/' || v.name.rfind("/memfd:", 0) == 0 ||
+      v.name.rfind("/dev/zero", 0) == 0 || v.name.size() <= suffix.size() ||
+      v.name.compare(v.name.size() - suffix.size(), suffix.size(), suffix) != 0)
+    return;
+  struct stat st;
+  std::string link = proc::path(pid, fmt::format("map_files/{:x}-{:x}", v.start, v.end));
+  if (::stat(link.c_str(), &st) == 0 && st.st_nlink > 0)
+    refuse(pid, fmt::format("it maps {}, unlinked there but still linked elsewhere (restoring a "
+                            "copy would split the file in two)",
+                            v.name.substr(0, v.name.size() - suffix.size())));
+}
+
 }  // namespace
 
 void check_supported(pid_t pid, bool allow_ferry_wp, std::vector<VmaInfo>* vmas) {
@@ -71,6 +86,7 @@ void check_supported(pid_t pid, bool allow_ferry_wp, std::vector<VmaInfo>* vmas)
     if (allow_ferry_wp) forget_flag(v, "uw");
     std::string why = unsupported_region(v);
     if (!why.empty()) refuse(pid, why);
+    check_mapped_file_links(pid, v);
   }
   if (vmas) *vmas = std::move(all);
 }

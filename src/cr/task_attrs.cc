@@ -95,8 +95,14 @@ void dump_task_attrs(DumpContext& ctx, image::TaskAttrs* attrs, image::ProcessIn
   attrs->set_oom_score_adj(static_cast<int32_t>(
       proc::parse_i64(std::string(proc::trim(proc::read_file(proc::path(pid, "oom_score_adj")))))));
   // Per address space, asked from inside (there is no /proc file). Before Linux 6.3 the kernel
-  // cannot tell, and the registrations are not carried (docs/supported.md).
+  // cannot list them: each private command is tried instead (it fails with EPERM unless
+  // registered, and is otherwise only a barrier); its REGISTER_ command is the next bit up.
   long reg = t.syscall(SYS_membarrier, {kMembarrierGetRegistrations, 0, 0});
+  if (reg == -EINVAL) {
+    reg = 0;
+    for (long use : {1l << 3, 1l << 5, 1l << 7})  // PRIVATE_EXPEDITED, _SYNC_CORE, _RSEQ
+      if (t.syscall(SYS_membarrier, {use, 0, 0}) == 0) reg |= use << 1;
+  }
   if (reg > 0) attrs->set_membarrier_registrations(static_cast<uint32_t>(reg));
 }
 

@@ -137,7 +137,8 @@ void verify_status(pid_t pid, const image::Image& img) {
   const image::Credentials& c = img.creds();
   auto ids = [&](const char* key) {
     std::vector<uint32_t> out;
-    for (auto& w : proc::split_ws(st[key])) out.push_back(static_cast<uint32_t>(proc::parse_u64(w)));
+    for (auto& w : proc::split_ws(st[key]))
+      out.push_back(static_cast<uint32_t>(proc::parse_u64(w)));
     return out;
   };
   if (ids("Uid") != std::vector<uint32_t>(c.uids().begin(), c.uids().end()) ||
@@ -161,9 +162,10 @@ void verify_status(pid_t pid, const image::Image& img) {
       caught |= bit;
   }
   if (mask_of(st["SigIgn"]) != ignored || mask_of(st["SigCgt"]) != caught)
-    differs(fmt::format("its signal dispositions (ignored {:#x}, caught {:#x}; the image: {:#x}, "
-                        "{:#x})",
-                        mask_of(st["SigIgn"]), mask_of(st["SigCgt"]), ignored, caught));
+    differs(
+        fmt::format("its signal dispositions (ignored {:#x}, caught {:#x}; the image: {:#x}, "
+                    "{:#x})",
+                    mask_of(st["SigIgn"]), mask_of(st["SigCgt"]), ignored, caught));
   if (mask_of(st["SigBlk"]) != img.signals().blocked()) differs("its blocked signal mask");
   auto number = [&](const char* file) {
     return proc::parse_i64(std::string(proc::trim(proc::read_file(proc::path(pid, file)))));
@@ -195,16 +197,15 @@ void verify_files(pid_t pid, const image::Image& img) {
     flags &= ~static_cast<uint32_t>(O_CLOEXEC);
     // A terminal is the restorer's own (its flags are that terminal's).
     if (f.kind_case() != image::OpenFile::kTerminal && flags != f.flags())
-      differs(fmt::format("fd {} has status flags {:o}, the image {:o}", fd.num(), flags,
-                          f.flags()));
+      differs(
+          fmt::format("fd {} has status flags {:o}, the image {:o}", fd.num(), flags, f.flags()));
     if (cloexec != fd.cloexec()) differs(fmt::format("fd {} close-on-exec", fd.num()));
     bool seekable = f.kind_case() == image::OpenFile::kRegular ||
                     f.kind_case() == image::OpenFile::kMemfd ||
                     f.kind_case() == image::OpenFile::kDirectory;
-    if (seekable && !(f.flags() & O_PATH) &&
-        proc::parse_i64(info.at("pos")) != f.pos())
-      differs(fmt::format("fd {} is at offset {}, the image at {}", fd.num(), info.at("pos"),
-                          f.pos()));
+    if (seekable && !(f.flags() & O_PATH) && proc::parse_i64(info.at("pos")) != f.pos())
+      differs(
+          fmt::format("fd {} is at offset {}, the image at {}", fd.num(), info.at("pos"), f.pos()));
   }
 }
 

@@ -12,8 +12,8 @@ enum class Kind { kDerived, kRestored, kRefused };
 struct Mnemonic {
   const char* name;
   Kind kind;
-  uint64_t bit;        // ferry's bit (0: none)
-  const char* why;     // kRefused: what the region is
+  uint64_t bit;     // ferry's bit (0: none)
+  const char* why;  // kRefused: what the region is
 };
 
 constexpr Mnemonic kTable[] = {
@@ -74,9 +74,10 @@ VmFlags parse_vm_flags_line(const std::string& mnemonics) {
       if (m == k.name) known = &k;
     if (!known) {
       if (f.refused.empty())
-        f.refused = fmt::format("carries the flag '{}', which ferry does not know (refused "
-                                "rather than restored without it)",
-                                m);
+        f.refused = fmt::format(
+            "carries the flag '{}', which ferry does not know (refused "
+            "rather than restored without it)",
+            m);
       continue;
     }
     f.bits |= known->bit;

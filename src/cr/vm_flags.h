@@ -43,16 +43,17 @@ enum VmFlag : uint64_t {
 };
 
 struct VmFlags {
-  uint64_t bits = 0;               // the flags ferry acts on
-  std::set<std::string> names;     // every mnemonic shown
-  std::string refused;             // why the region cannot be restored ("" when it can)
+  uint64_t bits = 0;            // the flags ferry acts on
+  std::set<std::string> names;  // every mnemonic shown
+  std::string refused;          // why the region cannot be restored ("" when it can)
 };
 
 // Parses a VmFlags line ("rd wr mr mw me ac") of an ordinary region (not the vdso block).
 VmFlags parse_vm_flags_line(const std::string& mnemonics);
 // The mnemonics two regions differ in, as "+xx -yy" ("" when none), ignoring the ones that
 // may legitimately differ (soft-dirty tracking).
-std::string vm_flags_difference(const std::set<std::string>& want, const std::set<std::string>& got);
+std::string vm_flags_difference(const std::set<std::string>& want,
+                                const std::set<std::string>& got);
 std::string join_flags(const std::set<std::string>& names);
 
 }  // namespace ferry::cr

@@ -56,6 +56,9 @@ TEST(SocketsTest, UnixSocketsBoundToPaths) {
 TEST(SocketsTest, UnixSocketsWithAbstractNames) {
   round_trip("unix-abstract");
 }
+TEST(SocketsTest, AConnectionAcceptedFromAListenerOfTheProcess) {
+  round_trip("unix-accepted");
+}
 TEST(SocketsTest, AStreamWhosePeerClosed) {
   round_trip("dead-peer");
 }

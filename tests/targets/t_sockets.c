@@ -11,7 +11,9 @@
  *   t_sockets unix-abstract the same under abstract names
  *   t_sockets dead-peer     fd 3: a stream whose peer wrote "bye" and closed
  *   t_sockets pty           fds 3, 4: a pseudo-terminal master and its slave, raw, 33x77
- *   t_sockets udp-node      fd 3: UDP bound to this host's first address other than loopback */
+ *   t_sockets udp-node      fd 3: UDP bound to this host's first address other than loopback
+ *   t_sockets unix-accepted DIR  fd 3: stream listening on DIR/a; fd 4: a client connected to
+ *                           it, fd 5: the connection accepted; a message queued each way */
 #include "target.h"
 
 #include <arpa/inet.h>
@@ -310,6 +312,38 @@ static int check_udp_node(int setup, int* port) {
   return 0;
 }
 
+static int check_accepted(const char* dir, int setup) {
+  struct sockaddr_un a;
+  socklen_t al = unix_addr(&a, dir, "a", 0);
+  if (setup) {
+    int l = socket(AF_UNIX, SOCK_STREAM, 0), c = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (bind(l, (struct sockaddr*)&a, al) || listen(l, 3) || connect(c, (struct sockaddr*)&a, al))
+      return 3;
+    int s = accept(l, NULL, NULL);
+    if (s < 0 || at(l, 3) || at(c, 4) || at(s, 5)) return 4;
+    if (write(4, "to-server", 9) != 9 || write(5, "to-client", 9) != 9) return 5;
+    return 0;
+  }
+  struct sockaddr_un got;
+  socklen_t gl = sizeof got;
+  CHECK(getsockname(5, (struct sockaddr*)&got, &gl) == 0 && !strcmp(got.sun_path, a.sun_path),
+        "the accepted socket is not named %s", a.sun_path);
+  gl = sizeof got;
+  CHECK(getpeername(4, (struct sockaddr*)&got, &gl) == 0 && !strcmp(got.sun_path, a.sun_path),
+        "the client's peer is not %s", a.sun_path);
+  char buf[16] = {0};
+  CHECK(recv(5, buf, sizeof buf, MSG_DONTWAIT) == 9 && !memcmp(buf, "to-server", 9),
+        "the server's queue: '%s'", buf);
+  CHECK(recv(4, buf, sizeof buf, MSG_DONTWAIT) == 9 && !memcmp(buf, "to-client", 9),
+        "the client's queue: '%s'", buf);
+  CHECK(write(4, "x", 1) == 1 && read(5, buf, 1) == 1 && buf[0] == 'x', "client to server");
+  int c = socket(AF_UNIX, SOCK_STREAM, 0);
+  CHECK(connect(c, (struct sockaddr*)&a, al) == 0 && accept(3, NULL, NULL) >= 0,
+        "the listener does not accept any more");
+  unlink(a.sun_path);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc < 2) return 2;
   const char* mode = argv[1];
@@ -329,6 +363,8 @@ int main(int argc, char** argv) {
       rc = check_dead_peer(setup);
     else if (!strcmp(mode, "pty"))
       rc = check_pty(setup);
+    else if (!strcmp(mode, "unix-accepted"))
+      rc = check_accepted(dir, setup);
     else if (!strcmp(mode, "udp-node"))
       rc = check_udp_node(setup, &port);
     else

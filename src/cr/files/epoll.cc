@@ -49,9 +49,7 @@ std::vector<Watch> parse_watches(const std::vector<std::string>& info_lines) {
 int holder_of(pid_t pid, int epfd, const Watch& w, const std::vector<int>& fds) {
   kcmp_epoll_slot slot{static_cast<__u32>(epfd), static_cast<__u32>(w.fd),
                        static_cast<__u32>(w.occurrence)};
-  auto same = [&](int n) {
-    return ::syscall(SYS_kcmp, pid, pid, KCMP_EPOLL_TFD, n, &slot) == 0;
-  };
+  auto same = [&](int n) { return ::syscall(SYS_kcmp, pid, pid, KCMP_EPOLL_TFD, n, &slot) == 0; };
   if (same(w.fd)) return w.fd;
   for (int n : fds)
     if (n != w.fd && same(n)) return n;
@@ -73,9 +71,10 @@ std::string unsupported_epoll(pid_t pid, int epfd) {
   std::vector<int> fds = fd_numbers(pid);
   for (auto& w : parse_watches(proc::split(*info, '\n')))
     if (holder_of(pid, epfd, w, fds) < 0)
-      return fmt::format("epoll fd {} watches a file registered as fd {} that the process no "
-                         "longer holds under any number; ferry cannot watch it again",
-                         epfd, w.fd);
+      return fmt::format(
+          "epoll fd {} watches a file registered as fd {} that the process no "
+          "longer holds under any number; ferry cannot watch it again",
+          epfd, w.fd);
   return "";
 }
 
@@ -85,9 +84,10 @@ void dump_epoll(pid_t pid, FdProbe& p, image::OpenFile* f) {
   for (auto& w : parse_watches(p.info_lines)) {
     int holder = holder_of(pid, p.num, w, fds);
     if (holder < 0)
-      fail("cannot checkpoint process {}: epoll fd {} watches a file registered as fd {} that "
-           "the process no longer holds",
-           pid, p.num, w.fd);
+      fail(
+          "cannot checkpoint process {}: epoll fd {} watches a file registered as fd {} that "
+          "the process no longer holds",
+          pid, p.num, w.fd);
     image::EpollTarget* t = e->add_targets();
     t->set_fd(w.fd);
     t->set_events(w.events);
@@ -114,8 +114,8 @@ void restore_epoll_targets(Restorer& r, int epoll_fd, const image::Epoll& e,
     long saved = -1;
     if (holder != w.fd()) {
       if (cloexec.count(w.fd()))
-        saved = t.syscall_checked("fcntl(F_DUPFD_CLOEXEC)", SYS_fcntl,
-                                  {w.fd(), F_DUPFD_CLOEXEC, 0});
+        saved =
+            t.syscall_checked("fcntl(F_DUPFD_CLOEXEC)", SYS_fcntl, {w.fd(), F_DUPFD_CLOEXEC, 0});
       t.syscall_checked("dup3", SYS_dup3, {holder, w.fd(), O_CLOEXEC});
     }
     r.reset_stage();
@@ -127,8 +127,7 @@ void restore_epoll_targets(Restorer& r, int epoll_fd, const image::Epoll& e,
     long rc = t.syscall(SYS_epoll_ctl, {epoll_fd, EPOLL_CTL_ADD, w.fd(), static_cast<long>(p)});
     if (holder != w.fd()) {
       if (saved >= 0) {
-        t.syscall_checked("dup3", SYS_dup3,
-                          {saved, w.fd(), cloexec.at(w.fd()) ? O_CLOEXEC : 0});
+        t.syscall_checked("dup3", SYS_dup3, {saved, w.fd(), cloexec.at(w.fd()) ? O_CLOEXEC : 0});
         t.syscall(SYS_close, {saved});
       } else {
         t.syscall(SYS_close, {w.fd()});

@@ -45,6 +45,8 @@ struct FileRestoreState {
   std::map<uint64_t, UniqueFd> gone_fifos;             // PipeObject.id -> anchor of its new FIFO
   std::map<uint64_t, UniqueFd> pair_ends;       // socket ino -> its end of a pair made already
   std::map<uint64_t, UniqueFd> dead_peer_ends;  // socket ino -> the other end, closed at the end
+  std::map<uint64_t, UniqueFd> made_early;      // socket ino -> a listener made before its turn
+  std::map<uint64_t, int> listeners;            // socket ino -> its listener, made (not owned)
   std::map<uint32_t, UniqueFd> pty_masters;     // Pty.index -> the new pair's master
 };
 

@@ -73,8 +73,8 @@ UniqueFd recreate_device(Restorer& r, const image::CharDevice& d, uint32_t image
   std::string node = s.scratch->fresh_name();
   const mode_t type = S_ISBLK(d.identity().mode()) ? S_IFBLK : S_IFCHR;
   if (::mknod(node.c_str(), type | 0600, makedev(d.rdev_major(), d.rdev_minor())) != 0)
-    fail_errno(errno, "cannot make a node for deleted device {} ({}:{})", d.path(),
-               d.rdev_major(), d.rdev_minor());
+    fail_errno(errno, "cannot make a node for deleted device {} ({}:{})", d.path(), d.rdev_major(),
+               d.rdev_minor());
   own_as(node, d.identity(), "device node " + d.path());
   UniqueFd fd;
   {

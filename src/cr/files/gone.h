@@ -36,8 +36,7 @@ bool strip_deleted_suffix(std::string& link);
 
 UniqueFd recreate_device(Restorer& r, const image::CharDevice& d, uint32_t image_flags, int flags,
                          FileRestoreState& s);
-UniqueFd recreate_directory(Restorer& r, const image::Directory& d, int flags,
-                            FileRestoreState& s);
+UniqueFd recreate_directory(Restorer& r, const image::Directory& d, int flags, FileRestoreState& s);
 // The anchor (O_RDWR) of the nameless FIFO standing for pipe `pipe_id`: one per pipe.
 int recreated_fifo(const image::PipeEnd& e, FileRestoreState& s);
 

@@ -34,9 +34,10 @@ std::string unsupported_namespace_fd(pid_t pid, int num, const std::string& link
       ::stat(proc::path(pid, "ns/" + type).c_str(), &own_st) != 0)
     return fmt::format("fd {} ({}) cannot be examined", num, link);
   if (fd_st.st_ino != own_st.st_ino || fd_st.st_dev != own_st.st_dev)
-    return fmt::format("fd {} is a descriptor of another {} namespace ({}) than the process's own; "
-                       "ferry cannot make that namespace again",
-                       num, type, link);
+    return fmt::format(
+        "fd {} is a descriptor of another {} namespace ({}) than the process's own; "
+        "ferry cannot make that namespace again",
+        num, type, link);
   return "";
 }
 

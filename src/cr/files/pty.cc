@@ -96,8 +96,8 @@ std::string unsupported_pty(pid_t pid, int num, const std::string&) {
   } else {
     return "";
   }
-  std::string what = fmt::format("fd {} is pseudo-terminal /dev/pts/{} (master fd {})", num,
-                                 index, master);
+  std::string what =
+      fmt::format("fd {} is pseudo-terminal /dev/pts/{} (master fd {})", num, index, master);
   proc::Stat pst(pid);
   if (static_cast<dev_t>(pst.field(7)) == slave_rdev(index))
     return what + ", the process's controlling terminal; not supported yet";
@@ -166,8 +166,8 @@ UniqueFd open_pty(Restorer& r, const image::OpenFile& f, FileRestoreState& s) {
       fail_errno(errno, "cannot give pseudo-terminal {} its settings", want.index());
     uint32_t now = index_of(m.get());
     if (now != want.index())
-      r.notes.push_back(fmt::format("pseudo-terminal /dev/pts/{} is /dev/pts/{} now",
-                                    want.index(), now));
+      r.notes.push_back(
+          fmt::format("pseudo-terminal /dev/pts/{} is /dev/pts/{} now", want.index(), now));
     it = s.pty_masters.emplace(want.index(), std::move(m)).first;
   }
   UniqueFd fd;
@@ -192,7 +192,8 @@ UniqueFd open_pty_slave(int master, uint32_t image_flags) {
     fail_errno(errno, "cannot open a pseudo-terminal slave");
   // open(2) adds O_LARGEFILE, which TIOCGPTPEER (what openpty() uses) leaves out: the
   // description gets what it had.
-  if (image_flags & kKernelLargeFile) return reopen_local(peer.get(), image_flags, "pseudo-terminal slave");
+  if (image_flags & kKernelLargeFile)
+    return reopen_local(peer.get(), image_flags, "pseudo-terminal slave");
   return peer;
 }
 

@@ -128,8 +128,7 @@ void restore_socket_options(int fd, const image::Socket& s) {
       name = name == SO_RCVBUF ? SO_RCVBUFFORCE : SO_SNDBUFFORCE;
     }
     // SO_BINDTODEVICE reads back as the name with its NUL; set it without.
-    if (o.level() == SOL_SOCKET && name == SO_BINDTODEVICE)
-      value = std::string(value.c_str());
+    if (o.level() == SOL_SOCKET && name == SO_BINDTODEVICE) value = std::string(value.c_str());
     if (::setsockopt(fd, o.level(), name, value.data(), static_cast<socklen_t>(value.size())) != 0)
       fail_errno(errno, "cannot set socket option {} again", option_text(o.level(), o.name()));
   }

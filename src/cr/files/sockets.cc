@@ -195,14 +195,13 @@ void dump_socket_queues(DumpContext& ctx, const std::vector<FdProbe*>& probes,
   std::map<int, uint64_t> file_of_fd;
   for (auto& fd : ft.fds()) file_of_fd[fd.num()] = fd.file_id();
   for (size_t i = 0; i < probes.size(); i++)
-    if (files[i]->kind_case() == image::OpenFile::kSocket &&
-        files[i]->socket().family() == AF_UNIX)
+    if (files[i]->kind_case() == image::OpenFile::kSocket && files[i]->socket().family() == AF_UNIX)
       dump_unix_queue(ctx.pid(), probes[i]->local.get(), files[i]->mutable_socket(), file_of_fd);
 }
 
 UniqueFd open_socket(Restorer& r, const image::OpenFile& f, FileRestoreState& s) {
-  UniqueFd fd = f.socket().family() == AF_UNIX ? open_unix_socket(r, f, s)
-                                               : open_inet_socket(f.socket());
+  UniqueFd fd =
+      f.socket().family() == AF_UNIX ? open_unix_socket(r, f, s) : open_inet_socket(f.socket());
   if (::fcntl(fd.get(), F_SETFL, static_cast<int>(reopen_flags(f.flags())) & ~O_ACCMODE) != 0)
     fail_errno(errno, "cannot restore the status flags of a socket");
   return fd;

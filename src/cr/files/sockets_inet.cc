@@ -56,9 +56,10 @@ std::string unsupported_inet_socket(pid_t, int num, int fd) {
   if (type == SOCK_DGRAM && protocol == IPPROTO_UDP) {
     char byte;
     if (::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC) >= 0)
-      return fmt::format("fd {} is a {} ({}) holding datagrams not yet read; ferry cannot give "
-                         "them back with their senders' addresses",
-                         num, what, address_text(socket_name(fd)));
+      return fmt::format(
+          "fd {} is a {} ({}) holding datagrams not yet read; ferry cannot give "
+          "them back with their senders' addresses",
+          num, what, address_text(socket_name(fd)));
     int unsent = 0;
     if (::ioctl(fd, SIOCOUTQ, &unsent) == 0 && unsent > 0)
       return fmt::format("fd {} is a {} with {} bytes corked, not yet sent", num, what, unsent);
@@ -72,15 +73,17 @@ std::string unsupported_inet_socket(pid_t, int num, int fd) {
     if (info.tcpi_state == TCP_LISTEN) {
       // For a listener the kernel reports its queue in these two fields.
       if (info.tcpi_unacked > 0)
-        return fmt::format("fd {} is a listening {} on {} with {} connection(s) waiting to be "
-                           "accepted; those have a peer ferry cannot move",
-                           num, what, address_text(socket_name(fd)), info.tcpi_unacked);
+        return fmt::format(
+            "fd {} is a listening {} on {} with {} connection(s) waiting to be "
+            "accepted; those have a peer ferry cannot move",
+            num, what, address_text(socket_name(fd)), info.tcpi_unacked);
       return "";
     }
     if (info.tcpi_state == TCP_CLOSE) return "";
-    return fmt::format("fd {} is a connected {} ({} -> {}); established TCP connections are not "
-                       "supported yet",
-                       num, what, address_text(socket_name(fd)), address_text(peer_name(fd)));
+    return fmt::format(
+        "fd {} is a connected {} ({} -> {}); established TCP connections are not "
+        "supported yet",
+        num, what, address_text(socket_name(fd)), address_text(peer_name(fd)));
   }
   return fmt::format("fd {} is a {} socket of protocol {}, which ferry cannot capture", num,
                      family == AF_INET6 ? "IPv6" : "IPv4", protocol);
@@ -112,9 +115,8 @@ UniqueFd open_inet_socket(const image::Socket& s) {
   if (!fd) fail_errno(errno, "cannot make an {}", kind_text(s.family(), s.type()));
   restore_socket_options(fd.get(), s);
   std::string what = kind_text(s.family(), s.type());
-  if (!s.name().empty() &&
-      ::bind(fd.get(), reinterpret_cast<const sockaddr*>(s.name().data()),
-             static_cast<socklen_t>(s.name().size())) != 0)
+  if (!s.name().empty() && ::bind(fd.get(), reinterpret_cast<const sockaddr*>(s.name().data()),
+                                  static_cast<socklen_t>(s.name().size())) != 0)
     fail_errno(errno, "cannot bind an {} to {} again", what, address_text(s.name()));
   if (s.listening() && ::listen(fd.get(), static_cast<int>(s.backlog())) != 0)
     fail_errno(errno, "cannot listen on {} again", address_text(s.name()));

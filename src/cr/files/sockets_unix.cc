@@ -20,6 +20,7 @@
 #include "cr/image_paths.h"
 #include "cr/restorer.h"
 #include "util/error.h"
+#include "util/stat_time.h"
 
 namespace ferry::cr {
 namespace {
@@ -66,6 +67,26 @@ bool has_queue(int fd) {
   return ::recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT) >= 0;
 }
 
+// Whether one of the process's sockets listens on `name` (sun_path bytes).
+bool listens_on(const ProcessSockets& ps, const std::string& name) {
+  if (name.empty()) return false;
+  for (auto& [ino, nums] : ps.by_ino) {
+    auto info = unix_socket_info(ino);
+    if (info && info->state == kListen && info->name == name) return true;
+  }
+  return false;
+}
+
+// The listening socket of the image named `name` (sockaddr bytes), if any.
+const image::Socket* listener_named(const image::Image& img, const std::string& name) {
+  if (name.size() <= sizeof(sa_family_t)) return nullptr;
+  for (auto& f : img.files().files())
+    if (f.kind_case() == image::OpenFile::kSocket && f.socket().family() == AF_UNIX &&
+        f.socket().listening() && f.socket().name() == name)
+      return &f.socket();
+  return nullptr;
+}
+
 }  // namespace
 
 std::string unsupported_unix_socket(pid_t, int num, int fd, const ProcessSockets& ps) {
@@ -77,17 +98,23 @@ std::string unsupported_unix_socket(pid_t, int num, int fd, const ProcessSockets
   // Connected, and the peer has no inode: either it closed (then this end is shut both ways)
   // or it waits in some listener's queue, not yet accepted, outside the process or in it.
   if (u.type != SOCK_DGRAM && u.state == kEstablished && !u.peer && u.shutdown != 3)
-    return what + " connected to a socket outside the process (not yet accepted by its "
-                  "listener); that peer would notice the move";
+    return what +
+           " connected to a socket outside the process (not yet accepted by its "
+           "listener); that peer would notice the move";
   if (u.state == kListen && u.waiting > 0)
-    return fmt::format("{} with {} connection(s) waiting to be accepted; their peers would notice "
-                       "the move",
-                       what, u.waiting);
+    return fmt::format(
+        "{} with {} connection(s) waiting to be accepted; their peers would notice "
+        "the move",
+        what, u.waiting);
   if (u.peer && u.type != SOCK_DGRAM) {
-    // A stream connection inside the process: only an unnamed pair can be made again as such.
+    // A connection inside the process made through a listener's name is made again the same
+    // way, through that listener: it must still be open in the process.
     auto other = unix_socket_info(u.peer);
-    if (!u.name.empty() || (other && !other->name.empty()))
-      return what + " connected through a listener's name inside the process; not supported yet";
+    bool named = !u.name.empty() || (other && !other->name.empty());
+    if (named && !listens_on(ps, u.name) && !(other && listens_on(ps, other->name)))
+      return what +
+             " accepted from a listener the process no longer holds; ferry cannot make "
+             "that connection again";
   }
   std::string path = path_of(u.name);
   if (!path.empty()) {
@@ -99,8 +126,9 @@ std::string unsupported_unix_socket(pid_t, int num, int fd, const ProcessSockets
   if (u.state != kListen && has_queue(fd)) {
     for (int opt : {SO_PASSCRED, SO_PASSSEC})
       if (int_option(fd, SOL_SOCKET, opt))
-        return what + " holding messages whose senders' credentials it asked for (SO_PASSCRED or "
-                      "SO_PASSSEC); ferry cannot send them again as those senders";
+        return what +
+               " holding messages whose senders' credentials it asked for (SO_PASSCRED or "
+               "SO_PASSSEC); ferry cannot send them again as those senders";
     if (u.type == SOCK_DGRAM && !u.peer && u.name.empty())
       return what + " holding messages while neither bound nor connected";
   }
@@ -188,43 +216,18 @@ void dump_unix_queue(pid_t pid, int fd, image::Socket* s,
           break;
         }
       if (!file)
-        fail("cannot checkpoint process {}: a Unix socket holds a descriptor in flight that the "
-             "process does not hold itself",
-             pid);
+        fail(
+            "cannot checkpoint process {}: a Unix socket holds a descriptor in flight that the "
+            "process does not hold itself",
+            pid);
       m->add_files(file);
     }
   }
 }
 
-// A Unix socket: one end of a pair made with socketpair() (its other end kept for the peer's
-// turn), or a socket of its own, bound and listening as it was.
-UniqueFd open_unix_socket(Restorer& r, const image::OpenFile& f, FileRestoreState& st) {
-  const image::Socket& s = f.socket();
-  auto waiting = st.pair_ends.find(s.ino());
-  if (waiting != st.pair_ends.end()) {
-    UniqueFd fd = std::move(waiting->second);
-    st.pair_ends.erase(waiting);
-    restore_socket_options(fd.get(), s);
-    return fd;
-  }
-  bool mutual = false;
-  if (s.peer_ino())
-    for (auto& g : r.image().files().files())
-      if (g.kind_case() == image::OpenFile::kSocket && g.socket().ino() == s.peer_ino() &&
-          g.socket().peer_ino() == s.ino())
-        mutual = true;
-  if (mutual || s.peer_gone()) {
-    int sv[2];
-    if (::socketpair(AF_UNIX, s.type() | SOCK_CLOEXEC, 0, sv) != 0)
-      fail_errno(errno, "socketpair");
-    UniqueFd mine(sv[0]), other(sv[1]);
-    if (mutual)
-      st.pair_ends[s.peer_ino()] = std::move(other);
-    else
-      st.dead_peer_ends[s.ino()] = std::move(other);
-    restore_socket_options(mine.get(), s);
-    return mine;
-  }
+// A socket of its own: bound (the socket file made again as the process, with its mode and
+// owner; a stale one of the process's checkpointed self removed) and listening as it was.
+UniqueFd make_unix_socket(Restorer& r, const image::Socket& s) {
   UniqueFd fd(::socket(AF_UNIX, s.type() | SOCK_CLOEXEC, 0));
   if (!fd) fail_errno(errno, "cannot make a Unix socket");
   restore_socket_options(fd.get(), s);
@@ -236,8 +239,9 @@ UniqueFd open_unix_socket(Restorer& r, const image::OpenFile& f, FileRestoreStat
       struct stat old;
       if (::lstat(path.c_str(), &old) == 0) {
         const image::FileIdentity& id = s.bound_file();
+        // (The modification time too: a file made since may have got the freed inode number.)
         if (!S_ISSOCK(old.st_mode) || old.st_ino != id.ino() || old.st_dev != id.dev() ||
-            !taken_this_boot(r.image()))
+            mtime_ns(old) != id.mtime_ns() || !taken_this_boot(r.image()))
           fail("cannot bind a Unix socket to {} again: the path is taken", path);
         ::unlink(path.c_str());
       }
@@ -249,8 +253,7 @@ UniqueFd open_unix_socket(Restorer& r, const image::OpenFile& f, FileRestoreStat
       rc = ::bind(fd.get(), reinterpret_cast<const sockaddr*>(s.name().data()),
                   static_cast<socklen_t>(s.name().size()));
     }
-    if (rc != 0)
-      fail_errno(errno, "cannot bind a Unix socket to {} again", address_text(s.name()));
+    if (rc != 0) fail_errno(errno, "cannot bind a Unix socket to {} again", address_text(s.name()));
     if (!path.empty()) {
       const image::FileIdentity& id = s.bound_file();
       if (::lchown(path.c_str(), id.uid(), id.gid()) != 0 ||
@@ -260,6 +263,76 @@ UniqueFd open_unix_socket(Restorer& r, const image::OpenFile& f, FileRestoreStat
   }
   if (s.listening() && ::listen(fd.get(), static_cast<int>(s.backlog())) != 0)
     fail_errno(errno, "cannot listen on {} again", address_text(s.name()));
+  return fd;
+}
+
+// The listener `l` of the image, made now if its own turn has not come yet.
+int listener_fd(Restorer& r, const image::Socket& l, FileRestoreState& st) {
+  auto made = st.listeners.find(l.ino());
+  if (made != st.listeners.end()) return made->second;
+  auto it = st.made_early.emplace(l.ino(), make_unix_socket(r, l)).first;
+  return st.listeners[l.ino()] = it->second.get();
+}
+
+// A connection between two sockets of the process: a socketpair, or, where it was made through
+// a listener's name, through that listener again (so that the accepted end has the listener's
+// name and the other end it as its peer). Returns the end of `s`; the other waits for its turn.
+UniqueFd connect_pair(Restorer& r, const image::Socket& s, const image::Socket& peer,
+                      FileRestoreState& st) {
+  const image::Socket* l = listener_named(r.image(), s.name());
+  bool s_accepted = l != nullptr;
+  if (!l) l = listener_named(r.image(), peer.name());
+  UniqueFd mine, other;
+  if (!l) {
+    int sv[2];
+    if (::socketpair(AF_UNIX, s.type() | SOCK_CLOEXEC, 0, sv) != 0) fail_errno(errno, "socketpair");
+    mine.reset(sv[0]);
+    other.reset(sv[1]);
+  } else {
+    const image::Socket& client = s_accepted ? peer : s;
+    UniqueFd c = make_unix_socket(r, client);
+    int listener = listener_fd(r, *l, st);
+    if (::connect(c.get(), reinterpret_cast<const sockaddr*>(l->name().data()),
+                  static_cast<socklen_t>(l->name().size())) != 0)
+      fail_errno(errno, "cannot connect to {} again", address_text(l->name()));
+    UniqueFd a(::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
+    if (!a) fail_errno(errno, "cannot accept on {} again", address_text(l->name()));
+    mine = s_accepted ? std::move(a) : std::move(c);
+    other = s_accepted ? std::move(c) : std::move(a);
+  }
+  restore_socket_options(mine.get(), s);
+  st.pair_ends[peer.ino()] = std::move(other);
+  return mine;
+}
+
+// A Unix socket: an end of a connection inside the process (its other end kept for the peer's
+// turn), one whose peer closed (a pair whose other end goes once the queue is back), or a socket
+// of its own.
+UniqueFd open_unix_socket(Restorer& r, const image::OpenFile& f, FileRestoreState& st) {
+  const image::Socket& s = f.socket();
+  for (auto* ready : {&st.pair_ends, &st.made_early}) {
+    auto it = ready->find(s.ino());
+    if (it == ready->end()) continue;
+    UniqueFd fd = std::move(it->second);
+    ready->erase(it);
+    if (ready == &st.pair_ends) restore_socket_options(fd.get(), s);
+    return fd;
+  }
+  if (s.peer_ino())
+    for (auto& g : r.image().files().files())
+      if (g.kind_case() == image::OpenFile::kSocket && g.socket().ino() == s.peer_ino() &&
+          g.socket().peer_ino() == s.ino())
+        return connect_pair(r, s, g.socket(), st);
+  if (s.peer_gone()) {
+    int sv[2];
+    if (::socketpair(AF_UNIX, s.type() | SOCK_CLOEXEC, 0, sv) != 0) fail_errno(errno, "socketpair");
+    st.dead_peer_ends[s.ino()] = UniqueFd(sv[1]);
+    UniqueFd mine(sv[0]);
+    restore_socket_options(mine.get(), s);
+    return mine;
+  }
+  UniqueFd fd = make_unix_socket(r, s);
+  if (s.listening()) st.listeners[s.ino()] = fd.get();  // for connections made through it
   return fd;
 }
 

@@ -28,8 +28,8 @@ std::optional<UnixSocketInfo> unix_socket_info(uint64_t ino) {
   msg.req.sdiag_family = AF_UNIX;
   msg.req.udiag_states = ~0u;
   msg.req.udiag_ino = static_cast<uint32_t>(ino);
-  msg.req.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS |
-                       UDIAG_SHOW_RQLEN;
+  msg.req.udiag_show =
+      UDIAG_SHOW_NAME | UDIAG_SHOW_VFS | UDIAG_SHOW_PEER | UDIAG_SHOW_ICONS | UDIAG_SHOW_RQLEN;
   msg.req.udiag_cookie[0] = msg.req.udiag_cookie[1] = ~0u;  // INET_DIAG_NOCOOKIE: by inode only
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;

@@ -12,10 +12,10 @@ namespace ferry::cr {
 
 struct UnixSocketInfo {
   uint64_t ino = 0;
-  uint8_t type = 0;    // SOCK_STREAM, ...
-  uint8_t state = 0;   // TCP_ESTABLISHED (1), TCP_CLOSE (7), TCP_LISTEN (10)
-  uint64_t peer = 0;   // the peer's inode; 0 when none (or when it is gone)
-  std::string name;    // sun_path bytes; an abstract name starts with '\0'
+  uint8_t type = 0;   // SOCK_STREAM, ...
+  uint8_t state = 0;  // TCP_ESTABLISHED (1), TCP_CLOSE (7), TCP_LISTEN (10)
+  uint64_t peer = 0;  // the peer's inode; 0 when none (or when it is gone)
+  std::string name;   // sun_path bytes; an abstract name starts with '\0'
   bool has_file = false;
   uint64_t file_dev = 0, file_ino = 0;  // the socket file of a path name
   uint32_t waiting = 0;                 // listener: connections not yet accepted
