@@ -1,6 +1,8 @@
 // ferry checkpoint PID --images DIR [--leave-running] [--sync] [--json]
 #include <cstdio>
 
+#include <nlohmann/json.hpp>
+
 #include "cli/commands.h"
 #include "cr/checkpoint.h"
 #include "util/error.h"
@@ -23,17 +25,17 @@ void add_checkpoint(CLI::App& app) {
     require_root("checkpoint");
     cr::CheckpointResult r = cr::checkpoint(pid, opts);
     if (json) {
-      std::printf(
-          "{\"pid\":%d,\"images\":\"%s\",\"image_bytes\":%llu,\"pages_written\":%llu,"
-          "\"pages_skipped_zero\":%llu,\"pages_from_files\":%llu,\"freeze_ms\":%.3f,\"total_ms\":%."
-          "3f,"
-          "\"remote_syscalls\":%llu,\"left_running\":%s}\n",
-          pid, opts.images_dir.c_str(), static_cast<unsigned long long>(r.image_bytes),
-          static_cast<unsigned long long>(r.pages_written),
-          static_cast<unsigned long long>(r.pages_skipped_zero),
-          static_cast<unsigned long long>(r.pages_from_files), r.freeze_us / 1000.0,
-          r.total_us / 1000.0, static_cast<unsigned long long>(r.remote_syscalls),
-          opts.leave_running ? "true" : "false");
+      nlohmann::json j = {{"pid", pid},
+                          {"images", opts.images_dir},
+                          {"image_bytes", r.image_bytes},
+                          {"pages_written", r.pages_written},
+                          {"pages_skipped_zero", r.pages_skipped_zero},
+                          {"pages_from_files", r.pages_from_files},
+                          {"freeze_ms", r.freeze_us / 1000.0},
+                          {"total_ms", r.total_us / 1000.0},
+                          {"remote_syscalls", r.remote_syscalls},
+                          {"left_running", opts.leave_running}};
+      std::printf("%s\n", j.dump().c_str());
       return;
     }
     std::printf(

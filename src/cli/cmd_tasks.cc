@@ -16,6 +16,7 @@
 #include "cli/connect.h"
 #include "cli/json.h"
 #include "cr/ptrace/tracee.h"
+#include "transfer/precopy.h"
 #include "util/error.h"
 #include "util/printable.h"
 #include "util/signal_names.h"
@@ -240,7 +241,8 @@ void add_tasks(CLI::App& app) {
       migrate->add_option("--max-freeze-ms", m_max_freeze_ms,
                           "pre-copy: stop the rounds when the rest fits this freeze (default 50)"),
       migrate->add_option("--max-rounds", m_max_rounds,
-                          "pre-copy: at most this many rounds (default 30)")};
+                          "pre-copy: at most this many rounds (default 30, at most 64)")
+          ->check(CLI::Range(1u, transfer::kMaxPrecopyRounds))};
   migrate->add_flag("--json", m_json, "print the report as JSON");
   migrate->callback([] {
     start_logging();

@@ -36,6 +36,7 @@
 #include "util/clock.h"
 #include "util/error.h"
 #include "util/proc.h"
+#include "util/stat_time.h"
 
 namespace ferry::cr {
 namespace {
@@ -148,7 +149,7 @@ void check_executable(const image::ProcessInfo& p) {
   struct stat st;
   if (::stat(p.exe_path().c_str(), &st) != 0)
     fail_errno(errno, "executable {} is missing", p.exe_path());
-  int64_t mtime = st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec;
+  int64_t mtime = mtime_ns(st);
   if (static_cast<uint64_t>(st.st_size) != p.exe().size() || mtime != p.exe().mtime_ns())
     fail("executable {} changed since the checkpoint (size or modification time differ)",
          p.exe_path());

@@ -11,6 +11,7 @@
 #include "cr/creds.h"
 #include "cr/dump_context.h"
 #include "cr/files/fd_table.h"
+#include "cr/files/file_kinds.h"
 #include "cr/fs.h"
 #include "cr/ghost_files.h"
 #include "cr/image_paths.h"
@@ -43,12 +44,7 @@ void describe_process(pid_t pid, image::ProcessInfo* info) {
   struct stat st;
   if (::stat(info->exe_path().c_str(), &st) != 0)
     fail_errno(errno, "cannot stat {}", info->exe_path());
-  image::FileIdentity* id = info->mutable_exe();
-  id->set_dev(st.st_dev);
-  id->set_ino(st.st_ino);
-  id->set_size(static_cast<uint64_t>(st.st_size));
-  id->set_mtime_ns(st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec);
-  id->set_mode(st.st_mode);
+  *info->mutable_exe() = identity_of(st);
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
   info->set_hostname(host);

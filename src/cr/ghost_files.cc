@@ -11,6 +11,7 @@
 #include "cr/pages.h"
 #include "cr/restorer.h"
 #include "util/error.h"
+#include "util/stat_time.h"
 
 namespace ferry::cr {
 
@@ -27,8 +28,8 @@ uint64_t register_ghost(DumpContext& ctx, image::Memory* m, const std::string& p
   g->set_mode(st.st_mode & 07777);
   g->set_uid(st.st_uid);
   g->set_gid(st.st_gid);
-  g->set_atime_ns(st.st_atim.tv_sec * 1000000000ll + st.st_atim.tv_nsec);
-  g->set_mtime_ns(st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec);
+  g->set_atime_ns(atime_ns(st));
+  g->set_mtime_ns(mtime_ns(st));
   // Reopen for reading: the process may hold it write-only.
   UniqueFd rd(::open(fmt::format("/proc/self/fd/{}", fd.get()).c_str(), O_RDONLY | O_CLOEXEC));
   ctx.ghost_fds[g->id()] = rd ? std::move(rd) : std::move(fd);

@@ -14,15 +14,16 @@
 #include <spdlog/spdlog.h>
 
 #include "cr/dump_context.h"
+#include "cr/files/file_kinds.h"
 #include "cr/image_paths.h"
 #include "cr/ghost_files.h"
 #include "cr/pagemap.h"
 #include "cr/pages.h"
 #include "cr/restorer.h"
 #include "cr/shmem.h"
-#include "cr/files/file_kinds.h"
 #include "util/error.h"
 #include "util/proc.h"
+#include "util/stat_time.h"
 
 namespace ferry::cr {
 namespace {
@@ -320,7 +321,7 @@ UniqueFd open_mapped_file(Restorer& r, const image::MappedFile& mf) {
   UniqueFd fd = open_image_path(r.image(), mf.path(), mf.writable() ? O_RDWR : O_RDONLY,
                                 PathKind::kRegular, "mapped file", same_inode(mf.identity()), &st);
   const auto& want = mf.identity();
-  int64_t mtime = st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec;
+  int64_t mtime = mtime_ns(st);
   if (!mf.writable() &&
       (static_cast<uint64_t>(st.st_size) != want.size() || mtime != want.mtime_ns()))
     fail("mapped file {} changed since the checkpoint (size {} -> {}, mtime differs: {})",

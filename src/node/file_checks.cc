@@ -16,13 +16,10 @@
 #include "util/error.h"
 #include "util/fd.h"
 #include "util/proc.h"
+#include "util/stat_time.h"
 
 namespace ferry::node {
 namespace {
-
-int64_t mtime_ns(const struct stat& st) {
-  return st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec;
-}
 
 bool deleted(const std::string& p) {
   return p.size() > 10 && p.compare(p.size() - 10, 10, " (deleted)") == 0;

@@ -18,6 +18,7 @@
 #include "image/validate.h"
 #include "node/daemon.h"
 #include "node/file_checks.h"
+#include "transfer/precopy.h"
 #include "util/clock.h"
 #include "util/error.h"
 
@@ -25,7 +26,6 @@ namespace ferry::node {
 namespace {
 
 constexpr int kReceiveWaitMs = 120000;
-constexpr uint64_t kMaxRounds = 64;
 constexpr auto kUndecidedLimit = std::chrono::minutes(10);
 constexpr auto kDecidedLimit = std::chrono::hours(24);
 constexpr size_t kDecidedMax = 10000;
@@ -104,7 +104,7 @@ rpc::OfferReply Daemon::offer(const rpc::OfferRequest& req) {
   // What may arrive: the resident memory, plus room for shared memory and unlinked files; pre-copy
   // sends pages again when they change (at most once per round).
   m->limit = req.rss_bytes() + (256ull << 20);
-  if (*strategy == transfer::Strategy::kPreCopy) m->limit *= kMaxRounds + 2;
+  if (*strategy == transfer::Strategy::kPreCopy) m->limit *= transfer::kMaxPrecopyRounds + 2;
   m->state = "offered";
   {
     std::lock_guard<std::mutex> lock(sessions_mu_);

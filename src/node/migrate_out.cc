@@ -204,6 +204,10 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
       req.dirty_tracking() != "hash")
     return finish(false, "refused",
                   "unknown dirty tracking '" + req.dirty_tracking() + "' (uffd, hash)");
+  if (req.max_rounds() > transfer::kMaxPrecopyRounds)
+    return finish(false, "refused",
+                  fmt::format("at most {} pre-copy rounds (asked for {})",
+                              transfer::kMaxPrecopyRounds, req.max_rounds()));
   if (to == name()) return finish(false, "refused", "task " + id + " already runs on " + to);
   if (!peers_.known(to)) return finish(false, "refused", "unknown node '" + to + "'");
   if (!peers_.up(to)) return finish(false, "refused", "node " + to + " is down");

@@ -23,9 +23,13 @@
 
 namespace ferry::transfer {
 
+// The most rounds a destination takes pages for (each round may send every page again); a
+// request for more is refused by the CLI and by the source.
+constexpr uint32_t kMaxPrecopyRounds = 64;
+
 struct PrecopyConfig {
   uint32_t max_freeze_ms = 50;
-  uint32_t max_rounds = 30;
+  uint32_t max_rounds = 30;  // at most kMaxPrecopyRounds
 };
 
 struct RoundStats {

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "support/roundtrip.h"
 #include "support/wait_until.h"
@@ -18,6 +19,23 @@ TEST(CyclesTest, TenCheckpointRestoreCyclesOfOneProcess) {
     pid_t restored = rt.restore();
     ASSERT_EQ(restored, pid) << "cycle " << cycle;
   }
+  EXPECT_EQ(rt.verify(pid), 0) << rt.target_errors();
+}
+
+// --json is one JSON object, with the image directory escaped whatever its name.
+TEST(CyclesTest, TheCheckpointReportAsJson) {
+  RoundTrip rt;
+  pid_t pid = rt.start_target("t_memory", {rt.dir.path()});
+  std::string images = rt.dir.path() + "/a \"quoted\" dir";
+  CmdResult c = ferry({"checkpoint", std::to_string(pid), "--images", images, "--json",
+                       "--leave-running"});
+  ASSERT_EQ(c.status, 0) << c.err;
+  nlohmann::json j = nlohmann::json::parse(c.out);
+  EXPECT_EQ(j["pid"], pid);
+  EXPECT_EQ(j["images"], images);
+  EXPECT_GT(j["pages_written"].get<uint64_t>(), 0u);
+  EXPECT_GT(j["freeze_ms"].get<double>(), 0.0);
+  EXPECT_EQ(j["left_running"], true);
   EXPECT_EQ(rt.verify(pid), 0) << rt.target_errors();
 }
 

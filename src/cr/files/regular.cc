@@ -16,6 +16,7 @@
 #include "cr/restorer.h"
 #include "cr/shmem.h"
 #include "util/error.h"
+#include "util/stat_time.h"
 
 namespace ferry::cr {
 namespace {
@@ -112,7 +113,7 @@ image::FileIdentity identity_of(const struct stat& st) {
   id.set_dev(st.st_dev);
   id.set_ino(st.st_ino);
   id.set_size(static_cast<uint64_t>(st.st_size));
-  id.set_mtime_ns(st.st_mtim.tv_sec * 1000000000ll + st.st_mtim.tv_nsec);
+  id.set_mtime_ns(mtime_ns(st));
   id.set_mode(st.st_mode);
   id.set_uid(st.st_uid);
   id.set_gid(st.st_gid);

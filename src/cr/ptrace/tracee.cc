@@ -96,6 +96,20 @@ Tracee Tracee::seize(pid_t pid, unsigned long options) {
 void Tracee::interrupt_and_wait() {
   if (ptrace_call(PTRACE_INTERRUPT, pid_, nullptr, nullptr) != 0)
     fail_errno(errno, "cannot stop process {}", pid_);
+  int sig = wait_for_interrupt_stop();
+  // A group stop: the process is stopped by job control. Leave it as it is.
+  if (sig != SIGTRAP)
+    fail("process {} is stopped by {}; continue it first (kill -CONT {})", pid_, signal_name(sig),
+         pid_);
+  stopped_regs_ = get_regs();
+  stopped_sigmask_ = get_sigmask();
+}
+
+// The one wait for "stopped by PTRACE_INTERRUPT" (PTRACE_EVENT_STOP). A signal that reaches the
+// process meanwhile stops it on its way in (signal-delivery-stop): it is delivered as if ferry
+// were not there, never dropped, and the wait goes on. Returns the stop's signal: SIGTRAP for an
+// interrupt, a stopping signal for a group stop.
+int Tracee::wait_for_interrupt_stop() {
   for (;;) {
     int st = wait_for_change(pid_, kStopTimeoutMs);
     if (WIFEXITED(st) || WIFSIGNALED(st)) {
@@ -104,18 +118,9 @@ void Tracee::interrupt_and_wait() {
           fmt::format("process {} {} while being stopped", pid_, describe_status(st)), *exit_code_);
     }
     if (!WIFSTOPPED(st)) continue;
-    int sig = WSTOPSIG(st);
-    if ((st >> 16) == PTRACE_EVENT_STOP) {
-      if (sig == SIGTRAP) break;  // our interrupt
-      // A group stop: the process is stopped by job control. Leave it as it is.
-      fail("process {} is stopped by {}; continue it first (kill -CONT {})", pid_, signal_name(sig),
-           pid_);
-    }
-    // A signal on its way to the process: let it be delivered as if we were not here.
-    ptrace_call(PTRACE_CONT, pid_, nullptr, reinterpret_cast<void*>(static_cast<long>(sig)));
+    if ((st >> 16) == PTRACE_EVENT_STOP) return WSTOPSIG(st);
+    ptrace_call(PTRACE_CONT, pid_, nullptr, reinterpret_cast<void*>(static_cast<long>(WSTOPSIG(st))));
   }
-  stopped_regs_ = get_regs();
-  stopped_sigmask_ = get_sigmask();
 }
 
 void Tracee::settle_syscall() {
@@ -154,19 +159,7 @@ void Tracee::settle_syscall() {
       fail_errno(errno, "cannot stop process {} again", pid_);
     regs_changed_ = false;
     sigmask_changed_ = false;
-    for (;;) {
-      int s2 = wait_for_change(pid_, kStopTimeoutMs);
-      if (WIFEXITED(s2) || WIFSIGNALED(s2)) {
-        saw_end(s2);
-        throw ProcessEnded(
-            fmt::format("process {} {} while being stopped", pid_, describe_status(s2)),
-            *exit_code_);
-      }
-      if (WIFSTOPPED(s2) && (s2 >> 16) == PTRACE_EVENT_STOP) break;
-      if (WIFSTOPPED(s2))
-        ptrace_call(PTRACE_CONT, pid_, nullptr,
-                    reinterpret_cast<void*>(static_cast<long>(WSTOPSIG(s2))));
-    }
+    wait_for_interrupt_stop();
     stopped_regs_ = get_regs();
     stopped_sigmask_ = get_sigmask();
     return settle_syscall();
@@ -183,18 +176,7 @@ void Tracee::settle_syscall() {
   if (ptrace_call(PTRACE_INTERRUPT, pid_, nullptr, nullptr) != 0 ||
       ptrace_call(PTRACE_CONT, pid_, nullptr, nullptr) != 0)
     fail_errno(errno, "cannot stop process {} again", pid_);
-  for (;;) {
-    int s2 = wait_for_change(pid_, kStopTimeoutMs);
-    if (WIFEXITED(s2) || WIFSIGNALED(s2)) {
-      saw_end(s2);
-      throw ProcessEnded(
-          fmt::format("process {} {} while being stopped", pid_, describe_status(s2)), *exit_code_);
-    }
-    if (WIFSTOPPED(s2) && (s2 >> 16) == PTRACE_EVENT_STOP) break;
-    if (WIFSTOPPED(s2))
-      ptrace_call(PTRACE_CONT, pid_, nullptr,
-                  reinterpret_cast<void*>(static_cast<long>(WSTOPSIG(s2))));
-  }
+  wait_for_interrupt_stop();
   stopped_regs_ = get_regs();
   regs_changed_ = false;
 }
@@ -548,16 +530,9 @@ void Tracee::back_to_interrupt_stop() {
   if (ptrace_call(PTRACE_INTERRUPT, pid_, nullptr, nullptr) != 0 ||
       ptrace_call(PTRACE_CONT, pid_, nullptr, nullptr) != 0)
     fail_errno(errno, "cannot stop process {} again", pid_);
-  for (;;) {
-    int st = wait_for_change(pid_, kStopTimeoutMs);
-    if (WIFEXITED(st) || WIFSIGNALED(st)) {
-      saw_end(st);
-      throw ProcessEnded(
-          fmt::format("process {} {} while being stopped", pid_, describe_status(st)), *exit_code_);
-    }
-    if (WIFSTOPPED(st) && (st >> 16) == PTRACE_EVENT_STOP) break;
-    if (WIFSTOPPED(st)) ptrace_call(PTRACE_CONT, pid_, nullptr, nullptr);
-  }
+  // A signal met on the way is delivered (this copy used to drop it): it reached the process, and
+  // would have been delivered without ferry.
+  wait_for_interrupt_stop();
   at_syscall_stop_ = false;
 }
 

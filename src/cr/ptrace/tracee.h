@@ -122,6 +122,7 @@ class Tracee {
  private:
   explicit Tracee(pid_t pid) : pid_(pid) {}
   void interrupt_and_wait();
+  int wait_for_interrupt_stop();
   void find_syscall_insn();
   void block_signals_for_injection();
   void wait_syscall_stop(long nr, const char* where);
