@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "bench_cluster.h"
+#include "transfer/strategy.h"
 
 namespace {
 
@@ -35,8 +36,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cluster up failed\n");
     return 1;
   }
-  const char* strategies[] = {"eager-all", "pre-copy", "eager-dirty", "copy-on-reference",
-                              "flushing"};
+  const std::vector<std::string> strategies = ferry::transfer::strategy_name_list();
   const char* nodes[] = {"node1", "node2"};
   std::string task = cluster.start_task(mib, 0);
   pid_t ferryd[2] = {cluster.ferryd_pid("node1"), cluster.ferryd_pid("node2")};
@@ -51,7 +51,7 @@ int main(int argc, char** argv) {
   int failures = 0;
   for (int i = 1; i <= total; i++) {
     std::string to = nodes[i % 2];
-    auto r = cluster.ferry({"migrate", task, "--to", to, "--strategy", strategies[i % 5]});
+    auto r = cluster.ferry({"migrate", task, "--to", to, "--strategy", strategies[i % strategies.size()]});
     if (r.status != 0) failures++;
     if (i % every == 0)
       sample(i, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());

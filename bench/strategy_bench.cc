@@ -20,6 +20,7 @@
 
 #include "bench_cluster.h"
 #include "util/proc.h"
+#include "transfer/strategy.h"
 
 namespace {
 
@@ -41,8 +42,7 @@ int main(int argc, char** argv) {
   std::vector<double> sizes{64, 256, 1024}, rates{0, 10, 100};
   int reps = 3;
   std::string plot = "bench/strategies.png";
-  std::vector<std::string> strategies{"eager-all", "pre-copy", "eager-dirty", "copy-on-reference",
-                                      "flushing"};
+  std::vector<std::string> strategies = ferry::transfer::strategy_name_list();
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     if (a == "--sizes") sizes = parse_list(argv[i + 1]);

@@ -17,6 +17,7 @@
 #include "cli/json.h"
 #include "cr/ptrace/tracee.h"
 #include "transfer/precopy.h"
+#include "transfer/strategy.h"
 #include "util/error.h"
 #include "util/printable.h"
 #include "util/signal_names.h"
@@ -227,14 +228,16 @@ void add_tasks(CLI::App& app) {
 
   // migrate
   auto* migrate = app.add_subcommand("migrate", "move a running task to another node");
-  static std::string m_task, m_to, m_strategy = "eager-all", m_tracking;
+  static std::string m_task, m_to, m_strategy = transfer::default_strategy().name(), m_tracking;
   static uint32_t m_max_freeze_ms = 50, m_max_rounds = 30;
   static bool m_json = false;
   migrate->add_option("TASK", m_task, "task id")->required();
   migrate->add_option("--to", m_to, "destination node")->required();
-  migrate->add_option("--strategy", m_strategy,
-                      "how the memory moves: eager-all (default), pre-copy, eager-dirty, "
-                      "copy-on-reference, flushing");
+  static const std::string strategy_help =
+      "how the memory moves: " + transfer::strategy_names() + " (default " +
+      transfer::default_strategy().name() + ")";
+  migrate->add_option("--strategy", m_strategy, strategy_help)
+      ->check(CLI::IsMember(transfer::strategy_name_list()));
   static std::vector<CLI::Option*> precopy_options = {
       migrate->add_option("--dirty-tracking", m_tracking,
                           "pre-copy: uffd or hash (default: uffd when the kernel has it)"),
@@ -248,8 +251,12 @@ void add_tasks(CLI::App& app) {
     start_logging();
     // Options of another strategy are refused, not silently ignored.
     for (CLI::Option* o : precopy_options)
-      if (o->count() && m_strategy != "pre-copy")
-        fail("{} applies to --strategy pre-copy only", o->get_name());
+      if (o->count() && !transfer::find_strategy(m_strategy)->sends_rounds()) {
+        std::string with_rounds;
+        for (const transfer::Strategy* s : transfer::all_strategies())
+          if (s->sends_rounds()) with_rounds += (with_rounds.empty() ? "" : ", ") + std::string(s->name());
+        fail("{} applies to --strategy {} only", o->get_name(), with_rounds);
+      }
     rpc::MigrateRequest req;
     req.set_task_id(task_id(m_task));
     req.set_to(m_to);

@@ -69,7 +69,7 @@ struct IncomingMigration {
 
   std::string id;
   rpc::TaskInfo task;
-  transfer::Strategy strategy = transfer::Strategy::kEagerAll;
+  const transfer::Strategy* strategy = &transfer::default_strategy();
   transfer::Key key{};
   transfer::Token token{};
   uint64_t limit = 0;

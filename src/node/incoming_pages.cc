@@ -151,8 +151,7 @@ void Daemon::receive_stream(UniqueFd sock) {
       m->cv.notify_all();
     }
     // Strategies with pages after Commit go on once the tasking message made the pager.
-    if (error.empty() && transfer::has_lazy_phase(m->strategy) &&
-        m->strategy != transfer::Strategy::kFlushing) {
+    if (error.empty() && m->strategy->lazy_from_source()) {
       m->cv.wait_for(lock, std::chrono::milliseconds(kWaitForLayoutMs),
                      [&] { return m->pager || (m->state != "received" && m->state != "ready"); });
       if (m->pager) {
@@ -187,7 +186,7 @@ void Daemon::receive_pages(IncomingMigration& m, transfer::StreamReceiver& rx) {
     if (!stream) stream.emplace();
     m.builder->place(t, data, len);
   };
-  if (m.strategy == transfer::Strategy::kPreCopy) {
+  if (m.strategy->sends_rounds()) {
     // Rounds, while the task still runs at the source. The last round's marker (aux 1) says the
     // final pages follow: wait until the final tasking message has rebuilt the layout for them.
     for (;;) {

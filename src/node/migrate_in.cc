@@ -54,7 +54,7 @@ rpc::OfferReply Daemon::offer(const rpc::OfferRequest& req) {
     return reply;
   };
   if (stopping_) return refuse("node " + name() + " is shutting down");
-  auto strategy = transfer::parse_strategy(req.strategy());
+  const transfer::Strategy* strategy = transfer::find_strategy(req.strategy());
   if (!strategy) return refuse("node " + name() + " does not know strategy " + req.strategy());
   if (tasks_.count() >= cfg_.max_tasks)
     return refuse(fmt::format("node {} is overloaded: it runs its maximum of {} tasks", name(),
@@ -98,13 +98,13 @@ rpc::OfferReply Daemon::offer(const rpc::OfferRequest& req) {
   m->task = req.task();
   m->source_node = req.task().node();
   m->cgroups = std::move(cgroups);
-  m->strategy = *strategy;
+  m->strategy = strategy;
   std::memcpy(m->key.data(), req.data_key().data(), m->key.size());
   m->token = transfer::random_token();
   // What may arrive: the resident memory, plus room for shared memory and unlinked files; pre-copy
   // sends pages again when they change (at most once per round).
   m->limit = req.rss_bytes() + (256ull << 20);
-  if (*strategy == transfer::Strategy::kPreCopy) m->limit *= transfer::kMaxPrecopyRounds + 2;
+  m->limit *= strategy->arrivals_per_page();
   m->state = "offered";
   {
     std::lock_guard<std::mutex> lock(sessions_mu_);
@@ -155,7 +155,7 @@ cr::BuildOptions Daemon::build_options(IncomingMigration& m, bool lazy) {
   cr::BuildOptions options;
   options.lazy = lazy;
   options.uffd_features = lazy ? transfer::lazy_uffd_features() : 0;
-  const image::Image& img = m.strategy == transfer::Strategy::kPreCopy ? m.prelim : m.image;
+  const image::Image& img = m.strategy->sends_rounds() ? m.prelim : m.image;
   std::set<uint64_t> external_writes;
   for (auto& f : img.files().files())
     if (f.kind_case() == image::OpenFile::kPipe && (f.flags() & O_ACCMODE) == O_WRONLY)
@@ -182,18 +182,18 @@ rpc::TaskingReply Daemon::prepare(const rpc::TaskingRequest& req) {
   };
   {
     std::lock_guard<std::mutex> lock(m->mu);
-    if (m->state != "offered" || m->strategy == transfer::Strategy::kFlushing)
+    if (m->state != "offered" || m->strategy->stores_pages())
       return not_ready("unexpected prepare message (" + m->state + ")");
     m->state = "preparing";
   }
-  const bool precopy = m->strategy == transfer::Strategy::kPreCopy;
+  const bool precopy = m->strategy->sends_rounds();
   try {
     if (!m->prelim.ParseFromString(req.image())) fail("the prepare message is corrupted");
     if (precopy)
       image::validate(m->prelim, m->prelim.pages_file().size());
     else
       image::validate_layout(m->prelim, m->prelim.pages_file().size());
-    cr::BuildOptions options = build_options(*m, transfer::has_lazy_phase(m->strategy));
+    cr::BuildOptions options = build_options(*m, m->strategy->has_lazy_phase());
     m->worker->run([&] { m->builder = std::make_unique<cr::ProcessBuilder>(m->prelim, options); });
   } catch (const std::exception& e) {
     return not_ready(e.what());
@@ -261,9 +261,9 @@ rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
   Stopwatch build;
   double built_ms = 0;
   bool prepared = false;  // laid out before the freeze from the layout of the running task
-  const transfer::Strategy strategy = m->strategy;
-  const bool lazy = transfer::has_lazy_phase(strategy);
-  const bool precopy = strategy == transfer::Strategy::kPreCopy;
+  const transfer::Strategy& strategy = *m->strategy;
+  const bool lazy = strategy.has_lazy_phase();
+  const bool precopy = strategy.sends_rounds();
   auto not_ready = [&](const std::string& why) {
     spdlog::warn("cannot take task {}: {}", m->task.id(), why);
     m->tear_down("failed");
@@ -309,7 +309,7 @@ rpc::TaskingReply Daemon::tasking(const rpc::TaskingRequest& req) {
       cr::BuildOptions options = build_options(*m, lazy);
       m->worker->run([&] { m->builder = std::make_unique<cr::ProcessBuilder>(m->image, options); });
     }
-    if (strategy == transfer::Strategy::kFlushing) {
+    if (strategy.stores_pages()) {
       // No page stream: the pages are in the page store, which must be the one we know, and
       // hold the image whose tags came with this (authenticated) message, signed with the
       // session's key.

@@ -102,7 +102,7 @@ rpc::MigrateReport Daemon::interrupted_report(const rpc::MigrateRequest& req,
   rep.set_task(req.task_id());
   rep.set_from(before.node());
   rep.set_to(req.to());
-  rep.set_strategy(req.strategy().empty() ? "eager-all" : req.strategy());
+  rep.set_strategy(req.strategy().empty() ? transfer::default_strategy().name() : req.strategy());
   if (frozen) rep.set_freeze_ms(frozen->elapsed_ms());
   // Its home learns where it is once the source's ferryd is back (ferry-init starts it again
   // and it adopts the task) or the destination took it.
@@ -120,8 +120,8 @@ rpc::MigrateReport Daemon::interrupted_report(const rpc::MigrateRequest& req,
   std::string outcome = moved ? "migrated" : ended(now) ? "task-exited" : "aborted";
   // Moved with pages still to come from the source that went away: the destination's account
   // of its lazy phase decides.
-  auto strategy = transfer::parse_strategy(rep.strategy());
-  if (moved && strategy && transfer::has_lazy_phase(*strategy) && !session.empty() &&
+  const transfer::Strategy* strategy = transfer::find_strategy(rep.strategy());
+  if (moved && strategy && strategy->has_lazy_phase() && !session.empty() &&
       peers_.known(req.to())) {
     Stopwatch waited;
     while (waited.elapsed_ms() < 60000) {
@@ -157,7 +157,7 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
   rep.set_task(id);
   rep.set_from(name());
   rep.set_to(to);
-  rep.set_strategy(req.strategy().empty() ? "eager-all" : req.strategy());
+  rep.set_strategy(req.strategy().empty() ? transfer::default_strategy().name() : req.strategy());
   // Where the freeze went (for the log): describe, pages, drain, restore, commit.
   std::vector<std::pair<const char*, double>> freeze_parts;
   Stopwatch since_mark;
@@ -191,13 +191,13 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
     emit(ev);
   };
 
-  auto strategy = transfer::parse_strategy(rep.strategy());
+  const transfer::Strategy* strategy = transfer::find_strategy(rep.strategy());
   if (!strategy)
     return finish(false, "refused",
                   "unknown strategy '" + rep.strategy() + "' (" + transfer::strategy_names() + ")");
-  const bool precopy = *strategy == transfer::Strategy::kPreCopy;
-  const bool flushing = *strategy == transfer::Strategy::kFlushing;
-  const bool lazy_remote = transfer::has_lazy_phase(*strategy) && !flushing;
+  const bool precopy = strategy->sends_rounds();
+  const bool flushing = strategy->stores_pages();
+  const bool lazy_remote = strategy->lazy_from_source();
   if (!req.dirty_tracking().empty() && !precopy)
     return finish(false, "refused", "--dirty-tracking applies to pre-copy only");
   if (!req.dirty_tracking().empty() && req.dirty_tracking() != "uffd" &&
@@ -474,40 +474,25 @@ void Daemon::migrate_out(const rpc::MigrateRequest& req,
     }
     if (sender) frozen_from = sender->bytes_sent();
     cr::PageSelection selection;
-    switch (*strategy) {
-      case transfer::Strategy::kEagerAll:
-        selection.skip_zero = false;  // every resident page, as it is
-        break;
-      case transfer::Strategy::kEagerDirty:
-        selection.swapped = false;  // resident, modified pages; the rest on demand
-        break;
-      case transfer::Strategy::kCopyOnReference: {
-        // Every page on first touch, but those restoring itself would touch while frozen.
-        selection.only = std::make_shared<std::vector<std::pair<uint64_t, uint64_t>>>(
-            transfer::pages_restoring_touches(frozen->image()));
-        break;
+    if (precopy) {
+      transfer::PrecopyFinal fin = rounds->finish(frozen->image());
+      for (auto& r : fin.retained) {
+        auto* m = tasking.add_retained();
+        m->set_start(r.start);
+        m->set_end(r.end);
       }
-      case transfer::Strategy::kPreCopy: {
-        transfer::PrecopyFinal fin = rounds->finish(frozen->image());
-        for (auto& r : fin.retained) {
-          auto* m = tasking.add_retained();
-          m->set_start(r.start);
-          m->set_end(r.end);
-        }
-        for (auto& r : fin.discard) {
-          auto* m = tasking.add_discard();
-          m->set_start(r.start);
-          m->set_end(r.end);
-        }
-        tasking.set_last_round(rep.rounds() ? rep.rounds() - 1 : 0);
-        selection.skip_zero = false;  // a page that became zero must become zero there too
-        selection.only = fin.only;
-        // The stream pauses here until the destination has the final layout.
-        sender->send_control(transfer::frame_flags::kRoundEnd, tasking.last_round(), 1);
-        break;
+      for (auto& r : fin.discard) {
+        auto* m = tasking.add_discard();
+        m->set_start(r.start);
+        m->set_end(r.end);
       }
-      case transfer::Strategy::kFlushing:
-        break;
+      tasking.set_last_round(rep.rounds() ? rep.rounds() - 1 : 0);
+      selection.skip_zero = false;  // a page that became zero must become zero there too
+      selection.only = fin.only;
+      // The stream pauses here until the destination has the final layout.
+      sender->send_control(transfer::frame_flags::kRoundEnd, tasking.last_round(), 1);
+    } else {
+      strategy->select_frozen_pages(frozen->image(), &selection);
     }
     if (flushing) {
       // The pages go to the page store as an image of their own; the message names it.

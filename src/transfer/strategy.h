@@ -1,4 +1,7 @@
-// The five ways to move an address space (DESIGN: strategies), and what each sends when.
+// The ways to move an address space (DESIGN: strategies): each one an object with what it sends
+// before, during and after the freeze, and what the destination must be ready for. One file each
+// under transfer/strategies/, listed once in strategy_registry.cc; the node, the CLI, the tests
+// and the benchmarks ask the object or the registry, never a name.
 //
 //   strategy           while the task runs   while frozen                   afterwards
 //   eager-all          -                     every resident page            nothing
@@ -13,33 +16,42 @@
 #pragma once
 
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <string_view>
-#include <utility>
 #include <vector>
 
+#include "cr/pages.h"
 #include "image.pb.h"
 
 namespace ferry::transfer {
 
-enum class Strategy { kEagerAll, kPreCopy, kEagerDirty, kCopyOnReference, kFlushing };
+class Strategy {
+ public:
+  virtual ~Strategy() = default;
+  virtual const char* name() const = 0;
 
-std::optional<Strategy> parse_strategy(std::string_view name);
-const char* strategy_name(Strategy s);
+  // Source, before the freeze: rounds of changed pages while the task runs (transfer/precopy.h),
+  // whose last one decides what travels while frozen.
+  virtual bool sends_rounds() const { return false; }
+  // Source, while frozen: which pages go with the remote tasking message (not called for a
+  // strategy that sends rounds). What does not go now comes after the commit, if ever.
+  virtual void select_frozen_pages(const image::Image&, cr::PageSelection*) const {}
+  // The frozen pages go into the page store (an image of their own), not the page stream.
+  virtual bool stores_pages() const { return false; }
+  // After the commit the task runs while its private pages still arrive (userfaultfd)...
+  virtual bool has_lazy_phase() const { return false; }
+  // ... from the source, over the page stream (else from the page store).
+  bool lazy_from_source() const { return has_lazy_phase() && !stores_pages(); }
+  // Destination: how many times the task's resident memory may arrive, at most.
+  virtual uint64_t arrivals_per_page() const { return 1; }
+};
+
+// nullptr for an unknown name.
+const Strategy* find_strategy(std::string_view name);
+const Strategy& default_strategy();
+const std::vector<const Strategy*>& all_strategies();
 // Every name, for help texts and errors: "eager-all, pre-copy, ...".
 std::string strategy_names();
-
-// Pages of private anonymous memory come after the task runs at the destination (through a
-// userfaultfd of the new process): from the source, or from the page store.
-inline bool has_lazy_phase(Strategy s) {
-  return s == Strategy::kEagerDirty || s == Strategy::kCopyOnReference || s == Strategy::kFlushing;
-}
-
-// Copy-on-reference: the pages that travel with the PCB although every other page comes on first
-// touch. Restoring writes the rseq area (a fault on it would wait for the source while the task
-// is still frozen), and the task's first instructions use its stack and its thread block (the
-// stack protector's canary, errno): sorted, page-aligned ranges.
-std::vector<std::pair<uint64_t, uint64_t>> pages_restoring_touches(const image::Image& img);
+std::vector<std::string> strategy_name_list();
 
 }  // namespace ferry::transfer

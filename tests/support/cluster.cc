@@ -7,6 +7,7 @@
 
 #include "support/wait_until.h"
 #include "util/proc.h"
+#include "transfer/strategy.h"
 
 namespace ferry::test {
 
@@ -151,8 +152,7 @@ int sequential_lines(const std::string& log) {
 }
 
 const std::vector<std::string>& all_strategies() {
-  static const std::vector<std::string> names{"eager-all", "pre-copy", "eager-dirty",
-                                              "copy-on-reference", "flushing"};
+  static const std::vector<std::string> names = transfer::strategy_name_list();
   return names;
 }
 

@@ -16,7 +16,7 @@
 #include "support/harness.h"
 #include "support/sample_image.h"
 #include "transfer/page_stream.h"
-#include "transfer/strategy.h"
+#include "transfer/strategies/copy_on_reference.h"
 #include "util/error.h"
 
 namespace ferry::transfer {

@@ -1,37 +1,34 @@
-#include "transfer/strategy.h"
+// copy-on-reference: only the PCB and the layout while frozen, with the few pages restoring
+// itself touches; every other page comes on first touch after the commit, from the source, and a
+// background push brings the rest.
+#include "transfer/strategies/copy_on_reference.h"
 
 #include <sys/user.h>
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
+
+#include "transfer/strategy.h"
 
 namespace ferry::transfer {
 namespace {
 
-constexpr std::pair<Strategy, const char*> kNames[] = {
-    {Strategy::kEagerAll, "eager-all"},     {Strategy::kPreCopy, "pre-copy"},
-    {Strategy::kEagerDirty, "eager-dirty"}, {Strategy::kCopyOnReference, "copy-on-reference"},
-    {Strategy::kFlushing, "flushing"},
+class CopyOnReference : public Strategy {
+ public:
+  const char* name() const override { return "copy-on-reference"; }
+  void select_frozen_pages(const image::Image& img, cr::PageSelection* sel) const override {
+    sel->only = std::make_shared<std::vector<std::pair<uint64_t, uint64_t>>>(
+        pages_restoring_touches(img));
+  }
+  bool has_lazy_phase() const override { return true; }
 };
 
 }  // namespace
 
-std::optional<Strategy> parse_strategy(std::string_view name) {
-  for (auto& [s, n] : kNames)
-    if (name == n) return s;
-  return std::nullopt;
-}
-
-const char* strategy_name(Strategy s) {
-  for (auto& [st, n] : kNames)
-    if (st == s) return n;
-  return "?";
-}
-
-std::string strategy_names() {
-  std::string out;
-  for (auto& [s, n] : kNames) out += (out.empty() ? "" : ", ") + std::string(n);
-  return out;
+const Strategy& copy_on_reference() {
+  static const CopyOnReference s;
+  return s;
 }
 
 std::vector<std::pair<uint64_t, uint64_t>> pages_restoring_touches(const image::Image& img) {
