@@ -33,7 +33,8 @@ std::vector<std::string> strategy_name_list() {
 
 std::string strategy_names() {
   std::string out;
-  for (const Strategy* s : all_strategies()) out += (out.empty() ? "" : ", ") + std::string(s->name());
+  for (const Strategy* s : all_strategies())
+    out += (out.empty() ? "" : ", ") + std::string(s->name());
   return out;
 }
 

@@ -67,10 +67,6 @@ void dump_files(DumpContext& ctx, image::FileTable* ft, image::Memory* m) {
 
   std::vector<std::unique_ptr<FdProbe>> probes;
   std::vector<std::pair<FdProbe*, image::OpenFile*>> descriptions;
-  std::vector<FdProbe*> pipe_probes;
-  std::vector<image::OpenFile*> pipe_files;
-  std::vector<FdProbe*> socket_probes;
-  std::vector<image::OpenFile*> socket_files;
   for (int num : nums) {
     auto p = std::make_unique<FdProbe>();
     p->num = num;
@@ -109,32 +105,21 @@ void dump_files(DumpContext& ctx, image::FileTable* ft, image::Memory* m) {
     f->set_flags(p->flags);
     f->set_pos(p->pos);
     fd->set_file_id(f->id());
-    const std::string& link = p->link;
-    if (link == "anon_inode:[eventfd]")
-      dump_eventfd(*p, f);
-    else if (link == "anon_inode:[timerfd]")
-      dump_timerfd(*p, f);
-    else if (link == "anon_inode:[signalfd]")
-      dump_signalfd(*p, f);
-    else if (link == "anon_inode:[eventpoll]")
-      dump_epoll(pid, *p, f);
-    else if (!namespace_type(link).empty())
-      dump_namespace_file(ctx, *p, f);
-    else if (link.rfind("socket:", 0) == 0) {
-      dump_socket(ctx, *p, f);
-      socket_probes.push_back(p.get());
-      socket_files.push_back(f);
-    }
-    else if (S_ISFIFO(p->st.st_mode)) {
-      dump_pipe_end(*p, f);
-      pipe_probes.push_back(p.get());
-      pipe_files.push_back(f);
-    } else
-      dump_path_file(ctx, *p, f, m);
+    fd_kind_of(*p).dump(ctx, *p, f, m);
     dump_locks(*p, f, ft);
     descriptions.emplace_back(p.get(), f);
     probes.push_back(std::move(p));
   }
+  // What needs every description first: who holds which pipe end, what passes which file.
+  auto of_kind = [&](image::OpenFile::KindCase kind, std::vector<FdProbe*>* ps,
+                     std::vector<image::OpenFile*>* fs) {
+    for (auto& [p, f] : descriptions)
+      if (f->kind_case() == kind) ps->push_back(p), fs->push_back(f);
+  };
+  std::vector<FdProbe*> pipe_probes, socket_probes;
+  std::vector<image::OpenFile*> pipe_files, socket_files;
+  of_kind(image::OpenFile::kPipe, &pipe_probes, &pipe_files);
+  of_kind(image::OpenFile::kSocket, &socket_probes, &socket_files);
   dump_pipes(pipe_probes, pipe_files, ft);
   dump_socket_queues(ctx, socket_probes, socket_files, *ft);
 }
@@ -160,32 +145,7 @@ void restore_files(Restorer& r, const image::FileTable& ft) {
       local[f.id()] = std::move(fd);
       continue;
     }
-    switch (f.kind_case()) {
-      case image::OpenFile::kPipe:
-        fd = open_pipe_end(r, f, s);
-        break;
-      case image::OpenFile::kEventfd:
-        fd = open_eventfd(f);
-        break;
-      case image::OpenFile::kTimerfd:
-        fd = open_timerfd(f);
-        break;
-      case image::OpenFile::kSignalfd:
-        fd = open_signalfd(f);
-        break;
-      case image::OpenFile::kEpoll:
-        fd = open_epoll(f);
-        break;
-      case image::OpenFile::kNamespaceFile:
-        fd = open_namespace_file(f);
-        break;
-      case image::OpenFile::kSocket:
-        fd = open_socket(r, f, s);
-        break;
-      default:
-        fd = open_path_file(r, f, s);
-        break;
-    }
+    fd = fd_kind_for(f.kind_case()).open(r, f, s);
     restore_description_locks(f, fd.get());
     local[f.id()] = std::move(fd);
   }

@@ -50,6 +50,18 @@ struct FileRestoreState {
   std::map<uint32_t, UniqueFd> pty_masters;     // Pty.index -> the new pair's master
 };
 
+// One kind of open file (files/fd_kinds.cc holds the table): how dump recognises one and
+// describes it, and how restore opens it again in ferry (the fd table then hands it over).
+struct FdKind {
+  const char* name;
+  std::vector<image::OpenFile::KindCase> kinds;  // the image messages it restores
+  bool (*is)(const FdProbe& p);
+  void (*dump)(DumpContext& ctx, FdProbe& p, image::OpenFile* f, image::Memory* m);
+  UniqueFd (*open)(Restorer& r, const image::OpenFile& f, FileRestoreState& s);
+};
+const FdKind& fd_kind_of(const FdProbe& p);
+const FdKind& fd_kind_for(image::OpenFile::KindCase kind);
+
 // Device, inode, size, times, mode and owner of a file, as an image records them.
 image::FileIdentity identity_of(const struct stat& st);
 

@@ -18,8 +18,8 @@ class CopyOnReference : public Strategy {
  public:
   const char* name() const override { return "copy-on-reference"; }
   void select_frozen_pages(const image::Image& img, cr::PageSelection* sel) const override {
-    sel->only = std::make_shared<std::vector<std::pair<uint64_t, uint64_t>>>(
-        pages_restoring_touches(img));
+    sel->only =
+        std::make_shared<std::vector<std::pair<uint64_t, uint64_t>>>(pages_restoring_touches(img));
   }
   bool has_lazy_phase() const override { return true; }
 };
