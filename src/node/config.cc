@@ -15,10 +15,17 @@ std::string need_string(const toml::table& t, const char* key, const std::string
   return *v;
 }
 
+// host:port with a port from 1 to 65535.
 void check_address(const std::string& a, const char* what, const std::string& file) {
   auto colon = a.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 >= a.size())
-    fail("{}: {} '{}' is not host:port", file, what, a);
+  bool ok = colon != std::string::npos && colon > 0 && colon + 1 < a.size() &&
+            a.size() - colon - 1 <= 5 &&
+            a.find_first_not_of("0123456789", colon + 1) == std::string::npos;
+  if (ok) {
+    int port = std::stoi(a.substr(colon + 1));
+    ok = port >= 1 && port <= 65535;
+  }
+  if (!ok) fail("{}: {} '{}' is not host:port", file, what, a);
 }
 
 }  // namespace
@@ -94,7 +101,7 @@ void apply_setting(NodeConfig& c, const std::string& key, const std::string& val
     c.lazy_timeout_ms = static_cast<uint32_t>(number(1, 86400) * 1000);
   else
     fail("--node-config: unknown setting '{}' (max_tasks, max_load_per_cpu, reserve_memory_mb, "
-         "lazy_timeout_s, restart_delay_ms)",
+         "lazy_timeout_s)",
          key);
 }
 
