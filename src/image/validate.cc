@@ -98,15 +98,16 @@ void validate_pages_file(const PagesFile& pf, uint64_t actual) {
     if (t.size() != kTagSize) fail("image: a block tag of {} bytes", t.size());
 }
 
-void validate_memory(const Memory& m, RunChecker& runs) {
-  if (m.task_size() < kMinTaskSize || m.task_size() > kMaxTaskSize || !aligned(m.task_size()))
-    fail("image: implausible task size 0x{:x}", m.task_size());
-  if (static_cast<size_t>(m.vmas_size()) > kMaxVmas)
-    fail("image: {} memory regions", m.vmas_size());
+// The ids of the objects regions and files name.
+struct ObjectIds {
+  std::set<uint64_t> file, shmem, ghost;
+};
 
-  std::set<uint64_t> file_ids, shmem_ids, ghost_ids;
+// Unlinked files, mapped files and shared memory objects, with their content runs.
+ObjectIds validate_objects(const Memory& m, RunChecker& runs) {
+  ObjectIds ids;
   for (auto& g : m.ghosts()) {
-    if (g.id() == 0 || !ghost_ids.insert(g.id()).second)
+    if (g.id() == 0 || !ids.ghost.insert(g.id()).second)
       fail("image: bad ghost file id {}", g.id());
     check_path(g.path(), "unlinked file");
     if (g.size() > kMaxObjectBytes) fail("image: unlinked file of {} bytes", g.size());
@@ -118,16 +119,17 @@ void validate_memory(const Memory& m, RunChecker& runs) {
     check_sorted_runs(g.content(), "an unlinked file");
   }
   for (auto& f : m.mapped_files()) {
-    if (f.id() == 0 || !file_ids.insert(f.id()).second)
+    if (f.id() == 0 || !ids.file.insert(f.id()).second)
       fail("image: bad mapped file id {}", f.id());
     check_path(f.path(), "mapped file");
-    if (f.ghost_id() && !ghost_ids.count(f.ghost_id()))
+    if (f.ghost_id() && !ids.ghost.count(f.ghost_id()))
       fail("image: mapped file {} names a missing unlinked file", f.path());
   }
   for (auto& s : m.shmem()) {
-    if (s.id() == 0 || !shmem_ids.insert(s.id()).second)
+    if (s.id() == 0 || !ids.shmem.insert(s.id()).second)
       fail("image: bad shared memory id {}", s.id());
-    if (s.is_memfd() && (s.uid() == static_cast<uint32_t>(-1) || s.gid() == static_cast<uint32_t>(-1)))
+    if (s.is_memfd() &&
+        (s.uid() == static_cast<uint32_t>(-1) || s.gid() == static_cast<uint32_t>(-1)))
       fail("image: memfd {} owned by id -1", s.memfd_name());
     if (s.size() > kMaxObjectBytes) fail("image: shared memory of {} bytes", s.size());
     if (s.memfd_name().size() > 249 || s.memfd_name().find('\0') != std::string::npos)
@@ -136,7 +138,12 @@ void validate_memory(const Memory& m, RunChecker& runs) {
     for (auto& r : s.pages()) runs.check(r, space, "a shared memory object");
     check_sorted_runs(s.pages(), "a shared memory object");
   }
+  return ids;
+}
 
+// Regions: valid kinds, page aligned, sorted, inside the user address space, naming objects
+// that exist, one vdso block at most.
+void validate_regions(const Memory& m, const ObjectIds& ids) {
   uint64_t prev_end = 0;
   int vdso = 0, vvar = 0, vclock = 0;
   for (auto& v : m.vmas()) {
@@ -159,7 +166,7 @@ void validate_memory(const Memory& m, RunChecker& runs) {
     switch (v.kind()) {
       case Vma::FILE_PRIVATE:
       case Vma::FILE_SHARED:
-        if (v.shmem_id() ? !shmem_ids.count(v.shmem_id()) : !file_ids.count(v.file_id()))
+        if (v.shmem_id() ? !ids.shmem.count(v.shmem_id()) : !ids.file.count(v.file_id()))
           fail("image: memory region 0x{:x} names a missing file", v.start());
         break;
       case Vma::ANON_SHARED: {
@@ -184,15 +191,18 @@ void validate_memory(const Memory& m, RunChecker& runs) {
         break;
     }
     if (v.name().size() > 4096) fail("image: memory region name too long");
-    if (v.flags().size() > 256 || v.flags().find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789 ") !=
-                                      std::string::npos)
+    if (v.flags().size() > 256 ||
+        v.flags().find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789 ") != std::string::npos)
       fail("image: memory region 0x{:x} has bad flags", v.start());
   }
   if (vdso > 1 || vvar > 1 || vclock > 1) fail("image: more than one vdso block");
+}
 
-  // Guard pages: sorted, each inside one region that has guards.
+// Guard pages: sorted, each inside one region that has guards.
+void validate_guards(const Memory& m) {
   uint64_t prev_guard = 0;
-  if (static_cast<size_t>(m.guards_size()) > kMaxVmas) fail("image: {} guard ranges", m.guards_size());
+  if (static_cast<size_t>(m.guards_size()) > kMaxVmas)
+    fail("image: {} guard ranges", m.guards_size());
   for (auto& g : m.guards()) {
     uint64_t len = g.npages() * kPageSize;
     if (g.npages() == 0 || g.npages() > (1ull << 36) || !aligned(g.addr()) ||
@@ -208,8 +218,10 @@ void validate_memory(const Memory& m, RunChecker& runs) {
         g.addr() + g.npages() * kPageSize > m.vmas(gi_vma).end())
       fail("image: guard range at 0x{:x} is outside every memory region", g.addr());
   }
+}
 
-  // Private page runs: sorted, each inside one private, non-special region.
+// Private page runs: sorted, each inside one private, non-special region.
+void validate_private_runs(const Memory& m, RunChecker& runs) {
   check_sorted_runs(m.pages(), "the address space");
   int vi = 0;
   for (auto& r : m.pages()) {
@@ -224,7 +236,9 @@ void validate_memory(const Memory& m, RunChecker& runs) {
     // Check against the region bounds: the address space of this run is [0, v.end()).
     runs.check(r, v.end(), "its memory region");
   }
+}
 
+void validate_mm_fields(const Memory& m) {
   const MmFields& mm = m.mm();
   auto in_range = [&](uint64_t a) { return a <= m.task_size(); };
   if (mm.start_brk() > mm.brk() || mm.arg_start() > mm.arg_end() || mm.env_start() > mm.env_end() ||
@@ -236,6 +250,18 @@ void validate_memory(const Memory& m, RunChecker& runs) {
     if (!in_range(a)) fail("image: mm field 0x{:x} outside the address space", a);
   if (mm.auxv().size() % 16 != 0 || mm.auxv().size() > 16 * 1024)
     fail("image: bad auxv size {}", mm.auxv().size());
+}
+
+void validate_memory(const Memory& m, RunChecker& runs) {
+  if (m.task_size() < kMinTaskSize || m.task_size() > kMaxTaskSize || !aligned(m.task_size()))
+    fail("image: implausible task size 0x{:x}", m.task_size());
+  if (static_cast<size_t>(m.vmas_size()) > kMaxVmas)
+    fail("image: {} memory regions", m.vmas_size());
+  ObjectIds ids = validate_objects(m, runs);
+  validate_regions(m, ids);
+  validate_guards(m);
+  validate_private_runs(m, runs);
+  validate_mm_fields(m);
 }
 
 void validate_signals(const Signals& s) {
@@ -402,9 +428,8 @@ void validate_attrs(const TaskAttrs& a) {
   if (a.pdeath_signal() < 0 || a.pdeath_signal() > 64) fail("image: bad parent-death signal");
   if (a.cgroups_size() > 64) fail("image: {} control group lines", a.cgroups_size());
   for (auto& line : a.cgroups()) {
-    auto first = line.find(':'), second = first == std::string::npos
-                                                 ? std::string::npos
-                                                 : line.find(':', first + 1);
+    auto first = line.find(':'),
+         second = first == std::string::npos ? std::string::npos : line.find(':', first + 1);
     std::string path = second == std::string::npos ? "" : line.substr(second + 1);
     if (line.size() > 4096 || path.empty() || path[0] != '/' ||
         path.find("/..") != std::string::npos || path.find('\0') != std::string::npos ||
