@@ -11,23 +11,9 @@
 namespace ferry::test {
 namespace {
 
-// Checkpoint (the original is killed), restore, and let the target check itself. Root: these
-// targets make device nodes, set audit ids, change owners.
+// Root: these targets make device nodes, set audit ids, change owners.
 void round_trip(const std::string& target, std::vector<std::string> args) {
-  RoundTrip rt;
-  for (auto& a : args)
-    if (a == "@DIR") a = rt.dir.path();
-  pid_t pid;
-  try {
-    pid = rt.start_target(target, args);
-  } catch (const TargetUnsupported& e) {
-    GTEST_SKIP() << e.what();
-  }
-  rt.checkpoint(pid);
-  pid_t restored = rt.restore();
-  ASSERT_GT(restored, 0);
-  EXPECT_EQ(rt.verify(restored), 0) << rt.target_errors();
-  EXPECT_EQ(read_file(rt.out_path()), "OK\n");
+  target_survives_round_trip(target, std::move(args));
 }
 
 }  // namespace

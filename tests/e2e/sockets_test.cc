@@ -16,18 +16,7 @@ namespace ferry::test {
 namespace {
 
 void round_trip(const std::string& mode) {
-  RoundTrip rt;
-  pid_t pid;
-  try {
-    pid = rt.start_target("t_sockets", {mode, rt.dir.path()});
-  } catch (const TargetUnsupported& e) {
-    GTEST_SKIP() << e.what();
-  }
-  rt.checkpoint(pid);
-  pid_t restored = rt.restore();
-  ASSERT_GT(restored, 0);
-  EXPECT_EQ(rt.verify(restored), 0) << rt.target_errors();
-  EXPECT_EQ(read_file(rt.out_path()), "OK\n");
+  target_survives_round_trip("t_sockets", {mode, "@DIR"});
 }
 
 }  // namespace

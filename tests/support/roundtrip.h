@@ -35,4 +35,9 @@ class RoundTrip {
   std::string target_errors() const { return read_file(err_path()); }
 };
 
+// Starts `target` with `args` ("@DIR" stands for the test's directory), checkpoints it (the
+// original is killed), restores it and lets it check itself: fails the test on any difference,
+// skips it when the target says this machine lacks what it needs (exit 77).
+void target_survives_round_trip(const std::string& target, std::vector<std::string> args);
+
 }  // namespace ferry::test
