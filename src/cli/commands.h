@@ -9,7 +9,14 @@ void add_checkpoint(CLI::App& app);
 void add_restore(CLI::App& app);
 void add_image(CLI::App& app);
 void add_cluster(CLI::App& app);
-void add_tasks(CLI::App& app);
+// The task verbs, one file each (cmd_<verb>.cc).
+void add_run(CLI::App& app);
+void add_ps(CLI::App& app);
+void add_nodes(CLI::App& app);
+void add_logs(CLI::App& app);
+void add_kill(CLI::App& app);
+void add_wait(CLI::App& app);
+void add_migrate(CLI::App& app);
 
 // `ferry wait` of a task that is lost (gone without an exit status).
 constexpr int kLostStatus = 125;

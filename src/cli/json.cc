@@ -1,5 +1,7 @@
 #include "cli/json.h"
 
+#include "node/states.h"
+
 namespace ferry::cli {
 
 nlohmann::json to_json(const rpc::TaskInfo& t) {
@@ -8,14 +10,14 @@ nlohmann::json to_json(const rpc::TaskInfo& t) {
                       {"home", t.home()},
                       {"node", t.node()},
                       {"pid", t.pid()},
-                      {"state", t.state()},
+                      {"state", node::name_of(t.state())},
                       {"argv", t.argv()},
                       {"epoch", t.epoch()},
                       {"memory_bytes", t.memory_bytes()},
                       {"started_unix_ms", t.started_unix_ms()}};
   j["labels"] = nlohmann::json::object();
   for (auto& [k, v] : t.labels()) j["labels"][k] = v;
-  if (t.state() == "exited") j["exit_code"] = t.exit_code();
+  if (t.state() == rpc::TASK_EXITED) j["exit_code"] = t.exit_code();
   if (!t.exit_reason().empty()) j["exit_reason"] = t.exit_reason();
   return j;
 }
@@ -24,7 +26,7 @@ nlohmann::json to_json(const rpc::NodeInfo& n) {
   const rpc::LoadReport& l = n.load();
   nlohmann::json j = {{"name", n.name()},
                       {"address", n.address()},
-                      {"state", n.state()},
+                      {"state", node::name_of(n.state())},
                       {"last_seen_ms_ago", n.last_seen_ms_ago()},
                       {"ferryd_pid", l.ferryd_pid()},
                       {"ferryd_starts", l.ferryd_starts()},
@@ -44,7 +46,7 @@ nlohmann::json to_json(const rpc::MigrateReport& r) {
                       {"to", r.to()},
                       {"strategy", r.strategy()},
                       {"ok", r.ok()},
-                      {"outcome", r.outcome()},
+                      {"outcome", node::name_of(r.outcome())},
                       {"freeze_ms", r.freeze_ms()},
                       {"total_ms", r.total_ms()},
                       {"bytes_sent", r.bytes_sent()},

@@ -335,7 +335,7 @@ bool ready(const Cluster& c) {
     rpc::NodesReply r;
     if (!stub->Nodes(&ctx, rpc::NodesRequest(), &r).ok()) return false;
     for (auto& node : r.nodes())
-      if (node.state() != "up") return false;
+      if (node.state() != rpc::NODE_UP) return false;
   }
   return true;
 }

@@ -45,7 +45,13 @@ int main(int argc, char** argv) {
   ferry::cli::add_restore(app);
   ferry::cli::add_image(app);
   ferry::cli::add_cluster(app);
-  ferry::cli::add_tasks(app);
+  ferry::cli::add_run(app);
+  ferry::cli::add_ps(app);
+  ferry::cli::add_nodes(app);
+  ferry::cli::add_logs(app);
+  ferry::cli::add_kill(app);
+  ferry::cli::add_wait(app);
+  ferry::cli::add_migrate(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

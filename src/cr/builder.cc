@@ -16,22 +16,22 @@
 
 #include <spdlog/spdlog.h>
 
-#include "cr/creds.h"
-#include "cr/files/fd_table.h"
-#include "cr/fs.h"
-#include "cr/ghost_files.h"
-#include "cr/memory_map.h"
-#include "cr/mm_fields.h"
+#include "cr/resources/creds.h"
+#include "cr/resources/files/fd_table.h"
+#include "cr/resources/fs.h"
+#include "cr/resources/ghost_files.h"
+#include "cr/resources/memory_map.h"
+#include "cr/resources/mm_fields.h"
 #include "cr/ptrace/tracee.h"
-#include "cr/registers.h"
+#include "cr/resources/registers.h"
 #include "cr/restorer.h"
-#include "cr/rlimits.h"
-#include "cr/rseq.h"
-#include "cr/shmem.h"
-#include "cr/signals.h"
-#include "cr/task_attrs.h"
-#include "cr/timers.h"
-#include "cr/vdso.h"
+#include "cr/resources/rlimits.h"
+#include "cr/resources/rseq.h"
+#include "cr/resources/shmem.h"
+#include "cr/resources/signals.h"
+#include "cr/resources/task_attrs.h"
+#include "cr/resources/timers.h"
+#include "cr/resources/vdso.h"
 #include "cr/verify.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -271,12 +271,13 @@ void ProcessBuilder::register_userfaultfd_regions() {
   }
 }
 
-UniqueFd ProcessBuilder::take_userfaultfd(std::vector<std::pair<uint64_t, uint64_t>>* regions) {
+UniqueFd ProcessBuilder::take_userfaultfd(AddressRanges* regions) {
   if (!options_.lazy || !uffd_) fail("internal: no userfaultfd to hand over");
   // The process must not keep a descriptor of its own for it.
   if (remote_uffd_ >= 0) tracee_->syscall(SYS_close, {remote_uffd_});
   remote_uffd_ = -1;
-  regions->assign(uffd_regions_.begin(), uffd_regions_.end());
+  regions->clear();
+  for (auto& [start, end] : uffd_regions_) regions->push_back({start, end});
   uffd_regions_.clear();
   return std::move(uffd_);
 }

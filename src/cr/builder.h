@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "cr/memory_map.h"
+#include "cr/resources/memory_map.h"
 #include "cr/restore.h"
 #include "image.pb.h"
 #include "image/page_sink.h"
@@ -57,7 +57,7 @@ class ProcessBuilder {
   // Lazy mode: the userfaultfd on which the private anonymous regions are registered, and those
   // regions. After this, page data can no longer be placed by the builder; faults of the
   // process (also during finish()) wait for whoever reads the userfaultfd.
-  UniqueFd take_userfaultfd(std::vector<std::pair<uint64_t, uint64_t>>* regions);
+  UniqueFd take_userfaultfd(AddressRanges* regions);
   // Completes the process and hands it over, held stopped.
   RestoredProcess finish();
 

@@ -9,7 +9,7 @@
 #include <optional>
 #include <string>
 
-#include "cr/memory_map.h"
+#include "cr/resources/memory_map.h"
 #include "cr/pages.h"
 #include "cr/ptrace/tracee.h"
 #include "image.pb.h"

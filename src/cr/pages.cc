@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "cr/dump_context.h"
-#include "cr/memory_map.h"
+#include "cr/resources/memory_map.h"
 #include "cr/pagemap.h"
 #include "image/image_files.h"
 #include "image/verified_pages.h"

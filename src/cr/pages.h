@@ -18,6 +18,7 @@
 #include "image.pb.h"
 #include "image/image_files.h"
 #include "image/page_sink.h"
+#include "util/address_range.h"
 
 namespace ferry::cr {
 
@@ -31,7 +32,7 @@ struct PageSelection {
   bool anonymous = true;  // false: none (copy-on-reference)
   // When set, only pages in these ranges (sorted, disjoint): pre-copy sends what changed since
   // the last round and memory the rounds did not cover, and does not even look at the rest.
-  std::shared_ptr<const std::vector<std::pair<uint64_t, uint64_t>>> only;
+  std::shared_ptr<const AddressRanges> only;
 };
 
 using PageRuns = google::protobuf::RepeatedPtrField<image::PageRun>;

@@ -5,8 +5,8 @@
 
 #include <string>
 
-#include "cr/files/fd_table.h"
-#include "cr/memory_map.h"
+#include "cr/resources/files/fd_table.h"
+#include "cr/resources/memory_map.h"
 #include "util/error.h"
 #include "util/proc.h"
 

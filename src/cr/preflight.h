@@ -6,7 +6,7 @@
 
 #include <vector>
 
-#include "cr/memory_map.h"
+#include "cr/resources/memory_map.h"
 
 namespace ferry::cr {
 

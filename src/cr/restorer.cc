@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <set>
 
+#include "util/address_range.h"
 #include "util/error.h"
 
 namespace ferry::cr {
@@ -106,10 +107,10 @@ uint64_t Restorer::reserve_gap(uint64_t len) {
   // Candidate ranges start above 4 GiB; a guard page on both sides keeps the kernel from merging
   // our temporary mapping with a region of the image.
   constexpr uint64_t kGuard = 4096;
-  std::vector<std::pair<uint64_t, uint64_t>> busy;
+  AddressRanges busy;
   for (auto& v : img_->memory().vmas())
-    if (v.kind() != image::Vma::VSYSCALL) busy.emplace_back(v.start(), v.end());
-  for (auto& [s, e] : reserved_) busy.emplace_back(s, e);
+    if (v.kind() != image::Vma::VSYSCALL) busy.push_back({v.start(), v.end()});
+  for (auto& [s, e] : reserved_) busy.push_back({s, e});
   std::sort(busy.begin(), busy.end());
   uint64_t candidate = 1ull << 32;
   for (auto& [s, e] : busy) {

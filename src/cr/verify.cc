@@ -7,8 +7,8 @@
 #include <map>
 #include <set>
 
-#include "cr/memory_map.h"
-#include "cr/vm_flags.h"
+#include "cr/resources/memory_map.h"
+#include "cr/resources/vm_flags.h"
 #include "util/error.h"
 #include "util/proc.h"
 

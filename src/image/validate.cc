@@ -311,82 +311,78 @@ void validate_creds(const Credentials& c) {
   if (c.dumpable() < 0 || c.dumpable() > 2) fail("image: bad dumpable value {}", c.dumpable());
 }
 
-void validate_files(const FileTable& ft, const Memory& m) {
-  if (static_cast<size_t>(ft.fds_size()) > kMaxFds) fail("image: too many file descriptors");
-  std::set<uint64_t> file_ids, pipe_ids, shmem_ids, ghost_ids;
-  for (auto& s : m.shmem()) shmem_ids.insert(s.id());
-  for (auto& g : m.ghosts()) ghost_ids.insert(g.id());
-  for (auto& p : ft.pipes()) {
-    if (p.id() == 0 || !pipe_ids.insert(p.id()).second) fail("image: bad pipe id");
-    if (p.capacity() > (1u << 30) || p.queued().size() > p.capacity())
-      fail("image: pipe holds {} bytes with capacity {}", p.queued().size(), p.capacity());
+// The ids an open file may name: pipes, shared memory objects, unlinked files.
+struct FileRefs {
+  std::set<uint64_t> pipes, shmem, ghosts;
+};
+
+void validate_socket(const Socket& k) {
+  if ((k.family() != AF_INET && k.family() != AF_INET6 && k.family() != AF_UNIX) ||
+      (k.type() != SOCK_STREAM && k.type() != SOCK_DGRAM && k.type() != SOCK_SEQPACKET))
+    fail("image: socket of family {} and type {}", k.family(), k.type());
+  if (k.name().size() > sizeof(sockaddr_storage) ||
+      k.peer_name().size() > sizeof(sockaddr_storage) || k.options_size() > 64 ||
+      k.queue_size() > 100000)
+    fail("image: malformed socket");
+  for (auto& o : k.options())
+    if (o.value().size() > 64) fail("image: socket option of {} bytes", o.value().size());
+}
+
+// One open file on its own (what it refers to across the table is checked after).
+void validate_open_file(const OpenFile& f, const FileRefs& refs) {
+  if (f.pos() < 0) fail("image: negative file position");
+  for (auto& l : f.locks())
+    if (l.start() > l.end()) fail("image: file lock with start after end");
+  switch (f.kind_case()) {
+    case OpenFile::kRegular:
+      check_path(f.regular().path(), "open file");
+      if (f.regular().ghost_id() && !refs.ghosts.count(f.regular().ghost_id()))
+        fail("image: open file names a missing unlinked file");
+      if (f.regular().handle().size() > 128 ||
+          (f.regular().ghost_id() && !f.regular().handle().empty()))
+        fail("image: bad file handle for {}", f.regular().path());
+      break;
+    case OpenFile::kDirectory:
+      check_path(f.directory().path(), "directory");
+      break;
+    case OpenFile::kChardev:
+      check_path(f.chardev().path(), "device");
+      break;
+    case OpenFile::kPipe:
+      if (!refs.pipes.count(f.pipe().pipe_id())) fail("image: fd names a missing pipe");
+      if (f.pipe().is_fifo()) check_path(f.pipe().fifo_path(), "FIFO");
+      break;
+    case OpenFile::kSocket:
+      validate_socket(f.socket());
+      break;
+    case OpenFile::kPty:
+      if (f.pty().termios().size() > 64 || f.pty().winsize().size() > 16)
+        fail("image: malformed pseudo-terminal");
+      break;
+    case OpenFile::kNamespaceFile:
+      if (f.namespace_file().type().empty() || f.namespace_file().type().size() > 8)
+        fail("image: bad namespace type");
+      break;
+    case OpenFile::kMemfd:
+      if (!refs.shmem.count(f.memfd().shmem_id())) fail("image: memfd names missing memory");
+      break;
+    case OpenFile::kTimerfd:
+      if (f.timerfd().value_ns() < 0 || f.timerfd().interval_ns() < 0) fail("image: bad timerfd");
+      break;
+    case OpenFile::kEpoll:
+      if (f.epoll().targets_size() > (1 << 20)) fail("image: too many epoll targets");
+      break;
+    case OpenFile::KIND_NOT_SET:
+      fail("image: open file {} of unknown kind", f.id());
+    default:
+      break;
   }
-  for (auto& f : ft.files()) {
-    if (f.id() == 0 || !file_ids.insert(f.id()).second) fail("image: bad open file id {}", f.id());
-    if (f.pos() < 0) fail("image: negative file position");
-    for (auto& l : f.locks())
-      if (l.start() > l.end()) fail("image: file lock with start after end");
-    switch (f.kind_case()) {
-      case OpenFile::kRegular:
-        check_path(f.regular().path(), "open file");
-        if (f.regular().ghost_id() && !ghost_ids.count(f.regular().ghost_id()))
-          fail("image: open file names a missing unlinked file");
-        if (f.regular().handle().size() > 128 ||
-            (f.regular().ghost_id() && !f.regular().handle().empty()))
-          fail("image: bad file handle for {}", f.regular().path());
-        break;
-      case OpenFile::kDirectory:
-        check_path(f.directory().path(), "directory");
-        break;
-      case OpenFile::kChardev:
-        check_path(f.chardev().path(), "device");
-        break;
-      case OpenFile::kPipe:
-        if (!pipe_ids.count(f.pipe().pipe_id())) fail("image: fd names a missing pipe");
-        if (f.pipe().is_fifo()) check_path(f.pipe().fifo_path(), "FIFO");
-        break;
-      case OpenFile::kSocket: {
-        const Socket& k = f.socket();
-        if ((k.family() != AF_INET && k.family() != AF_INET6 && k.family() != AF_UNIX) ||
-            (k.type() != SOCK_STREAM && k.type() != SOCK_DGRAM && k.type() != SOCK_SEQPACKET))
-          fail("image: socket of family {} and type {}", k.family(), k.type());
-        if (k.name().size() > sizeof(sockaddr_storage) ||
-            k.peer_name().size() > sizeof(sockaddr_storage) || k.options_size() > 64 ||
-            k.queue_size() > 100000)
-          fail("image: malformed socket");
-        for (auto& o : k.options())
-          if (o.value().size() > 64) fail("image: socket option of {} bytes", o.value().size());
-        break;
-      }
-      case OpenFile::kPty:
-        if (f.pty().termios().size() > 64 || f.pty().winsize().size() > 16)
-          fail("image: malformed pseudo-terminal");
-        break;
-      case OpenFile::kNamespaceFile:
-        if (f.namespace_file().type().empty() || f.namespace_file().type().size() > 8)
-          fail("image: bad namespace type");
-        break;
-      case OpenFile::kMemfd:
-        if (!shmem_ids.count(f.memfd().shmem_id())) fail("image: memfd names missing memory");
-        break;
-      case OpenFile::kTimerfd:
-        if (f.timerfd().value_ns() < 0 || f.timerfd().interval_ns() < 0) fail("image: bad timerfd");
-        break;
-      case OpenFile::kEpoll:
-        if (f.epoll().targets_size() > (1 << 20)) fail("image: too many epoll targets");
-        break;
-      case OpenFile::KIND_NOT_SET:
-        fail("image: open file {} of unknown kind", f.id());
-      default:
-        break;
-    }
-  }
-  std::set<int> nums;
-  for (auto& fd : ft.fds()) {
-    if (fd.num() < 0 || fd.num() >= static_cast<int>(kMaxFds) || !nums.insert(fd.num()).second)
-      fail("image: bad or duplicate fd number {}", fd.num());
-    if (!file_ids.count(fd.file_id())) fail("image: fd {} names a missing open file", fd.num());
-  }
+}
+
+// What files name across the table: pty slaves their master, socket messages the files they
+// pass, epoll instances the fds they watch, locks their fds.
+void validate_file_links(const FileTable& ft, const std::set<uint64_t>& file_ids,
+                         const std::set<int>& nums) {
   std::set<uint32_t> pty_masters;
   for (auto& f : ft.files())
     if (f.kind_case() == OpenFile::kPty && f.pty().master()) pty_masters.insert(f.pty().index());
@@ -397,17 +393,40 @@ void validate_files(const FileTable& ft, const Memory& m) {
       for (auto& m : f.socket().queue())
         for (uint64_t id : m.files())
           if (!file_ids.count(id)) fail("image: a socket message passes a missing open file");
-  }
-  for (auto& f : ft.files())
     if (f.kind_case() == OpenFile::kEpoll)
       for (auto& t : f.epoll().targets())
         if (t.fd() < 0 || t.fd() >= static_cast<int>(kMaxFds) ||
             !nums.count(t.has_holder_fd() ? t.holder_fd() : t.fd()))
           fail("image: epoll watches fd {} whose file is not in the table", t.fd());
+  }
   for (auto& l : ft.posix_locks()) {
     if (!nums.count(l.fd())) fail("image: file lock on fd {} that is not in the table", l.fd());
     if (l.lock().start() > l.lock().end()) fail("image: file lock with start after end");
   }
+}
+
+void validate_files(const FileTable& ft, const Memory& m) {
+  if (static_cast<size_t>(ft.fds_size()) > kMaxFds) fail("image: too many file descriptors");
+  FileRefs refs;
+  for (auto& s : m.shmem()) refs.shmem.insert(s.id());
+  for (auto& g : m.ghosts()) refs.ghosts.insert(g.id());
+  for (auto& p : ft.pipes()) {
+    if (p.id() == 0 || !refs.pipes.insert(p.id()).second) fail("image: bad pipe id");
+    if (p.capacity() > (1u << 30) || p.queued().size() > p.capacity())
+      fail("image: pipe holds {} bytes with capacity {}", p.queued().size(), p.capacity());
+  }
+  std::set<uint64_t> file_ids;
+  for (auto& f : ft.files()) {
+    if (f.id() == 0 || !file_ids.insert(f.id()).second) fail("image: bad open file id {}", f.id());
+    validate_open_file(f, refs);
+  }
+  std::set<int> nums;
+  for (auto& fd : ft.fds()) {
+    if (fd.num() < 0 || fd.num() >= static_cast<int>(kMaxFds) || !nums.insert(fd.num()).second)
+      fail("image: bad or duplicate fd number {}", fd.num());
+    if (!file_ids.count(fd.file_id())) fail("image: fd {} names a missing open file", fd.num());
+  }
+  validate_file_links(ft, file_ids, nums);
 }
 
 void validate_attrs(const TaskAttrs& a) {

@@ -11,14 +11,11 @@
 
 #include "cr/image_paths.h"
 #include "node/daemon.h"
+#include "node/states.h"
 #include "util/proc.h"
 
 namespace ferry::node {
 namespace {
-
-int exit_code_of(int status) {
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
 
 bool still_runs(const rpc::LocalTaskRecord& r) {
   pid_t pid = r.task().pid();
@@ -131,7 +128,7 @@ std::optional<OrphanExit> Daemon::adopt_task(const rpc::LocalTaskRecord& r,
   }
   if (exit != exits.end()) {
     // Gone, with its exit status: ferry-init reaped it. What it wrote before still reaches home.
-    int code = exit_code_of(exit->status);
+    int code = proc::exit_code_of(exit->status);
     if (pipe != kept.end()) {
       relay_.adopt(t.id(), t.home(), std::move(pipe->second.fd), pipe->second.consumed);
       kept.erase(pipe);
@@ -165,7 +162,8 @@ std::optional<std::string> Daemon::settle_commit(const rpc::LocalTaskRecord& r) 
   auto ctx = deadline_ms(3000);
   bool answered = peers_.known(r.committing_to()) &&
                   peers_.stub(r.committing_to()).MigrationStatus(ctx.get(), q, &st).ok();
-  bool there = answered && (st.state() == "running" || st.state() == "pulling");
+  bool there = answered && (st.state() == rpc::MIGRATION_RUNNING ||
+                                st.state() == rpc::MIGRATION_PULLING);
   if (!there && still_runs(r)) return std::nullopt;  // not released there: it is ours again
   if (still_runs(r)) ::kill(t.pid(), SIGKILL);
   if (there) {
@@ -175,7 +173,7 @@ std::optional<std::string> Daemon::settle_commit(const rpc::LocalTaskRecord& r) 
   }
   return answered ? fmt::format("its ferryd on {} died while committing its migration to {}, "
                                 "which did not take it ({})",
-                                name(), r.committing_to(), st.state())
+                                name(), r.committing_to(), name_of(st.state()))
                   : fmt::format("its ferryd on {} died while committing its migration to {}, "
                                 "which does not answer",
                                 name(), r.committing_to());
@@ -193,7 +191,7 @@ void Daemon::queue_orphan_exit(const OrphanExit& e) {
 void Daemon::on_orphan_exit(const OrphanExit& e) {
   for (auto& t : tasks_.all())
     if (t.info.pid() == e.pid && t.start_ticks == e.start_ticks) {
-      on_exit(t.info.id(), exit_code_of(e.status));
+      on_exit(t.info.id(), proc::exit_code_of(e.status));
       break;
     }
   init_.forget(e);

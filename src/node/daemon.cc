@@ -31,16 +31,10 @@ uint64_t now_unix_ms() {
   return static_cast<uint64_t>(tv.tv_sec) * 1000 + static_cast<uint64_t>(tv.tv_usec) / 1000;
 }
 
-int exit_code_of(int status) {
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-// A peer's own refusal ("unknown task ...") is passed on as it is; only a failure to reach the
-// peer is put in terms of the network.
+// A peer's own refusal ("unknown task ...") is passed on as it is, of its kind; only a failure
+// to reach the peer is put in terms of the network.
 void check(const grpc::Status& s, const std::string& what) {
-  if (s.ok()) return;
-  if (s.error_code() == grpc::StatusCode::FAILED_PRECONDITION) throw Error(s.error_message());
-  fail("{}: {}", what, s.error_message().empty() ? "unreachable" : s.error_message());
+  if (!s.ok()) throw error_of(s, what);
 }
 
 uint64_t rss_of(pid_t pid) {
@@ -84,7 +78,24 @@ Daemon::Daemon(NodeConfig cfg)
       relay_(
           [this](const std::string& task, const std::string& home, uint64_t offset,
                  const std::string& data) { return deliver_output(task, home, offset, data); },
-          init_.active() ? static_cast<PipeKeeper&>(init_) : local_keeper_) {}
+          init_.active() ? static_cast<PipeKeeper&>(init_) : local_keeper_),
+      ctx_{cfg_,
+           faults_,
+           peers_,
+           tasks_,
+           relay_,
+           init_,
+           journal_,
+           serving_,
+           stopping_,
+           [this](const std::string& id, int code) { on_exit(id, code); },
+           [this](const rpc::TaskInfo& t, int code, const std::string& reason, bool lost) {
+             report_end(t, code, reason, lost);
+           },
+           [this](const std::string& id, int sig) { kill(id, sig); },
+           [this](const std::string& id) { return locate(id); },
+           [this](const rpc::TaskInfo& t) { announce_arrival(t); }},
+      incoming_(ctx_) {}
 
 Daemon::~Daemon() {
   stopping_ = true;
@@ -128,22 +139,16 @@ void Daemon::notify_home(std::function<bool()> send) {
   notify_cv_.notify_all();
 }
 
-void Daemon::notify_loop() {
-  while (!stopping_) {
-    std::deque<std::function<bool()>> batch;
-    {
-      std::unique_lock<std::mutex> lock(notify_mu_);
-      notify_cv_.wait_for(lock, std::chrono::milliseconds(500));
-      batch.swap(notify_queue_);
-    }
-    std::deque<std::function<bool()>> again;
-    for (auto& f : batch)
-      if (!f()) again.push_back(std::move(f));
-    if (!again.empty()) {
-      std::lock_guard<std::mutex> lock(notify_mu_);
-      for (auto& f : again) notify_queue_.push_back(std::move(f));
-    }
-  }
+void Daemon::announce_arrival(const rpc::TaskInfo& t) {
+  if (t.home() == name()) return task_moved(t);
+  std::string home = t.home();
+  notify_home([this, t, home] {
+    rpc::TaskMovedRequest r;
+    *r.mutable_task() = t;
+    rpc::Ack ack;
+    auto ctx = deadline_ms(2000);
+    return peers_.stub(home).TaskMoved(ctx.get(), r, &ack).ok();
+  });
 }
 
 void Daemon::task_moved(const rpc::TaskInfo& t) {
@@ -185,7 +190,7 @@ rpc::TaskInfo Daemon::run_here(const rpc::RunRequest& req) {
   t.set_home(name());
   t.set_node(name());
   t.set_pid(s.pid);
-  t.set_state("running");
+  t.set_state(rpc::TASK_RUNNING);
   for (auto& a : req.argv()) t.add_argv(a);
   for (auto& [k, v] : req.labels()) (*t.mutable_labels())[k] = v;
   t.set_started_unix_ms(now_unix_ms());
@@ -202,7 +207,7 @@ std::vector<rpc::TaskInfo> Daemon::tasks_here() {
   std::vector<rpc::TaskInfo> out = tasks_.snapshot();
   for (auto& t : out) t.set_memory_bytes(rss_of(t.pid()));
   for (auto& t : home_.all())
-    if (t.state() == "exited" || t.state() == "lost") out.push_back(t);
+    if (ended(t)) out.push_back(t);
   return out;
 }
 
@@ -211,9 +216,9 @@ rpc::PsReply Daemon::ps() {
   std::map<std::string, rpc::TaskInfo> merged;
   auto merge = [&](const rpc::TaskInfo& t) {
     auto it = merged.find(t.id());
-    bool live = t.state() != "exited" && t.state() != "lost";
+    bool live = !ended(t);
     if (it == merged.end() ||
-        (live && (it->second.state() == "exited" || t.epoch() >= it->second.epoch())))
+        (live && (it->second.state() == rpc::TASK_EXITED || t.epoch() >= it->second.epoch())))
       merged[t.id()] = t;
   };
   for (auto& t : tasks_here()) merge(t);
@@ -266,13 +271,13 @@ rpc::NodesReply Daemon::nodes() {
   self->set_name(name());
   self->set_address(cfg_.listen);
   for (auto& [k, v] : cfg_.labels) (*self->mutable_labels())[k] = v;
-  self->set_state("up");
+  self->set_state(rpc::NODE_UP);
   *self->mutable_load() = make_report();
   for (auto& peer : peers_.names()) {
     rpc::NodeInfo* n = reply.add_nodes();
     n->set_name(peer);
     n->set_address(peers_.address(peer));
-    n->set_state(peers_.up(peer) ? "up" : "down");
+    n->set_state(peers_.up(peer) ? rpc::NODE_UP : rpc::NODE_DOWN);
     if (auto r = peers_.last_report(peer)) {
       *n->mutable_load() = *r;
       for (auto& [k, v] : r->labels()) (*n->mutable_labels())[k] = v;
@@ -318,8 +323,8 @@ rpc::KillReply Daemon::kill_here(const std::string& id, int sig) {
 rpc::KillReply Daemon::kill(const std::string& id, int sig) {
   for (int attempt = 0;; attempt++) {
     rpc::TaskInfo t = locate(id);
-    if (t.state() == "exited") fail("task {} has ended (exit status {})", id, t.exit_code());
-    if (t.state() == "lost") fail("task {} is lost: {}", id, t.exit_reason());
+    if (t.state() == rpc::TASK_EXITED) fail("task {} has ended (exit status {})", id, t.exit_code());
+    if (t.state() == rpc::TASK_LOST) fail("task {} is lost: {}", id, t.exit_reason());
     try {
       if (t.node() == name()) return kill_here(id, sig);
       rpc::KillRequest req;
@@ -344,7 +349,7 @@ rpc::WaitReply Daemon::wait(const std::string& id, int timeout_ms) {
     auto t = home_.wait_exit(id, timeout_ms);
     if (!t) fail("unknown task {}", id);
     reply.set_exited(ended(*t));
-    reply.set_lost(t->state() == "lost");
+    reply.set_lost(t->state() == rpc::TASK_LOST);
     reply.set_reason(t->exit_reason());
     reply.set_exit_code(t->exit_code());
     reply.set_node(t->node());
@@ -399,27 +404,6 @@ void Daemon::read_log(const rpc::LogsRequest& req,
   }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Background loops
-
-void Daemon::report_loop() {
-  while (!stopping_) {
-    LoadSample s = sampler_.sample();
-    {
-      std::lock_guard<std::mutex> lock(load_mu_);
-      last_load_ = s;
-    }
-    rpc::LoadReport r = make_report();
-    for (auto& peer : peers_.names()) {
-      rpc::Ack ack;
-      auto ctx = deadline_ms(static_cast<int>(cfg_.report_interval_ms / 2));
-      peers_.stub(peer).Report(ctx.get(), r, &ack);
-    }
-    for (unsigned i = 0; i < cfg_.report_interval_ms / 50 && !stopping_; i++)
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-}
-
 void Daemon::on_exit(const std::string& id, int code) {
   auto t = tasks_.get(id);
   if (!t) return;
@@ -457,124 +441,6 @@ void Daemon::report_end(const rpc::TaskInfo& t, int code, const std::string& rea
     auto ctx = deadline_ms(2000);
     return peers_.stub(home).TaskExited(ctx.get(), req, &ack).ok();
   });
-}
-
-void Daemon::reap_loop() {
-  sigset_t chld;
-  sigemptyset(&chld);
-  sigaddset(&chld, SIGCHLD);
-  UniqueFd sfd(::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK));
-  while (!stopping_) {
-    pollfd p[2] = {{sfd.get(), POLLIN, 0}, {orphan_wake_.get(), POLLIN, 0}};
-    ::poll(p, 2, 500);
-    signalfd_siginfo si;
-    while (::read(sfd.get(), &si, sizeof si) == sizeof si) {
-    }
-    // Tasks orphaned while no ferryd was their parent: ferry-init reaped them.
-    uint64_t n;
-    (void)!::read(orphan_wake_.get(), &n, sizeof n);
-    std::deque<OrphanExit> orphans;
-    {
-      std::lock_guard<std::mutex> lock(orphan_mu_);
-      orphans.swap(orphan_exits_);
-    }
-    for (auto& e : orphans) on_orphan_exit(e);
-    // Tasks: waited for by pid, unless ferryd holds them right now (a dump or a restore).
-    for (auto& t : tasks_.snapshot()) {
-      pid_t pid = t.pid();
-      if (tasks_.held(pid)) continue;
-      int st = 0;
-      if (::waitpid(pid, &st, WNOHANG) == pid) on_exit(t.id(), exit_code_of(st));
-    }
-    // Anything else that ended as our child (ferryd is the init of its node): reap it.
-    for (auto& tid : proc::list_dir("/proc/self/task")) {
-      auto kids = proc::try_read_file("/proc/self/task/" + tid + "/children");
-      if (!kids) continue;
-      for (auto& k : proc::split_ws(*kids)) {
-        pid_t pid = static_cast<pid_t>(proc::parse_u64(k));
-        if (tasks_.held(pid) || tasks_.id_of_pid(pid)) continue;
-        auto stat = proc::try_read_file(proc::path(pid, "stat"));
-        auto close = stat ? stat->rfind(')') : std::string::npos;
-        if (close != std::string::npos && close + 2 < stat->size() && (*stat)[close + 2] == 'Z')
-          ::waitpid(pid, nullptr, WNOHANG);
-      }
-    }
-  }
-}
-
-int Daemon::run() {
-  // Sessions an earlier ferryd of this node committed: their copies were released here.
-  for (auto& session : journal_.load()) {
-    Decided d;
-    d.status.set_state("running");
-    d.when = std::chrono::steady_clock::now();
-    decided_[session] = d;
-  }
-  adopt_tasks();
-  // The control socket: root only.
-  std::string sock_dir = cfg_.control_socket.substr(0, cfg_.control_socket.rfind('/'));
-  ::mkdir(sock_dir.c_str(), 0700);
-  ::unlink(cfg_.control_socket.c_str());
-  mode_t old = ::umask(077);
-  grpc::ServerBuilder control_builder;
-  control_builder.AddListeningPort("unix:" + cfg_.control_socket,
-                                   grpc::InsecureServerCredentials());
-  std::unique_ptr<grpc::Service> control = make_control_service(*this);
-  control_builder.RegisterService(control.get());
-  std::unique_ptr<grpc::Server> control_server = control_builder.BuildAndStart();
-  ::umask(old);
-  if (!control_server) fail("cannot listen on {}", cfg_.control_socket);
-  ::chmod(cfg_.control_socket.c_str(), 0600);
-
-  grpc::ServerBuilder node_builder;
-  int bound = 0;
-  node_builder.AddListeningPort(cfg_.listen, server_credentials(cfg_), &bound);
-  node_builder.SetMaxReceiveMessageSize(1 << 30);
-  node_builder.SetMaxSendMessageSize(1 << 30);
-  // Peers ping every 2 s to notice cut links (peers.cc): allow it.
-  node_builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
-  node_builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 1000);
-  node_builder.AddChannelArgument(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0);
-  std::unique_ptr<grpc::Service> node_service = make_node_service(*this);
-  node_builder.RegisterService(node_service.get());
-  std::unique_ptr<grpc::Server> node_server = node_builder.BuildAndStart();
-  if (!node_server || !bound) fail("cannot listen on {}", cfg_.listen);
-
-  // Page streams.
-  auto colon = cfg_.data_listen.rfind(':');
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(std::stoi(cfg_.data_listen.substr(colon + 1))));
-  if (::inet_pton(AF_INET, cfg_.data_listen.substr(0, colon).c_str(), &a.sin_addr) != 1)
-    fail("bad data_listen address {}", cfg_.data_listen);
-  data_listener_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  int one = 1;
-  ::setsockopt(data_listener_.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  if (::bind(data_listener_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-      ::listen(data_listener_.get(), 16) != 0)
-    fail_errno(errno, "cannot listen on {}", cfg_.data_listen);
-
-  threads_.emplace_back([this] { report_loop(); });
-  threads_.emplace_back([this] { reap_loop(); });
-  threads_.emplace_back([this] { notify_loop(); });
-  threads_.emplace_back([this] { data_accept_loop(); });
-  threads_.emplace_back([this] { session_reaper(); });
-  spdlog::info("node {} serving on {} (page streams on {}), control socket {}", name(), cfg_.listen,
-               cfg_.data_listen, cfg_.control_socket);
-
-  sigset_t stop;
-  sigemptyset(&stop);
-  sigaddset(&stop, SIGTERM);
-  sigaddset(&stop, SIGINT);
-  UniqueFd sfd(::signalfd(-1, &stop, SFD_CLOEXEC));
-  signalfd_siginfo si;
-  while (::read(sfd.get(), &si, sizeof si) != sizeof si) {
-  }
-  spdlog::info("node {} stopping", name());
-  stopping_ = true;
-  control_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  node_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  return 0;
 }
 
 }  // namespace ferry::node

@@ -12,7 +12,7 @@
 
 #include <xxhash.h>
 
-#include "cr/memory_map.h"
+#include "cr/resources/memory_map.h"
 #include "util/error.h"
 #include "util/fd.h"
 #include "util/proc.h"

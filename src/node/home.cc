@@ -62,22 +62,13 @@ void HomeRegistry::moved(const rpc::TaskInfo& t) {
   if (it == tasks_.end()) return;
   rpc::TaskInfo& cur = it->second;
   // A newer epoch proves the task runs: it overrides a "lost" verdict made without knowing.
-  bool revived = cur.state() == "lost" && t.epoch() > cur.epoch();
+  bool revived = cur.state() == rpc::TASK_LOST && t.epoch() > cur.epoch();
   if ((ended(cur) && !revived) || t.epoch() < cur.epoch()) return;
   cur.clear_exit_reason();
   cur.set_node(t.node());
   cur.set_pid(t.pid());
   cur.set_epoch(t.epoch());
-  cur.set_state("running");
-  persist();
-  changed_.notify_all();
-}
-
-void HomeRegistry::set_state(const std::string& id, const std::string& state) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = tasks_.find(id);
-  if (it == tasks_.end() || ended(it->second)) return;
-  it->second.set_state(state);
+  cur.set_state(rpc::TASK_RUNNING);
   persist();
   changed_.notify_all();
 }
@@ -87,7 +78,7 @@ void HomeRegistry::exited(const std::string& id, int code, const std::string& no
   std::lock_guard<std::mutex> lock(mu_);
   auto it = tasks_.find(id);
   if (it == tasks_.end() || ended(it->second) || epoch < it->second.epoch()) return;
-  it->second.set_state(lost ? "lost" : "exited");
+  it->second.set_state(lost ? rpc::TASK_LOST : rpc::TASK_EXITED);
   it->second.set_exit_code(code);
   it->second.set_exit_reason(reason);
   it->second.set_node(node);

@@ -11,13 +11,9 @@
 #include <vector>
 
 #include "ferry.pb.h"
+#include "node/states.h"
 
 namespace ferry::node {
-
-// The task will not run again: it exited, or it is lost.
-inline bool ended(const rpc::TaskInfo& t) {
-  return t.state() == "exited" || t.state() == "lost";
-}
 
 class HomeRegistry {
  public:
@@ -28,7 +24,6 @@ class HomeRegistry {
   std::optional<rpc::TaskInfo> get(const std::string& id);
   // A task now runs at t.node (from the node it arrived at).
   void moved(const rpc::TaskInfo& t);
-  void set_state(const std::string& id, const std::string& state);
   // The task ended (code: its status) or, when `lost`, is gone without a status (reason: why).
   void exited(const std::string& id, int code, const std::string& node, uint64_t epoch,
               const std::string& reason = "", bool lost = false);

@@ -6,12 +6,41 @@
 
 namespace ferry::node {
 
+namespace {
+
+struct KindCode {
+  Error::Kind kind;
+  grpc::StatusCode code;
+};
+constexpr KindCode kKindCodes[] = {
+    {Error::Kind::kInternal, grpc::StatusCode::UNKNOWN},
+    {Error::Kind::kBadInput, grpc::StatusCode::INVALID_ARGUMENT},
+    {Error::Kind::kRefused, grpc::StatusCode::FAILED_PRECONDITION},
+    {Error::Kind::kTaskEnded, grpc::StatusCode::NOT_FOUND},
+    {Error::Kind::kPeerDown, grpc::StatusCode::ABORTED},
+};
+
+}  // namespace
+
+grpc::Status status_of(const Error& e) {
+  for (auto& kc : kKindCodes)
+    if (kc.kind == e.kind()) return grpc::Status(kc.code, e.what());
+  return grpc::Status(grpc::StatusCode::UNKNOWN, e.what());
+}
+
+Error error_of(const grpc::Status& s, const std::string& what) {
+  for (auto& kc : kKindCodes)
+    if (kc.code == s.error_code()) return Error(kc.kind, s.error_message());
+  return Error(Error::Kind::kPeerDown,
+               what + ": " + (s.error_message().empty() ? "unreachable" : s.error_message()));
+}
+
 grpc::Status guarded(const std::function<void()>& f) {
   try {
     f();
     return grpc::Status::OK;
   } catch (const Error& e) {
-    return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, e.what());
+    return status_of(e);
   } catch (const std::exception& e) {
     return grpc::Status(grpc::StatusCode::INTERNAL, std::string("internal error: ") + e.what());
   }
@@ -121,22 +150,22 @@ class NodeService final : public rpc::Node::Service {
   }
   grpc::Status Tasking(grpc::ServerContext*, const rpc::TaskingRequest* req,
                        rpc::TaskingReply* reply) override {
-    return guarded([&] { *reply = d_.tasking(*req); });
+    return guarded([&] { *reply = d_.incoming().get(req->session_id())->tasking(*req); });
   }
   grpc::Status Prepare(grpc::ServerContext*, const rpc::TaskingRequest* req,
                        rpc::TaskingReply* reply) override {
-    return guarded([&] { *reply = d_.prepare(*req); });
+    return guarded([&] { *reply = d_.incoming().get(req->session_id())->prepare(*req); });
   }
   grpc::Status Commit(grpc::ServerContext*, const rpc::CommitRequest* req,
                       rpc::CommitReply* reply) override {
-    return guarded([&] { *reply = d_.commit(*req); });
+    return guarded([&] { *reply = d_.incoming().commit(*req); });
   }
   grpc::Status Abort(grpc::ServerContext*, const rpc::AbortRequest* req, rpc::Ack*) override {
-    return guarded([&] { d_.abort(*req); });
+    return guarded([&] { d_.incoming().abort(req->session_id(), req->reason()); });
   }
   grpc::Status MigrationStatus(grpc::ServerContext*, const rpc::MigrationStatusRequest* req,
                                rpc::MigrationStatusReply* reply) override {
-    return guarded([&] { *reply = d_.migration_status(req->session_id()); });
+    return guarded([&] { *reply = d_.incoming().status(req->session_id()); });
   }
 
  private:

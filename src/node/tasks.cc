@@ -104,7 +104,7 @@ std::vector<rpc::TaskInfo> LocalTasks::snapshot() {
   std::vector<rpc::TaskInfo> out;
   for (auto& [id, t] : tasks_) {
     out.push_back(t.info);
-    if (t.migrating) out.back().set_state("migrating");
+    if (t.migrating) out.back().set_state(rpc::TASK_MIGRATING);
   }
   return out;
 }

@@ -43,7 +43,7 @@ constexpr uint64_t kPageIsSwapped = 1 << 4;
 constexpr uint64_t kPage = 4096;
 constexpr uint64_t kBatchPages = 64;                        // 256 KiB per read
 
-void add_merged(std::vector<Range>& out, uint64_t start, uint64_t end) {
+void add_merged(AddressRanges& out, uint64_t start, uint64_t end) {
   if (!out.empty() && out.back().end == start)
     out.back().end = end;
   else
@@ -59,7 +59,7 @@ UniqueFd open_pagemap(pid_t pid) {
 // PAGEMAP_SCAN over [start, end): regions whose categories match (`inverted`: whose categories
 // in `mask` are all clear); `flags` may write-protect.
 void scan(int pagemap, uint64_t start, uint64_t end, uint64_t flags, uint64_t mask,
-          std::vector<Range>& out, uint64_t inverted = 0) {
+          AddressRanges& out, uint64_t inverted = 0) {
   std::vector<PageRegion> vec(1024);
   while (start < end) {
     PmScanArg a{};
@@ -83,15 +83,15 @@ void scan(int pagemap, uint64_t start, uint64_t end, uint64_t flags, uint64_t ma
 
 class UffdDirtyTracker : public DirtyTracker {
  public:
-  UffdDirtyTracker(pid_t pid, UniqueFd uffd, const std::vector<Range>& ranges)
+  UffdDirtyTracker(pid_t pid, UniqueFd uffd, const AddressRanges& ranges)
       : uffd_(std::move(uffd)), ranges_(ranges), pagemap_(open_pagemap(pid)) {
     uffdio_api api{};
     api.api = UFFD_API;
     api.features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED;
     if (::ioctl(uffd_.get(), UFFDIO_API, &api) != 0)
       fail_errno(errno, "userfaultfd write-protection (WP_ASYNC)");
-    std::vector<Range> registered;
-    for (const Range& r : ranges_) {
+    AddressRanges registered;
+    for (const AddressRange& r : ranges_) {
       uffdio_register reg{};
       reg.range = {r.start, r.end - r.start};
       reg.mode = UFFDIO_REGISTER_MODE_WP;
@@ -120,23 +120,23 @@ class UffdDirtyTracker : public DirtyTracker {
   ~UffdDirtyTracker() override { stop(); }
   const char* name() const override { return "uffd"; }
 
-  std::vector<Range> collect() override {
-    std::vector<Range> out;
-    for (const Range& r : ranges_)
+  AddressRanges collect() override {
+    AddressRanges out;
+    for (const AddressRange& r : ranges_)
       scan(pagemap_.get(), r.start, r.end, kScanWpMatching, kPageIsWritten, out);
     return out;
   }
 
-  std::vector<Range> tracked_ranges() override {
-    std::vector<Range> out;
-    for (const Range& r : ranges_) scan(pagemap_.get(), r.start, r.end, 0, kPageIsWpAllowed, out);
+  AddressRanges tracked_ranges() override {
+    AddressRanges out;
+    for (const AddressRange& r : ranges_) scan(pagemap_.get(), r.start, r.end, 0, kPageIsWpAllowed, out);
     return out;
   }
 
   void stop() override {
     if (!uffd_) return;
     // Closing the userfaultfd unregisters the memory and clears its write-protection.
-    for (const Range& r : ranges_) {
+    for (const AddressRange& r : ranges_) {
       uffdio_range range{r.start, r.end - r.start};
       ::ioctl(uffd_.get(), UFFDIO_UNREGISTER, &range);
     }
@@ -145,23 +145,23 @@ class UffdDirtyTracker : public DirtyTracker {
 
  private:
   UniqueFd uffd_;
-  std::vector<Range> ranges_;
+  AddressRanges ranges_;
   UniqueFd pagemap_;
 };
 
 class HashDirtyTracker : public DirtyTracker {
  public:
-  HashDirtyTracker(pid_t pid, const std::vector<Range>& ranges)
+  HashDirtyTracker(pid_t pid, const AddressRanges& ranges)
       : pid_(pid),
         pagemap_(open_pagemap(pid)),
         buf_(Mapping::anonymous(kBatchPages * kPage, true)) {
-    for (const Range& r : ranges)
+    for (const AddressRange& r : ranges)
       areas_.push_back({r, std::vector<uint64_t>((r.end - r.start) / kPage, 0)});
   }
   const char* name() const override { return "hash"; }
 
-  std::vector<Range> collect() override {
-    std::vector<Range> out;
+  AddressRanges collect() override {
+    AddressRanges out;
     std::vector<uint64_t> entries(kBatchPages);
     for (Area& a : areas_)
       for (uint64_t at = a.range.start; at < a.range.end; at += kBatchPages * kPage) {
@@ -198,8 +198,8 @@ class HashDirtyTracker : public DirtyTracker {
     return out;
   }
 
-  std::vector<Range> tracked_ranges() override {
-    std::vector<Range> out;
+  AddressRanges tracked_ranges() override {
+    AddressRanges out;
     for (Area& a : areas_) out.push_back(a.range);
     return out;
   }
@@ -207,7 +207,7 @@ class HashDirtyTracker : public DirtyTracker {
 
  private:
   struct Area {
-    Range range;
+    AddressRange range;
     std::vector<uint64_t> hashes;
   };
   pid_t pid_;
@@ -232,20 +232,20 @@ bool uffd_dirty_tracking_available() {
 }
 
 std::unique_ptr<DirtyTracker> make_uffd_tracker(pid_t pid, UniqueFd uffd,
-                                                const std::vector<Range>& ranges) {
+                                                const AddressRanges& ranges) {
   return std::make_unique<UffdDirtyTracker>(pid, std::move(uffd), ranges);
 }
 
-std::unique_ptr<DirtyTracker> make_hash_tracker(pid_t pid, const std::vector<Range>& ranges) {
+std::unique_ptr<DirtyTracker> make_hash_tracker(pid_t pid, const AddressRanges& ranges) {
   return std::make_unique<HashDirtyTracker>(pid, ranges);
 }
 
-std::vector<Range> resident_ranges(pid_t pid, const std::vector<Range>& ranges) {
+AddressRanges resident_ranges(pid_t pid, const AddressRanges& ranges) {
   UniqueFd pm = open_pagemap(pid);
-  std::vector<Range> out;
+  AddressRanges out;
   constexpr uint64_t kEntries = 64 * 1024;
   std::vector<uint64_t> entries(kEntries);
-  for (const Range& r : ranges)
+  for (const AddressRange& r : ranges)
     for (uint64_t at = r.start; at < r.end; at += kEntries * kPage) {
       uint64_t n = std::min(kEntries, (r.end - at) / kPage);
       if (::pread(pm.get(), entries.data(), n * 8, static_cast<off_t>(at / kPage * 8)) !=
@@ -257,19 +257,19 @@ std::vector<Range> resident_ranges(pid_t pid, const std::vector<Range>& ranges) 
   return out;
 }
 
-std::vector<Range> absent_ranges(pid_t pid, const std::vector<Range>& ranges) {
-  std::vector<Range> out;
+AddressRanges absent_ranges(pid_t pid, const AddressRanges& ranges) {
+  AddressRanges out;
   if (uffd_dirty_tracking_available()) {
     UniqueFd pm = open_pagemap(pid);
-    for (const Range& r : ranges)
+    for (const AddressRange& r : ranges)
       scan(pm.get(), r.start, r.end, 0, kPageIsPresent | kPageIsSwapped, out,
            kPageIsPresent | kPageIsSwapped);
     return out;
   }
   // Without PAGEMAP_SCAN: the complement of what is resident.
-  std::vector<Range> resident = resident_ranges(pid, ranges);
+  AddressRanges resident = resident_ranges(pid, ranges);
   size_t k = 0;
-  for (const Range& r : ranges) {
+  for (const AddressRange& r : ranges) {
     uint64_t at = r.start;
     while (k < resident.size() && resident[k].end <= r.start) k++;
     for (size_t j = k; j < resident.size() && resident[j].start < r.end; j++) {

@@ -30,9 +30,9 @@ class DirtyTracker {
   virtual ~DirtyTracker() = default;
   virtual const char* name() const = 0;
   // Pages written since the last call (the first call: since tracking began), merged ranges.
-  virtual std::vector<Range> collect() = 0;
+  virtual AddressRanges collect() = 0;
   // Of the tracked memory, what is still the same memory (not replaced by a new mapping).
-  virtual std::vector<Range> tracked_ranges() = 0;
+  virtual AddressRanges tracked_ranges() = 0;
   // Ends tracking and takes write-protection off the process's memory.
   virtual void stop() = 0;
 };
@@ -43,13 +43,13 @@ bool uffd_dirty_tracking_available();
 // uffd: a userfaultfd made inside process pid (FrozenProcess::make_userfaultfd), fresh (no
 // UFFDIO_API yet). Throws when the kernel refuses what is needed.
 std::unique_ptr<DirtyTracker> make_uffd_tracker(pid_t pid, UniqueFd uffd,
-                                                const std::vector<Range>& ranges);
-std::unique_ptr<DirtyTracker> make_hash_tracker(pid_t pid, const std::vector<Range>& ranges);
+                                                const AddressRanges& ranges);
+std::unique_ptr<DirtyTracker> make_hash_tracker(pid_t pid, const AddressRanges& ranges);
 
 // Pages of `ranges` the process has in memory (present or swapped), merged.
-std::vector<Range> resident_ranges(pid_t pid, const std::vector<Range>& ranges);
+AddressRanges resident_ranges(pid_t pid, const AddressRanges& ranges);
 // Pages of `ranges` the process does not have (neither present nor swapped), merged. With
 // PAGEMAP_SCAN the kernel hands back ranges instead of 8 bytes per page (1 GiB: ~3 ms, not ~16).
-std::vector<Range> absent_ranges(pid_t pid, const std::vector<Range>& ranges);
+AddressRanges absent_ranges(pid_t pid, const AddressRanges& ranges);
 
 }  // namespace ferry::transfer

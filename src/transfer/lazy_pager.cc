@@ -43,10 +43,10 @@ uint64_t lazy_uffd_features() {
          UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_THREAD_ID;
 }
 
-LazyPager::LazyPager(UniqueFd uffd, pid_t pid, const std::vector<Range>& ranges) : pid_(pid) {
+LazyPager::LazyPager(UniqueFd uffd, pid_t pid, const AddressRanges& ranges) : pid_(pid) {
   auto mm = std::make_unique<Mm>();
   mm->uffd = std::move(uffd);
-  for (const Range& r : ranges)
+  for (const AddressRange& r : ranges)
     if (r.end > r.start) mm->segs[r.start] = Seg{r.end, r.start};
   mms_.push_back(std::move(mm));
   stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -147,9 +147,9 @@ void LazyPager::deliver_zero(uint64_t addr, size_t len) {
   deliver(addr, nullptr, len);
 }
 
-std::vector<Range> LazyPager::misses() {
+AddressRanges LazyPager::misses() {
   std::lock_guard<std::mutex> lock(mu_);
-  std::vector<Range> out;
+  AddressRanges out;
   for (auto& [s, e] : misses_) out.push_back({s, e});
   return out;
 }

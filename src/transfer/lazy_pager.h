@@ -26,14 +26,10 @@
 #include <thread>
 #include <vector>
 
+#include "util/address_range.h"
 #include "util/fd.h"
 
 namespace ferry::transfer {
-
-struct Range {
-  uint64_t start = 0;
-  uint64_t end = 0;
-};
 
 class LazySource {
  public:
@@ -47,7 +43,7 @@ class LazyPager {
  public:
   // uffd: the process's userfaultfd, made with the event features (see lazy_uffd_features()),
   // on which `ranges` are registered MISSING. pid: the process (killed if pages are lost).
-  LazyPager(UniqueFd uffd, pid_t pid, const std::vector<Range>& ranges);
+  LazyPager(UniqueFd uffd, pid_t pid, const AddressRanges& ranges);
   ~LazyPager();
   LazyPager(const LazyPager&) = delete;
   LazyPager& operator=(const LazyPager&) = delete;
@@ -61,7 +57,7 @@ class LazyPager {
   void deliver_zero(uint64_t addr, size_t len);
   // Source ranges whose delivery missed (the task was moving that memory) and that have not
   // been delivered since: fetch them again.
-  std::vector<Range> misses();
+  AddressRanges misses();
   // Every page is in place (and no delivery is pending): let the memory go back to the
   // kernel's care. False, changing nothing, while a miss is pending.
   bool try_complete();

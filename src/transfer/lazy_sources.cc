@@ -78,7 +78,7 @@ LazyStats run_remote_lazy_phase(StreamReceiver& rx, LazyPager& pager, const Lazy
         // answered.
         for (int round = 0;; round++) {
           if (round >= kMaxSyncRounds) fail("pages keep missing their place");
-          for (const Range& m : pager.misses()) rx.send_request(m.start, m.end - m.start);
+          for (const AddressRange& m : pager.misses()) rx.send_request(m.start, m.end - m.start);
           rx.send_request(static_cast<uint64_t>(round), 0);
           rx.receive_until(frame_flags::kRoundEnd, on_data, on_control);
           if (pager.try_complete()) break;
@@ -109,10 +109,10 @@ LazyStats run_remote_lazy_phase(StreamReceiver& rx, LazyPager& pager, const Lazy
 // ---------------------------------------------------------------------------------------------
 
 StoreLazySource::StoreLazySource(const image::Image& img, const image::ImageKey& key,
-                                 UniqueFd pages_fd, const std::vector<Range>& lazy)
+                                 UniqueFd pages_fd, const AddressRanges& lazy)
     : img_(img), key_(key), fd_(std::move(pages_fd)), lazy_(lazy) {
   for (const image::PageRun& r : img.memory().pages())
-    for (const Range& l : lazy)
+    for (const AddressRange& l : lazy)
       if (r.addr() >= l.start && r.addr() + r.npages() * kPage <= l.end) {
         runs_.push_back({r.addr(), r.npages() * kPage, r.data_offset()});
         break;
@@ -156,7 +156,7 @@ void StoreLazySource::load(uint64_t addr, uint64_t len, bool again) {
   // Which runs hold [addr, addr + len)? Their blocks come in whole; gaps were zero pages.
   std::vector<char> buf;
   uint64_t zero_from = addr;
-  std::vector<std::pair<uint64_t, uint64_t>> covered;
+  AddressRanges covered;
   for (const Run& r : runs_) {
     if (r.addr + r.len <= addr || r.addr >= addr + len) continue;
     uint64_t a = std::max(addr, r.addr), b = std::min(addr + len, r.addr + r.len);
@@ -188,7 +188,7 @@ void StoreLazySource::place_others(const Placer& place) {
     for (const image::PageRun& r : runs) {
       if (memory) {
         bool is_lazy = false;
-        for (const Range& l : lazy_)
+        for (const AddressRange& l : lazy_)
           if (r.addr() >= l.start && r.addr() < l.end) is_lazy = true;
         if (is_lazy) continue;
       }
@@ -226,7 +226,7 @@ void StoreLazySource::fill_all() {
     // Deliveries that missed (memory moving meanwhile) are made again from the store.
     for (int round = 0; !pager_->try_complete(); round++) {
       if (round >= kMaxSyncRounds) fail("pages keep missing their place");
-      for (const Range& m : pager_->misses()) load(m.start, m.end - m.start, true);
+      for (const AddressRange& m : pager_->misses()) load(m.start, m.end - m.start, true);
       ::usleep(1000);
     }
   } catch (const std::exception& e) {

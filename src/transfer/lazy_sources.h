@@ -67,7 +67,7 @@ class StoreLazySource : public LazySource {
   // session's image key; pages_fd: pages.img of the flushed image in the page store. Serves
   // anonymous memory runs inside `lazy`.
   StoreLazySource(const image::Image& img, const image::ImageKey& key, UniqueFd pages_fd,
-                  const std::vector<Range>& lazy);
+                  const AddressRanges& lazy);
   ~StoreLazySource() override;
   void set_pager(LazyPager* pager) { pager_ = pager; }
   void fetch(uint64_t addr, uint64_t len) override;
@@ -95,7 +95,7 @@ class StoreLazySource : public LazySource {
   UniqueFd fd_;
   LazyPager* pager_ = nullptr;
   std::vector<Run> runs_;  // lazy memory runs, by data offset (= by address)
-  std::vector<Range> lazy_;
+  AddressRanges lazy_;
   std::mutex mu_;  // block reads (fault thread and filler)
   std::vector<bool> delivered_;
   std::atomic<uint64_t> bytes_loaded_{0};

@@ -21,16 +21,16 @@ constexpr uint64_t kScanPages = 64 * 1024;  // pagemap entries per read while lo
 
 }  // namespace
 
-PageServer::PageServer(pid_t pid, StreamSender& tx, const std::vector<Range>& lazy,
+PageServer::PageServer(pid_t pid, StreamSender& tx, const AddressRanges& lazy,
                        const google::protobuf::RepeatedPtrField<image::PageRun>& sent)
     : pid_(pid), tx_(tx), buf_(Mapping::anonymous(kChunk, true)) {
   pagemap_.reset(::open(proc::path(pid, "pagemap").c_str(), O_RDONLY | O_CLOEXEC));
   if (!pagemap_) fail_errno(errno, "cannot open pagemap of {}", pid);
   mem_.reset(::open(proc::path(pid, "mem").c_str(), O_RDONLY | O_CLOEXEC));
   if (!mem_) fail_errno(errno, "cannot open the memory of {}", pid);
-  std::vector<Range> sorted = lazy;
+  AddressRanges sorted = lazy;
   std::sort(sorted.begin(), sorted.end(), [](auto& a, auto& b) { return a.start < b.start; });
-  for (const Range& r : sorted) areas_.push_back({r, std::vector<bool>((r.end - r.start) / kPage), {}});
+  for (const AddressRange& r : sorted) areas_.push_back({r, std::vector<bool>((r.end - r.start) / kPage), {}});
   for (const image::PageRun& run : sent)
     for (uint64_t i = 0; i < run.npages(); i++)
       if (Area* a = area_of(run.addr() + i * kPage))

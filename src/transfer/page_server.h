@@ -30,7 +30,7 @@ class PageServer {
  public:
   // lazy: the ranges the destination registered; sent: page runs that already travelled (the
   // frozen phase), which are not pushed again.
-  PageServer(pid_t pid, StreamSender& tx, const std::vector<Range>& lazy,
+  PageServer(pid_t pid, StreamSender& tx, const AddressRanges& lazy,
              const google::protobuf::RepeatedPtrField<image::PageRun>& sent);
   // Serves until the destination says it has everything (returns), `stop` is set (returns), or
   // the stream breaks (throws; transfer::StreamBroken when a reconnection may help).
@@ -46,7 +46,7 @@ class PageServer {
 
  private:
   struct Area {
-    Range range;
+    AddressRange range;
     std::vector<bool> sent;    // per page
     std::vector<bool> frozen;  // per page: sent while the task was frozen (placed before Commit)
   };

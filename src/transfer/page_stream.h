@@ -58,7 +58,7 @@ constexpr uint16_t kHeartbeat = 64;
 // else a stream throws (a frame that fails authentication, a protocol violation) is final.
 class StreamBroken : public Error {
  public:
-  using Error::Error;
+  explicit StreamBroken(const std::string& message) : Error(Kind::kPeerDown, message) {}
 };
 
 // The 32 bytes a source opens its reconnection number `generation` with: only the holder of the

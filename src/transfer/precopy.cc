@@ -10,7 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cr/pagemap.h"
-#include "cr/memory_map.h"
+#include "cr/resources/memory_map.h"
 #include "cr/pages.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -24,17 +24,17 @@ constexpr uint64_t kChunkPages = 64;  // 256 KiB: stays in cache between read, t
 constexpr double kMaxRoundsSeconds = 600;
 constexpr double kRoundAckMs = 60000;
 
-uint64_t pages_in(const std::vector<Range>& rs) {
+uint64_t pages_in(const AddressRanges& rs) {
   uint64_t n = 0;
   for (auto& r : rs) n += (r.end - r.start) / kPage;
   return n;
 }
 
 // Union of two sorted lists of ranges, merged.
-std::vector<Range> unite(std::vector<Range> a, const std::vector<Range>& b) {
+AddressRanges unite(AddressRanges a, const AddressRanges& b) {
   a.insert(a.end(), b.begin(), b.end());
   std::sort(a.begin(), a.end(), [](auto& x, auto& y) { return x.start < y.start; });
-  std::vector<Range> out;
+  AddressRanges out;
   for (auto& r : a)
     if (!out.empty() && r.start <= out.back().end)
       out.back().end = std::max(out.back().end, r.end);
@@ -43,8 +43,8 @@ std::vector<Range> unite(std::vector<Range> a, const std::vector<Range>& b) {
   return out;
 }
 
-std::vector<Range> intersect(const std::vector<Range>& a, const std::vector<Range>& b) {
-  std::vector<Range> out;
+AddressRanges intersect(const AddressRanges& a, const AddressRanges& b) {
+  AddressRanges out;
   size_t i = 0, j = 0;
   while (i < a.size() && j < b.size()) {
     uint64_t s = std::max(a[i].start, b[j].start), e = std::min(a[i].end, b[j].end);
@@ -57,7 +57,7 @@ std::vector<Range> intersect(const std::vector<Range>& a, const std::vector<Rang
 }  // namespace
 
 PrecopySource::PrecopySource(pid_t pid, std::unique_ptr<DirtyTracker> tracker,
-                             std::vector<Range> ranges, StreamSender& tx)
+                             AddressRanges ranges, StreamSender& tx)
     : pid_(pid),
       tracker_(std::move(tracker)),
       tx_(tx),
@@ -126,13 +126,13 @@ void PrecopySource::send_readable(uint64_t addr, uint64_t npages, RoundStats& st
   }
 }
 
-RoundStats PrecopySource::send_pages(const std::vector<Range>& ranges) {
+RoundStats PrecopySource::send_pages(const AddressRanges& ranges) {
   RoundStats st;
   std::vector<uint64_t> entries(kChunkPages);
   // A frame must lie in one region of the layout the destination was given (tracked ranges
   // come merged across neighbouring regions): each range is cut at the areas' edges.
-  std::vector<Range> pieces;
-  for (const Range& r : ranges) {
+  AddressRanges pieces;
+  for (const AddressRange& r : ranges) {
     auto it = std::upper_bound(areas_.begin(), areas_.end(), r.start,
                                [](uint64_t v, const Area& a) { return v < a.range.start; });
     if (it != areas_.begin()) --it;
@@ -141,7 +141,7 @@ RoundStats PrecopySource::send_pages(const std::vector<Range>& ranges) {
       if (from < to) pieces.push_back({from, to});
     }
   }
-  for (const Range& r : pieces)
+  for (const AddressRange& r : pieces)
     for (uint64_t at = r.start; at < r.end; at += kChunkPages * kPage) {
       uint64_t n = std::min(kChunkPages, (r.end - at) / kPage);
       if (::pread(pagemap_, entries.data(), n * 8, static_cast<off_t>(at / kPage * 8)) !=
@@ -171,15 +171,28 @@ void PrecopySource::wait_round_done(uint32_t round) {
   fail("the destination did not take round {} within {} s", round, kRoundAckMs / 1000);
 }
 
+bool RoundsConvergence::stop_after(const RoundStats& st, uint64_t dirty_pages, double elapsed_ms) {
+  // Rate of the last round (bytes per ms); a tiny round says little: assume 1 GB/s then.
+  double rate = st.bytes > (4u << 20) && st.ms > 0 ? st.bytes / st.ms : 1e6;
+  estimate_ms_ = static_cast<double>(dirty_pages * kPage) / rate;
+  bool shrank = previous_dirty_ == UINT64_MAX || dirty_pages * 10 < previous_dirty_ * 9;
+  not_shrinking_ = shrank ? 0 : not_shrinking_ + 1;
+  previous_dirty_ = dirty_pages;
+  // A freeze costs ~20 ms here before any page moves (describe, build, commit): the pages may
+  // take a quarter of the budget.
+  converged_ = estimate_ms_ <= config_.max_freeze_ms / 4.0;
+  return converged_ || not_shrinking_ >= 2 || st.round + 1 >= config_.max_rounds ||
+         elapsed_ms > kMaxRoundsSeconds * 1000;
+}
+
 void PrecopySource::run_rounds(const PrecopyConfig& config,
                                const std::function<void(const RoundStats&)>& on_round) {
   Stopwatch all;
-  std::vector<Range> tracked;
+  AddressRanges tracked;
   for (auto& a : areas_) tracked.push_back(a.range);
   // Round 0: everything the task has. Writes from the moment tracking began show in round 1.
-  std::vector<Range> todo = resident_ranges(pid_, tracked);
-  uint64_t previous_dirty = UINT64_MAX;
-  int not_shrinking = 0;
+  AddressRanges todo = resident_ranges(pid_, tracked);
+  RoundsConvergence convergence(config);
   for (uint32_t round = 0;; round++) {
     Stopwatch sw;
     RoundStats st = send_pages(todo);
@@ -191,20 +204,12 @@ void PrecopySource::run_rounds(const PrecopyConfig& config,
     st.ms = sw.elapsed_ms();
     rounds_.push_back(st);
     if (on_round) on_round(st);
-    std::vector<Range> dirty = tracker_->collect();
+    AddressRanges dirty = tracker_->collect();
     uint64_t dirty_pages = pages_in(dirty);
-    // Rate of the last round (bytes per ms); a tiny round says little: assume 1 GB/s then.
-    double rate = st.bytes > (4u << 20) && st.ms > 0 ? st.bytes / st.ms : 1e6;
-    double estimate_ms = static_cast<double>(dirty_pages * kPage) / rate;
-    not_shrinking = dirty_pages * 10 >= previous_dirty * 9 ? not_shrinking + 1 : 0;
-    previous_dirty = dirty_pages;
-    // A freeze costs ~20 ms here before any page moves (describe, build, commit): the pages may
-    // take a quarter of the budget.
-    bool converged = estimate_ms <= config.max_freeze_ms / 4.0;
-    if (converged || not_shrinking >= 2 || round + 1 >= config.max_rounds ||
-        all.elapsed_ms() > kMaxRoundsSeconds * 1000) {
+    if (convergence.stop_after(st, dirty_pages, all.elapsed_ms())) {
       spdlog::debug("pre-copy: {} rounds; {} pages left for the freeze (~{:.1f} ms){}", round + 1,
-                    dirty_pages, estimate_ms, converged ? "" : " (not converging)");
+                    dirty_pages, convergence.estimate_ms(),
+                    convergence.converged() ? "" : " (not converging)");
       pending_ = dirty;
       return;
     }
@@ -225,17 +230,17 @@ void PrecopySource::at_freeze() {
 PrecopyFinal PrecopySource::finish(const image::Image& final_image) {
   Stopwatch sw;
   PrecopyFinal out;
-  std::vector<Range> final_anon;
+  AddressRanges final_anon;
   for (auto& v : final_image.memory().vmas())
     if (v.kind() == image::Vma::ANON_PRIVATE && !(v.vm_flags() & cr::kVmGrowsDown))
       final_anon.push_back({v.start(), v.end()});
   std::sort(final_anon.begin(), final_anon.end(),
             [](auto& a, auto& b) { return a.start < b.start; });
-  std::vector<Range> tracked;
+  AddressRanges tracked;
   for (auto& a : areas_) tracked.push_back(a.range);
   out.retained = intersect(intersect(tracked, final_anon), unite(still_, {}));
   // Pages the destination got that the task no longer has must become empty there.
-  for (const Range& r : absent_ranges(pid_, out.retained)) {
+  for (const AddressRange& r : absent_ranges(pid_, out.retained)) {
     Area* a = area_of(r.start);
     for (uint64_t p = r.start; a && p < r.end; p += kPage) {
       if (!a->sent[(p - a->range.start) / kPage]) continue;
@@ -249,9 +254,9 @@ PrecopyFinal PrecopySource::finish(const image::Image& final_image) {
   // last round. (A page present but never sent was zero when the rounds saw it, or was written
   // since, which the tracker reports: the destination is right to have nothing there.)
   // (and what the rounds could not read).
-  std::vector<Range> look = unite(intersect(unite(pending_, unreadable_), out.retained), {});
+  AddressRanges look = unite(intersect(unite(pending_, unreadable_), out.retained), {});
   size_t k = 0;
-  for (const Range& v : final_anon) {
+  for (const AddressRange& v : final_anon) {
     uint64_t at = v.start;
     while (k < out.retained.size() && out.retained[k].end <= v.start) k++;
     for (size_t j = k; j < out.retained.size() && out.retained[j].start < v.end; j++) {
@@ -265,7 +270,7 @@ PrecopyFinal PrecopySource::finish(const image::Image& final_image) {
     if (v.kind() == image::Vma::ANON_PRIVATE && (v.vm_flags() & cr::kVmGrowsDown))
       look.push_back({v.start(), v.end()});
   look = unite(look, {});
-  auto only = std::make_shared<std::vector<std::pair<uint64_t, uint64_t>>>();
+  auto only = std::make_shared<AddressRanges>();
   for (auto& r : look) only->push_back({r.start, r.end});
   out.only = only;
   spdlog::debug("pre-copy: final plan {:.2f} ms ({} retained ranges, {} dropped, {} to look at)",

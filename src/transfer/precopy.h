@@ -39,20 +39,39 @@ struct RoundStats {
   double ms = 0;
 };
 
+// When the rounds stop (the rule at the top of this file), one round at a time.
+class RoundsConvergence {
+ public:
+  explicit RoundsConvergence(const PrecopyConfig& config) : config_(config) {}
+  // After `round` (0 first) sent `bytes` in `ms`, `dirty_pages` are written again; `elapsed_ms`
+  // since the first round began. True: no more rounds, the dirty pages go with the freeze.
+  bool stop_after(const RoundStats& round, uint64_t dirty_pages, double elapsed_ms);
+  // The freeze's pages at the last round's rate (ms), and whether that fits the budget.
+  double estimate_ms() const { return estimate_ms_; }
+  bool converged() const { return converged_; }
+
+ private:
+  PrecopyConfig config_;
+  uint64_t previous_dirty_ = UINT64_MAX;
+  int not_shrinking_ = 0;
+  double estimate_ms_ = 0;
+  bool converged_ = false;
+};
+
 // The final phase: which memory keeps its pre-copied pages, which of those pages the task has
 // dropped since, and which pages must still travel.
 struct PrecopyFinal {
-  std::vector<Range> retained;
-  std::vector<Range> discard;
+  AddressRanges retained;
+  AddressRanges discard;
   // What the freeze's dump looks at (PageSelection::only): anonymous memory not retained, and
   // what was written since the last round.
-  std::shared_ptr<const std::vector<std::pair<uint64_t, uint64_t>>> only;
+  std::shared_ptr<const AddressRanges> only;
 };
 
 class PrecopySource {
  public:
   // ranges: the private anonymous memory of the first description that the rounds cover.
-  PrecopySource(pid_t pid, std::unique_ptr<DirtyTracker> tracker, std::vector<Range> ranges,
+  PrecopySource(pid_t pid, std::unique_ptr<DirtyTracker> tracker, AddressRanges ranges,
                 StreamSender& tx);
   ~PrecopySource();
   // Sends rounds until they converge; `on_round` hears of each. Throws when the stream breaks.
@@ -72,13 +91,13 @@ class PrecopySource {
 
  private:
   struct Area {
-    Range range;
+    AddressRange range;
     std::vector<bool> sent;
   };
   Area* area_of(uint64_t addr);
   bool was_sent(uint64_t addr);
   // Sends the resident pages of `ranges`; returns pages and bytes sent.
-  RoundStats send_pages(const std::vector<Range>& ranges);
+  RoundStats send_pages(const AddressRanges& ranges);
   void send_readable(uint64_t addr, uint64_t npages, RoundStats& st);
   void wait_round_done(uint32_t round);
 
@@ -86,9 +105,9 @@ class PrecopySource {
   std::unique_ptr<DirtyTracker> tracker_;
   std::vector<Area> areas_;
   StreamSender& tx_;
-  std::vector<Range> pending_;     // dirty, found but not sent in a round: goes with the freeze
-  std::vector<Range> unreadable_;  // pages the rounds could not read: the freeze looks again
-  std::vector<Range> still_;       // at_freeze(): memory that is still what was tracked
+  AddressRanges pending_;     // dirty, found but not sent in a round: goes with the freeze
+  AddressRanges unreadable_;  // pages the rounds could not read: the freeze looks again
+  AddressRanges still_;       // at_freeze(): memory that is still what was tracked
   std::vector<RoundStats> rounds_;
   Mapping buf_;
   int pagemap_ = -1;

@@ -1,5 +1,7 @@
 #include "util/proc.h"
 
+#include <sys/wait.h>
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -164,6 +166,10 @@ pid_t pid_in_namespace_of(pid_t member, pid_t inner_pid) {
       }
   }
   return -1;
+}
+
+int exit_code_of(int wait_status) {
+  return WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : 128 + WTERMSIG(wait_status);
 }
 
 }  // namespace ferry::proc

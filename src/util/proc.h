@@ -19,6 +19,8 @@ std::string read_link(const std::string& path);
 std::optional<std::string> try_read_link(const std::string& path);
 std::vector<std::string> list_dir(const std::string& path);  // names without . and ..
 bool exists(pid_t pid);
+// A waitpid() status as ferry reports it: the exit status, or 128+N for a death by signal N.
+int exit_code_of(int wait_status);
 // The pid (as we see it) of the process that is `inner_pid` in the PID namespace of process
 // `member`; -1 when there is none. (A task of a cluster node, seen from the host.)
 pid_t pid_in_namespace_of(pid_t member, pid_t inner_pid);

@@ -12,6 +12,7 @@
 
 #include "support/cluster.h"
 #include "support/wait_until.h"
+#include "transfer/strategy.h"
 
 namespace ferry::test {
 namespace {
@@ -74,7 +75,10 @@ TEST_P(StrategyTest, ATaskThatKeepsRemappingItsMemory) {
         << "stopped on " << to;
   }
   checks_pass(c, id);
-  if (GetParam() != "pre-copy" && GetParam() != "flushing") {
+  // Strategies that lay the task out before the freeze from its running layout notice that the
+  // layout changed meanwhile.
+  const transfer::Strategy& strategy = *transfer::find_strategy(GetParam());
+  if (!strategy.sends_rounds() && !strategy.stores_pages()) {
     std::string logs = read_file(c.dir() + "/nodes/node1/ferryd.log") +
                        read_file(c.dir() + "/nodes/node2/ferryd.log");
     EXPECT_NE(logs.find("changed its layout since it was laid out here"), std::string::npos)

@@ -2,7 +2,7 @@
 // source's, the same path anywhere else.
 #include <gtest/gtest.h>
 
-#include "cr/cgroups.h"
+#include "cr/resources/cgroups.h"
 
 namespace ferry::cr {
 

@@ -3,7 +3,7 @@
 
 #include <vector>
 
-#include "cr/memory_map.h"
+#include "cr/resources/memory_map.h"
 #include "cr/pages.h"
 #include "util/error.h"
 #include "util/proc.h"

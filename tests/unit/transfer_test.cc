@@ -158,8 +158,7 @@ TEST(CopyOnReferenceTest, ThePagesRestoringTouchesTravelWithThePcb) {
   auto ranges = pages_restoring_touches(img);
   // fs_base's page and one each side merge with the rseq pages; the stack: two pages below and
   // two above the page of rsp.
-  std::vector<std::pair<uint64_t, uint64_t>> want = {{0x7f0000001000, 0x7f0000005000},
-                                                     {0x7ffd0000e000, 0x7ffd00013000}};
+  AddressRanges want = {{0x7f0000001000, 0x7f0000005000}, {0x7ffd0000e000, 0x7ffd00013000}};
   EXPECT_EQ(ranges, want);
   EXPECT_TRUE(pages_restoring_touches(image::Image{}).empty());
 }

@@ -494,7 +494,7 @@ void Tracee::read_memory(uint64_t addr, void* data, size_t len) const {
 
 void Tracee::saw_end(int status) {
   attached_ = false;
-  exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  exit_code_ = proc::exit_code_of(status);
 }
 
 void Tracee::kill_on_tracer_exit() {

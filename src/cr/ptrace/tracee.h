@@ -25,7 +25,8 @@ namespace ferry::cr {
 // The process ended while ferry held it; code is its exit status (128+N for signal N).
 class ProcessEnded : public Error {
  public:
-  ProcessEnded(const std::string& message, int code) : Error(message), code_(code) {}
+  ProcessEnded(const std::string& message, int code)
+      : Error(Kind::kTaskEnded, message), code_(code) {}
   int code() const { return code_; }
 
  private:

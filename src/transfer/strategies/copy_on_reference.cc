@@ -19,7 +19,7 @@ class CopyOnReference : public Strategy {
   const char* name() const override { return "copy-on-reference"; }
   void select_frozen_pages(const image::Image& img, cr::PageSelection* sel) const override {
     sel->only =
-        std::make_shared<std::vector<std::pair<uint64_t, uint64_t>>>(pages_restoring_touches(img));
+        std::make_shared<AddressRanges>(pages_restoring_touches(img));
   }
   bool has_lazy_phase() const override { return true; }
 };
@@ -31,9 +31,9 @@ const Strategy& copy_on_reference() {
   return s;
 }
 
-std::vector<std::pair<uint64_t, uint64_t>> pages_restoring_touches(const image::Image& img) {
+AddressRanges pages_restoring_touches(const image::Image& img) {
   constexpr uint64_t kPage = 4096;
-  std::vector<std::pair<uint64_t, uint64_t>> out;
+  AddressRanges out;
   auto around = [&](uint64_t addr, uint64_t below, uint64_t above) {
     uint64_t page = addr & ~(kPage - 1);
     if (page < below) return;
@@ -50,10 +50,10 @@ std::vector<std::pair<uint64_t, uint64_t>> pages_restoring_touches(const image::
     around(r.fs_base, kPage, kPage);
   }
   std::sort(out.begin(), out.end());
-  std::vector<std::pair<uint64_t, uint64_t>> merged;
+  AddressRanges merged;
   for (auto& r : out)
-    if (!merged.empty() && r.first <= merged.back().second)
-      merged.back().second = std::max(merged.back().second, r.second);
+    if (!merged.empty() && r.start <= merged.back().end)
+      merged.back().end = std::max(merged.back().end, r.end);
     else
       merged.push_back(r);
   return merged;

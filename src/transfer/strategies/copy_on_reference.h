@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "image.pb.h"
+#include "util/address_range.h"
 
 namespace ferry::transfer {
 
@@ -12,6 +13,6 @@ namespace ferry::transfer {
 // touch. Restoring writes the rseq area (a fault on it would wait for the source while the task
 // is still frozen), and the task's first instructions use its stack and its thread block (the
 // stack protector's canary, errno): sorted, page-aligned ranges.
-std::vector<std::pair<uint64_t, uint64_t>> pages_restoring_touches(const image::Image& img);
+AddressRanges pages_restoring_touches(const image::Image& img);
 
 }  // namespace ferry::transfer

@@ -1,0 +1,16 @@
+// Faults a test can ask a node to commit, to reach the failure paths of a migration.
+#pragma once
+
+namespace ferry::node {
+
+// Faults a test can ask a node to commit (FERRY_TEST_FAULTS, comma separated).
+struct Faults {
+  bool die_after_commit = false;         // source: exit right after sending Commit
+  bool fail_restore = false;             // destination: the restore fails
+  bool kill_task_before_freeze = false;  // source: the task ends between offer and freeze
+  bool slow_stream = false;              // source: the page stream pauses between frames
+  bool lose_commit_reply = false;        // destination: commits, then is unreachable for 3 s
+  static Faults from_env();
+};
+
+}  // namespace ferry::node
