@@ -135,4 +135,48 @@ TEST(ResourcesTest, TerminalOnStdio) {
   ::close(master);
 }
 
+
+// A pipe to the outside on fd 1 becomes the restorer's own fd 1, whatever that is: here a file.
+// The final check takes that fd's flags as the restorer's (a pipe end has no O_LARGEFILE, an
+// opened file has), not as a difference from the image.
+TEST(ResourcesTest, APipeToTheOutsideOnStdoutBecomesTheRestorersOwn) {
+  become_subreaper();
+  TempDir dir;
+  ProcessGuard guard;
+  const std::string pid_file = dir / "pid", images = dir / "images", out = dir / "restored.out";
+  // The worker's stdout is a pipe to cat, outside the process. (It prints its first line, then
+  // sleeps until SIGUSR2 asks it to check itself.)
+  pid_t sh = spawn({"/bin/sh", "-c",
+                    "{ " + target_path("t_worker") + " 1 100000 & echo $! > " + pid_file +
+                        "; wait; } | cat > /dev/null"});
+  guard.add(sh);
+  ASSERT_TRUE(wait_until([&] { return read_file(pid_file).find('\n') != std::string::npos; },
+                         5000));
+  pid_t pid = std::atoi(read_file(pid_file).c_str());
+  ASSERT_GT(pid, 0);
+  guard.add(pid);
+  auto exe_of = [](pid_t p) {
+    char buf[4096];
+    ssize_t n = ::readlink(("/proc/" + std::to_string(p) + "/exe").c_str(), buf, sizeof buf);
+    return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+  };
+  ASSERT_TRUE(wait_until([&] { return exe_of(pid) == target_path("t_worker"); }, 5000));
+  CmdResult checkpoint = ferry({"checkpoint", std::to_string(pid), "--images", images});
+  ASSERT_EQ(checkpoint.status, 0) << checkpoint.err;
+  ASSERT_TRUE(wait_until([&] { return exe_of(pid).empty(); }, 5000));  // sh reaped it
+
+  CmdResult restore = run_command({"/bin/sh", "-c",
+                                   ferry_bin() + " restore --same-pid --detach --images " +
+                                       images + " > " + out});
+  ASSERT_EQ(restore.status, 0) << restore.err;
+  EXPECT_EQ(exe_of(pid), target_path("t_worker"));
+  char link[4096];
+  ssize_t n = ::readlink(("/proc/" + std::to_string(pid) + "/fd/1").c_str(), link, sizeof link);
+  EXPECT_EQ(n > 0 ? std::string(link, static_cast<size_t>(n)) : "", out);
+  ::kill(pid, SIGUSR2);
+  EXPECT_EQ(wait_exit(pid, 10000), 0);
+  // ferry's line (the pid), then the worker's own check, both in the restorer's file.
+  EXPECT_EQ(read_file(out), std::to_string(pid) + "\nOK\n");
+}
+
 }  // namespace ferry::test
