@@ -7,7 +7,7 @@ packages=(
   build-essential g++-12 cmake ninja-build pkg-config git
   protobuf-compiler libprotobuf-dev libgrpc++-dev protobuf-compiler-grpc
   libcli11-dev libspdlog-dev libfmt-dev libxxhash-dev libzstd-dev liblz4-dev libtomlplusplus-dev
-  nlohmann-json3-dev
+  nlohmann-json3-dev libyaml-cpp-dev
   libssl-dev openssl
   libgtest-dev libgmock-dev libbenchmark-dev
   iproute2 procps util-linux python3 bc gzip coreutils dash gnuplot-nox

@@ -17,6 +17,8 @@ void add_logs(CLI::App& app);
 void add_kill(CLI::App& app);
 void add_wait(CLI::App& app);
 void add_migrate(CLI::App& app);
+// Jobs of tasks connected by channels (cmd_job.cc).
+void add_job(CLI::App& app);
 
 // `ferry wait` of a task that is lost (gone without an exit status).
 constexpr int kLostStatus = 125;

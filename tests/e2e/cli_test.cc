@@ -1,6 +1,7 @@
 // The command line on bad input: every error one line on stderr, a non-zero exit (2 for usage
 // errors), nothing sent that was not asked for, no internal words, no raw control characters.
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <chrono>
 
@@ -66,6 +67,34 @@ TEST(CliTest, BadInputGetsOneLineAndAnExitStatus) {
   ASSERT_EQ(c.ferry({"kill", id, "RTMIN+1"}).status, 0);
   CmdResult end = c.ferry({"wait", id, "--timeout", "20"});
   EXPECT_EQ(end.status, 128 + SIGRTMIN + 1) << end.err;
+}
+
+
+// `ferry job check`: a job file's first problem is one line with its file and line, and a
+// non-zero exit; a good one is summed up. No cluster is needed, nothing starts.
+TEST(CliTest, AJobFileIsCheckedBeforeAnythingStarts) {
+  TempDir dir;
+  std::string good = dir / "job.yaml";
+  write_file(good,
+             "tasks:\n  - name: gen\n    command: [seq, '100']\n  - name: zip\n"
+             "    command: [gzip]\nchannels:\n  - from: gen:1\n    to: zip:0\n");
+  ASSERT_EQ(::chmod(good.c_str(), 0600), 0);
+  CmdResult ok = ferry({"job", "check", good});
+  EXPECT_EQ(ok.status, 0) << ok.err;
+  EXPECT_NE(ok.out.find("2 tasks, 1 channels"), std::string::npos) << ok.out;
+  EXPECT_NE(ok.out.find("channel gen:1 -> zip:0 (bytes"), std::string::npos) << ok.out;
+
+  std::string bad = dir / "bad.yaml";
+  write_file(bad, "tasks:\n  - name: gen\n    command: [seq]\nchannels:\n  - from: gen:1\n"
+                  "    to: sum:0\n");
+  ASSERT_EQ(::chmod(bad.c_str(), 0600), 0);
+  CmdResult refused = ferry({"job", "check", bad});
+  EXPECT_EQ(refused.status, 1);
+  EXPECT_TRUE(one_line(refused.err)) << refused.err;
+  EXPECT_NE(refused.err.find(bad + ":6: to names task 'sum', which the job does not have"),
+            std::string::npos)
+      << refused.err;
+  EXPECT_TRUE(refused.out.empty()) << refused.out;
 }
 
 }  // namespace ferry::test
