@@ -1,0 +1,103 @@
+#include "channel/channel_stream.h"
+
+#include <algorithm>
+
+#include "util/error.h"
+
+namespace ferry::channel {
+
+ChannelSendQueue::ChannelSendQueue(Mode mode, uint64_t capacity)
+    : mode_(mode), capacity_(capacity) {}
+
+uint64_t ChannelSendQueue::room() const {
+  uint64_t queued = counters_.bytes_queued();
+  return queued >= capacity_ ? 0 : capacity_ - queued;
+}
+
+Item& ChannelSendQueue::push(Item::Kind kind) {
+  if (closed_) fail("internal: channel written after its end");
+  Item& item = items_.emplace_back();
+  item.kind = kind;
+  item.seq = next_seq_++;
+  item.offset = offset_;
+  return item;
+}
+
+size_t ChannelSendQueue::append_bytes(std::string_view data) {
+  if (mode_ != Mode::kBytes) fail("internal: bytes appended to a channel of messages");
+  uint64_t take = std::min<uint64_t>(data.size(), room());
+  if (take == 0) return 0;
+  Item& item = push(Item::Kind::kData);
+  item.data.assign(data.data(), take);
+  offset_ += take;
+  counters_.bytes_written += take;
+  counters_.messages_written++;  // (a write)
+  return take;
+}
+
+bool ChannelSendQueue::append_message(std::string_view data) {
+  if (mode_ != Mode::kMessages) fail("internal: a message appended to a channel of bytes");
+  if (data.size() > capacity_)
+    fail_as(Error::Kind::kBadInput, "a message of {} bytes is larger than the channel's {} bytes",
+            data.size(), capacity_);
+  // An empty message needs room too, or messages could pile up without bound.
+  if (data.size() > room() || room() == 0) return false;
+  Item& item = push(Item::Kind::kData);
+  item.data.assign(data);
+  offset_ += data.size();
+  counters_.bytes_written += data.size();
+  counters_.messages_written++;
+  return true;
+}
+
+void ChannelSendQueue::append_marker(uint64_t id) {
+  push(Item::Kind::kMarker).marker = id;
+}
+
+void ChannelSendQueue::close() {
+  if (closed_) return;
+  push(Item::Kind::kEnd);
+  closed_ = true;
+}
+
+std::vector<Item> ChannelSendQueue::items_from(uint64_t seq, size_t max_bytes) const {
+  if (seq < acked_seq_ || seq > next_seq_)
+    fail_as(Error::Kind::kBadInput, "channel items from {} asked for; it holds {} to {}", seq,
+            acked_seq_, next_seq_);
+  std::vector<Item> out;
+  size_t bytes = 0;
+  for (size_t i = seq - acked_seq_; i < items_.size(); i++) {
+    const Item& item = items_[i];
+    if (!out.empty() && bytes + item.data.size() > max_bytes) break;
+    bytes += item.data.size();
+    out.push_back(item);
+  }
+  return out;
+}
+
+void ChannelSendQueue::acknowledge(uint64_t seq) {
+  if (seq < acked_seq_ || seq > next_seq_)
+    fail_as(Error::Kind::kBadInput, "channel acknowledgement of {}; it holds {} to {}", seq,
+            acked_seq_, next_seq_);
+  while (acked_seq_ < seq) {
+    const Item& item = items_.front();
+    if (item.kind == Item::Kind::kData) {
+      counters_.bytes_acknowledged += item.data.size();
+      counters_.messages_acknowledged++;
+    }
+    items_.pop_front();
+    acked_seq_++;
+  }
+}
+
+bool ChannelReceiver::accept(const Item& item) {
+  if (item.seq < next_seq_) return false;  // had already: a resend
+  if (item.seq > next_seq_)
+    fail_as(Error::Kind::kBadInput, "channel item {} came where {} was due", item.seq, next_seq_);
+  if (ended_) fail_as(Error::Kind::kBadInput, "channel item {} came after the end", item.seq);
+  next_seq_++;
+  if (item.kind == Item::Kind::kEnd) ended_ = true;
+  return true;
+}
+
+}  // namespace ferry::channel

@@ -1,0 +1,123 @@
+// The stream of a channel (channel/channel_stream.h): flow control at the writer's side, message
+// boundaries, exactly-once delivery when an end moves and everything unacknowledged is resent,
+// markers in band, the end, and counters.
+#include <gtest/gtest.h>
+
+#include "channel/channel_stream.h"
+#include "util/error.h"
+
+namespace ferry::channel {
+namespace {
+
+std::string data_of(const std::vector<Item>& items) {
+  std::string out;
+  for (auto& i : items)
+    if (i.kind == Item::Kind::kData) out += i.data;
+  return out;
+}
+
+TEST(ChannelStream, AWriterGetsNoMoreRoomThanTheCapacity) {
+  ChannelSendQueue q(Mode::kBytes, 10);
+  EXPECT_EQ(q.room(), 10u);
+  EXPECT_EQ(q.append_bytes("hello"), 5u);
+  EXPECT_EQ(q.append_bytes("world, and more"), 5u);  // the rest waits
+  EXPECT_EQ(q.room(), 0u);
+  EXPECT_EQ(q.append_bytes("x"), 0u);
+  q.acknowledge(1);  // the reader's side took "hello"
+  EXPECT_EQ(q.room(), 5u);
+  EXPECT_EQ(q.counters().bytes_written, 10u);
+  EXPECT_EQ(q.counters().bytes_acknowledged, 5u);
+  EXPECT_EQ(q.counters().bytes_queued(), 5u);
+  EXPECT_EQ(data_of(q.items_from(1, 1 << 20)), "world");
+}
+
+TEST(ChannelStream, AMessageGoesWholeOrNotAtAll) {
+  ChannelSendQueue q(Mode::kMessages, 8);
+  EXPECT_TRUE(q.append_message("12345"));
+  EXPECT_FALSE(q.append_message("6789"));  // 4 > 3 bytes of room: waits, whole
+  EXPECT_TRUE(q.append_message(""));
+  EXPECT_EQ(q.counters().messages_written, 2u);        // the empty one is a message
+  EXPECT_THROW(q.append_message("123456789"), Error);  // could never fit
+  q.acknowledge(2);
+  EXPECT_TRUE(q.append_message("6789"));
+  auto items = q.items_from(2, 1 << 20);
+  ASSERT_EQ(items.size(), 1u);
+  EXPECT_EQ(items[0].data, "6789");
+  EXPECT_EQ(items[0].offset, 5u);
+}
+
+TEST(ChannelStream, AResendAfterAMoveIsDeliveredOnce) {
+  ChannelSendQueue q(Mode::kBytes, 1 << 20);
+  for (int i = 0; i < 10; i++) q.append_bytes("m" + std::to_string(i) + ";");
+  ChannelReceiver reader;
+  std::string delivered;
+  // The first five arrive; the reader's end then moves before it acknowledged them.
+  for (const Item& item : q.items_from(0, 1 << 20)) {
+    if (item.seq == 5) break;
+    if (reader.accept(item)) delivered += item.data;
+  }
+  // Its new place starts from what it had taken (the count moved with it) and everything
+  // unacknowledged is resent: the first five again, then the rest.
+  ChannelReceiver moved(reader.next_seq());
+  for (const Item& item : q.items_from(q.acknowledged_seq(), 1 << 20))
+    if (moved.accept(item)) delivered += item.data;
+  EXPECT_EQ(delivered, "m0;m1;m2;m3;m4;m5;m6;m7;m8;m9;");
+  q.acknowledge(moved.next_seq());
+  EXPECT_EQ(q.counters().bytes_queued(), 0u);
+  EXPECT_EQ(q.counters().messages_acknowledged, 10u);
+}
+
+TEST(ChannelStream, AGapOrAnItemAfterTheEndIsRefused) {
+  ChannelReceiver r;
+  Item first;
+  first.seq = 1;
+  EXPECT_THROW(r.accept(first), Error);
+  Item end;
+  end.kind = Item::Kind::kEnd;
+  end.seq = 0;
+  EXPECT_TRUE(r.accept(end));
+  EXPECT_TRUE(r.ended());
+  EXPECT_FALSE(r.accept(end));  // a resend of the end
+  EXPECT_THROW(r.accept(first), Error);
+}
+
+TEST(ChannelStream, MarkersTravelBetweenTheBytesTheyWereSentBetween) {
+  ChannelSendQueue q(Mode::kBytes, 1 << 20);
+  q.append_bytes("before");
+  q.append_marker(7);
+  q.append_marker(8);  // two snapshots at once
+  q.append_bytes("after");
+  q.close();
+  EXPECT_TRUE(q.closed());
+  auto items = q.items_from(0, 1 << 20);
+  ASSERT_EQ(items.size(), 5u);
+  EXPECT_EQ(items[1].kind, Item::Kind::kMarker);
+  EXPECT_EQ(items[1].marker, 7u);
+  EXPECT_EQ(items[1].offset, 6u);  // after "before"
+  EXPECT_EQ(items[2].marker, 8u);
+  EXPECT_EQ(items[4].kind, Item::Kind::kEnd);
+  EXPECT_EQ(items[4].offset, 11u);
+  EXPECT_EQ(q.counters().messages_written, 2u);  // markers and the end are not data
+}
+
+TEST(ChannelStream, ABatchHoldsAtLeastOneItemAndNoMoreThanAsked) {
+  ChannelSendQueue q(Mode::kBytes, 1 << 20);
+  q.append_bytes(std::string(100, 'a'));
+  q.append_bytes(std::string(100, 'b'));
+  EXPECT_EQ(q.items_from(0, 10).size(), 1u);  // one item, even larger than asked
+  EXPECT_EQ(q.items_from(0, 150).size(), 1u);
+  EXPECT_EQ(q.items_from(0, 200).size(), 2u);
+  EXPECT_TRUE(q.items_from(2, 10).empty());
+}
+
+TEST(ChannelStream, AConfusedPeerIsRefused) {
+  ChannelSendQueue q(Mode::kBytes, 100);
+  q.append_bytes("abc");
+  EXPECT_THROW(q.acknowledge(5), Error);  // never written
+  q.acknowledge(1);
+  EXPECT_THROW(q.acknowledge(0), Error);  // before what it acknowledged
+  EXPECT_THROW(q.items_from(0, 10), Error);
+}
+
+}  // namespace
+}  // namespace ferry::channel
