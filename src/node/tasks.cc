@@ -85,6 +85,16 @@ void LocalTasks::remove(const std::string& id) {
   if (tasks_.erase(id)) save_locked();
 }
 
+std::vector<int> LocalTasks::remove_migrated(const std::string& id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = tasks_.find(id);
+  if (it == tasks_.end()) return {};
+  std::vector<int> queued = std::move(it->second.queued_signals);
+  tasks_.erase(it);
+  save_locked();
+  return queued;
+}
+
 std::optional<LocalTask> LocalTasks::get(const std::string& id) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = tasks_.find(id);

@@ -41,6 +41,9 @@ class LocalTasks {
   // A task adopted from the table of an earlier ferryd.
   void adopt(const rpc::LocalTaskRecord& record);
   void remove(const std::string& id);
+  // A task that migrated away: removed, and the signals queued for it while it migrated
+  // returned, at once (a signal sent meanwhile is either among them or finds it gone).
+  std::vector<int> remove_migrated(const std::string& id);
   std::optional<LocalTask> get(const std::string& id);
   std::optional<std::string> id_of_pid(pid_t pid);
   std::vector<rpc::TaskInfo> snapshot();

@@ -102,7 +102,8 @@ class OutgoingMigration {
   rpc::MigrationStatusReply destination_status(int timeout_ms, bool* answered);
 
   // Whatever happens, the task's migrating state ends; signals queued meanwhile go where the
-  // task is then. Declared first: it goes last, once the process is left alone.
+  // task is then: here, or (taken when the task left the table at commit) to the destination.
+  // Declared first: it goes last, once the process is left alone.
   struct MigratingMark {
     MigratingMark(NodeContext& n, std::string task, pid_t p)
         : node(n), id(std::move(task)), pid(p) {}
@@ -113,6 +114,7 @@ class OutgoingMigration {
     const std::string id;
     const pid_t pid;
     std::string delivered_at;  // set to the destination on commit
+    std::vector<int> taken;    // the signals held for it when it left this node's table
   };
   // Flushing: our image in the page store, until the destination has it.
   struct StoreDir {

@@ -14,11 +14,21 @@
 
 namespace ferry::node {
 OutgoingMigration::MigratingMark::~MigratingMark() {
-  for (int sig : node.tasks.end_migration(id)) {
+  std::vector<int> held = taken;
+  for (int sig : node.tasks.end_migration(id)) held.push_back(sig);
+  for (int sig : held) {
     if (delivered_at.empty()) {
       ::kill(pid, sig);
       continue;
     }
+    // Straight to the destination, which has the task in its table since it answered Commit
+    // (its home may not know yet); through the home only when it does not answer.
+    rpc::KillRequest req;
+    req.set_task_id(id);
+    req.set_signal(sig);
+    rpc::KillReply reply;
+    auto ctx = deadline_ms(3000);
+    if (node.peers.stub(delivered_at).Kill(ctx.get(), req, &reply).ok()) continue;
     try {
       node.signal_task(id, sig);
     } catch (const std::exception& e) {
@@ -96,7 +106,7 @@ bool OutgoingMigration::commit(uint64_t log_offset) {
     return false;
   }
   node_.relay.detach(id_);
-  node_.tasks.remove(id_);
+  migrating_->taken = node_.tasks.remove_migrated(id_);
   migrating_->delivered_at = to_;
   return true;
 }
