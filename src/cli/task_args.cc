@@ -1,17 +1,12 @@
 #include "cli/task_args.h"
 
-#include <algorithm>
-#include <cctype>
-
 #include "util/error.h"
+#include "util/names.h"
 
 namespace ferry::cli {
 
 const std::string& task_id(const std::string& id) {
-  bool ok = !id.empty() && id.size() <= 128 && std::all_of(id.begin(), id.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_';
-  });
-  if (!ok) fail("'{}' is not a task id (they look like node1.3)", id);
+  if (!is_plain_name(id, 128)) fail("'{}' is not a task id (they look like node1.3)", id);
   return id;
 }
 

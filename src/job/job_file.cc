@@ -11,6 +11,7 @@
 
 #include "util/error.h"
 #include "util/fd.h"
+#include "util/names.h"
 #include "util/printable.h"
 
 namespace ferry::job {
@@ -61,18 +62,11 @@ class Reader {
     return n;
   }
 
-  const std::string& origin() const { return origin_; }
-
  private:
   std::string origin_;
 };
 
-bool is_name(const std::string& s) {
-  if (s.empty() || s.size() > kMaxNameLength) return false;
-  for (char c : s)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return false;
-  return true;
-}
+bool is_name(const std::string& s) { return is_plain_name(s, kMaxNameLength, "-_"); }
 
 TaskSpec read_task(const Reader& r, const YAML::Node& n) {
   if (!n.IsMap()) r.fail_at(n, "a task must be a map with name and command");

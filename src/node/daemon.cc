@@ -20,6 +20,7 @@
 #include "node/services.h"
 #include "node/spawn.h"
 #include "util/error.h"
+#include "util/names.h"
 #include "util/proc.h"
 
 namespace ferry::node {
@@ -107,11 +108,7 @@ Daemon::~Daemon() {
 
 std::string Daemon::home_of(const std::string& id) const {
   auto dot = id.rfind('.');
-  bool ok = dot != std::string::npos && dot != 0 && id.size() <= 128 &&
-            std::all_of(id.begin(), id.end(), [](char c) {
-              return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' ||
-                     c == '_';
-            });
+  bool ok = dot != std::string::npos && dot != 0 && is_plain_name(id, 128);
   if (!ok) fail("'{}' is not a task id (they look like node1.3)", id);
   return id.substr(0, dot);
 }

@@ -1,11 +1,11 @@
 #include "node/task_control.h"
 
-#include <cctype>
 #include <set>
 #include <vector>
 
 #include "transfer/strategy.h"
 #include "util/error.h"
+#include "util/names.h"
 #include "util/printable.h"
 #include "util/proc.h"
 
@@ -14,13 +14,7 @@ namespace {
 
 constexpr size_t kMaxNameLength = 64;
 
-bool is_name(std::string_view s) {
-  if (s.empty() || s.size() > kMaxNameLength) return false;
-  for (char c : s)
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.')
-      return false;
-  return true;
-}
+bool is_name(std::string_view s) { return is_plain_name(s, kMaxNameLength); }
 
 MoveRequest parse_move(const std::vector<std::string>& words) {
   MoveRequest m;
@@ -57,11 +51,6 @@ MoveRequest parse_move(const std::vector<std::string>& words) {
   return m;
 }
 
-// A reason on one line: what could break the line is escaped.
-std::string one_line(const std::string& s) {
-  return printable(s);
-}
-
 }  // namespace
 
 ControlRequest parse_control_request(std::string_view line) {
@@ -77,14 +66,15 @@ ControlRequest parse_control_request(std::string_view line) {
   fail_as(Error::Kind::kBadInput, "unknown request '{}' (migrate, where)", printable(words[0]));
 }
 
+// (printable() escapes what could break the line.)
 std::string reply_ok(const std::string& node) {
-  return "ok " + one_line(node) + "\n";
+  return "ok " + printable(node) + "\n";
 }
 std::string reply_at(const std::string& node) {
-  return "at " + one_line(node) + "\n";
+  return "at " + printable(node) + "\n";
 }
 std::string reply_refused(const std::string& reason) {
-  return "refused " + one_line(reason) + "\n";
+  return "refused " + printable(reason) + "\n";
 }
 
 }  // namespace ferry::node

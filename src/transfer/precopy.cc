@@ -30,17 +30,10 @@ uint64_t pages_in(const AddressRanges& rs) {
   return n;
 }
 
-// Union of two sorted lists of ranges, merged.
+// Union of two lists of ranges, merged.
 AddressRanges unite(AddressRanges a, const AddressRanges& b) {
   a.insert(a.end(), b.begin(), b.end());
-  std::sort(a.begin(), a.end(), [](auto& x, auto& y) { return x.start < y.start; });
-  AddressRanges out;
-  for (auto& r : a)
-    if (!out.empty() && r.start <= out.back().end)
-      out.back().end = std::max(out.back().end, r.end);
-    else
-      out.push_back(r);
-  return out;
+  return merged(std::move(a));
 }
 
 AddressRanges intersect(const AddressRanges& a, const AddressRanges& b) {

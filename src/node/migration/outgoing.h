@@ -99,6 +99,7 @@ class OutgoingMigration {
   void finish(rpc::MigrationOutcome outcome, const std::string& reason = "");
   void progress(rpc::MigrationPhase phase, uint64_t sent, uint64_t total);
   void mark(const char* part);
+  static const char* state_name(State s);
   rpc::MigrationStatusReply destination_status(int timeout_ms, bool* answered);
 
   // Whatever happens, the task's migrating state ends; signals queued meanwhile go where the

@@ -291,8 +291,29 @@ void OutgoingMigration::progress(rpc::MigrationPhase phase, uint64_t sent, uint6
   emit_(ev);
 }
 
+// The last state a session reached, for the log of one that did not end well.
+const char* OutgoingMigration::state_name(State s) {
+  switch (s) {
+    case State::kChecking:
+      return "checking";
+    case State::kOffered:
+      return "offered";
+    case State::kFrozen:
+      return "frozen";
+    case State::kReady:
+      return "ready at the destination";
+    case State::kCommitting:
+      return "committing";
+    case State::kServing:
+      return "serving pages";
+    case State::kDone:
+      break;
+  }
+  return "done";
+}
+
 void OutgoingMigration::finish(rpc::MigrationOutcome outcome, const std::string& reason) {
-  state_ = State::kDone;
+  const State reached = std::exchange(state_, State::kDone);
   bool ok = outcome == rpc::OUTCOME_MIGRATED;
   rep_.set_ok(ok);
   rep_.set_outcome(outcome);
@@ -302,7 +323,8 @@ void OutgoingMigration::finish(rpc::MigrationOutcome outcome, const std::string&
   *ev.mutable_report() = rep_;
   emit_(ev);
   if (!ok) {
-    spdlog::info("migration of {} to {}: {}: {}", id_, to_, name_of(outcome), reason);
+    spdlog::info("migration of {} to {}: {} (it was {}): {}", id_, to_, name_of(outcome),
+                 state_name(reached), reason);
     return;
   }
   std::string parts;

@@ -49,14 +49,7 @@ AddressRanges pages_restoring_touches(const image::Image& img) {
     around(r.rsp, 2 * kPage, 2 * kPage);  // below: room for a signal frame
     around(r.fs_base, kPage, kPage);
   }
-  std::sort(out.begin(), out.end());
-  AddressRanges merged;
-  for (auto& r : out)
-    if (!merged.empty() && r.start <= merged.back().end)
-      merged.back().end = std::max(merged.back().end, r.end);
-    else
-      merged.push_back(r);
-  return merged;
+  return merged(std::move(out));
 }
 
 }  // namespace ferry::transfer
