@@ -9,6 +9,25 @@ namespace ferry::channel {
 ChannelSendQueue::ChannelSendQueue(Mode mode, uint64_t capacity)
     : mode_(mode), capacity_(capacity) {}
 
+ChannelSendQueue::ChannelSendQueue(Mode mode, uint64_t capacity, std::vector<Item> unacknowledged,
+                                   uint64_t acked_seq, bool closed, const Counters& counters)
+    : mode_(mode),
+      capacity_(capacity),
+      next_seq_(acked_seq),
+      acked_seq_(acked_seq),
+      offset_(counters.bytes_written),
+      counters_(counters) {
+  for (Item& item : unacknowledged) {
+    if (item.seq != next_seq_ || closed_)
+      fail_as(Error::Kind::kBadInput, "a channel's queue out of order: item {} where {} was due",
+              item.seq, next_seq_);
+    if (item.kind == Item::Kind::kEnd) closed_ = true;
+    next_seq_++;
+    items_.push_back(std::move(item));
+  }
+  if (closed && !closed_) fail_as(Error::Kind::kBadInput, "a closed channel's queue without its end");
+}
+
 uint64_t ChannelSendQueue::room() const {
   uint64_t queued = counters_.bytes_queued();
   return queued >= capacity_ ? 0 : capacity_ - queued;
@@ -33,6 +52,16 @@ size_t ChannelSendQueue::append_bytes(std::string_view data) {
   counters_.bytes_written += take;
   counters_.messages_written++;  // (a write)
   return take;
+}
+
+void ChannelSendQueue::append_bytes_past_capacity(std::string_view data) {
+  if (mode_ != Mode::kBytes) fail("internal: bytes appended to a channel of messages");
+  if (data.empty()) return;
+  Item& item = push(Item::Kind::kData);
+  item.data.assign(data);
+  offset_ += data.size();
+  counters_.bytes_written += data.size();
+  counters_.messages_written++;
 }
 
 bool ChannelSendQueue::append_message(std::string_view data) {

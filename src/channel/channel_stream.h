@@ -42,11 +42,18 @@ struct Counters {
 class ChannelSendQueue {
  public:
   ChannelSendQueue(Mode mode, uint64_t capacity);
+  // A queue that goes on from another one's state (its end moved here with its task): the items
+  // not acknowledged, which start at `acked_seq`.
+  ChannelSendQueue(Mode mode, uint64_t capacity, std::vector<Item> unacknowledged,
+                   uint64_t acked_seq, bool closed, const Counters& counters);
 
   // Bytes that may be appended now: the capacity less what is queued (never negative).
   uint64_t room() const;
   // Bytes mode: appends what the writer wrote, up to room(); returns how much was taken.
   size_t append_bytes(std::string_view data);
+  // Bytes mode: appends all of it, past the capacity: what a frozen writer's pipe still held when
+  // its end must be taken along whole (by at most a pipe's size).
+  void append_bytes_past_capacity(std::string_view data);
   // Messages mode: appends one message whole (true) or not at all (false: no room yet). A
   // message larger than the capacity is refused (it could never fit); an empty message is a
   // message.
@@ -67,6 +74,8 @@ class ChannelSendQueue {
   // The sequence number the next item gets, and the first one not acknowledged.
   uint64_t next_seq() const { return next_seq_; }
   uint64_t acknowledged_seq() const { return acked_seq_; }
+  // The end was acknowledged: the reader has had everything there will ever be.
+  bool finished() const { return closed_ && acked_seq_ == next_seq_; }
   const Counters& counters() const { return counters_; }
 
  private:

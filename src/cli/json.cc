@@ -19,6 +19,7 @@ nlohmann::json to_json(const rpc::TaskInfo& t) {
   for (auto& [k, v] : t.labels()) j["labels"][k] = v;
   if (t.state() == rpc::TASK_EXITED) j["exit_code"] = t.exit_code();
   if (!t.exit_reason().empty()) j["exit_reason"] = t.exit_reason();
+  if (!t.job().empty()) j["job"] = t.job();
   return j;
 }
 

@@ -6,7 +6,11 @@
 namespace ferry::cli {
 
 const std::string& task_id(const std::string& id) {
-  if (!is_plain_name(id, 128)) fail("'{}' is not a task id (they look like node1.3)", id);
+  auto slash = id.find('/');
+  bool ok = slash == std::string::npos
+                ? is_plain_name(id, 128)
+                : is_plain_name(id.substr(0, slash), 128) && is_plain_name(id.substr(slash + 1), 64);
+  if (!ok) fail("'{}' is not a task (a task id such as node1.3, or JOB/NAME)", id);
   return id;
 }
 

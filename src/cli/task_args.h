@@ -7,8 +7,9 @@
 
 namespace ferry::cli {
 
-// A task id as the command line takes it: what ferry makes ("node1.7") is letters, digits,
-// dots, dashes and underscores; anything else is refused here, before it reaches a daemon.
+// A task as the command line takes it: its id ("node1.7": letters, digits, dots, dashes and
+// underscores), or JOB/NAME (a job's id or name, and the task's name in the job file); anything
+// else is refused here, before it reaches a daemon.
 const std::string& task_id(const std::string& id);
 
 // "12.3 MiB".

@@ -1,13 +1,13 @@
 #include "node/commit_journal.h"
 
 #include <fcntl.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include <sstream>
 
 #include <spdlog/spdlog.h>
 
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/fd.h"
 #include "util/proc.h"
@@ -16,12 +16,6 @@ namespace ferry::node {
 namespace {
 
 constexpr uint64_t kKeepMs = 24ull * 3600 * 1000;
-
-uint64_t now_unix_ms() {
-  timeval tv;
-  ::gettimeofday(&tv, nullptr);
-  return static_cast<uint64_t>(tv.tv_sec) * 1000 + static_cast<uint64_t>(tv.tv_usec) / 1000;
-}
 
 }  // namespace
 

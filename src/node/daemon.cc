@@ -19,24 +19,13 @@
 
 #include "node/services.h"
 #include "node/spawn.h"
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/names.h"
 #include "util/proc.h"
 
 namespace ferry::node {
 namespace {
-
-uint64_t now_unix_ms() {
-  timeval tv;
-  ::gettimeofday(&tv, nullptr);
-  return static_cast<uint64_t>(tv.tv_sec) * 1000 + static_cast<uint64_t>(tv.tv_usec) / 1000;
-}
-
-// A peer's own refusal ("unknown task ...") is passed on as it is, of its kind; only a failure
-// to reach the peer is put in terms of the network.
-void check(const grpc::Status& s, const std::string& what) {
-  if (!s.ok()) throw error_of(s, what);
-}
 
 uint64_t rss_of(pid_t pid) {
   auto st = proc::try_read_file(proc::path(pid, "status"));
@@ -80,11 +69,17 @@ Daemon::Daemon(NodeConfig cfg)
           [this](const std::string& task, const std::string& home, uint64_t offset,
                  const std::string& data) { return deliver_output(task, home, offset, data); },
           init_.active() ? static_cast<PipeKeeper&>(init_) : local_keeper_),
+      self_stub_(rpc::Node::NewStub(peer_channel(cfg_, cfg_.name, cfg_.listen))),
+      channels_(ChannelLinks{cfg_.name,
+                             [this](const std::string& n) -> rpc::Node::Stub& { return node_stub(n); },
+                             [this](const rpc::ChannelEnd& e) { return locate_channel_peer(e); }}),
+      jobs_(cfg_.name),
       ctx_{cfg_,
            faults_,
            peers_,
            tasks_,
            relay_,
+           channels_,
            init_,
            journal_,
            serving_,
@@ -106,6 +101,10 @@ Daemon::~Daemon() {
     if (t.joinable()) t.join();
 }
 
+rpc::Node::Stub& Daemon::node_stub(const std::string& node) {
+  return node == name() ? *self_stub_ : peers_.stub(node);
+}
+
 std::string Daemon::home_of(const std::string& id) const {
   auto dot = id.rfind('.');
   bool ok = dot != std::string::npos && dot != 0 && is_plain_name(id, 128);
@@ -125,7 +124,7 @@ uint64_t Daemon::deliver_output(const std::string& task, const std::string& home
   req.set_data(data);
   rpc::AppendLogReply reply;
   auto ctx = deadline_ms(2000);
-  check(peers_.stub(home).AppendLog(ctx.get(), req, &reply), "cannot deliver output to " + home);
+  check_status(peers_.stub(home).AppendLog(ctx.get(), req, &reply), "cannot deliver output to " + home);
   return reply.next_offset();
 }
 
@@ -167,7 +166,7 @@ rpc::TaskInfo Daemon::run_task(const rpc::RunRequest& req) {
   if (!peers_.up(req.node())) fail("node {} is down", req.node());
   rpc::RunReply reply;
   auto ctx = deadline_ms(10000);
-  check(peers_.stub(req.node()).Run(ctx.get(), req, &reply),
+  check_status(peers_.stub(req.node()).Run(ctx.get(), req, &reply),
         "cannot start the task on " + req.node());
   return reply.task();
 }
@@ -180,7 +179,8 @@ rpc::TaskInfo Daemon::run_here(const rpc::RunRequest& req) {
   }
   if (tasks_.count() >= cfg_.max_tasks)
     fail("node {} runs its maximum of {} tasks", name(), cfg_.max_tasks);
-  Spawned s = spawn_task(req);
+  ChannelPipes pipes = ChannelEnds::make_pipes(req.channel_ends());
+  Spawned s = spawn_task(req, pipes.task_side);
   rpc::TaskInfo t;
   t.set_id(home_.new_id());
   t.set_name(req.name().empty() ? req.argv(0) : req.name());
@@ -191,6 +191,10 @@ rpc::TaskInfo Daemon::run_here(const rpc::RunRequest& req) {
   for (auto& a : req.argv()) t.add_argv(a);
   for (auto& [k, v] : req.labels()) (*t.mutable_labels())[k] = v;
   t.set_started_unix_ms(now_unix_ms());
+  t.set_job(req.job());
+  *t.mutable_channel_ends() = req.channel_ends();
+  pipes.task_side.clear();  // the task's ends are the task's alone: EOF and EPIPE work
+  channels_.start(t.id(), t.channel_ends(), pipes);
   // The relay first: a task that ends at once is reaped as soon as it is in the table, and its
   // end drains the relay (which must then exist, or the task's output is lost).
   relay_.attach(t.id(), name(), std::move(s.output), 0);
@@ -299,7 +303,7 @@ rpc::TaskInfo Daemon::locate(const std::string& id) {
   req.set_task_id(id);
   rpc::LocateReply reply;
   auto ctx = deadline_ms(3000);
-  check(peers_.stub(home).Locate(ctx.get(), req, &reply),
+  check_status(peers_.stub(home).Locate(ctx.get(), req, &reply),
         "cannot reach " + home + ", the home of " + id);
   return reply.task();
 }
@@ -329,7 +333,7 @@ rpc::KillReply Daemon::kill(const std::string& id, int sig) {
       req.set_signal(sig);
       rpc::KillReply reply;
       auto ctx = deadline_ms(3000);
-      check(peers_.stub(t.node()).Kill(ctx.get(), req, &reply), "cannot reach " + t.node());
+      check_status(peers_.stub(t.node()).Kill(ctx.get(), req, &reply), "cannot reach " + t.node());
       return reply;
     } catch (const Error&) {
       // It may have just moved: ask its home once more.
@@ -350,13 +354,14 @@ rpc::WaitReply Daemon::wait(const std::string& id, int timeout_ms) {
     reply.set_reason(t->exit_reason());
     reply.set_exit_code(t->exit_code());
     reply.set_node(t->node());
+    reply.set_ended_unix_ms(t->ended_unix_ms());
     return reply;
   }
   rpc::WaitRequest req;
   req.set_task_id(id);
   req.set_timeout_ms(static_cast<uint32_t>(timeout_ms));
   auto ctx = deadline_ms(timeout_ms + 3000);
-  check(peers_.stub(home).Wait(ctx.get(), req, &reply),
+  check_status(peers_.stub(home).Wait(ctx.get(), req, &reply),
         "cannot reach " + home + ", the home of " + id);
   return reply;
 }

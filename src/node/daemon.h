@@ -21,11 +21,13 @@
 #include <vector>
 
 #include "ferry.grpc.pb.h"
+#include "node/channels/channel_ends.h"
 #include "node/commit_journal.h"
 #include "node/config.h"
 #include "node/faults.h"
 #include "node/home.h"
 #include "node/init_link.h"
+#include "node/jobs.h"
 #include "node/load.h"
 #include "node/logstore.h"
 #include "node/migration/incoming_sessions.h"
@@ -80,6 +82,16 @@ class Daemon {
   // The migrations arriving here (their sessions take the source's further calls).
   IncomingSessions& incoming() { return incoming_; }
 
+  // --- jobs and channels (daemon_jobs.cc) ----------------------------------------------------
+  // Starts a job's tasks where they go, with their channels joined; this node is its home.
+  rpc::JobInfo run_job(const rpc::RunJobRequest& req);
+  // The jobs whose id or name is `ref` ("" for all): this node's, or every node's.
+  std::vector<rpc::JobInfo> jobs(const std::string& ref, bool local_only);
+  std::vector<rpc::ChannelEndStat> channel_stats(const std::string& job, bool local_only);
+  // A task's id from what a command names it by: its id, or JOB/NAME.
+  std::string resolve(const std::string& ref);
+  ChannelEnds& channels() { return channels_; }
+
  private:
   std::string home_of(const std::string& id) const;
   uint64_t deliver_output(const std::string& task, const std::string& home, uint64_t offset,
@@ -109,6 +121,9 @@ class Daemon {
   std::string refusal(const rpc::OfferRequest& req);
   // Tells the task's home that it ended (or is lost), from here.
   void report_end(const rpc::TaskInfo& t, int code, const std::string& reason, bool lost);
+  std::string pick_node(const rpc::JobTaskSpec& t);
+  std::optional<std::string> locate_channel_peer(const rpc::ChannelEnd& e);
+  rpc::Node::Stub& node_stub(const std::string& node);  // a peer's, or this node's own
 
   NodeConfig cfg_;
   Faults faults_;
@@ -120,6 +135,9 @@ class Daemon {
   LocalTasks tasks_;
   CommitJournal journal_;
   OutputRelay relay_;
+  std::unique_ptr<rpc::Node::Stub> self_stub_;  // channels whose two ends are both here
+  ChannelEnds channels_;
+  JobRegistry jobs_;
   LoadSampler sampler_;
   std::mutex load_mu_;
   LoadSample last_load_;

@@ -5,6 +5,7 @@
 
 #include <chrono>
 
+#include "util/clock.h"
 #include "util/error.h"
 #include "util/proc.h"
 
@@ -82,6 +83,7 @@ void HomeRegistry::exited(const std::string& id, int code, const std::string& no
   it->second.set_exit_code(code);
   it->second.set_exit_reason(reason);
   it->second.set_node(node);
+  it->second.set_ended_unix_ms(now_unix_ms());
   persist();
   changed_.notify_all();
 }

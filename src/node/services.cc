@@ -66,20 +66,48 @@ class ControlService final : public rpc::Control::Service {
   grpc::Status Logs(grpc::ServerContext* ctx, const rpc::LogsRequest* req,
                     grpc::ServerWriter<rpc::LogChunk>* w) override {
     return guarded([&] {
-      d_.read_log(*req, [&](const rpc::LogChunk& c) { return !ctx->IsCancelled() && w->Write(c); });
+      rpc::LogsRequest named = *req;
+      named.set_task_id(d_.resolve(req->task_id()));
+      d_.read_log(named, [&](const rpc::LogChunk& c) { return !ctx->IsCancelled() && w->Write(c); });
     });
   }
   grpc::Status Kill(grpc::ServerContext*, const rpc::KillRequest* req,
                     rpc::KillReply* reply) override {
-    return guarded([&] { *reply = d_.kill(req->task_id(), req->signal()); });
+    return guarded([&] { *reply = d_.kill(d_.resolve(req->task_id()), req->signal()); });
   }
   grpc::Status Wait(grpc::ServerContext*, const rpc::WaitRequest* req,
                     rpc::WaitReply* reply) override {
-    return guarded([&] { *reply = d_.wait(req->task_id(), static_cast<int>(req->timeout_ms())); });
+    return guarded([&] {
+      *reply = d_.wait(d_.resolve(req->task_id()), static_cast<int>(req->timeout_ms()));
+    });
   }
   grpc::Status Migrate(grpc::ServerContext*, const rpc::MigrateRequest* req,
                        grpc::ServerWriter<rpc::MigrateEvent>* w) override {
-    return guarded([&] { d_.migrate(*req, [&](const rpc::MigrateEvent& e) { w->Write(e); }); });
+    return guarded([&] {
+      rpc::MigrateRequest named = *req;
+      named.set_task_id(d_.resolve(req->task_id()));
+      d_.migrate(named, [&](const rpc::MigrateEvent& e) { w->Write(e); });
+    });
+  }
+  grpc::Status RunJob(grpc::ServerContext*, const rpc::RunJobRequest* req,
+                      rpc::RunJobReply* reply) override {
+    return guarded([&] { *reply->mutable_job() = d_.run_job(*req); });
+  }
+  grpc::Status Jobs(grpc::ServerContext*, const rpc::JobsRequest* req,
+                    rpc::JobsReply* reply) override {
+    return guarded([&] {
+      for (auto& j : d_.jobs(req->job(), req->local_only())) *reply->add_jobs() = j;
+    });
+  }
+  grpc::Status ChannelStats(grpc::ServerContext*, const rpc::ChannelStatsRequest* req,
+                            rpc::ChannelStatsReply* reply) override {
+    return guarded([&] {
+      for (auto& s : d_.channel_stats(req->job(), false)) *reply->add_ends() = s;
+    });
+  }
+  grpc::Status Resolve(grpc::ServerContext*, const rpc::ResolveRequest* req,
+                       rpc::ResolveReply* reply) override {
+    return guarded([&] { reply->set_task_id(d_.resolve(req->ref())); });
   }
 
  private:
@@ -166,6 +194,21 @@ class NodeService final : public rpc::Node::Service {
   grpc::Status MigrationStatus(grpc::ServerContext*, const rpc::MigrationStatusRequest* req,
                                rpc::MigrationStatusReply* reply) override {
     return guarded([&] { *reply = d_.incoming().status(req->session_id()); });
+  }
+  grpc::Status ChannelStream(grpc::ServerContext* ctx, ChannelServerStream* stream) override {
+    return guarded([&] { d_.channels().serve(*ctx, *stream); });
+  }
+  grpc::Status Jobs(grpc::ServerContext*, const rpc::JobsRequest* req,
+                    rpc::JobsReply* reply) override {
+    return guarded([&] {
+      for (auto& j : d_.jobs(req->job(), true)) *reply->add_jobs() = j;
+    });
+  }
+  grpc::Status ChannelStats(grpc::ServerContext*, const rpc::ChannelStatsRequest* req,
+                            rpc::ChannelStatsReply* reply) override {
+    return guarded([&] {
+      for (auto& s : d_.channel_stats(req->job(), true)) *reply->add_ends() = s;
+    });
   }
 
  private:

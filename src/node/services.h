@@ -26,5 +26,10 @@ grpc::Status status_of(const Error& e);
 // A failed call as an Error of its kind; a status gRPC itself made (the peer could not be
 // reached, the deadline passed) is a peer that is down. `what` names the call for those.
 Error error_of(const grpc::Status& s, const std::string& what);
+// Throws error_of(s, what) for a failed call: a peer's own refusal ("unknown task ...") is
+// passed on as it is, of its kind; only a failure to reach the peer is put in network terms.
+inline void check_status(const grpc::Status& s, const std::string& what) {
+  if (!s.ok()) throw error_of(s, what);
+}
 
 }  // namespace ferry::node

@@ -5,6 +5,7 @@
 #include <spawn.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "util/error.h"
@@ -13,7 +14,7 @@ extern char** environ;
 
 namespace ferry::node {
 
-Spawned spawn_task(const rpc::RunRequest& req) {
+Spawned spawn_task(const rpc::RunRequest& req, const std::map<int, UniqueFd>& channel_fds) {
   if (req.argv().empty()) fail("nothing to run");
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) fail_errno(errno, "pipe2");
@@ -26,7 +27,17 @@ Spawned spawn_task(const rpc::RunRequest& req) {
   posix_spawn_file_actions_addopen(&fa, 0, in.c_str(), O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, write_end.get(), 1);
   posix_spawn_file_actions_adddup2(&fa, write_end.get(), 2);
-  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+  // Channel ends: from above any number they go to (so that no dup2 overwrites another's
+  // source), then everything above the highest number goes.
+  std::vector<UniqueFd> high;
+  int top = 2;
+  for (auto& [num, fd] : channel_fds) {
+    high.emplace_back(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 1024));
+    if (!high.back()) fail_errno(errno, "cannot pass fd {} to the task", num);
+    posix_spawn_file_actions_adddup2(&fa, high.back().get(), num);
+    top = std::max(top, num);
+  }
+  posix_spawn_file_actions_addclosefrom_np(&fa, top + 1);
   if (!req.cwd().empty()) posix_spawn_file_actions_addchdir_np(&fa, req.cwd().c_str());
 
   posix_spawnattr_t attr;

@@ -1,4 +1,4 @@
-// Monotonic time for measurements and deadlines.
+// Monotonic time for measurements and deadlines, and the wall clock for records.
 #pragma once
 
 #include <time.h>
@@ -11,6 +11,13 @@ inline uint64_t monotonic_ns() {
   timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// Wall-clock time, in milliseconds since the epoch (for records people read).
+inline uint64_t now_unix_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000ull + static_cast<uint64_t>(ts.tv_nsec) / 1000000ull;
 }
 
 class Stopwatch {

@@ -119,5 +119,51 @@ TEST(ChannelStream, AConfusedPeerIsRefused) {
   EXPECT_THROW(q.items_from(0, 10), Error);
 }
 
+TEST(ChannelStream, AQueueGoesOnWhereAnotherLeftOff) {
+  ChannelSendQueue a(Mode::kBytes, 100);
+  a.append_bytes("one");
+  a.append_bytes("two");
+  a.append_bytes("three");
+  a.acknowledge(1);
+  // What a migration takes along: the items not acknowledged, and the counts.
+  ChannelSendQueue b(Mode::kBytes, 100, a.items_from(1, SIZE_MAX), a.acknowledged_seq(),
+                     a.closed(), a.counters());
+  EXPECT_EQ(b.next_seq(), 3u);
+  EXPECT_EQ(b.counters().bytes_written, 11u);
+  EXPECT_EQ(b.counters().bytes_queued(), 8u);
+  b.append_bytes("four");
+  auto items = b.items_from(1, SIZE_MAX);
+  ASSERT_EQ(items.size(), 3u);
+  EXPECT_EQ(items[0].data, "two");
+  EXPECT_EQ(items[2].data, "four");
+  EXPECT_EQ(items[2].seq, 3u);
+  EXPECT_EQ(items[2].offset, 11u);
+}
+
+TEST(ChannelStream, AQueueWithAGapOrAMissingEndIsRefused) {
+  ChannelSendQueue a(Mode::kBytes, 100);
+  a.append_bytes("one");
+  a.append_bytes("two");
+  auto items = a.items_from(0, SIZE_MAX);
+  std::vector<Item> gap{items[1]};
+  EXPECT_THROW(ChannelSendQueue(Mode::kBytes, 100, gap, 0, false, a.counters()), Error);
+  EXPECT_THROW(ChannelSendQueue(Mode::kBytes, 100, items, 0, true, a.counters()), Error);
+}
+
+TEST(ChannelStream, WhatAFrozenWritersPipeHeldGoesInPastTheCapacity) {
+  ChannelSendQueue q(Mode::kBytes, 8);
+  EXPECT_EQ(q.append_bytes("0123456789"), 8u);
+  EXPECT_EQ(q.room(), 0u);
+  q.append_bytes_past_capacity("abcdef");
+  EXPECT_EQ(q.counters().bytes_written, 14u);
+  EXPECT_EQ(q.room(), 0u);
+  q.acknowledge(2);
+  EXPECT_EQ(q.room(), 8u);
+  q.close();
+  EXPECT_FALSE(q.finished());
+  q.acknowledge(3);
+  EXPECT_TRUE(q.finished());
+}
+
 }  // namespace
 }  // namespace ferry::channel

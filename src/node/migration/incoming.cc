@@ -160,9 +160,38 @@ cr::BuildOptions IncomingMigration::build_options(bool lazy) {
     if (f.kind_case() == image::OpenFile::kPipe && (f.flags() & O_ACCMODE) == O_WRONLY)
       for (auto& po : img.files().pipes())
         if (po.id() == f.pipe().pipe_id() && po.external()) external_writes.insert(f.id());
+  // The task's channel ends end at this node's channel ends now; other pipes to the outside
+  // that it writes into are its output.
+  channel_pipes_ = ChannelEnds::make_pipes(task_.channel_ends());
+  for (auto& [num, fd] : channel_pipes_.task_side) options.external_fds[num] = fd.get();
   for (auto& fd : img.files().fds())
-    if (external_writes.count(fd.file_id())) options.external_fds[fd.num()] = output_write_.get();
+    if (external_writes.count(fd.file_id()) && !channel_pipes_.task_side.count(fd.num()))
+      options.external_fds[fd.num()] = output_write_.get();
   return options;
+}
+
+void IncomingMigration::refill_channel_pipes() {
+  for (auto& end : task_.channel_ends()) {
+    if (end.writer()) continue;
+    const image::Fd* fd = nullptr;
+    for (auto& f : image_.files().fds())
+      if (f.num() == end.fd()) fd = &f;
+    if (!fd) fail("channel fd {} is not in the task's image", end.fd());
+    const image::OpenFile* file = nullptr;
+    for (auto& f : image_.files().files())
+      if (f.id() == fd->file_id()) file = &f;
+    if (!file || file->kind_case() != image::OpenFile::kPipe)
+      fail("channel fd {} of the task is not a pipe any more", end.fd());
+    for (auto& po : image_.files().pipes()) {
+      if (po.id() != file->pipe().pipe_id() || po.queued().empty()) continue;
+      int w = channel_pipes_.node_side.at(end.fd()).get();
+      ::fcntl(w, F_SETPIPE_SZ, static_cast<int>(std::max<size_t>(po.queued().size(), 1 << 20)));
+      ssize_t n = ::write(w, po.queued().data(), po.queued().size());
+      if (n != static_cast<ssize_t>(po.queued().size()))
+        fail_errno(n < 0 ? errno : ENOSPC, "cannot put back the {} unread bytes of channel fd {}",
+                   po.queued().size(), end.fd());
+    }
+  }
 }
 
 // The first description of the running task, and the address space laid out from it while the
@@ -366,6 +395,12 @@ rpc::CommitReply IncomingMigration::commit(const rpc::CommitRequest& req) {
     return reply;
   }
   pid_t pid = built_->pid();
+  try {
+    refill_channel_pipes();
+  } catch (const std::exception& e) {
+    reply.set_reason(e.what());
+    return reply;
+  }
   // Durably "released" before it is: a source in doubt never resumes its original while this
   // copy may run, not even if this ferryd dies and another one answers.
   node_.journal.record(id_);
@@ -380,6 +415,8 @@ rpc::CommitReply IncomingMigration::commit(const rpc::CommitRequest& req) {
   t.set_epoch(t.epoch() + 1);
   // The relay before the table entry: a task reaped at once drains it (see run_here).
   node_.relay.attach(t.id(), t.home(), std::move(output_read_), req.log_offset());
+  channel_pipes_.task_side.clear();
+  node_.channels.start(t.id(), t.channel_ends(), channel_pipes_, &req.channels());
   node_.tasks.add(t);
   output_write_.reset();
   since_commit_.emplace();

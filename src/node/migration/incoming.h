@@ -78,6 +78,8 @@ class IncomingMigration : public std::enable_shared_from_this<IncomingMigration>
  private:
   rpc::TaskingReply not_ready(rpc::TaskingReply& reply, const std::string& why);
   cr::BuildOptions build_options(bool lazy);
+  // What the frozen task had not read yet from each channel it reads goes back into its pipe.
+  void refill_channel_pipes();
   // tasking(): its parts.
   std::string take_tasking_turn(const rpc::TaskingRequest& req, bool* prepared);
   void build(const rpc::TaskingRequest& req, bool prepared);
@@ -133,6 +135,7 @@ class IncomingMigration : public std::enable_shared_from_this<IncomingMigration>
   uint64_t lazy_bytes_ = 0, lazy_pages_ = 0, lazy_faults_ = 0;
   UniqueFd output_read_;  // the relay's end of the new output pipe
   UniqueFd output_write_;
+  ChannelPipes channel_pipes_;  // the task's channel ends, joined to this node's
 };
 
 }  // namespace ferry::node

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "ferry.pb.h"
+#include "node/channels/channel_ends.h"
 #include "node/commit_journal.h"
 #include "node/config.h"
 #include "node/faults.h"
@@ -48,6 +49,7 @@ struct NodeContext {
   Peers& peers;
   LocalTasks& tasks;
   OutputRelay& relay;
+  ChannelEnds& channels;
   InitLink& init;
   CommitJournal& journal;
   ServingSessions& serving;

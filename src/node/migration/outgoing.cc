@@ -275,10 +275,13 @@ void OutgoingMigration::freeze() {
   progress(rpc::PHASE_FREEZE, 0, rss_bytes_);
   tasking_.set_session_id(session_);
   cr::FreezeOptions options;
-  if (rounds_) {
-    options.ferry_tracks_writes = true;
-    options.on_stopped = [this] { rounds_->at_freeze(); };
-  }
+  if (rounds_) options.ferry_tracks_writes = true;
+  // Stopped, not described yet: the channel ends stop before the dump, so that what is in the
+  // task's pipes then is what the image holds and what the ends' states count.
+  options.on_stopped = [this] {
+    if (rounds_) rounds_->at_freeze();
+    hold_channels();
+  };
   since_mark_.restart();
   frozen_.emplace(cr::freeze_and_describe(pid_, options));
   state_ = State::kFrozen;
@@ -359,6 +362,12 @@ void OutgoingMigration::start_page_server() {
 // Everything the task wrote before the freeze reaches its home first.
 uint64_t OutgoingMigration::drain_output() {
   return node_.relay.drain(id_, 5000);
+}
+
+// The task's channel ends stop here (resumed by back_out()); their state goes with Commit.
+void OutgoingMigration::hold_channels() {
+  channels_held_ = true;
+  for (auto& h : node_.channels.hold(id_)) *channel_handoffs_.Add() = std::move(h);
 }
 
 // The destination has built the task and holds it.

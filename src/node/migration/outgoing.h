@@ -77,6 +77,7 @@ class OutgoingMigration {
   void start_page_server();
   void send_tasking(const image::Image& img);
   uint64_t drain_output();
+  void hold_channels();
   void await_ready();
 
   // --- Commit and after (outgoing_commit.cc).
@@ -152,6 +153,10 @@ class OutgoingMigration {
   std::unique_ptr<transfer::PrecopySource> rounds_;
   std::optional<cr::FrozenProcess> frozen_;
   uint64_t frozen_from_ = 0;  // stream bytes before the freeze
+
+  // The task's channel ends, held at the freeze until the migration ends one way or the other.
+  bool channels_held_ = false;
+  google::protobuf::RepeatedPtrField<rpc::ChannelHandoff> channel_handoffs_;
 
   rpc::TaskingRequest tasking_;
   grpc::ClientContext tasking_ctx_;

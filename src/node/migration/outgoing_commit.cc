@@ -65,6 +65,7 @@ bool OutgoingMigration::commit(uint64_t log_offset) {
   rpc::CommitRequest commit;
   commit.set_session_id(session_);
   commit.set_log_offset(log_offset);
+  *commit.mutable_channels() = channel_handoffs_;
   rpc::CommitReply committed;
   bool running = false;
   Stopwatch in_doubt;
@@ -106,6 +107,8 @@ bool OutgoingMigration::commit(uint64_t log_offset) {
     return false;
   }
   node_.relay.detach(id_);
+  node_.channels.moved(id_, to_);
+  channels_held_ = false;
   migrating_->taken = node_.tasks.remove_migrated(id_);
   migrating_->delivered_at = to_;
   return true;
@@ -228,6 +231,10 @@ void OutgoingMigration::task_ended_meanwhile(std::optional<int> code) {
 // comes later.
 std::optional<int> OutgoingMigration::back_out() {
   stop_server();
+  if (channels_held_) {
+    node_.channels.resume(id_);
+    channels_held_ = false;
+  }
   if (rounds_) rounds_->stop_tracking();
   if (!frozen_) return std::nullopt;
   if (rep_.freeze_ms() == 0) rep_.set_freeze_ms(frozen_->frozen_us() / 1000.0);

@@ -1,0 +1,134 @@
+#include "node/channels/channel_ends.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include "util/error.h"
+
+namespace ferry::node {
+namespace {
+
+// The node's side of a channel's pipe: larger than a pipe's default, for throughput.
+constexpr int kPipeBytes = 1 << 20;
+
+}  // namespace
+
+ChannelPipes ChannelEnds::make_pipes(const ChannelEndSpecs& ends) {
+  ChannelPipes pipes;
+  for (auto& e : ends) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) fail_errno(errno, "pipe2");
+    UniqueFd r(p[0]), w(p[1]);
+    ::fcntl(p[1], F_SETPIPE_SZ, kPipeBytes);
+    pipes.task_side[e.fd()] = e.writer() ? std::move(w) : std::move(r);
+    pipes.node_side[e.fd()] = e.writer() ? std::move(r) : std::move(w);
+  }
+  return pipes;
+}
+
+void ChannelEnds::start(const std::string& task_id, const ChannelEndSpecs& ends,
+                        ChannelPipes& pipes, const ChannelHandoffs* handoffs) {
+  auto handoff_of = [&](const rpc::ChannelEnd& e) -> const rpc::ChannelHandoff* {
+    if (handoffs)
+      for (auto& h : *handoffs)
+        if (h.job() == e.job() && h.channel() == e.channel() && h.writer() == e.writer()) return &h;
+    return nullptr;
+  };
+  std::lock_guard<std::mutex> lock(mu_);
+  Ends& mine = by_task_[task_id];
+  for (auto& e : ends) {
+    UniqueFd fd = std::move(pipes.node_side.at(e.fd()));
+    if (e.writer()) {
+      auto w = std::make_shared<WriterEnd>(e, task_id, std::move(fd), links_, handoff_of(e));
+      w->start();
+      mine.writers.push_back(std::move(w));
+    } else {
+      auto r = std::make_shared<ReaderEnd>(e, task_id, links_.node, std::move(fd), handoff_of(e));
+      readers_[key_of(e)] = r;
+      mine.readers.push_back(std::move(r));
+    }
+  }
+}
+
+std::vector<rpc::ChannelHandoff> ChannelEnds::hold(const std::string& task_id) {
+  Ends ends;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = by_task_.find(task_id);
+    if (it == by_task_.end()) return {};
+    ends = it->second;
+  }
+  std::vector<rpc::ChannelHandoff> out;
+  for (auto& w : ends.writers) out.push_back(w->hold());
+  for (auto& r : ends.readers) out.push_back(r->hold());
+  return out;
+}
+
+void ChannelEnds::resume(const std::string& task_id) {
+  Ends ends;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = by_task_.find(task_id);
+    if (it == by_task_.end()) return;
+    ends = it->second;
+  }
+  for (auto& w : ends.writers) w->resume();
+  for (auto& r : ends.readers) r->resume();
+}
+
+void ChannelEnds::moved(const std::string& task_id, const std::string& node) {
+  Ends ends;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = by_task_.find(task_id);
+    if (it == by_task_.end()) return;
+    ends = std::move(it->second);
+    by_task_.erase(it);
+  }
+  // A reader end stays as a note of where the task went, for writers that come here still.
+  for (auto& r : ends.readers) r->moved(node);
+}
+
+void ChannelEnds::serve(grpc::ServerContext& ctx, ChannelServerStream& stream) {
+  rpc::ChannelFrame hello;
+  if (!stream.Read(&hello)) return;
+  std::shared_ptr<ReaderEnd> end;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = readers_.find({hello.job(), hello.channel(), false});
+    if (it != readers_.end()) end = it->second;
+  }
+  if (!end) {
+    rpc::ChannelReply r;
+    r.set_kind(rpc::ChannelReply::NOT_HERE);
+    stream.Write(r);
+    return;
+  }
+  end->serve(ctx, stream, hello.from_node());
+}
+
+std::vector<rpc::ChannelEndStat> ChannelEnds::stats(const std::string& job) {
+  std::vector<std::shared_ptr<WriterEnd>> writers;
+  std::vector<std::shared_ptr<ReaderEnd>> readers;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [task, ends] : by_task_) {
+      for (auto& w : ends.writers) writers.push_back(w);
+      for (auto& r : ends.readers) readers.push_back(r);
+    }
+  }
+  std::vector<rpc::ChannelEndStat> out;
+  for (auto& w : writers) {
+    rpc::ChannelEndStat s = w->stat();
+    if (job.empty() || s.job() == job) out.push_back(s);
+  }
+  for (auto& r : readers) {
+    rpc::ChannelEndStat s = r->stat();
+    if (job.empty() || s.job() == job) out.push_back(s);
+  }
+  return out;
+}
+
+}  // namespace ferry::node

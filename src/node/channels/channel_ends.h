@@ -1,0 +1,61 @@
+// The channel ends of the tasks on this node (one object per end: writer_end.h, reader_end.h),
+// and the pipes that join a task's fds to them. A task's ends start with it (spawned here or
+// arrived by migration), are held while it migrates, and go with it: the reader ends it leaves
+// behind tell writers where it went. Ends that are done stay, for `ferry job show`'s counts.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <google/protobuf/repeated_field.h>
+
+#include "node/channels/reader_end.h"
+#include "node/channels/wire.h"
+#include "node/channels/writer_end.h"
+
+namespace ferry::node {
+
+using ChannelEndSpecs = google::protobuf::RepeatedPtrField<rpc::ChannelEnd>;
+using ChannelHandoffs = google::protobuf::RepeatedPtrField<rpc::ChannelHandoff>;
+
+// The pipes of a task's channel ends: the task's side of each by its fd number, and the side that
+// stays with the node.
+struct ChannelPipes {
+  std::map<int, UniqueFd> task_side;
+  std::map<int, UniqueFd> node_side;
+};
+
+class ChannelEnds {
+ public:
+  explicit ChannelEnds(ChannelLinks links) : links_(std::move(links)) {}
+
+  static ChannelPipes make_pipes(const ChannelEndSpecs& ends);
+  // Starts a task's ends on the node's side of its pipes; `handoffs` (of a task that arrived by
+  // migration) say where each goes on from.
+  void start(const std::string& task_id, const ChannelEndSpecs& ends, ChannelPipes& pipes,
+             const ChannelHandoffs* handoffs = nullptr);
+  // A migration of the (frozen) task: its ends stop and give their state.
+  std::vector<rpc::ChannelHandoff> hold(const std::string& task_id);
+  // The migration was given up: the ends go on here.
+  void resume(const std::string& task_id);
+  // The task runs at `node` now: its ends here go.
+  void moved(const std::string& task_id, const std::string& node);
+  // A writer's daemon opened a stream to one of the reader ends here.
+  void serve(grpc::ServerContext& ctx, ChannelServerStream& stream);
+  std::vector<rpc::ChannelEndStat> stats(const std::string& job);
+
+ private:
+  const ChannelLinks links_;
+  std::mutex mu_;
+  struct Ends {
+    std::vector<std::shared_ptr<WriterEnd>> writers;
+    std::vector<std::shared_ptr<ReaderEnd>> readers;
+  };
+  std::map<std::string, Ends> by_task_;
+  std::map<EndKey, std::shared_ptr<ReaderEnd>> readers_;  // includes those that moved away
+};
+
+}  // namespace ferry::node

@@ -1,0 +1,217 @@
+#include "node/channels/reader_end.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <chrono>
+
+#include <spdlog/spdlog.h>
+
+#include "util/error.h"
+
+namespace ferry::node {
+namespace {
+
+// How long a writer that comes while a migration holds this end waits for it to settle.
+constexpr auto kHeldWait = std::chrono::seconds(2);
+
+rpc::ChannelReply reply_of(rpc::ChannelReply::Kind kind, uint64_t seq = 0,
+                           const std::string& node = "") {
+  rpc::ChannelReply r;
+  r.set_kind(kind);
+  r.set_next_seq(seq);
+  r.set_node(node);
+  return r;
+}
+
+}  // namespace
+
+ReaderEnd::ReaderEnd(rpc::ChannelEnd spec, std::string task_id, std::string node,
+                     UniqueFd pipe_write, const rpc::ChannelHandoff* from)
+    : spec_(std::move(spec)),
+      task_id_(std::move(task_id)),
+      node_(std::move(node)),
+      wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      pipe_(std::move(pipe_write)),
+      receiver_(from ? from->delivered_seq() : 0),
+      skip_(from ? from->skip() : 0),
+      bytes_delivered_(from ? from->bytes_delivered() : 0),
+      gone_(from && from->gone()),
+      writer_node_(spec_.peer_node()) {
+  if (!wake_) fail_errno(errno, "eventfd");
+  ::fcntl(pipe_.get(), F_SETFL, O_NONBLOCK);
+  // The writer had closed its end before the task came here: the task reads the end at once.
+  if (from && from->ended()) {
+    receiver_ = channel::ChannelReceiver(from->delivered_seq() - 1);
+    channel::Item end;
+    end.kind = channel::Item::Kind::kEnd;
+    end.seq = from->delivered_seq() - 1;
+    receiver_.accept(end);
+    pipe_.reset();
+  }
+}
+
+// Admits a writer's stream: tells it where to go on from, or where the end is now.
+bool ReaderEnd::admit(grpc::ServerContext& ctx, ChannelServerStream& stream,
+                      const std::string& writer_node, uint64_t* generation) {
+  std::unique_lock<std::mutex> lock(mu_);
+  // A migration holding this end settles in a moment (it moves, or goes on here).
+  cv_.wait_for(lock, kHeldWait, [&] { return !holding_ || !moved_to_.empty(); });
+  if (!moved_to_.empty() || holding_ || gone_) {
+    rpc::ChannelReply answer = !moved_to_.empty() ? reply_of(rpc::ChannelReply::MOVED, 0, moved_to_)
+                                                  : reply_of(holding_ ? rpc::ChannelReply::NOT_HERE
+                                                                      : rpc::ChannelReply::GONE);
+    lock.unlock();
+    stream.Write(answer);
+    return false;
+  }
+  if (!writer_node.empty()) writer_node_ = writer_node;
+  // A newer stream of the same writer (its old one broke, or it moved) takes over.
+  *generation = ++generation_;
+  if (serving_) serving_->TryCancel();
+  uint64_t v = 1;
+  (void)::write(wake_.get(), &v, sizeof v);
+  cv_.wait(lock, [&] { return serving_ == nullptr || *generation != generation_; });
+  if (*generation != generation_) return false;
+  (void)::read(wake_.get(), &v, sizeof v);
+  serving_ = &ctx;
+  rpc::ChannelReply resume = reply_of(rpc::ChannelReply::RESUME, receiver_.next_seq());
+  lock.unlock();
+  return stream.Write(resume);
+}
+
+void ReaderEnd::serve(grpc::ServerContext& ctx, ChannelServerStream& stream,
+                      const std::string& writer_node) {
+  uint64_t generation = 0;
+  if (!admit(ctx, stream, writer_node, &generation)) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (serving_ == &ctx) serving_ = nullptr;
+    cv_.notify_all();
+    return;
+  }
+  rpc::ChannelFrame frame;
+  bool go_on = true;
+  while (go_on && stream.Read(&frame)) {
+    for (auto& item : frame.items()) {
+      Delivery d = deliver(item, generation);
+      if (d == Delivery::kGone) stream.Write(reply_of(rpc::ChannelReply::GONE));
+      if (d != Delivery::kDone) {
+        go_on = false;
+        break;
+      }
+    }
+    if (!go_on) break;
+    uint64_t next;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      next = receiver_.next_seq();
+    }
+    if (!stream.Write(reply_of(rpc::ChannelReply::ACK, next))) break;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  if (serving_ == &ctx) serving_ = nullptr;
+  cv_.notify_all();
+}
+
+// One item into the pipe, wholly, or as much as there is room for until this end is held.
+ReaderEnd::Delivery ReaderEnd::deliver(const rpc::ChannelItem& w, uint64_t generation) {
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (holding_ || generation != generation_) return Delivery::kStop;
+      if (gone_) return Delivery::kGone;
+      if (w.seq() < receiver_.next_seq()) return Delivery::kDone;  // a resend of what it has
+      if (w.seq() > receiver_.next_seq()) {
+        spdlog::error("channel {}#{}: item {} came where {} was due", spec_.job(), spec_.channel(),
+                      w.seq(), receiver_.next_seq());
+        return Delivery::kStop;
+      }
+      if (w.end() || w.marker() || skip_ >= w.data().size()) {
+        channel::Item item;
+        item.seq = w.seq();
+        item.kind = w.end()      ? channel::Item::Kind::kEnd
+                    : w.marker() ? channel::Item::Kind::kMarker
+                                 : channel::Item::Kind::kData;
+        receiver_.accept(item);
+        skip_ = 0;
+        if (w.end()) pipe_.reset();  // the task reads the end of its input
+        return Delivery::kDone;
+      }
+      if (!pipe_) return Delivery::kGone;
+      ssize_t n = ::write(pipe_.get(), w.data().data() + skip_, w.data().size() - skip_);
+      if (n > 0) {
+        skip_ += static_cast<uint64_t>(n);
+        bytes_delivered_ += static_cast<uint64_t>(n);
+        continue;
+      }
+      if (errno != EAGAIN && errno != EINTR) {
+        // EPIPE: the task closed its end or ended; nothing it has not read will ever be.
+        gone_ = true;
+        spdlog::info("channel {}#{}: its reader ({}) is gone", spec_.job(), spec_.channel(),
+                     task_id_);
+        pipe_.reset();
+        return Delivery::kGone;
+      }
+    }
+    pollfd fds[2] = {{pipe_.get(), POLLOUT, 0}, {wake_.get(), POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0 && errno != EINTR) return Delivery::kStop;
+  }
+}
+
+rpc::ChannelHandoff ReaderEnd::hold() {
+  std::unique_lock<std::mutex> lock(mu_);
+  holding_ = true;
+  if (serving_) serving_->TryCancel();
+  uint64_t one = 1;
+  (void)::write(wake_.get(), &one, sizeof one);
+  cv_.wait(lock, [&] { return serving_ == nullptr; });
+  rpc::ChannelHandoff h;
+  h.set_job(spec_.job());
+  h.set_channel(spec_.channel());
+  h.set_writer(false);
+  h.set_delivered_seq(receiver_.next_seq());
+  h.set_skip(skip_);
+  h.set_bytes_delivered(bytes_delivered_);
+  h.set_ended(receiver_.ended());
+  h.set_gone(gone_);
+  h.set_peer_node(writer_node_);
+  return h;
+}
+
+void ReaderEnd::resume() {
+  std::lock_guard<std::mutex> lock(mu_);
+  holding_ = false;
+  uint64_t v;
+  (void)::read(wake_.get(), &v, sizeof v);
+  cv_.notify_all();
+}
+
+void ReaderEnd::moved(const std::string& node) {
+  std::lock_guard<std::mutex> lock(mu_);
+  moved_to_ = node;
+  pipe_.reset();
+  cv_.notify_all();
+}
+
+bool ReaderEnd::finished() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return moved_to_.empty() && serving_ == nullptr && (receiver_.ended() || gone_);
+}
+
+rpc::ChannelEndStat ReaderEnd::stat() {
+  std::lock_guard<std::mutex> lock(mu_);
+  rpc::ChannelEndStat s;
+  s.set_job(spec_.job());
+  s.set_channel(spec_.channel());
+  s.set_writer(false);
+  s.set_node(node_);
+  s.set_task_id(task_id_);
+  s.set_peer_node(writer_node_);
+  s.set_bytes_delivered(bytes_delivered_);
+  s.set_state(gone_ ? "gone" : receiver_.ended() ? "ended" : holding_ ? "held" : "open");
+  return s;
+}
+
+}  // namespace ferry::node

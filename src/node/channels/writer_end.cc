@@ -1,0 +1,333 @@
+#include "node/channels/writer_end.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "node/channels/wire.h"
+#include "util/error.h"
+
+namespace ferry::node {
+namespace {
+
+constexpr size_t kReadChunk = 256 << 10;   // the most the pump takes from the pipe at once
+constexpr size_t kFrameBytes = 256 << 10;  // the most data one frame carries
+// Attempts at the place last learned before the job's home is asked where the reader is.
+constexpr int kAttemptsBeforeLocating = 3;
+
+channel::ChannelSendQueue queue_from(const rpc::ChannelEnd& spec, const rpc::ChannelHandoff* h) {
+  if (!h) return channel::ChannelSendQueue(channel::Mode::kBytes, spec.capacity());
+  std::vector<channel::Item> items;
+  for (auto& w : h->items()) items.push_back(from_wire(w));
+  channel::Counters c;
+  c.bytes_written = h->bytes_written();
+  c.messages_written = h->writes();
+  c.bytes_acknowledged = h->bytes_acknowledged();
+  c.messages_acknowledged = h->writes_acknowledged();
+  return channel::ChannelSendQueue(channel::Mode::kBytes, spec.capacity(), std::move(items),
+                                   h->acked_seq(), h->closed(), c);
+}
+
+}  // namespace
+
+WriterEnd::WriterEnd(rpc::ChannelEnd spec, std::string task_id, UniqueFd pipe_read,
+                     ChannelLinks links, const rpc::ChannelHandoff* from)
+    : spec_(std::move(spec)),
+      task_id_(std::move(task_id)),
+      links_(std::move(links)),
+      pipe_(std::move(pipe_read)),
+      wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
+      queue_(queue_from(spec_, from)),
+      peer_node_(from && !from->peer_node().empty() ? from->peer_node() : spec_.peer_node()),
+      gone_(from && from->gone()) {
+  if (!wake_) fail_errno(errno, "eventfd");
+  ::fcntl(pipe_.get(), F_SETFL, O_NONBLOCK);
+  // The reader went away before the task came here: the task's writes fail (EPIPE) at once.
+  if (gone_) pipe_.reset();
+}
+
+WriterEnd::~WriterEnd() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    holding_ = true;
+    if (live_) live_->TryCancel();
+  }
+  cv_.notify_all();
+  wake();
+  if (pump_.joinable()) pump_.join();
+  if (sender_.joinable()) sender_.join();
+}
+
+void WriterEnd::wake() {
+  uint64_t one = 1;
+  (void)::write(wake_.get(), &one, sizeof one);
+}
+
+void WriterEnd::start() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    holding_ = false;
+    uint64_t v;
+    (void)::read(wake_.get(), &v, sizeof v);
+  }
+  pump_ = std::thread([this] { pump(); });
+  sender_ = std::thread([this] { send(); });
+}
+
+// The task's pipe into the queue, as room allows.
+void WriterEnd::pump() {
+  std::vector<char> buf(kReadChunk);
+  for (;;) {
+    size_t want = 0;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return holding_ || gone_ || !pipe_ || queue_.room() > 0; });
+      if (holding_ || !pipe_ || queue_.closed()) return;
+      if (gone_) {
+        pipe_.reset();  // the task's next write fails with EPIPE, as for a pipe without reader
+        return;
+      }
+      want = std::min<uint64_t>(queue_.room(), buf.size());
+    }
+    pollfd fds[2] = {{pipe_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+    if (::poll(fds, 2, -1) < 0 && errno != EINTR) return;
+    if (fds[1].revents) {
+      uint64_t v;
+      (void)::read(wake_.get(), &v, sizeof v);
+      continue;  // the flags say what to do
+    }
+    ssize_t n = ::read(pipe_.get(), buf.data(), want);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (n > 0)
+      queue_.append_bytes(std::string_view(buf.data(), static_cast<size_t>(n)));
+    else
+      queue_.close();  // the task closed its end (or ended): the reader sees the end
+    cv_.notify_all();
+    if (n <= 0) return;
+  }
+}
+
+void WriterEnd::send() {
+  int attempts = 0;
+  auto backoff = std::chrono::milliseconds(20);
+  for (;;) {
+    std::string node;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (holding_ || gone_ || queue_.finished()) return;
+      node = peer_node_;
+    }
+    StreamEnd end = stream_to(node);
+    if (end == StreamEnd::kDone) return;
+    if (end == StreamEnd::kMoved) {
+      attempts = 0;
+      backoff = std::chrono::milliseconds(20);
+      continue;
+    }
+    if (++attempts >= kAttemptsBeforeLocating) {
+      attempts = 0;
+      try {
+        std::optional<std::string> found = links_.locate_peer(spec_);
+        std::lock_guard<std::mutex> lock(mu_);
+        if (!found) {
+          reader_gone();  // its task ended, and its end with it
+          return;
+        }
+        if (!found->empty()) peer_node_ = *found;
+      } catch (const std::exception& e) {
+        spdlog::debug("channel {}#{}: reader not found yet: {}", spec_.job(), spec_.channel(),
+                      e.what());
+      }
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, backoff, [&] { return holding_; });
+    backoff = std::min(backoff * 2, std::chrono::milliseconds(500));
+  }
+}
+
+WriterEnd::StreamEnd WriterEnd::stream_to(const std::string& node) {
+  grpc::ClientContext ctx;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (holding_) return StreamEnd::kDone;
+    live_ = &ctx;
+  }
+  struct Unlive {
+    WriterEnd* w;
+    ~Unlive() {
+      std::lock_guard<std::mutex> lock(w->mu_);
+      w->live_ = nullptr;
+    }
+  } unlive{this};
+  std::unique_ptr<grpc::ClientReaderWriter<rpc::ChannelFrame, rpc::ChannelReply>> stream;
+  try {
+    stream = links_.stub(node).ChannelStream(&ctx);
+  } catch (const std::exception&) {
+    return StreamEnd::kRetry;
+  }
+  rpc::ChannelFrame hello;
+  hello.set_job(spec_.job());
+  hello.set_channel(spec_.channel());
+  hello.set_from_node(links_.node);
+  rpc::ChannelReply r;
+  if (!stream->Write(hello) || !stream->Read(&r)) return StreamEnd::kRetry;
+  std::unique_lock<std::mutex> lock(mu_);
+  switch (r.kind()) {
+    case rpc::ChannelReply::MOVED:
+      if (r.node().empty() || r.node() == node) return StreamEnd::kRetry;
+      peer_node_ = r.node();
+      return StreamEnd::kMoved;
+    case rpc::ChannelReply::GONE:
+      reader_gone();
+      return StreamEnd::kDone;
+    case rpc::ChannelReply::RESUME:
+      break;
+    default:
+      return StreamEnd::kRetry;
+  }
+  if (r.next_seq() < queue_.acknowledged_seq() || r.next_seq() > queue_.next_seq()) {
+    spdlog::error("channel {}#{}: the reader at {} wants item {}, the queue holds {} to {}",
+                  spec_.job(), spec_.channel(), node, r.next_seq(), queue_.acknowledged_seq(),
+                  queue_.next_seq());
+    return StreamEnd::kRetry;
+  }
+  queue_.acknowledge(r.next_seq());
+  cv_.notify_all();
+  stream_broken_ = false;
+  lock.unlock();
+  StreamEnd end = stream_items(*stream, r.next_seq());
+  ctx.TryCancel();
+  (void)stream->Finish();
+  return end;
+}
+
+// Sends the queue from `from` on while acknowledgements come back on their own thread.
+WriterEnd::StreamEnd WriterEnd::stream_items(
+    grpc::ClientReaderWriter<rpc::ChannelFrame, rpc::ChannelReply>& stream, uint64_t from) {
+  std::thread acks([&] {
+    rpc::ChannelReply a;
+    while (stream.Read(&a)) {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (a.kind() == rpc::ChannelReply::GONE) {
+        reader_gone();
+        break;
+      }
+      if (a.kind() != rpc::ChannelReply::ACK) continue;
+      try {
+        queue_.acknowledge(a.next_seq());
+      } catch (const std::exception& e) {
+        spdlog::error("channel {}#{}: {}", spec_.job(), spec_.channel(), e.what());
+        break;
+      }
+      cv_.notify_all();
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    stream_broken_ = true;
+    cv_.notify_all();
+  });
+  uint64_t seq = from;
+  for (;;) {
+    rpc::ChannelFrame frame;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] {
+        return holding_ || gone_ || stream_broken_ || queue_.finished() || queue_.next_seq() > seq;
+      });
+      if (holding_ || gone_ || stream_broken_ || queue_.finished()) break;
+      for (auto& item : queue_.items_from(std::max(seq, queue_.acknowledged_seq()), kFrameBytes))
+        *frame.add_items() = to_wire(item);
+    }
+    seq = frame.items(frame.items_size() - 1).seq() + 1;
+    if (!stream.Write(frame)) break;
+  }
+  bool done = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    done = gone_ || queue_.finished();
+    if (live_) live_->TryCancel();  // the acknowledgements' Read returns
+  }
+  acks.join();
+  return done ? StreamEnd::kDone : StreamEnd::kRetry;
+}
+
+void WriterEnd::reader_gone() {
+  if (gone_) return;
+  gone_ = true;
+  spdlog::info("channel {}#{}: its reader is gone; {} bytes written were not delivered",
+               spec_.job(), spec_.channel(), queue_.counters().bytes_queued());
+  cv_.notify_all();
+  wake();
+}
+
+rpc::ChannelHandoff WriterEnd::hold() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    holding_ = true;
+    if (live_) live_->TryCancel();
+  }
+  cv_.notify_all();
+  wake();
+  if (pump_.joinable()) pump_.join();
+  if (sender_.joinable()) sender_.join();
+  std::lock_guard<std::mutex> lock(mu_);
+  // The task is frozen: what its pipe holds now is all it wrote, and goes along in the queue.
+  std::vector<char> buf(kReadChunk);
+  while (pipe_ && !queue_.closed()) {
+    ssize_t n = ::read(pipe_.get(), buf.data(), buf.size());
+    if (n > 0) {
+      queue_.append_bytes_past_capacity(std::string_view(buf.data(), static_cast<size_t>(n)));
+      continue;
+    }
+    if (n == 0) queue_.close();
+    break;
+  }
+  rpc::ChannelHandoff h;
+  h.set_job(spec_.job());
+  h.set_channel(spec_.channel());
+  h.set_writer(true);
+  for (auto& item : queue_.items_from(queue_.acknowledged_seq(), SIZE_MAX))
+    *h.add_items() = to_wire(item);
+  h.set_next_seq(queue_.next_seq());
+  h.set_acked_seq(queue_.acknowledged_seq());
+  h.set_closed(queue_.closed());
+  const channel::Counters& c = queue_.counters();
+  h.set_bytes_written(c.bytes_written);
+  h.set_writes(c.messages_written);
+  h.set_bytes_acknowledged(c.bytes_acknowledged);
+  h.set_writes_acknowledged(c.messages_acknowledged);
+  h.set_gone(gone_);
+  h.set_peer_node(peer_node_);
+  return h;
+}
+
+bool WriterEnd::finished() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return gone_ || queue_.finished();
+}
+
+rpc::ChannelEndStat WriterEnd::stat() {
+  std::lock_guard<std::mutex> lock(mu_);
+  rpc::ChannelEndStat s;
+  s.set_job(spec_.job());
+  s.set_channel(spec_.channel());
+  s.set_writer(true);
+  s.set_node(links_.node);
+  s.set_task_id(task_id_);
+  s.set_peer_node(peer_node_);
+  const channel::Counters& c = queue_.counters();
+  s.set_bytes_written(c.bytes_written);
+  s.set_writes(c.messages_written);
+  s.set_bytes_acknowledged(c.bytes_acknowledged);
+  s.set_bytes_queued(c.bytes_queued());
+  s.set_state(gone_ ? "gone" : queue_.finished() ? "ended" : holding_ ? "held" : "open");
+  return s;
+}
+
+}  // namespace ferry::node

@@ -1,0 +1,84 @@
+// The writing end of a channel, at the daemon of the node its task runs on. The task writes into
+// a pipe whose read end is here: a pump takes what it wrote into the channel's send queue (never
+// more than the channel's capacity: when the queue is full the pump stops reading, the pipe
+// fills, and the task's write blocks, which is the flow control), and a sender streams the queue
+// to the reader's daemon, which acknowledges what it put into the reader's pipe; only then does
+// an item leave the queue. When the stream breaks, or the reader's end has moved, the sender
+// finds the reader again (the old place names the new one; failing that, the job's home finds the
+// reader's task) and resends from what the reader says it has.
+//
+// A migration of the task holds the end: the pump and the sender stop, what the frozen task's
+// pipe still holds is taken into the queue, and the queue goes along (hold()); if the migration
+// is given up, the end resumes here.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include <grpcpp/client_context.h>
+
+#include "channel/channel_stream.h"
+#include "ferry.grpc.pb.h"
+#include "util/fd.h"
+
+namespace ferry::node {
+
+struct ChannelLinks {
+  std::string node;  // this node
+  // The stub of a node (throws for a node this one does not know).
+  std::function<rpc::Node::Stub&(const std::string&)> stub;
+  // Where the other end of a channel runs now, as its job's home and its task's home know it:
+  // "" when not known yet, nullopt when its task has ended.
+  std::function<std::optional<std::string>(const rpc::ChannelEnd&)> locate_peer;
+};
+
+class WriterEnd {
+ public:
+  // `from`: the end's state when it arrived here with its task (nullptr for a new end).
+  WriterEnd(rpc::ChannelEnd spec, std::string task_id, UniqueFd pipe_read, ChannelLinks links,
+            const rpc::ChannelHandoff* from);
+  ~WriterEnd();
+  WriterEnd(const WriterEnd&) = delete;
+  WriterEnd& operator=(const WriterEnd&) = delete;
+
+  void start();
+  // Stops the end for a migration of its (frozen) task; everything the task wrote is in the
+  // returned state.
+  rpc::ChannelHandoff hold();
+  void resume() { start(); }
+  // Nothing left to do: the reader has had the end, or is gone.
+  bool finished();
+  rpc::ChannelEndStat stat();
+
+ private:
+  enum class StreamEnd { kRetry, kMoved, kDone };
+  void pump();
+  void send();
+  StreamEnd stream_to(const std::string& node);
+  StreamEnd stream_items(grpc::ClientReaderWriter<rpc::ChannelFrame, rpc::ChannelReply>& stream,
+                         uint64_t from);
+  void reader_gone();  // with mu_ held
+  void wake();
+
+  const rpc::ChannelEnd spec_;
+  const std::string task_id_;
+  const ChannelLinks links_;
+  UniqueFd pipe_;
+  UniqueFd wake_;  // eventfd: the pump must look at the flags
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  channel::ChannelSendQueue queue_;
+  std::string peer_node_;
+  bool holding_ = false;
+  bool gone_ = false;
+  bool stream_broken_ = false;
+  grpc::ClientContext* live_ = nullptr;  // the stream being sent on, to cancel it
+  std::thread pump_, sender_;
+};
+
+}  // namespace ferry::node
