@@ -88,6 +88,8 @@ std::string describe_file(const image::OpenFile& f, const image::FileTable& ft) 
       return fmt::format("epoll ({} watched fds)", f.epoll().targets_size());
     case image::OpenFile::kMemfd:
       return "memfd";
+    case image::OpenFile::kProvided:
+      return "ferry's " + printable(f.provided().what()) + " descriptor";
     default:
       return "?";
   }

@@ -372,6 +372,9 @@ void validate_open_file(const OpenFile& f, const FileRefs& refs) {
     case OpenFile::kEpoll:
       if (f.epoll().targets_size() > (1 << 20)) fail("image: too many epoll targets");
       break;
+    case OpenFile::kProvided:
+      if (f.provided().what() != "control") fail("image: unknown descriptor ferry provided");
+      break;
     case OpenFile::KIND_NOT_SET:
       fail("image: open file {} of unknown kind", f.id());
     default:

@@ -74,12 +74,16 @@ Daemon::Daemon(NodeConfig cfg)
                              [this](const std::string& n) -> rpc::Node::Stub& { return node_stub(n); },
                              [this](const rpc::ChannelEnd& e) { return locate_channel_peer(e); }}),
       jobs_(cfg_.name),
+      control_([this](const std::string& id, const std::string& line) {
+        on_control_request(id, line);
+      }),
       ctx_{cfg_,
            faults_,
            peers_,
            tasks_,
            relay_,
            channels_,
+           control_,
            init_,
            journal_,
            serving_,
@@ -180,7 +184,14 @@ rpc::TaskInfo Daemon::run_here(const rpc::RunRequest& req) {
   if (tasks_.count() >= cfg_.max_tasks)
     fail("node {} runs its maximum of {} tasks", name(), cfg_.max_tasks);
   ChannelPipes pipes = ChannelEnds::make_pipes(req.channel_ends());
-  Spawned s = spawn_task(req, pipes.task_side);
+  // The control descriptor: the lowest number above stdio that no channel end takes.
+  ControlPair control = ControlDescriptors::make_pair();
+  int control_fd = 3;
+  while (pipes.task_side.count(control_fd)) control_fd++;
+  std::map<int, int> fds;
+  for (auto& [num, fd] : pipes.task_side) fds[num] = fd.get();
+  fds[control_fd] = control.task_side.get();
+  Spawned s = spawn_task(req, fds, {"FERRY_CONTROL_FD=" + std::to_string(control_fd)});
   rpc::TaskInfo t;
   t.set_id(home_.new_id());
   t.set_name(req.name().empty() ? req.argv(0) : req.name());
@@ -193,8 +204,10 @@ rpc::TaskInfo Daemon::run_here(const rpc::RunRequest& req) {
   t.set_started_unix_ms(now_unix_ms());
   t.set_job(req.job());
   *t.mutable_channel_ends() = req.channel_ends();
+  t.set_control_fd(control_fd);
   pipes.task_side.clear();  // the task's ends are the task's alone: EOF and EPIPE work
   channels_.start(t.id(), t.channel_ends(), pipes);
+  control_.serve(t.id(), control);
   // The relay first: a task that ends at once is reaped as soon as it is in the table, and its
   // end drains the relay (which must then exist, or the task's output is lost).
   relay_.attach(t.id(), name(), std::move(s.output), 0);

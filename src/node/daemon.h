@@ -24,6 +24,7 @@
 #include "node/channels/channel_ends.h"
 #include "node/commit_journal.h"
 #include "node/config.h"
+#include "node/control_descriptors.h"
 #include "node/faults.h"
 #include "node/home.h"
 #include "node/init_link.h"
@@ -122,6 +123,9 @@ class Daemon {
   // Tells the task's home that it ended (or is lost), from here.
   void report_end(const rpc::TaskInfo& t, int code, const std::string& reason, bool lost);
   std::string pick_node(const rpc::JobTaskSpec& t);
+  // A task's request on its control descriptor (task_requests.cc).
+  void on_control_request(const std::string& task_id, const std::string& line);
+  std::string node_with_label(const std::string& key, const std::string& value);
   std::optional<std::string> locate_channel_peer(const rpc::ChannelEnd& e);
   rpc::Node::Stub& node_stub(const std::string& node);  // a peer's, or this node's own
 
@@ -138,6 +142,7 @@ class Daemon {
   std::unique_ptr<rpc::Node::Stub> self_stub_;  // channels whose two ends are both here
   ChannelEnds channels_;
   JobRegistry jobs_;
+  ControlDescriptors control_;
   LoadSampler sampler_;
   std::mutex load_mu_;
   LoadSample last_load_;

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <string_view>
 #include <vector>
 
 #include "util/error.h"
@@ -14,7 +15,8 @@ extern char** environ;
 
 namespace ferry::node {
 
-Spawned spawn_task(const rpc::RunRequest& req, const std::map<int, UniqueFd>& channel_fds) {
+Spawned spawn_task(const rpc::RunRequest& req, const std::map<int, int>& fds,
+                   const std::vector<std::string>& env) {
   if (req.argv().empty()) fail("nothing to run");
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) fail_errno(errno, "pipe2");
@@ -27,12 +29,12 @@ Spawned spawn_task(const rpc::RunRequest& req, const std::map<int, UniqueFd>& ch
   posix_spawn_file_actions_addopen(&fa, 0, in.c_str(), O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&fa, write_end.get(), 1);
   posix_spawn_file_actions_adddup2(&fa, write_end.get(), 2);
-  // Channel ends: from above any number they go to (so that no dup2 overwrites another's
+  // Channel ends and the control socket: from above any number they go to (so that no dup2 overwrites another's
   // source), then everything above the highest number goes.
   std::vector<UniqueFd> high;
   int top = 2;
-  for (auto& [num, fd] : channel_fds) {
-    high.emplace_back(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 1024));
+  for (auto& [num, fd] : fds) {
+    high.emplace_back(::fcntl(fd, F_DUPFD_CLOEXEC, 1024));
     if (!high.back()) fail_errno(errno, "cannot pass fd {} to the task", num);
     posix_spawn_file_actions_adddup2(&fa, high.back().get(), num);
     top = std::max(top, num);
@@ -53,12 +55,19 @@ Spawned spawn_task(const rpc::RunRequest& req, const std::map<int, UniqueFd>& ch
   std::vector<char*> argv, envp;
   for (auto& a : req.argv()) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
-  for (auto& e : req.env()) envp.push_back(const_cast<char*>(e.c_str()));
+  // (A FERRY_CONTROL_FD inherited from whoever asked is not this task's.)
+  auto own = [](const char* e) { return std::string_view(e).rfind("FERRY_CONTROL_FD=", 0) != 0; };
+  if (req.env().empty())
+    for (char** e = environ; *e; e++)
+      if (own(*e)) envp.push_back(*e);
+  for (auto& e : req.env())
+    if (own(e.c_str())) envp.push_back(const_cast<char*>(e.c_str()));
+  for (auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
 
   pid_t pid = -1;
   int rc = ::posix_spawnp(&pid, argv[0], &fa, &attr, argv.data(),
-                          req.env().empty() ? environ : envp.data());
+                          envp.data());
   posix_spawn_file_actions_destroy(&fa);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) fail_errno(rc, "cannot start {}", req.argv(0));

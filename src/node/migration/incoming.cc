@@ -160,13 +160,31 @@ cr::BuildOptions IncomingMigration::build_options(bool lazy) {
     if (f.kind_case() == image::OpenFile::kPipe && (f.flags() & O_ACCMODE) == O_WRONLY)
       for (auto& po : img.files().pipes())
         if (po.id() == f.pipe().pipe_id() && po.external()) external_writes.insert(f.id());
-  // The task's channel ends end at this node's channel ends now; other pipes to the outside
-  // that it writes into are its output.
+  // The task's channel ends end at this node's channel ends now, and its control descriptor at
+  // this node's: each where the image has what it was (a number the task reused is left alone).
   channel_pipes_ = ChannelEnds::make_pipes(task_.channel_ends());
-  for (auto& [num, fd] : channel_pipes_.task_side) options.external_fds[num] = fd.get();
-  for (auto& fd : img.files().fds())
-    if (external_writes.count(fd.file_id()) && !channel_pipes_.task_side.count(fd.num()))
+  control_ = ControlDescriptors::make_pair();
+  auto file_at = [&](int num) -> const image::OpenFile* {
+    for (auto& fd : img.files().fds())
+      if (fd.num() == num)
+        for (auto& f : img.files().files())
+          if (f.id() == fd.file_id()) return &f;
+    return nullptr;
+  };
+  for (auto& end : task_.channel_ends()) {
+    const image::OpenFile* f = file_at(end.fd());
+    uint32_t acc = end.writer() ? O_WRONLY : O_RDONLY;
+    if (f && f->kind_case() == image::OpenFile::kPipe && (f->flags() & O_ACCMODE) == acc)
+      options.external_fds[end.fd()] = channel_pipes_.task_side.at(end.fd()).get();
+  }
+  for (auto& fd : img.files().fds()) {
+    const image::OpenFile* f = file_at(fd.num());
+    if (f && f->kind_case() == image::OpenFile::kProvided)
+      options.external_fds[fd.num()] = control_.task_side.get();
+    // Other pipes to the outside that it writes into are its output.
+    if (external_writes.count(fd.file_id()) && !options.external_fds.count(fd.num()))
       options.external_fds[fd.num()] = output_write_.get();
+  }
   return options;
 }
 
@@ -417,6 +435,8 @@ rpc::CommitReply IncomingMigration::commit(const rpc::CommitRequest& req) {
   node_.relay.attach(t.id(), t.home(), std::move(output_read_), req.log_offset());
   channel_pipes_.task_side.clear();
   node_.channels.start(t.id(), t.channel_ends(), channel_pipes_, &req.channels());
+  control_.task_side.reset();
+  node_.control.serve(t.id(), control_, req.control_reply());
   node_.tasks.add(t);
   output_write_.reset();
   since_commit_.emplace();

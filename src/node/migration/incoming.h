@@ -136,6 +136,7 @@ class IncomingMigration : public std::enable_shared_from_this<IncomingMigration>
   UniqueFd output_read_;  // the relay's end of the new output pipe
   UniqueFd output_write_;
   ChannelPipes channel_pipes_;  // the task's channel ends, joined to this node's
+  ControlPair control_;         // its control descriptor, served by this node
 };
 
 }  // namespace ferry::node

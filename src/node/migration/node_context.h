@@ -12,6 +12,7 @@
 #include "ferry.pb.h"
 #include "node/channels/channel_ends.h"
 #include "node/commit_journal.h"
+#include "node/control_descriptors.h"
 #include "node/config.h"
 #include "node/faults.h"
 #include "node/init_link.h"
@@ -50,6 +51,7 @@ struct NodeContext {
   LocalTasks& tasks;
   OutputRelay& relay;
   ChannelEnds& channels;
+  ControlDescriptors& control;
   InitLink& init;
   CommitJournal& journal;
   ServingSessions& serving;

@@ -10,6 +10,7 @@
 
 #include "node/migration/outgoing.h"
 #include "node/states.h"
+#include "node/task_control.h"
 #include "util/proc.h"
 
 namespace ferry::node {
@@ -66,6 +67,7 @@ bool OutgoingMigration::commit(uint64_t log_offset) {
   commit.set_session_id(session_);
   commit.set_log_offset(log_offset);
   *commit.mutable_channels() = channel_handoffs_;
+  if (req_.asked_by_task()) commit.set_control_reply(reply_ok(to_));
   rpc::CommitReply committed;
   bool running = false;
   Stopwatch in_doubt;
@@ -109,6 +111,7 @@ bool OutgoingMigration::commit(uint64_t log_offset) {
   node_.relay.detach(id_);
   node_.channels.moved(id_, to_);
   channels_held_ = false;
+  node_.control.drop(id_);
   migrating_->taken = node_.tasks.remove_migrated(id_);
   migrating_->delivered_at = to_;
   return true;

@@ -26,7 +26,8 @@ bool same_description(pid_t pid, int a, int b) {
 }  // namespace
 
 std::string unsupported_fd(pid_t pid, int num, const std::string& link) {
-  if (link.rfind("socket:", 0) == 0) return unsupported_socket(pid, num);
+  if (link.rfind("socket:", 0) == 0)
+    return is_provided_socket(link) ? "" : unsupported_socket(pid, num);
   if (link == "/dev/ptmx" || link.rfind("/dev/pts/", 0) == 0)
     if (std::string why = unsupported_pty(pid, num, link); !why.empty()) return why;
   if (std::string why = unsupported_namespace_fd(pid, num, link); !why.empty()) return why;

@@ -1,0 +1,55 @@
+// What a task asks through its control descriptor (node/control_descriptors.h): where it is, or
+// to be moved (to a node, or to one that carries a label). A move is an ordinary migration; when
+// it succeeds, the destination gives the reply ("ok NODE") as the task's first read there; when it
+// does not, the task still runs here and reads why.
+#include <spdlog/spdlog.h>
+
+#include "node/daemon.h"
+#include "node/task_control.h"
+#include "util/error.h"
+
+namespace ferry::node {
+
+// A node up, other than this one, that carries KEY=VALUE.
+std::string Daemon::node_with_label(const std::string& key, const std::string& value) {
+  rpc::NodesReply all = nodes();
+  for (auto& n : all.nodes()) {
+    if (n.name() == name() || n.state() != rpc::NODE_UP) continue;
+    auto it = n.labels().find(key);
+    if (it != n.labels().end() && it->second == value) return n.name();
+  }
+  fail_as(Error::Kind::kRefused, "no other node up carries the label {}={}", key, value);
+}
+
+void Daemon::on_control_request(const std::string& task_id, const std::string& line) {
+  std::string answer;
+  try {
+    ControlRequest request = parse_control_request(line);
+    if (std::holds_alternative<WhereRequest>(request)) {
+      answer = reply_at(name());
+    } else {
+      const MoveRequest& move = std::get<MoveRequest>(request);
+      rpc::MigrateRequest req;
+      req.set_task_id(task_id);
+      req.set_to(move.to.empty() ? node_with_label(move.label_key, move.label_value) : move.to);
+      if (req.to() == name()) fail_as(Error::Kind::kRefused, "the task runs on {} already", name());
+      if (!peers_.known(req.to())) fail_as(Error::Kind::kRefused, "unknown node '{}'", req.to());
+      req.set_strategy(move.strategy);
+      req.set_asked_by_task(true);
+      rpc::MigrateReport report;
+      migrate(req, [&](const rpc::MigrateEvent& e) {
+        if (e.has_report()) report = e.report();
+      });
+      spdlog::info("task {} asked to move to {}: {}", task_id, req.to(),
+                   report.outcome() == rpc::OUTCOME_MIGRATED ? "moved" : report.reason());
+      if (report.outcome() == rpc::OUTCOME_MIGRATED) return;  // the destination replied
+      answer =
+          reply_refused(report.reason().empty() ? "the migration did not happen" : report.reason());
+    }
+  } catch (const std::exception& e) {
+    answer = reply_refused(e.what());
+  }
+  control_.reply(task_id, answer);
+}
+
+}  // namespace ferry::node
