@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job of the README: set up, build, start a local 3-node cluster, run a workload on it,
 # migrate it from node to node while it runs (once with each of the five strategies), and show
-# that it kept running: its output is one
-# unbroken sequence, its state intact. Also checkpoints and restores a process on one machine.
+# that it kept running: its output is one unbroken sequence, its state intact. Then a job: a
+# three-stage pipeline across the nodes whose stages all move while data flows, and which ends
+# with the hash of the same pipeline run locally. Also checkpoints and restores a process on one
+# machine.
 set -euo pipefail
 # As root it just runs; a user who may use sudo is asked for it once, here; anyone else is told.
 if [ "$(id -u)" -ne 0 ]; then
@@ -72,6 +74,55 @@ else
   echo "== UNEXPECTED: $got of $expected steps" >&2
   exit 1
 fi
+
+echo
+echo "== a job: generator (node1) -> gzip (node2) -> sha256sum (node3), joined by channels"
+cat > "$work/gen.py" <<'PY'
+# 3000 numbered lines of varied text, a little at a time (about 6 s).
+import sys, time
+for i in range(1, 3001):
+    sys.stdout.write(f"{i:5d} {'abcdefghij' * (i % 37)} {i * i % 104729}\n")
+    if i % 50 == 0:
+        sys.stdout.flush()
+        time.sleep(0.1)
+PY
+cat > "$work/pipeline.yaml" <<YAML
+tasks:
+  - name: gen
+    node: node1
+    command: [python3, $work/gen.py]
+  - name: zip
+    node: node2
+    command: [gzip, "-1"]
+  - name: sum
+    node: node3
+    command: [sha256sum]
+channels:
+  - from: gen:1
+    to: zip:0
+  - from: zip:1
+    to: sum:0
+YAML
+job=$($FERRY job run "$work/pipeline.yaml")
+echo "job id: $job"
+for move in zip:node3:pre-copy gen:node2:eager-all sum:node1:copy-on-reference; do
+  IFS=: read -r stage to strategy <<< "$move"
+  sleep 1
+  echo "== migrate pipeline/$stage to $to while data flows ($strategy)"
+  $FERRY migrate "pipeline/$stage" --to "$to" --strategy "$strategy"
+done
+$FERRY job show pipeline
+$FERRY job wait pipeline
+$FERRY job show pipeline | sed -n '/^CHANNEL/,$p'
+got=$($FERRY logs pipeline/sum | cut -c1-64)
+want=$(python3 "$work/gen.py" | gzip -1 | sha256sum | cut -c1-64)
+echo "   hash through the moving pipeline: $got"
+echo "   hash of the same pipeline, local:  $want"
+if [ "$got" != "$want" ]; then
+  echo "== UNEXPECTED: the hashes differ" >&2
+  exit 1
+fi
+echo "== the same bytes, in the same order, while every stage moved"
 
 echo
 echo "== on one machine: checkpoint a process, look at its image, restore it"

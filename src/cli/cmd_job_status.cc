@@ -40,6 +40,7 @@ struct ChannelView {
   const rpc::JobChannel* spec = nullptr;
   rpc::ChannelEndStat writer, reader;
   bool has_writer = false, has_reader = false;
+  std::string lost;  // what the channel lost, when an end's node went down with it
 };
 
 std::vector<ChannelView> channel_views(rpc::Control::Stub& stub, const rpc::JobInfo& job) {
@@ -81,6 +82,48 @@ std::string end_name(const std::string& task, int fd) {
   return task + ":" + std::to_string(fd);
 }
 
+// An end that no node answers for, whose task was last on a node that is down (or is lost):
+// what it held went with that node. Said, never passed over.
+void find_losses(rpc::Control::Stub& stub, const rpc::JobInfo& job,
+                 const std::map<std::string, rpc::TaskInfo>& tasks,
+                 std::vector<ChannelView>& views) {
+  rpc::NodesReply nodes;
+  grpc::ClientContext ctx;
+  check(stub.Nodes(&ctx, rpc::NodesRequest(), &nodes));
+  auto down = [&](const std::string& node) {
+    for (auto& n : nodes.nodes())
+      if (n.name() == node) return n.state() == rpc::NODE_DOWN;
+    return false;
+  };
+  auto where = [&](const std::string& name) -> std::pair<std::string, bool> {
+    for (auto& jt : job.tasks()) {
+      if (jt.name() != name) continue;
+      auto it = tasks.find(jt.task_id());
+      if (it == tasks.end()) return {jt.node(), down(jt.node())};  // its home does not answer
+      return {it->second.node(), it->second.state() == rpc::TASK_LOST || down(it->second.node())};
+    }
+    return {"", false};
+  };
+  for (auto& v : views) {
+    if (!v.has_writer) {
+      auto [node, gone] = where(v.spec->from_task());
+      if (gone)
+        v.lost = fmt::format(
+            "its writer {} was on {}, which is down: what it wrote and was not delivered went "
+            "with it ({} bytes were delivered)",
+            v.spec->from_task(), node, v.reader.bytes_delivered());
+    }
+    if (!v.has_reader) {
+      auto [node, gone] = where(v.spec->to_task());
+      if (gone)
+        v.lost = fmt::format(
+            "its reader {} was on {}, which is down: what was delivered to it and not read went "
+            "with it ({} bytes were written, {} acknowledged)",
+            v.spec->to_task(), node, v.writer.bytes_written(), v.writer.bytes_acknowledged());
+    }
+  }
+}
+
 nlohmann::json show_json(const rpc::JobInfo& job, const std::map<std::string, rpc::TaskInfo>& tasks,
                          const std::vector<ChannelView>& channels) {
   nlohmann::json j = {{"id", job.id()},
@@ -112,6 +155,7 @@ nlohmann::json show_json(const rpc::JobInfo& job, const std::map<std::string, rp
                         {"sends_to", v.has_writer ? v.writer.peer_node() : ""},
                         {"writer_state", v.has_writer ? v.writer.state() : "unknown"},
                         {"reader_state", v.has_reader ? v.reader.state() : "unknown"}};
+    if (!v.lost.empty()) c["lost"] = v.lost;
     j["channels"].push_back(c);
   }
   return j;
@@ -144,6 +188,11 @@ void print_show(const rpc::JobInfo& job, const std::map<std::string, rpc::TaskIn
                 static_cast<unsigned long long>(v.writer.bytes_queued()), where.c_str(),
                 state.c_str());
   }
+  for (auto& v : channels)
+    if (!v.lost.empty())
+      std::printf("channel %s -> %s LOST DATA: %s\n",
+                  end_name(v.spec->from_task(), v.spec->from_fd()).c_str(),
+                  end_name(v.spec->to_task(), v.spec->to_fd()).c_str(), v.lost.c_str());
 }
 
 void add_list(CLI::App* job) {
@@ -184,6 +233,7 @@ void add_show(CLI::App* job) {
     rpc::JobInfo j = find_job(*stub, ref);
     auto tasks = tasks_of(*stub, j);
     auto channels = channel_views(*stub, j);
+    find_losses(*stub, j, tasks, channels);
     if (json)
       std::printf("%s\n", show_json(j, tasks, channels).dump().c_str());
     else
@@ -265,6 +315,7 @@ void add_kill(CLI::App* job) {
     auto stub = control();
     rpc::JobInfo j = find_job(*stub, ref);
     int signal = sig_opt->count() ? parse_signal(sig) : SIGTERM;
+    int unreached = 0;
     for (auto& t : j.tasks()) {
       rpc::KillRequest req;
       req.set_task_id(t.task_id());
@@ -272,9 +323,14 @@ void add_kill(CLI::App* job) {
       rpc::KillReply reply;
       grpc::ClientContext ctx;
       grpc::Status s = stub->Kill(&ctx, req, &reply);
-      // A task that has ended already is not an error: the job is being ended.
-      if (!s.ok() && s.error_code() != grpc::StatusCode::NOT_FOUND) check(s);
+      // A task that has ended already is not an error: the job is being ended. One that cannot
+      // be reached is said, and the others are still signalled.
+      if (s.ok() || s.error_code() == grpc::StatusCode::NOT_FOUND) continue;
+      std::fprintf(stderr, "ferry: task %s (%s): %s\n", t.name().c_str(), t.task_id().c_str(),
+                   s.error_message().c_str());
+      unreached++;
     }
+    if (unreached) fail("{} task(s) of job {} could not be signalled", unreached, j.id());
   });
 }
 

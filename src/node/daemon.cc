@@ -183,6 +183,7 @@ rpc::TaskInfo Daemon::run_here(const rpc::RunRequest& req) {
   }
   if (tasks_.count() >= cfg_.max_tasks)
     fail("node {} runs its maximum of {} tasks", name(), cfg_.max_tasks);
+  StartingTask starting(tasks_);
   ChannelPipes pipes = ChannelEnds::make_pipes(req.channel_ends());
   // The control descriptor: the lowest number above stdio that no channel end takes.
   ControlPair control = ControlDescriptors::make_pair();

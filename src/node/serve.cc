@@ -83,7 +83,9 @@ void Daemon::reap_loop() {
       int st = 0;
       if (::waitpid(pid, &st, WNOHANG) == pid) on_exit(t.id(), proc::exit_code_of(st));
     }
-    // Anything else that ended as our child (ferryd is the init of its node): reap it.
+    // Anything else that ended as our child (ferryd is the init of its node): reap it, unless
+    // a task being started may be among them.
+    if (tasks_.starting()) continue;
     for (auto& tid : proc::list_dir("/proc/self/task")) {
       auto kids = proc::try_read_file("/proc/self/task/" + tid + "/children");
       if (!kids) continue;

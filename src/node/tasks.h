@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -64,6 +65,11 @@ class LocalTasks {
   void hold(pid_t pid);
   void unhold(pid_t pid);
   bool held(pid_t pid);
+  // Tasks being started: until each is in the table, a child that is not is left alone (it may
+  // be one of them, already ended, whose status must not be thrown away).
+  void begin_start() { starting_++; }
+  void end_start() { starting_--; }
+  bool starting() const { return starting_ > 0; }
 
  private:
   void save_locked();
@@ -73,6 +79,19 @@ class LocalTasks {
   std::mutex mu_;
   std::map<std::string, LocalTask> tasks_;
   std::set<pid_t> held_;
+  std::atomic<int> starting_{0};
+};
+
+// RAII: a task being started (see LocalTasks::begin_start).
+class StartingTask {
+ public:
+  explicit StartingTask(LocalTasks& t) : t_(t) { t_.begin_start(); }
+  ~StartingTask() { t_.end_start(); }
+  StartingTask(const StartingTask&) = delete;
+  StartingTask& operator=(const StartingTask&) = delete;
+
+ private:
+  LocalTasks& t_;
 };
 
 // /proc/PID/stat field 22 (the start time, in clock ticks after boot); 0 when there is none.

@@ -35,7 +35,7 @@ TEST(CliTest, BadInputGetsOneLineAndAnExitStatus) {
       {{"kill", id, "RTMIN+x"}, 1, "no signal RTMIN+x"},
       {{"kill", "node1.99"}, 1, "unknown task node1.99"},
       {{"kill", "node2.99"}, 1, "unknown task node2.99"},
-      {{"kill", "node1.1\nEVIL"}, 1, "'node1.1\\nEVIL' is not a task id"},
+      {{"kill", "node1.1\nEVIL"}, 1, "'node1.1\\nEVIL' is not a task (a task id"},
       {{"wait", id, "--timeout", "-1"}, 1, "--timeout wants a number of seconds"},
       {{"wait", id, "--timeout", "nan"}, 1, "--timeout wants a number of seconds"},
       {{"migrate", id, "--to", "node2", "--dirty-tracking", "hash"}, 1,

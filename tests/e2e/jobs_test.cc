@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
+
 #include "support/cluster.h"
 #include "support/wait_until.h"
 
@@ -227,6 +229,114 @@ TEST(JobsTest, AFastWriterWaitsForASlowReaderAndTheDaemonsStaySmall) {
   CmdResult w = c.ferry({"job", "wait", job, "--timeout", "120"});
   ASSERT_EQ(w.status, 0) << w.out << w.err;
   EXPECT_EQ(hash_in_log(c, "flow/sum"), local_hash(blocks, "cat"));
+}
+
+// Four tasks, each sending numbered records to the three others, while tasks move at random
+// (a fixed seed: the same moves every run): every receiver gets every sender's records, each once,
+// in order.
+TEST(JobsTest, AFullMeshKeepsEveryRecordWhileTasksMoveAtRandom) {
+  const int count = 4000;  // one record to each peer every ms: about 4 s
+  TestCluster c(3);
+  ASSERT_TRUE(c.up());
+  TempDir dir;
+  std::string yaml = "tasks:\n";
+  for (int i = 0; i < 4; i++)
+    yaml += "  - name: t" + std::to_string(i) + "\n    node: node" + std::to_string(i % 3 + 1) +
+            "\n    command: [" + target_path("t_mesh") + ", \"" + std::to_string(i) +
+            "\", \"3\", \"" + std::to_string(count) + "\", \"1000\"]\n";
+  yaml += "channels:\n";
+  auto peer_index = [](int self, int other) { return other < self ? other : other - 1; };
+  for (int i = 0; i < 4; i++)
+    for (int j = 0; j < 4; j++)
+      if (i != j)
+        yaml += "  - from: t" + std::to_string(i) + ":" + std::to_string(10 + peer_index(i, j)) +
+                "\n    to: t" + std::to_string(j) + ":" + std::to_string(20 + peer_index(j, i)) +
+                "\n";
+  std::string job = run_job(c, write_job(dir, "mesh", yaml));
+  ASSERT_FALSE(job.empty());
+  std::mt19937 rng(11);
+  int moved = 0;
+  for (int m = 0; m < 8; m++) {
+    std::string task = "mesh/t" + std::to_string(rng() % 4);
+    nlohmann::json t = show(c, job);
+    std::string at;
+    for (auto& jt : t["tasks"])
+      if ("mesh/" + jt.value("name", "") == task) at = jt.value("node", "");
+    if (at.size() != 5) continue;  // (ended already)
+    std::string to = "node" + std::to_string((at.back() - '1' + 1 + rng() % 2) % 3 + 1);
+    const std::string& strategy = all_strategies()[rng() % all_strategies().size()];
+    nlohmann::json rep = c.migrate(task, to, "", {"--strategy", strategy});
+    moved += rep.value("outcome", "") == "migrated";
+  }
+  CmdResult w = c.ferry({"job", "wait", job, "--timeout", "60"});
+  EXPECT_EQ(w.status, 0) << w.out << w.err;
+  for (int i = 0; i < 4; i++)
+    EXPECT_EQ(c.logs("mesh/t" + std::to_string(i)),
+              "ok " + std::to_string(i) + " got " + std::to_string(count) + " from each of 3\n");
+  EXPECT_GE(moved, 6) << "too few moves happened while the records flowed";
+}
+
+// The destination dies while a channel's reader migrates to it: the migration is given up, the
+// reader goes on where it was, and every byte arrives there once.
+TEST(JobsTest, AReaderWhoseDestinationDiesMidMigrationKeepsEveryByte) {
+  const int blocks = 160;
+  TestCluster c(3, {"--test-fault", "node2=slow-stream"});
+  ASSERT_TRUE(c.up());
+  TempDir dir;
+  std::string yaml = "tasks:\n  - name: gen\n    node: node1\n    command: [" +
+                     target_path("t_gen") + ", \"" + std::to_string(blocks) +
+                     "\", \"10\"]\n  - name: sum\n    node: node2\n    command: [sha256sum]\n"
+                     "channels:\n  - from: gen:1\n    to: sum:0\n";
+  std::string job = run_job(c, write_job(dir, "fault", yaml));
+  ASSERT_TRUE(wait_until([&] { return written(c, job, 0) > (1 << 20); }, 20000));
+  TempDir io;
+  pid_t m = migrate_in_background(c, io, "fault/sum", "node3", "m");
+  std::string sum_id = show(c, job)["tasks"][1].value("id", "");
+  ASSERT_TRUE(wait_until([&] { return c.task(sum_id).value("state", "") == "migrating"; }, 10000));
+  c.kill_node("node3");
+  int status = wait_exit(m, 90000);
+  EXPECT_NE(status, 0) << read_file(io / "m.out") << read_file(io / "m.err");
+  CmdResult w = c.ferry({"job", "wait", job, "--timeout", "90"});
+  ASSERT_EQ(w.status, 0) << w.out << w.err;
+  EXPECT_EQ(hash_in_log(c, "fault/sum"), local_hash(blocks, "cat"));
+  EXPECT_EQ(c.task(sum_id).value("node", ""), "node2");
+}
+
+// The node holding a channel's queue (its writer's) dies after the reader moved away: the job
+// says which channel lost what, instead of the reader waiting without a word.
+TEST(JobsTest, ANodeThatDiesHoldingAChannelsQueueIsReportedAsALoss) {
+  TestCluster c(3);
+  ASSERT_TRUE(c.up());
+  TempDir dir;
+  std::string yaml = "tasks:\n  - name: gen\n    node: node1\n    command: [" +
+                     target_path("t_gen") +
+                     ", \"400\", \"0\"]\n  - name: idle\n    node: node2\n"
+                     "    command: [sleep, \"600\"]\n"
+                     "channels:\n  - from: gen:1\n    to: idle:0\n";
+  // The job's home is node3, which lives on.
+  CmdResult r = c.ferry({"job", "run", write_job(dir, "loss", yaml)}, "node3");
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto view = [&] {
+    CmdResult s = c.ferry({"job", "show", "loss", "--json"}, "node3");
+    return s.status == 0 ? nlohmann::json::parse(s.out, nullptr, false) : nlohmann::json{};
+  };
+  auto queued = [&] {
+    nlohmann::json j = view();
+    return j.contains("channels") ? j["channels"][0].value("bytes_queued", 0ull) : 0ull;
+  };
+  ASSERT_TRUE(wait_until([&] { return queued() >= (3u << 20); }, 20000)) << view().dump();
+  nlohmann::json rep = c.migrate("loss/idle", "node3", "node3");
+  ASSERT_EQ(rep.value("outcome", ""), "migrated") << rep.dump();
+  c.kill_node("node1");
+  ASSERT_TRUE(wait_until([&] { return view()["channels"][0].contains("lost"); }, 30000, 200))
+      << view().dump();
+  std::string lost = view()["channels"][0].value("lost", "");
+  EXPECT_NE(lost.find("its writer gen was on node1, which is down"), std::string::npos) << lost;
+  CmdResult text = c.ferry({"job", "show", "loss"}, "node3");
+  EXPECT_NE(text.out.find("channel gen:1 -> idle:0 LOST DATA"), std::string::npos) << text.out;
+  // (gen went with node1: the kill says so and ends the rest.)
+  CmdResult k = c.ferry({"job", "kill", "loss", "KILL"}, "node3");
+  EXPECT_NE(k.err.find("task gen"), std::string::npos) << k.err;
 }
 
 }  // namespace
