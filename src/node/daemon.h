@@ -123,6 +123,10 @@ class Daemon {
   // Tells the task's home that it ended (or is lost), from here.
   void report_end(const rpc::TaskInfo& t, int code, const std::string& reason, bool lost);
   std::string pick_node(const rpc::JobTaskSpec& t);
+  template <typename Reply>
+  void ask_every_peer(
+      const std::function<grpc::Status(rpc::Node::Stub&, grpc::ClientContext*, Reply*)>& call,
+      const std::function<void(const Reply&)>& take);
   // A task's request on its control descriptor (task_requests.cc).
   void on_control_request(const std::string& task_id, const std::string& line);
   std::string node_with_label(const std::string& key, const std::string& value);

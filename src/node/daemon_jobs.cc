@@ -157,34 +157,45 @@ rpc::JobInfo Daemon::run_job(const rpc::RunJobRequest& req) {
   return job;
 }
 
+// Asks every peer up (2 s each); one that does not answer is left out.
+template <typename Reply>
+void Daemon::ask_every_peer(
+    const std::function<grpc::Status(rpc::Node::Stub&, grpc::ClientContext*, Reply*)>& call,
+    const std::function<void(const Reply&)>& take) {
+  for (auto& peer : peers_.names()) {
+    if (!peers_.up(peer)) continue;
+    Reply r;
+    auto ctx = deadline_ms(2000);
+    if (call(peers_.stub(peer), ctx.get(), &r).ok()) take(r);
+  }
+}
+
 std::vector<rpc::JobInfo> Daemon::jobs(const std::string& ref, bool local_only) {
   std::vector<rpc::JobInfo> out = jobs_.find(ref);
   if (local_only) return out;
-  for (auto& peer : peers_.names()) {
-    if (!peers_.up(peer)) continue;
-    rpc::JobsRequest q;
-    q.set_job(ref);
-    q.set_local_only(true);
-    rpc::JobsReply r;
-    auto ctx = deadline_ms(2000);
-    if (!peers_.stub(peer).Jobs(ctx.get(), q, &r).ok()) continue;
-    for (auto& j : r.jobs()) out.push_back(j);
-  }
+  rpc::JobsRequest q;
+  q.set_job(ref);
+  q.set_local_only(true);
+  ask_every_peer<rpc::JobsReply>(
+      [&](rpc::Node::Stub& s, grpc::ClientContext* ctx, rpc::JobsReply* r) {
+        return s.Jobs(ctx, q, r);
+      },
+      [&](const rpc::JobsReply& r) { out.insert(out.end(), r.jobs().begin(), r.jobs().end()); });
   return out;
 }
 
 std::vector<rpc::ChannelEndStat> Daemon::channel_stats(const std::string& job, bool local_only) {
   std::vector<rpc::ChannelEndStat> out = channels_.stats(job);
   if (local_only) return out;
-  for (auto& peer : peers_.names()) {
-    if (!peers_.up(peer)) continue;
-    rpc::ChannelStatsRequest q;
-    q.set_job(job);
-    rpc::ChannelStatsReply r;
-    auto ctx = deadline_ms(2000);
-    if (!peers_.stub(peer).ChannelStats(ctx.get(), q, &r).ok()) continue;
-    for (auto& s : r.ends()) out.push_back(s);
-  }
+  rpc::ChannelStatsRequest q;
+  q.set_job(job);
+  ask_every_peer<rpc::ChannelStatsReply>(
+      [&](rpc::Node::Stub& s, grpc::ClientContext* ctx, rpc::ChannelStatsReply* r) {
+        return s.ChannelStats(ctx, q, r);
+      },
+      [&](const rpc::ChannelStatsReply& r) {
+        out.insert(out.end(), r.ends().begin(), r.ends().end());
+      });
   return out;
 }
 

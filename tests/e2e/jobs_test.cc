@@ -43,6 +43,14 @@ std::string pipeline_yaml(int blocks, int pause_ms) {
          "  - from: zip:1\n    to: sum:0\n";
 }
 
+// gen (node1: BLOCKS blocks of 64 KiB, 10 ms apart) -> sum (node2).
+std::string gen_to_sum_yaml(int blocks) {
+  return "tasks:\n  - name: gen\n    node: node1\n    command: [" + target_path("t_gen") + ", \"" +
+         std::to_string(blocks) +
+         "\", \"10\"]\n  - name: sum\n    node: node2\n    command: [sha256sum]\n"
+         "channels:\n  - from: gen:1\n    to: sum:0\n";
+}
+
 std::string run_job(TestCluster& c, const std::string& file, const std::string& name = "") {
   std::vector<std::string> args{"job", "run", file};
   if (!name.empty()) args.insert(args.end(), {"--name", name});
@@ -116,10 +124,7 @@ TEST(JobsTest, BothEndsOfAChannelMigrateAtOnce) {
   TestCluster c(3);
   ASSERT_TRUE(c.up());
   TempDir dir;
-  std::string yaml = "tasks:\n  - name: gen\n    node: node1\n    command: [" +
-                     target_path("t_gen") + ", \"" + std::to_string(blocks) +
-                     "\", \"10\"]\n  - name: sum\n    node: node2\n    command: [sha256sum]\n"
-                     "channels:\n  - from: gen:1\n    to: sum:0\n";
+  std::string yaml = gen_to_sum_yaml(blocks);
   std::string job = run_job(c, write_job(dir, "both", yaml));
   ASSERT_TRUE(wait_until([&] { return written(c, job, 0) > (2 << 20); }, 20000));
   TempDir io;
@@ -183,6 +188,26 @@ TEST(JobsTest, AWriterWhoseReaderLeftGetsSigpipe) {
   EXPECT_EQ(w.status, 128 + SIGPIPE) << w.out << w.err;
   EXPECT_EQ(c.ferry({"wait", "early/head", "--timeout", "30"}).status, 0);
   EXPECT_EQ(c.logs("early/head").size(), 100000u);  // what it read, relayed as its output
+}
+
+// A reader that closed its end moves: nothing of the channel goes with it (its number is free),
+// and its writer learns it is gone.
+TEST(JobsTest, AReaderThatClosedItsEndMigratesAndItsWriterLearnsItIsGone) {
+  TestCluster c(2);
+  ASSERT_TRUE(c.up());
+  TempDir dir;
+  std::string yaml =
+      "tasks:\n  - name: gen\n    command: [" + target_path("t_gen") +
+      ", \"100000\", \"5\"]\n  - name: idle\n    node: node2\n"
+      "    command: [sh, -c, \"head -c 4096 >/dev/null; exec 0<&-; exec sleep 600\"]\n"
+      "channels:\n  - from: gen:1\n    to: idle:0\n";
+  std::string job = run_job(c, write_job(dir, "closed", yaml));
+  ASSERT_TRUE(wait_until([&] { return written(c, job, 0) >= 4096; }, 20000));
+  nlohmann::json rep = c.migrate("closed/idle", "node1");
+  EXPECT_EQ(rep.value("outcome", ""), "migrated") << rep.dump();
+  CmdResult w = c.ferry({"wait", "closed/gen", "--timeout", "30"});
+  EXPECT_EQ(w.status, 128 + SIGPIPE) << w.out << w.err;
+  c.ferry({"kill", "closed/idle", "KILL"});
 }
 
 // A writer much faster than its reader, across nodes: it waits for room instead of the daemons
@@ -283,10 +308,7 @@ TEST(JobsTest, AReaderWhoseDestinationDiesMidMigrationKeepsEveryByte) {
   TestCluster c(3, {"--test-fault", "node2=slow-stream"});
   ASSERT_TRUE(c.up());
   TempDir dir;
-  std::string yaml = "tasks:\n  - name: gen\n    node: node1\n    command: [" +
-                     target_path("t_gen") + ", \"" + std::to_string(blocks) +
-                     "\", \"10\"]\n  - name: sum\n    node: node2\n    command: [sha256sum]\n"
-                     "channels:\n  - from: gen:1\n    to: sum:0\n";
+  std::string yaml = gen_to_sum_yaml(blocks);
   std::string job = run_job(c, write_job(dir, "fault", yaml));
   ASSERT_TRUE(wait_until([&] { return written(c, job, 0) > (1 << 20); }, 20000));
   TempDir io;

@@ -16,8 +16,8 @@
 namespace ferry::node {
 namespace {
 
-constexpr size_t kReadChunk = 256 << 10;   // the most the pump takes from the pipe at once
-constexpr size_t kFrameBytes = 256 << 10;  // the most data one frame carries
+constexpr size_t kReadChunk = 1 << 20;  // the most the pump takes from the pipe at once
+constexpr size_t kFrameBytes = 1 << 20;  // the most data one frame carries
 // Attempts at the place last learned before the job's home is asked where the reader is.
 constexpr int kAttemptsBeforeLocating = 3;
 
@@ -116,6 +116,7 @@ void WriterEnd::pump() {
 
 void WriterEnd::send() {
   int attempts = 0;
+  bool broke_last = false;  // (twice in a row: the backoff, not a busy loop)
   auto backoff = std::chrono::milliseconds(20);
   for (;;) {
     std::string node;
@@ -126,7 +127,9 @@ void WriterEnd::send() {
     }
     StreamEnd end = stream_to(node);
     if (end == StreamEnd::kDone) return;
-    if (end == StreamEnd::kMoved) {
+    bool again_at_once = end == StreamEnd::kMoved || (end == StreamEnd::kBroken && !broke_last);
+    broke_last = end == StreamEnd::kBroken;
+    if (again_at_once) {
       attempts = 0;
       backoff = std::chrono::milliseconds(20);
       continue;
@@ -254,7 +257,7 @@ WriterEnd::StreamEnd WriterEnd::stream_items(
     if (live_) live_->TryCancel();  // the acknowledgements' Read returns
   }
   acks.join();
-  return done ? StreamEnd::kDone : StreamEnd::kRetry;
+  return done ? StreamEnd::kDone : StreamEnd::kBroken;
 }
 
 void WriterEnd::reader_gone() {

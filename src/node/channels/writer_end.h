@@ -55,7 +55,9 @@ class WriterEnd {
   rpc::ChannelEndStat stat();
 
  private:
-  enum class StreamEnd { kRetry, kMoved, kDone };
+  // kBroken: a stream that was flowing broke (its reader's end was held by a migration, or it
+  // took over another stream): the place is asked again at once.
+  enum class StreamEnd { kRetry, kBroken, kMoved, kDone };
   void pump();
   void send();
   StreamEnd stream_to(const std::string& node);
