@@ -78,11 +78,13 @@ fi
 echo
 echo "== a job: generator (node1) -> gzip (node2) -> sha256sum (node3), joined by channels"
 cat > "$work/gen.py" <<'PY'
-# 3000 numbered lines of varied text, a little at a time (about 6 s).
-import sys, time
-for i in range(1, 3001):
-    sys.stdout.write(f"{i:5d} {'abcdefghij' * (i % 37)} {i * i % 104729}\n")
-    if i % 50 == 0:
+# 6000 numbered lines of hashes (text that does not compress much, so that gzip writes as it
+# goes), a little at a time (about 6 s).
+import hashlib, sys, time
+for i in range(1, 6001):
+    h = hashlib.sha256(str(i).encode()).hexdigest()
+    sys.stdout.write(f"{i:5d} {h} {hashlib.md5(h.encode()).hexdigest()}\n")
+    if i % 100 == 0:
         sys.stdout.flush()
         time.sleep(0.1)
 PY
