@@ -70,9 +70,12 @@ Daemon::Daemon(NodeConfig cfg)
                  const std::string& data) { return deliver_output(task, home, offset, data); },
           init_.active() ? static_cast<PipeKeeper&>(init_) : local_keeper_),
       self_stub_(rpc::Node::NewStub(peer_channel(cfg_, cfg_.name, cfg_.listen))),
-      channels_(ChannelLinks{cfg_.name,
-                             [this](const std::string& n) -> rpc::Node::Stub& { return node_stub(n); },
-                             [this](const rpc::ChannelEnd& e) { return locate_channel_peer(e); }}),
+      channels_(ChannelLinks{
+          cfg_.name, [this](const std::string& n) -> rpc::Node::Stub& { return node_stub(n); },
+          [this](const rpc::ChannelEnd& e) { return locate_channel_peer(e); },
+          [this](const std::string& job, uint32_t channel) {
+            return channels_.reader(job, channel);
+          }}),
       jobs_(cfg_.name),
       control_([this](const std::string& id, const std::string& line) {
         on_control_request(id, line);

@@ -94,12 +94,7 @@ void ChannelEnds::moved(const std::string& task_id, const std::string& node) {
 void ChannelEnds::serve(grpc::ServerContext& ctx, ChannelServerStream& stream) {
   rpc::ChannelFrame hello;
   if (!stream.Read(&hello)) return;
-  std::shared_ptr<ReaderEnd> end;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = readers_.find({hello.job(), hello.channel(), false});
-    if (it != readers_.end()) end = it->second;
-  }
+  std::shared_ptr<ReaderEnd> end = reader(hello.job(), hello.channel());
   if (!end) {
     rpc::ChannelReply r;
     r.set_kind(rpc::ChannelReply::NOT_HERE);
@@ -107,6 +102,12 @@ void ChannelEnds::serve(grpc::ServerContext& ctx, ChannelServerStream& stream) {
     return;
   }
   end->serve(ctx, stream, hello.from_node());
+}
+
+std::shared_ptr<ReaderEnd> ChannelEnds::reader(const std::string& job, uint32_t channel) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = readers_.find({job, channel, false});
+  return it == readers_.end() ? nullptr : it->second;
 }
 
 std::vector<rpc::ChannelEndStat> ChannelEnds::stats(const std::string& job) {

@@ -46,6 +46,8 @@ class ChannelEnds {
   // A writer's daemon opened a stream to one of the reader ends here.
   void serve(grpc::ServerContext& ctx, ChannelServerStream& stream);
   std::vector<rpc::ChannelEndStat> stats(const std::string& job);
+  // The reader's end of a channel here (also one that moved away: it says where), else null.
+  std::shared_ptr<ReaderEnd> reader(const std::string& job, uint32_t channel);
 
  private:
   const ChannelLinks links_;

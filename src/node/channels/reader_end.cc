@@ -53,49 +53,69 @@ ReaderEnd::ReaderEnd(rpc::ChannelEnd spec, std::string task_id, std::string node
   }
 }
 
-// Admits a writer's stream: tells it where to go on from, or where the end is now.
-bool ReaderEnd::admit(grpc::ServerContext& ctx, ChannelServerStream& stream,
-                      const std::string& writer_node, uint64_t* generation) {
+void ReaderEnd::wake() {
+  uint64_t one = 1;
+  (void)::write(wake_.get(), &one, sizeof one);
+}
+
+// Admits a writer: where it goes on from, or where the end is now.
+rpc::ChannelReply ReaderEnd::admit(const std::string& writer_node, std::function<void()> stop,
+                                   uint64_t* generation) {
   std::unique_lock<std::mutex> lock(mu_);
   // A migration holding this end settles in a moment (it moves, or goes on here).
   cv_.wait_for(lock, kHeldWait, [&] { return !holding_ || !moved_to_.empty(); });
-  if (!moved_to_.empty() || holding_ || gone_) {
-    rpc::ChannelReply answer = !moved_to_.empty() ? reply_of(rpc::ChannelReply::MOVED, 0, moved_to_)
-                                                  : reply_of(holding_ ? rpc::ChannelReply::NOT_HERE
-                                                                      : rpc::ChannelReply::GONE);
-    lock.unlock();
-    stream.Write(answer);
-    return false;
-  }
+  if (!moved_to_.empty()) return reply_of(rpc::ChannelReply::MOVED, 0, moved_to_);
+  if (holding_) return reply_of(rpc::ChannelReply::NOT_HERE);
+  if (gone_) return reply_of(rpc::ChannelReply::GONE);
   if (!writer_node.empty()) writer_node_ = writer_node;
-  // A newer stream of the same writer (its old one broke, or it moved) takes over.
+  // A newer writer (its old stream broke, or it moved) takes over from the one served.
   *generation = ++generation_;
-  if (serving_) serving_->TryCancel();
-  uint64_t v = 1;
-  (void)::write(wake_.get(), &v, sizeof v);
-  cv_.wait(lock, [&] { return serving_ == nullptr || *generation != generation_; });
-  if (*generation != generation_) return false;
+  if (serving_) {
+    // (Under the lock: a stream's context lives until its handler has left, which needs it.)
+    if (stop_serving_) stop_serving_();
+    wake();
+    cv_.wait(lock, [&] { return !serving_ || *generation != generation_; });
+  }
+  if (*generation != generation_) return reply_of(rpc::ChannelReply::NOT_HERE);
+  uint64_t v;
   (void)::read(wake_.get(), &v, sizeof v);
-  serving_ = &ctx;
-  rpc::ChannelReply resume = reply_of(rpc::ChannelReply::RESUME, receiver_.next_seq());
-  lock.unlock();
-  return stream.Write(resume);
+  serving_ = true;
+  serving_generation_ = *generation;
+  stop_serving_ = std::move(stop);
+  return reply_of(rpc::ChannelReply::RESUME, receiver_.next_seq());
+}
+
+void ReaderEnd::leave(uint64_t generation) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (serving_ && serving_generation_ == generation) {
+    serving_ = false;
+    stop_serving_ = nullptr;
+  }
+  cv_.notify_all();
+}
+
+void ReaderEnd::interrupt(uint64_t generation) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (generation_ == generation) generation_++;
+  }
+  wake();
 }
 
 void ReaderEnd::serve(grpc::ServerContext& ctx, ChannelServerStream& stream,
                       const std::string& writer_node) {
   uint64_t generation = 0;
-  if (!admit(ctx, stream, writer_node, &generation)) {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (serving_ == &ctx) serving_ = nullptr;
-    cv_.notify_all();
+  rpc::ChannelReply first = admit(writer_node, [&ctx] { ctx.TryCancel(); }, &generation);
+  if (first.kind() != rpc::ChannelReply::RESUME || !stream.Write(first)) {
+    if (first.kind() != rpc::ChannelReply::RESUME) stream.Write(first);
+    leave(generation);
     return;
   }
   rpc::ChannelFrame frame;
   bool go_on = true;
   while (go_on && stream.Read(&frame)) {
-    for (auto& item : frame.items()) {
-      Delivery d = deliver(item, generation);
+    for (auto& w : frame.items()) {
+      Delivery d = deliver(w.seq(), w.end(), w.marker(), w.data(), generation);
       if (d == Delivery::kGone) stream.Write(reply_of(rpc::ChannelReply::GONE));
       if (d != Delivery::kDone) {
         go_on = false;
@@ -110,37 +130,40 @@ void ReaderEnd::serve(grpc::ServerContext& ctx, ChannelServerStream& stream,
     }
     if (!stream.Write(reply_of(rpc::ChannelReply::ACK, next))) break;
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  if (serving_ == &ctx) serving_ = nullptr;
-  cv_.notify_all();
+  leave(generation);
 }
 
-// One item into the pipe, wholly, or as much as there is room for until this end is held.
-ReaderEnd::Delivery ReaderEnd::deliver(const rpc::ChannelItem& w, uint64_t generation) {
+ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, bool marker, std::string_view data,
+                                       uint64_t generation) {
   for (;;) {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (holding_ || generation != generation_) return Delivery::kStop;
       if (gone_) return Delivery::kGone;
-      if (w.seq() < receiver_.next_seq()) return Delivery::kDone;  // a resend of what it has
-      if (w.seq() > receiver_.next_seq()) {
+      if (seq < receiver_.next_seq()) return Delivery::kDone;  // a resend of what it has
+      if (seq > receiver_.next_seq()) {
         spdlog::error("channel {}#{}: item {} came where {} was due", spec_.job(), spec_.channel(),
-                      w.seq(), receiver_.next_seq());
+                      seq, receiver_.next_seq());
         return Delivery::kStop;
       }
-      if (w.end() || w.marker() || skip_ >= w.data().size()) {
+      if (end || marker || skip_ >= data.size()) {
         channel::Item item;
-        item.seq = w.seq();
-        item.kind = w.end()      ? channel::Item::Kind::kEnd
-                    : w.marker() ? channel::Item::Kind::kMarker
-                                 : channel::Item::Kind::kData;
-        receiver_.accept(item);
+        item.seq = seq;
+        item.kind = end      ? channel::Item::Kind::kEnd
+                    : marker ? channel::Item::Kind::kMarker
+                             : channel::Item::Kind::kData;
+        try {
+          receiver_.accept(item);
+        } catch (const std::exception& e) {
+          spdlog::error("channel {}#{}: {}", spec_.job(), spec_.channel(), e.what());
+          return Delivery::kStop;
+        }
         skip_ = 0;
-        if (w.end()) pipe_.reset();  // the task reads the end of its input
+        if (end) pipe_.reset();  // the task reads the end of its input
         return Delivery::kDone;
       }
       if (!pipe_) return Delivery::kGone;
-      ssize_t n = ::write(pipe_.get(), w.data().data() + skip_, w.data().size() - skip_);
+      ssize_t n = ::write(pipe_.get(), data.data() + skip_, data.size() - skip_);
       if (n > 0) {
         skip_ += static_cast<uint64_t>(n);
         bytes_delivered_ += static_cast<uint64_t>(n);
@@ -163,10 +186,10 @@ ReaderEnd::Delivery ReaderEnd::deliver(const rpc::ChannelItem& w, uint64_t gener
 rpc::ChannelHandoff ReaderEnd::hold() {
   std::unique_lock<std::mutex> lock(mu_);
   holding_ = true;
-  if (serving_) serving_->TryCancel();
-  uint64_t one = 1;
-  (void)::write(wake_.get(), &one, sizeof one);
-  cv_.wait(lock, [&] { return serving_ == nullptr; });
+  // (Under the lock: a stream's context lives until its handler has left, which needs it.)
+  if (stop_serving_) stop_serving_();
+  wake();
+  cv_.wait(lock, [&] { return !serving_; });
   rpc::ChannelHandoff h;
   h.set_job(spec_.job());
   h.set_channel(spec_.channel());
@@ -197,7 +220,7 @@ void ReaderEnd::moved(const std::string& node) {
 
 bool ReaderEnd::finished() {
   std::lock_guard<std::mutex> lock(mu_);
-  return moved_to_.empty() && serving_ == nullptr && (receiver_.ended() || gone_);
+  return moved_to_.empty() && !serving_ && (receiver_.ended() || gone_);
 }
 
 rpc::ChannelEndStat ReaderEnd::stat() {

@@ -11,8 +11,10 @@
 #pragma once
 
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 #include <grpcpp/server_context.h>
 #include <grpcpp/support/sync_stream.h>
@@ -35,6 +37,20 @@ class ReaderEnd {
   // Serves one writer's stream (after its first frame) until it ends or breaks, this end is
   // held, or another stream takes over.
   void serve(grpc::ServerContext& ctx, ChannelServerStream& stream, const std::string& writer_node);
+
+  // A writer end on this node is served without a stream: it is admitted (the reply a stream
+  // would get first; with RESUME, the generation its deliveries carry), delivers items itself,
+  // and leaves. `stop` breaks it off (a hold here, or a writer that takes over); it is called with
+  // this end's lock held, so it must not wait for anything that needs it.
+  enum class Delivery { kDone, kStop, kGone };
+  rpc::ChannelReply admit(const std::string& writer_node, std::function<void()> stop,
+                          uint64_t* generation);
+  // One item into the pipe, wholly, or as much as there is room for until the writer is stopped.
+  Delivery deliver(uint64_t seq, bool end, bool marker, std::string_view data,
+                   uint64_t generation);
+  void leave(uint64_t generation);
+  // The admitted writer stops on its own (its task's migration holds it): deliver() returns.
+  void interrupt(uint64_t generation);
   rpc::ChannelHandoff hold();
   void resume();
   // The task runs at `node` now: writers are sent there.
@@ -43,10 +59,7 @@ class ReaderEnd {
   rpc::ChannelEndStat stat();
 
  private:
-  enum class Delivery { kDone, kStop, kGone };
-  Delivery deliver(const rpc::ChannelItem& item, uint64_t generation);
-  bool admit(grpc::ServerContext& ctx, ChannelServerStream& stream, const std::string& writer_node,
-             uint64_t* generation);
+  void wake();
 
   const rpc::ChannelEnd spec_;
   const std::string task_id_;
@@ -63,8 +76,10 @@ class ReaderEnd {
   bool gone_ = false;
   std::string moved_to_;
   std::string writer_node_;
-  uint64_t generation_ = 0;  // of the stream being served
-  grpc::ServerContext* serving_ = nullptr;
+  uint64_t generation_ = 0;  // of the writer being served
+  bool serving_ = false;
+  uint64_t serving_generation_ = 0;
+  std::function<void()> stop_serving_;
 };
 
 }  // namespace ferry::node

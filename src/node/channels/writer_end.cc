@@ -17,7 +17,7 @@ namespace ferry::node {
 namespace {
 
 constexpr size_t kReadChunk = 1 << 20;  // the most the pump takes from the pipe at once
-constexpr size_t kFrameBytes = 1 << 20;  // the most data one frame carries
+constexpr size_t kFrameBytes = 256 << 10;  // the most data one frame carries
 // Attempts at the place last learned before the job's home is asked where the reader is.
 constexpr int kAttemptsBeforeLocating = 3;
 
@@ -53,11 +53,21 @@ WriterEnd::WriterEnd(rpc::ChannelEnd spec, std::string task_id, UniqueFd pipe_re
 }
 
 WriterEnd::~WriterEnd() {
+  stop_threads();
+}
+
+// The pump and the sender stop (a stream is cancelled; a delivery here is interrupted).
+void WriterEnd::stop_threads() {
+  std::shared_ptr<ReaderEnd> local;
+  uint64_t generation = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     holding_ = true;
     if (live_) live_->TryCancel();
+    local = local_;
+    generation = local_generation_;
   }
+  if (local) local->interrupt(generation);
   cv_.notify_all();
   wake();
   if (pump_.joinable()) pump_.join();
@@ -76,8 +86,16 @@ void WriterEnd::start() {
     uint64_t v;
     (void)::read(wake_.get(), &v, sizeof v);
   }
-  pump_ = std::thread([this] { pump(); });
-  sender_ = std::thread([this] { send(); });
+  // (An exception must not end ferryd with its tasks: it ends this end's work, and says why.)
+  auto guarded = [this](void (WriterEnd::*work)()) {
+    try {
+      (this->*work)();
+    } catch (const std::exception& e) {
+      spdlog::error("channel {}#{}: {}", spec_.job(), spec_.channel(), e.what());
+    }
+  };
+  pump_ = std::thread(guarded, &WriterEnd::pump);
+  sender_ = std::thread(guarded, &WriterEnd::send);
 }
 
 // The task's pipe into the queue, as room allows.
@@ -155,7 +173,102 @@ void WriterEnd::send() {
   }
 }
 
+// With mu_ held: what the reader's first answer means, or nullopt to go on from r.next_seq().
+std::optional<WriterEnd::StreamEnd> WriterEnd::settle_first(const rpc::ChannelReply& r,
+                                                            const std::string& node) {
+  switch (r.kind()) {
+    case rpc::ChannelReply::MOVED:
+      if (r.node().empty() || r.node() == node) return StreamEnd::kRetry;
+      peer_node_ = r.node();
+      return StreamEnd::kMoved;
+    case rpc::ChannelReply::GONE:
+      reader_gone();
+      return StreamEnd::kDone;
+    case rpc::ChannelReply::RESUME:
+      break;
+    default:
+      return StreamEnd::kRetry;
+  }
+  if (r.next_seq() < queue_.acknowledged_seq() || r.next_seq() > queue_.next_seq()) {
+    spdlog::error("channel {}#{}: the reader at {} wants item {}, the queue holds {} to {}",
+                  spec_.job(), spec_.channel(), node, r.next_seq(), queue_.acknowledged_seq(),
+                  queue_.next_seq());
+    return StreamEnd::kRetry;
+  }
+  return std::nullopt;
+}
+
+// The reader's end is here: the items go into its pipe from this thread, no stream.
+WriterEnd::StreamEnd WriterEnd::deliver_here(const std::shared_ptr<ReaderEnd>& reader) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (holding_) return StreamEnd::kDone;
+    local_stopped_ = false;
+  }
+  uint64_t generation = 0;
+  rpc::ChannelReply r = reader->admit(
+      links_.node,
+      [this] {
+        std::lock_guard<std::mutex> lock(mu_);
+        local_stopped_ = true;
+        cv_.notify_all();
+      },
+      &generation);
+  std::unique_lock<std::mutex> lock(mu_);
+  if (auto end = settle_first(r, links_.node)) {
+    lock.unlock();
+    reader->leave(generation);
+    return *end;
+  }
+  queue_.acknowledge(r.next_seq());
+  cv_.notify_all();
+  local_ = reader;
+  local_generation_ = generation;
+  lock.unlock();
+  StreamEnd end = deliver_items(*reader, generation, r.next_seq());
+  lock.lock();
+  local_.reset();
+  lock.unlock();
+  reader->leave(generation);
+  return end;
+}
+
+WriterEnd::StreamEnd WriterEnd::deliver_items(ReaderEnd& reader, uint64_t generation,
+                                              uint64_t from) {
+  uint64_t seq = from;
+  for (;;) {
+    std::vector<channel::Item> items;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] {
+        return holding_ || gone_ || local_stopped_ || queue_.finished() || queue_.next_seq() > seq;
+      });
+      if (holding_ || gone_ || local_stopped_) return gone_ ? StreamEnd::kDone : StreamEnd::kBroken;
+      if (queue_.finished()) return StreamEnd::kDone;
+      items = queue_.items_from(std::max(seq, queue_.acknowledged_seq()), kFrameBytes);
+    }
+    for (const channel::Item& item : items) {
+      ReaderEnd::Delivery d =
+          reader.deliver(item.seq, item.kind == channel::Item::Kind::kEnd,
+                         item.kind == channel::Item::Kind::kMarker, item.data, generation);
+      std::lock_guard<std::mutex> lock(mu_);
+      if (d == ReaderEnd::Delivery::kGone) {
+        reader_gone();
+        return StreamEnd::kDone;
+      }
+      if (d == ReaderEnd::Delivery::kStop) return StreamEnd::kBroken;
+      seq = item.seq + 1;
+      queue_.acknowledge(seq);
+      cv_.notify_all();
+    }
+  }
+}
+
 WriterEnd::StreamEnd WriterEnd::stream_to(const std::string& node) {
+  if (node == links_.node) {
+    std::shared_ptr<ReaderEnd> reader = links_.local_reader(spec_.job(), spec_.channel());
+    return reader ? deliver_here(reader) : StreamEnd::kRetry;
+  }
   grpc::ClientContext ctx;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -182,25 +295,7 @@ WriterEnd::StreamEnd WriterEnd::stream_to(const std::string& node) {
   rpc::ChannelReply r;
   if (!stream->Write(hello) || !stream->Read(&r)) return StreamEnd::kRetry;
   std::unique_lock<std::mutex> lock(mu_);
-  switch (r.kind()) {
-    case rpc::ChannelReply::MOVED:
-      if (r.node().empty() || r.node() == node) return StreamEnd::kRetry;
-      peer_node_ = r.node();
-      return StreamEnd::kMoved;
-    case rpc::ChannelReply::GONE:
-      reader_gone();
-      return StreamEnd::kDone;
-    case rpc::ChannelReply::RESUME:
-      break;
-    default:
-      return StreamEnd::kRetry;
-  }
-  if (r.next_seq() < queue_.acknowledged_seq() || r.next_seq() > queue_.next_seq()) {
-    spdlog::error("channel {}#{}: the reader at {} wants item {}, the queue holds {} to {}",
-                  spec_.job(), spec_.channel(), node, r.next_seq(), queue_.acknowledged_seq(),
-                  queue_.next_seq());
-    return StreamEnd::kRetry;
-  }
+  if (auto end = settle_first(r, node)) return *end;
   queue_.acknowledge(r.next_seq());
   cv_.notify_all();
   stream_broken_ = false;
@@ -270,15 +365,7 @@ void WriterEnd::reader_gone() {
 }
 
 rpc::ChannelHandoff WriterEnd::hold() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    holding_ = true;
-    if (live_) live_->TryCancel();
-  }
-  cv_.notify_all();
-  wake();
-  if (pump_.joinable()) pump_.join();
-  if (sender_.joinable()) sender_.join();
+  stop_threads();
   std::lock_guard<std::mutex> lock(mu_);
   // The task is frozen: what its pipe holds now is all it wrote, and goes along in the queue.
   std::vector<char> buf(kReadChunk);

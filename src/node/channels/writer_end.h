@@ -3,7 +3,8 @@
 // more than the channel's capacity: when the queue is full the pump stops reading, the pipe
 // fills, and the task's write blocks, which is the flow control), and a sender streams the queue
 // to the reader's daemon, which acknowledges what it put into the reader's pipe; only then does
-// an item leave the queue. When the stream breaks, or the reader's end has moved, the sender
+// an item leave the queue. When the reader's end is on this node too, the sender puts the items
+// into its pipe itself (no stream). When the stream breaks, or the reader's end has moved, the sender
 // finds the reader again (the old place names the new one; failing that, the job's home finds the
 // reader's task) and resends from what the reader says it has.
 //
@@ -14,6 +15,7 @@
 
 #include <condition_variable>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -23,6 +25,7 @@
 
 #include "channel/channel_stream.h"
 #include "ferry.grpc.pb.h"
+#include "node/channels/reader_end.h"
 #include "util/fd.h"
 
 namespace ferry::node {
@@ -34,6 +37,8 @@ struct ChannelLinks {
   // Where the other end of a channel runs now, as its job's home and its task's home know it:
   // "" when not known yet, nullopt when its task has ended.
   std::function<std::optional<std::string>(const rpc::ChannelEnd&)> locate_peer;
+  // The reader's end of a channel when it is (or was) on this node, else null.
+  std::function<std::shared_ptr<ReaderEnd>(const std::string& job, uint32_t channel)> local_reader;
 };
 
 class WriterEnd {
@@ -63,7 +68,12 @@ class WriterEnd {
   StreamEnd stream_to(const std::string& node);
   StreamEnd stream_items(grpc::ClientReaderWriter<rpc::ChannelFrame, rpc::ChannelReply>& stream,
                          uint64_t from);
+  StreamEnd deliver_here(const std::shared_ptr<ReaderEnd>& reader);
+  StreamEnd deliver_items(ReaderEnd& reader, uint64_t generation, uint64_t from);
+  // The first answer of a reader (by stream or here): MOVED, GONE, NOT_HERE, or go on (nullopt).
+  std::optional<StreamEnd> settle_first(const rpc::ChannelReply& r, const std::string& node);
   void reader_gone();  // with mu_ held
+  void stop_threads();
   void wake();
 
   const rpc::ChannelEnd spec_;
@@ -80,6 +90,9 @@ class WriterEnd {
   bool gone_ = false;
   bool stream_broken_ = false;
   grpc::ClientContext* live_ = nullptr;  // the stream being sent on, to cancel it
+  std::shared_ptr<ReaderEnd> local_;      // the reader's end here being delivered to
+  uint64_t local_generation_ = 0;
+  bool local_stopped_ = false;            // the reader's end broke us off
   std::thread pump_, sender_;
 };
 
