@@ -15,6 +15,7 @@
 #include "cli/connect.h"
 #include "cli/job_verbs.h"
 #include "cli/json.h"
+#include "cli/task_args.h"
 #include "node/states.h"
 #include "util/error.h"
 #include "util/signal_names.h"
@@ -239,27 +240,6 @@ void add_show(CLI::App* job) {
     else
       print_show(j, tasks, channels);
   });
-}
-
-// Waits for one task up to `deadline` (or for ever); false when it still runs then.
-bool wait_task(rpc::Control::Stub& stub, const std::string& id, rpc::WaitReply* reply,
-               std::optional<std::chrono::steady_clock::time_point> deadline) {
-  for (;;) {
-    int slice_ms = 5000;
-    if (deadline) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      *deadline - std::chrono::steady_clock::now())
-                      .count();
-      slice_ms = static_cast<int>(std::clamp<long long>(left, 0, 5000));
-    }
-    rpc::WaitRequest req;
-    req.set_task_id(id);
-    req.set_timeout_ms(static_cast<uint32_t>(slice_ms));
-    grpc::ClientContext ctx;
-    check(stub.Wait(&ctx, req, reply));
-    if (reply->exited() || reply->lost()) return true;
-    if (deadline && std::chrono::steady_clock::now() >= *deadline) return false;
-  }
 }
 
 void add_wait(CLI::App* job) {

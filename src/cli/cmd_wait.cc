@@ -26,29 +26,18 @@ void add_wait(CLI::App& app) {
     bool bounded = w_timeout_opt->count() > 0;
     if (bounded && !(std::isfinite(w_timeout) && w_timeout >= 0 && w_timeout <= 1e7))
       fail("--timeout wants a number of seconds from 0 up, got {}", w_timeout);
-    auto stub = control();
     auto start = std::chrono::steady_clock::now();
-    for (;;) {
-      // Asks in slices of at most 5 s (a node may restart meanwhile), never past the deadline.
-      double waited =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      double left_ms = bounded ? std::max(0.0, (w_timeout - waited) * 1000) : 5000;
-      rpc::WaitRequest req;
-      req.set_task_id(w_task);
-      req.set_timeout_ms(static_cast<uint32_t>(std::min(5000.0, left_ms)));
-      rpc::WaitReply reply;
-      grpc::ClientContext ctx;
-      check(stub->Wait(&ctx, req, &reply));
-      if (reply.lost()) fail_with(kLostStatus, "{} is lost: {}", w_task, reply.reason());
-      if (reply.exited()) {
-        std::printf("%s ended with status %d on %s\n", w_task.c_str(), reply.exit_code(),
-                    reply.node().c_str());
-        exit_status() = reply.exit_code();
-        return;
-      }
-      waited = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      if (bounded && waited >= w_timeout) fail("{} still runs after {:.1f} s", w_task, waited);
-    }
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+    if (bounded)
+      deadline = start + std::chrono::microseconds(static_cast<long long>(w_timeout * 1e6));
+    rpc::WaitReply reply;
+    if (!wait_task(*control(), w_task, &reply, deadline))
+      fail("{} still runs after {:.1f} s", w_task,
+           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    if (reply.lost()) fail_with(kLostStatus, "{} is lost: {}", w_task, reply.reason());
+    std::printf("%s ended with status %d on %s\n", w_task.c_str(), reply.exit_code(),
+                reply.node().c_str());
+    exit_status() = reply.exit_code();
   });
 }
 

@@ -6,6 +6,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "job/job_file.h"
 #include "node/daemon.h"
 #include "node/services.h"
 #include "node/states.h"
@@ -16,26 +17,26 @@ namespace ferry::node {
 namespace {
 
 using K = Error::Kind;
-constexpr uint64_t kMinCapacity = 4096, kMaxCapacity = 1ull << 30;
 
-void check_channel_end(const rpc::RunJobRequest& req, const std::set<std::string>& names,
+void check_channel_end(const std::set<std::string>& names,
                        const std::string& task, int fd,
                        std::set<std::pair<std::string, int>>& used) {
   if (!names.count(task))
     fail_as(K::kBadInput, "a channel names the task '{}', which the job lacks", task);
-  if (fd < 0 || fd > 1023)
-    fail_as(K::kBadInput, "fd {} of {} is out of range (0 to 1023)", fd, task);
+  if (fd < 0 || fd > job::kMaxFd)
+    fail_as(K::kBadInput, "fd {} of {} is out of range (0 to {})", fd, task, job::kMaxFd);
   if (!used.insert({task, fd}).second)
     fail_as(K::kBadInput, "fd {} of {} is the end of two channels", fd, task);
-  (void)req;
 }
 
 // What the command line checked already is checked again: a daemon trusts no caller.
 void check_job(const rpc::RunJobRequest& req) {
   if (!is_plain_name(req.name(), 64)) fail_as(K::kBadInput, "'{}' is not a job name", req.name());
   if (req.tasks().empty()) fail_as(K::kBadInput, "a job needs a task");
-  if (req.tasks_size() > 256 || req.channels_size() > 4096)
-    fail_as(K::kBadInput, "a job has at most 256 tasks and 4096 channels");
+  if (static_cast<size_t>(req.tasks_size()) > job::kMaxTasks ||
+      static_cast<size_t>(req.channels_size()) > job::kMaxChannels)
+    fail_as(K::kBadInput, "a job has at most {} tasks and {} channels", job::kMaxTasks,
+            job::kMaxChannels);
   std::set<std::string> names;
   for (auto& t : req.tasks()) {
     if (!is_plain_name(t.name(), 64)) fail_as(K::kBadInput, "'{}' is not a task name", t.name());
@@ -44,12 +45,12 @@ void check_job(const rpc::RunJobRequest& req) {
   }
   std::set<std::pair<std::string, int>> used;
   for (auto& c : req.channels()) {
-    check_channel_end(req, names, c.from_task(), c.from_fd(), used);
-    check_channel_end(req, names, c.to_task(), c.to_fd(), used);
+    check_channel_end(names, c.from_task(), c.from_fd(), used);
+    check_channel_end(names, c.to_task(), c.to_fd(), used);
     if (c.mode() != "bytes")
       fail_as(K::kRefused, "channel {}:{} -> {}:{}: mode '{}' is not supported yet (bytes is)",
               c.from_task(), c.from_fd(), c.to_task(), c.to_fd(), c.mode());
-    if (c.capacity() < kMinCapacity || c.capacity() > kMaxCapacity)
+    if (c.capacity() < job::kMinCapacity || c.capacity() > job::kMaxCapacity)
       fail_as(K::kBadInput, "a channel's capacity of {} bytes is out of range", c.capacity());
   }
 }

@@ -218,11 +218,6 @@ void ReaderEnd::moved(const std::string& node) {
   cv_.notify_all();
 }
 
-bool ReaderEnd::finished() {
-  std::lock_guard<std::mutex> lock(mu_);
-  return moved_to_.empty() && !serving_ && (receiver_.ended() || gone_);
-}
-
 rpc::ChannelEndStat ReaderEnd::stat() {
   std::lock_guard<std::mutex> lock(mu_);
   rpc::ChannelEndStat s;

@@ -55,7 +55,6 @@ class ReaderEnd {
   void resume();
   // The task runs at `node` now: writers are sent there.
   void moved(const std::string& node);
-  bool finished();
   rpc::ChannelEndStat stat();
 
  private:

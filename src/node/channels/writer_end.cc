@@ -397,11 +397,6 @@ rpc::ChannelHandoff WriterEnd::hold() {
   return h;
 }
 
-bool WriterEnd::finished() {
-  std::lock_guard<std::mutex> lock(mu_);
-  return gone_ || queue_.finished();
-}
-
 rpc::ChannelEndStat WriterEnd::stat() {
   std::lock_guard<std::mutex> lock(mu_);
   rpc::ChannelEndStat s;

@@ -55,8 +55,6 @@ class WriterEnd {
   // returned state.
   rpc::ChannelHandoff hold();
   void resume() { start(); }
-  // Nothing left to do: the reader has had the end, or is gone.
-  bool finished();
   rpc::ChannelEndStat stat();
 
  private:

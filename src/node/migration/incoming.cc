@@ -145,6 +145,19 @@ rpc::TaskingReply IncomingMigration::not_ready(rpc::TaskingReply& reply, const s
   return reply;
 }
 
+namespace {
+
+// What the image has at fd `num` (nullptr when the process did not hold it).
+const image::OpenFile* open_file_at(const image::Image& img, int num) {
+  for (auto& fd : img.files().fds())
+    if (fd.num() == num)
+      for (auto& f : img.files().files())
+        if (f.id() == fd.file_id()) return &f;
+  return nullptr;
+}
+
+}  // namespace
+
 cr::BuildOptions IncomingMigration::build_options(bool lazy) {
   // The task's output pipe now ends at this node's relay.
   int p[2];
@@ -164,13 +177,7 @@ cr::BuildOptions IncomingMigration::build_options(bool lazy) {
   // this node's: each where the image has what it was (a number the task reused is left alone).
   channel_pipes_ = ChannelEnds::make_pipes(task_.channel_ends());
   control_ = ControlDescriptors::make_pair();
-  auto file_at = [&](int num) -> const image::OpenFile* {
-    for (auto& fd : img.files().fds())
-      if (fd.num() == num)
-        for (auto& f : img.files().files())
-          if (f.id() == fd.file_id()) return &f;
-    return nullptr;
-  };
+  auto file_at = [&](int num) { return open_file_at(img, num); };
   for (auto& end : task_.channel_ends()) {
     const image::OpenFile* f = file_at(end.fd());
     uint32_t acc = end.writer() ? O_WRONLY : O_RDONLY;
@@ -191,12 +198,7 @@ cr::BuildOptions IncomingMigration::build_options(bool lazy) {
 void IncomingMigration::refill_channel_pipes() {
   for (auto& end : task_.channel_ends()) {
     if (end.writer()) continue;
-    const image::Fd* fd = nullptr;
-    for (auto& f : image_.files().fds())
-      if (f.num() == end.fd()) fd = &f;
-    const image::OpenFile* file = nullptr;
-    for (auto& f : image_.files().files())
-      if (fd && f.id() == fd->file_id()) file = &f;
+    const image::OpenFile* file = open_file_at(image_, end.fd());
     // A reader that closed its end (or put something else at its number) has nothing unread.
     if (!file || file->kind_case() != image::OpenFile::kPipe ||
         (file->flags() & O_ACCMODE) != O_RDONLY)
