@@ -54,9 +54,8 @@ size_t ChannelSendQueue::append_bytes(std::string_view data) {
   return take;
 }
 
-void ChannelSendQueue::append_bytes_past_capacity(std::string_view data) {
-  if (mode_ != Mode::kBytes) fail("internal: bytes appended to a channel of messages");
-  if (data.empty()) return;
+void ChannelSendQueue::append_past_capacity(std::string_view data) {
+  if (mode_ == Mode::kBytes && data.empty()) return;
   Item& item = push(Item::Kind::kData);
   item.data.assign(data);
   offset_ += data.size();
@@ -66,11 +65,12 @@ void ChannelSendQueue::append_bytes_past_capacity(std::string_view data) {
 
 bool ChannelSendQueue::append_message(std::string_view data) {
   if (mode_ != Mode::kMessages) fail("internal: a message appended to a channel of bytes");
-  if (data.size() > capacity_)
-    fail_as(Error::Kind::kBadInput, "a message of {} bytes is larger than the channel's {} bytes",
-            data.size(), capacity_);
+  // A message larger than the capacity goes alone, once nothing else is queued: the program
+  // could send it (its socket took it), so the channel carries it rather than stall for ever.
+  bool alone = counters_.bytes_queued() == 0 && counters_.messages_queued() == 0;
   // An empty message needs room too, or messages could pile up without bound.
-  if (data.size() > room() || room() == 0) return false;
+  if (!alone && (data.size() > room() || counters_.messages_queued() >= kMaxQueuedMessages))
+    return false;
   Item& item = push(Item::Kind::kData);
   item.data.assign(data);
   offset_ += data.size();

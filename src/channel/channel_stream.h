@@ -51,13 +51,14 @@ class ChannelSendQueue {
   uint64_t room() const;
   // Bytes mode: appends what the writer wrote, up to room(); returns how much was taken.
   size_t append_bytes(std::string_view data);
-  // Bytes mode: appends all of it, past the capacity: what a frozen writer's pipe still held when
-  // its end must be taken along whole (by at most a pipe's size).
-  void append_bytes_past_capacity(std::string_view data);
+  // Appends all of it (bytes; or one message), past the capacity: what a frozen writer's pipe or
+  // socket still held when its end must be taken along whole (by at most that buffer's size).
+  void append_past_capacity(std::string_view data);
   // Messages mode: appends one message whole (true) or not at all (false: no room yet). A
-  // message larger than the capacity is refused (it could never fit); an empty message is a
-  // message.
+  // message larger than the capacity goes alone, into an empty queue; an empty message is a
+  // message (at most kMaxQueuedMessages wait at once, so that empty ones cannot pile up).
   bool append_message(std::string_view data);
+  static constexpr uint64_t kMaxQueuedMessages = 1 << 16;
   void append_marker(uint64_t id);
   // The writer closed its end: nothing can be appended after.
   void close();

@@ -373,7 +373,8 @@ void validate_open_file(const OpenFile& f, const FileRefs& refs) {
       if (f.epoll().targets_size() > (1 << 20)) fail("image: too many epoll targets");
       break;
     case OpenFile::kProvided:
-      if (f.provided().what() != "control") fail("image: unknown descriptor ferry provided");
+      if (f.provided().what() != "control" && f.provided().what() != "channel")
+        fail("image: unknown descriptor ferry provided");
       break;
     case OpenFile::KIND_NOT_SET:
       fail("image: open file {} of unknown kind", f.id());

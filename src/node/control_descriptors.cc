@@ -62,7 +62,7 @@ void ControlDescriptors::watch(Descriptor& d, bool on) {
 
 void ControlDescriptors::serve(const std::string& task_id, ControlPair& pair,
                                const std::string& first) {
-  cr::add_provided_socket(pair.task_inode);
+  cr::add_provided_socket(pair.task_inode, cr::kProvidedControl);
   std::lock_guard<std::mutex> lock(mu_);
   auto old = by_task_.find(task_id);
   if (old != by_task_.end()) {

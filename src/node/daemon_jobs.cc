@@ -47,8 +47,8 @@ void check_job(const rpc::RunJobRequest& req) {
   for (auto& c : req.channels()) {
     check_channel_end(names, c.from_task(), c.from_fd(), used);
     check_channel_end(names, c.to_task(), c.to_fd(), used);
-    if (c.mode() != "bytes")
-      fail_as(K::kRefused, "channel {}:{} -> {}:{}: mode '{}' is not supported yet (bytes is)",
+    if (c.mode() != "bytes" && c.mode() != "message")
+      fail_as(K::kBadInput, "channel {}:{} -> {}:{}: mode '{}' is neither bytes nor message",
               c.from_task(), c.from_fd(), c.to_task(), c.to_fd(), c.mode());
     if (c.capacity() < job::kMinCapacity || c.capacity() > job::kMaxCapacity)
       fail_as(K::kBadInput, "a channel's capacity of {} bytes is out of range", c.capacity());
@@ -68,6 +68,7 @@ rpc::ChannelEnd end_of(const std::string& job, uint32_t index, const rpc::JobCha
   e.set_peer_task(writer ? c.to_task() : c.from_task());
   e.set_peer_node(planned.at(e.peer_task()));
   e.set_capacity(c.capacity());
+  e.set_messages(c.mode() == "message");
   return e;
 }
 

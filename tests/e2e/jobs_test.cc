@@ -140,6 +140,79 @@ TEST(JobsTest, BothEndsOfAChannelMigrateAtOnce) {
   EXPECT_EQ(end["channels"][0].value("reader_node", ""), "node1") << end.dump();
 }
 
+// send (node1) -> recv (node2) over a channel of messages: N messages, the reader slower.
+std::string messages_yaml(int n) {
+  std::string count = "\"" + std::to_string(n) + "\"";
+  return "tasks:\n  - name: send\n    node: node1\n    command: [" + target_path("t_msg") +
+         ", send, " + count + ", \"0\", \"7\"]\n  - name: recv\n    node: node2\n    command: [" +
+         target_path("t_msg") + ", recv, " + count +
+         ", \"15\", \"7\"]\nchannels:\n  - from: send:1\n    to: recv:0\n    mode: message\n";
+}
+
+// Every write is one read at the other end, empty ones too, while the reader (with messages it
+// has not read yet in its socket) and the writer move: across nodes, onto one node, apart again.
+TEST(JobsTest, AChannelOfMessagesKeepsEveryBoundaryWhileBothEndsMove) {
+  const int n = 3000;
+  TestCluster c(3);
+  ASSERT_TRUE(c.up());
+  TempDir dir;
+  std::string job = run_job(c, write_job(dir, "msgs", messages_yaml(n)));
+  ASSERT_FALSE(job.empty());
+  auto delivered = [&] { return show(c, job)["channels"][0].value("messages_delivered", 0ull); };
+  const std::tuple<const char*, const char*, const char*> moves[] = {
+      {"msgs/recv", "node3", "pre-copy"},
+      {"msgs/send", "node3", "eager-all"},
+      {"msgs/recv", "node1", "copy-on-reference"}};
+  uint64_t seen = 0;
+  for (auto& [task, to, strategy] : moves) {
+    ASSERT_TRUE(wait_until([&] { return delivered() > seen + 300; }, 20000)) << show(c, job).dump();
+    seen = delivered();
+    nlohmann::json rep = c.migrate(task, to, "", {"--strategy", strategy});
+    ASSERT_EQ(rep.value("outcome", ""), "migrated") << task << ": " << rep.dump();
+  }
+  EXPECT_LT(delivered(), static_cast<uint64_t>(n)) << "the reader was done before the last move";
+  CmdResult w = c.ferry({"job", "wait", job, "--timeout", "60"});
+  ASSERT_EQ(w.status, 0) << w.out << w.err << c.logs("msgs/recv");
+  EXPECT_NE(c.logs("msgs/recv").find("msg: ok 3000 messages"), std::string::npos)
+      << c.logs("msgs/recv");
+  nlohmann::json end = show(c, job);
+  nlohmann::json ch = end["channels"][0];
+  EXPECT_EQ(ch.value("mode", ""), "message") << end.dump();
+  EXPECT_EQ(ch.value("messages_written", 0ull), static_cast<uint64_t>(n)) << end.dump();
+  EXPECT_EQ(ch.value("messages_delivered", 0ull), static_cast<uint64_t>(n)) << end.dump();
+  EXPECT_EQ(ch.value("messages_queued", 1ull), 0u) << end.dump();
+  EXPECT_EQ(ch.value("bytes_delivered", 0ull), ch.value("bytes_written", 1ull)) << end.dump();
+  EXPECT_EQ(ch.value("writer_node", ""), "node3");
+  EXPECT_EQ(ch.value("reader_node", ""), "node1");
+}
+
+// A reader of messages whose writer has ended, with messages it has not read: its daemon's side
+// of the socket is closed, so they could not go back were the move given up: refused, and the
+// reader reads them all where it is.
+TEST(JobsTest, AReaderOfAnEndedChannelOfMessagesMovesOnlyOnceItHasReadThem) {
+  TestCluster c(2);
+  ASSERT_TRUE(c.up());
+  TempDir dir;
+  // 40 messages; the reader takes 20, then sleeps 4 s (twice).
+  std::string yaml = "tasks:\n  - name: send\n    node: node1\n    command: [" +
+                     target_path("t_msg") + ", send, \"40\", \"0\", \"3\"]\n" +
+                     "  - name: recv\n    node: node2\n    command: [" + target_path("t_msg") +
+                     ", recv, \"40\", \"4000\", \"3\"]\nchannels:\n  - from: send:1\n" +
+                     "    to: recv:0\n    mode: message\n";
+  std::string job = run_job(c, write_job(dir, "ended", yaml));
+  ASSERT_TRUE(wait_until(
+      [&] { return show(c, job)["channels"][0].value("reader_state", "") == "ended"; }, 10000))
+      << show(c, job).dump();
+  nlohmann::json rep = c.migrate("ended/recv", "node1");
+  EXPECT_EQ(rep.value("outcome", ""), "refused") << rep.dump();
+  EXPECT_NE(rep.value("reason", "").find("has not read its last messages yet"), std::string::npos)
+      << rep.dump();
+  CmdResult w = c.ferry({"job", "wait", job, "--timeout", "30"});
+  ASSERT_EQ(w.status, 0) << w.out << w.err << c.logs("ended/recv");
+  EXPECT_NE(c.logs("ended/recv").find("msg: ok 40 messages"), std::string::npos);
+  EXPECT_EQ(show(c, job)["tasks"][1].value("node", ""), "node2");
+}
+
 TEST(JobsTest, TheJobVerbsAndJobSlashNameAddressItsTasks) {
   TestCluster c(2);
   ASSERT_TRUE(c.up());

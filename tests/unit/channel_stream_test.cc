@@ -37,13 +37,27 @@ TEST(ChannelStream, AMessageGoesWholeOrNotAtAll) {
   EXPECT_FALSE(q.append_message("6789"));  // 4 > 3 bytes of room: waits, whole
   EXPECT_TRUE(q.append_message(""));
   EXPECT_EQ(q.counters().messages_written, 2u);        // the empty one is a message
-  EXPECT_THROW(q.append_message("123456789"), Error);  // could never fit
+  EXPECT_FALSE(q.append_message("123456789"));  // larger than the capacity: waits to go alone
   q.acknowledge(2);
   EXPECT_TRUE(q.append_message("6789"));
   auto items = q.items_from(2, 1 << 20);
   ASSERT_EQ(items.size(), 1u);
   EXPECT_EQ(items[0].data, "6789");
   EXPECT_EQ(items[0].offset, 5u);
+  q.acknowledge(3);
+  EXPECT_TRUE(q.append_message("123456789"));  // alone now
+  EXPECT_FALSE(q.append_message("1"));
+}
+
+TEST(ChannelStream, EmptyMessagesCannotPileUpWithoutBound) {
+  ChannelSendQueue q(Mode::kMessages, 8);
+  uint64_t taken = 0;
+  while (taken < 2 * ChannelSendQueue::kMaxQueuedMessages && q.append_message("")) taken++;
+  EXPECT_EQ(taken, ChannelSendQueue::kMaxQueuedMessages);
+  q.acknowledge(1);
+  EXPECT_TRUE(q.append_message(""));
+  q.append_past_capacity("frozen writer's last message");
+  EXPECT_EQ(q.counters().messages_written, ChannelSendQueue::kMaxQueuedMessages + 2);
 }
 
 TEST(ChannelStream, AResendAfterAMoveIsDeliveredOnce) {
@@ -154,7 +168,7 @@ TEST(ChannelStream, WhatAFrozenWritersPipeHeldGoesInPastTheCapacity) {
   ChannelSendQueue q(Mode::kBytes, 8);
   EXPECT_EQ(q.append_bytes("0123456789"), 8u);
   EXPECT_EQ(q.room(), 0u);
-  q.append_bytes_past_capacity("abcdef");
+  q.append_past_capacity("abcdef");
   EXPECT_EQ(q.counters().bytes_written, 14u);
   EXPECT_EQ(q.room(), 0u);
   q.acknowledge(2);

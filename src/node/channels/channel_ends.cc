@@ -5,6 +5,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "cr/provided_sockets.h"
+#include "node/channels/message_socket.h"
 #include "util/error.h"
 
 namespace ferry::node {
@@ -18,6 +20,14 @@ constexpr int kPipeBytes = 1 << 20;
 ChannelPipes ChannelEnds::make_pipes(const ChannelEndSpecs& ends) {
   ChannelPipes pipes;
   for (auto& e : ends) {
+    if (e.messages()) {
+      MessagePair pair = make_message_pair(e.writer(), e.capacity());
+      pipes.task_side[e.fd()] = std::move(pair.task_side);
+      pipes.node_side[e.fd()] = std::move(pair.node_side);
+      pipes.task_inodes[e.fd()] = pair.task_inode;
+      cr::add_provided_socket(pair.task_inode, cr::kProvidedChannel);
+      continue;
+    }
     int p[2];
     if (::pipe2(p, O_CLOEXEC) != 0) fail_errno(errno, "pipe2");
     UniqueFd r(p[0]), w(p[1]);
@@ -40,19 +50,34 @@ void ChannelEnds::start(const std::string& task_id, const ChannelEndSpecs& ends,
   Ends& mine = by_task_[task_id];
   for (auto& e : ends) {
     UniqueFd fd = std::move(pipes.node_side.at(e.fd()));
+    auto inode = pipes.task_inodes.find(e.fd());
+    uint64_t task_inode = inode == pipes.task_inodes.end() ? 0 : inode->second;
+    if (task_inode) mine.provided.push_back(task_inode);
     if (e.writer()) {
       auto w = std::make_shared<WriterEnd>(e, task_id, std::move(fd), links_, handoff_of(e));
       w->start();
       mine.writers.push_back(std::move(w));
     } else {
-      auto r = std::make_shared<ReaderEnd>(e, task_id, links_.node, std::move(fd), handoff_of(e));
+      auto r = std::make_shared<ReaderEnd>(e, task_id, links_.node, std::move(fd), task_inode,
+                                           handoff_of(e));
       readers_[key_of(e)] = r;
       mine.readers.push_back(std::move(r));
     }
   }
 }
 
-std::vector<rpc::ChannelHandoff> ChannelEnds::hold(const std::string& task_id) {
+void ChannelEnds::check_movable(const std::string& task_id, pid_t pid) {
+  std::vector<std::shared_ptr<ReaderEnd>> readers;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = by_task_.find(task_id);
+    if (it == by_task_.end()) return;
+    readers = it->second.readers;
+  }
+  for (auto& r : readers) r->check_movable(pid);
+}
+
+std::vector<rpc::ChannelHandoff> ChannelEnds::hold(const std::string& task_id, pid_t pid) {
   Ends ends;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -62,7 +87,7 @@ std::vector<rpc::ChannelHandoff> ChannelEnds::hold(const std::string& task_id) {
   }
   std::vector<rpc::ChannelHandoff> out;
   for (auto& w : ends.writers) out.push_back(w->hold());
-  for (auto& r : ends.readers) out.push_back(r->hold());
+  for (auto& r : ends.readers) out.push_back(r->hold(pid));
   return out;
 }
 
@@ -89,6 +114,7 @@ void ChannelEnds::moved(const std::string& task_id, const std::string& node) {
   }
   // A reader end stays as a note of where the task went, for writers that come here still.
   for (auto& r : ends.readers) r->moved(node);
+  for (uint64_t inode : ends.provided) cr::remove_provided_socket(inode);
 }
 
 void ChannelEnds::serve(grpc::ServerContext& ctx, ChannelServerStream& stream) {

@@ -21,11 +21,12 @@ namespace ferry::node {
 using ChannelEndSpecs = google::protobuf::RepeatedPtrField<rpc::ChannelEnd>;
 using ChannelHandoffs = google::protobuf::RepeatedPtrField<rpc::ChannelHandoff>;
 
-// The pipes of a task's channel ends: the task's side of each by its fd number, and the side that
-// stays with the node.
+// The pipes of a task's channel ends (sockets, for channels of messages): the task's side of each
+// by its fd number, and the side that stays with the node.
 struct ChannelPipes {
   std::map<int, UniqueFd> task_side;
   std::map<int, UniqueFd> node_side;
+  std::map<int, uint64_t> task_inodes;  // of sockets (ferry provided them: provided_sockets.h)
 };
 
 class ChannelEnds {
@@ -37,8 +38,10 @@ class ChannelEnds {
   // migration) say where each goes on from.
   void start(const std::string& task_id, const ChannelEndSpecs& ends, ChannelPipes& pipes,
              const ChannelHandoffs* handoffs = nullptr);
-  // A migration of the (frozen) task: its ends stop and give their state.
-  std::vector<rpc::ChannelHandoff> hold(const std::string& task_id);
+  // Throws (refused) when an end of the task cannot move now.
+  void check_movable(const std::string& task_id, pid_t pid);
+  // A migration of the (frozen) task `pid`: its ends stop and give their state.
+  std::vector<rpc::ChannelHandoff> hold(const std::string& task_id, pid_t pid);
   // The migration was given up: the ends go on here.
   void resume(const std::string& task_id);
   // The task runs at `node` now: its ends here go.
@@ -55,6 +58,7 @@ class ChannelEnds {
   struct Ends {
     std::vector<std::shared_ptr<WriterEnd>> writers;
     std::vector<std::shared_ptr<ReaderEnd>> readers;
+    std::vector<uint64_t> provided;  // the inodes of the task's sockets
   };
   std::map<std::string, Ends> by_task_;
   std::map<EndKey, std::shared_ptr<ReaderEnd>> readers_;  // includes those that moved away

@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "node/channels/message_socket.h"
 #include "util/error.h"
 
 namespace ferry::node {
@@ -29,19 +30,27 @@ rpc::ChannelReply reply_of(rpc::ChannelReply::Kind kind, uint64_t seq = 0,
 }  // namespace
 
 ReaderEnd::ReaderEnd(rpc::ChannelEnd spec, std::string task_id, std::string node,
-                     UniqueFd pipe_write, const rpc::ChannelHandoff* from)
+                     UniqueFd pipe_write, uint64_t task_inode, const rpc::ChannelHandoff* from)
     : spec_(std::move(spec)),
       task_id_(std::move(task_id)),
       node_(std::move(node)),
+      messages_(spec_.messages()),
+      task_inode_(task_inode),
       wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       pipe_(std::move(pipe_write)),
       receiver_(from ? from->delivered_seq() : 0),
       skip_(from ? from->skip() : 0),
       bytes_delivered_(from ? from->bytes_delivered() : 0),
+      messages_delivered_(from ? from->messages_delivered() : 0),
       gone_(from && from->gone()),
       writer_node_(spec_.peer_node()) {
   if (!wake_) fail_errno(errno, "eventfd");
   ::fcntl(pipe_.get(), F_SETFL, O_NONBLOCK);
+  if (from) {
+    unread_.assign(from->unread().begin(), from->unread().end());
+    std::lock_guard<std::mutex> lock(mu_);
+    put_unread();
+  }
   // The writer had closed its end before the task came here: the task reads the end at once.
   if (from && from->ended()) {
     receiver_ = channel::ChannelReceiver(from->delivered_seq() - 1);
@@ -146,36 +155,21 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, bool marker, std:
                       seq, receiver_.next_seq());
         return Delivery::kStop;
       }
-      if (end || marker || skip_ >= data.size()) {
-        channel::Item item;
-        item.seq = seq;
-        item.kind = end      ? channel::Item::Kind::kEnd
-                    : marker ? channel::Item::Kind::kMarker
-                             : channel::Item::Kind::kData;
-        try {
-          receiver_.accept(item);
-        } catch (const std::exception& e) {
-          spdlog::error("channel {}#{}: {}", spec_.job(), spec_.channel(), e.what());
-          return Delivery::kStop;
+      if (messages_) {
+        if (!pipe_) return Delivery::kGone;
+        std::optional<Delivery> d = put_message(seq, end, marker, data);
+        if (d) return *d;
+      } else {
+        if (end || marker || skip_ >= data.size()) return accept_item(seq, end, marker);
+        if (!pipe_) return Delivery::kGone;
+        ssize_t n = ::write(pipe_.get(), data.data() + skip_, data.size() - skip_);
+        if (n > 0) {
+          skip_ += static_cast<uint64_t>(n);
+          bytes_delivered_ += static_cast<uint64_t>(n);
+          continue;
         }
-        skip_ = 0;
-        if (end) pipe_.reset();  // the task reads the end of its input
-        return Delivery::kDone;
-      }
-      if (!pipe_) return Delivery::kGone;
-      ssize_t n = ::write(pipe_.get(), data.data() + skip_, data.size() - skip_);
-      if (n > 0) {
-        skip_ += static_cast<uint64_t>(n);
-        bytes_delivered_ += static_cast<uint64_t>(n);
-        continue;
-      }
-      if (errno != EAGAIN && errno != EINTR) {
         // EPIPE: the task closed its end or ended; nothing it has not read will ever be.
-        gone_ = true;
-        spdlog::info("channel {}#{}: its reader ({}) is gone", spec_.job(), spec_.channel(),
-                     task_id_);
-        pipe_.reset();
-        return Delivery::kGone;
+        if (errno != EAGAIN && errno != EINTR) return task_gone();
       }
     }
     pollfd fds[2] = {{pipe_.get(), POLLOUT, 0}, {wake_.get(), POLLIN, 0}};
@@ -183,13 +177,77 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, bool marker, std:
   }
 }
 
-rpc::ChannelHandoff ReaderEnd::hold() {
+ReaderEnd::Delivery ReaderEnd::accept_item(uint64_t seq, bool end, bool marker) {
+  channel::Item item;
+  item.seq = seq;
+  item.kind = end      ? channel::Item::Kind::kEnd
+              : marker ? channel::Item::Kind::kMarker
+                       : channel::Item::Kind::kData;
+  try {
+    receiver_.accept(item);
+  } catch (const std::exception& e) {
+    spdlog::error("channel {}#{}: {}", spec_.job(), spec_.channel(), e.what());
+    return Delivery::kStop;
+  }
+  skip_ = 0;
+  if (!end && !marker) messages_delivered_++;
+  if (end) pipe_.reset();  // the task reads the end of its input
+  return Delivery::kDone;
+}
+
+ReaderEnd::Delivery ReaderEnd::task_gone() {
+  gone_ = true;
+  spdlog::info("channel {}#{}: its reader ({}) is gone", spec_.job(), spec_.channel(), task_id_);
+  pipe_.reset();
+  unread_.clear();
+  return Delivery::kGone;
+}
+
+std::optional<ReaderEnd::Delivery> ReaderEnd::put_message(uint64_t seq, bool end, bool marker,
+                                                          std::string_view data) {
+  put_unread();
+  if (gone_) return Delivery::kGone;
+  if (!unread_.empty()) return std::nullopt;
+  if (!end && !marker) {
+    SendResult r = send_message(pipe_.get(), data);
+    if (r == SendResult::kFull) return std::nullopt;
+    if (r == SendResult::kGone) return task_gone();
+    bytes_delivered_ += data.size();
+  }
+  return accept_item(seq, end, marker);
+}
+
+void ReaderEnd::put_unread() {
+  while (pipe_ && !unread_.empty()) {
+    SendResult r = send_message(pipe_.get(), unread_.front());
+    if (r == SendResult::kFull) return;
+    if (r == SendResult::kGone) {
+      task_gone();
+      return;
+    }
+    unread_.pop_front();
+  }
+}
+
+rpc::ChannelHandoff ReaderEnd::hold(pid_t pid) {
   std::unique_lock<std::mutex> lock(mu_);
   holding_ = true;
   // (Under the lock: a stream's context lives until its handler has left, which needs it.)
   if (stop_serving_) stop_serving_();
   wake();
   cv_.wait(lock, [&] { return !serving_; });
+  if (messages_ && pid > 0 && !gone_) {
+    if (pipe_) {
+      // In the socket before those still waiting to go in.
+      std::vector<std::string> taken = take_unread_messages(pid, task_inode_);
+      spdlog::info("channel {}#{}: {} messages task {} had not read go along", spec_.job(),
+                   spec_.channel(), taken.size() + unread_.size(), task_id_);
+      unread_.insert(unread_.begin(), std::make_move_iterator(taken.begin()),
+                     std::make_move_iterator(taken.end()));
+    } else {
+      refuse_if_ended_with_unread(pid);
+    }
+  }
   rpc::ChannelHandoff h;
   h.set_job(spec_.job());
   h.set_channel(spec_.channel());
@@ -197,15 +255,32 @@ rpc::ChannelHandoff ReaderEnd::hold() {
   h.set_delivered_seq(receiver_.next_seq());
   h.set_skip(skip_);
   h.set_bytes_delivered(bytes_delivered_);
+  h.set_messages_delivered(messages_delivered_);
   h.set_ended(receiver_.ended());
   h.set_gone(gone_);
   h.set_peer_node(writer_node_);
+  for (auto& m : unread_) h.add_unread(m);
   return h;
+}
+
+void ReaderEnd::check_movable(pid_t pid) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (messages_ && !pipe_ && !gone_) refuse_if_ended_with_unread(pid);
+}
+
+void ReaderEnd::refuse_if_ended_with_unread(pid_t pid) {
+  // They could not go back into a socket whose other end is closed, were the move given up.
+  if (receiver_.ended() && has_unread_messages(pid, task_inode_))
+    fail_as(Error::Kind::kRefused,
+            "channel {}#{} has ended and task {} has not read its last messages yet; it can move "
+            "once it has",
+            spec_.job(), spec_.channel(), task_id_);
 }
 
 void ReaderEnd::resume() {
   std::lock_guard<std::mutex> lock(mu_);
   holding_ = false;
+  put_unread();
   uint64_t v;
   (void)::read(wake_.get(), &v, sizeof v);
   cv_.notify_all();
@@ -215,6 +290,7 @@ void ReaderEnd::moved(const std::string& node) {
   std::lock_guard<std::mutex> lock(mu_);
   moved_to_ = node;
   pipe_.reset();
+  unread_.clear();  // (they went with the task)
   cv_.notify_all();
 }
 
@@ -228,6 +304,7 @@ rpc::ChannelEndStat ReaderEnd::stat() {
   s.set_task_id(task_id_);
   s.set_peer_node(writer_node_);
   s.set_bytes_delivered(bytes_delivered_);
+  s.set_messages_delivered(messages_delivered_);
   s.set_state(gone_ ? "gone" : receiver_.ended() ? "ended" : holding_ ? "held" : "open");
   return s;
 }

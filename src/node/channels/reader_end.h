@@ -8,13 +8,23 @@
 // much of it is in the pipe is part of the state), the bytes in the frozen task's pipe travel in
 // its image, and the state goes along (hold()). Once the task runs elsewhere (moved()), a writer
 // that comes here is told where.
+//
+// A channel of messages ends in a socket (message_socket.h), not a pipe: an item goes in whole
+// or waits; at a hold, the messages the frozen task has not read are taken out of its socket and
+// travel in the state (`unread`), to go back first wherever it runs on (or here, if the
+// migration is given up).
 #pragma once
 
+#include <sys/types.h>
+
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <grpcpp/server_context.h>
 #include <grpcpp/support/sync_stream.h>
@@ -29,8 +39,9 @@ using ChannelServerStream = grpc::ServerReaderWriter<rpc::ChannelReply, rpc::Cha
 
 class ReaderEnd {
  public:
+  // `task_inode`: of the task's end, for a channel of messages.
   ReaderEnd(rpc::ChannelEnd spec, std::string task_id, std::string node, UniqueFd pipe_write,
-            const rpc::ChannelHandoff* from);
+            uint64_t task_inode, const rpc::ChannelHandoff* from);
   ReaderEnd(const ReaderEnd&) = delete;
   ReaderEnd& operator=(const ReaderEnd&) = delete;
 
@@ -51,7 +62,11 @@ class ReaderEnd {
   void leave(uint64_t generation);
   // The admitted writer stops on its own (its task's migration holds it): deliver() returns.
   void interrupt(uint64_t generation);
-  rpc::ChannelHandoff hold();
+  // Throws (refused) when the task `pid` cannot move now: its channel of messages ended and it
+  // has not read the last ones (they could not go back, were the move given up).
+  void check_movable(pid_t pid);
+  // `pid`: the frozen task's (its unread messages are taken out of its socket).
+  rpc::ChannelHandoff hold(pid_t pid);
   void resume();
   // The task runs at `node` now: writers are sent there.
   void moved(const std::string& node);
@@ -59,10 +74,20 @@ class ReaderEnd {
 
  private:
   void wake();
+  // With mu_ held: the item `seq` is wholly in the pipe (or is a marker, or the end).
+  Delivery accept_item(uint64_t seq, bool end, bool marker);
+  Delivery task_gone();  // with mu_ held: the task closed its end or ended
+  // With mu_ held: a message (or a marker, or the end) into the task's socket, whole, or nothing
+  // yet (wait for room); the unread ones of an earlier place go first.
+  std::optional<Delivery> put_message(uint64_t seq, bool end, bool marker, std::string_view data);
+  void put_unread();
+  void refuse_if_ended_with_unread(pid_t pid);  // with mu_ held
 
   const rpc::ChannelEnd spec_;
   const std::string task_id_;
   const std::string node_;
+  const bool messages_;
+  const uint64_t task_inode_;
   UniqueFd wake_;  // eventfd: a stream waiting for room in the pipe must look at the flags
 
   std::mutex mu_;
@@ -71,6 +96,8 @@ class ReaderEnd {
   channel::ChannelReceiver receiver_;
   uint64_t skip_ = 0;  // bytes of the item receiver_.next_seq() already in the pipe
   uint64_t bytes_delivered_ = 0;
+  uint64_t messages_delivered_ = 0;  // (writes, in a channel of bytes)
+  std::deque<std::string> unread_;   // messages: to go into the socket before anything else
   bool holding_ = false;
   bool gone_ = false;
   std::string moved_to_;

@@ -10,6 +10,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "node/channels/message_socket.h"
 #include "node/channels/wire.h"
 #include "util/error.h"
 
@@ -22,7 +23,8 @@ constexpr size_t kFrameBytes = 256 << 10;  // the most data one frame carries
 constexpr int kAttemptsBeforeLocating = 3;
 
 channel::ChannelSendQueue queue_from(const rpc::ChannelEnd& spec, const rpc::ChannelHandoff* h) {
-  if (!h) return channel::ChannelSendQueue(channel::Mode::kBytes, spec.capacity());
+  channel::Mode mode = spec.messages() ? channel::Mode::kMessages : channel::Mode::kBytes;
+  if (!h) return channel::ChannelSendQueue(mode, spec.capacity());
   std::vector<channel::Item> items;
   for (auto& w : h->items()) items.push_back(from_wire(w));
   channel::Counters c;
@@ -30,8 +32,8 @@ channel::ChannelSendQueue queue_from(const rpc::ChannelEnd& spec, const rpc::Cha
   c.messages_written = h->writes();
   c.bytes_acknowledged = h->bytes_acknowledged();
   c.messages_acknowledged = h->writes_acknowledged();
-  return channel::ChannelSendQueue(channel::Mode::kBytes, spec.capacity(), std::move(items),
-                                   h->acked_seq(), h->closed(), c);
+  return channel::ChannelSendQueue(mode, spec.capacity(), std::move(items), h->acked_seq(),
+                                   h->closed(), c);
 }
 
 }  // namespace
@@ -41,6 +43,7 @@ WriterEnd::WriterEnd(rpc::ChannelEnd spec, std::string task_id, UniqueFd pipe_re
     : spec_(std::move(spec)),
       task_id_(std::move(task_id)),
       links_(std::move(links)),
+      messages_(spec_.messages()),
       pipe_(std::move(pipe_read)),
       wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       queue_(queue_from(spec_, from)),
@@ -94,7 +97,7 @@ void WriterEnd::start() {
       spdlog::error("channel {}#{}: {}", spec_.job(), spec_.channel(), e.what());
     }
   };
-  pump_ = std::thread(guarded, &WriterEnd::pump);
+  pump_ = std::thread(guarded, messages_ ? &WriterEnd::pump_messages : &WriterEnd::pump);
   sender_ = std::thread(guarded, &WriterEnd::send);
 }
 
@@ -129,6 +132,44 @@ void WriterEnd::pump() {
       queue_.close();  // the task closed its end (or ended): the reader sees the end
     cv_.notify_all();
     if (n <= 0) return;
+  }
+}
+
+// The task's socket into the queue, a message at a time, each once there is room for it.
+void WriterEnd::pump_messages() {
+  for (;;) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (holding_ || !pipe_ || queue_.closed()) return;
+      if (gone_) {
+        pipe_.reset();  // the task's next write fails with EPIPE, as for a socket without peer
+        return;
+      }
+    }
+    NextMessage next = peek_message(pipe_.get());
+    if (next.kind == NextMessage::kNone) {
+      pollfd fds[2] = {{pipe_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+      if (::poll(fds, 2, -1) < 0 && errno != EINTR) return;
+      uint64_t v;
+      if (fds[1].revents) (void)::read(wake_.get(), &v, sizeof v);
+      continue;
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    if (next.kind == NextMessage::kEnd) {
+      queue_.close();  // the task closed its end (or ended): the reader sees the end
+      cv_.notify_all();
+      return;
+    }
+    // (Taken now, whatever comes: a hold takes it along, past the capacity.)
+    std::string message = take_message(pipe_.get(), next.size);
+    bool appended = false;
+    auto placed = [&] {
+      appended = queue_.append_message(message);
+      return appended;
+    };
+    cv_.wait(lock, [&] { return holding_ || gone_ || placed(); });
+    if (!appended && holding_) queue_.append_past_capacity(message);
+    cv_.notify_all();
   }
 }
 
@@ -367,17 +408,7 @@ void WriterEnd::reader_gone() {
 rpc::ChannelHandoff WriterEnd::hold() {
   stop_threads();
   std::lock_guard<std::mutex> lock(mu_);
-  // The task is frozen: what its pipe holds now is all it wrote, and goes along in the queue.
-  std::vector<char> buf(kReadChunk);
-  while (pipe_ && !queue_.closed()) {
-    ssize_t n = ::read(pipe_.get(), buf.data(), buf.size());
-    if (n > 0) {
-      queue_.append_bytes_past_capacity(std::string_view(buf.data(), static_cast<size_t>(n)));
-      continue;
-    }
-    if (n == 0) queue_.close();
-    break;
-  }
+  take_the_rest();
   rpc::ChannelHandoff h;
   h.set_job(spec_.job());
   h.set_channel(spec_.channel());
@@ -397,6 +428,31 @@ rpc::ChannelHandoff WriterEnd::hold() {
   return h;
 }
 
+// The task is frozen: what its pipe or socket holds now is all it wrote, and goes along.
+void WriterEnd::take_the_rest() {
+  if (messages_) {
+    while (pipe_ && !queue_.closed()) {
+      NextMessage next = peek_message(pipe_.get());
+      if (next.kind == NextMessage::kNone) break;
+      if (next.kind == NextMessage::kEnd)
+        queue_.close();
+      else
+        queue_.append_past_capacity(take_message(pipe_.get(), next.size));
+    }
+    return;
+  }
+  std::vector<char> buf(kReadChunk);
+  while (pipe_ && !queue_.closed()) {
+    ssize_t n = ::read(pipe_.get(), buf.data(), buf.size());
+    if (n > 0) {
+      queue_.append_past_capacity(std::string_view(buf.data(), static_cast<size_t>(n)));
+      continue;
+    }
+    if (n == 0) queue_.close();
+    break;
+  }
+}
+
 rpc::ChannelEndStat WriterEnd::stat() {
   std::lock_guard<std::mutex> lock(mu_);
   rpc::ChannelEndStat s;
@@ -411,6 +467,7 @@ rpc::ChannelEndStat WriterEnd::stat() {
   s.set_writes(c.messages_written);
   s.set_bytes_acknowledged(c.bytes_acknowledged);
   s.set_bytes_queued(c.bytes_queued());
+  s.set_writes_acknowledged(c.messages_acknowledged);
   s.set_state(gone_ ? "gone" : queue_.finished() ? "ended" : holding_ ? "held" : "open");
   return s;
 }

@@ -4,13 +4,16 @@
 // fills, and the task's write blocks, which is the flow control), and a sender streams the queue
 // to the reader's daemon, which acknowledges what it put into the reader's pipe; only then does
 // an item leave the queue. When the reader's end is on this node too, the sender puts the items
-// into its pipe itself (no stream). When the stream breaks, or the reader's end has moved, the sender
-// finds the reader again (the old place names the new one; failing that, the job's home finds the
-// reader's task) and resends from what the reader says it has.
+// into its pipe itself (no stream). When the stream breaks, or the reader's end has moved, the
+// sender finds the reader again (the old place names the new one; failing that, the job's home
+// finds the reader's task) and resends from what the reader says it has.
 //
 // A migration of the task holds the end: the pump and the sender stop, what the frozen task's
 // pipe still holds is taken into the queue, and the queue goes along (hold()); if the migration
 // is given up, the end resumes here.
+//
+// A channel of messages starts in a socket (message_socket.h), not a pipe: the pump takes one
+// message at a time, whole, once the queue has room for it.
 #pragma once
 
 #include <condition_variable>
@@ -62,6 +65,9 @@ class WriterEnd {
   // took over another stream): the place is asked again at once.
   enum class StreamEnd { kRetry, kBroken, kMoved, kDone };
   void pump();
+  void pump_messages();
+  // With mu_ held: what the frozen task's pipe or socket still holds, into the queue.
+  void take_the_rest();
   void send();
   StreamEnd stream_to(const std::string& node);
   StreamEnd stream_items(grpc::ClientReaderWriter<rpc::ChannelFrame, rpc::ChannelReply>& stream,
@@ -77,6 +83,7 @@ class WriterEnd {
   const rpc::ChannelEnd spec_;
   const std::string task_id_;
   const ChannelLinks links_;
+  const bool messages_;
   UniqueFd pipe_;
   UniqueFd wake_;  // eventfd: the pump must look at the flags
 

@@ -13,6 +13,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "cr/provided_sockets.h"
 #include "image/image_files.h"
 #include "image/validate.h"
 #include "node/states.h"
@@ -178,15 +179,20 @@ cr::BuildOptions IncomingMigration::build_options(bool lazy) {
   channel_pipes_ = ChannelEnds::make_pipes(task_.channel_ends());
   control_ = ControlDescriptors::make_pair();
   auto file_at = [&](int num) { return open_file_at(img, num); };
+  auto provided = [](const image::OpenFile* f, const char* what) {
+    return f && f->kind_case() == image::OpenFile::kProvided && f->provided().what() == what;
+  };
   for (auto& end : task_.channel_ends()) {
     const image::OpenFile* f = file_at(end.fd());
     uint32_t acc = end.writer() ? O_WRONLY : O_RDONLY;
-    if (f && f->kind_case() == image::OpenFile::kPipe && (f->flags() & O_ACCMODE) == acc)
+    if (end.messages()
+            ? provided(f, cr::kProvidedChannel)
+            : f && f->kind_case() == image::OpenFile::kPipe && (f->flags() & O_ACCMODE) == acc)
       options.external_fds[end.fd()] = channel_pipes_.task_side.at(end.fd()).get();
   }
   for (auto& fd : img.files().fds()) {
     const image::OpenFile* f = file_at(fd.num());
-    if (f && f->kind_case() == image::OpenFile::kProvided)
+    if (provided(f, cr::kProvidedControl))
       options.external_fds[fd.num()] = control_.task_side.get();
     // Other pipes to the outside that it writes into are its output.
     if (external_writes.count(fd.file_id()) && !options.external_fds.count(fd.num()))

@@ -135,6 +135,7 @@ void OutgoingMigration::check_request() {
   info_ = node_.tasks.get(id_)->info;
   pid_ = info_.pid();
   migrating_.emplace(node_, id_, pid_);
+  node_.channels.check_movable(id_, pid_);
 }
 
 void OutgoingMigration::fill_offer(rpc::OfferRequest& offer) {
@@ -367,7 +368,7 @@ uint64_t OutgoingMigration::drain_output() {
 // The task's channel ends stop here (resumed by back_out()); their state goes with Commit.
 void OutgoingMigration::hold_channels() {
   channels_held_ = true;
-  for (auto& h : node_.channels.hold(id_)) *channel_handoffs_.Add() = std::move(h);
+  for (auto& h : node_.channels.hold(id_, pid_)) *channel_handoffs_.Add() = std::move(h);
 }
 
 // The destination has built the task and holds it.

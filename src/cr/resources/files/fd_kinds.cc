@@ -46,7 +46,7 @@ const std::vector<FdKind> kKinds = {
     {"provided",
      {K::kProvided},
      [](const FdProbe& p) { return is_provided_socket(p.link); },
-     [](DumpContext&, FdProbe&, K* f, image::Memory*) { dump_provided(f); },
+     [](DumpContext&, FdProbe& p, K* f, image::Memory*) { dump_provided(p.link, f); },
      open_provided},
     {"socket",
      {K::kSocket},

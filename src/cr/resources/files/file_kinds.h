@@ -91,9 +91,10 @@ void dump_socket_queues(DumpContext& ctx, const std::vector<FdProbe*>& probes,
                         const std::vector<image::OpenFile*>& files, const image::FileTable& ft);
 UniqueFd open_socket(Restorer& r, const image::OpenFile& f, FileRestoreState& s);
 
-// provided.cc: descriptors ferry gave the process (its control socket).
+// provided.cc: descriptors ferry gave the process (its control socket, its channels' ends of
+// messages).
 bool is_provided_socket(const std::string& link);
-void dump_provided(image::OpenFile* f);
+void dump_provided(const std::string& link, image::OpenFile* f);
 UniqueFd open_provided(Restorer& r, const image::OpenFile& f, FileRestoreState& s);
 UniqueFd open_unix_socket(Restorer& r, const image::OpenFile& f, FileRestoreState& s);
 void finish_unix_sockets(Restorer& r, const image::FileTable& ft,

@@ -1,4 +1,5 @@
-// Descriptors ferry provided (see cr/provided_sockets.h). A migration's destination passes the new
+// Descriptors ferry provided (see cr/provided_sockets.h): a control socket, an end of a channel
+// of messages. A migration's destination passes the new
 // one in the restorer's external_fds, which restore_files() uses before any kind's open(); what
 // reaches open_provided() is a restore outside a ferry node, where nobody is at the other end:
 // the process keeps the fd number, as a socket whose peer is gone (reads see the end, writes
@@ -6,8 +7,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <map>
 #include <mutex>
-#include <set>
 
 #include "cr/provided_sockets.h"
 #include "cr/resources/files/file_kinds.h"
@@ -18,16 +19,25 @@ namespace ferry::cr {
 namespace {
 
 std::mutex mu;
-std::set<uint64_t>& inodes() {
-  static std::set<uint64_t> s;
+std::map<uint64_t, std::string>& inodes() {
+  static std::map<uint64_t, std::string> s;
   return s;
+}
+
+uint64_t inode_of(const std::string& link) {
+  if (link.rfind("socket:[", 0) != 0 || link.back() != ']') return 0;
+  try {
+    return std::stoull(link.substr(8, link.size() - 9));
+  } catch (const std::exception&) {
+    return 0;
+  }
 }
 
 }  // namespace
 
-void add_provided_socket(uint64_t inode) {
+void add_provided_socket(uint64_t inode, const std::string& what) {
   std::lock_guard<std::mutex> lock(mu);
-  inodes().insert(inode);
+  inodes()[inode] = what;
 }
 
 void remove_provided_socket(uint64_t inode) {
@@ -35,33 +45,32 @@ void remove_provided_socket(uint64_t inode) {
   inodes().erase(inode);
 }
 
-bool provided_socket(uint64_t inode) {
+std::string provided_socket(uint64_t inode) {
   std::lock_guard<std::mutex> lock(mu);
-  return inodes().count(inode) > 0;
+  auto it = inodes().find(inode);
+  return it == inodes().end() ? "" : it->second;
 }
 
 bool is_provided_socket(const std::string& link) {
-  if (link.rfind("socket:[", 0) != 0 || link.back() != ']') return false;
-  try {
-    return provided_socket(std::stoull(link.substr(8, link.size() - 9)));
-  } catch (const std::exception&) {
-    return false;
-  }
+  uint64_t inode = inode_of(link);
+  return inode && !provided_socket(inode).empty();
 }
 
-void dump_provided(image::OpenFile* f) {
-  f->mutable_provided()->set_what("control");
+void dump_provided(const std::string& link, image::OpenFile* f) {
+  f->mutable_provided()->set_what(provided_socket(inode_of(link)));
 }
 
 UniqueFd open_provided(Restorer& r, const image::OpenFile& f, FileRestoreState& s) {
+  bool channel = f.provided().what() == kProvidedChannel;
   int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+  if (::socketpair(AF_UNIX, (channel ? SOCK_SEQPACKET : SOCK_STREAM) | SOCK_CLOEXEC, 0, sv) != 0)
     fail_errno(errno, "socketpair");
   UniqueFd mine(sv[0]);
   ::close(sv[1]);
   int num = s.fd_numbers.at(f.id()).front();
-  r.notes.push_back(fmt::format(
-      "fd {} was ferry's control descriptor; restored outside a ferry node it has no peer", num));
+  r.notes.push_back(
+      fmt::format("fd {} was {}; restored outside a ferry node it has no peer", num,
+                  channel ? "the end of a channel of its job" : "ferry's control descriptor"));
   return mine;
 }
 

@@ -1,0 +1,136 @@
+#include "node/channels/message_socket.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+
+#include "cr/resources/files/sockets.h"
+#include "util/error.h"
+
+namespace ferry::node {
+namespace {
+
+// Every message of a writer's pair has its sender's credentials with it (an end has none).
+bool has_credentials(msghdr& msg) {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) return true;
+  return false;
+}
+
+// The next message's size without taking it, or -1 (errno set); `*message` says whether it is
+// one (else the end).
+ssize_t peek_size(int fd, bool* message) {
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(ucred))];
+  msghdr msg{};
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n = ::recvmsg(fd, &msg, MSG_PEEK | MSG_TRUNC | MSG_DONTWAIT);
+  *message = n >= 0 && has_credentials(msg);
+  return n;
+}
+
+void set_int(int fd, int name, int value) {
+  if (::setsockopt(fd, SOL_SOCKET, name, &value, sizeof value) != 0)
+    fail_errno(errno, "setsockopt on a channel's socket");
+}
+
+}  // namespace
+
+MessagePair make_message_pair(bool writer, uint64_t capacity) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+    fail_errno(errno, "socketpair");
+  MessagePair p;
+  p.task_side.reset(sv[0]);
+  p.node_side.reset(sv[1]);
+  // One way, as a pipe: the task's reads of a writer's end see the end, its writes into a
+  // reader's end fail with EPIPE.
+  if (::shutdown(sv[0], writer ? SHUT_RD : SHUT_WR) != 0) fail_errno(errno, "shutdown");
+  if (writer) {
+    set_int(sv[1], SO_PASSCRED, 1);
+  } else {
+    // Room for at least the channel's capacity, and for a message as large as a task may send.
+    int bytes = static_cast<int>(std::clamp<uint64_t>(capacity, 1 << 20, 64 << 20));
+    set_int(sv[1], SO_SNDBUFFORCE, bytes);
+  }
+  struct stat st;
+  if (::fstat(sv[0], &st) != 0) fail_errno(errno, "fstat");
+  p.task_inode = st.st_ino;
+  return p;
+}
+
+NextMessage peek_message(int fd) {
+  bool message = false;
+  ssize_t n = peek_size(fd, &message);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return {};
+  if (n < 0 || !message) return {NextMessage::kEnd, 0};
+  return {NextMessage::kMessage, static_cast<size_t>(n)};
+}
+
+std::string take_message(int fd, size_t size) {
+  std::string data(size, '\0');
+  ssize_t n = ::recv(fd, data.data(), size, MSG_DONTWAIT);
+  if (n != static_cast<ssize_t>(size))
+    fail_errno(n < 0 ? errno : EPROTO, "cannot take a message of {} bytes from a channel", size);
+  return data;
+}
+
+SendResult send_message(int fd, std::string_view data) {
+  for (int attempt = 0;; attempt++) {
+    if (::send(fd, data.data(), data.size(), MSG_DONTWAIT | MSG_NOSIGNAL) >= 0)
+      return SendResult::kSent;
+    if (errno == EAGAIN || errno == EINTR) return SendResult::kFull;
+    // Larger than the send buffer takes whole (a writer may have raised its own): made room for.
+    if (errno == EMSGSIZE && attempt == 0 && data.size() < (256u << 20)) {
+      set_int(fd, SO_SNDBUFFORCE, static_cast<int>(data.size() + (64 << 10)));
+      continue;
+    }
+    return SendResult::kGone;  // EPIPE: the task closed its end or ended
+  }
+}
+
+namespace {
+
+// Looks into the task's end of a reader's pair: `look` gets the borrowed socket (nothing when
+// the task no longer holds it). Credentials tell a message from the end there too, for a while:
+// the task's own setting is put back.
+template <typename Look>
+void look_into_task_end(pid_t pid, uint64_t task_inode, Look look) {
+  cr::ProcessSockets sockets = cr::scan_sockets(pid);
+  auto it = sockets.by_ino.find(task_inode);
+  if (it == sockets.by_ino.end() || it->second.empty()) return;
+  UniqueFd fd = cr::borrow_fd(pid, it->second.front());
+  int passcred = 0;
+  socklen_t len = sizeof passcred;
+  ::getsockopt(fd.get(), SOL_SOCKET, SO_PASSCRED, &passcred, &len);
+  set_int(fd.get(), SO_PASSCRED, 1);
+  struct PutBack {
+    int fd, value;
+    ~PutBack() { ::setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &value, sizeof value); }
+  } put_back{fd.get(), passcred};
+  look(fd.get());
+}
+
+}  // namespace
+
+std::vector<std::string> take_unread_messages(pid_t pid, uint64_t task_inode) {
+  std::vector<std::string> out;
+  look_into_task_end(pid, task_inode, [&](int fd) {
+    for (;;) {
+      NextMessage next = peek_message(fd);
+      if (next.kind != NextMessage::kMessage) break;
+      out.push_back(take_message(fd, next.size));
+    }
+  });
+  return out;
+}
+
+bool has_unread_messages(pid_t pid, uint64_t task_inode) {
+  bool any = false;
+  look_into_task_end(pid, task_inode,
+                     [&](int fd) { any = peek_message(fd).kind == NextMessage::kMessage; });
+  return any;
+}
+
+}  // namespace ferry::node
