@@ -90,16 +90,22 @@ void ChannelSendQueue::close() {
 }
 
 std::vector<Item> ChannelSendQueue::items_from(uint64_t seq, size_t max_bytes) const {
+  std::vector<Item> out;
+  for (const Item* item : peek_from(seq, max_bytes)) out.push_back(*item);
+  return out;
+}
+
+std::vector<const Item*> ChannelSendQueue::peek_from(uint64_t seq, size_t max_bytes) const {
   if (seq < acked_seq_ || seq > next_seq_)
     fail_as(Error::Kind::kBadInput, "channel items from {} asked for; it holds {} to {}", seq,
             acked_seq_, next_seq_);
-  std::vector<Item> out;
+  std::vector<const Item*> out;
   size_t bytes = 0;
   for (size_t i = seq - acked_seq_; i < items_.size(); i++) {
     const Item& item = items_[i];
     if (!out.empty() && bytes + item.data.size() > max_bytes) break;
     bytes += item.data.size();
-    out.push_back(item);
+    out.push_back(&item);
   }
   return out;
 }

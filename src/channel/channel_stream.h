@@ -68,6 +68,10 @@ class ChannelSendQueue {
   // `max_bytes` of data (but at least one item when there is one). Throws for a `seq` already
   // acknowledged or never written.
   std::vector<Item> items_from(uint64_t seq, size_t max_bytes) const;
+  // The same, in place: each stays where it is until it is acknowledged (a deque's elements do
+  // not move as it grows at the back and shrinks at the front), so a sender may read them
+  // without the queue's lock as long as the reader cannot have acknowledged them yet.
+  std::vector<const Item*> peek_from(uint64_t seq, size_t max_bytes) const;
   // The reader's side has taken every item before `seq`: they are dropped. Throws for a `seq`
   // never written or before one acknowledged (a confused or hostile peer).
   void acknowledge(uint64_t seq);

@@ -53,6 +53,8 @@ Faults Faults::from_env() {
       f.slow_stream = true;
     else if (name == "lose-commit-reply")
       f.lose_commit_reply = true;
+    else if (name == "unreachable-channel-links")
+      f.unreachable_channel_links = true;
   }
   return f;
 }
@@ -65,21 +67,20 @@ Daemon::Daemon(NodeConfig cfg)
       logs_(cfg_.state_dir + "/logs"),
       tasks_(cfg_.state_dir + "/tasks.pb", init_.init_id()),
       journal_(cfg_.state_dir + "/committed.log"),
-      relay_(
-          [this](const std::string& task, const std::string& home, uint64_t offset,
-                 const std::string& data) { return deliver_output(task, home, offset, data); },
-          init_.active() ? static_cast<PipeKeeper&>(init_) : local_keeper_),
+      relay_([this](const std::string& task, const std::string& home, uint64_t offset,
+                    const std::string& data) { return deliver_output(task, home, offset, data); },
+             init_.active() ? static_cast<PipeKeeper&>(init_) : local_keeper_),
       self_stub_(rpc::Node::NewStub(peer_channel(cfg_, cfg_.name, cfg_.listen))),
       channels_(ChannelLinks{
-          cfg_.name, [this](const std::string& n) -> rpc::Node::Stub& { return node_stub(n); },
+          cfg_.name, faults_.unreachable_channel_links ? "127.0.0.1:1" : cfg_.data_listen,
+          [this](const std::string& n) -> rpc::Node::Stub& { return node_stub(n); },
           [this](const rpc::ChannelEnd& e) { return locate_channel_peer(e); },
           [this](const std::string& job, uint32_t channel) {
             return channels_.reader(job, channel);
           }}),
       jobs_(cfg_.name),
-      control_([this](const std::string& id, const std::string& line) {
-        on_control_request(id, line);
-      }),
+      control_(
+          [this](const std::string& id, const std::string& line) { on_control_request(id, line); }),
       ctx_{cfg_,
            faults_,
            peers_,

@@ -10,6 +10,7 @@ struct Faults {
   bool kill_task_before_freeze = false;  // source: the task ends between offer and freeze
   bool slow_stream = false;              // source: the page stream pauses between frames
   bool lose_commit_reply = false;        // destination: commits, then is unreachable for 3 s
+  bool unreachable_channel_links = false;  // reader: offers channel links where none can connect
   static Faults from_env();
 };
 

@@ -25,6 +25,11 @@ int main(int argc, char** argv) {
   // its own (up to 8 per core), each keeping what it once held. Two are plenty for a daemon
   // whose page data lives in mappings, not in malloc.
   mallopt(M_ARENA_MAX, 2);
+  // Channel items (up to 1 MiB each) come and go all the time: from the heap, reused, rather than
+  // each a fresh mapping whose pages fault in one by one (slow here: docs/PLATFORM figures), and
+  // what was freed stays for the next ones (up to 64 MiB at the top of an arena).
+  mallopt(M_MMAP_THRESHOLD, 8 << 20);
+  mallopt(M_TRIM_THRESHOLD, 64 << 20);
   // Signals are read from signalfds, by dedicated threads: block them before any thread exists.
   sigset_t set;
   sigemptyset(&set);

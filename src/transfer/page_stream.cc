@@ -5,8 +5,6 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -24,103 +22,15 @@ namespace ferry::transfer {
 namespace {
 
 constexpr uint32_t kMaxFrame = 4 << 20;
-// Frames of the destination use their own nonces: sequence numbers with this bit.
-constexpr uint64_t kFromDestination = 1ull << 63;
-constexpr size_t kTagSize = 16;
-
-struct FrameHeader {
-  uint64_t addr;
-  uint64_t aux;
-  uint32_t length;
-  uint16_t space;
-  uint16_t flags;
-};
-static_assert(sizeof(FrameHeader) == 24);
-
-EVP_CIPHER_CTX* new_mac() {
-  EVP_CIPHER_CTX* c = EVP_CIPHER_CTX_new();
-  if (!c) fail("cannot create a MAC context");
-  return c;
-}
-
-// AES-GMAC of header + data. The nonce is the connection's generation (0 for the first, +1 for
-// every reconnection) and the frame's sequence number in its direction on that connection: never
-// the same twice under one key.
-void gmac(void* ctx_ptr, const Key& key, uint32_t generation, uint64_t seq, const FrameHeader& h,
-          const iovec* data, int count, uint8_t tag[kTagSize]) {
-  auto* ctx = static_cast<EVP_CIPHER_CTX*>(ctx_ptr);
-  uint8_t iv[12] = {};
-  std::memcpy(iv, &generation, sizeof generation);
-  std::memcpy(iv + 4, &seq, sizeof seq);
-  int outl = 0;
-  if (EVP_EncryptInit_ex(ctx, EVP_aes_128_gcm(), nullptr, key.data(), iv) != 1 ||
-      EVP_EncryptUpdate(ctx, nullptr, &outl, reinterpret_cast<const uint8_t*>(&h), sizeof h) != 1)
-    fail("page stream MAC failed");
-  for (int i = 0; i < count; i++)
-    if (data[i].iov_len > 0 &&
-        EVP_EncryptUpdate(ctx, nullptr, &outl, static_cast<const uint8_t*>(data[i].iov_base),
-                          static_cast<int>(data[i].iov_len)) != 1)
-      fail("page stream MAC failed");
-  if (EVP_EncryptFinal_ex(ctx, nullptr, &outl) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kTagSize, tag) != 1)
-    fail("page stream MAC failed");
-}
-
-void write_fully(int fd, iovec* iov, int count) {
-  while (count > 0) {
-    ssize_t n = ::writev(fd, iov, count);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      if (errno == EAGAIN) throw StreamBroken("page stream stalled (the destination stopped reading)");
-      throw StreamBroken(std::string("page stream broken: ") + std::strerror(errno));
-    }
-    size_t left = static_cast<size_t>(n);
-    while (count > 0 && left >= iov->iov_len) {
-      left -= iov->iov_len;
-      iov++;
-      count--;
-    }
-    if (count > 0) {
-      iov->iov_base = static_cast<char*>(iov->iov_base) + left;
-      iov->iov_len -= left;
-    }
-  }
-}
-
-void read_fully(int fd, void* buf, size_t len) {
-  char* p = static_cast<char*>(buf);
-  while (len) {
-    ssize_t n = ::read(fd, p, len);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      if (errno == EAGAIN) throw StreamBroken("page stream stalled (the other side went silent)");
-      throw StreamBroken(std::string("page stream broken: ") + std::strerror(errno));
-    }
-    if (n == 0) throw StreamBroken("page stream ended early (the other side went away)");
-    p += n;
-    len -= static_cast<size_t>(n);
-  }
-}
+constexpr const char* kWhat = "page stream";
 
 }  // namespace
-
-Key random_key() {
-  Key k;
-  if (RAND_bytes(k.data(), static_cast<int>(k.size())) != 1) fail("no randomness for a key");
-  return k;
-}
 
 Token resume_token(const Key& key, uint32_t generation) {
   std::string label = fmt::format("ferry page stream: resume {}", generation);
   auto mac = image::hmac_sha256(key.data(), key.size(), label.data(), label.size());
   Token t;
   std::memcpy(t.data(), mac.data(), t.size());
-  return t;
-}
-
-Token random_token() {
-  Token t;
-  if (RAND_bytes(t.data(), static_cast<int>(t.size())) != 1) fail("no randomness for a token");
   return t;
 }
 
@@ -146,53 +56,46 @@ UniqueFd connect_stream(const std::string& address, const Token& token, int time
   if (!fd) fail_errno(errno, "socket");
   tune_stream_socket(fd.get(), timeout_ms);
   if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 && errno != EINPROGRESS)
-    fail_errno(errno, "cannot connect the page stream to {}", address);
+    fail_errno(errno, "cannot open a data connection to {}", address);
   pollfd p{fd.get(), POLLOUT, 0};
   if (::poll(&p, 1, timeout_ms) != 1)
-    fail("cannot connect the page stream to {}: timed out", address);
+    fail("cannot open a data connection to {}: timed out", address);
   int err = 0;
   socklen_t len = sizeof err;
   ::getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
-  if (err) fail_errno(err, "cannot connect the page stream to {}", address);
+  if (err) fail_errno(err, "cannot open a data connection to {}", address);
   ::fcntl(fd.get(), F_SETFL, 0);  // blocking, with the timeouts above
   iovec iov{const_cast<uint8_t*>(token.data()), token.size()};
-  write_fully(fd.get(), &iov, 1);
+  write_fully(fd.get(), &iov, 1, kWhat);
   return fd;
 }
 
 Token read_token(int fd, int timeout_ms) {
   tune_stream_socket(fd, timeout_ms);
   Token t;
-  read_fully(fd, t.data(), t.size());
+  read_fully(fd, t.data(), t.size(), kWhat);
   return t;
 }
 
 // ---------------------------------------------------------------------------------------------
 
 StreamSender::StreamSender(UniqueFd socket, const Key& key)
-    : sock_(std::move(socket)),
-      mac_(new_mac()),
-      in_mac_(new_mac()),
-      key_(key),
-      offset_(image::kPagesHeaderSize) {}
+    : sock_(std::move(socket)), key_(key), offset_(image::kPagesHeaderSize) {}
 
-StreamSender::~StreamSender() {
-  EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(mac_));
-  EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(in_mac_));
-}
+StreamSender::~StreamSender() = default;
 
 void StreamSender::send_frame(const image::PageTarget& t, uint64_t aux, const iovec* data,
                               int count, uint32_t length, uint16_t flags) {
   FrameHeader h{t.addr, aux, length, static_cast<uint16_t>(t.space), flags};
   uint8_t tag[kTagSize];
-  gmac(mac_, key_, generation_, sequence_++, h, data, count, tag);
+  mac_.tag(key_, generation_, sequence_++, h, data, count, tag);
   if (count > 1) fail("internal: one data buffer per frame");
   iovec iov[3];
   int n = 0;
   iov[n++] = {&h, sizeof h};
   if (count == 1) iov[n++] = data[0];
   iov[n++] = {tag, kTagSize};
-  write_fully(sock_.get(), iov, n);
+  write_fully(sock_.get(), iov, n, kWhat);
   last_send_ns_ = monotonic_ns();
   bytes_sent_ += sizeof h + length + kTagSize;
   if (frame_delay_ms_) ::usleep(static_cast<useconds_t>(frame_delay_ms_) * 1000);
@@ -249,12 +152,12 @@ std::optional<Request> StreamSender::next_request(int timeout_ms) {
     throw StreamBroken(std::string("page stream broken: ") + std::strerror(errno));
   if (r <= 0) return std::nullopt;
   FrameHeader h;
-  read_fully(sock_.get(), &h, sizeof h);
+  read_fully(sock_.get(), &h, sizeof h, kWhat);
   uint8_t tag[kTagSize], want[kTagSize];
-  read_fully(sock_.get(), tag, kTagSize);
+  read_fully(sock_.get(), tag, kTagSize, kWhat);
   if (h.length != 0) fail("page stream: a request with data");
-  gmac(in_mac_, key_, generation_, in_sequence_++ | kFromDestination, h, nullptr, 0, want);
-  if (CRYPTO_memcmp(tag, want, kTagSize) != 0) fail("page stream request failed authentication");
+  in_mac_.tag(key_, generation_, in_sequence_++ | kFromDestination, h, nullptr, 0, want);
+  if (!same_tag(tag, want)) fail("page stream request failed authentication");
   if (!(h.flags & (frame_flags::kRequest | frame_flags::kDone | frame_flags::kRoundEnd)))
     fail("page stream: unexpected frame from the destination");
   return Request{h.addr, h.aux, (h.flags & frame_flags::kDone) != 0,
@@ -265,33 +168,27 @@ std::optional<Request> StreamSender::next_request(int timeout_ms) {
 
 StreamReceiver::StreamReceiver(UniqueFd socket, const Key& key, uint64_t limit)
     : sock_(std::move(socket)),
-      mac_(new_mac()),
-      out_mac_(new_mac()),
       key_(key),
       limit_(limit),
       buf_(Mapping::anonymous(kMaxFrame, true)) {}
 
-StreamReceiver::~StreamReceiver() {
-  EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(mac_));
-  EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(out_mac_));
-}
+StreamReceiver::~StreamReceiver() = default;
 
 Frame StreamReceiver::receive_until(uint16_t stop, const OnData& on_data,
                                     const OnControl& on_control) {
   for (;;) {
     FrameHeader h;
-    read_fully(sock_.get(), &h, sizeof h);
+    read_fully(sock_.get(), &h, sizeof h, kWhat);
     if (h.length > kMaxFrame) fail("page stream frame of {} bytes", h.length);
     data_bytes_ += h.length;
     if (data_bytes_ > limit_) fail("page stream larger than announced ({} bytes)", limit_);
-    read_fully(sock_.get(), buf_.data(), h.length);
+    read_fully(sock_.get(), buf_.data(), h.length, kWhat);
     uint8_t tag[kTagSize], want[kTagSize];
-    read_fully(sock_.get(), tag, kTagSize);
+    read_fully(sock_.get(), tag, kTagSize, kWhat);
     iovec data{buf_.data(), h.length};
-    gmac(mac_, key_, generation_, sequence_++, h, &data, h.length ? 1 : 0, want);
+    mac_.tag(key_, generation_, sequence_++, h, &data, h.length ? 1 : 0, want);
     // Nothing received is used before its tag checks out.
-    if (CRYPTO_memcmp(tag, want, kTagSize) != 0)
-      fail("page stream frame {} failed authentication", sequence_ - 1);
+    if (!same_tag(tag, want)) fail("page stream frame {} failed authentication", sequence_ - 1);
     bytes_received_ += sizeof h + h.length + kTagSize;
     if (h.space > image::PageTarget::kGhost) fail("page stream frame for an unknown place");
     Frame f;
@@ -315,9 +212,9 @@ void StreamReceiver::send_to_source(uint16_t flags, uint64_t addr, uint64_t len)
   std::lock_guard<std::mutex> lock(out_mu_);
   FrameHeader h{addr, len, 0, 0, flags};
   uint8_t tag[kTagSize];
-  gmac(out_mac_, key_, generation_, out_sequence_++ | kFromDestination, h, nullptr, 0, tag);
+  out_mac_.tag(key_, generation_, out_sequence_++ | kFromDestination, h, nullptr, 0, tag);
   iovec iov[2] = {{&h, sizeof h}, {tag, kTagSize}};
-  write_fully(sock_.get(), iov, 2);
+  write_fully(sock_.get(), iov, 2, kWhat);
 }
 
 void StreamReceiver::send_request(uint64_t addr, uint64_t len) {

@@ -1,5 +1,6 @@
-// The page stream of a migration: page data on a TCP connection of its own, because TLS would
-// cap it at a third of what the network carries here (bench/RESULTS.md). It is bound to the
+// The page stream of a migration: page data on a TCP connection of its own, in authenticated
+// frames (frame_auth.h), because TLS would cap it at a third of what the network carries here
+// (bench/RESULTS.md). It is bound to the
 // mutually authenticated control channel in two ways: the connection opens with a one-time
 // 32-byte token that the destination handed out in its Offer reply, and every frame carries an
 // AES-GMAC tag under a 128-bit key that the source sent in the Offer (over mTLS). A frame whose
@@ -32,17 +33,12 @@
 #include <string>
 
 #include "image/page_sink.h"
+#include "transfer/frame_auth.h"
 #include "util/error.h"
 #include "util/fd.h"
 #include "util/mapping.h"
 
 namespace ferry::transfer {
-
-using Key = std::array<uint8_t, 16>;
-using Token = std::array<uint8_t, 32>;
-
-Key random_key();
-Token random_token();
 
 namespace frame_flags {
 constexpr uint16_t kEnd = 1;
@@ -53,13 +49,6 @@ constexpr uint16_t kRequest = 16;
 constexpr uint16_t kDone = 32;
 constexpr uint16_t kHeartbeat = 64;
 }  // namespace frame_flags
-
-// The connection failed (reset, closed, silent too long): a lazy phase may reconnect. Anything
-// else a stream throws (a frame that fails authentication, a protocol violation) is final.
-class StreamBroken : public Error {
- public:
-  explicit StreamBroken(const std::string& message) : Error(Kind::kPeerDown, message) {}
-};
 
 // The 32 bytes a source opens its reconnection number `generation` with: only the holder of the
 // session key (sent over mutual TLS) can compute them.
@@ -119,8 +108,8 @@ class StreamSender : public image::PageSink {
   void send_frame(const image::PageTarget& target, uint64_t aux, const iovec* data, int count,
                   uint32_t length, uint16_t flags);
   UniqueFd sock_;
-  void* mac_;     // EVP_CIPHER_CTX, sending
-  void* in_mac_;  // EVP_CIPHER_CTX, requests
+  FrameMac mac_;     // sending
+  FrameMac in_mac_;  // requests
   Key key_;
   uint32_t generation_ = 0;
   uint64_t offset_;
@@ -162,8 +151,8 @@ class StreamReceiver {
  private:
   void send_to_source(uint16_t flags, uint64_t addr, uint64_t len);
   UniqueFd sock_;
-  void* mac_;
-  void* out_mac_;
+  FrameMac mac_;
+  FrameMac out_mac_;
   std::mutex out_mu_;
   uint64_t out_sequence_ = 0;
   Key key_;

@@ -213,6 +213,19 @@ TEST(JobsTest, AReaderOfAnEndedChannelOfMessagesMovesOnlyOnceItHasReadThem) {
   EXPECT_EQ(show(c, job)["tasks"][1].value("node", ""), "node2");
 }
 
+// A writer that cannot open the data link its reader's node offers sends on the ChannelStream.
+TEST(JobsTest, AChannelWhoseLinkCannotBeOpenedGoesOverItsStream) {
+  const int blocks = 64;
+  TestCluster c(2, {"--test-fault", "node2=unreachable-channel-links"});
+  ASSERT_TRUE(c.up());
+  TempDir dir;
+  std::string job = run_job(c, write_job(dir, "nolink", gen_to_sum_yaml(blocks)));
+  CmdResult w = c.ferry({"job", "wait", job, "--timeout", "60"});
+  ASSERT_EQ(w.status, 0) << w.out << w.err;
+  EXPECT_EQ(hash_in_log(c, "nolink/sum"), local_hash(blocks, "cat"));
+  EXPECT_EQ(show(c, job)["channels"][0].value("bytes_delivered", 0ull), blocks * 65536ull);
+}
+
 TEST(JobsTest, TheJobVerbsAndJobSlashNameAddressItsTasks) {
   TestCluster c(2);
   ASSERT_TRUE(c.up());

@@ -127,7 +127,10 @@ void ChannelEnds::serve(grpc::ServerContext& ctx, ChannelServerStream& stream) {
     stream.Write(r);
     return;
   }
-  end->serve(ctx, stream, hello.from_node());
+  // A writer that asks for a data link gets one when this node has a data listener.
+  ReaderEnd::LinkOffer offer{&rendezvous_, links_.link_address};
+  bool link = hello.link_key().size() == sizeof(transfer::Key) && !links_.link_address.empty();
+  end->serve(ctx, stream, hello, link ? &offer : nullptr);
 }
 
 std::shared_ptr<ReaderEnd> ChannelEnds::reader(const std::string& job, uint32_t channel) {

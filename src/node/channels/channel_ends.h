@@ -12,6 +12,7 @@
 
 #include <google/protobuf/repeated_field.h>
 
+#include "node/channels/channel_link.h"
 #include "node/channels/reader_end.h"
 #include "node/channels/wire.h"
 #include "node/channels/writer_end.h"
@@ -48,12 +49,18 @@ class ChannelEnds {
   void moved(const std::string& task_id, const std::string& node);
   // A writer's daemon opened a stream to one of the reader ends here.
   void serve(grpc::ServerContext& ctx, ChannelServerStream& stream);
+  // A connection to this node's data listener opened with `token`: true when it is a channel
+  // link a reader end here waits for (it takes the connection).
+  bool link_arrived(const transfer::Token& token, UniqueFd& sock) {
+    return rendezvous_.arrived(token, sock);
+  }
   std::vector<rpc::ChannelEndStat> stats(const std::string& job);
   // The reader's end of a channel here (also one that moved away: it says where), else null.
   std::shared_ptr<ReaderEnd> reader(const std::string& job, uint32_t channel);
 
  private:
   const ChannelLinks links_;
+  LinkRendezvous rendezvous_;
   std::mutex mu_;
   struct Ends {
     std::vector<std::shared_ptr<WriterEnd>> writers;

@@ -5,7 +5,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -112,34 +114,84 @@ void ReaderEnd::interrupt(uint64_t generation) {
 }
 
 void ReaderEnd::serve(grpc::ServerContext& ctx, ChannelServerStream& stream,
-                      const std::string& writer_node) {
+                      const rpc::ChannelFrame& hello, const LinkOffer* link) {
   uint64_t generation = 0;
-  rpc::ChannelReply first = admit(writer_node, [&ctx] { ctx.TryCancel(); }, &generation);
-  if (first.kind() != rpc::ChannelReply::RESUME || !stream.Write(first)) {
-    if (first.kind() != rpc::ChannelReply::RESUME) stream.Write(first);
-    leave(generation);
-    return;
+  rpc::ChannelReply first = admit(
+      hello.from_node(), [&ctx] { ctx.TryCancel(); }, &generation);
+  if (first.kind() != rpc::ChannelReply::RESUME) {
+    stream.Write(first);
+  } else if (link) {
+    transfer::Key key;
+    std::copy(hello.link_key().begin(), hello.link_key().end(), key.begin());
+    serve_link(ctx, stream, first, key, *link, generation);
+  } else if (stream.Write(first)) {
+    serve_stream(stream, generation);
   }
+  leave(generation);
+}
+
+void ReaderEnd::serve_stream(ChannelServerStream& stream, uint64_t generation) {
   rpc::ChannelFrame frame;
-  bool go_on = true;
-  while (go_on && stream.Read(&frame)) {
+  while (stream.Read(&frame)) {
     for (auto& w : frame.items()) {
       Delivery d = deliver(w.seq(), w.end(), w.marker(), w.data(), generation);
       if (d == Delivery::kGone) stream.Write(reply_of(rpc::ChannelReply::GONE));
-      if (d != Delivery::kDone) {
-        go_on = false;
-        break;
-      }
+      if (d != Delivery::kDone) return;
     }
-    if (!go_on) break;
     uint64_t next;
     {
       std::lock_guard<std::mutex> lock(mu_);
       next = receiver_.next_seq();
     }
-    if (!stream.Write(reply_of(rpc::ChannelReply::ACK, next))) break;
+    if (!stream.Write(reply_of(rpc::ChannelReply::ACK, next))) return;
   }
-  leave(generation);
+}
+
+// The items on the writer's link; the stream beside it only tells when to stop (it ends).
+void ReaderEnd::serve_link(grpc::ServerContext& ctx, ChannelServerStream& stream,
+                           rpc::ChannelReply first, const transfer::Key& key, const LinkOffer& link,
+                           uint64_t generation) {
+  transfer::Token token = link.rendezvous->expect();
+  first.set_link_token(std::string(token.begin(), token.end()));
+  first.set_link_address(link.address);
+  if (!stream.Write(first)) {
+    link.rendezvous->await(token, 0, [] { return true; });  // (forgets the token)
+    return;
+  }
+  UniqueFd sock = link.rendezvous->await(token, 5000, [&] {
+    std::lock_guard<std::mutex> lock(mu_);
+    return holding_ || generation != generation_ || ctx.IsCancelled();
+  });
+  if (!sock) return;
+  tune_link_socket(sock.get());
+  LinkReceiver receiver(std::move(sock), key);
+  std::thread watch([&] {
+    rpc::ChannelFrame ignored;
+    while (stream.Read(&ignored)) {
+    }
+    receiver.shut();
+  });
+  try {
+    for (;;) {
+      LinkItem item = receiver.next();
+      Delivery d = deliver(item.seq, item.kind == channel::Item::Kind::kEnd,
+                           item.kind == channel::Item::Kind::kMarker, item.data, generation);
+      if (d == Delivery::kGone) receiver.reply(rpc::ChannelReply::GONE, 0);
+      if (d != Delivery::kDone) break;
+      if (receiver.more_waiting()) continue;  // one answer for what came at once
+      uint64_t next;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        next = receiver_.next_seq();
+      }
+      receiver.reply(rpc::ChannelReply::ACK, next);
+    }
+  } catch (const std::exception& e) {
+    spdlog::debug("channel {}#{}: link ended: {}", spec_.job(), spec_.channel(), e.what());
+  }
+  ctx.TryCancel();  // the watcher's Read returns
+  receiver.shut();
+  watch.join();
 }
 
 ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, bool marker, std::string_view data,

@@ -31,6 +31,7 @@
 
 #include "channel/channel_stream.h"
 #include "ferry.grpc.pb.h"
+#include "node/channels/channel_link.h"
 #include "util/fd.h"
 
 namespace ferry::node {
@@ -45,9 +46,15 @@ class ReaderEnd {
   ReaderEnd(const ReaderEnd&) = delete;
   ReaderEnd& operator=(const ReaderEnd&) = delete;
 
-  // Serves one writer's stream (after its first frame) until it ends or breaks, this end is
-  // held, or another stream takes over.
-  void serve(grpc::ServerContext& ctx, ChannelServerStream& stream, const std::string& writer_node);
+  // Serves one writer's stream (after its first frame, `hello`) until it ends or breaks, this
+  // end is held, or another stream takes over. With `link`, the items come on a data link of
+  // their own (channel_link.h) that the writer opens at `link->address`.
+  struct LinkOffer {
+    LinkRendezvous* rendezvous;
+    std::string address;
+  };
+  void serve(grpc::ServerContext& ctx, ChannelServerStream& stream, const rpc::ChannelFrame& hello,
+             const LinkOffer* link);
 
   // A writer end on this node is served without a stream: it is admitted (the reply a stream
   // would get first; with RESUME, the generation its deliveries carry), delivers items itself,
@@ -74,6 +81,10 @@ class ReaderEnd {
 
  private:
   void wake();
+  // serve()'s two ways, after the first answer (RESUME).
+  void serve_stream(ChannelServerStream& stream, uint64_t generation);
+  void serve_link(grpc::ServerContext& ctx, ChannelServerStream& stream, rpc::ChannelReply first,
+                  const transfer::Key& key, const LinkOffer& link, uint64_t generation);
   // With mu_ held: the item `seq` is wholly in the pipe (or is a marker, or the end).
   Delivery accept_item(uint64_t seq, bool end, bool marker);
   Delivery task_gone();  // with mu_ held: the task closed its end or ended

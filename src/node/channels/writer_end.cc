@@ -12,6 +12,7 @@
 
 #include "node/channels/message_socket.h"
 #include "node/channels/wire.h"
+#include "transfer/page_stream.h"
 #include "util/error.h"
 
 namespace ferry::node {
@@ -19,6 +20,8 @@ namespace {
 
 constexpr size_t kReadChunk = 1 << 20;  // the most the pump takes from the pipe at once
 constexpr size_t kFrameBytes = 256 << 10;  // the most data one frame carries
+constexpr int kLinkConnectMs = 3000;
+constexpr size_t kLinkBatchBytes = 4 << 20;  // the most one send on a link takes at once
 // Attempts at the place last learned before the job's home is asked where the reader is.
 constexpr int kAttemptsBeforeLocating = 3;
 
@@ -333,6 +336,12 @@ WriterEnd::StreamEnd WriterEnd::stream_to(const std::string& node) {
   hello.set_job(spec_.job());
   hello.set_channel(spec_.channel());
   hello.set_from_node(links_.node);
+  transfer::Key key = transfer::random_key();
+  // (After a link that could not be opened, one stream goes the gRPC way: a node whose data
+  // listener this one cannot reach still gets the items.)
+  bool ask_link = !link_failed_;
+  link_failed_ = false;
+  if (ask_link) hello.set_link_key(std::string(key.begin(), key.end()));
   rpc::ChannelReply r;
   if (!stream->Write(hello) || !stream->Read(&r)) return StreamEnd::kRetry;
   std::unique_lock<std::mutex> lock(mu_);
@@ -341,10 +350,90 @@ WriterEnd::StreamEnd WriterEnd::stream_to(const std::string& node) {
   cv_.notify_all();
   stream_broken_ = false;
   lock.unlock();
-  StreamEnd end = stream_items(*stream, r.next_seq());
+  StreamEnd end = StreamEnd::kRetry;
+  if (!ask_link || r.link_token().size() != sizeof(transfer::Token)) {
+    end = stream_items(*stream, r.next_seq());
+  } else {
+    transfer::Token token;
+    std::copy(r.link_token().begin(), r.link_token().end(), token.begin());
+    try {
+      UniqueFd sock = transfer::connect_stream(r.link_address(), token, kLinkConnectMs);
+      tune_link_socket(sock.get());
+      LinkSender link(std::move(sock), key);
+      end = send_on_link(*stream, link, r.next_seq());
+    } catch (const std::exception& e) {
+      spdlog::warn("channel {}#{}: no link to {}: {}", spec_.job(), spec_.channel(), node,
+                   e.what());
+      link_failed_ = true;
+    }
+  }
   ctx.TryCancel();
   (void)stream->Finish();
   return end;
+}
+
+// The queue from `from` on, on the link; the acknowledgements come back on it (their own
+// thread), and the stream beside it ends when the reader's side is gone or broke it off.
+WriterEnd::StreamEnd WriterEnd::send_on_link(
+    grpc::ClientReaderWriter<rpc::ChannelFrame, rpc::ChannelReply>& stream, LinkSender& link,
+    uint64_t from) {
+  std::thread acks([&] {
+    try {
+      for (;;) {
+        rpc::ChannelReply a = link.next_reply();
+        std::lock_guard<std::mutex> lock(mu_);
+        if (a.kind() == rpc::ChannelReply::GONE) {
+          reader_gone();
+          break;
+        }
+        queue_.acknowledge(a.next_seq());
+        cv_.notify_all();
+      }
+    } catch (const std::exception& e) {
+      spdlog::debug("channel {}#{}: link answers ended: {}", spec_.job(), spec_.channel(),
+                    e.what());
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    stream_broken_ = true;
+    cv_.notify_all();
+  });
+  std::thread watch([&] {
+    rpc::ChannelReply ignored;
+    while (stream.Read(&ignored)) {
+    }
+    link.shut();
+  });
+  uint64_t seq = from;
+  try {
+    for (;;) {
+      std::vector<const channel::Item*> items;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] {
+          return holding_ || gone_ || stream_broken_ || queue_.finished() ||
+                 queue_.next_seq() > seq;
+        });
+        if (holding_ || gone_ || stream_broken_ || queue_.finished()) break;
+        items = queue_.peek_from(std::max(seq, queue_.acknowledged_seq()), kLinkBatchBytes);
+      }
+      // (Unlocked: the reader cannot acknowledge these before it has them, and only an
+      // acknowledgement takes an item out of the queue.)
+      link.send(items);
+      seq = items.back()->seq + 1;
+    }
+  } catch (const std::exception& e) {
+    spdlog::debug("channel {}#{}: link broke: {}", spec_.job(), spec_.channel(), e.what());
+  }
+  bool done = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    done = gone_ || queue_.finished();
+    if (live_) live_->TryCancel();  // the watcher's Read returns
+  }
+  link.shut();  // the acknowledgements' read returns
+  acks.join();
+  watch.join();
+  return done ? StreamEnd::kDone : StreamEnd::kBroken;
 }
 
 // Sends the queue from `from` on while acknowledgements come back on their own thread.

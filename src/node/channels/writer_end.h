@@ -28,6 +28,7 @@
 
 #include "channel/channel_stream.h"
 #include "ferry.grpc.pb.h"
+#include "node/channels/channel_link.h"
 #include "node/channels/reader_end.h"
 #include "util/fd.h"
 
@@ -35,6 +36,9 @@ namespace ferry::node {
 
 struct ChannelLinks {
   std::string node;  // this node
+  // This node's data listener, where the writers of other nodes open channel links ("" for none:
+  // the items go on the ChannelStream).
+  std::string link_address;
   // The stub of a node (throws for a node this one does not know).
   std::function<rpc::Node::Stub&(const std::string&)> stub;
   // Where the other end of a channel runs now, as its job's home and its task's home know it:
@@ -72,6 +76,8 @@ class WriterEnd {
   StreamEnd stream_to(const std::string& node);
   StreamEnd stream_items(grpc::ClientReaderWriter<rpc::ChannelFrame, rpc::ChannelReply>& stream,
                          uint64_t from);
+  StreamEnd send_on_link(grpc::ClientReaderWriter<rpc::ChannelFrame, rpc::ChannelReply>& stream,
+                         LinkSender& link, uint64_t from);
   StreamEnd deliver_here(const std::shared_ptr<ReaderEnd>& reader);
   StreamEnd deliver_items(ReaderEnd& reader, uint64_t generation, uint64_t from);
   // The first answer of a reader (by stream or here): MOVED, GONE, NOT_HERE, or go on (nullopt).
@@ -94,6 +100,7 @@ class WriterEnd {
   bool holding_ = false;
   bool gone_ = false;
   bool stream_broken_ = false;
+  bool link_failed_ = false;             // (the sender's own: the last link could not be opened)
   grpc::ClientContext* live_ = nullptr;  // the stream being sent on, to cancel it
   std::shared_ptr<ReaderEnd> local_;      // the reader's end here being delivered to
   uint64_t local_generation_ = 0;

@@ -105,6 +105,7 @@ void IncomingSessions::accept_stream(UniqueFd sock) {
     for (auto& [id, s] : sessions_)
       if (s->claim_stream(token)) m = s;
     if (!m) {
+      if (node_.channels.link_arrived(token, sock)) return;
       spdlog::warn("page stream with an unknown token refused");
       return;
     }

@@ -1,0 +1,69 @@
+// Frames on a plain TCP connection, each authenticated with an AES-GMAC tag under a key that
+// went over the cluster's mutual TLS: what the page stream (page_stream.h) and a channel's data
+// link (node/channels/channel_link.h) send, because TLS would cap them at a third of what the
+// network carries here (bench/RESULTS.md). Authenticated, not encrypted.
+//
+// A frame: its 24-byte header, `length` bytes of data, and a 16-byte tag over both. The nonce is
+// a connection's generation and the frame's sequence number in its direction (the two
+// directions keep theirs apart with kFromDestination): never the same twice under one key.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "util/error.h"
+
+namespace ferry::transfer {
+
+using Key = std::array<uint8_t, 16>;
+using Token = std::array<uint8_t, 32>;
+
+Key random_key();
+Token random_token();
+
+// The connection failed (reset, closed, silent too long): a lazy phase may reconnect. Anything
+// else a stream throws (a frame that fails authentication, a protocol violation) is final.
+class StreamBroken : public Error {
+ public:
+  explicit StreamBroken(const std::string& message) : Error(Kind::kPeerDown, message) {}
+};
+
+constexpr size_t kTagSize = 16;
+// Sequence numbers of the frames that go back (destination to source, reader to writer).
+constexpr uint64_t kFromDestination = 1ull << 63;
+
+struct FrameHeader {
+  uint64_t addr;
+  uint64_t aux;
+  uint32_t length;
+  uint16_t space;
+  uint16_t flags;
+};
+static_assert(sizeof(FrameHeader) == 24);
+
+// The tags of one direction of one connection.
+class FrameMac {
+ public:
+  FrameMac();
+  ~FrameMac();
+  FrameMac(const FrameMac&) = delete;
+  FrameMac& operator=(const FrameMac&) = delete;
+  // AES-GMAC of the header and the data.
+  void tag(const Key& key, uint32_t generation, uint64_t seq, const FrameHeader& h,
+           const iovec* data, int count, uint8_t out[kTagSize]);
+
+ private:
+  void* ctx_;  // EVP_CIPHER_CTX
+};
+
+bool same_tag(const uint8_t a[kTagSize], const uint8_t b[kTagSize]);  // in constant time
+
+// All of it, or StreamBroken naming `what` ("page stream", "channel link").
+void write_fully(int fd, iovec* iov, int count, const char* what);
+void read_fully(int fd, void* buf, size_t len, const char* what);
+
+}  // namespace ferry::transfer
