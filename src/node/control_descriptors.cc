@@ -3,7 +3,6 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <spdlog/spdlog.h>
@@ -41,16 +40,7 @@ ControlDescriptors::~ControlDescriptors() {
 }
 
 ControlPair ControlDescriptors::make_pair() {
-  int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
-    fail_errno(errno, "socketpair");
-  ControlPair p;
-  p.task_side.reset(sv[0]);
-  p.node_side.reset(sv[1]);
-  struct stat st;
-  if (::fstat(sv[0], &st) != 0) fail_errno(errno, "fstat");
-  p.task_inode = st.st_ino;
-  return p;
+  return make_provided_pair(SOCK_STREAM);
 }
 
 void ControlDescriptors::watch(Descriptor& d, bool on) {

@@ -15,14 +15,12 @@
 #include <thread>
 #include <vector>
 
+#include "node/provided_pair.h"
 #include "util/fd.h"
 
 namespace ferry::node {
 
-struct ControlPair {
-  UniqueFd task_side, node_side;
-  uint64_t task_inode = 0;
-};
+using ControlPair = ProvidedPair;
 
 class ControlDescriptors {
  public:

@@ -1,7 +1,6 @@
 #include "node/channels/message_socket.h"
 
 #include <sys/socket.h>
-#include <sys/stat.h>
 
 #include <algorithm>
 
@@ -38,25 +37,18 @@ void set_int(int fd, int name, int value) {
 }  // namespace
 
 MessagePair make_message_pair(bool writer, uint64_t capacity) {
-  int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
-    fail_errno(errno, "socketpair");
-  MessagePair p;
-  p.task_side.reset(sv[0]);
-  p.node_side.reset(sv[1]);
+  MessagePair p = make_provided_pair(SOCK_SEQPACKET);
+  int task = p.task_side.get(), node = p.node_side.get();
   // One way, as a pipe: the task's reads of a writer's end see the end, its writes into a
   // reader's end fail with EPIPE.
-  if (::shutdown(sv[0], writer ? SHUT_RD : SHUT_WR) != 0) fail_errno(errno, "shutdown");
+  if (::shutdown(task, writer ? SHUT_RD : SHUT_WR) != 0) fail_errno(errno, "shutdown");
   if (writer) {
-    set_int(sv[1], SO_PASSCRED, 1);
+    set_int(node, SO_PASSCRED, 1);
   } else {
     // Room for at least the channel's capacity, and for a message as large as a task may send.
     int bytes = static_cast<int>(std::clamp<uint64_t>(capacity, 1 << 20, 64 << 20));
-    set_int(sv[1], SO_SNDBUFFORCE, bytes);
+    set_int(node, SO_SNDBUFFORCE, bytes);
   }
-  struct stat st;
-  if (::fstat(sv[0], &st) != 0) fail_errno(errno, "fstat");
-  p.task_inode = st.st_ino;
   return p;
 }
 

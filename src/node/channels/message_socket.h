@@ -17,14 +17,12 @@
 #include <string_view>
 #include <vector>
 
+#include "node/provided_pair.h"
 #include "util/fd.h"
 
 namespace ferry::node {
 
-struct MessagePair {
-  UniqueFd task_side, node_side;
-  uint64_t task_inode = 0;
-};
+using MessagePair = ProvidedPair;
 // `writer`: the task writes into the channel through it. `capacity`: the channel's, which sizes
 // the node's send buffer (a reader's socket holds about as much as its queue).
 MessagePair make_message_pair(bool writer, uint64_t capacity);
