@@ -3,7 +3,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -108,9 +107,10 @@ LinkItem LinkReceiver::next() {
   return item;
 }
 
-bool LinkReceiver::more_waiting() {
-  int n = 0;
-  return ::ioctl(sock_.get(), FIONREAD, &n) == 0 && n > 0;
+bool LinkReceiver::wait_readable(int timeout_ms) {
+  pollfd p{sock_.get(), POLLIN, 0};
+  int r = ::poll(&p, 1, timeout_ms);
+  return r != 0;  // (an error: next() says what)
 }
 
 void LinkReceiver::reply(rpc::ChannelReply::Kind kind, uint64_t next_seq) {

@@ -53,7 +53,7 @@ class LinkReceiver {
  public:
   LinkReceiver(UniqueFd sock, const transfer::Key& key);
   LinkItem next();      // blocks; throws StreamBroken, or Error for a frame that fails its tag
-  bool more_waiting();  // another frame's bytes are there already (answer once per batch)
+  bool wait_readable(int timeout_ms);  // something came (or the link ended) within the time
   void reply(rpc::ChannelReply::Kind kind, uint64_t next_seq);
   void shut();
 

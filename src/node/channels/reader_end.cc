@@ -19,6 +19,9 @@ namespace {
 
 // How long a writer that comes while a migration holds this end waits for it to settle.
 constexpr auto kHeldWait = std::chrono::seconds(2);
+// On a link: how many items, and how long a quiet link, before an acknowledgement.
+constexpr uint64_t kAckItems = 1024;
+constexpr int kQuietAckMs = 2;
 
 rpc::ChannelReply reply_of(rpc::ChannelReply::Kind kind, uint64_t seq = 0,
                            const std::string& node = "") {
@@ -171,20 +174,34 @@ void ReaderEnd::serve_link(grpc::ServerContext& ctx, ChannelServerStream& stream
     }
     receiver.shut();
   });
+  // Acknowledgements are not on the way of the data: one per quarter of the channel's capacity
+  // (at most 1 MiB) or 1024 items, at the end, and once the link has been quiet for a moment.
+  const uint64_t ack_bytes = std::min<uint64_t>(spec_.capacity() / 4, 1 << 20);
+  uint64_t unacked_items = 0, unacked_bytes = 0;
+  auto acknowledge = [&] {
+    uint64_t next;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      next = receiver_.next_seq();
+    }
+    receiver.reply(rpc::ChannelReply::ACK, next);
+    unacked_items = unacked_bytes = 0;
+  };
   try {
     for (;;) {
+      if (unacked_items > 0 && !receiver.wait_readable(kQuietAckMs)) {
+        acknowledge();
+        continue;
+      }
       LinkItem item = receiver.next();
-      Delivery d = deliver(item.seq, item.kind == channel::Item::Kind::kEnd,
-                           item.kind == channel::Item::Kind::kMarker, item.data, generation);
+      bool end = item.kind == channel::Item::Kind::kEnd;
+      Delivery d =
+          deliver(item.seq, end, item.kind == channel::Item::Kind::kMarker, item.data, generation);
       if (d == Delivery::kGone) receiver.reply(rpc::ChannelReply::GONE, 0);
       if (d != Delivery::kDone) break;
-      if (receiver.more_waiting()) continue;  // one answer for what came at once
-      uint64_t next;
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        next = receiver_.next_seq();
-      }
-      receiver.reply(rpc::ChannelReply::ACK, next);
+      unacked_items++;
+      unacked_bytes += item.data.size();
+      if (end || unacked_bytes >= ack_bytes || unacked_items >= kAckItems) acknowledge();
     }
   } catch (const std::exception& e) {
     spdlog::debug("channel {}#{}: link ended: {}", spec_.job(), spec_.channel(), e.what());

@@ -128,13 +128,43 @@ void WriterEnd::pump() {
     }
     ssize_t n = ::read(pipe_.get(), buf.data(), want);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     if (n > 0)
       queue_.append_bytes(std::string_view(buf.data(), static_cast<size_t>(n)));
     else
       queue_.close();  // the task closed its end (or ended): the reader sees the end
     cv_.notify_all();
+    push_on_link(lock);
     if (n <= 0) return;
+  }
+}
+
+// On a live link the thread that appended sends too (one thread less between the task's write
+// and the wire), unless another is sending already; what comes meanwhile waits for the next.
+void WriterEnd::push_on_link(std::unique_lock<std::mutex>& lock) {
+  while (link_ && !link_sending_ && !holding_ && !stream_broken_ &&
+         queue_.next_seq() > link_next_) {
+    link_sending_ = true;
+    std::vector<const channel::Item*> items =
+        queue_.peek_from(std::max(link_next_, queue_.acknowledged_seq()), kLinkBatchBytes);
+    LinkSender* link = link_;
+    lock.unlock();
+    bool sent = true;
+    try {
+      // (Unlocked: the reader cannot acknowledge these before it has them, and only an
+      // acknowledgement takes an item out of the queue.)
+      link->send(items);
+    } catch (const std::exception& e) {
+      spdlog::debug("channel {}#{}: link broke: {}", spec_.job(), spec_.channel(), e.what());
+      sent = false;
+    }
+    lock.lock();
+    link_sending_ = false;
+    if (sent)
+      link_next_ = items.back()->seq + 1;
+    else
+      stream_broken_ = true;
+    cv_.notify_all();
   }
 }
 
@@ -173,6 +203,7 @@ void WriterEnd::pump_messages() {
     cv_.wait(lock, [&] { return holding_ || gone_ || placed(); });
     if (!appended && holding_) queue_.append_past_capacity(message);
     cv_.notify_all();
+    push_on_link(lock);
   }
 }
 
@@ -403,30 +434,21 @@ WriterEnd::StreamEnd WriterEnd::send_on_link(
     }
     link.shut();
   });
-  uint64_t seq = from;
-  try {
-    for (;;) {
-      std::vector<const channel::Item*> items;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] {
-          return holding_ || gone_ || stream_broken_ || queue_.finished() ||
-                 queue_.next_seq() > seq;
-        });
-        if (holding_ || gone_ || stream_broken_ || queue_.finished()) break;
-        items = queue_.peek_from(std::max(seq, queue_.acknowledged_seq()), kLinkBatchBytes);
-      }
-      // (Unlocked: the reader cannot acknowledge these before it has them, and only an
-      // acknowledgement takes an item out of the queue.)
-      link.send(items);
-      seq = items.back()->seq + 1;
-    }
-  } catch (const std::exception& e) {
-    spdlog::debug("channel {}#{}: link broke: {}", spec_.job(), spec_.channel(), e.what());
-  }
   bool done = false;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
+    link_ = &link;
+    link_next_ = from;
+    for (;;) {
+      cv_.wait(lock, [&] {
+        return holding_ || gone_ || stream_broken_ || queue_.finished() ||
+               (!link_sending_ && queue_.next_seq() > link_next_);
+      });
+      if (holding_ || gone_ || stream_broken_ || queue_.finished()) break;
+      push_on_link(lock);
+    }
+    link_ = nullptr;
+    cv_.wait(lock, [&] { return !link_sending_; });  // (the pump may be sending on it)
     done = gone_ || queue_.finished();
     if (live_) live_->TryCancel();  // the watcher's Read returns
   }

@@ -78,6 +78,8 @@ class WriterEnd {
                          uint64_t from);
   StreamEnd send_on_link(grpc::ClientReaderWriter<rpc::ChannelFrame, rpc::ChannelReply>& stream,
                          LinkSender& link, uint64_t from);
+  // With mu_ held (by `lock`): what is not sent yet goes on the live link.
+  void push_on_link(std::unique_lock<std::mutex>& lock);
   StreamEnd deliver_here(const std::shared_ptr<ReaderEnd>& reader);
   StreamEnd deliver_items(ReaderEnd& reader, uint64_t generation, uint64_t from);
   // The first answer of a reader (by stream or here): MOVED, GONE, NOT_HERE, or go on (nullopt).
@@ -101,6 +103,9 @@ class WriterEnd {
   bool gone_ = false;
   bool stream_broken_ = false;
   bool link_failed_ = false;             // (the sender's own: the last link could not be opened)
+  LinkSender* link_ = nullptr;           // the live link (send_on_link() owns it)
+  uint64_t link_next_ = 0;               // the first item not sent on it yet
+  bool link_sending_ = false;            // a thread sends on it now
   grpc::ClientContext* live_ = nullptr;  // the stream being sent on, to cancel it
   std::shared_ptr<ReaderEnd> local_;      // the reader's end here being delivered to
   uint64_t local_generation_ = 0;
