@@ -309,8 +309,9 @@ rpc::ChannelHandoff ReaderEnd::hold(pid_t pid) {
     if (pipe_) {
       // In the socket before those still waiting to go in.
       std::vector<std::string> taken = take_unread_messages(pid, task_inode_);
-      spdlog::info("channel {}#{}: {} messages task {} had not read go along", spec_.job(),
-                   spec_.channel(), taken.size() + unread_.size(), task_id_);
+      if (!taken.empty() || !unread_.empty())
+        spdlog::info("channel {}#{}: {} messages task {} had not read go along", spec_.job(),
+                     spec_.channel(), taken.size() + unread_.size(), task_id_);
       unread_.insert(unread_.begin(), std::make_move_iterator(taken.begin()),
                      std::make_move_iterator(taken.end()));
     } else {

@@ -312,7 +312,7 @@ WriterEnd::StreamEnd WriterEnd::deliver_items(ReaderEnd& reader, uint64_t genera
                                               uint64_t from) {
   uint64_t seq = from;
   for (;;) {
-    std::vector<channel::Item> items;
+    std::vector<const channel::Item*> items;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] {
@@ -320,9 +320,11 @@ WriterEnd::StreamEnd WriterEnd::deliver_items(ReaderEnd& reader, uint64_t genera
       });
       if (holding_ || gone_ || local_stopped_) return gone_ ? StreamEnd::kDone : StreamEnd::kBroken;
       if (queue_.finished()) return StreamEnd::kDone;
-      items = queue_.items_from(std::max(seq, queue_.acknowledged_seq()), kFrameBytes);
+      // (In place: only this thread acknowledges what it delivers, so they stay where they are.)
+      items = queue_.peek_from(std::max(seq, queue_.acknowledged_seq()), kFrameBytes);
     }
-    for (const channel::Item& item : items) {
+    for (const channel::Item* p : items) {
+      const channel::Item& item = *p;
       ReaderEnd::Delivery d =
           reader.deliver(item.seq, item.kind == channel::Item::Kind::kEnd,
                          item.kind == channel::Item::Kind::kMarker, item.data, generation);
