@@ -19,6 +19,8 @@ void add_wait(CLI::App& app);
 void add_migrate(CLI::App& app);
 // Jobs of tasks connected by channels (cmd_job.cc).
 void add_job(CLI::App& app);
+// Snapshots of jobs (cmd_snapshot.cc).
+void add_snapshot(CLI::App& app);
 
 // `ferry wait` of a task that is lost (gone without an exit status).
 constexpr int kLostStatus = 125;

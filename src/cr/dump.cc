@@ -137,6 +137,17 @@ void FrozenProcess::dump_pages(image::PageSink& sink, const PageSelection& selec
   stats.set_remote_syscalls(tracee_->remote_syscall_count());
 }
 
+std::unique_ptr<HeldCopy> FrozenProcess::fork_copy() {
+  pid_t child = tracee_->fork_held_copy();
+  auto copy = std::make_unique<HeldCopy>(child);
+  tracee_->undo_injection();
+  return copy;
+}
+
+void FrozenProcess::read_pages_from(const HeldCopy& copy) {
+  ctx_->read_memory_of(copy.pid());
+}
+
 UniqueFd FrozenProcess::make_userfaultfd(int flags) {
   long fd = tracee_->syscall(SYS_userfaultfd, {flags});
   if (fd < 0) fail_errno(static_cast<int>(-fd), "userfaultfd in process {}", pid_);

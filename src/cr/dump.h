@@ -9,6 +9,7 @@
 #include <memory>
 
 #include "cr/pages.h"
+#include "cr/ptrace/held_copy.h"
 #include "cr/ptrace/tracee.h"
 #include "image.pb.h"
 #include "image/page_sink.h"
@@ -30,6 +31,10 @@ class FrozenProcess {
   // The page contents (private memory, shared memory, unlinked files), into sink. Fills the
   // page runs of the image. `selection` says which anonymous pages go now.
   void dump_pages(image::PageSink& sink, const PageSelection& selection = {});
+  // A copy of the process to read its memory from once the process itself runs on (a snapshot:
+  // fork_held_copy()); dump_pages() then reads the copy. The process must still be held.
+  std::unique_ptr<HeldCopy> fork_copy();
+  void read_pages_from(const HeldCopy& copy);
   // A userfaultfd of the process (made by an injected call, so that it watches this process's
   // memory), handed to ferry and closed in the process again: the process never sees it.
   UniqueFd make_userfaultfd(int flags);

@@ -1,9 +1,11 @@
 #include "cr/dump_context.h"
 
+#include <fcntl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "util/error.h"
+#include "util/proc.h"
 
 namespace ferry::cr {
 
@@ -36,6 +38,23 @@ UniqueFd DumpContext::steal_fd(int num) {
   UniqueFd fd(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd_.get(), num, 0)));
   if (!fd) fail_errno(errno, "cannot reach fd {} of process {}", num, pid());
   return fd;
+}
+
+void DumpContext::read_memory(uint64_t addr, void* data, size_t len) {
+  if (!memory_pid_) return tracee().read_memory(addr, data, len);
+  if (!copy_mem_) {
+    copy_mem_.reset(::open(proc::path(memory_pid_, "mem").c_str(), O_RDONLY | O_CLOEXEC));
+    if (!copy_mem_) fail_errno(errno, "cannot open memory of {}", memory_pid_);
+  }
+  char* p = static_cast<char*>(data);
+  while (len) {
+    ssize_t n = ::pread(copy_mem_.get(), p, len, static_cast<off_t>(addr));
+    if (n <= 0)
+      fail_errno(n < 0 ? errno : EIO, "cannot read memory of {} at 0x{:x}", memory_pid_, addr);
+    p += n;
+    addr += static_cast<uint64_t>(n);
+    len -= static_cast<size_t>(n);
+  }
 }
 
 void DumpContext::finish() {

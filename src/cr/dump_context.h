@@ -47,6 +47,15 @@ class DumpContext {
   // Runs a syscall in the process whose output lands in scratch; copies `len` bytes back.
   long syscall_out(long nr, SyscallArgs args, void* out, size_t len);
 
+  // Whose memory the pages are read from: the process's, or (a snapshot) a held copy's.
+  pid_t memory_pid() const { return memory_pid_ ? memory_pid_ : pid_; }
+  void read_memory_of(pid_t copy) {
+    memory_pid_ = copy;
+    copy_mem_.reset();
+  }
+  // Memory via /proc/PID/mem (which reaches what process_vm_readv refuses), of memory_pid().
+  void read_memory(uint64_t addr, void* data, size_t len);
+
   // A descriptor of ours referring to the same open file as the process's fd `num`.
   UniqueFd steal_fd(int num);
 
@@ -67,6 +76,8 @@ class DumpContext {
   PageSelection selection_;
   std::optional<RemoteMapping> scratch_;
   UniqueFd pidfd_;
+  pid_t memory_pid_ = 0;
+  UniqueFd copy_mem_;
 };
 
 }  // namespace ferry::cr

@@ -92,7 +92,7 @@ void read_spans(DumpContext& ctx, const std::vector<Span>& spans, char* buf, boo
     // process_vm_readv refuses PROT_NONE/write-only memory; /proc/PID/mem reaches it.
     char* p = buf;
     for (auto& s : spans) {
-      ctx.tracee().read_memory(s.addr, p, s.npages * kPage);
+      ctx.read_memory(s.addr, p, s.npages * kPage);
       p += s.npages * kPage;
     }
     return;
@@ -101,9 +101,9 @@ void read_spans(DumpContext& ctx, const std::vector<Span>& spans, char* buf, boo
   std::vector<iovec> remote;
   remote.reserve(spans.size());
   for (auto& s : spans) remote.push_back({reinterpret_cast<void*>(s.addr), s.npages * kPage});
-  ssize_t n = ::process_vm_readv(ctx.pid(), &local, 1, remote.data(), remote.size(), 0);
+  ssize_t n = ::process_vm_readv(ctx.memory_pid(), &local, 1, remote.data(), remote.size(), 0);
   if (n != static_cast<ssize_t>(total))
-    fail_errno(n < 0 ? errno : EFAULT, "cannot read memory of process {} at {:x}", ctx.pid(),
+    fail_errno(n < 0 ? errno : EFAULT, "cannot read memory of process {} at {:x}", ctx.memory_pid(),
                spans.front().addr);
 }
 
@@ -131,8 +131,8 @@ bool is_zero_page(const void* page) {
 }
 
 void dump_private_pages(DumpContext& ctx, image::Memory* m) {
-  UniqueFd pagemap(::open(proc::path(ctx.pid(), "pagemap").c_str(), O_RDONLY | O_CLOEXEC));
-  if (!pagemap) fail_errno(errno, "cannot open pagemap of {}", ctx.pid());
+  UniqueFd pagemap(::open(proc::path(ctx.memory_pid(), "pagemap").c_str(), O_RDONLY | O_CLOEXEC));
+  if (!pagemap) fail_errno(errno, "cannot open pagemap of {}", ctx.memory_pid());
   // Two buffers in turn: one is read into and written while the other is still being hashed.
   const uint64_t batch_bytes = std::min(ctx.pages().batch_bytes(), kMaxBufferBytes);
   Mapping buffers[2] = {Mapping::anonymous(batch_bytes, true),
@@ -173,7 +173,7 @@ void dump_private_pages(DumpContext& ctx, image::Memory* m) {
         ssize_t got =
             ::pread(pagemap.get(), entries.data(), n * 8, static_cast<off_t>(addr / kPage * 8));
         if (got != static_cast<ssize_t>(n * 8))
-          fail_errno(errno, "cannot read pagemap of {}", ctx.pid());
+          fail_errno(errno, "cannot read pagemap of {}", ctx.memory_pid());
         for (uint64_t i = 0; i < n; i++) {
           uint64_t e = entries[i];
           bool in_memory = pagemap::holds_data(e);  // (a guard page holds none: memory_map.cc)

@@ -55,7 +55,11 @@ void create_key_file(int dirfd, const std::string& name, const std::string& path
   std::string secret(kSecretSize, '\0');
   if (RAND_bytes(reinterpret_cast<uint8_t*>(secret.data()), static_cast<int>(secret.size())) != 1)
     fail("no randomness for an image key");
-  std::string tmp = fmt::format(".{}.{}.tmp", name, ::getpid());
+  // (A random name: threads, or processes of other PID namespaces with the same pid, may make
+  // the key at once; the first link wins.)
+  uint64_t nonce = 0;
+  RAND_bytes(reinterpret_cast<uint8_t*>(&nonce), sizeof nonce);
+  std::string tmp = fmt::format(".{}.{:016x}.tmp", name, nonce);
   UniqueFd fd(::openat(dirfd, tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                        0600));
   if (!fd) fail_errno(errno, "cannot create image key {}", path);

@@ -55,6 +55,8 @@ Faults Faults::from_env() {
       f.lose_commit_reply = true;
     else if (name == "unreachable-channel-links")
       f.unreachable_channel_links = true;
+    else if (name == "snapshot-drop-recorded")
+      f.snapshot_drop_recorded = true;
   }
   return f;
 }
@@ -99,7 +101,22 @@ Daemon::Daemon(NodeConfig cfg)
            [this](const std::string& id, int sig) { kill(id, sig); },
            [this](const std::string& id) { return locate(id); },
            [this](const rpc::TaskInfo& t) { announce_arrival(t); }},
-      incoming_(ctx_) {}
+      incoming_(ctx_),
+      snapshots_(SnapshotParticipant::Env{
+          cfg_.name, cfg_.state_dir + "/snapshots", &channels_,
+          [this](const std::string& id) { return tasks_.get(id); },
+          [this](const std::string& n) -> rpc::Node::Stub& { return node_stub(n); },
+          [this](pid_t pid) { tasks_.hold(pid); }, [this](pid_t pid) { tasks_.unhold(pid); }}),
+      coordinator_(SnapshotCoordinator::Env{
+          cfg_.name, cfg_.state_dir + "/snapshots",
+          [this](const std::string& ref) { return home_job(ref); },
+          [this](const std::string& id) { return locate(id); }, [this] { return nodes_up(); },
+          [this](const std::string& n) -> rpc::Node::Stub& { return node_stub(n); },
+          faults_.snapshot_drop_recorded}) {
+  channels_.set_snapshot_hooks(
+      [this](ReaderEnd& end, uint64_t marker) { snapshots_.on_marker(end, marker); },
+      [this](const std::string& task_id) { snapshots_.on_hold(task_id); });
+}
 
 Daemon::~Daemon() {
   stopping_ = true;

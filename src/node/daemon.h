@@ -35,6 +35,8 @@
 #include "node/migration/node_context.h"
 #include "node/peers.h"
 #include "node/relay.h"
+#include "node/snapshots/coordinator.h"
+#include "node/snapshots/participant.h"
 #include "node/tasks.h"
 #include "util/fd.h"
 
@@ -93,6 +95,15 @@ class Daemon {
   std::string resolve(const std::string& ref);
   ChannelEnds& channels() { return channels_; }
 
+  // --- snapshots (daemon_snapshots.cc) -------------------------------------------------------
+  // Takes a snapshot of a job wherever its home is.
+  rpc::SnapshotReport snapshot(const rpc::SnapshotRequest& req);
+  SnapshotCoordinator& coordinator() { return coordinator_; }
+  SnapshotParticipant& snapshot_part() { return snapshots_; }
+  // Every node's reports (or this node's).
+  std::vector<rpc::SnapshotReport> snapshots(const rpc::SnapshotsRequest& req);
+  void remove_snapshot(const rpc::SnapshotRemoveRequest& req);
+
  private:
   std::string home_of(const std::string& id) const;
   uint64_t deliver_output(const std::string& task, const std::string& home, uint64_t offset,
@@ -130,6 +141,9 @@ class Daemon {
   // A task's request on its control descriptor (task_requests.cc).
   void on_control_request(const std::string& task_id, const std::string& line);
   std::string node_with_label(const std::string& key, const std::string& value);
+  std::string snapshot_for_task(const std::string& task_id);
+  rpc::JobInfo home_job(const std::string& ref);  // a job homed here (throws otherwise)
+  std::vector<std::string> nodes_up();            // this one and the peers up
   std::optional<std::string> locate_channel_peer(const rpc::ChannelEnd& e);
   rpc::Node::Stub& node_stub(const std::string& node);  // a peer's, or this node's own
 
@@ -156,6 +170,8 @@ class Daemon {
   ServingSessions serving_;
   NodeContext ctx_;
   IncomingSessions incoming_;
+  SnapshotParticipant snapshots_;
+  SnapshotCoordinator coordinator_;
 
   // Exits ferry-init reports, handled by the reaper thread (never on the link's own thread,
   // which must stay free to carry ferry-init's answers).
@@ -171,5 +187,18 @@ class Daemon {
   UniqueFd data_listener_;
   std::vector<std::thread> threads_;
 };
+
+// Asks every peer up (2 s each); one that does not answer is left out.
+template <typename Reply>
+void Daemon::ask_every_peer(
+    const std::function<grpc::Status(rpc::Node::Stub&, grpc::ClientContext*, Reply*)>& call,
+    const std::function<void(const Reply&)>& take) {
+  for (auto& peer : peers_.names()) {
+    if (!peers_.up(peer)) continue;
+    Reply r;
+    auto ctx = deadline_ms(2000);
+    if (call(peers_.stub(peer), ctx.get(), &r).ok()) take(r);
+  }
+}
 
 }  // namespace ferry::node

@@ -159,19 +159,6 @@ rpc::JobInfo Daemon::run_job(const rpc::RunJobRequest& req) {
   return job;
 }
 
-// Asks every peer up (2 s each); one that does not answer is left out.
-template <typename Reply>
-void Daemon::ask_every_peer(
-    const std::function<grpc::Status(rpc::Node::Stub&, grpc::ClientContext*, Reply*)>& call,
-    const std::function<void(const Reply&)>& take) {
-  for (auto& peer : peers_.names()) {
-    if (!peers_.up(peer)) continue;
-    Reply r;
-    auto ctx = deadline_ms(2000);
-    if (call(peers_.stub(peer), ctx.get(), &r).ok()) take(r);
-  }
-}
-
 std::vector<rpc::JobInfo> Daemon::jobs(const std::string& ref, bool local_only) {
   std::vector<rpc::JobInfo> out = jobs_.find(ref);
   if (local_only) return out;

@@ -11,6 +11,7 @@ struct Faults {
   bool slow_stream = false;              // source: the page stream pauses between frames
   bool lose_commit_reply = false;        // destination: commits, then is unreachable for 3 s
   bool unreachable_channel_links = false;  // reader: offers channel links where none can connect
+  bool snapshot_drop_recorded = false;     // job home: its snapshots' recordings lose a message
   static Faults from_env();
 };
 

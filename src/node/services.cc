@@ -109,6 +109,30 @@ class ControlService final : public rpc::Control::Service {
                        rpc::ResolveReply* reply) override {
     return guarded([&] { reply->set_task_id(d_.resolve(req->ref())); });
   }
+  grpc::Status Snapshot(grpc::ServerContext*, const rpc::SnapshotRequest* req,
+                        rpc::SnapshotReply* reply) override {
+    return guarded([&] {
+      rpc::SnapshotRequest asked = *req;
+      asked.set_initiator("operator");
+      *reply->mutable_report() = d_.snapshot(asked);
+    });
+  }
+  grpc::Status Snapshots(grpc::ServerContext*, const rpc::SnapshotsRequest* req,
+                         rpc::SnapshotsReply* reply) override {
+    return guarded([&] {
+      rpc::SnapshotsRequest all = *req;
+      all.set_local_only(false);
+      for (auto& r : d_.snapshots(all)) *reply->add_snapshots() = r;
+    });
+  }
+  grpc::Status SnapshotRemove(grpc::ServerContext*, const rpc::SnapshotRemoveRequest* req,
+                              rpc::Ack*) override {
+    return guarded([&] {
+      rpc::SnapshotRemoveRequest all = *req;
+      all.set_local_only(false);
+      d_.remove_snapshot(all);
+    });
+  }
 
  private:
   Daemon& d_;
@@ -208,6 +232,42 @@ class NodeService final : public rpc::Node::Service {
                             rpc::ChannelStatsReply* reply) override {
     return guarded([&] {
       for (auto& s : d_.channel_stats(req->job(), true)) *reply->add_ends() = s;
+    });
+  }
+  grpc::Status Snapshot(grpc::ServerContext*, const rpc::SnapshotRequest* req,
+                        rpc::SnapshotReply* reply) override {
+    return guarded([&] { *reply->mutable_report() = d_.coordinator().take(*req); });
+  }
+  grpc::Status SnapshotBegin(grpc::ServerContext*, const rpc::SnapshotBeginRequest* req,
+                             rpc::Ack*) override {
+    return guarded([&] { d_.snapshot_part().begin(*req); });
+  }
+  grpc::Status RecordTask(grpc::ServerContext*, const rpc::RecordTaskRequest* req,
+                          rpc::Ack*) override {
+    return guarded([&] { d_.snapshot_part().record(req->marker(), req->task_id()); });
+  }
+  grpc::Status SnapshotPart(grpc::ServerContext*, const rpc::SnapshotPartRequest* req,
+                            rpc::Ack*) override {
+    return guarded([&] { d_.coordinator().part(*req); });
+  }
+  grpc::Status SnapshotEnd(grpc::ServerContext*, const rpc::SnapshotEndRequest* req,
+                           rpc::Ack*) override {
+    return guarded([&] { d_.snapshot_part().end(req->marker()); });
+  }
+  grpc::Status Snapshots(grpc::ServerContext*, const rpc::SnapshotsRequest* req,
+                         rpc::SnapshotsReply* reply) override {
+    return guarded([&] {
+      rpc::SnapshotsRequest local = *req;
+      local.set_local_only(true);
+      for (auto& r : d_.snapshots(local)) *reply->add_snapshots() = r;
+    });
+  }
+  grpc::Status SnapshotRemove(grpc::ServerContext*, const rpc::SnapshotRemoveRequest* req,
+                              rpc::Ack*) override {
+    return guarded([&] {
+      rpc::SnapshotRemoveRequest local = *req;
+      local.set_local_only(true);
+      d_.remove_snapshot(local);
     });
   }
 

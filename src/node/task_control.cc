@@ -57,13 +57,18 @@ ControlRequest parse_control_request(std::string_view line) {
   if (line.size() > kMaxControlLine)
     fail_as(Error::Kind::kBadInput, "a request of more than {} bytes", kMaxControlLine);
   std::vector<std::string> words = proc::split_ws(line);
-  if (words.empty()) fail_as(Error::Kind::kBadInput, "an empty request (migrate, where)");
+  if (words.empty()) fail_as(Error::Kind::kBadInput, "an empty request (migrate, where, snapshot)");
   if (words[0] == "where") {
     if (words.size() > 1) fail_as(Error::Kind::kBadInput, "where takes nothing more");
     return WhereRequest{};
   }
+  if (words[0] == "snapshot") {
+    if (words.size() > 1) fail_as(Error::Kind::kBadInput, "snapshot takes nothing more");
+    return SnapshotRequestLine{};
+  }
   if (words[0] == "migrate") return parse_move(words);
-  fail_as(Error::Kind::kBadInput, "unknown request '{}' (migrate, where)", printable(words[0]));
+  fail_as(Error::Kind::kBadInput, "unknown request '{}' (migrate, where, snapshot)",
+          printable(words[0]));
 }
 
 // (printable() escapes what could break the line.)
@@ -72,6 +77,9 @@ std::string reply_ok(const std::string& node) {
 }
 std::string reply_at(const std::string& node) {
   return "at " + printable(node) + "\n";
+}
+std::string reply_snapshot(const std::string& id) {
+  return "ok " + printable(id) + "\n";
 }
 std::string reply_refused(const std::string& reason) {
   return "refused " + printable(reason) + "\n";

@@ -5,6 +5,8 @@
 //   migrate label=KEY=VALUE [strategy=S]                     (to a node that carries the label)
 //                                     ->  refused REASON     (it keeps running where it was)
 //   where                             ->  at NODE
+//   snapshot                          ->  ok SNAPSHOT_ID     (a snapshot of its job, started
+//                                                            at it, once it is complete)
 //
 // This is the language only; the node that serves the descriptor comes with the rest of the
 // issue.
@@ -23,7 +25,8 @@ struct MoveRequest {
   std::string strategy;  // "" for the default
 };
 struct WhereRequest {};
-using ControlRequest = std::variant<MoveRequest, WhereRequest>;
+struct SnapshotRequestLine {};
+using ControlRequest = std::variant<MoveRequest, WhereRequest, SnapshotRequestLine>;
 
 // The most a request line may hold.
 constexpr size_t kMaxControlLine = 4096;
@@ -35,6 +38,7 @@ ControlRequest parse_control_request(std::string_view line);
 // The replies, each one line with its newline; a reason is made printable and kept on one line.
 std::string reply_ok(const std::string& node);
 std::string reply_at(const std::string& node);
+std::string reply_snapshot(const std::string& id);
 std::string reply_refused(const std::string& reason);
 
 }  // namespace ferry::node

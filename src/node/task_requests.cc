@@ -21,12 +21,28 @@ std::string Daemon::node_with_label(const std::string& key, const std::string& v
   fail_as(Error::Kind::kRefused, "no other node up carries the label {}={}", key, value);
 }
 
+// A snapshot of the task's job, started at the task: "ok ID" once it is complete.
+std::string Daemon::snapshot_for_task(const std::string& task_id) {
+  std::optional<LocalTask> t = tasks_.get(task_id);
+  if (!t || t->info.job().empty()) fail_as(Error::Kind::kRefused, "the task is not part of a job");
+  rpc::SnapshotRequest req;
+  req.set_job(t->info.job());
+  req.set_from_task(t->info.name().substr(t->info.name().find('/') + 1));
+  req.set_initiator("task " + req.from_task());
+  rpc::SnapshotReport r = snapshot(req);
+  if (r.state() != "complete")
+    fail_as(Error::Kind::kRefused, "snapshot {} failed: {}", r.id(), r.reason());
+  return reply_snapshot(r.id());
+}
+
 void Daemon::on_control_request(const std::string& task_id, const std::string& line) {
   std::string answer;
   try {
     ControlRequest request = parse_control_request(line);
     if (std::holds_alternative<WhereRequest>(request)) {
       answer = reply_at(name());
+    } else if (std::holds_alternative<SnapshotRequestLine>(request)) {
+      answer = snapshot_for_task(task_id);
     } else {
       const MoveRequest& move = std::get<MoveRequest>(request);
       rpc::MigrateRequest req;

@@ -41,7 +41,7 @@ TEST(ControlTest, ATaskMovesItselfToANodeAndToALabelAndIsToldWhenItCannot) {
             "migrate to=nowhere -> refused unknown node 'nowhere'\n"
             "migrate label=gpu=1 -> refused no other node up carries the label gpu=1\n"
             "migrate to=node3 -> refused the task runs on node3 already\n"
-            "jump -> refused unknown request 'jump' (migrate, where)\n"
+            "jump -> refused unknown request 'jump' (migrate, where, snapshot)\n"
             "where -> at node3\n");
   nlohmann::json t = c.task(id);
   EXPECT_EQ(t.value("node", ""), "node3") << t.dump();

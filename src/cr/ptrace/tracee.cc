@@ -315,6 +315,15 @@ long crash_at_syscall() {
 // Waits for the next syscall stop (entry or exit) of an injected call.
 void Tracee::wait_syscall_stop(long nr, const char* where) {
   int st = wait_for_change(pid_, kSyscallTimeoutMs);
+  // An injected fork (fork_held_copy()) stops once more on its way out, to say who its child is.
+  if (WIFSTOPPED(st) && (st >> 16) == PTRACE_EVENT_FORK) {
+    unsigned long child = 0;
+    ptrace_call(PTRACE_GETEVENTMSG, pid_, nullptr, &child);
+    forked_child_ = static_cast<pid_t>(child);
+    if (ptrace_call(PTRACE_SYSCALL, pid_, nullptr, nullptr) != 0)
+      fail_errno(errno, "cannot resume process {} in a fork", pid_);
+    st = wait_for_change(pid_, kSyscallTimeoutMs);
+  }
   if (WIFEXITED(st) || WIFSIGNALED(st)) {
     saw_end(st);
     throw ProcessEnded(

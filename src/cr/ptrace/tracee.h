@@ -108,6 +108,12 @@ class Tracee {
   // the process run with whatever state it had).
   void undo_injection();
 
+  // A copy of the process made by an injected fork (held_copy.cc): the same memory, copy on
+  // write, held stopped by the calling thread before it runs a single instruction, and set up so
+  // that, were it ever let go, it would only exit. Its parent is the process's own parent (which
+  // sees no child of its own appear). Returns its pid; the caller owns it (HeldCopy).
+  pid_t fork_held_copy();
+
   // PTRACE_O_EXITKILL from now on: if ferry dies, the kernel kills the process.
   void kill_on_tracer_exit();
   // The exit status, when a wait of ours saw the process end (0..255, or 128+N for signal N).
@@ -136,6 +142,7 @@ class Tracee {
   pid_t pid_ = -1;
   bool attached_ = false;
   unsigned long options_ = 0;
+  pid_t forked_child_ = 0;  // what a PTRACE_EVENT_FORK during an injected call reported
   std::optional<int> exit_code_;
   user_regs_struct stopped_regs_{};
   bool regs_changed_ = false;

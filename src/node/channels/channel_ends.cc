@@ -60,6 +60,7 @@ void ChannelEnds::start(const std::string& task_id, const ChannelEndSpecs& ends,
     } else {
       auto r = std::make_shared<ReaderEnd>(e, task_id, links_.node, std::move(fd), task_inode,
                                            handoff_of(e));
+      if (marker_hook_) r->set_marker_hook(marker_hook_);
       readers_[key_of(e)] = r;
       mine.readers.push_back(std::move(r));
     }
@@ -77,7 +78,48 @@ void ChannelEnds::check_movable(const std::string& task_id, pid_t pid) {
   for (auto& r : readers) r->check_movable(pid);
 }
 
+void ChannelEnds::set_snapshot_hooks(ReaderEnd::MarkerHook hook,
+                                     std::function<void(const std::string&)> on_hold) {
+  std::lock_guard<std::mutex> lock(mu_);
+  marker_hook_ = std::move(hook);
+  on_hold_ = std::move(on_hold);
+}
+
+std::vector<rpc::ChannelCut> ChannelEnds::cut(const std::string& task_id, pid_t pid,
+                                              uint64_t marker,
+                                              std::vector<std::shared_ptr<ReaderEnd>>* ended) {
+  Ends ends;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = by_task_.find(task_id);
+    if (it != by_task_.end()) ends = it->second;
+  }
+  std::vector<rpc::ChannelCut> out;
+  for (auto& w : ends.writers) out.push_back(w->cut(marker));
+  for (auto& r : ends.readers) {
+    bool done = false;
+    out.push_back(r->start_recording(marker, pid, &done));
+    if (done) ended->push_back(r);
+  }
+  return out;
+}
+
+void ChannelEnds::drop_recordings(uint64_t marker) {
+  std::vector<std::shared_ptr<ReaderEnd>> readers;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [key, r] : readers_) readers.push_back(r);
+  }
+  for (auto& r : readers) r->finish_recording(marker);
+}
+
 std::vector<rpc::ChannelHandoff> ChannelEnds::hold(const std::string& task_id, pid_t pid) {
+  std::function<void(const std::string&)> on_hold;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    on_hold = on_hold_;
+  }
+  if (on_hold) on_hold(task_id);
   Ends ends;
   {
     std::lock_guard<std::mutex> lock(mu_);

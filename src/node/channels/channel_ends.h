@@ -4,6 +4,7 @@
 // behind tell writers where it went. Ends that are done stay, for `ferry job show`'s counts.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -55,6 +56,18 @@ class ChannelEnds {
     return rendezvous_.arrived(token, sock);
   }
   std::vector<rpc::ChannelEndStat> stats(const std::string& job);
+
+  // Snapshots (issue 12): every reader end here calls `hook` at a marker (reader_end.h), and
+  // `on_hold` hears of every task whose ends a migration holds.
+  void set_snapshot_hooks(ReaderEnd::MarkerHook hook,
+                          std::function<void(const std::string&)> on_hold);
+  // The (frozen) task `pid` is recorded for snapshot `marker`: its writer ends take what it wrote
+  // and send the marker, its reader ends start recording. `ended`: reader ends whose channel had
+  // ended already (their recording is complete at once).
+  std::vector<rpc::ChannelCut> cut(const std::string& task_id, pid_t pid, uint64_t marker,
+                                   std::vector<std::shared_ptr<ReaderEnd>>* ended);
+  // A snapshot is over: what its reader ends here still record is dropped.
+  void drop_recordings(uint64_t marker);
   // The reader's end of a channel here (also one that moved away: it says where), else null.
   std::shared_ptr<ReaderEnd> reader(const std::string& job, uint32_t channel);
 
@@ -69,6 +82,8 @@ class ChannelEnds {
   };
   std::map<std::string, Ends> by_task_;
   std::map<EndKey, std::shared_ptr<ReaderEnd>> readers_;  // includes those that moved away
+  ReaderEnd::MarkerHook marker_hook_;
+  std::function<void(const std::string&)> on_hold_;
 };
 
 }  // namespace ferry::node

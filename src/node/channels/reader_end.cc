@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "node/channels/message_socket.h"
+#include "node/channels/unread_bytes.h"
 #include "util/error.h"
 
 namespace ferry::node {
@@ -137,7 +138,8 @@ void ReaderEnd::serve_stream(ChannelServerStream& stream, uint64_t generation) {
   rpc::ChannelFrame frame;
   while (stream.Read(&frame)) {
     for (auto& w : frame.items()) {
-      Delivery d = deliver(w.seq(), w.end(), w.marker(), w.data(), generation);
+      uint64_t marker = w.marker() ? (w.marker_id() ? w.marker_id() : ~1ull) : kNoMarker;
+      Delivery d = deliver(w.seq(), w.end(), marker, w.data(), generation);
       if (d == Delivery::kGone) stream.Write(reply_of(rpc::ChannelReply::GONE));
       if (d != Delivery::kDone) return;
     }
@@ -195,8 +197,10 @@ void ReaderEnd::serve_link(grpc::ServerContext& ctx, ChannelServerStream& stream
       }
       LinkItem item = receiver.next();
       bool end = item.kind == channel::Item::Kind::kEnd;
-      Delivery d =
-          deliver(item.seq, end, item.kind == channel::Item::Kind::kMarker, item.data, generation);
+      uint64_t marker = item.kind != channel::Item::Kind::kMarker ? kNoMarker
+                        : item.marker                             ? item.marker
+                                                                  : ~1ull;
+      Delivery d = deliver(item.seq, end, marker, item.data, generation);
       if (d == Delivery::kGone) receiver.reply(rpc::ChannelReply::GONE, 0);
       if (d != Delivery::kDone) break;
       unacked_items++;
@@ -211,19 +215,45 @@ void ReaderEnd::serve_link(grpc::ServerContext& ctx, ChannelServerStream& stream
   watch.join();
 }
 
-ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, bool marker, std::string_view data,
-                                       uint64_t generation) {
+ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_id,
+                                       std::string_view data, uint64_t generation) {
+  const bool marker = marker_id != kNoMarker;
   for (;;) {
+    uint64_t hook_for = kNoMarker;
+    MarkerHook hook;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (holding_ || generation != generation_) return Delivery::kStop;
+      // A marker, the end, or the task gone while recordings are on: the hook first (it needs
+      // this end's lock).
+      if (gone_) {
+        if (!marker_hook_ || recordings_.empty() || end_hooked_) return Delivery::kGone;
+        end_hooked_ = true;
+        hook_for = kChannelEnded;
+      } else if (seq < receiver_.next_seq()) {
+        return Delivery::kDone;  // a resend of what it has
+      } else if (seq > receiver_.next_seq()) {
+        spdlog::error("channel {}#{}: item {} came where {} was due", spec_.job(), spec_.channel(),
+                      seq, receiver_.next_seq());
+        return Delivery::kStop;
+      } else if (marker_hook_ && marker && hooked_ != seq + 1) {
+        hooked_ = seq + 1;
+        hook_for = marker_id;
+      } else if (marker_hook_ && end && !recordings_.empty() && !end_hooked_) {
+        end_hooked_ = true;
+        hook_for = kChannelEnded;
+      }
+      hook = marker_hook_;
+    }
+    if (hook_for != kNoMarker) {
+      hook(*this, hook_for);
+      continue;
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (holding_ || generation != generation_) return Delivery::kStop;
       if (gone_) return Delivery::kGone;
-      if (seq < receiver_.next_seq()) return Delivery::kDone;  // a resend of what it has
-      if (seq > receiver_.next_seq()) {
-        spdlog::error("channel {}#{}: item {} came where {} was due", spec_.job(), spec_.channel(),
-                      seq, receiver_.next_seq());
-        return Delivery::kStop;
-      }
+      if (seq != receiver_.next_seq()) return Delivery::kStop;
       if (messages_) {
         if (!pipe_) return Delivery::kGone;
         std::optional<Delivery> d = put_message(seq, end, marker, data);
@@ -233,6 +263,7 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, bool marker, std:
         if (!pipe_) return Delivery::kGone;
         ssize_t n = ::write(pipe_.get(), data.data() + skip_, data.size() - skip_);
         if (n > 0) {
+          if (!recordings_.empty()) record(data.substr(skip_, static_cast<size_t>(n)));
           skip_ += static_cast<uint64_t>(n);
           bytes_delivered_ += static_cast<uint64_t>(n);
           continue;
@@ -264,8 +295,73 @@ ReaderEnd::Delivery ReaderEnd::accept_item(uint64_t seq, bool end, bool marker) 
   return Delivery::kDone;
 }
 
+void ReaderEnd::record(std::string_view data) {
+  for (auto& r : recordings_) {
+    r.items.emplace_back(data);
+    r.bytes += data.size();
+  }
+}
+
+void ReaderEnd::set_marker_hook(MarkerHook hook) {
+  std::lock_guard<std::mutex> lock(mu_);
+  marker_hook_ = std::move(hook);
+}
+
+rpc::ChannelCut ReaderEnd::start_recording(uint64_t marker, pid_t pid, bool* ended) {
+  std::lock_guard<std::mutex> lock(mu_);
+  Recording r;
+  r.marker = marker;
+  // What the task has not read: in its pipe or socket, then what waits to go in.
+  if (!gone_ && pipe_) {
+    if (messages_) {
+      std::vector<std::string> taken = take_unread_messages(pid, task_inode_);
+      unread_.insert(unread_.begin(), std::make_move_iterator(taken.begin()),
+                     std::make_move_iterator(taken.end()));
+    } else {
+      std::string unread = copy_unread_bytes(pid, pipe_.get());
+      if (!unread.empty()) r.items.push_back(std::move(unread));
+    }
+  }
+  for (auto& m : unread_) r.items.push_back(m);
+  for (auto& item : r.items) r.bytes += item.size();
+  put_unread();  // (back into the socket, in their order, before anything new)
+  if (gone_)
+    r.failure = "task " + task_id_ + " no longer reads channel " + spec_.job() + "#" +
+                std::to_string(spec_.channel());
+  rpc::ChannelCut c;
+  c.set_channel(spec_.channel());
+  c.set_writer(false);
+  c.set_bytes(bytes_delivered_ - r.bytes);
+  c.set_messages(messages_delivered_ - (messages_ ? r.items.size() : 0));
+  *ended = receiver_.ended() || gone_;
+  c.set_ended(*ended);
+  recordings_.push_back(std::move(r));
+  return c;
+}
+
+std::optional<ReaderEnd::Recording> ReaderEnd::finish_recording(uint64_t marker) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto it = recordings_.begin(); it != recordings_.end(); ++it) {
+    if (it->marker != marker) continue;
+    Recording r = std::move(*it);
+    recordings_.erase(it);
+    return r;
+  }
+  return std::nullopt;
+}
+
+std::vector<uint64_t> ReaderEnd::recordings() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<uint64_t> out;
+  for (auto& r : recordings_) out.push_back(r.marker);
+  return out;
+}
+
 ReaderEnd::Delivery ReaderEnd::task_gone() {
   gone_ = true;
+  for (auto& r : recordings_)
+    r.failure = "task " + task_id_ + " stopped reading channel " + spec_.job() + "#" +
+                std::to_string(spec_.channel()) + " before the marker came";
   spdlog::info("channel {}#{}: its reader ({}) is gone", spec_.job(), spec_.channel(), task_id_);
   pipe_.reset();
   unread_.clear();
@@ -281,6 +377,7 @@ std::optional<ReaderEnd::Delivery> ReaderEnd::put_message(uint64_t seq, bool end
     SendResult r = send_message(pipe_.get(), data);
     if (r == SendResult::kFull) return std::nullopt;
     if (r == SendResult::kGone) return task_gone();
+    if (!recordings_.empty()) record(data);
     bytes_delivered_ += data.size();
   }
   return accept_item(seq, end, marker);

@@ -64,7 +64,9 @@ class ReaderEnd {
   rpc::ChannelReply admit(const std::string& writer_node, std::function<void()> stop,
                           uint64_t* generation);
   // One item into the pipe, wholly, or as much as there is room for until the writer is stopped.
-  Delivery deliver(uint64_t seq, bool end, bool marker, std::string_view data,
+  // `marker`: the snapshot id of a marker item (never reaches the task), else kNoMarker.
+  static constexpr uint64_t kNoMarker = 0;
+  Delivery deliver(uint64_t seq, bool end, uint64_t marker, std::string_view data,
                    uint64_t generation);
   void leave(uint64_t generation);
   // The admitted writer stops on its own (its task's migration holds it): deliver() returns.
@@ -79,6 +81,28 @@ class ReaderEnd {
   void moved(const std::string& node);
   rpc::ChannelEndStat stat();
 
+  // Snapshots (issue 12). The hook is called, without this end's lock, when a marker is due
+  // (nothing after it is delivered before it returns: it records the task first), and with
+  // kChannelEnded when the channel ends or its task goes while a recording is on.
+  static constexpr uint64_t kChannelEnded = ~0ull;
+  using MarkerHook = std::function<void(ReaderEnd&, uint64_t marker)>;
+  void set_marker_hook(MarkerHook hook);
+  // The (frozen) task `pid` is recorded for snapshot `marker`: what it had read is the cut, and
+  // the channel's recorded state starts with what it has not read and goes on with what is
+  // delivered until the marker. `ended`: the channel had ended already (nothing more comes).
+  rpc::ChannelCut start_recording(uint64_t marker, pid_t pid, bool* ended);
+  struct Recording {
+    uint64_t marker = 0;
+    std::vector<std::string> items;  // messages, or pieces of bytes
+    uint64_t bytes = 0;
+    std::string failure;  // its task went before the marker came
+  };
+  // The recording of `marker`, taken out (nullopt when there is none).
+  std::optional<Recording> finish_recording(uint64_t marker);
+  std::vector<uint64_t> recordings();  // the markers recorded now
+  const rpc::ChannelEnd& spec() const { return spec_; }
+  const std::string& task_id() const { return task_id_; }
+
  private:
   void wake();
   // serve()'s two ways, after the first answer (RESUME).
@@ -87,6 +111,7 @@ class ReaderEnd {
                   const transfer::Key& key, const LinkOffer& link, uint64_t generation);
   // With mu_ held: the item `seq` is wholly in the pipe (or is a marker, or the end).
   Delivery accept_item(uint64_t seq, bool end, bool marker);
+  void record(std::string_view data);  // with mu_ held: delivered while recordings are on
   Delivery task_gone();  // with mu_ held: the task closed its end or ended
   // With mu_ held: a message (or a marker, or the end) into the task's socket, whole, or nothing
   // yet (wait for room); the unread ones of an earlier place go first.
@@ -117,6 +142,10 @@ class ReaderEnd {
   bool serving_ = false;
   uint64_t serving_generation_ = 0;
   std::function<void()> stop_serving_;
+  MarkerHook marker_hook_;
+  uint64_t hooked_ = 0;  // 1 + the seq of the last marker the hook ran for
+  bool end_hooked_ = false;
+  std::vector<Recording> recordings_;
 };
 
 }  // namespace ferry::node

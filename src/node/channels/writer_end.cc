@@ -126,9 +126,12 @@ void WriterEnd::pump() {
       (void)::read(wake_.get(), &v, sizeof v);
       continue;  // the flags say what to do
     }
+    // (A snapshot's cut must find what was read in the queue: read and appended under read_mu_.)
+    std::unique_lock<std::mutex> reading(read_mu_);
     ssize_t n = ::read(pipe_.get(), buf.data(), want);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
     std::unique_lock<std::mutex> lock(mu_);
+    reading.unlock();
     if (n > 0)
       queue_.append_bytes(std::string_view(buf.data(), static_cast<size_t>(n)));
     else
@@ -193,15 +196,15 @@ void WriterEnd::pump_messages() {
       cv_.notify_all();
       return;
     }
-    // (Taken now, whatever comes: a hold takes it along, past the capacity.)
-    std::string message = take_message(pipe_.get(), next.size);
-    bool appended = false;
+    // (Taken now, whatever comes: a hold or a snapshot's cut takes it along, past the capacity.)
+    pending_ = take_message(pipe_.get(), next.size);
     auto placed = [&] {
-      appended = queue_.append_message(message);
-      return appended;
+      if (pending_ && queue_.append_message(*pending_)) pending_.reset();
+      return !pending_;
     };
     cv_.wait(lock, [&] { return holding_ || gone_ || placed(); });
-    if (!appended && holding_) queue_.append_past_capacity(message);
+    if (pending_ && holding_) queue_.append_past_capacity(*pending_);
+    pending_.reset();
     cv_.notify_all();
     push_on_link(lock);
   }
@@ -327,7 +330,10 @@ WriterEnd::StreamEnd WriterEnd::deliver_items(ReaderEnd& reader, uint64_t genera
       const channel::Item& item = *p;
       ReaderEnd::Delivery d =
           reader.deliver(item.seq, item.kind == channel::Item::Kind::kEnd,
-                         item.kind == channel::Item::Kind::kMarker, item.data, generation);
+                         item.kind != channel::Item::Kind::kMarker ? ReaderEnd::kNoMarker
+                         : item.marker                             ? item.marker
+                                                                   : ~1ull,
+                         item.data, generation);
       std::lock_guard<std::mutex> lock(mu_);
       if (d == ReaderEnd::Delivery::kGone) {
         reader_gone();
@@ -516,73 +522,6 @@ void WriterEnd::reader_gone() {
                spec_.job(), spec_.channel(), queue_.counters().bytes_queued());
   cv_.notify_all();
   wake();
-}
-
-rpc::ChannelHandoff WriterEnd::hold() {
-  stop_threads();
-  std::lock_guard<std::mutex> lock(mu_);
-  take_the_rest();
-  rpc::ChannelHandoff h;
-  h.set_job(spec_.job());
-  h.set_channel(spec_.channel());
-  h.set_writer(true);
-  for (auto& item : queue_.items_from(queue_.acknowledged_seq(), SIZE_MAX))
-    *h.add_items() = to_wire(item);
-  h.set_next_seq(queue_.next_seq());
-  h.set_acked_seq(queue_.acknowledged_seq());
-  h.set_closed(queue_.closed());
-  const channel::Counters& c = queue_.counters();
-  h.set_bytes_written(c.bytes_written);
-  h.set_writes(c.messages_written);
-  h.set_bytes_acknowledged(c.bytes_acknowledged);
-  h.set_writes_acknowledged(c.messages_acknowledged);
-  h.set_gone(gone_);
-  h.set_peer_node(peer_node_);
-  return h;
-}
-
-// The task is frozen: what its pipe or socket holds now is all it wrote, and goes along.
-void WriterEnd::take_the_rest() {
-  if (messages_) {
-    while (pipe_ && !queue_.closed()) {
-      NextMessage next = peek_message(pipe_.get());
-      if (next.kind == NextMessage::kNone) break;
-      if (next.kind == NextMessage::kEnd)
-        queue_.close();
-      else
-        queue_.append_past_capacity(take_message(pipe_.get(), next.size));
-    }
-    return;
-  }
-  std::vector<char> buf(kReadChunk);
-  while (pipe_ && !queue_.closed()) {
-    ssize_t n = ::read(pipe_.get(), buf.data(), buf.size());
-    if (n > 0) {
-      queue_.append_past_capacity(std::string_view(buf.data(), static_cast<size_t>(n)));
-      continue;
-    }
-    if (n == 0) queue_.close();
-    break;
-  }
-}
-
-rpc::ChannelEndStat WriterEnd::stat() {
-  std::lock_guard<std::mutex> lock(mu_);
-  rpc::ChannelEndStat s;
-  s.set_job(spec_.job());
-  s.set_channel(spec_.channel());
-  s.set_writer(true);
-  s.set_node(links_.node);
-  s.set_task_id(task_id_);
-  s.set_peer_node(peer_node_);
-  const channel::Counters& c = queue_.counters();
-  s.set_bytes_written(c.bytes_written);
-  s.set_writes(c.messages_written);
-  s.set_bytes_acknowledged(c.bytes_acknowledged);
-  s.set_bytes_queued(c.bytes_queued());
-  s.set_writes_acknowledged(c.messages_acknowledged);
-  s.set_state(gone_ ? "gone" : queue_.finished() ? "ended" : holding_ ? "held" : "open");
-  return s;
 }
 
 }  // namespace ferry::node

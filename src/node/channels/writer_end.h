@@ -62,6 +62,9 @@ class WriterEnd {
   // returned state.
   rpc::ChannelHandoff hold();
   void resume() { start(); }
+  // A snapshot records the (frozen) task: what it wrote goes into the queue, then the marker
+  // (unless it closed its end: the end is the marker then). Returns what it had written.
+  rpc::ChannelCut cut(uint64_t marker);
   rpc::ChannelEndStat stat();
 
  private:
@@ -95,9 +98,11 @@ class WriterEnd {
   UniqueFd pipe_;
   UniqueFd wake_;  // eventfd: the pump must look at the flags
 
+  std::mutex read_mu_;  // the pump's read and append (before mu_)
   std::mutex mu_;
   std::condition_variable cv_;
   channel::ChannelSendQueue queue_;
+  std::optional<std::string> pending_;  // a message taken from the socket, waiting for room
   std::string peer_node_;
   bool holding_ = false;
   bool gone_ = false;

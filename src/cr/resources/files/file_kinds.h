@@ -120,6 +120,8 @@ void dump_pipe_end(FdProbe& p, image::OpenFile* f);
 void dump_pipes(const std::vector<FdProbe*>& ends, const std::vector<image::OpenFile*>& files,
                 image::FileTable* ft);
 UniqueFd open_pipe_end(Restorer& r, const image::OpenFile& f, FileRestoreState& s);
+// A copy of the `count` bytes queued in the pipe of `read_end`, which keeps them (tee()).
+std::string read_queued(int read_end, size_t count);
 
 void dump_eventfd(FdProbe& p, image::OpenFile* f);
 UniqueFd open_eventfd(const image::OpenFile& f);

@@ -16,11 +16,6 @@
 #include "util/error.h"
 
 namespace ferry::cr {
-namespace {
-
-uint64_t pipe_id(const FdProbe& p) {
-  return p.st.st_ino;
-}
 
 std::string read_queued(int read_end, size_t count) {
   int tmp[2];
@@ -44,6 +39,12 @@ std::string read_queued(int read_end, size_t count) {
     got += static_cast<size_t>(n);
   }
   return out;
+}
+
+namespace {
+
+uint64_t pipe_id(const FdProbe& p) {
+  return p.st.st_ino;
 }
 
 void write_all(int fd, const std::string& bytes, const std::string& what) {

@@ -1,0 +1,261 @@
+#include "node/snapshots/participant.h"
+
+#include <spdlog/spdlog.h>
+
+#include <future>
+
+#include "node/peers.h"
+#include "node/services.h"
+#include "node/snapshots/task_recorder.h"
+#include "snapshot/channel_state.h"
+#include "snapshot/store.h"
+#include "util/error.h"
+
+namespace ferry::node {
+
+SnapshotParticipant::SnapshotParticipant(Env env)
+    : env_(std::move(env)), sender_([this] { send_loop(); }) {}
+
+SnapshotParticipant::~SnapshotParticipant() {
+  std::vector<Recorder> recorders;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    recorders.swap(recorders_);
+    cv_.notify_all();
+  }
+  for (auto& r : recorders) r.thread.join();
+  sender_.join();
+}
+
+void SnapshotParticipant::join_finished() {
+  for (auto it = recorders_.begin(); it != recorders_.end();) {
+    if (!*it->finished) {
+      ++it;
+      continue;
+    }
+    it->thread.join();
+    it = recorders_.erase(it);
+  }
+}
+
+std::string SnapshotParticipant::store_of(const rpc::SnapshotBeginRequest& b) const {
+  return b.store().empty() ? env_.default_store : b.store();
+}
+
+void SnapshotParticipant::begin(const rpc::SnapshotBeginRequest& b) {
+  if (b.marker() == 0 || b.marker() >= ReaderEnd::kChannelEnded - 1 ||
+      !snapshot::SnapshotStore::valid_id(b.id()))
+    fail_as(Error::Kind::kBadInput, "a snapshot needs an id and a marker");
+  std::lock_guard<std::mutex> lock(mu_);
+  active_[b.marker()].begin = b;
+}
+
+void SnapshotParticipant::end(uint64_t marker) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    active_.erase(marker);
+  }
+  // Recordings still on (a snapshot that failed or timed out) are dropped.
+  env_.channels->drop_recordings(marker);
+}
+
+std::optional<rpc::SnapshotBeginRequest> SnapshotParticipant::known(uint64_t marker) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = active_.find(marker);
+  if (it == active_.end()) return std::nullopt;
+  return it->second.begin;
+}
+
+void SnapshotParticipant::record(uint64_t marker, const std::string& task_id) {
+  std::unique_lock<std::mutex> lock(mu_);
+  auto it = active_.find(marker);
+  if (it == active_.end()) return;
+  const rpc::SnapshotBeginRequest b = it->second.begin;
+  auto [state, fresh] = it->second.tasks.try_emplace(task_id, TaskState::kRecording);
+  if (!fresh) {
+    cv_.wait(lock, [&] {
+      auto a = active_.find(marker);
+      return a == active_.end() || a->second.tasks[task_id] != TaskState::kRecording;
+    });
+    return;
+  }
+  lock.unlock();
+  auto settle = [&](TaskState s) {
+    std::lock_guard<std::mutex> l(mu_);
+    auto a = active_.find(marker);
+    if (a != active_.end()) a->second.tasks[task_id] = s;
+    cv_.notify_all();
+  };
+  std::optional<LocalTask> local = env_.task(task_id);
+  if (!local || local->migrating) {
+    settle(TaskState::kFailed);
+    fail(b, fmt::format("task {} is not on {} to be recorded (it is moving)", task_id, env_.node));
+    return;
+  }
+  TaskToRecord t;
+  t.task_id = task_id;
+  t.name = local->info.name().substr(local->info.name().find('/') + 1);
+  t.pid = local->info.pid();
+  t.ends.assign(local->info.channel_ends().begin(), local->info.channel_ends().end());
+  t.marker = marker;
+  t.node = env_.node;
+  // Another snapshot's recording of the task holds it for a moment: one at a time.
+  {
+    std::unique_lock<std::mutex> l(mu_);
+    cv_.wait(l, [&] { return !freezing_.count(task_id); });
+    freezing_.insert(task_id);
+  }
+  env_.hold(t.pid);
+  struct Unhold {
+    SnapshotParticipant& self;
+    const std::string& task_id;
+    pid_t pid;
+    ~Unhold() {
+      self.env_.unhold(pid);
+      std::lock_guard<std::mutex> l(self.mu_);
+      self.freezing_.erase(task_id);
+      self.cv_.notify_all();
+    }
+  } unhold{*this, task_id, t.pid};
+  std::promise<TaskCut> paused;
+  std::future<TaskCut> cut_future = paused.get_future();
+  try {
+    t.image_dir = snapshot::SnapshotStore(store_of(b)).task_dir(b.id(), t.name);
+  } catch (const std::exception& e) {
+    settle(TaskState::kFailed);
+    fail(b, fmt::format("task {}: {}", t.name, e.what()));
+    return;
+  }
+  const std::string coordinator = b.coordinator();
+  auto finished = std::make_shared<std::atomic<bool>>(false);
+  std::thread recorder = record_task(
+      t, *env_.channels, std::move(paused),
+      [this, coordinator, marker, b](rpc::SnapshotTaskReport report, std::string failure) {
+        if (!failure.empty()) return fail(b, failure);
+        rpc::SnapshotPartRequest part;
+        part.set_marker(marker);
+        part.set_node(env_.node);
+        *part.mutable_task() = std::move(report);
+        send(coordinator, std::move(part));
+      },
+      finished);
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    join_finished();
+    recorders_.push_back({std::move(recorder), finished});
+  }
+  TaskCut cut;
+  try {
+    cut = cut_future.get();
+  } catch (const std::exception& e) {
+    settle(TaskState::kFailed);
+    fail(b, fmt::format("task {} could not be recorded: {}", t.name, e.what()));
+    return;
+  }
+  // The cuts go first, on their own: the channels' parts may come before the image is written.
+  rpc::SnapshotPartRequest part;
+  part.set_marker(marker);
+  part.set_node(env_.node);
+  part.mutable_task()->set_name(t.name);
+  part.mutable_task()->set_task_id(task_id);
+  part.mutable_task()->set_node(env_.node);
+  part.mutable_task()->set_pause_ms(cut.pause_ms);
+  for (auto& c : cut.cuts) *part.add_cuts() = c;
+  send(coordinator, std::move(part));
+  settle(TaskState::kRecorded);
+  for (auto& end : cut.ended) finish_channel(*end, marker);
+}
+
+void SnapshotParticipant::on_marker(ReaderEnd& end, uint64_t marker) {
+  if (marker == ReaderEnd::kChannelEnded) {
+    for (uint64_t m : end.recordings()) finish_channel(end, m);
+    return;
+  }
+  if (!known(marker)) return;  // (a snapshot that ended, or failed: the marker is passed over)
+  record(marker, end.task_id());
+  finish_channel(end, marker);
+}
+
+void SnapshotParticipant::finish_channel(ReaderEnd& end, uint64_t marker) {
+  std::optional<ReaderEnd::Recording> rec = end.finish_recording(marker);
+  std::optional<rpc::SnapshotBeginRequest> b = known(marker);
+  if (!b || !rec) return;
+  const rpc::ChannelEnd& spec = end.spec();
+  if (!rec->failure.empty()) return fail(*b, rec->failure);
+  if (b->drop_one_recorded() && !rec->items.empty()) {
+    rec->bytes -= rec->items.front().size();
+    rec->items.erase(rec->items.begin());
+  }
+  rpc::SnapshotPartRequest part;
+  part.set_marker(marker);
+  part.set_node(env_.node);
+  rpc::SnapshotChannelReport* c = part.mutable_channel();
+  c->set_channel(spec.channel());
+  c->set_messages(spec.messages());
+  c->set_recorded_bytes(rec->bytes);
+  c->set_recorded_messages(spec.messages() ? rec->items.size() : 0);
+  c->set_recorded(true);
+  c->set_node(env_.node);
+  try {
+    snapshot::SnapshotStore store(store_of(*b));
+    c->set_state_path(store.channel_path(b->id(), spec.channel()));
+    snapshot::write_channel_state(c->state_path(), rec->items);
+  } catch (const std::exception& e) {
+    return fail(*b, fmt::format("the state of channel {} could not be written: {}", spec.channel(),
+                                e.what()));
+  }
+  send(b->coordinator(), std::move(part));
+}
+
+void SnapshotParticipant::on_hold(const std::string& task_id) {
+  std::optional<LocalTask> local = env_.task(task_id);
+  if (!local) return;
+  std::vector<rpc::SnapshotBeginRequest> affected;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [marker, a] : active_)
+      if (a.begin.job() == local->info.job()) affected.push_back(a.begin);
+  }
+  for (auto& b : affected)
+    fail(b, fmt::format("task {} migrated while the snapshot was in progress; take it again",
+                        local->info.name()));
+}
+
+void SnapshotParticipant::fail(const rpc::SnapshotBeginRequest& b, const std::string& why) {
+  spdlog::warn("snapshot {}: {}", b.id(), why);
+  rpc::SnapshotPartRequest part;
+  part.set_marker(b.marker());
+  part.set_node(env_.node);
+  part.set_failure(why);
+  send(b.coordinator(), std::move(part));
+}
+
+void SnapshotParticipant::send(const std::string& coordinator, rpc::SnapshotPartRequest part) {
+  std::lock_guard<std::mutex> lock(mu_);
+  outbox_.emplace_back(coordinator, std::move(part));
+  cv_.notify_all();
+}
+
+void SnapshotParticipant::send_loop() {
+  for (;;) {
+    std::pair<std::string, rpc::SnapshotPartRequest> next;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return stopping_ || !outbox_.empty(); });
+      if (outbox_.empty()) return;
+      next = std::move(outbox_.front());
+      outbox_.pop_front();
+    }
+    try {
+      rpc::Ack ack;
+      auto ctx = deadline_ms(5000);
+      check_status(env_.stub(next.first).SnapshotPart(ctx.get(), next.second, &ack),
+                   "snapshot coordinator " + next.first);
+    } catch (const std::exception& e) {
+      spdlog::warn("snapshot: a part for {} is lost: {}", next.first, e.what());
+    }
+  }
+}
+
+}  // namespace ferry::node

@@ -1,0 +1,86 @@
+// A node's part in the snapshots of jobs (issue 12): it knows the snapshots in progress (the
+// coordinator tells every node first), records each task of theirs that runs here once — when
+// the coordinator asks (the initiator) or when the first marker reaches one of its reader ends —
+// and records each channel's state at its reader's end until that channel's marker comes. What
+// it recorded goes to the coordinator as parts, from a thread of its own (never on a channel's
+// way).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ferry.grpc.pb.h"
+#include "node/channels/channel_ends.h"
+#include "node/tasks.h"
+
+namespace ferry::node {
+
+class SnapshotParticipant {
+ public:
+  struct Env {
+    std::string node;
+    std::string default_store;
+    ChannelEnds* channels = nullptr;
+    std::function<std::optional<LocalTask>(const std::string& task_id)> task;
+    std::function<rpc::Node::Stub&(const std::string& node)> stub;
+    // While ferryd traces a task, its reaper must not wait for it (it would take the stops).
+    std::function<void(pid_t)> hold, unhold;
+  };
+  explicit SnapshotParticipant(Env env);
+  ~SnapshotParticipant();
+  SnapshotParticipant(const SnapshotParticipant&) = delete;
+  SnapshotParticipant& operator=(const SnapshotParticipant&) = delete;
+
+  void begin(const rpc::SnapshotBeginRequest& b);
+  void end(uint64_t marker);
+  // Records the task here for the snapshot once; returns when it runs again (at once when it was
+  // recorded already, or the snapshot is not known here).
+  void record(uint64_t marker, const std::string& task_id);
+  // ReaderEnd's hook: a marker (or the end of its channel) is due at `end`.
+  void on_marker(ReaderEnd& end, uint64_t marker);
+  // A migration holds the task's ends: the snapshots of its job in progress cannot record it
+  // exactly once any more, and fail (they can be taken again).
+  void on_hold(const std::string& task_id);
+
+ private:
+  enum class TaskState { kRecording, kRecorded, kFailed };
+  struct Active {
+    rpc::SnapshotBeginRequest begin;
+    std::map<std::string, TaskState> tasks;
+  };
+  std::string store_of(const rpc::SnapshotBeginRequest& b) const;
+  // The recording of `marker` at `end` is complete: its state to the store, a part to the
+  // coordinator.
+  void finish_channel(ReaderEnd& end, uint64_t marker);
+  void send(const std::string& coordinator, rpc::SnapshotPartRequest part);
+  void fail(const rpc::SnapshotBeginRequest& b, const std::string& why);
+  void send_loop();
+  std::optional<rpc::SnapshotBeginRequest> known(uint64_t marker);
+
+  const Env env_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<uint64_t, Active> active_;
+  std::set<std::string> freezing_;  // tasks held by a recording now (one snapshot at a time)
+  struct Recorder {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> finished;
+  };
+  std::vector<Recorder> recorders_;
+  void join_finished();  // with mu_ held
+  std::deque<std::pair<std::string, rpc::SnapshotPartRequest>> outbox_;
+  bool stopping_ = false;
+  std::thread sender_;
+};
+
+}  // namespace ferry::node
