@@ -116,6 +116,35 @@ void add_list_show_rm(CLI::App* snap) {
   });
 }
 
+void add_restore(CLI::App* snap) {
+  static std::string id, name;
+  static std::vector<std::string> on;
+  auto* restore = snap->add_subcommand(
+      "restore", "bring a snapshot back as a new job (the original may still run); prints its id");
+  restore->add_option("ID", id, "the snapshot's id")->required();
+  restore->add_option("--name", name, "the new job's name (default: the snapshot's job's)");
+  restore->add_option("--on", on, "TASK=NODE: where a task runs (default: where it was)")
+      ->delimiter(',');
+  restore->callback([] {
+    start_logging();
+    rpc::SnapshotRestoreRequest q;
+    q.set_id(id);
+    q.set_name(name);
+    for (auto& pair : on) {
+      auto eq = pair.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == pair.size())
+        fail_as(Error::Kind::kBadInput, "--on takes TASK=NODE, not '{}'", pair);
+      (*q.mutable_on())[pair.substr(0, eq)] = pair.substr(eq + 1);
+    }
+    rpc::SnapshotRestoreReply reply;
+    grpc::ClientContext ctx;
+    check(control()->SnapshotRestore(&ctx, q, &reply));
+    for (auto& t : reply.job().tasks())
+      std::fprintf(stderr, "task %s: %s\n", t.name().c_str(), t.task_id().c_str());
+    std::printf("%s\n", reply.job().id().c_str());
+  });
+}
+
 }  // namespace
 
 void add_snapshot(CLI::App& app) {
@@ -131,6 +160,7 @@ void add_snapshot(CLI::App& app) {
   snap->add_flag("--json", json, "the report as JSON");
   snap->require_subcommand(0, 1);
   add_list_show_rm(snap);
+  add_restore(snap);
   snap->callback([snap] {
     if (!snap->get_subcommands().empty()) return;
     start_logging();

@@ -103,6 +103,10 @@ class Daemon {
   // Every node's reports (or this node's).
   std::vector<rpc::SnapshotReport> snapshots(const rpc::SnapshotsRequest& req);
   void remove_snapshot(const rpc::SnapshotRemoveRequest& req);
+  // Brings a snapshot back as a new job homed here (daemon_restore.cc); each task is rebuilt by
+  // restore_here() on the node that holds its image.
+  rpc::JobInfo restore_snapshot(const rpc::SnapshotRestoreRequest& req);
+  rpc::TaskInfo restore_here(const rpc::RestoreTaskRequest& req);
 
  private:
   std::string home_of(const std::string& id) const;

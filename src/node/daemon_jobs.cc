@@ -55,9 +55,11 @@ void check_job(const rpc::RunJobRequest& req) {
   }
 }
 
-rpc::ChannelEnd end_of(const std::string& job, uint32_t index, const rpc::JobChannel& c,
-                       bool writer, const std::string& home,
-                       const std::map<std::string, std::string>& planned) {
+}  // namespace
+
+rpc::ChannelEnd channel_end_of(const std::string& job, uint32_t index, const rpc::JobChannel& c,
+                               bool writer, const std::string& home,
+                               const std::map<std::string, std::string>& planned) {
   rpc::ChannelEnd e;
   e.set_job(job);
   e.set_channel(index);
@@ -71,8 +73,6 @@ rpc::ChannelEnd end_of(const std::string& job, uint32_t index, const rpc::JobCha
   e.set_messages(c.mode() == "message");
   return e;
 }
-
-}  // namespace
 
 // Where a task of a job starts: the node its file names; else, for labels, the first node up
 // that carries them (this one first); else this one.
@@ -132,7 +132,7 @@ rpc::JobInfo Daemon::run_job(const rpc::RunJobRequest& req) {
         const rpc::JobChannel& ch = req.channels(c);
         for (bool writer : {true, false})
           if ((writer ? ch.from_task() : ch.to_task()) == spec.name())
-            *run.add_channel_ends() = end_of(job.id(), c, ch, writer, name(), planned);
+            *run.add_channel_ends() = channel_end_of(job.id(), c, ch, writer, name(), planned);
       }
       rpc::TaskInfo t;
       try {

@@ -36,4 +36,10 @@ class JobRegistry {
 // started yet).
 std::string task_id_in(const rpc::JobInfo& job, const std::string& name);
 
+// The end of channel `index` of a job that a task starts with (its writer's or its reader's);
+// `planned`: where each task of the job starts.
+rpc::ChannelEnd channel_end_of(const std::string& job, uint32_t index, const rpc::JobChannel& c,
+                               bool writer, const std::string& home,
+                               const std::map<std::string, std::string>& planned);
+
 }  // namespace ferry::node

@@ -133,6 +133,10 @@ class ControlService final : public rpc::Control::Service {
       d_.remove_snapshot(all);
     });
   }
+  grpc::Status SnapshotRestore(grpc::ServerContext*, const rpc::SnapshotRestoreRequest* req,
+                               rpc::SnapshotRestoreReply* reply) override {
+    return guarded([&] { *reply->mutable_job() = d_.restore_snapshot(*req); });
+  }
 
  private:
   Daemon& d_;
@@ -269,6 +273,10 @@ class NodeService final : public rpc::Node::Service {
       local.set_local_only(true);
       d_.remove_snapshot(local);
     });
+  }
+  grpc::Status RestoreTask(grpc::ServerContext*, const rpc::RestoreTaskRequest* req,
+                           rpc::RunReply* reply) override {
+    return guarded([&] { *reply->mutable_task() = d_.restore_here(*req); });
   }
 
  private:

@@ -4,6 +4,7 @@
 // recording that lost a message; a task can ask for one; what cannot be recorded fails cleanly.
 #include <gtest/gtest.h>
 
+#include "e2e/snapshot_helpers.h"
 #include "support/cluster.h"
 #include "support/wait_until.h"
 
@@ -25,28 +26,6 @@ std::string ring_yaml(int laps, int hold_us) {
     y += "  - from: s" + std::to_string(i) + ":10\n    to: s" +
          std::to_string((i + 1) % kStations) + ":20\n    mode: message\n";
   return y;
-}
-
-std::string start_job(TestCluster& c, const TempDir& dir, const std::string& name,
-                      const std::string& yaml) {
-  write_file(dir / (name + ".yaml"), yaml);
-  CmdResult r = c.ferry({"job", "run", dir / (name + ".yaml")});
-  EXPECT_EQ(r.status, 0) << r.out << r.err;
-  std::string id = r.out;
-  while (!id.empty() && id.back() == '\n') id.pop_back();
-  return id.substr(id.rfind('\n') == std::string::npos ? 0 : id.rfind('\n') + 1);
-}
-
-nlohmann::json snapshot(TestCluster& c, const std::vector<std::string>& extra = {}) {
-  std::vector<std::string> args{"snapshot"};
-  args.insert(args.end(), extra.begin(), extra.end());
-  args.push_back("--json");
-  CmdResult r = c.ferry(args, "", 90000);
-  nlohmann::json j = nlohmann::json::parse(r.out, nullptr, false);
-  if (j.is_discarded()) return {{"error", r.err}, {"status", r.status}};
-  j["status"] = r.status;
-  j["stderr"] = r.err;
-  return j;
 }
 
 // Where the token is in a snapshot of the ring: station i holds it when it has read one more
@@ -122,19 +101,6 @@ TEST(SnapshotsTest, ThreeSnapshotsStartedAtOnceByDifferentTasksAreEachConsistent
   EXPECT_EQ(ids.size(), 3u);
   CmdResult w = c.ferry({"job", "wait", job, "--timeout", "60"});
   EXPECT_EQ(w.status, 0) << w.out << w.err;
-}
-
-// gen (node1) -> zip (node2) -> sum (node3), BLOCKS blocks of 64 KiB, 10 ms apart.
-std::string pipeline_yaml(int blocks) {
-  return "tasks:\n"
-         "  - name: gen\n    node: node1\n    command: [" +
-         target_path("t_gen") + ", \"" + std::to_string(blocks) +
-         "\", \"10\"]\n"
-         "  - name: zip\n    node: node2\n    command: [gzip, \"-1\"]\n"
-         "  - name: sum\n    node: node3\n    command: [sha256sum]\n"
-         "channels:\n"
-         "  - from: gen:1\n    to: zip:0\n"
-         "  - from: zip:1\n    to: sum:0\n";
 }
 
 TEST(SnapshotsTest, APipelineIsRecordedWhileItFlowsAndEndsAsIfNothingHappened) {

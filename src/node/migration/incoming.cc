@@ -17,6 +17,7 @@
 #include "image/image_files.h"
 #include "image/validate.h"
 #include "node/states.h"
+#include "node/task_fds.h"
 #include "util/error.h"
 
 namespace ferry::node {
@@ -146,19 +147,6 @@ rpc::TaskingReply IncomingMigration::not_ready(rpc::TaskingReply& reply, const s
   return reply;
 }
 
-namespace {
-
-// What the image has at fd `num` (nullptr when the process did not hold it).
-const image::OpenFile* open_file_at(const image::Image& img, int num) {
-  for (auto& fd : img.files().fds())
-    if (fd.num() == num)
-      for (auto& f : img.files().files())
-        if (f.id() == fd.file_id()) return &f;
-  return nullptr;
-}
-
-}  // namespace
-
 cr::BuildOptions IncomingMigration::build_options(bool lazy) {
   // The task's output pipe now ends at this node's relay.
   int p[2];
@@ -169,35 +157,13 @@ cr::BuildOptions IncomingMigration::build_options(bool lazy) {
   options.lazy = lazy;
   options.uffd_features = lazy ? transfer::lazy_uffd_features() : 0;
   const image::Image& img = strategy_.sends_rounds() ? prelim_ : image_;
-  std::set<uint64_t> external_writes;
-  for (auto& f : img.files().files())
-    if (f.kind_case() == image::OpenFile::kPipe && (f.flags() & O_ACCMODE) == O_WRONLY)
-      for (auto& po : img.files().pipes())
-        if (po.id() == f.pipe().pipe_id() && po.external()) external_writes.insert(f.id());
   // The task's channel ends end at this node's channel ends now, and its control descriptor at
-  // this node's: each where the image has what it was (a number the task reused is left alone).
+  // this node's.
   channel_pipes_ = ChannelEnds::make_pipes(task_.channel_ends());
   control_ = ControlDescriptors::make_pair();
-  auto file_at = [&](int num) { return open_file_at(img, num); };
-  auto provided = [](const image::OpenFile* f, const char* what) {
-    return f && f->kind_case() == image::OpenFile::kProvided && f->provided().what() == what;
-  };
-  for (auto& end : task_.channel_ends()) {
-    const image::OpenFile* f = file_at(end.fd());
-    uint32_t acc = end.writer() ? O_WRONLY : O_RDONLY;
-    if (end.messages()
-            ? provided(f, cr::kProvidedChannel)
-            : f && f->kind_case() == image::OpenFile::kPipe && (f->flags() & O_ACCMODE) == acc)
-      options.external_fds[end.fd()] = channel_pipes_.task_side.at(end.fd()).get();
-  }
-  for (auto& fd : img.files().fds()) {
-    const image::OpenFile* f = file_at(fd.num());
-    if (provided(f, cr::kProvidedControl))
-      options.external_fds[fd.num()] = control_.task_side.get();
-    // Other pipes to the outside that it writes into are its output.
-    if (external_writes.count(fd.file_id()) && !options.external_fds.count(fd.num()))
-      options.external_fds[fd.num()] = output_write_.get();
-  }
+  options.external_fds =
+      external_fds_of(img, task_.channel_ends(),
+                      TaskEndsHere{&channel_pipes_, control_.task_side.get(), output_write_.get()});
   return options;
 }
 

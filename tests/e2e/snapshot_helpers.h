@@ -1,0 +1,51 @@
+// What the snapshot tests share: starting a job from YAML, taking a snapshot as JSON, the
+// three-stage pipeline.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "support/cluster.h"
+
+namespace ferry::test {
+
+// Starts the job (file written into dir as NAME.yaml); returns its id ("" on failure).
+inline std::string start_job(TestCluster& c, const TempDir& dir, const std::string& name,
+                             const std::string& yaml) {
+  write_file(dir / (name + ".yaml"), yaml);
+  CmdResult r = c.ferry({"job", "run", dir / (name + ".yaml")});
+  EXPECT_EQ(r.status, 0) << r.out << r.err;
+  std::string id = r.out;
+  while (!id.empty() && id.back() == '\n') id.pop_back();
+  return id.substr(id.rfind('\n') == std::string::npos ? 0 : id.rfind('\n') + 1);
+}
+
+// `ferry snapshot ARGS... --json`: the report, with the command's "status" and "stderr".
+inline nlohmann::json snapshot(TestCluster& c, const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> args{"snapshot"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  args.push_back("--json");
+  CmdResult r = c.ferry(args, "", 90000);
+  nlohmann::json j = nlohmann::json::parse(r.out, nullptr, false);
+  if (j.is_discarded()) return {{"error", r.err}, {"status", r.status}};
+  j["status"] = r.status;
+  j["stderr"] = r.err;
+  return j;
+}
+
+// gen (node1) -> zip (node2) -> sum (node3), BLOCKS blocks of 64 KiB, 10 ms apart.
+inline std::string pipeline_yaml(int blocks) {
+  return "tasks:\n"
+         "  - name: gen\n    node: node1\n    command: [" +
+         target_path("t_gen") + ", \"" + std::to_string(blocks) +
+         "\", \"10\"]\n"
+         "  - name: zip\n    node: node2\n    command: [gzip, \"-1\"]\n"
+         "  - name: sum\n    node: node3\n    command: [sha256sum]\n"
+         "channels:\n"
+         "  - from: gen:1\n    to: zip:0\n"
+         "  - from: zip:1\n    to: sum:0\n";
+}
+
+}  // namespace ferry::test
