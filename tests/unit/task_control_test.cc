@@ -30,12 +30,15 @@ TEST(TaskControl, TheRequestsATaskMayMake) {
   EXPECT_EQ(by_label.label_value, "1");
   EXPECT_EQ(by_label.strategy, "pre-copy");
   EXPECT_TRUE(std::holds_alternative<WhereRequest>(parse_control_request("where")));
+  EXPECT_TRUE(std::holds_alternative<SnapshotRequestLine>(parse_control_request("snapshot")));
+  EXPECT_EQ(reply_snapshot("00112233aabbccdd"), "ok 00112233aabbccdd\n");
 }
 
 TEST(TaskControl, WhatIsRefusedAndWhy) {
   EXPECT_NE(refusal("").find("an empty request"), std::string::npos);
   EXPECT_NE(refusal("fly to=node2").find("unknown request 'fly'"), std::string::npos);
   EXPECT_NE(refusal("where now").find("where takes nothing more"), std::string::npos);
+  EXPECT_NE(refusal("snapshot now").find("snapshot takes nothing more"), std::string::npos);
   EXPECT_NE(refusal("migrate").find("either to=NODE or label=KEY=VALUE"), std::string::npos);
   EXPECT_NE(refusal("migrate to=node2 label=gpu=1").find("either to=NODE or label"),
             std::string::npos);

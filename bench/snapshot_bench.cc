@@ -1,0 +1,212 @@
+// Snapshots of jobs (issue 12), against limits measured in the same run:
+//   - the pause of a task of 64 MiB, 256 MiB and 1 GiB against the time fork() takes for a
+//     process with the same touched memory (target: pause <= 1.2x fork);
+//   - the time until the snapshot is complete (its images written);
+//   - the restart of a job of 2 x 1 GiB from its snapshot, against the populate limit (touching
+//     that much fresh memory here; target <= 1.25x);
+//   - a pipeline's throughput while a snapshot is taken every second, against the same pipeline
+//     without (target >= 95%).
+// usage: snapshot_bench [--reps 3]   (as root; medians of REPS runs)
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "bench_cluster.h"
+
+namespace {
+
+using ferry::bench::BenchCluster;
+using ferry::bench::median;
+using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
+
+// fork() of this process holding `mib` MiB of touched private memory (the child exits at once).
+double fork_ms(int mib) {
+  size_t len = static_cast<size_t>(mib) << 20;
+  char* m = static_cast<char*>(
+      mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  madvise(m, len, MADV_NOHUGEPAGE);
+  for (size_t off = 0; off < len; off += 4096) m[off] = 1;
+  auto t = Clock::now();
+  pid_t pid = fork();
+  if (pid == 0) _exit(0);
+  double ms = ms_since(t);
+  waitpid(pid, nullptr, 0);
+  munmap(m, len);
+  return ms;
+}
+
+// Touching `mib` MiB of fresh memory: what a restore must at least do for it.
+double populate_ms(int mib) {
+  size_t len = static_cast<size_t>(mib) << 20;
+  auto t = Clock::now();
+  char* m = static_cast<char*>(
+      mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  madvise(m, len, MADV_NOHUGEPAGE);
+  for (size_t off = 0; off < len; off += 4096) m[off] = 1;
+  double ms = ms_since(t);
+  munmap(m, len);
+  return ms;
+}
+
+struct Bench {
+  BenchCluster& cluster;
+  std::string jobs;
+
+  std::string run_job(const std::string& name, const std::string& yaml) {
+    std::string path = jobs + "/" + name + ".yaml";
+    std::ofstream(path) << yaml;
+    std::filesystem::permissions(
+        path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write |
+                  std::filesystem::perms::group_read | std::filesystem::perms::others_read);
+    ferry::bench::Out r = cluster.ferry({"job", "run", path, "--name", name});
+    std::string id = r.out;
+    while (!id.empty() && id.back() == '\n') id.pop_back();
+    return id.substr(id.rfind('\n') == std::string::npos ? 0 : id.rfind('\n') + 1);
+  }
+  std::string memory_task(const std::string& node, int mib) {
+    return "  - name: m" + node + "\n    node: " + node + "\n    command: [" + cluster.bin() +
+           "/bench_target, \"" + std::to_string(mib) + "\", 4k]\n";
+  }
+  // Waits until every task of the job has printed its address (its memory is touched).
+  void wait_touched(const std::string& job, const std::vector<std::string>& tasks) {
+    for (auto& t : tasks)
+      for (int i = 0; i < 3000; i++) {
+        if (cluster.ferry({"logs", job + "/" + t}).out.find("0x") != std::string::npos) break;
+        usleep(10000);
+      }
+  }
+  nlohmann::json snapshot(const std::string& job) {
+    ferry::bench::Out r = cluster.ferry({"snapshot", job, "--json", "--timeout", "300"});
+    nlohmann::json j = nlohmann::json::parse(r.out, nullptr, false);
+    return j.is_discarded() ? nlohmann::json::object() : j;
+  }
+};
+
+void pauses(Bench& b, int reps) {
+  std::printf("| task memory | fork (limit) ms | pause ms | pause / fork | image complete ms |\n");
+  std::printf("|---|---|---|---|---|\n");
+  for (int mib : {64, 256, 1024}) {
+    std::vector<double> fork, pause, write;
+    std::string job =
+        b.run_job("mem" + std::to_string(mib), "tasks:\n" + b.memory_task("node1", mib));
+    b.wait_touched("mem" + std::to_string(mib), {"mnode1"});
+    for (int r = 0; r < reps; r++) {
+      fork.push_back(fork_ms(mib));
+      nlohmann::json s = b.snapshot(job);
+      if (s.value("state", "") != "complete") {
+        std::fprintf(stderr, "snapshot failed: %s\n", s.dump().c_str());
+        continue;
+      }
+      pause.push_back(s["tasks"][0].value("pause_ms", 0.0));
+      write.push_back(s["tasks"][0].value("write_ms", 0.0));
+      b.cluster.ferry({"snapshot", "rm", s.value("id", "")});
+    }
+    b.cluster.ferry({"job", "kill", job, "KILL"});
+    std::printf("| %d MiB | %.2f | %.2f | %.2f | %.0f |\n", mib, median(fork), median(pause),
+                median(pause) / median(fork), median(write));
+  }
+}
+
+void restart(Bench& b, int reps) {
+  const int mib = 1024;
+  std::string job =
+      b.run_job("big", "tasks:\n" + b.memory_task("node1", mib) + b.memory_task("node2", mib));
+  b.wait_touched("big", {"mnode1", "mnode2"});
+  std::vector<double> complete, restore, populate;
+  for (int r = 0; r < reps; r++) {
+    nlohmann::json s = b.snapshot(job);
+    if (s.value("state", "") != "complete") continue;
+    complete.push_back(s.value("total_ms", 0.0));
+    populate.push_back(populate_ms(mib));  // each node restores its own 1 GiB at once
+    auto t = Clock::now();
+    ferry::bench::Out r2 = b.cluster.ferry(
+        {"snapshot", "restore", s.value("id", ""), "--name", "big" + std::to_string(r)});
+    if (r2.status == 0) restore.push_back(ms_since(t));
+    b.cluster.ferry({"job", "kill", "big" + std::to_string(r), "KILL"});
+    b.cluster.ferry({"snapshot", "rm", s.value("id", "")});
+  }
+  b.cluster.ferry({"job", "kill", job, "KILL"});
+  std::printf("\n| 2 x 1 GiB job | ms | of its limit |\n|---|---|---|\n");
+  std::printf("| snapshot complete (both images written) | %.0f | |\n", median(complete));
+  std::printf("| populate 1 GiB here (the limit: each node restores its own) | %.0f | |\n",
+              median(populate));
+  std::printf("| restore as a new job (command to both running) | %.0f | %.2f |\n", median(restore),
+              median(restore) / median(populate));
+}
+
+// gen -> sha256sum across the nodes, BLOCKS blocks of 64 KiB as fast as it goes.
+double pipeline_s(Bench& b, const std::string& name, bool snapshots) {
+  const int blocks = 16000;  // 1000 MiB
+  std::string job =
+      b.run_job(name, "tasks:\n  - name: gen\n    node: node1\n    command: [" +
+                          std::filesystem::path(b.cluster.bin()).parent_path().string() +
+                          "/tests/targets/t_gen, \"" + std::to_string(blocks) +
+                          "\", \"0\"]\n  - name: sum\n    node: node2\n    command: [sha256sum]\n"
+                          "channels:\n  - from: gen:1\n    to: sum:0\n");
+  auto t = Clock::now();
+  int taken = 0;
+  for (;;) {
+    ferry::bench::Out w = b.cluster.ferry({"job", "wait", job, "--timeout", "1"});
+    if (w.status == 0) break;
+    if (ms_since(t) > 300000) return -1;
+    if (snapshots) {
+      nlohmann::json s = b.snapshot(job);
+      if (s.value("state", "") == "complete") {
+        taken++;
+        b.cluster.ferry({"snapshot", "rm", s.value("id", "")});
+      }
+    }
+  }
+  double s = ms_since(t) / 1000;
+  if (snapshots) std::fprintf(stderr, "%s: %d snapshots in %.1f s\n", name.c_str(), taken, s);
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int reps = 3;
+  for (int i = 1; i + 1 < argc; i += 2)
+    if (std::string(argv[i]) == "--reps") reps = std::atoi(argv[i + 1]);
+  std::string dir = "/var/tmp/ferry-snapshot-bench";
+  BenchCluster cluster(dir);
+  if (!cluster.up()) {
+    std::fprintf(stderr, "cluster up failed\n");
+    return 1;
+  }
+  std::string jobs = dir + "-jobs";
+  std::filesystem::remove_all(jobs);
+  std::filesystem::create_directories(jobs);
+  struct RemoveJobs {
+    std::string path;
+    ~RemoveJobs() { std::filesystem::remove_all(path); }
+  } remove_jobs{jobs};
+  Bench b{cluster, jobs};
+  pauses(b, reps);
+  restart(b, reps);
+  std::vector<double> plain, with;
+  for (int r = 0; r < reps; r++) {
+    plain.push_back(pipeline_s(b, "plain" + std::to_string(r), false));
+    with.push_back(pipeline_s(b, "snap" + std::to_string(r), true));
+  }
+  std::printf("\n| 1000 MiB gen -> sha256sum across nodes | s | throughput of the plain run |\n");
+  std::printf("|---|---|---|\n| without snapshots | %.2f | |\n", median(plain));
+  std::printf("| a snapshot every second | %.2f | %.2f |\n", median(with),
+              median(plain) / median(with));
+  return 0;
+}
