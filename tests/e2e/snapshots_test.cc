@@ -229,5 +229,43 @@ TEST(SnapshotsTest, WhatCannotBeRecordedFailsCleanlyAndTheJobRunsOn) {
   EXPECT_EQ(w.status, 0) << w.out << w.err;
 }
 
+TEST(SnapshotsTest, ANodeThatDiesDuringASnapshotFailsItWithTheReasonAndTheRestRunsOn) {
+  TestCluster c(3);
+  ASSERT_TRUE(c.up());
+  TempDir dir;
+  // The big task's image takes seconds to write: node2 dies meanwhile.
+  std::string job = start_job(c, dir, "two",
+                              "tasks:\n  - name: small\n    node: node1\n    command: [sleep, "
+                              "\"600\"]\n  - name: big\n    node: node2\n    command: [" +
+                                  target_path("t_bigmem") + ", \"1024\"]\n");
+  ASSERT_FALSE(job.empty());
+  ASSERT_TRUE(
+      wait_until([&] { return c.logs("two/big").find("ready") != std::string::npos; }, 60000));
+  SpawnOptions o;
+  o.stdout_path = dir / "snap.out";
+  o.stderr_path = dir / "snap.err";
+  pid_t snap = spawn({ferry_bin(), "--cluster", c.dir(), "snapshot", "two", "--json"}, o);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        CmdResult l = c.ferry({"snapshot", "list", "--json"});
+        return l.out.find("in progress") != std::string::npos;
+      },
+      20000));
+  c.kill_node("node2");
+  EXPECT_EQ(wait_exit(snap, 60000), 1) << read_file(dir / "snap.err");
+  nlohmann::json s = nlohmann::json::parse(read_file(dir / "snap.out"), nullptr, false);
+  ASSERT_FALSE(s.is_discarded()) << read_file(dir / "snap.err");
+  EXPECT_EQ(s.value("state", ""), "failed");
+  EXPECT_NE(s.value("reason", "").find("node2"), std::string::npos) << s.dump();
+  // The rest of the job runs on where it was.
+  CmdResult show = c.ferry({"job", "show", "two", "--json"});
+  nlohmann::json j = nlohmann::json::parse(show.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << show.err;
+  nlohmann::json small = j["tasks"][0];
+  EXPECT_EQ(small.value("state", ""), "running") << j.dump();
+  EXPECT_EQ(small.value("node", ""), "node1") << j.dump();
+  c.ferry({"kill", "two/small", "KILL"});
+}
+
 }  // namespace
 }  // namespace ferry::test

@@ -221,10 +221,18 @@ void SnapshotCoordinator::await(uint64_t marker, const std::string& from, const 
     }
     // Quiet: a marker may be stuck behind a reader that does not read, or a channel that ended
     // before its writer was recorded. Any task may record itself; the rest is asked to.
-    std::vector<rpc::TaskInfo> unrecorded;
-    for (auto& [name, t] : where)
+    // A node that went down with a part not in yet fails it (its tasks are not ours to wait for).
+    std::vector<rpc::TaskInfo> unrecorded, waited_for;
+    for (auto& [name, t] : where) {
       if (!p->cut.count(name)) unrecorded.push_back(t);
+      if (!p->cut.count(name) || !p->imaged.count(name)) waited_for.push_back(t);
+    }
     lock.unlock();
+    const std::vector<std::string> up = env_.nodes_up();
+    for (auto& t : waited_for)
+      if (std::find(up.begin(), up.end(), t.node()) == up.end())
+        fail("node {} went down before task {} was recorded", t.node(),
+             t.name().substr(t.name().find('/') + 1));
     for (auto& t : unrecorded) ask_to_record(marker, t);
     lock.lock();
   }

@@ -35,13 +35,19 @@ void record(TaskToRecord& task, ChannelEnds& channels, std::promise<TaskCut>& pa
   TaskCut cut;
   std::unique_ptr<cr::FrozenProcess> frozen;
   std::unique_ptr<cr::HeldCopy> copy;
+  double describe_ms = 0, cut_ms = 0, fork_ms = 0;
   try {
     frozen = std::make_unique<cr::FrozenProcess>(cr::freeze_and_describe(task.pid));
+    describe_ms = frozen->frozen_us() / 1000.0;
     // From here on the markers are out: a failure fails the snapshot, not just this call.
     cut.cuts = channels.cut(task.task_id, task.pid, task.marker, &cut.ended);
     leave_channel_bytes_out(frozen->image(), task.ends);
+    cut_ms = frozen->frozen_us() / 1000.0 - describe_ms;
     copy = frozen->fork_copy();
+    fork_ms = frozen->frozen_us() / 1000.0 - describe_ms - cut_ms;
     frozen->resume();
+    // The pause: from the stop to the resume (the checks before the stop ran beside the task).
+    cut.pause_ms = frozen->frozen_us() / 1000.0;
   } catch (const std::exception& e) {
     frozen.reset();  // (lets it run on, if it was held)
     if (cut.cuts.empty()) {
@@ -53,7 +59,10 @@ void record(TaskToRecord& task, ChannelEnds& channels, std::promise<TaskCut>& pa
     written({}, fmt::format("task {} could not be recorded: {}", task.name, e.what()));
     return;
   }
-  cut.pause_ms = since.elapsed_ms();
+  spdlog::info(
+      "snapshot: task {} paused {:.2f} ms (described {:.2f}, channels cut {:.2f}, forked "
+      "{:.2f})",
+      task.name, cut.pause_ms, describe_ms, cut_ms, fork_ms);
   rpc::SnapshotTaskReport report;
   report.set_name(task.name);
   report.set_task_id(task.task_id);
