@@ -110,6 +110,16 @@ pid_t BenchCluster::ferryd_pid(const std::string& node) {
   return -1;
 }
 
+JobFilesDir::JobFilesDir(std::string path) : path_(std::move(path)) {
+  std::filesystem::remove_all(path_);
+  std::filesystem::create_directories(path_);
+}
+
+JobFilesDir::~JobFilesDir() {
+  std::error_code ignored;
+  std::filesystem::remove_all(path_, ignored);
+}
+
 Resources resources_of(pid_t pid) {
   Resources r;
   std::string status = read_text("/proc/" + std::to_string(pid) + "/status");

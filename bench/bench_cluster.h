@@ -41,6 +41,20 @@ class BenchCluster {
   bool up_ = false;
 };
 
+// A directory for a benchmark's job files, beside the cluster directory (which holds only what
+// `cluster up` made): made empty, removed at the end.
+class JobFilesDir {
+ public:
+  explicit JobFilesDir(std::string path);
+  ~JobFilesDir();
+  JobFilesDir(const JobFilesDir&) = delete;
+  JobFilesDir& operator=(const JobFilesDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 // What a process holds: threads, open descriptors (and how many name deleted files), resident
 // memory.
 struct Resources {

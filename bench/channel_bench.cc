@@ -302,14 +302,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cluster up failed\n");
     return 1;
   }
-  // The job files go beside the cluster directory (which holds only what `cluster up` made).
-  std::string jobs = dir + "-jobs";
-  std::filesystem::remove_all(jobs);
-  std::filesystem::create_directories(jobs);
-  struct RemoveJobs {
-    std::string path;
-    ~RemoveJobs() { std::filesystem::remove_all(path); }
-  } remove_jobs{jobs};
+  ferry::bench::JobFilesDir job_files(dir + "-jobs");
+  const std::string& jobs = job_files.path();
   Bench b{cluster, cluster.bin() + "/channel_bench", jobs};
   uint64_t bytes = mib << 20;
   std::vector<double> pipe, same, tcp, tls, across, rtt_tcp, rtt_same, rtt_across;

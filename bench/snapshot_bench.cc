@@ -189,13 +189,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cluster up failed\n");
     return 1;
   }
-  std::string jobs = dir + "-jobs";
-  std::filesystem::remove_all(jobs);
-  std::filesystem::create_directories(jobs);
-  struct RemoveJobs {
-    std::string path;
-    ~RemoveJobs() { std::filesystem::remove_all(path); }
-  } remove_jobs{jobs};
+  ferry::bench::JobFilesDir job_files(dir + "-jobs");
+  const std::string& jobs = job_files.path();
   Bench b{cluster, jobs};
   pauses(b, reps);
   restart(b, reps);

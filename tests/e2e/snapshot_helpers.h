@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "support/cluster.h"
+#include "support/wait_until.h"
 
 namespace ferry::test {
 
@@ -46,6 +47,33 @@ inline std::string pipeline_yaml(int blocks) {
          "channels:\n"
          "  - from: gen:1\n    to: zip:0\n"
          "  - from: zip:1\n    to: sum:0\n";
+}
+
+// Waits until channel `channel` of `job` shows more than `above` of `counter` (job show --json).
+inline bool wait_channel(TestCluster& c, const std::string& job, int channel,
+                         const std::string& counter, uint64_t above, int timeout_ms = 30000) {
+  return wait_until(
+      [&] {
+        CmdResult r = c.ferry({"job", "show", job, "--json"});
+        nlohmann::json j = nlohmann::json::parse(r.out, nullptr, false);
+        return !j.is_discarded() && j.contains("channels") &&
+               j["channels"].size() > static_cast<size_t>(channel) &&
+               j["channels"][channel].value(counter, 0ull) > above;
+      },
+      timeout_ms);
+}
+
+// gen (node1) -> late (node2), a reader that never reads: its channel always holds something to
+// record. Returns the job's id once bytes have reached the reader's pipe.
+inline std::string start_slow_job(TestCluster& c, const TempDir& dir) {
+  std::string job =
+      start_job(c, dir, "slow",
+                "tasks:\n  - name: gen\n    node: node1\n    command: [" + target_path("t_gen") +
+                    ", \"2000\", \"10\"]\n"
+                    "  - name: late\n    node: node2\n    command: [sleep, \"600\"]\n"
+                    "channels:\n  - from: gen:1\n    to: late:0\n");
+  if (job.empty() || !wait_channel(c, job, 0, "bytes_delivered", 0, 20000)) return "";
+  return job;
 }
 
 }  // namespace ferry::test

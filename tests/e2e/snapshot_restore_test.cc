@@ -124,14 +124,7 @@ TEST(SnapshotRestoreTest, APipelineRestoredOnOtherNodesEndsWithTheUninterruptedO
   TempDir dir;
   std::string job = start_job(c, dir, "pipe", pipeline_yaml(blocks));
   ASSERT_FALSE(job.empty());
-  ASSERT_TRUE(wait_until(
-      [&] {
-        CmdResult r = c.ferry({"job", "show", job, "--json"});
-        nlohmann::json j = nlohmann::json::parse(r.out, nullptr, false);
-        return !j.is_discarded() && j.contains("channels") &&
-               j["channels"][0].value("bytes_written", 0ull) > (4u << 20);
-      },
-      30000));
+  ASSERT_TRUE(wait_channel(c, job, 0, "bytes_written", 4u << 20));
   nlohmann::json s = snapshot(c, {"pipe"});
   expect_consistent(s);
   CmdResult r = c.ferry({"snapshot", "restore", s.value("id", ""), "--name", "again", "--on",
@@ -160,21 +153,8 @@ TEST(SnapshotRestoreTest, AFailedOrUnknownSnapshotIsNotRestored) {
   TestCluster c(2, {"--test-fault", "node1=snapshot-drop-recorded"});
   ASSERT_TRUE(c.up());
   TempDir dir;
-  std::string job =
-      start_job(c, dir, "slow",
-                "tasks:\n  - name: gen\n    node: node1\n    command: [" + target_path("t_gen") +
-                    ", \"2000\", \"10\"]\n"
-                    "  - name: late\n    node: node2\n    command: [sleep, \"600\"]\n"
-                    "channels:\n  - from: gen:1\n    to: late:0\n");
+  std::string job = start_slow_job(c, dir);
   ASSERT_FALSE(job.empty());
-  ASSERT_TRUE(wait_until(
-      [&] {
-        CmdResult r = c.ferry({"job", "show", job, "--json"});
-        nlohmann::json j = nlohmann::json::parse(r.out, nullptr, false);
-        return !j.is_discarded() && j.contains("channels") &&
-               j["channels"][0].value("bytes_delivered", 0ull) > 0;
-      },
-      20000));
   nlohmann::json s = snapshot(c, {"slow"});
   ASSERT_EQ(s.value("state", ""), "failed") << s.dump();
   CmdResult r = c.ferry({"snapshot", "restore", s.value("id", "")});
