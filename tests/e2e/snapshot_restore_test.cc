@@ -168,5 +168,49 @@ TEST(SnapshotRestoreTest, AFailedOrUnknownSnapshotIsNotRestored) {
   c.ferry({"job", "kill", job, "KILL"});
 }
 
+TEST(SnapshotRestoreTest, TasksThatEndWhileTheSnapshotIsWrittenAreRestoredFromWhereTheyWere) {
+  const int blocks = 5;
+  TestCluster c(2);
+  ASSERT_TRUE(c.up());
+  TempDir dir;
+  // gen starts once big has filled its memory (big's "ready" is gen's first line of input) and
+  // ends within half a second; big's image (1 GiB) takes longer than that to write.
+  std::string job =
+      start_job(c, dir, "ends",
+                "tasks:\n  - name: gen\n    node: node1\n    command: [sh, -c, \"read -r x; exec " +
+                    target_path("t_gen") + " " + std::to_string(blocks) +
+                    " 100\"]\n"
+                    "  - name: sum\n    node: node2\n    command: [sha256sum]\n"
+                    "  - name: big\n    node: node2\n    command: [" +
+                    target_path("t_bigmem") +
+                    ", \"1024\"]\n"
+                    "channels:\n  - from: gen:1\n    to: sum:0\n  - from: big:1\n    to: gen:0\n");
+  ASSERT_FALSE(job.empty());
+  ASSERT_TRUE(wait_channel(c, job, 0, "bytes_written", 0));
+  nlohmann::json s = snapshot(c, {"ends"});
+  expect_consistent(s);
+  // gen and sum ended while it was being written (the snapshot took longer than they ran on).
+  CmdResult show = c.ferry({"job", "show", "ends", "--json"});
+  nlohmann::json j = nlohmann::json::parse(show.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << show.err;
+  EXPECT_EQ(j["tasks"][0].value("state", ""), "exited") << j.dump();
+  // Taken again now: refused, gen has ended.
+  CmdResult again = c.ferry({"snapshot", "ends"});
+  EXPECT_NE(again.status, 0);
+  EXPECT_NE(again.err.find("has ended"), std::string::npos) << again.err;
+  // Restored, gen and sum go on from where they were and end with the whole stream's hash.
+  CmdResult r = c.ferry({"snapshot", "restore", s.value("id", ""), "--name", "again"}, "", 120000);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  CmdResult w = c.ferry({"wait", "again/sum", "--timeout", "60"});
+  EXPECT_EQ(w.status, 0) << w.out << w.err;
+  CmdResult local = run_command(
+      {"/bin/sh", "-c",
+       target_path("t_gen") + " " + std::to_string(blocks) + " 0 2>/dev/null | sha256sum"});
+  EXPECT_EQ(c.logs("again/sum").substr(0, 64), local.out.substr(0, 64));
+  EXPECT_EQ(c.logs("ends/sum").substr(0, 64), local.out.substr(0, 64));
+  c.ferry({"job", "kill", "ends", "KILL"});
+  c.ferry({"job", "kill", "again", "KILL"});
+}
+
 }  // namespace
 }  // namespace ferry::test

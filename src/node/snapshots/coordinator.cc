@@ -126,26 +126,8 @@ rpc::SnapshotReport SnapshotCoordinator::take(const rpc::SnapshotRequest& req) {
     pending_[marker] = p;
   }
   spdlog::info("snapshot {} of job {}: begins at {}", p->report.id(), job.id(), from);
-  rpc::SnapshotBeginRequest b;
-  b.set_marker(marker);
-  b.set_id(p->report.id());
-  b.set_job(job.id());
-  b.set_coordinator(env_.node);
-  b.set_store(req.store());
-  b.set_drop_one_recorded(env_.drop_one_recorded);
-  std::set<std::string> holding;
-  for (auto& [name, t] : where) holding.insert(t.node());
-  const std::vector<std::string> up = env_.nodes_up();
   try {
-    for (const std::string& node : up) {
-      rpc::Ack ack;
-      auto ctx = deadline_ms(5000);
-      grpc::Status s = env_.stub(node).SnapshotBegin(ctx.get(), b, &ack);
-      if (!s.ok() && holding.count(node)) check_status(s, "node " + node);
-    }
-    for (auto& node : holding)
-      if (std::find(up.begin(), up.end(), node) == up.end())
-        fail("node {}, where a task of the job runs, is down", node);
+    begin_everywhere(marker, p->report, req.store(), where);
     ask_to_record(marker, where.at(from));
     await(marker, from, job, where,
           req.timeout_ms() ? static_cast<int>(req.timeout_ms()) : kDefaultTimeoutMs);
@@ -178,6 +160,32 @@ rpc::SnapshotReport SnapshotCoordinator::take(const rpc::SnapshotRequest& req) {
   spdlog::info("snapshot {} of job {}: {} in {:.1f} ms{}", r.id(), job.id(), r.state(),
                r.total_ms(), r.reason().empty() ? "" : " (" + r.reason() + ")");
   return r;
+}
+
+// Every node up hears of the snapshot before any marker exists; those where a task of the job
+// runs must answer.
+void SnapshotCoordinator::begin_everywhere(uint64_t marker, const rpc::SnapshotReport& r,
+                                           const std::string& store,
+                                           const std::map<std::string, rpc::TaskInfo>& where) {
+  rpc::SnapshotBeginRequest b;
+  b.set_marker(marker);
+  b.set_id(r.id());
+  b.set_job(r.job());
+  b.set_coordinator(env_.node);
+  b.set_store(store);
+  b.set_drop_one_recorded(env_.drop_one_recorded);
+  std::set<std::string> holding;
+  for (auto& [name, t] : where) holding.insert(t.node());
+  const std::vector<std::string> up = env_.nodes_up();
+  for (const std::string& node : up) {
+    rpc::Ack ack;
+    auto ctx = deadline_ms(5000);
+    grpc::Status s = env_.stub(node).SnapshotBegin(ctx.get(), b, &ack);
+    if (!s.ok() && holding.count(node)) check_status(s, "node " + node);
+  }
+  for (auto& node : holding)
+    if (std::find(up.begin(), up.end(), node) == up.end())
+      fail("node {}, where a task of the job runs, is down", node);
 }
 
 void SnapshotCoordinator::ask_to_record(uint64_t marker, const rpc::TaskInfo& task) {

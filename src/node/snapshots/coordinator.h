@@ -52,6 +52,8 @@ class SnapshotCoordinator {
   };
   rpc::SnapshotReport start(const rpc::SnapshotRequest& req, const rpc::JobInfo& job,
                             std::map<std::string, rpc::TaskInfo>& where);
+  void begin_everywhere(uint64_t marker, const rpc::SnapshotReport& r, const std::string& store,
+                        const std::map<std::string, rpc::TaskInfo>& where);
   void ask_to_record(uint64_t marker, const rpc::TaskInfo& task);
   // Waits for the parts, asking unreached tasks to record themselves.
   void await(uint64_t marker, const std::string& from, const rpc::JobInfo& job,

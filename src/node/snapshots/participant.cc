@@ -81,25 +81,50 @@ void SnapshotParticipant::record(uint64_t marker, const std::string& task_id) {
     return;
   }
   lock.unlock();
-  auto settle = [&](TaskState s) {
+  std::optional<TaskCut> cut;
+  std::string name = task_id;
+  try {
+    cut = record_here(b, task_id, &name);
+  } catch (const std::exception& e) {
+    fail(b, e.what());
+  }
+  {
     std::lock_guard<std::mutex> l(mu_);
     auto a = active_.find(marker);
-    if (a != active_.end()) a->second.tasks[task_id] = s;
+    if (a != active_.end())
+      a->second.tasks[task_id] = cut ? TaskState::kRecorded : TaskState::kFailed;
     cv_.notify_all();
-  };
-  std::optional<LocalTask> local = env_.task(task_id);
-  if (!local || local->migrating) {
-    settle(TaskState::kFailed);
-    fail(b, fmt::format("task {} is not on {} to be recorded (it is moving)", task_id, env_.node));
-    return;
   }
+  if (!cut) return;
+  // The cuts go first, on their own: the channels' parts may come before the image is written.
+  rpc::SnapshotPartRequest part;
+  part.set_marker(marker);
+  part.set_node(env_.node);
+  part.mutable_task()->set_name(name);
+  part.mutable_task()->set_task_id(task_id);
+  part.mutable_task()->set_node(env_.node);
+  part.mutable_task()->set_pause_ms(cut->pause_ms);
+  for (auto& c : cut->cuts) *part.add_cuts() = c;
+  send(b.coordinator(), std::move(part));
+  for (auto& end : cut->ended) finish_channel(*end, marker);
+}
+
+// Freezes, cuts and forks the task (one snapshot at a time), and leaves its image to a recorder
+// thread; returns once it runs again. Throws with the reason it could not be recorded.
+SnapshotParticipant::TaskCut SnapshotParticipant::record_here(const rpc::SnapshotBeginRequest& b,
+                                                              const std::string& task_id,
+                                                              std::string* name) {
+  std::optional<LocalTask> local = env_.task(task_id);
+  if (!local) ferry::fail("task {} is not on {} any more: it ended, or moved", task_id, env_.node);
+  if (local->migrating) ferry::fail("task {} is migrating: it cannot be recorded now", task_id);
   TaskToRecord t;
   t.task_id = task_id;
-  t.name = local->info.name().substr(local->info.name().find('/') + 1);
+  t.name = *name = local->info.name().substr(local->info.name().find('/') + 1);
   t.pid = local->info.pid();
   t.ends.assign(local->info.channel_ends().begin(), local->info.channel_ends().end());
-  t.marker = marker;
+  t.marker = b.marker();
   t.node = env_.node;
+  t.image_dir = snapshot::SnapshotStore(store_of(b)).task_dir(b.id(), t.name);
   // Another snapshot's recording of the task holds it for a moment: one at a time.
   {
     std::unique_lock<std::mutex> l(mu_);
@@ -119,25 +144,17 @@ void SnapshotParticipant::record(uint64_t marker, const std::string& task_id) {
     }
   } unhold{*this, task_id, t.pid};
   std::promise<TaskCut> paused;
-  std::future<TaskCut> cut_future = paused.get_future();
-  try {
-    t.image_dir = snapshot::SnapshotStore(store_of(b)).task_dir(b.id(), t.name);
-  } catch (const std::exception& e) {
-    settle(TaskState::kFailed);
-    fail(b, fmt::format("task {}: {}", t.name, e.what()));
-    return;
-  }
-  const std::string coordinator = b.coordinator();
+  std::future<TaskCut> cut = paused.get_future();
   auto finished = std::make_shared<std::atomic<bool>>(false);
   std::thread recorder = record_task(
       t, *env_.channels, std::move(paused),
-      [this, coordinator, marker, b](rpc::SnapshotTaskReport report, std::string failure) {
+      [this, b](rpc::SnapshotTaskReport report, std::string failure) {
         if (!failure.empty()) return fail(b, failure);
         rpc::SnapshotPartRequest part;
-        part.set_marker(marker);
+        part.set_marker(b.marker());
         part.set_node(env_.node);
         *part.mutable_task() = std::move(report);
-        send(coordinator, std::move(part));
+        send(b.coordinator(), std::move(part));
       },
       finished);
   {
@@ -145,26 +162,11 @@ void SnapshotParticipant::record(uint64_t marker, const std::string& task_id) {
     join_finished();
     recorders_.push_back({std::move(recorder), finished});
   }
-  TaskCut cut;
   try {
-    cut = cut_future.get();
+    return cut.get();
   } catch (const std::exception& e) {
-    settle(TaskState::kFailed);
-    fail(b, fmt::format("task {} could not be recorded: {}", t.name, e.what()));
-    return;
+    ferry::fail("task {} could not be recorded: {}", t.name, e.what());
   }
-  // The cuts go first, on their own: the channels' parts may come before the image is written.
-  rpc::SnapshotPartRequest part;
-  part.set_marker(marker);
-  part.set_node(env_.node);
-  part.mutable_task()->set_name(t.name);
-  part.mutable_task()->set_task_id(task_id);
-  part.mutable_task()->set_node(env_.node);
-  part.mutable_task()->set_pause_ms(cut.pause_ms);
-  for (auto& c : cut.cuts) *part.add_cuts() = c;
-  send(coordinator, std::move(part));
-  settle(TaskState::kRecorded);
-  for (auto& end : cut.ended) finish_channel(*end, marker);
 }
 
 void SnapshotParticipant::on_marker(ReaderEnd& end, uint64_t marker) {

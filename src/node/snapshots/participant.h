@@ -21,6 +21,7 @@
 
 #include "ferry.grpc.pb.h"
 #include "node/channels/channel_ends.h"
+#include "node/snapshots/task_recorder.h"
 #include "node/tasks.h"
 
 namespace ferry::node {
@@ -59,6 +60,9 @@ class SnapshotParticipant {
     std::map<std::string, TaskState> tasks;
   };
   std::string store_of(const rpc::SnapshotBeginRequest& b) const;
+  using TaskCut = node::TaskCut;
+  TaskCut record_here(const rpc::SnapshotBeginRequest& b, const std::string& task_id,
+                      std::string* name);
   // The recording of `marker` at `end` is complete: its state to the store, a part to the
   // coordinator.
   void finish_channel(ReaderEnd& end, uint64_t marker);
