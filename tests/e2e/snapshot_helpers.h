@@ -76,4 +76,12 @@ inline std::string start_slow_job(TestCluster& c, const TempDir& dir) {
   return job;
 }
 
+// The hash of `t_gen BLOCKS 0 | FILTER | sha256sum` run here: what a job must end with.
+inline std::string local_pipeline_hash(int blocks, const std::string& filter) {
+  CmdResult r = run_command({"/bin/sh", "-c",
+                             target_path("t_gen") + " " + std::to_string(blocks) +
+                                 " 0 2>/dev/null | " + filter + " | sha256sum"});
+  return r.out.substr(0, 64);
+}
+
 }  // namespace ferry::test
