@@ -42,19 +42,7 @@ UniqueFd DumpContext::steal_fd(int num) {
 
 void DumpContext::read_memory(uint64_t addr, void* data, size_t len) {
   if (!memory_pid_) return tracee().read_memory(addr, data, len);
-  if (!copy_mem_) {
-    copy_mem_.reset(::open(proc::path(memory_pid_, "mem").c_str(), O_RDONLY | O_CLOEXEC));
-    if (!copy_mem_) fail_errno(errno, "cannot open memory of {}", memory_pid_);
-  }
-  char* p = static_cast<char*>(data);
-  while (len) {
-    ssize_t n = ::pread(copy_mem_.get(), p, len, static_cast<off_t>(addr));
-    if (n <= 0)
-      fail_errno(n < 0 ? errno : EIO, "cannot read memory of {} at 0x{:x}", memory_pid_, addr);
-    p += n;
-    addr += static_cast<uint64_t>(n);
-    len -= static_cast<size_t>(n);
-  }
+  proc::read_process_memory(copy_mem_, O_RDONLY, memory_pid_, addr, data, len);
 }
 
 void DumpContext::finish() {

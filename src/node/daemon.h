@@ -146,6 +146,8 @@ class Daemon {
   void on_control_request(const std::string& task_id, const std::string& line);
   std::string node_with_label(const std::string& key, const std::string& value);
   std::string snapshot_for_task(const std::string& task_id);
+  // Ends the tasks of a job that could not start (or be restored) whole, and forgets the job.
+  void abandon_job(const std::string& job_id, const std::vector<std::string>& started);
   rpc::JobInfo home_job(const std::string& ref);  // a job homed here (throws otherwise)
   std::vector<std::string> nodes_up();            // this one and the peers up
   std::optional<std::string> locate_channel_peer(const rpc::ChannelEnd& e);

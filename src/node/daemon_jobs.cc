@@ -100,6 +100,15 @@ std::string Daemon::pick_node(const rpc::JobTaskSpec& t) {
   fail_as(K::kRefused, "task {}: no node up carries the labels it requires", t.name());
 }
 
+void Daemon::abandon_job(const std::string& job_id, const std::vector<std::string>& started) {
+  for (auto& id : started) try {
+      kill(id, SIGKILL);
+    } catch (const std::exception& e) {
+      spdlog::warn("job {}: cannot end task {}: {}", job_id, id, e.what());
+    }
+  jobs_.remove(job_id);
+}
+
 rpc::JobInfo Daemon::run_job(const rpc::RunJobRequest& req) {
   check_job(req);
   rpc::JobInfo job;
@@ -146,12 +155,7 @@ rpc::JobInfo Daemon::run_job(const rpc::RunJobRequest& req) {
     }
   } catch (...) {
     // Nothing of a job that cannot start whole is left running.
-    for (auto& id : started) try {
-        kill(id, SIGKILL);
-      } catch (const std::exception& e) {
-        spdlog::warn("job {}: cannot end task {}: {}", job.id(), id, e.what());
-      }
-    jobs_.remove(job.id());
+    abandon_job(job.id(), started);
     throw;
   }
   spdlog::info("job {} ({}) started: {} tasks, {} channels", job.id(), job.name(), job.tasks_size(),

@@ -208,12 +208,7 @@ rpc::JobInfo Daemon::restore_snapshot(const rpc::SnapshotRestoreRequest& req) {
         fail_as(K::kRefused, "task {} could not move to {}: {}", task, node, report.reason());
     }
   } catch (...) {
-    for (auto& id : restored) try {
-        kill(id, SIGKILL);
-      } catch (const std::exception& e) {
-        spdlog::warn("job {}: cannot end restored task {}: {}", job.id(), id, e.what());
-      }
-    jobs_.remove(job.id());
+    abandon_job(job.id(), restored);
     throw;
   }
   spdlog::info("snapshot {} restored as job {} ({})", r.id(), job.id(), job.name());

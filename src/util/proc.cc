@@ -149,6 +149,22 @@ int64_t parse_i64(std::string_view s) {
   return v;
 }
 
+void read_process_memory(UniqueFd& mem_fd, int open_flags, pid_t pid, uint64_t addr, void* data,
+                         size_t len) {
+  if (!mem_fd) {
+    mem_fd.reset(::open(path(pid, "mem").c_str(), open_flags | O_CLOEXEC));
+    if (!mem_fd) fail_errno(errno, "cannot open memory of {}", pid);
+  }
+  char* p = static_cast<char*>(data);
+  while (len) {
+    ssize_t n = ::pread(mem_fd.get(), p, len, static_cast<off_t>(addr));
+    if (n <= 0) fail_errno(n < 0 ? errno : EIO, "cannot read memory of {} at 0x{:x}", pid, addr);
+    p += n;
+    addr += static_cast<uint64_t>(n);
+    len -= static_cast<size_t>(n);
+  }
+}
+
 pid_t pid_in_namespace_of(pid_t member, pid_t inner_pid) {
   auto ns = try_read_link(path(member, "ns/pid"));
   if (!ns) return -1;

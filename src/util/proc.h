@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "util/fd.h"
+
 namespace ferry::proc {
 
 std::string path(pid_t pid, std::string_view rel);  // "/proc/<pid>/<rel>"
@@ -24,6 +26,10 @@ int exit_code_of(int wait_status);
 // The pid (as we see it) of the process that is `inner_pid` in the PID namespace of process
 // `member`; -1 when there is none. (A task of a cluster node, seen from the host.)
 pid_t pid_in_namespace_of(pid_t member, pid_t inner_pid);
+// Reads len bytes at addr from process pid's memory, through mem_fd (its /proc/PID/mem, opened
+// on first use). Throws when any of them cannot be read.
+void read_process_memory(UniqueFd& mem_fd, int open_flags, pid_t pid, uint64_t addr, void* data,
+                         size_t len);
 
 // "Key:\tvalue" lines of /proc/<pid>/status (or fdinfo): key -> value with surrounding blanks cut.
 std::map<std::string, std::string> read_keyed(const std::string& path);

@@ -487,18 +487,7 @@ void Tracee::write_memory(uint64_t addr, const void* data, size_t len) {
 }
 
 void Tracee::read_memory(uint64_t addr, void* data, size_t len) const {
-  if (!mem_fd_) {
-    mem_fd_.reset(::open(proc::path(pid_, "mem").c_str(), O_RDWR | O_CLOEXEC));
-    if (!mem_fd_) fail_errno(errno, "cannot open memory of {}", pid_);
-  }
-  char* p = static_cast<char*>(data);
-  while (len) {
-    ssize_t n = ::pread(mem_fd_.get(), p, len, static_cast<off_t>(addr));
-    if (n <= 0) fail_errno(n < 0 ? errno : EIO, "cannot read memory of {} at 0x{:x}", pid_, addr);
-    p += n;
-    addr += static_cast<uint64_t>(n);
-    len -= static_cast<size_t>(n);
-  }
+  proc::read_process_memory(mem_fd_, O_RDWR, pid_, addr, data, len);
 }
 
 void Tracee::saw_end(int status) {

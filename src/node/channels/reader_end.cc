@@ -215,45 +215,45 @@ void ReaderEnd::serve_link(grpc::ServerContext& ctx, ChannelServerStream& stream
   watch.join();
 }
 
+std::optional<ReaderEnd::Delivery> ReaderEnd::check_turn(uint64_t seq, bool end, uint64_t marker_id,
+                                                         uint64_t generation, uint64_t& hook_for) {
+  if (holding_ || generation != generation_) return Delivery::kStop;
+  // A marker, the end, or the task gone while recordings are on: the hook first (it needs this
+  // end's lock, so it runs unlocked).
+  if (gone_) {
+    if (!marker_hook_ || recordings_.empty() || end_hooked_) return Delivery::kGone;
+    end_hooked_ = true;
+    hook_for = kChannelEnded;
+  } else if (seq < receiver_.next_seq()) {
+    return Delivery::kDone;  // a resend of what it has
+  } else if (seq > receiver_.next_seq()) {
+    spdlog::error("channel {}#{}: item {} came where {} was due", spec_.job(), spec_.channel(), seq,
+                  receiver_.next_seq());
+    return Delivery::kStop;
+  } else if (marker_hook_ && marker_id != kNoMarker && hooked_ != seq + 1) {
+    hooked_ = seq + 1;
+    hook_for = marker_id;
+  } else if (marker_hook_ && end && !recordings_.empty() && !end_hooked_) {
+    end_hooked_ = true;
+    hook_for = kChannelEnded;
+  }
+  return std::nullopt;
+}
+
 ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_id,
                                        std::string_view data, uint64_t generation) {
   const bool marker = marker_id != kNoMarker;
   for (;;) {
-    uint64_t hook_for = kNoMarker;
-    MarkerHook hook;
     {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (holding_ || generation != generation_) return Delivery::kStop;
-      // A marker, the end, or the task gone while recordings are on: the hook first (it needs
-      // this end's lock).
-      if (gone_) {
-        if (!marker_hook_ || recordings_.empty() || end_hooked_) return Delivery::kGone;
-        end_hooked_ = true;
-        hook_for = kChannelEnded;
-      } else if (seq < receiver_.next_seq()) {
-        return Delivery::kDone;  // a resend of what it has
-      } else if (seq > receiver_.next_seq()) {
-        spdlog::error("channel {}#{}: item {} came where {} was due", spec_.job(), spec_.channel(),
-                      seq, receiver_.next_seq());
-        return Delivery::kStop;
-      } else if (marker_hook_ && marker && hooked_ != seq + 1) {
-        hooked_ = seq + 1;
-        hook_for = marker_id;
-      } else if (marker_hook_ && end && !recordings_.empty() && !end_hooked_) {
-        end_hooked_ = true;
-        hook_for = kChannelEnded;
+      std::unique_lock<std::mutex> lock(mu_);
+      uint64_t hook_for = kNoMarker;
+      if (auto d = check_turn(seq, end, marker_id, generation, hook_for)) return *d;
+      if (hook_for != kNoMarker) {
+        MarkerHook hook = marker_hook_;
+        lock.unlock();
+        hook(*this, hook_for);
+        continue;
       }
-      hook = marker_hook_;
-    }
-    if (hook_for != kNoMarker) {
-      hook(*this, hook_for);
-      continue;
-    }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (holding_ || generation != generation_) return Delivery::kStop;
-      if (gone_) return Delivery::kGone;
-      if (seq != receiver_.next_seq()) return Delivery::kStop;
       if (messages_) {
         if (!pipe_) return Delivery::kGone;
         std::optional<Delivery> d = put_message(seq, end, marker, data);

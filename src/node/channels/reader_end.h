@@ -111,6 +111,10 @@ class ReaderEnd {
                   const transfer::Key& key, const LinkOffer& link, uint64_t generation);
   // With mu_ held: the item `seq` is wholly in the pipe (or is a marker, or the end).
   Delivery accept_item(uint64_t seq, bool end, bool marker);
+  // Under mu_: whether the item can be delivered now (nullopt), or what deliver() returns; sets
+  // hook_for when the marker hook must run first.
+  std::optional<Delivery> check_turn(uint64_t seq, bool end, uint64_t marker_id,
+                                     uint64_t generation, uint64_t& hook_for);
   void record(std::string_view data);  // with mu_ held: delivered while recordings are on
   Delivery task_gone();  // with mu_ held: the task closed its end or ended
   // With mu_ held: a message (or a marker, or the end) into the task's socket, whole, or nothing
