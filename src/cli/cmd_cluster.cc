@@ -35,10 +35,39 @@ std::tuple<std::string, std::string, std::string> node_key_value(const std::stri
   return {s.substr(0, colon), s.substr(colon + 1, eq - colon - 1), s.substr(eq + 1)};
 }
 
-std::map<std::string, local::NodeSettings> node_settings(
-    const std::vector<std::string>& nodes, const std::vector<std::string>& labels,
-    const std::vector<std::string>& configs, const std::vector<std::string>& faults) {
+// CPUs of a node: a positive number, fractional allowed ("0.5").
+double parse_cpus(const std::string& s, const char* what) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (used != s.size() || !(v >= 0.01 && v <= 4096))
+    fail("{} wants a number of CPUs between 0.01 and 4096, got '{}'", what, s);
+  return v;
+}
+
+// A memory size: a number with an optional K, M or G (MiB when none).
+uint64_t parse_size(const std::string& s, const char* what) {
+  const size_t digits = std::min(s.find_first_not_of("0123456789"), s.size());
+  const std::string unit = s.substr(digits);
+  const int shift = unit.empty() || unit == "M" ? 20 : unit == "K" ? 10 : unit == "G" ? 30 : -1;
+  if (digits == 0 || digits > 12 || shift < 0)
+    fail("{} wants a size like 512M or 2G, got '{}'", what, s);
+  const uint64_t n = proc::parse_u64(s.substr(0, digits));
+  if (n == 0) fail("{} wants a size above zero, got '{}'", what, s);
+  return n << shift;
+}
+
+std::map<std::string, local::NodeSettings> node_settings(const std::vector<std::string>& nodes,
+                                                         const std::vector<std::string>& labels,
+                                                         const std::vector<std::string>& configs,
+                                                         const std::vector<std::string>& faults,
+                                                         const local::NodeCapacity& all) {
   std::map<std::string, local::NodeSettings> out;
+  for (auto& n : nodes) out[n].capacity = all;
   auto known = [&](const std::string& n, const char* option) -> local::NodeSettings& {
     if (std::find(nodes.begin(), nodes.end(), n) == nodes.end())
       fail("{}: the cluster has no node '{}'", option, n);
@@ -51,7 +80,11 @@ std::map<std::string, local::NodeSettings> node_settings(
   for (auto& c : configs) {
     auto [n, k, v] = node_key_value(c, "--node-config");
     local::NodeSettings& s = known(n, "--node-config");
-    if (k == "restart_delay_ms") {
+    if (k == "cpus") {
+      s.capacity.cpus = parse_cpus(v, "--node-config cpus");
+    } else if (k == "memory") {
+      s.capacity.memory_bytes = parse_size(v, "--node-config memory");
+    } else if (k == "restart_delay_ms") {
       node::NodeConfig probe;
       node::apply_setting(probe, "max_tasks", v);  // (the same number check)
       s.restart_delay_ms = static_cast<int>(probe.max_tasks);
@@ -80,6 +113,10 @@ local::NodeSettings saved_settings(const local::Cluster& c, const std::string& n
   if (!lines.empty() && !lines[0].empty())
     s.restart_delay_ms = static_cast<int>(proc::parse_u64(lines[0]));
   if (lines.size() > 1) s.faults = lines[1];
+  if (lines.size() > 3 && !lines[2].empty()) {
+    s.capacity.cpus = std::stod(lines[2]);
+    s.capacity.memory_bytes = proc::parse_u64(lines[3]);
+  }
   return s;
 }
 
@@ -139,9 +176,12 @@ void add_up(CLI::App* cluster) {
   up->add_option("--nodes", count, "how many nodes")->check(CLI::Range(1, 200));
   up->add_option("--dir", dir, "cluster directory (default /run/ferry/cluster)");
   up->add_option("--label", labels, "NODE:KEY=VALUE, a label of a node (repeat)");
+  static std::string cpus, memory;
+  up->add_option("--cpus", cpus, "CPU capacity of each node (fractional, e.g. 0.5; default: none)");
+  up->add_option("--memory", memory, "memory limit of each node (e.g. 512M, 2G; default: none)");
   up->add_option("--node-config", configs,
-                 "NODE:KEY=VALUE for max_tasks, max_load_per_cpu, reserve_memory_mb, "
-                 "restart_delay_ms");
+                 "NODE:KEY=VALUE for cpus, memory, max_tasks, max_load_per_cpu, "
+                 "reserve_memory_mb, restart_delay_ms");
   up->add_option("--test-fault", faults,
                  "NODE=FAULT for tests (die-after-commit, fail-restore, ...)");
   up->callback([] {
@@ -150,7 +190,10 @@ void add_up(CLI::App* cluster) {
     std::string d = dir.empty() ? default_cluster_dir() : fs::absolute(dir).string();
     std::vector<std::string> names;
     for (int i = 1; i <= count; i++) names.push_back("node" + std::to_string(i));
-    auto settings = node_settings(names, labels, configs, faults);
+    local::NodeCapacity all;
+    if (!cpus.empty()) all.cpus = parse_cpus(cpus, "--cpus");
+    if (!memory.empty()) all.memory_bytes = parse_size(memory, "--memory");
+    auto settings = node_settings(names, labels, configs, faults, all);
     local::Cluster c = local::prepare(d, names);
     try {
       local::make_network(c);

@@ -30,8 +30,8 @@ void add_nodes(CLI::App& app) {
       std::printf("%s\n", j.dump().c_str());
       return;
     }
-    std::printf("%-8s %-18s %-5s %-7s %-6s %-6s %-12s %-6s %s\n", "NAME", "ADDRESS", "STATE",
-                "FERRYD", "CPU%", "LOAD", "MEM FREE", "TASKS", "LABELS");
+    std::printf("%-8s %-18s %-9s %-7s %-6s %-12s %-20s %-6s %s\n", "NAME", "ADDRESS", "STATE",
+                "FERRYD", "CPUS", "DEMAND", "MEMORY", "TASKS", "LABELS");
     bool any_stale = false;
     for (auto& n : reply.nodes()) {
       std::string labels;
@@ -40,12 +40,17 @@ void add_nodes(CLI::App& app) {
       const char* mark = n.load_stale() ? "*" : "";
       any_stale |= n.load_stale();
       std::string pid = n.load().ferryd_pid() ? std::to_string(n.load().ferryd_pid()) : "-";
-      std::printf("%-8s %-18s %-5s %-7s %-6s %-6s %-12s %-6s %s\n", n.name().c_str(),
-                  n.address().c_str(), node::name_of(n.state()).c_str(), pid.c_str(),
-                  fmt::format("{:.1f}{}", n.load().cpu_percent(), mark).c_str(),
-                  fmt::format("{:.2f}{}", n.load().load_avg(), mark).c_str(),
-                  (mib(n.load().mem_free_bytes()) + mark).c_str(),
-                  fmt::format("{}{}", n.load().runnable(), mark).c_str(), labels.c_str());
+      const rpc::LoadReport& l = n.load();
+      // Demand against capacity: what its runnable tasks use and wait for, in CPUs.
+      std::string demand =
+          fmt::format("{:.2f} ({:.0f}%){}", l.cpu_demand(),
+                      l.cpu_capacity() > 0 ? 100 * l.cpu_demand() / l.cpu_capacity() : 0.0, mark);
+      std::string memory = mib(l.mem_used_bytes()) + " / " + mib(l.mem_limit_bytes()) + mark;
+      std::string state = node::name_of(n.state()) + (l.draining() ? ",drain" : "");
+      std::printf("%-8s %-18s %-9s %-7s %-6s %-12s %-20s %-6s %s\n", n.name().c_str(),
+                  n.address().c_str(), state.c_str(), pid.c_str(),
+                  fmt::format("{:.2f}", l.cpu_capacity()).c_str(), demand.c_str(), memory.c_str(),
+                  fmt::format("{}{}", l.runnable(), mark).c_str(), labels.c_str());
     }
     if (any_stale) std::printf("* last known figures of a node that is down\n");
   });

@@ -21,6 +21,8 @@ void add_migrate(CLI::App& app);
 void add_job(CLI::App& app);
 // Snapshots of jobs (cmd_snapshot.cc).
 void add_snapshot(CLI::App& app);
+// The Starter: policy, events, drain, undrain (cmd_policy.cc).
+void add_policy(CLI::App& app);
 
 // `ferry wait` of a task that is lost (gone without an exit status).
 constexpr int kLostStatus = 125;

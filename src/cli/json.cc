@@ -13,6 +13,7 @@ nlohmann::json to_json(const rpc::TaskInfo& t) {
                       {"state", node::name_of(t.state())},
                       {"argv", t.argv()},
                       {"epoch", t.epoch()},
+                      {"moves", t.epoch()},
                       {"memory_bytes", t.memory_bytes()},
                       {"started_unix_ms", t.started_unix_ms()}};
   j["labels"] = nlohmann::json::object();
@@ -36,8 +37,28 @@ nlohmann::json to_json(const rpc::NodeInfo& n) {
   for (auto& [k, v] : n.labels()) j["labels"][k] = v;
   j["load"] = {{"cpu_percent", l.cpu_percent()},         {"load_avg", l.load_avg()},
                {"runnable_tasks", l.runnable()},         {"mem_free_bytes", l.mem_free_bytes()},
-               {"mem_total_bytes", l.mem_total_bytes()}, {"tasks", nlohmann::json::array()}};
+               {"mem_total_bytes", l.mem_total_bytes()}, {"tasks", nlohmann::json::array()},
+               {"cpu_capacity", l.cpu_capacity()},       {"cpu_demand", l.cpu_demand()},
+               {"demand_reserved", l.demand_reserved()}, {"mem_limit_bytes", l.mem_limit_bytes()},
+               {"mem_used_bytes", l.mem_used_bytes()},   {"draining", l.draining()}};
   for (auto& t : l.tasks()) j["load"]["tasks"].push_back(t.id());
+  return j;
+}
+
+nlohmann::json to_json(const rpc::PolicyEvent& e) {
+  return {{"unix_ms", e.unix_ms()}, {"node", e.node()},     {"kind", e.kind()},
+          {"task", e.task()},       {"from", e.from()},     {"to", e.to()},
+          {"policy", e.policy()},   {"reason", e.reason()}, {"freeze_ms", e.freeze_ms()},
+          {"seq", e.seq()}};
+}
+
+nlohmann::json to_json(const rpc::PolicySettings& s) {
+  nlohmann::json j = {{"version", s.version()}, {"policies", nlohmann::json::object()}};
+  for (auto& p : s.policies()) {
+    nlohmann::json params = nlohmann::json::object();
+    for (auto& [k, v] : p.params()) params[k] = v;
+    j["policies"][p.name()] = {{"on", p.on()}, {"params", params}};
+  }
   return j;
 }
 

@@ -10,5 +10,7 @@ namespace ferry::cli {
 nlohmann::json to_json(const rpc::TaskInfo& t);
 nlohmann::json to_json(const rpc::NodeInfo& n);
 nlohmann::json to_json(const rpc::MigrateReport& r);
+nlohmann::json to_json(const rpc::PolicyEvent& e);
+nlohmann::json to_json(const rpc::PolicySettings& s);
 
 }  // namespace ferry::cli

@@ -1,5 +1,7 @@
 #include "cli/local_cluster.h"
 
+#include "cli/node_cgroups.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
@@ -225,7 +227,8 @@ void write_node_configs(const Cluster& c, const std::map<std::string, NodeSettin
     write_file(ndir + "/ferryd.toml", node::render_config(cfg));
     NodeSettings own = s != settings.end() ? s->second : NodeSettings{};
     write_file(ndir + "/init.conf",
-               fmt::format("{}\n{}\n", own.restart_delay_ms, own.faults));
+               fmt::format("{}\n{}\n{}\n{}\n", own.restart_delay_ms, own.faults, own.capacity.cpus,
+                           own.capacity.memory_bytes));
   }
 }
 
@@ -236,6 +239,8 @@ void start_node(const Cluster& c, const std::string& node, const NodeSettings& s
   const std::string ndir = node_dir(c, node), netns = node_ns(c.id, node);
   const std::string config = ndir + "/ferryd.toml", log = ndir + "/ferryd.log";
   const std::string delay = std::to_string(settings.restart_delay_ms);
+  make_node_cgroup(c.id, node, settings.capacity);
+  const std::vector<std::string> groups = node_cgroup_dirs(c.id, node);
   int p[2];
   if (::pipe2(p, O_CLOEXEC) != 0) fail_errno(errno, "pipe2");
   UniqueFd rd(p[0]), wr(p[1]);
@@ -243,6 +248,7 @@ void start_node(const Cluster& c, const std::string& node, const NodeSettings& s
   if (mid < 0) fail_errno(errno, "fork");
   if (mid == 0) {
     ::setsid();
+    if (!enter_cgroup_dirs(groups)) _exit(100);
     int in = ::open("/dev/null", O_RDONLY);
     int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW, 0600);
     ::dup2(in, 0);
@@ -352,6 +358,7 @@ void tear_down(const Cluster& c) {
     pollfd p{fd.get(), POLLIN, 0};
     ::poll(&p, 1, 10000);  // readable once it has ended
   }
+  remove_cluster_cgroups(c.id);
   for (auto& ns : netns_with_prefix("ferry-" + c.id + "-"))
     if (ns != bridge_ns(c.id)) run({"ip", "netns", "del", ns}, true);
   run({"ip", "netns", "del", bridge_ns(c.id)}, true);

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/node_cgroups.h"
 #include "util/fd.h"
 
 namespace ferry::cli::local {
@@ -50,6 +51,7 @@ struct NodeSettings {
   std::map<std::string, std::string> config;  // max_tasks, max_load_per_cpu, reserve_memory_mb
   std::string faults;                         // FERRY_TEST_FAULTS of its ferryd
   int restart_delay_ms = 200;                 // ferry-init's delay before starting ferryd again
+  NodeCapacity capacity;                      // its control group's limits (node_cgroups.h)
 };
 
 // The bridge and one namespace per node, the certificates, each node's configuration.

@@ -54,6 +54,7 @@ int main(int argc, char** argv) {
   ferry::cli::add_migrate(app);
   ferry::cli::add_job(app);
   ferry::cli::add_snapshot(app);
+  ferry::cli::add_policy(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -25,19 +25,6 @@
 #include "util/proc.h"
 
 namespace ferry::node {
-namespace {
-
-uint64_t rss_of(pid_t pid) {
-  auto st = proc::try_read_file(proc::path(pid, "status"));
-  if (!st) return 0;
-  for (auto& line : proc::split(*st, '\n'))
-    if (line.rfind("VmRSS:", 0) == 0)
-      return proc::parse_u64(proc::split_ws(line.substr(6)).at(0)) * 1024;
-  return 0;
-}
-
-}  // namespace
-
 Faults Faults::from_env() {
   Faults f;
   const char* e = std::getenv("FERRY_TEST_FAULTS");
@@ -57,6 +44,8 @@ Faults Faults::from_env() {
       f.unreachable_channel_links = true;
     else if (name == "snapshot-drop-recorded")
       f.snapshot_drop_recorded = true;
+    else if (name == "refuse-proposals")
+      f.refuse_proposals = true;
   }
   return f;
 }
@@ -100,7 +89,11 @@ Daemon::Daemon(NodeConfig cfg)
            },
            [this](const std::string& id, int sig) { kill(id, sig); },
            [this](const std::string& id) { return locate(id); },
-           [this](const rpc::TaskInfo& t) { announce_arrival(t); }},
+           [this](const rpc::TaskInfo& t, const std::string& from) {
+             starter_.arrived(t.id(), from);
+             report_now();
+             announce_arrival(t);
+           }},
       incoming_(ctx_),
       snapshots_(SnapshotParticipant::Env{
           cfg_.name, cfg_.state_dir + "/snapshots", &channels_,
@@ -120,6 +113,7 @@ Daemon::Daemon(NodeConfig cfg)
 
 Daemon::~Daemon() {
   stopping_ = true;
+  starter_.stop();
   notify_cv_.notify_all();
   if (data_listener_) ::shutdown(data_listener_.get(), SHUT_RDWR);
   for (auto& t : threads_)
@@ -197,6 +191,8 @@ rpc::TaskInfo Daemon::run_task(const rpc::RunRequest& req) {
 }
 
 rpc::TaskInfo Daemon::run_here(const rpc::RunRequest& req) {
+  if (draining_)
+    fail_as(Error::Kind::kRefused, "node {} is draining: it takes no new tasks", name());
   for (auto& [k, v] : req.labels()) {
     auto it = cfg_.labels.find(k);
     if (it == cfg_.labels.end() || it->second != v)
@@ -214,6 +210,13 @@ rpc::TaskInfo Daemon::run_here(const rpc::RunRequest& req) {
   for (auto& [num, fd] : pipes.task_side) fds[num] = fd.get();
   fds[control_fd] = control.task_side.get();
   Spawned s = spawn_task(req, fds, {"FERRY_CONTROL_FD=" + std::to_string(control_fd)});
+  try {
+    task_groups_.enter(s.pid);
+  } catch (...) {
+    ::kill(s.pid, SIGKILL);
+    ::waitpid(s.pid, nullptr, 0);
+    throw;
+  }
   rpc::TaskInfo t;
   t.set_id(home_.new_id());
   t.set_name(req.name().empty() ? req.argv(0) : req.name());
@@ -241,7 +244,7 @@ rpc::TaskInfo Daemon::run_here(const rpc::RunRequest& req) {
 
 std::vector<rpc::TaskInfo> Daemon::tasks_here() {
   std::vector<rpc::TaskInfo> out = tasks_.snapshot();
-  for (auto& t : out) t.set_memory_bytes(rss_of(t.pid()));
+  for (auto& t : out) t.set_memory_bytes(proc::rss_bytes(t.pid()));
   for (auto& t : home_.all())
     if (ended(t)) out.push_back(t);
   return out;
@@ -292,12 +295,13 @@ rpc::LoadReport Daemon::make_report() {
   auto tasks = tasks_.snapshot();
   r.set_runnable(static_cast<uint32_t>(tasks.size()));
   for (auto& t : tasks) {
-    t.set_memory_bytes(rss_of(t.pid()));
+    t.set_memory_bytes(proc::rss_bytes(t.pid()));
     *r.add_tasks() = t;
   }
   r.set_sent_unix_ms(now_unix_ms());
   r.set_ferryd_pid(::getpid());
   r.set_ferryd_starts(init_.starts());
+  fill_policy_report(r);
   return r;
 }
 

@@ -37,15 +37,19 @@
 #include "node/relay.h"
 #include "node/snapshots/coordinator.h"
 #include "node/snapshots/participant.h"
+#include "node/task_groups.h"
 #include "node/tasks.h"
+#include "policy/events.h"
+#include "policy/node_load.h"
+#include "policy/starter.h"
 #include "util/fd.h"
 
 namespace ferry::node {
 
-class Daemon {
+class Daemon : public policy::StarterHost {
  public:
   explicit Daemon(NodeConfig cfg);
-  ~Daemon();
+  ~Daemon() override;
   // Serves until SIGTERM or SIGINT.
   int run();
 
@@ -72,7 +76,10 @@ class Daemon {
   void task_moved(const rpc::TaskInfo& t);
   void task_exited(const std::string& id, int code, const std::string& node, uint64_t epoch,
                    const std::string& reason = "", bool lost = false);
-  void record_report(const rpc::LoadReport& r) { peers_.record_report(r); }
+  void record_report(const rpc::LoadReport& r) {
+    peers_.record_report(r);
+    if (r.has_policy()) adopt_policy(r.policy());
+  }
 
   // --- migration -----------------------------------------------------------------------------
   // Runs the migration where the task is (forwarding when it is elsewhere); emit() gets
@@ -108,6 +115,25 @@ class Daemon {
   rpc::JobInfo restore_snapshot(const rpc::SnapshotRestoreRequest& req);
   rpc::TaskInfo restore_here(const rpc::RestoreTaskRequest& req);
 
+  // --- the Starter's policy (daemon_policy.cc) -------------------------------------------------
+  rpc::PolicySettings policy_set(const rpc::PolicySetRequest& req);  // here and on every peer
+  rpc::PolicySettings policy_show();
+  // Takes settings newer than this node's (from a peer); whether they were.
+  bool adopt_policy(const rpc::PolicySettings& s);
+  std::vector<rpc::PolicyEvent> events(const rpc::EventsRequest& req);
+  // Drains (or undrains) a node: this one, or forwarded to it.
+  rpc::DrainReply drain(const rpc::DrainRequest& req);
+
+  // policy::StarterHost
+  rpc::PolicySettings policy_settings() override;
+  void refresh_demand(uint64_t max_age_ms) override;
+  policy::NodeView self_view() override;
+  std::vector<policy::NodeView> peer_views(std::map<std::string, uint64_t>* reported) override;
+  std::vector<policy::TaskView> local_tasks() override;
+  std::vector<policy::Traffic> traffic() override;
+  uint64_t task_signature(const std::string& id) override;
+  rpc::MigrateReport move(const rpc::MigrateRequest& req) override;
+
  private:
   std::string home_of(const std::string& id) const;
   uint64_t deliver_output(const std::string& task, const std::string& home, uint64_t offset,
@@ -116,6 +142,14 @@ class Daemon {
   // Tells the home of a task that arrived here where it runs now.
   void announce_arrival(const rpc::TaskInfo& t);
   rpc::LoadReport make_report();
+  void fill_policy_report(rpc::LoadReport& r);
+  void report_now() { report_soon_ = true; }  // a report goes out now, not at the next tick
+  void load_policy_state();
+  void sample_demand();
+  // Why the node's policy state refuses an offered task ("" when it does not).
+  std::string policy_refusal(const rpc::OfferRequest& req);
+  void reserve_demand(const std::string& task_id, double demand);
+  double reserved_demand();
   void report_loop();
   void reap_loop();
   void notify_loop();
@@ -144,7 +178,6 @@ class Daemon {
       const std::function<void(const Reply&)>& take);
   // A task's request on its control descriptor (task_requests.cc).
   void on_control_request(const std::string& task_id, const std::string& line);
-  std::string node_with_label(const std::string& key, const std::string& value);
   std::string snapshot_for_task(const std::string& task_id);
   // Ends the tasks of a job that could not start (or be restored) whole, and forgets the job.
   void abandon_job(const std::string& job_id, const std::vector<std::string>& started);
@@ -172,12 +205,25 @@ class Daemon {
   LoadSample last_load_;
 
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> report_soon_{false};
+  // The Starter's state (daemon_policy.cc).
+  policy::Capacity capacity_;
+  TaskGroups task_groups_;
+  policy::DemandSampler demand_;
+  std::mutex sample_mu_;
+  std::chrono::steady_clock::time_point sampled_at_{};
+  std::mutex policy_mu_;
+  rpc::PolicySettings policy_;
+  std::map<std::string, std::pair<double, uint64_t>> reservations_;  // task -> demand, unix ms
+  std::atomic<bool> draining_{false};
+  policy::EventLog events_{cfg_.name};
   // What the migration sessions use of this node (declared after all of it).
   ServingSessions serving_;
   NodeContext ctx_;
   IncomingSessions incoming_;
   SnapshotParticipant snapshots_;
   SnapshotCoordinator coordinator_;
+  policy::Starter starter_{*this, events_};  // last: it uses all of the above
 
   // Exits ferry-init reports, handled by the reaper thread (never on the link's own thread,
   // which must stay free to carry ferry-init's answers).

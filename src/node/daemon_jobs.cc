@@ -91,10 +91,10 @@ std::string Daemon::pick_node(const rpc::JobTaskSpec& t) {
       fail_as(K::kRefused, "task {}: node {} is down", t.name(), t.node());
     return t.node();
   }
-  if (carries(cfg_.labels)) return name();
+  if (carries(cfg_.labels) && !draining_) return name();
   rpc::NodesReply all = nodes();
   for (auto& n : all.nodes())
-    if (n.state() == rpc::NODE_UP &&
+    if (n.state() == rpc::NODE_UP && !n.load().draining() &&
         carries(std::map<std::string, std::string>(n.labels().begin(), n.labels().end())))
       return n.name();
   fail_as(K::kRefused, "task {}: no node up carries the labels it requires", t.name());

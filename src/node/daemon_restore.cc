@@ -104,6 +104,7 @@ rpc::TaskInfo Daemon::restore_here(const rpc::RestoreTaskRequest& req) {
   options.external_fds = external_fds_of(img.image, run.channel_ends(),
                                          TaskEndsHere{&pipes, control.task_side.get(), out[1]});
   cr::RestoredProcess p = cr::build_process(img, options);
+  task_groups_.enter(p.pid());  // (held: it runs nothing before it is in its node's groups)
   for (auto& s : req.states()) {
     auto it = pipes.node_side.find(s.fd());
     if (it == pipes.node_side.end()) fail_as(K::kBadInput, "no channel end at fd {}", s.fd());

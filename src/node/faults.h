@@ -12,6 +12,7 @@ struct Faults {
   bool lose_commit_reply = false;        // destination: commits, then is unreachable for 3 s
   bool unreachable_channel_links = false;  // reader: offers channel links where none can connect
   bool snapshot_drop_recorded = false;     // job home: its snapshots' recordings lose a message
+  bool refuse_proposals = false;           // destination: refuses every Starter's proposal
   static Faults from_env();
 };
 

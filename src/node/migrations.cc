@@ -31,6 +31,7 @@ std::string Daemon::refusal(const rpc::OfferRequest& req) {
   if (stopping_) return "node " + name() + " is shutting down";
   if (!transfer::find_strategy(req.strategy()))
     return "node " + name() + " does not know strategy " + req.strategy();
+  if (std::string why = policy_refusal(req); !why.empty()) return why;
   if (tasks_.count() >= cfg_.max_tasks)
     return fmt::format("node {} is overloaded: it runs its maximum of {} tasks", name(),
                        cfg_.max_tasks);
@@ -66,10 +67,23 @@ std::string Daemon::refusal(const rpc::OfferRequest& req) {
 
 rpc::OfferReply Daemon::offer(const rpc::OfferRequest& req) {
   rpc::OfferReply reply;
+  // A Starter's proposal: the decision is an event here too, with this node's reason.
+  auto decided = [&](const char* kind, const std::string& why) {
+    if (req.policy().empty()) return;
+    rpc::PolicyEvent e;
+    e.set_kind(kind);
+    e.set_task(req.task().id());
+    e.set_from(req.task().node());
+    e.set_to(name());
+    e.set_policy(req.policy());
+    e.set_reason(why);
+    events_.add(e);
+  };
   auto refuse = [&](const std::string& why) {
     reply.set_accepted(false);
     reply.set_reason(why);
     spdlog::info("refused task {}: {}", req.task().id(), why);
+    decided("refuses", why);
     return reply;
   };
   if (std::string why = refusal(req); !why.empty()) return refuse(why);
@@ -82,6 +96,9 @@ rpc::OfferReply Daemon::offer(const rpc::OfferRequest& req) {
                                                std::move(cgroups));
   if (!incoming_.add(m)) return refuse("duplicate migration id");
   reply.set_accepted(true);
+  decided("accepts", fmt::format("its load with the task: {:.2f}",
+                                 policy::load_with(self_view(), std::min(req.task_demand(), 1.0))));
+  reserve_demand(req.task().id(), req.task_demand());
   reply.set_data_address(cfg_.data_listen);
   reply.set_token(std::string(reinterpret_cast<const char*>(m->token().data()), m->token().size()));
   return reply;

@@ -40,6 +40,8 @@ void Daemon::notify_loop() {
 
 void Daemon::report_loop() {
   while (!stopping_) {
+    report_soon_ = false;
+    sample_demand();
     LoadSample s = sampler_.sample();
     {
       std::lock_guard<std::mutex> lock(load_mu_);
@@ -51,7 +53,7 @@ void Daemon::report_loop() {
       auto ctx = deadline_ms(static_cast<int>(cfg_.report_interval_ms / 2));
       peers_.stub(peer).Report(ctx.get(), r, &ack);
     }
-    for (unsigned i = 0; i < cfg_.report_interval_ms / 50 && !stopping_; i++)
+    for (unsigned i = 0; i < cfg_.report_interval_ms / 50 && !stopping_ && !report_soon_; i++)
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
 }
@@ -115,6 +117,7 @@ int Daemon::run() {
   // Sessions an earlier ferryd of this node committed: their copies were released here.
   for (auto& session : journal_.load()) incoming_.remember_released(session);
   adopt_tasks();
+  load_policy_state();
   // The control socket: root only.
   std::string sock_dir = cfg_.control_socket.substr(0, cfg_.control_socket.rfind('/'));
   ::mkdir(sock_dir.c_str(), 0700);
@@ -159,6 +162,7 @@ int Daemon::run() {
     fail_errno(errno, "cannot listen on {}", cfg_.data_listen);
 
   threads_.emplace_back([this] { report_loop(); });
+  starter_.start();
   threads_.emplace_back([this] { reap_loop(); });
   threads_.emplace_back([this] { notify_loop(); });
   threads_.emplace_back([this] { data_accept_loop(); });

@@ -137,6 +137,26 @@ class ControlService final : public rpc::Control::Service {
                                rpc::SnapshotRestoreReply* reply) override {
     return guarded([&] { *reply->mutable_job() = d_.restore_snapshot(*req); });
   }
+  grpc::Status PolicySet(grpc::ServerContext*, const rpc::PolicySetRequest* req,
+                         rpc::PolicySettings* reply) override {
+    return guarded([&] { *reply = d_.policy_set(*req); });
+  }
+  grpc::Status PolicyShow(grpc::ServerContext*, const rpc::Ack*,
+                          rpc::PolicySettings* reply) override {
+    return guarded([&] { *reply = d_.policy_show(); });
+  }
+  grpc::Status Events(grpc::ServerContext*, const rpc::EventsRequest* req,
+                      rpc::EventsReply* reply) override {
+    return guarded([&] {
+      rpc::EventsRequest all = *req;
+      all.set_local_only(false);
+      for (auto& e : d_.events(all)) *reply->add_events() = e;
+    });
+  }
+  grpc::Status Drain(grpc::ServerContext*, const rpc::DrainRequest* req,
+                     rpc::DrainReply* reply) override {
+    return guarded([&] { *reply = d_.drain(*req); });
+  }
 
  private:
   Daemon& d_;
@@ -277,6 +297,21 @@ class NodeService final : public rpc::Node::Service {
   grpc::Status RestoreTask(grpc::ServerContext*, const rpc::RestoreTaskRequest* req,
                            rpc::RunReply* reply) override {
     return guarded([&] { *reply->mutable_task() = d_.restore_here(*req); });
+  }
+  grpc::Status PolicySet(grpc::ServerContext*, const rpc::PolicySettings* s, rpc::Ack*) override {
+    return guarded([&] { d_.adopt_policy(*s); });
+  }
+  grpc::Status Events(grpc::ServerContext*, const rpc::EventsRequest* req,
+                      rpc::EventsReply* reply) override {
+    return guarded([&] {
+      rpc::EventsRequest local = *req;
+      local.set_local_only(true);
+      for (auto& e : d_.events(local)) *reply->add_events() = e;
+    });
+  }
+  grpc::Status Drain(grpc::ServerContext*, const rpc::DrainRequest* req,
+                     rpc::DrainReply* reply) override {
+    return guarded([&] { *reply = d_.drain(*req); });
   }
 
  private:

@@ -10,17 +10,6 @@
 
 namespace ferry::node {
 
-// A node up, other than this one, that carries KEY=VALUE.
-std::string Daemon::node_with_label(const std::string& key, const std::string& value) {
-  rpc::NodesReply all = nodes();
-  for (auto& n : all.nodes()) {
-    if (n.name() == name() || n.state() != rpc::NODE_UP) continue;
-    auto it = n.labels().find(key);
-    if (it != n.labels().end() && it->second == value) return n.name();
-  }
-  fail_as(Error::Kind::kRefused, "no other node up carries the label {}={}", key, value);
-}
-
 // A snapshot of the task's job, started at the task: "ok ID" once it is complete.
 std::string Daemon::snapshot_for_task(const std::string& task_id) {
   std::optional<LocalTask> t = tasks_.get(task_id);
@@ -45,9 +34,16 @@ void Daemon::on_control_request(const std::string& task_id, const std::string& l
       answer = snapshot_for_task(task_id);
     } else {
       const MoveRequest& move = std::get<MoveRequest>(request);
+      if (move.to.empty()) {
+        // To wherever the label is: the Starter's negotiation, node after node.
+        rpc::MigrateReport report =
+            starter_.move_to_labels(task_id, {{move.label_key, move.label_value}}, move.strategy);
+        if (report.outcome() == rpc::OUTCOME_MIGRATED) return;  // the destination replied
+        fail_as(Error::Kind::kRefused, "{}", report.reason());
+      }
       rpc::MigrateRequest req;
       req.set_task_id(task_id);
-      req.set_to(move.to.empty() ? node_with_label(move.label_key, move.label_value) : move.to);
+      req.set_to(move.to);
       if (req.to() == name()) fail_as(Error::Kind::kRefused, "the task runs on {} already", name());
       if (!peers_.known(req.to())) fail_as(Error::Kind::kRefused, "unknown node '{}'", req.to());
       req.set_strategy(move.strategy);

@@ -165,6 +165,14 @@ void read_process_memory(UniqueFd& mem_fd, int open_flags, pid_t pid, uint64_t a
   }
 }
 
+uint64_t rss_bytes(pid_t pid) {
+  auto st = try_read_file(path(pid, "status"));
+  if (!st) return 0;
+  for (auto& line : split(*st, '\n'))
+    if (line.rfind("VmRSS:", 0) == 0) return parse_u64(split_ws(line.substr(6)).at(0)) * 1024;
+  return 0;
+}
+
 pid_t pid_in_namespace_of(pid_t member, pid_t inner_pid) {
   auto ns = try_read_link(path(member, "ns/pid"));
   if (!ns) return -1;

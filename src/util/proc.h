@@ -26,6 +26,8 @@ int exit_code_of(int wait_status);
 // The pid (as we see it) of the process that is `inner_pid` in the PID namespace of process
 // `member`; -1 when there is none. (A task of a cluster node, seen from the host.)
 pid_t pid_in_namespace_of(pid_t member, pid_t inner_pid);
+// The resident memory of pid (VmRSS), 0 when it is gone.
+uint64_t rss_bytes(pid_t pid);
 // Reads len bytes at addr from process pid's memory, through mem_fd (its /proc/PID/mem, opened
 // on first use). Throws when any of them cannot be read.
 void read_process_memory(UniqueFd& mem_fd, int open_flags, pid_t pid, uint64_t addr, void* data,

@@ -6,6 +6,7 @@
 
 #include <set>
 
+#include "util/cgroup_mounts.h"
 #include "util/error.h"
 #include "util/fd.h"
 #include "util/proc.h"
@@ -13,38 +14,8 @@
 namespace ferry::cr {
 namespace {
 
-struct Hierarchy {
-  std::string mount_point;
-  std::set<std::string> controllers;  // v1: its controllers (and name=...); v2: empty
-  bool v2 = false;
-};
-
-// The cgroup hierarchies mounted in ferry's mount namespace.
-std::vector<Hierarchy> mounted_hierarchies() {
-  std::vector<Hierarchy> out;
-  for (auto& line : proc::split(proc::read_file("/proc/self/mountinfo"), '\n')) {
-    auto dash = line.find(" - ");
-    if (dash == std::string::npos) continue;
-    auto before = proc::split_ws(line.substr(0, dash)), after = proc::split_ws(line.substr(dash + 3));
-    if (before.size() < 5 || after.size() < 3) continue;
-    Hierarchy h;
-    h.mount_point = before[4];
-    if (before[3] != "/") continue;  // a bind mount of a part: not the hierarchy's root
-    if (after[0] == "cgroup2") {
-      h.v2 = true;
-    } else if (after[0] == "cgroup") {
-      // The super options name the controllers (and "name=..." a named hierarchy).
-      for (auto& o : proc::split(after[2], ',')) {
-        bool controller = o != "rw" && o != "ro" && o.find('=') == std::string::npos;
-        if (controller || o.rfind("name=", 0) == 0) h.controllers.insert(o);
-      }
-    } else {
-      continue;
-    }
-    out.push_back(h);
-  }
-  return out;
-}
+using cgroup::Hierarchy;
+using cgroup::mounted_hierarchies;
 
 struct Line {
   std::string key;   // the controllers ("" for v2): what names a hierarchy on every machine

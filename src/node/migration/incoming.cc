@@ -419,7 +419,7 @@ rpc::CommitReply IncomingMigration::commit(const rpc::CommitRequest& req) {
   state_ = pager_ && !pager_->finished() ? rpc::MIGRATION_PULLING : rpc::MIGRATION_RUNNING;
   if (store_) start_filler();
   spdlog::info("task {} now runs here as pid {}", t.id(), pid);
-  node_.announce_arrival(t);
+  node_.announce_arrival(t, source_node_);
   reply.set_running(true);
   reply.set_pid(pid);
   return reply;

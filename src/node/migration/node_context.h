@@ -66,7 +66,8 @@ struct NodeContext {
   // Where the task is now, as its home knows it.
   std::function<rpc::TaskInfo(const std::string& id)> locate;
   // Tells the task's home that it runs here now.
-  std::function<void(const rpc::TaskInfo& t)> announce_arrival;
+  // Tells the task's home (and this node's Starter) that it runs here now, come from `from`.
+  std::function<void(const rpc::TaskInfo& t, const std::string& from)> announce_arrival;
 
   const std::string& name() const { return cfg.name; }
 };

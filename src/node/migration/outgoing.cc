@@ -149,6 +149,9 @@ void OutgoingMigration::fill_offer(rpc::OfferRequest& offer) {
   offer.set_data_key(std::string(reinterpret_cast<char*>(key_.data()), key_.size()));
   offer.set_xcr0(cr::local_xcr0());
   offer.set_xstate_size(static_cast<uint32_t>(cr::local_xstate_size()));
+  offer.set_policy(req_.policy());
+  offer.set_task_demand(req_.task_demand());
+  offer.set_source_load(req_.source_load());
   for (auto& line : proc::split(proc::try_read_file(proc::path(pid_, "cgroup")).value_or(""), '\n'))
     if (!line.empty()) offer.add_cgroups(line);
   for (auto& line : cr::own_cgroup_lines()) offer.add_source_cgroups(line);
@@ -176,7 +179,10 @@ void OutgoingMigration::offer() {
   grpc::Status s = node_.peers.stub(to_).Offer(ctx.get(), offer, &accepted);
   if (!s.ok())
     fail_as(Error::Kind::kPeerDown, "node {} does not answer: {}", to_, s.error_message());
-  if (!accepted.accepted()) throw Error(Error::Kind::kRefused, accepted.reason());
+  if (!accepted.accepted()) {
+    rep_.set_refused_by(to_);
+    throw Error(Error::Kind::kRefused, accepted.reason());
+  }
   state_ = State::kOffered;
   // From here the reaper leaves the process to this session.
   held_.emplace(node_.tasks, pid_);
