@@ -62,10 +62,13 @@ Out run(const std::vector<std::string>& argv) {
   return {WIFEXITED(st) ? WEXITSTATUS(st) : 128, out};
 }
 
-BenchCluster::BenchCluster(const std::string& dir) : dir_(dir) {
+BenchCluster::BenchCluster(const std::string& dir, const std::vector<std::string>& up_args)
+    : dir_(dir) {
   bin_ = std::filesystem::canonical("/proc/self/exe").parent_path();
   run({bin_ + "/ferry", "cluster", "down", "--dir", dir_});
-  up_ = run({bin_ + "/ferry", "cluster", "up", "--nodes", "2", "--dir", dir_}).status == 0;
+  std::vector<std::string> up{bin_ + "/ferry", "cluster", "up", "--dir", dir_};
+  up.insert(up.end(), up_args.begin(), up_args.end());
+  up_ = run(up).status == 0;
   if (up_) {
     id_ = read_text(dir_ + "/cluster.id");
     id_ = id_.substr(0, id_.find('\n'));

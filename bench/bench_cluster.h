@@ -22,7 +22,8 @@ Out run(const std::vector<std::string>& argv);
 class BenchCluster {
  public:
   // Starts `ferry cluster up --nodes 2` in dir (after taking down what a crash left there).
-  explicit BenchCluster(const std::string& dir);
+  explicit BenchCluster(const std::string& dir,
+                        const std::vector<std::string>& up_args = {"--nodes", "2"});
   ~BenchCluster();
   bool up() const { return up_; }
   Out ferry(std::vector<std::string> args);

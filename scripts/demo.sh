@@ -5,7 +5,9 @@
 # three-stage pipeline across the nodes whose stages all move while data flows, and which ends
 # with the hash of the same pipeline run locally. Then a bank of four branches snapshotted while
 # money moves (once by two initiators at once), one snapshot restored on other nodes: both banks
-# conserve the total. Also checkpoints and restores a process on one machine.
+# conserve the total. Then the Starter: an imbalanced load on nodes of half a CPU each spreads
+# by itself (load sharing), and a node is drained. Also checkpoints and restores a process on
+# one machine.
 set -euo pipefail
 # As root it just runs; a user who may use sudo is asked for it once, here; anyone else is told.
 if [ "$(id -u)" -ne 0 ]; then
@@ -173,6 +175,31 @@ for job in bank bank-again; do
   fi
 done
 echo "== every snapshot added up, and the restored bank conserved the total, as the original did"
+
+echo
+echo "== the Starter: 3 nodes of half a CPU each (control groups), six CPU-bound tasks on node1"
+$FERRY cluster down >/dev/null
+$FERRY cluster up --nodes 3 --cpus 0.5 >/dev/null
+t_cpu=$PWD/build/tests/targets/t_cpu
+units_of_10ms=$(( $($t_cpu calibrate | awk '{print $1}') * 10 ))
+$FERRY policy set load-sharing on >/dev/null
+started=$(date +%s.%N)
+tasks=()
+for i in 1 2 3 4 5 6; do tasks+=("$($FERRY run --node node1 --name cpu$i -- "$t_cpu" 200 "$units_of_10ms" 4)"); done
+sleep 3
+$FERRY nodes
+for t in "${tasks[@]}"; do $FERRY wait "$t" >/dev/null; done
+ended=$(date +%s.%N)
+echo "   2 s of CPU each, 12 s of work over 1.5 CPUs: ideal 8 s; all done in $(echo "$ended - $started" | bc | cut -c1-4) s (one node alone: 24 s)"
+$FERRY ps | awk 'NR == 1 || /cpu/'
+echo "== what the Starters decided (ferry events)"
+$FERRY events | grep -E " (moved|refuses|accepts) " | head -n 12 | sed 's/^/   /'
+echo "== drain node2 before its maintenance: its tasks go elsewhere, it takes none until undrained"
+for i in 1 2; do $FERRY run --node node2 --name long$i -- "$t_cpu" 100000 "$units_of_10ms" 4 >/dev/null; done
+$FERRY policy set load-sharing off >/dev/null
+$FERRY drain node2 --deadline 30
+$FERRY ps | awk 'NR == 1 || /long/'
+$FERRY undrain node2
 
 echo
 echo "== on one machine: checkpoint a process, look at its image, restore it"

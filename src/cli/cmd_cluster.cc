@@ -37,16 +37,10 @@ std::tuple<std::string, std::string, std::string> node_key_value(const std::stri
 
 // CPUs of a node: a positive number, fractional allowed ("0.5").
 double parse_cpus(const std::string& s, const char* what) {
-  size_t used = 0;
-  double v = 0;
-  try {
-    v = std::stod(s, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != s.size() || !(v >= 0.01 && v <= 4096))
+  std::optional<double> v = proc::parse_number(s);
+  if (!v || !(*v >= 0.01 && *v <= 4096))
     fail("{} wants a number of CPUs between 0.01 and 4096, got '{}'", what, s);
-  return v;
+  return *v;
 }
 
 // A memory size: a number with an optional K, M or G (MiB when none).

@@ -3,6 +3,7 @@
 // applies them to its own tasks); events are every node's decisions, oldest first.
 #include <chrono>
 #include <cstdio>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -75,13 +76,15 @@ void add_events_command(CLI::App& app) {
   events->callback([] {
     start_logging();
     uint64_t after = 0;
+    std::set<std::pair<std::string, uint64_t>> shown;  // (node, seq): nodes' clocks differ
     for (;;) {
       rpc::EventsRequest req;
-      req.set_after_unix_ms(after);
+      req.set_after_unix_ms(after > 5000 ? after - 5000 : 0);
       rpc::EventsReply reply;
       grpc::ClientContext ctx;
       check(control()->Events(&ctx, req, &reply));
       for (auto& e : reply.events()) {
+        if (!shown.insert({e.node(), e.seq()}).second) continue;
         if (json)
           std::printf("%s\n", to_json(e).dump().c_str());
         else

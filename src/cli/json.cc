@@ -21,6 +21,7 @@ nlohmann::json to_json(const rpc::TaskInfo& t) {
   if (t.state() == rpc::TASK_EXITED) j["exit_code"] = t.exit_code();
   if (!t.exit_reason().empty()) j["exit_reason"] = t.exit_reason();
   if (!t.job().empty()) j["job"] = t.job();
+  if (t.ended_unix_ms()) j["ended_unix_ms"] = t.ended_unix_ms();
   return j;
 }
 

@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "util/error.h"
+#include "util/proc.h"
 
 namespace ferry::node {
 namespace {
@@ -80,16 +81,10 @@ NodeConfig load_config(const std::string& path) {
 
 void apply_setting(NodeConfig& c, const std::string& key, const std::string& value) {
   auto number = [&](double lo, double hi) {
-    size_t used = 0;
-    double v = 0;
-    try {
-      v = std::stod(value, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != value.size() || !(v >= lo && v <= hi))
+    std::optional<double> v = proc::parse_number(value);
+    if (!v || !(*v >= lo && *v <= hi))
       fail("--node-config: {} wants a number from {} to {}, got '{}'", key, lo, hi, value);
-    return v;
+    return *v;
   };
   if (key == "max_tasks")
     c.max_tasks = static_cast<uint32_t>(number(0, 1e6));

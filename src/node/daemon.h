@@ -145,6 +145,9 @@ class Daemon : public policy::StarterHost {
   void fill_policy_report(rpc::LoadReport& r);
   void report_now() { report_soon_ = true; }  // a report goes out now, not at the next tick
   void load_policy_state();
+  // Availability on: a node told to stop moves its tasks off first (within the policy's
+  // deadline) and stays draining when it comes back, until undrained.
+  void drain_before_stopping();
   void sample_demand();
   // Why the node's policy state refuses an offered task ("" when it does not).
   std::string policy_refusal(const rpc::OfferRequest& req);

@@ -53,6 +53,19 @@ void Daemon::load_policy_state() {
                capacity_.memory_bytes >> 20, draining_ ? " (draining)" : "");
 }
 
+void Daemon::drain_before_stopping() {
+  if (!policy::is_on(policy_settings(), policy::kAvailability) || tasks_.count() == 0) return;
+  rpc::DrainRequest req;
+  req.set_node(name());
+  try {
+    rpc::DrainReply r = drain(req);
+    spdlog::info("node {} drained before stopping: {} moved{}", name(), r.moved(),
+                 r.empty() ? "" : fmt::format(", {} stay", r.stuck_size()));
+  } catch (const std::exception& e) {
+    spdlog::warn("node {}: drain before stopping failed: {}", name(), e.what());
+  }
+}
+
 rpc::PolicySettings Daemon::policy_settings() {
   std::lock_guard<std::mutex> lock(policy_mu_);
   return policy_;
@@ -135,7 +148,10 @@ rpc::DrainReply Daemon::drain(const rpc::DrainRequest& req) {
     reply.set_empty(tasks_.count() == 0);
     return reply;
   }
-  e.set_reason(fmt::format("{} tasks to move, deadline {} s", tasks_.count(), req.deadline_s()));
+  const double deadline_s =
+      req.deadline_s() ? req.deadline_s()
+                       : policy::param(policy_settings(), policy::kAvailability, "deadline_s");
+  e.set_reason(fmt::format("{} tasks to move, deadline {:g} s", tasks_.count(), deadline_s));
   events_.add(e);
   rpc::DrainReply reply = starter_.drain(req);
   rpc::PolicyEvent done;

@@ -89,6 +89,7 @@ rpc::TaskInfo Daemon::restore_here(const rpc::RestoreTaskRequest& req) {
     fail_as(K::kBadInput, "no such snapshot image: '{}' of '{}'", req.task(), req.snapshot());
   if (!req.store().empty() && req.store().front() != '/')
     fail_as(K::kBadInput, "a snapshot store is an absolute path");
+  if (draining_) fail_as(K::kRefused, "node {} is draining: it takes no new tasks", name());
   const std::string root =
       (req.store().empty() ? cfg_.state_dir + "/snapshots" : req.store()) + "/" + req.snapshot();
   image::LoadedImage img =

@@ -184,6 +184,7 @@ int Daemon::run() {
   while (::read(sfd.get(), &si, sizeof si) != sizeof si) {
   }
   spdlog::info("node {} stopping", name());
+  drain_before_stopping();
   stopping_ = true;
   control_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   node_server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "util/error.h"
+#include "util/proc.h"
 
 namespace ferry::policy {
 
@@ -60,14 +61,8 @@ rpc::PolicySettings apply(const rpc::PolicySettings& current, const rpc::PolicyS
     bool known = false;
     for (auto& p : *specs) known |= k == p.key;
     if (!known) fail("policy {} has no parameter '{}'", req.name(), k);
-    size_t used = 0;
-    double d = -1;
-    try {
-      d = std::stod(v, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used != v.size() || !std::isfinite(d) || d < 0 || d > 1e9)
+    std::optional<double> d = proc::parse_number(v);
+    if (!d || *d < 0 || *d > 1e9)
       fail("policy {}: {} wants a number of at least 0, got '{}'", req.name(), k, v);
   }
   rpc::PolicySettings out = current;

@@ -69,6 +69,7 @@ void Starter::loop() {
 
 void Starter::tick() {
   rpc::PolicySettings s = host_.policy_settings();
+  if (is_on(s, kCapabilities)) place_by_labels();
   if (!is_on(s, kLoadSharing) && !is_on(s, kAffinity)) return;
   host_.refresh_demand(static_cast<uint64_t>(param(s, kLoadSharing, "interval_ms") * 0.6));
   if (is_on(s, kLoadSharing)) share_load(s);

@@ -74,6 +74,9 @@ class Starter {
   void tick();
   void share_load(const rpc::PolicySettings& s);
   void bring_together(const rpc::PolicySettings& s);
+  // Capabilities: tasks here that need labels this node lacks (it lost them, or a restore put
+  // the task here) go where the labels are.
+  void place_by_labels();
   // Traffic rates (bytes/s) since the last look, per local task and partner.
   std::vector<std::pair<Traffic, double>> traffic_rates();
   std::vector<NodeView> peers_with_own_moves();

@@ -86,6 +86,26 @@ rpc::DrainReply Starter::drain(const rpc::DrainRequest& req) {
   return reply;
 }
 
+void Starter::place_by_labels() {
+  NodeView self = host_.self_view();
+  std::vector<TaskView> tasks = host_.local_tasks();
+  annotate(tasks);
+  for (auto& t : tasks) {
+    std::string lacking = label_mismatch(self, t.labels);
+    if (lacking.empty() || !t.unmovable.empty()) continue;
+    std::map<std::string, std::string> why_not;
+    Proposal p{t, places_for(t, self, peers_with_own_moves(), &why_not), kCapabilities, "", 0};
+    if (p.destinations.empty()) {
+      note("labels:" + t.id, "nowhere",
+           event("gave-up", t.id, kCapabilities,
+                 "this node " + lacking + "; no node can take it (" + reasons_of(why_not) + ")"));
+      continue;
+    }
+    events_.add(event("considered", t.id, kCapabilities, "this node " + lacking));
+    propose(p);
+  }
+}
+
 rpc::MigrateReport Starter::move_to_labels(const std::string& task_id,
                                            const std::map<std::string, std::string>& labels,
                                            const std::string& strategy) {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <cmath>
 
 #include "util/error.h"
 #include "util/fd.h"
@@ -163,6 +164,18 @@ void read_process_memory(UniqueFd& mem_fd, int open_flags, pid_t pid, uint64_t a
     addr += static_cast<uint64_t>(n);
     len -= static_cast<size_t>(n);
   }
+}
+
+std::optional<double> parse_number(const std::string& s) {
+  size_t used = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &used);
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  if (used == 0 || used != s.size() || !std::isfinite(v)) return std::nullopt;
+  return v;
 }
 
 uint64_t rss_bytes(pid_t pid) {

@@ -54,5 +54,7 @@ std::vector<std::string> split_ws(std::string_view s);
 std::string_view trim(std::string_view s);
 uint64_t parse_u64(std::string_view s, int base = 10);
 int64_t parse_i64(std::string_view s);
+// The whole of s as a finite number ("0.5", "12"); nullopt when it is not one.
+std::optional<double> parse_number(const std::string& s);
 
 }  // namespace ferry::proc

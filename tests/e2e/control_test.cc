@@ -39,7 +39,8 @@ TEST(ControlTest, ATaskMovesItselfToANodeAndToALabelAndIsToldWhenItCannot) {
             "migrate label=zone=b strategy=pre-copy -> ok node3\n"
             "where -> at node3\n"
             "migrate to=nowhere -> refused unknown node 'nowhere'\n"
-            "migrate label=gpu=1 -> refused no other node up carries the label gpu=1\n"
+            "migrate label=gpu=1 -> refused no node can take it (node1: lacks the label gpu=1 "
+            "the task requires; node2: lacks the label gpu=1 the task requires)\n"
             "migrate to=node3 -> refused the task runs on node3 already\n"
             "jump -> refused unknown request 'jump' (migrate, where, snapshot)\n"
             "where -> at node3\n");

@@ -5,6 +5,9 @@
 // makes a drain fail naming it; the Starters go on when a node is down.
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include <chrono>
 
 #include "e2e/snapshot_helpers.h"
@@ -17,9 +20,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // Every node's decisions (`ferry events --json`), oldest first.
-std::vector<nlohmann::json> events(TestCluster& c) {
+std::vector<nlohmann::json> events(TestCluster& c, const std::string& via = "") {
   std::vector<nlohmann::json> out;
-  CmdResult r = c.ferry({"events", "--json"});
+  CmdResult r = c.ferry({"events", "--json"}, via);
   EXPECT_EQ(r.status, 0) << r.err;
   size_t at = 0;
   while (at < r.out.size()) {
@@ -88,8 +91,36 @@ std::string checked_cpu_log(TestCluster& c, const std::string& id, int units) {
   return last;
 }
 
-std::string node_of(TestCluster& c, const std::string& id) {
-  return c.task(id).value("node", "");
+std::string node_of(TestCluster& c, const std::string& id, const std::string& via = "") {
+  return c.task(id, via).value("node", "");
+}
+
+TEST(PolicyTest, NodesHaveTheCapacityTheyWereGivenAndShowTheirDemand) {
+  std::string group;
+  {
+    TestCluster c(2, {"--cpus", "0.5", "--memory", "256M", "--node-config", "node2:cpus=1.5"});
+    ASSERT_TRUE(c.up());
+    group = "/sys/fs/cgroup/cpu/ferry-" + c.id();
+    std::string id =
+        c.run({target_path("t_cpu"), "100000", std::to_string(iters_per_unit()), "4"}, "node1");
+    nlohmann::json n1, n2;
+    EXPECT_TRUE(wait_until(
+        [&] {
+          for (auto& n : c.nodes()) (n.value("name", "") == "node1" ? n1 : n2) = n;
+          return n1.contains("load") && n1["load"].value("cpu_demand", 0.0) > 0.8;
+        },
+        10000, 100))
+        << n1.dump();
+    EXPECT_DOUBLE_EQ(n1["load"].value("cpu_capacity", 0.0), 0.5);
+    EXPECT_DOUBLE_EQ(n2["load"].value("cpu_capacity", 0.0), 1.5);
+    EXPECT_EQ(n1["load"].value("mem_limit_bytes", 0ull), 256ull << 20);
+    // The kernel holds it to half a CPU (its group's quota), and its demand is one task's.
+    CmdResult r = run_command({"/bin/cat", group + "/node1/cpu.cfs_quota_us"});
+    EXPECT_EQ(r.out, "50000\n");
+    EXPECT_LE(n1["load"].value("cpu_demand", 0.0), 1.2);
+  }
+  // The cluster took its groups with it.
+  EXPECT_NE(::access(group.c_str(), F_OK), 0) << group;
 }
 
 TEST(PolicyTest, LoadSharingSpreadsSixCpuBoundTasksWithinHalfAgainTheIdeal) {
@@ -200,6 +231,53 @@ TEST(PolicyTest, DrainEmptiesANodeThatThenRefusesTasksUntilUndrained) {
   EXPECT_TRUE(marked);
   EXPECT_EQ(c.ferry({"undrain", "node1"}).status, 0);
   EXPECT_FALSE(c.run({"/bin/true"}, "node1").empty());
+}
+
+TEST(PolicyTest, WithAvailabilityOnANodeToldToStopMovesItsTasksOffFirst) {
+  TestCluster c(2);
+  ASSERT_TRUE(c.up());
+  std::string a = c.run({target_path("t_worker"), "8", "50"}, "node1");
+  ASSERT_TRUE(wait_until([&] { return has_lines(c, a, 3); }, 10000));
+  ASSERT_EQ(c.ferry({"policy", "set", "availability", "on", "deadline_s=30"}).status, 0);
+  // Shut the node down as a machine's shutdown would: its init, then its ferryd, are told to stop.
+  pid_t init = c.init_pid("node1");
+  ASSERT_GT(init, 0);
+  ASSERT_EQ(::kill(init, SIGTERM), 0);
+  EXPECT_TRUE(wait_until([&] { return ::kill(init, 0) != 0; }, 40000)) << "node1 did not stop";
+  // node1 is gone, and with it the task's home (its log): node2 shows the task running there,
+  // and its own record of taking it.
+  nlohmann::json t = c.task(a, "node2");
+  EXPECT_EQ(t.value("node", ""), "node2") << t.dump();
+  EXPECT_EQ(t.value("state", ""), "running") << t.dump();
+  EXPECT_GE(count_events(events(c, "node2"), "accepts", a), 1) << dump(events(c, "node2"));
+}
+
+TEST(PolicyTest, WithCapabilitiesOnATaskLeavesANodeThatLostTheLabelItNeeds) {
+  TestCluster c(3, {"--label", "node1:gpu=1", "--label", "node3:gpu=1"});
+  ASSERT_TRUE(c.up());
+  CmdResult run = c.ferry(
+      {"run", "--on", "node1", "--label", "gpu=1", "--", target_path("t_worker"), "8", "50"});
+  ASSERT_EQ(run.status, 0) << run.err;
+  std::string a = run.out.substr(0, run.out.find('\n'));
+  ASSERT_TRUE(wait_until([&] { return has_lines(c, a, 3); }, 10000));
+  ASSERT_EQ(c.ferry({"policy", "set", "capabilities", "on"}).status, 0);
+  // node1 loses its GPU: its ferryd comes back with a configuration without the label.
+  const std::string conf = c.dir() + "/nodes/node1/ferryd.toml";
+  std::string text = read_file(conf);
+  size_t at = text.find("gpu");
+  ASSERT_NE(at, std::string::npos) << text;
+  size_t line = text.rfind('\n', at) + 1;
+  text.erase(line, text.find('\n', at) - line + 1);
+  write_file(conf, text);
+  pid_t ferryd = c.ferryd_pid("node1");
+  ASSERT_GT(ferryd, 0);
+  ::kill(ferryd, SIGKILL);
+  // (node1's ferryd comes back meanwhile: asked of node2.)
+  EXPECT_TRUE(wait_until([&] { return node_of(c, a, "node2") == "node3"; }, 30000, 200))
+      << dump(events(c, "node2"));
+  EXPECT_GE(count_events(events(c, "node2"), "moved", a), 1);
+  int before = sequential_lines(c.logs(a, "node2"));
+  EXPECT_TRUE(wait_until([&] { return has_lines(c, a, before + 3, "node2"); }, 10000));
 }
 
 TEST(PolicyTest, ARefusingDestinationMakesTheSourceTryTheNext) {
