@@ -1,14 +1,16 @@
 // The Starter's load sharing (issue 13): an imbalanced load -- 2N CPU-bound tasks (four times
-// the cluster's capacity) all started on node1 of N nodes of half a CPU each, N = 2, 3, 4 --
-// with load sharing on, against limits measured in the same run:
+// the cluster's capacity at half a CPU a node) all started on node1 of N nodes of --cpus each
+// (half a CPU by default), N = 2, 3, 4 -- with load sharing on, against limits measured in the
+// same run:
 //   - the makespan against the ideal (all the work over all the capacity, derived from the
 //     makespan without the policy: one node doing all the work takes N times the ideal) and
 //     against no policy; target: <= 1.25x ideal at every size;
 //   - the number of migrations, the time from the imbalance to the first move;
 //   - the mean slowdown (a task's time over the time it takes alone on a node), with and
 //     without the policy.
-// usage: policy_bench [--reps 3] [--units 400]   (as root; medians of REPS runs with the policy,
-// one run without: its makespan is the work over one node's capacity, which does not vary)
+// usage: policy_bench [--reps 3] [--units 400] [--cpus 0.5] [--nodes N]   (as root; medians of
+// REPS runs with the policy, one run without: its makespan is the work over one node's capacity,
+// which does not vary; --nodes: that size only)
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -93,16 +95,21 @@ double mean(const std::vector<double>& v) {
 
 int main(int argc, char** argv) {
   int reps = 3, units = 400;
+  std::string cpus = "0.5";
+  std::vector<int> sizes{2, 3, 4};
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (std::string(argv[i]) == "--reps") reps = std::atoi(argv[i + 1]);
-    if (std::string(argv[i]) == "--units") units = std::atoi(argv[i + 1]);
+    const std::string opt = argv[i];
+    if (opt == "--reps") reps = std::atoi(argv[i + 1]);
+    if (opt == "--units") units = std::atoi(argv[i + 1]);
+    if (opt == "--cpus") cpus = argv[i + 1];
+    if (opt == "--nodes") sizes = {std::atoi(argv[i + 1])};
   }
   std::printf(
       "| nodes | tasks | no policy (s) | ideal (s) | with (s) | x ideal | x no policy | "
       "moves | first move (s) | mean slowdown without / with |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
-  for (int nodes : {2, 3, 4}) {
-    BenchCluster c("/tmp/ferry-policy-bench", {"--nodes", std::to_string(nodes), "--cpus", "0.5"});
+  for (int nodes : sizes) {
+    BenchCluster c("/tmp/ferry-policy-bench", {"--nodes", std::to_string(nodes), "--cpus", cpus});
     if (!c.up()) {
       std::fprintf(stderr, "cluster of %d nodes did not come up\n", nodes);
       return 1;
@@ -110,8 +117,9 @@ int main(int argc, char** argv) {
     const int tasks = 2 * nodes;
     const uint64_t iters = iters_per_unit(c);
     Run without = one_run(c, tasks, units, iters);
-    // One task alone on a node: its work over half a CPU, i.e. the shared run over the tasks.
-    const double alone_s = without.makespan_s / tasks;
+    // One task alone on a node: its work over the node's capacity, i.e. the shared run over the
+    // tasks.
+    const double alone_s = without.makespan_s / tasks;  // (2N tasks on one node)
     const double ideal_s = without.makespan_s / nodes;
     c.ferry({"policy", "set", "load-sharing", "on"});
     std::vector<double> makespans, moves, first, slowdowns;

@@ -91,7 +91,6 @@ Daemon::Daemon(NodeConfig cfg)
            [this](const std::string& id) { return locate(id); },
            [this](const rpc::TaskInfo& t, const std::string& from) {
              starter_.arrived(t.id(), from);
-             report_now();
              announce_arrival(t);
            }},
       incoming_(ctx_),

@@ -245,7 +245,6 @@ rpc::MigrateReport Daemon::move(const rpc::MigrateRequest& req) {
     report.set_outcome(rpc::OUTCOME_REFUSED);
     report.set_reason(e.what());
   }
-  if (report.outcome() == rpc::OUTCOME_MIGRATED) report_now();
   return report;
 }
 

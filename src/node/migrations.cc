@@ -24,6 +24,9 @@ void Daemon::migrate(const rpc::MigrateRequest& req,
     if (t.node() != name()) return forward_migration(ctx_, req, t, emit);
   }
   OutgoingMigration(ctx_, req, emit).run();
+  // The other nodes learn at once that the task left (its destination reports it at its next
+  // tick: until then it counts the task as reserved demand).
+  report_now();
 }
 
 // Why this node cannot take the task now ("" when it can).

@@ -53,6 +53,8 @@ void Starter::bring_together(const rpc::PolicySettings& s) {
       why = "it cannot move: " + task->unmovable;
     else if (task->stay_ms < min_stay_ms)
       why = "it came here too recently";
+    else if (task->came_from == dest->name)
+      why = "it just came from " + dest->name;
     else if (!dest->up || dest->draining)
       why = dest->name + " is down or draining";
     else if (std::string m = label_mismatch(*dest, task->labels); !m.empty())

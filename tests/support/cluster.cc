@@ -21,6 +21,12 @@ TestCluster::TestCluster(int nodes, std::vector<std::string> extra) {
 }
 
 TestCluster::~TestCluster() {
+  // A failed test shows what the nodes said last (the directory goes with the cluster).
+  if (::testing::Test::HasFailure())
+    for (auto& log : {"node1", "node2", "node3", "node4"}) {
+      CmdResult t = run_command({"tail", "-n", "40", dir_ + "/nodes/" + log + "/ferryd.log"});
+      if (t.status == 0) std::printf("--- %s/ferryd.log (last 40 lines)\n%s", log, t.out.c_str());
+    }
   CmdResult r = test::ferry({"cluster", "down", "--dir", dir_}, 60000);
   EXPECT_EQ(r.status, 0) << "cluster down failed: " << r.err;
 }
