@@ -71,6 +71,10 @@ rpc::DrainReply Starter::drain(const rpc::DrainRequest& req) {
       std::string to = propose(p, &refusals);
       if (!to.empty()) {
         reply.set_moved(reply.moved() + 1);
+        // The next task sees the room this one took (some, even when its demand is not known
+        // yet: a task just started has not been sampled twice).
+        for (auto& n : peers)
+          if (n.name == to) n.reserved += std::clamp(t.demand, 0.1, 1.0);
         continue;
       }
       // Refused everywhere, or it cannot move at all (an empty list: it ended meanwhile).
