@@ -132,6 +132,7 @@ class Daemon : public policy::StarterHost {
   std::vector<policy::TaskView> local_tasks() override;
   std::vector<policy::Traffic> traffic() override;
   uint64_t task_signature(const std::string& id) override;
+  // A migration run here to its end: its report (a refusal's reason when it throws).
   rpc::MigrateReport move(const rpc::MigrateRequest& req) override;
 
  private:

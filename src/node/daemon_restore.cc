@@ -202,10 +202,7 @@ rpc::JobInfo Daemon::restore_snapshot(const rpc::SnapshotRestoreRequest& req) {
       rpc::MigrateRequest m;
       m.set_task_id(task_id_in(job, task));
       m.set_to(node);
-      rpc::MigrateReport report;
-      migrate(m, [&](const rpc::MigrateEvent& e) {
-        if (e.has_report()) report = e.report();
-      });
+      rpc::MigrateReport report = move(m);
       if (report.outcome() != rpc::OUTCOME_MIGRATED)
         fail_as(K::kRefused, "task {} could not move to {}: {}", task, node, report.reason());
     }

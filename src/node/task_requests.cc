@@ -48,10 +48,7 @@ void Daemon::on_control_request(const std::string& task_id, const std::string& l
       if (!peers_.known(req.to())) fail_as(Error::Kind::kRefused, "unknown node '{}'", req.to());
       req.set_strategy(move.strategy);
       req.set_asked_by_task(true);
-      rpc::MigrateReport report;
-      migrate(req, [&](const rpc::MigrateEvent& e) {
-        if (e.has_report()) report = e.report();
-      });
+      rpc::MigrateReport report = Daemon::move(req);
       spdlog::info("task {} asked to move to {}: {}", task_id, req.to(),
                    report.outcome() == rpc::OUTCOME_MIGRATED ? "moved" : report.reason());
       if (report.outcome() == rpc::OUTCOME_MIGRATED) return;  // the destination replied

@@ -7,6 +7,12 @@
 
 namespace ferry::policy {
 
+std::string join_reasons(const std::vector<std::string>& reasons) {
+  std::string out;
+  for (auto& r : reasons) out += (out.empty() ? "" : "; ") + r;
+  return out;
+}
+
 double load_of(const NodeView& n) {
   return (n.demand + n.reserved) / std::max(n.capacity, 0.01);
 }

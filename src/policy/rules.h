@@ -45,6 +45,9 @@ struct LoadSharingRules {
   double min_demand = 0.5;
 };
 
+// "a; b; c": reasons in one line.
+std::string join_reasons(const std::vector<std::string>& reasons);
+
 double load_of(const NodeView& n);  // (demand + reserved) / capacity
 // What a node's load becomes when it takes (or gives up) a task of demand d.
 double load_with(const NodeView& n, double d);

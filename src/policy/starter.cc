@@ -24,12 +24,6 @@ LoadSharingRules rules_of(const rpc::PolicySettings& s) {
   return r;
 }
 
-std::string join(const std::vector<std::string>& v) {
-  std::string out;
-  for (auto& s : v) out += (out.empty() ? "" : "; ") + s;
-  return out;
-}
-
 }  // namespace
 
 void Starter::start() {
@@ -155,7 +149,8 @@ void Starter::share_load(const rpc::PolicySettings& s) {
         nodes += n + " ";
       }
       note("dest:" + t.id, "no room " + nodes,
-           event("gave-up", t.id, kLoadSharing, "no node has room for it (" + join(reasons) + ")"));
+           event("gave-up", t.id, kLoadSharing,
+                 "no node has room for it (" + join_reasons(reasons) + ")"));
       continue;
     }
     plan.push_back({t, dests, kLoadSharing, "", load_of(self)});
@@ -229,7 +224,8 @@ std::string Starter::propose(const Proposal& p, std::vector<std::string>* refusa
     return "";
   }
   note("refusals:" + p.task.id, "refused",
-       event("gave-up", p.task.id, p.policy, "every destination refused (" + join(reasons) + ")"));
+       event("gave-up", p.task.id, p.policy,
+             "every destination refused (" + join_reasons(reasons) + ")"));
   if (refusals) refusals->insert(refusals->end(), reasons.begin(), reasons.end());
   return "";
 }

@@ -25,12 +25,6 @@ std::vector<std::string> places_for(const TaskView& t, const NodeView& self,
   return rank_destinations(any, self, peers, anywhere, why_not);
 }
 
-std::string join_reasons(const std::vector<std::string>& v) {
-  std::string out;
-  for (auto& s : v) out += (out.empty() ? "" : "; ") + s;
-  return out;
-}
-
 std::string reasons_of(const std::map<std::string, std::string>& why_not) {
   std::string out;
   for (auto& [n, why] : why_not) out += (out.empty() ? "" : "; ") + n + ": " + why;
