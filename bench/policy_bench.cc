@@ -8,16 +8,19 @@
 //   - the number of migrations, the time from the imbalance to the first move;
 //   - the mean slowdown (a task's time over the time it takes alone on a node), with and
 //     without the policy.
-// usage: policy_bench [--reps 3] [--units 400] [--cpus 0.5] [--nodes N]   (as root; medians of
-// REPS runs with the policy, one run without: its makespan is the work over one node's capacity,
-// which does not vary; --nodes: that size only)
+// usage: policy_bench [--reps 3] [--units 400] [--cpus 0.5] [--nodes N] [--keep-events PREFIX]
+// (as root; medians of REPS runs with the policy, one run without: its makespan is the work over
+// one node's capacity, which does not vary; --nodes: that size only; --keep-events: each run's
+// `ferry events --json` goes to PREFIX-<N>n-<run>.jsonl)
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "bench_cluster.h"
@@ -50,7 +53,7 @@ uint64_t iters_per_unit(const BenchCluster& c) {
   return std::max<uint64_t>(1000, std::strtoull(out.out.c_str(), nullptr, 10) * 10);
 }
 
-Run one_run(BenchCluster& c, int tasks, int units, uint64_t iters) {
+Run one_run(BenchCluster& c, int tasks, int units, uint64_t iters, const std::string& keep) {
   Run r;
   const uint64_t start = now_unix_ms();
   std::vector<std::string> ids;
@@ -71,6 +74,7 @@ Run one_run(BenchCluster& c, int tasks, int units, uint64_t iters) {
       }
   r.makespan_s = static_cast<double>(last - start) / 1000;
   std::string events = c.ferry({"events", "--json"}).out;
+  if (!keep.empty()) std::ofstream(keep, std::ios::app) << events;
   for (size_t at = 0; at < events.size();) {
     size_t nl = events.find('\n', at);
     if (nl == std::string::npos) nl = events.size();
@@ -95,7 +99,7 @@ double mean(const std::vector<double>& v) {
 
 int main(int argc, char** argv) {
   int reps = 3, units = 400;
-  std::string cpus = "0.5";
+  std::string cpus = "0.5", keep_events;
   std::vector<int> sizes{2, 3, 4};
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string opt = argv[i];
@@ -103,6 +107,7 @@ int main(int argc, char** argv) {
     if (opt == "--units") units = std::atoi(argv[i + 1]);
     if (opt == "--cpus") cpus = argv[i + 1];
     if (opt == "--nodes") sizes = {std::atoi(argv[i + 1])};
+    if (opt == "--keep-events") keep_events = argv[i + 1];
   }
   std::printf(
       "| nodes | tasks | no policy (s) | ideal (s) | with (s) | x ideal | x no policy | "
@@ -116,7 +121,7 @@ int main(int argc, char** argv) {
     }
     const int tasks = 2 * nodes;
     const uint64_t iters = iters_per_unit(c);
-    Run without = one_run(c, tasks, units, iters);
+    Run without = one_run(c, tasks, units, iters, "");
     // One task alone on a node: its work over the node's capacity, i.e. the shared run over the
     // tasks.
     const double alone_s = without.makespan_s / tasks;  // (2N tasks on one node)
@@ -124,7 +129,9 @@ int main(int argc, char** argv) {
     c.ferry({"policy", "set", "load-sharing", "on"});
     std::vector<double> makespans, moves, first, slowdowns;
     for (int i = 0; i < reps; i++) {
-      Run with = one_run(c, tasks, units, iters);
+      Run with =
+          one_run(c, tasks, units, iters,
+                  keep_events.empty() ? "" : fmt::format("{}-{}n-{}.jsonl", keep_events, nodes, i));
       makespans.push_back(with.makespan_s);
       moves.push_back(with.moves);
       first.push_back(with.first_move_s);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <set>
 
 #include <spdlog/spdlog.h>
 
@@ -173,11 +174,22 @@ policy::NodeView Daemon::self_view() {
   v.capacity = capacity_.cpus;
   v.mem_limit = capacity_.memory_bytes;
   v.labels = cfg_.labels;
+  v.reserved = reserved_demand();
+  std::set<std::string> reserved_for;
+  {
+    std::lock_guard<std::mutex> lock(policy_mu_);
+    for (auto& [id, r] : reservations_) reserved_for.insert(id);
+  }
   for (auto& t : tasks_.all()) {
-    v.demand += demand_.demand(t.info.id()).value_or(0);
+    // A task not sampled yet is presumed to want a whole CPU (unless it arrived with a
+    // reservation, which counts it): a node that just started tasks must not look idle to
+    // Starters elsewhere, nor to itself when it weighs an offer.
+    if (auto d = demand_.demand(t.info.id()))
+      v.demand += *d;
+    else if (!reserved_for.count(t.info.id()))
+      v.demand += policy::kPresumedDemand;
     v.mem_used += proc::rss_bytes(t.info.pid());
   }
-  v.reserved = reserved_demand();
   return v;
 }
 

@@ -10,23 +10,27 @@
 namespace ferry::policy {
 namespace {
 
-// Run plus run-queue wait of every thread of pid, in ns; nullopt when it is gone.
-std::optional<uint64_t> busy_ns(pid_t pid) {
+struct Busy {
+  uint64_t ns = 0;  // run + run-queue wait, all threads
+  size_t threads = 0;
+};
+
+// nullopt when the process is gone.
+std::optional<Busy> busy_of(pid_t pid) {
   const std::string dir = proc::path(pid, "task");
-  uint64_t sum = 0;
-  bool any = false;
+  Busy b;
   try {
     for (auto& tid : proc::list_dir(dir)) {
       auto f = proc::split_ws(proc::try_read_file(dir + "/" + tid + "/schedstat").value_or(""));
       if (f.size() < 2) continue;
-      sum += proc::parse_u64(f[0]) + proc::parse_u64(f[1]);
-      any = true;
+      b.ns += proc::parse_u64(f[0]) + proc::parse_u64(f[1]);
+      b.threads++;
     }
   } catch (const std::exception&) {
     return std::nullopt;
   }
-  if (!any) return std::nullopt;
-  return sum;
+  if (b.threads == 0) return std::nullopt;
+  return b;
 }
 
 uint64_t mem_total() {
@@ -57,18 +61,24 @@ void DemandSampler::sample(const std::map<std::string, pid_t>& pids) {
   const auto now = std::chrono::steady_clock::now();
   std::map<std::string, Seen> next;
   for (auto& [id, pid] : pids) {
-    auto busy = busy_ns(pid);
+    auto busy = busy_of(pid);
     if (!busy) continue;
-    Seen s{pid, *busy, now, std::nullopt};
+    Seen s{pid, busy->ns, now, std::nullopt};
     std::lock_guard<std::mutex> lock(mu_);
     auto it = seen_.find(id);
-    if (it != seen_.end() && it->second.pid == pid && *busy >= it->second.busy_ns) {
-      double dt = std::chrono::duration<double, std::nano>(now - it->second.at).count();
-      if (dt > 0) {
-        double d = static_cast<double>(*busy - it->second.busy_ns) / dt;
-        // Smoothed, so one odd interval does not move a task.
-        s.demand = it->second.demand ? 0.5 * *it->second.demand + 0.5 * d : d;
+    if (it != seen_.end() && it->second.pid == pid && busy->ns >= it->second.busy_ns) {
+      const auto dt = now - it->second.at;
+      // The kernel adds a wait to schedstat when it ends, in one lump: over a short interval
+      // one lump reads as several CPUs. Such an interval is not a sample; the last one stands.
+      if (dt < kMinInterval) {
+        next[id] = it->second;
+        continue;
       }
+      double d = static_cast<double>(busy->ns - it->second.busy_ns) /
+                 std::chrono::duration<double, std::nano>(dt).count();
+      d = std::min(d, static_cast<double>(busy->threads));  // a thread wants one CPU at most
+      // Smoothed, so one odd interval does not move a task.
+      s.demand = it->second.demand ? 0.5 * *it->second.demand + 0.5 * d : d;
     }
     next[id] = s;
   }

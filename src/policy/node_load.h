@@ -24,9 +24,15 @@ struct Capacity {
 };
 Capacity own_capacity();
 
+// What a node counts for a task it has not sampled twice yet: a whole CPU, until measured.
+inline constexpr double kPresumedDemand = 1.0;
+
 class DemandSampler {
  public:
-  // Samples every task (id -> pid); tasks not given are forgotten.
+  // Intervals shorter than this are too coarse for schedstat's lumps (see sample()).
+  static constexpr std::chrono::milliseconds kMinInterval{250};
+  // Samples every task (id -> pid); tasks not given are forgotten. A task sampled less than
+  // kMinInterval ago keeps its last sample.
   void sample(const std::map<std::string, pid_t>& pids);
   // The task's demand in CPUs; nullopt before two samples of it.
   std::optional<double> demand(const std::string& id) const;

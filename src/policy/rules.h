@@ -40,7 +40,7 @@ struct TaskView {
 struct LoadSharingRules {
   double overload = 1.1;
   double margin = 0.25;
-  uint64_t min_age_ms = 2000;
+  uint64_t min_age_ms = 1000;
   uint64_t min_stay_ms = 5000;
   double min_demand = 0.5;
 };

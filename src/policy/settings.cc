@@ -16,7 +16,7 @@ const std::vector<std::pair<std::string, std::vector<ParamSpec>>>& known_policie
         {"margin", 0.25,
          "a move must leave the destination this much less loaded than the "
          "source was (hysteresis, in demand over capacity)"},
-        {"min_age_s", 2, "younger tasks are not moved (they are likely to end soon)"},
+        {"min_age_s", 1, "younger tasks are not moved (they are likely to end soon)"},
         {"min_stay_s", 5, "a task stays at least this long on a node it came to"},
         {"min_demand", 0.5, "tasks that want less CPU than this are not worth moving"},
         {"max_in_flight", 2, "migrations one node runs at once"}}},

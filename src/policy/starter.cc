@@ -101,6 +101,8 @@ std::vector<NodeView> Starter::peers_with_own_moves() {
   std::lock_guard<std::mutex> lock(mu_);
   const uint64_t now = now_unix_ms();
   std::erase_if(given_, [&](const Given& g) { return now - g.at_ms > 10000; });
+  // A report sent after the proposal already holds the task (the destination reserved it when it
+  // accepted the offer, then sampled it): only older reports need it added.
   for (auto& p : peers)
     for (auto& g : given_)
       if (g.node == p.name && g.at_ms >= reported[p.name]) p.reserved += g.demand;
@@ -194,6 +196,7 @@ std::string Starter::propose(const Proposal& p, std::vector<std::string>* refusa
     req.set_task_demand(d);
     req.set_source_load(p.source_load);
     req.set_asked_by_task(p.asked_by_task);
+    const uint64_t asked_at = now_unix_ms();
     rpc::MigrateReport rep = host_.move(req);
     rpc::PolicyEvent out = event("moved", p.task.id, p.policy, rep.reason());
     out.set_to(dest);
@@ -202,7 +205,7 @@ std::string Starter::propose(const Proposal& p, std::vector<std::string>* refusa
       out.set_reason(fmt::format("in {:.0f} ms ({})", rep.total_ms(), rep.strategy()));
       events_.add(out);
       std::lock_guard<std::mutex> lock(mu_);
-      given_.push_back({dest, d, now_unix_ms()});
+      given_.push_back({dest, d, asked_at});
       return dest;
     }
     if (rep.outcome() == rpc::OUTCOME_TASK_EXITED) return "";

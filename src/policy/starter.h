@@ -98,7 +98,7 @@ class Starter {
   int overloaded_looks_ = 0;
   struct Arrival {
     std::string from;
-    uint64_t at_ms = 0;
+    uint64_t at_ms = 0;  // when it was proposed: the destination reserves it from its offer on
   };
   std::map<std::string, Arrival> arrivals_;
   struct Unmovable {
