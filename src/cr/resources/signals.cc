@@ -67,9 +67,13 @@ image::Signals dump_signals(DumpContext& ctx) {
 
 void restore_signals(Restorer& r, const image::Signals& s) {
   Tracee& t = r.tracee();
-  // The helper starts with what it inherited through exec: signals its starter ignored are
-  // ignored (ferryd ignores SIGPIPE). Those the image does not ignore go back to the default.
-  uint64_t inherited = proc::parse_u64(proc::read_keyed(proc::path(r.pid(), "status")).at("SigIgn"), 16);
+  // The helper starts with what it inherited: signals its starter ignored are ignored (ferryd
+  // ignores SIGPIPE), and a helper cloned without exec also keeps its starter's handlers (ferry
+  // notes SIGIO while it holds a lease on pages.img). Those the image does not set go back to
+  // the default.
+  auto status = proc::read_keyed(proc::path(r.pid(), "status"));
+  uint64_t inherited =
+      proc::parse_u64(status.at("SigIgn"), 16) | proc::parse_u64(status.at("SigCgt"), 16);
   for (auto& a : s.actions()) inherited &= ~(1ull << (a.signo() - 1));
   for (int sig = 1; sig <= 64; sig++) {
     if (!(inherited >> (sig - 1) & 1)) continue;
