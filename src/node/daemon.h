@@ -152,6 +152,8 @@ class Daemon : public policy::StarterHost {
   void sample_demand();
   // Why the node's policy state refuses an offered task ("" when it does not).
   std::string policy_refusal(const rpc::OfferRequest& req);
+  // The task's process is gone (or a zombie) here.
+  bool has_ended(const std::string& task_id);
   void reserve_demand(const std::string& task_id, double demand);
   double reserved_demand();
   void report_loop();

@@ -257,7 +257,25 @@ rpc::MigrateReport Daemon::move(const rpc::MigrateRequest& req) {
     report.set_outcome(rpc::OUTCOME_REFUSED);
     report.set_reason(e.what());
   }
+  // A task that ended while it was being moved did not fail to move (the Starter would take it
+  // for unmovable, with a reason such as "cannot list /proc/PID/fd").
+  if (report.outcome() != rpc::OUTCOME_MIGRATED && report.outcome() != rpc::OUTCOME_TASK_EXITED &&
+      has_ended(req.task_id())) {
+    report.set_outcome(rpc::OUTCOME_TASK_EXITED);
+    report.set_reason("task " + req.task_id() + " ended while it was being moved");
+  }
   return report;
+}
+
+bool Daemon::has_ended(const std::string& task_id) {
+  auto t = tasks_.get(task_id);
+  if (!t || t->info.state() == rpc::TASK_EXITED || t->info.state() == rpc::TASK_LOST) return true;
+  try {
+    const char state = proc::Stat(t->info.pid()).state();
+    return state == 'Z' || state == 'X';  // (ended, not reaped yet)
+  } catch (const std::exception&) {
+    return true;  // no such process
+  }
 }
 
 std::vector<policy::Traffic> Daemon::traffic() {
