@@ -70,6 +70,7 @@ void HomeRegistry::moved(const rpc::TaskInfo& t) {
   cur.set_pid(t.pid());
   cur.set_epoch(t.epoch());
   cur.set_state(rpc::TASK_RUNNING);
+  *cur.mutable_labels() = t.labels();  // (a task's own move to a label adds one it requires)
   persist();
   changed_.notify_all();
 }

@@ -35,10 +35,19 @@ void Daemon::on_control_request(const std::string& task_id, const std::string& l
     } else {
       const MoveRequest& move = std::get<MoveRequest>(request);
       if (move.to.empty()) {
-        // To wherever the label is: the Starter's negotiation, node after node.
+        // To wherever the label is: the Starter's negotiation, node after node. The label
+        // becomes one the task requires (carried along: load sharing, affinity and drains then
+        // keep it where the label is), unless it cannot go there.
+        std::map<std::string, std::string> before;
+        if (auto t = tasks_.get(task_id))
+          before = {t->info.labels().begin(), t->info.labels().end()};
+        auto wanted = before;
+        wanted[move.label_key] = move.label_value;
+        tasks_.set_required_labels(task_id, wanted);
         rpc::MigrateReport report =
             starter_.move_to_labels(task_id, {{move.label_key, move.label_value}}, move.strategy);
         if (report.outcome() == rpc::OUTCOME_MIGRATED) return;  // the destination replied
+        tasks_.set_required_labels(task_id, before);
         fail_as(Error::Kind::kRefused, "{}", report.reason());
       }
       rpc::MigrateRequest req;

@@ -191,4 +191,14 @@ void LocalTasks::set_exit_reason(const std::string& id, const std::string& reaso
   if (it != tasks_.end()) it->second.exit_reason = reason;
 }
 
+void LocalTasks::set_required_labels(const std::string& id,
+                                     const std::map<std::string, std::string>& labels) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = tasks_.find(id);
+  if (it == tasks_.end()) return;
+  it->second.info.mutable_labels()->clear();
+  for (auto& [k, v] : labels) (*it->second.info.mutable_labels())[k] = v;
+  save_locked();
+}
+
 }  // namespace ferry::node

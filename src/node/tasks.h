@@ -58,6 +58,8 @@ class LocalTasks {
   bool queue_signal_if_migrating(const std::string& id, int sig);
   // Why the task is about to end, when ferry ends it (reported with its exit).
   void set_exit_reason(const std::string& id, const std::string& reason);
+  // Sets the node labels the task requires (kept on disk, carried by its migrations).
+  void set_required_labels(const std::string& id, const std::map<std::string, std::string>& labels);
   // The migration of `id` reached Commit (its original dies with this ferryd): recorded on disk
   // before Commit is sent, so that a ferryd starting again asks `to` what became of it.
   void mark_committing(const std::string& id, const std::string& to, const std::string& session);

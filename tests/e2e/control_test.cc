@@ -47,6 +47,8 @@ TEST(ControlTest, ATaskMovesItselfToANodeAndToALabelAndIsToldWhenItCannot) {
   nlohmann::json t = c.task(id);
   EXPECT_EQ(t.value("node", ""), "node3") << t.dump();
   EXPECT_EQ(t.value("epoch", 0), 2) << t.dump();
+  // The label it moved for is one it now requires; the one it could not have is not.
+  EXPECT_EQ(t["labels"], nlohmann::json({{"zone", "b"}})) << t.dump();
 }
 
 TEST(ControlTest, EveryTaskHasItsDescriptorAboveItsChannelEnds) {
