@@ -341,13 +341,24 @@ void Daemon::reserve_demand(const std::string& task_id, double demand) {
 }
 
 double Daemon::reserved_demand() {
+  // A reservation lasts until the task's own demand has been sampled here (or for 10 s at
+  // most), and only while the task is here or on its way: a migration its source abandoned
+  // (a task found unmovable after the offer) must not keep the node looking full.
+  std::vector<std::string> ids;
+  {
+    std::lock_guard<std::mutex> lock(policy_mu_);
+    for (auto& [id, r] : reservations_) ids.push_back(id);
+  }
+  std::set<std::string> gone;
+  for (auto& id : ids)
+    if (!tasks_.get(id) && !incoming_.under_way(id)) gone.insert(id);
   std::lock_guard<std::mutex> lock(policy_mu_);
   const uint64_t now = now_unix_ms();
-  double sum = 0;
-  // Until the task's own demand has been sampled here (or for 10 s at most).
   std::erase_if(reservations_, [&](auto& r) {
-    return now - r.second.second > 10000 || demand_.demand(r.first).has_value();
+    return now - r.second.second > 10000 || demand_.demand(r.first).has_value() ||
+           gone.count(r.first);
   });
+  double sum = 0;
   for (auto& [id, r] : reservations_) sum += r.first;
   return sum;
 }

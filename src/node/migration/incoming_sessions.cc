@@ -54,6 +54,18 @@ void IncomingSessions::abort(const std::string& id, const std::string& reason) {
   spdlog::info("migration of {} aborted by its source: {}", m->task().id(), reason);
 }
 
+bool IncomingSessions::under_way(const std::string& task_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [id, m] : sessions_) {
+    if (m->task().id() != task_id) continue;
+    rpc::MigrationState state = m->state();
+    if (state != rpc::MIGRATION_ABORTED && state != rpc::MIGRATION_FAILED &&
+        state != rpc::MIGRATION_LOST && state != rpc::MIGRATION_UNKNOWN)
+      return true;
+  }
+  return false;
+}
+
 bool IncomingSessions::unreachable() const {
   return steady_ms() < unreachable_until_ms_;
 }

@@ -28,6 +28,8 @@ class IncomingSessions {
   std::shared_ptr<IncomingMigration> get(const std::string& id);
   // Drops the session (the source gave up); a task that runs already stays.
   void abort(const std::string& id, const std::string& reason);
+  // A migration of the task to this node is offered or in progress (not ended or abandoned).
+  bool under_way(const std::string& task_id);
   rpc::CommitReply commit(const rpc::CommitRequest& req);
   rpc::MigrationStatusReply status(const std::string& id);
   // Sessions an earlier ferryd of this node committed: their copies were released here.
