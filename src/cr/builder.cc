@@ -184,6 +184,7 @@ ProcessBuilder::ProcessBuilder(const image::Image& img, const BuildOptions& opti
   pid_ = spawn_helper(img.process().pid(), options.same_pid);
   try {
     tracee_ = std::make_unique<Tracee>(Tracee::seize(pid_));
+    tracee_->share_cpu();  // for the many calls that lay out the address space
     spdlog::debug("build: helper {} made and held in {:.2f} ms", pid_, spawned.elapsed_ms());
     r_ = std::make_unique<Restorer>(*tracee_, *img_);
     r_->external_fds = options.external_fds;
@@ -208,6 +209,7 @@ ProcessBuilder::ProcessBuilder(const image::Image& img, const BuildOptions& opti
       timed("mapped");
       setup_userfaultfd();
     });
+    tracee_->stop_sharing_cpu();  // (pages may be placed from any thread, at any length)
     spdlog::debug("build: address space laid out in {:.2f} ms ({} remote syscalls;{})",
                   phase.elapsed_ms(), t.remote_syscall_count(), steps);
   } catch (...) {
@@ -453,6 +455,7 @@ RestoredProcess ProcessBuilder::finish() {
   };
   try {
     check_cpu_compatible(img_->registers(), local_xstate_size(), local_xcr0());
+    t.share_cpu();
     step("the memory", [&] {
       drop_userfaultfd();
       shared_anon_->finish();
@@ -488,6 +491,7 @@ RestoredProcess ProcessBuilder::finish() {
     verify.lazy = options_.lazy;
     verify_restored(pid_, *img_, verify);
     done("verified against the image");
+    t.stop_sharing_cpu();
   } catch (...) {
     // The destructor kills the helper.
     throw;

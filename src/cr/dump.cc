@@ -65,6 +65,7 @@ FrozenProcess freeze_and_describe(pid_t pid, const FreezeOptions& options) {
   check_supported(pid, options.ferry_tracks_writes, &vmas);
   auto tracee = std::make_unique<Tracee>(Tracee::seize(pid));
   Stopwatch freeze;
+  tracee->share_cpu();
   if (options.on_stopped) options.on_stopped();
   recheck_stopped(pid);
   if (tracee->stopped_regs().cs != kUserCs64)
@@ -105,6 +106,7 @@ FrozenProcess freeze_and_describe(pid_t pid, const FreezeOptions& options) {
   // Nothing injected stays in the process during the long page phase.
   ctx->finish();
   tracee->undo_injection();
+  if (!options.keep_cpu_shared) tracee->stop_sharing_cpu();
   done("registers, signals, timers, credentials, attributes");
   return FrozenProcess(std::move(tracee), std::move(ctx), std::move(img), freeze);
 }

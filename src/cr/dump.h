@@ -62,6 +62,10 @@ struct FreezeOptions {
   // after the stop and before anything is described, takes the last look and removes it.
   bool ferry_tracks_writes = false;
   std::function<void()> on_stopped;
+  // The process and the freezing thread stay on one CPU after the description too, until the
+  // process is let go (a snapshot: the injected fork follows at once). Otherwise they share it
+  // only while the description runs calls in the process (shared_cpu.h).
+  bool keep_cpu_shared = false;
 };
 
 // Checks and freezes process pid and describes it: everything but page contents (the remote

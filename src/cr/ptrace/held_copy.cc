@@ -58,7 +58,7 @@ pid_t Tracee::fork_held_copy() {
   if (r < 0) fail_errno(static_cast<int>(-r), "cannot fork process {}", pid_);
   pid_t child = forked_child_ > 0 ? forked_child_ : static_cast<pid_t>(r);
   try {
-    int st = wait_for_change(child, kCopyStopTimeoutMs);
+    int st = wait_for_change(child, kCopyStopTimeoutMs, spin_for_stops());
     if (!WIFSTOPPED(st)) fail("the copy of process {} ended at once", pid_);
     // Were it ever let go, it would only exit.
     user_regs_struct regs{};

@@ -14,6 +14,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "cr/ptrace/shared_cpu.h"
 #include "cr/ptrace/syscall_restart.h"
 #include "cr/ptrace/wait.h"
 #include "util/error.h"
@@ -111,7 +112,7 @@ void Tracee::interrupt_and_wait() {
 // interrupt, a stopping signal for a group stop.
 int Tracee::wait_for_interrupt_stop() {
   for (;;) {
-    int st = wait_for_change(pid_, kStopTimeoutMs);
+    int st = wait_for_change(pid_, kStopTimeoutMs, spin_for_stops());
     if (WIFEXITED(st) || WIFSIGNALED(st)) {
       saw_end(st);
       throw ProcessEnded(
@@ -143,7 +144,7 @@ void Tracee::settle_syscall() {
   // first) and we catch it again at syscall entry.
   if (ptrace_call(PTRACE_SYSCALL, pid_, nullptr, nullptr) != 0)
     fail_errno(errno, "cannot resume process {} to its syscall", pid_);
-  int st = wait_for_change(pid_, kStopTimeoutMs);
+  int st = wait_for_change(pid_, kStopTimeoutMs, spin_for_stops());
   if (WIFEXITED(st) || WIFSIGNALED(st)) {
     saw_end(st);
     throw ProcessEnded(fmt::format("process {} {} while being stopped", pid_, describe_status(st)),
@@ -194,7 +195,8 @@ Tracee::Tracee(Tracee&& o) noexcept
       syscall_count_(o.syscall_count_),
       syscall_sp_(o.syscall_sp_),
       has_syscall_sp_(o.has_syscall_sp_),
-      mem_fd_(std::move(o.mem_fd_)) {}
+      mem_fd_(std::move(o.mem_fd_)),
+      shared_cpu_(std::move(o.shared_cpu_)) {}
 
 Tracee::~Tracee() {
   if (!attached_) return;
@@ -314,7 +316,7 @@ long crash_at_syscall() {
 
 // Waits for the next syscall stop (entry or exit) of an injected call.
 void Tracee::wait_syscall_stop(long nr, const char* where) {
-  int st = wait_for_change(pid_, kSyscallTimeoutMs);
+  int st = wait_for_change(pid_, kSyscallTimeoutMs, spin_for_stops());
   // An injected fork (fork_held_copy()) stops once more on its way out, to say who its child is.
   if (WIFSTOPPED(st) && (st >> 16) == PTRACE_EVENT_FORK) {
     unsigned long child = 0;
@@ -322,7 +324,7 @@ void Tracee::wait_syscall_stop(long nr, const char* where) {
     forked_child_ = static_cast<pid_t>(child);
     if (ptrace_call(PTRACE_SYSCALL, pid_, nullptr, nullptr) != 0)
       fail_errno(errno, "cannot resume process {} in a fork", pid_);
-    st = wait_for_change(pid_, kSyscallTimeoutMs);
+    st = wait_for_change(pid_, kSyscallTimeoutMs, spin_for_stops());
   }
   if (WIFEXITED(st) || WIFSIGNALED(st)) {
     saw_end(st);
@@ -492,6 +494,7 @@ void Tracee::read_memory(uint64_t addr, void* data, size_t len) const {
 
 void Tracee::saw_end(int status) {
   attached_ = false;
+  if (shared_cpu_) shared_cpu_->process_ended();
   exit_code_ = proc::exit_code_of(status);
 }
 
@@ -505,7 +508,7 @@ void Tracee::kill() {
   if (!attached_) return;
   ::kill(pid_, SIGKILL);
   for (;;) {
-    int st = wait_for_change(pid_, kStopTimeoutMs);
+    int st = wait_for_change(pid_, kStopTimeoutMs, spin_for_stops());
     if (WIFEXITED(st) || WIFSIGNALED(st)) {
       saw_end(st);
       break;
@@ -516,8 +519,23 @@ void Tracee::kill() {
   attached_ = false;
 }
 
+void Tracee::share_cpu() {
+  if (!attached_ || shared_cpu_) return;
+  shared_cpu_ = std::make_unique<SharedCpu>(pid_);
+}
+
+void Tracee::stop_sharing_cpu() {
+  shared_cpu_.reset();
+}
+
+bool Tracee::spin_for_stops() const {
+  return !shared_cpu_ || !shared_cpu_->active();
+}
+
 void Tracee::release() {
   if (!attached_) return;
+  // Its own CPU mask back before it runs.
+  stop_sharing_cpu();
   attached_ = false;
   if (ptrace_call(PTRACE_DETACH, pid_, nullptr, nullptr) != 0)
     fail_errno(errno, "cannot release process {}", pid_);

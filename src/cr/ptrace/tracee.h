@@ -13,10 +13,12 @@
 #include <sys/user.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "cr/ptrace/shared_cpu.h"
 #include "util/error.h"
 #include "util/fd.h"
 
@@ -61,6 +63,11 @@ class Tracee {
   // syscall again", with the signal mask it will have then. Calls such as sigsuspend() or ppoll()
   // run with a temporary mask; this is how the real one becomes visible.
   void settle_syscall();
+
+  // Keeps the process and the calling thread on one CPU while many calls are run in it, until
+  // stop_sharing_cpu() or the end of the hold (shared_cpu.h says why). Idempotent.
+  void share_cpu();
+  void stop_sharing_cpu();
 
   // Registers as they were when the process was stopped (what a dump must record).
   const user_regs_struct& stopped_regs() const { return stopped_regs_; }
@@ -138,6 +145,8 @@ class Tracee {
   void back_to_interrupt_stop();
 
   void saw_end(int status);
+  // Poll for stops before sleeping only when the process runs on another CPU than this thread.
+  bool spin_for_stops() const;
 
   pid_t pid_ = -1;
   bool attached_ = false;
@@ -154,6 +163,7 @@ class Tracee {
   bool has_syscall_sp_ = false;
   bool at_syscall_stop_ = false;
   mutable UniqueFd mem_fd_;
+  std::unique_ptr<SharedCpu> shared_cpu_;
 };
 
 // A private anonymous mapping created inside the tracee for syscall arguments; removed again by

@@ -58,7 +58,7 @@ class ThreadAlarm {
 
 }  // namespace
 
-int wait_for_change(pid_t pid, int timeout_ms) {
+int wait_for_change(pid_t pid, int timeout_ms, bool spin) {
   int status = 0;
   // Fast path: most stops are already there or arrive within microseconds.
   pid_t r = ::waitpid(pid, &status, __WALL | WNOHANG);
@@ -66,7 +66,7 @@ int wait_for_change(pid_t pid, int timeout_ms) {
   if (r < 0) fail_errno(errno, "waitpid({})", pid);
   // A stop of a process running on the other CPU arrives within microseconds; polling for a
   // short while is much cheaper here than sleeping and being woken (a VM's wakeups are slow).
-  const uint64_t spin_until = monotonic_ns() + kSpinNs;
+  const uint64_t spin_until = monotonic_ns() + (spin ? kSpinNs : 0);
   while (monotonic_ns() < spin_until) {
     r = ::waitpid(pid, &status, __WALL | WNOHANG);
     if (r == pid) return status;

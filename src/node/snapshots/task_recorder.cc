@@ -37,7 +37,9 @@ void record(TaskToRecord& task, ChannelEnds& channels, std::promise<TaskCut>& pa
   std::unique_ptr<cr::HeldCopy> copy;
   double describe_ms = 0, cut_ms = 0, fork_ms = 0;
   try {
-    frozen = std::make_unique<cr::FrozenProcess>(cr::freeze_and_describe(task.pid));
+    cr::FreezeOptions options;
+    options.keep_cpu_shared = true;  // the fork follows at once
+    frozen = std::make_unique<cr::FrozenProcess>(cr::freeze_and_describe(task.pid, options));
     describe_ms = frozen->frozen_us() / 1000.0;
     // From here on the markers are out: a failure fails the snapshot, not just this call.
     cut.cuts = channels.cut(task.task_id, task.pid, task.marker, &cut.ended);
