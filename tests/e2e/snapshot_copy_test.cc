@@ -24,6 +24,14 @@ TEST(SnapshotCopyTest, AForkedCopyIsHeldWithTheTasksMemoryWhileTheTaskRunsOn) {
   // (Needs root, as every e2e test: ptrace.)
   pid_t pid = spawn({"/bin/sh", "-c", "i=0; while :; do i=$((i+1)); done"});
   ASSERT_GT(pid, 0);
+  // Frozen before its exec, it would be a copy of this program, and its map would change after.
+  const std::string self = proc::read_link("/proc/self/exe");
+  ASSERT_TRUE(wait_until(
+      [&] {
+        auto exe = proc::try_read_link(proc::path(pid, "exe"));
+        return exe && *exe != self;
+      },
+      5000));
   pid_t copy_pid = 0;
   {
     cr::FrozenProcess frozen = cr::freeze_and_describe(pid);
