@@ -58,6 +58,33 @@ void describe_process(pid_t pid, image::ProcessInfo* info) {
     info->add_argv(arg);
 }
 
+// What only the process itself can tell, or what changes as soon as it runs on: its registers,
+// signal mask and queue, timers, and the attributes a fork copy does not share. (Its files and
+// memory map, described before, too: the positions move, and a copy lacks MADV_DONTFORK regions.)
+void describe_own_state(DumpContext& ctx, image::Image& img) {
+  *img.mutable_registers() = dump_registers(ctx.tracee());
+  // From here on syscalls are injected: first the scratch area with the safety net.
+  ctx.scratch();
+  dump_signal_queue(ctx, img.mutable_signals());
+  *img.mutable_timers() = dump_timers(ctx);
+  dump_own_task_attrs(ctx, img.mutable_attrs(), img.mutable_process());
+}
+
+// What a fork copy has exactly as the process had it at the fork, because the kernel copies it:
+// the address space's fields, signal handlers, credentials, working directory, cgroups, limits,
+// the inherited attributes, the rseq registration.
+void describe_inherited_state(DumpContext& ctx, image::Image& img) {
+  *img.mutable_memory()->mutable_mm() = dump_mm_fields(ctx);
+  dump_signal_actions(ctx, img.mutable_signals());
+  *img.mutable_creds() = dump_creds(ctx);
+  image::TaskAttrs* attrs = img.mutable_attrs();
+  dump_fs(ctx, attrs);
+  dump_cgroups(ctx.pid(), attrs);
+  dump_rlimits(ctx, attrs);
+  dump_inherited_task_attrs(ctx, attrs);
+  *attrs->mutable_rseq() = dump_rseq(ctx.tracee());
+}
+
 }  // namespace
 
 FrozenProcess freeze_and_describe(pid_t pid, const FreezeOptions& options) {
@@ -90,24 +117,14 @@ FrozenProcess freeze_and_describe(pid_t pid, const FreezeOptions& options) {
   done("memory map");
   dump_files(*ctx, img.mutable_files(), mem);
   done("files");
-  *img.mutable_registers() = dump_registers(*tracee);
-  // From here on syscalls are injected: first the scratch area with the safety net.
-  ctx->scratch();
-  *mem->mutable_mm() = dump_mm_fields(*ctx);
-  *img.mutable_signals() = dump_signals(*ctx);
-  *img.mutable_timers() = dump_timers(*ctx);
-  *img.mutable_creds() = dump_creds(*ctx);
-  image::TaskAttrs* attrs = img.mutable_attrs();
-  dump_fs(*ctx, attrs);
-  dump_cgroups(pid, attrs);
-  dump_rlimits(*ctx, attrs);
-  dump_task_attrs(*ctx, attrs, img.mutable_process());
-  *attrs->mutable_rseq() = dump_rseq(*tracee);
+  describe_own_state(*ctx, img);
+  if (!options.inherited_from_copy) describe_inherited_state(*ctx, img);
   // Nothing injected stays in the process during the long page phase.
   ctx->finish();
   tracee->undo_injection();
   if (!options.keep_cpu_shared) tracee->stop_sharing_cpu();
-  done("registers, signals, timers, credentials, attributes");
+  done(options.inherited_from_copy ? "registers, signal queue, timers, own attributes"
+                                   : "registers, signals, timers, credentials, attributes");
   return FrozenProcess(std::move(tracee), std::move(ctx), std::move(img), freeze);
 }
 
@@ -144,6 +161,27 @@ std::unique_ptr<HeldCopy> FrozenProcess::fork_copy() {
   auto copy = std::make_unique<HeldCopy>(child);
   tracee_->undo_injection();
   return copy;
+}
+
+void FrozenProcess::describe_inherited() {
+  describe_inherited_state(*ctx_, image_);
+  ctx_->finish();
+  tracee_->undo_injection();
+}
+
+void FrozenProcess::describe_inherited_from(const HeldCopy& copy) {
+  Stopwatch took;
+  Tracee t = Tracee::adopt_copy(copy.pid());
+  try {
+    DumpContext ctx(t);
+    describe_inherited_state(ctx, image_);
+    ctx.finish();
+  } catch (...) {
+    t.forget();  // (its HeldCopy ends it)
+    throw;
+  }
+  t.forget();
+  spdlog::debug("dump: the copy {} described the rest in {:.2f} ms", copy.pid(), took.elapsed_ms());
 }
 
 void FrozenProcess::read_pages_from(const HeldCopy& copy) {

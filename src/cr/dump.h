@@ -34,6 +34,11 @@ class FrozenProcess {
   // A copy of the process to read its memory from once the process itself runs on (a snapshot:
   // fork_held_copy()); dump_pages() then reads the copy. The process must still be held.
   std::unique_ptr<HeldCopy> fork_copy();
+  // What the copy shares with the process (FreezeOptions::inherited_from_copy left it out of
+  // the freeze), asked of the copy: the process may already run on.
+  void describe_inherited_from(const HeldCopy& copy);
+  // The same, asked of the process itself (still held): when there is no copy to ask.
+  void describe_inherited();
   void read_pages_from(const HeldCopy& copy);
   // A userfaultfd of the process (made by an injected call, so that it watches this process's
   // memory), handed to ferry and closed in the process again: the process never sees it.
@@ -66,6 +71,10 @@ struct FreezeOptions {
   // process is let go (a snapshot: the injected fork follows at once). Otherwise they share it
   // only while the description runs calls in the process (shared_cpu.h).
   bool keep_cpu_shared = false;
+  // A snapshot: what a fork copy has just as the process (handlers, credentials, limits...) is
+  // left for FrozenProcess::describe_inherited_from() once the copy exists: the freeze is then
+  // only what the copy cannot tell.
+  bool inherited_from_copy = false;
 };
 
 // Checks and freezes process pid and describes it: everything but page contents (the remote

@@ -47,6 +47,9 @@ TEST(FidelityTest, ADroppableRegionStaysDroppable) {
 TEST(FidelityTest, GuardPagesStayGuards) {
   round_trip("t_vm_attrs", {"guard"});
 }
+TEST(FidelityTest, ForkAdviceRegionsKeepTheirAdviceAndContent) {
+  round_trip("t_vm_attrs", {"fork-advice"});
+}
 TEST(FidelityTest, APrivateMappingPastTheEndOfAShmFile) {
   std::string path = "/dev/shm/ferry-fidelity-" + std::to_string(::getpid());
   round_trip("t_vm_attrs", {"shm-past-end", path});

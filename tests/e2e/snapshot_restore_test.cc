@@ -208,5 +208,30 @@ TEST(SnapshotRestoreTest, TasksThatEndWhileTheSnapshotIsWrittenAreRestoredFromWh
   c.ferry({"job", "kill", "again", "KILL"});
 }
 
+// A fork copy lacks MADV_DONTFORK memory and sees MADV_WIPEONFORK memory zeroed: such a task is
+// recorded from itself (stopped until its pages are written), and comes back whole.
+TEST(SnapshotRestoreTest, ATaskWithForkDependentMemoryIsRecordedWhole) {
+  TestCluster c(2);
+  ASSERT_TRUE(c.up());
+  TempDir dir;
+  std::string job = start_job(c, dir, "advice",
+                              "tasks:\n  - name: t\n    node: node1\n    command: [" +
+                                  target_path("t_vm_attrs") + ", fork-advice]\n");
+  ASSERT_FALSE(job.empty());
+  ASSERT_TRUE(
+      wait_until([&] { return c.logs("advice/t").find("ready") != std::string::npos; }, 10000));
+  nlohmann::json s = snapshot(c, {"advice"});
+  expect_consistent(s);
+  CmdResult r = c.ferry(
+      {"snapshot", "restore", s.value("id", ""), "--name", "again", "--on", "t=node2"}, "", 60000);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  // Each checks its regions' advice and contents once told to go on.
+  for (const char* task : {"again/t", "advice/t"}) {
+    ASSERT_EQ(c.ferry({"kill", task, "USR2"}).status, 0) << task;
+    CmdResult w = c.ferry({"wait", task, "--timeout", "30"});
+    EXPECT_EQ(w.status, 0) << task << ": " << w.out << w.err << c.logs(task);
+  }
+}
+
 }  // namespace
 }  // namespace ferry::test

@@ -4,8 +4,10 @@
  *   t_vm_attrs guard          guard pages installed in the middle of a region: touching them
  *                             still faults, the pages around them keep their data
  *   t_vm_attrs shm-past-end PATH
- *                             a private mapping of PATH (made, 1 page, in /dev/shm) that reaches 3 pages
- *                             (legitimate: the pages past the end raise SIGBUS when touched) */
+ *                             a private mapping of PATH (made, 1 page, in /dev/shm) that reaches 3
+ * pages (legitimate: the pages past the end raise SIGBUS when touched) t_vm_attrs fork-advice    a
+ * MADV_DONTFORK region and a MADV_WIPEONFORK region, each holding a pattern: a fork copy lacks the
+ * first and sees the second zeroed, so a snapshot must not read them from one */
 #include "target.h"
 
 #include <setjmp.h>
@@ -38,6 +40,7 @@ int main(int argc, char** argv) {
   if (argc < 2) return 2;
   const char* mode = argv[1];
   char* region = NULL;
+  char* wiped = NULL;
   char path[4096] = "";
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
@@ -66,6 +69,14 @@ int main(int argc, char** argv) {
     if (region == MAP_FAILED) return 5;
     memcpy(region, "shm-page", 8);
     if (touch(region + PAGE) != SIGBUS) return 6;
+  } else if (!strcmp(mode, "fork-advice")) {
+    region = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    wiped = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (region == MAP_FAILED || wiped == MAP_FAILED) return 4;
+    if (madvise(region, 4 * PAGE, MADV_DONTFORK) != 0) return 5;
+    if (madvise(wiped, 4 * PAGE, MADV_WIPEONFORK) != 0) return 77;
+    fill_pattern(region, 4 * PAGE, 13);
+    fill_pattern(wiped, 4 * PAGE, 14);
   } else {
     return 2;
   }
@@ -82,6 +93,11 @@ int main(int argc, char** argv) {
     fill_pattern(all, sizeof all, 12);
     CHECK(memcmp(region + 5 * PAGE, all + 5 * PAGE, 3 * PAGE) == 0,
           "the pages after the guards changed");
+  } else if (!strcmp(mode, "fork-advice")) {
+    CHECK(region_has_flag(region, "dc"), "the MADV_DONTFORK advice was lost");
+    CHECK(region_has_flag(wiped, "wf"), "the MADV_WIPEONFORK advice was lost");
+    CHECK(check_pattern(region, 4 * PAGE, 13), "the MADV_DONTFORK region lost its content");
+    CHECK(check_pattern(wiped, 4 * PAGE, 14), "the MADV_WIPEONFORK region lost its content");
   } else {
     CHECK(memcmp(region, "shm-page", 8) == 0, "the private page lost its content");
     CHECK(touch(region + PAGE) == SIGBUS, "the page past the end does not raise SIGBUS");

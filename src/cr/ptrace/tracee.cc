@@ -94,6 +94,20 @@ Tracee Tracee::seize(pid_t pid, unsigned long options) {
   return t;
 }
 
+Tracee Tracee::adopt_copy(pid_t pid) {
+  Tracee t(pid);
+  t.attached_ = true;
+  t.options_ = PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL;  // (inherited from the process)
+  t.stopped_regs_ = t.get_regs();
+  t.stopped_sigmask_ = t.get_sigmask();
+  return t;
+}
+
+void Tracee::forget() {
+  shared_cpu_.reset();
+  attached_ = false;
+}
+
 void Tracee::interrupt_and_wait() {
   if (ptrace_call(PTRACE_INTERRUPT, pid_, nullptr, nullptr) != 0)
     fail_errno(errno, "cannot stop process {}", pid_);

@@ -51,6 +51,11 @@ class Tracee {
   // Attaches with PTRACE_SEIZE and stops the process with PTRACE_INTERRUPT.
   static Tracee seize(pid_t pid, unsigned long options = 0);
 
+  // A copy made by fork_held_copy(), traced and stopped by this thread since its first
+  // instruction: calls can be run in it as in any held process. It is never let go: forget() it
+  // before its HeldCopy ends it.
+  static Tracee adopt_copy(pid_t pid);
+
   Tracee(Tracee&& other) noexcept;
   Tracee& operator=(Tracee&&) = delete;
   Tracee(const Tracee&) = delete;
@@ -126,6 +131,9 @@ class Tracee {
   // The exit status, when a wait of ours saw the process end (0..255, or 128+N for signal N).
   std::optional<int> exit_code() const { return exit_code_; }
 
+  // Stops managing the process without letting it go: it stays stopped and traced by this
+  // thread, for its holder to end (a HeldCopy).
+  void forget();
   // Ends the process with SIGKILL and waits until it is gone.
   void kill();
   // Detaches leaving the current registers in place (restore: the process starts running).

@@ -32,6 +32,21 @@ struct KernelStack {
 
 image::Signals dump_signals(DumpContext& ctx) {
   image::Signals out;
+  dump_signal_actions(ctx, &out);
+  dump_signal_queue(ctx, &out);
+  return out;
+}
+
+void dump_signal_queue(DumpContext& ctx, image::Signals* out) {
+  out->set_blocked(ctx.tracee().stopped_sigmask());
+  for (bool shared : {false, true})
+    for (const siginfo_t& si : ctx.tracee().pending_signals(shared)) {
+      image::PendingSignal* p = shared ? out->add_pending_shared() : out->add_pending_private();
+      p->set_siginfo(std::string(reinterpret_cast<const char*>(&si), sizeof si));
+    }
+}
+
+void dump_signal_actions(DumpContext& ctx, image::Signals* out) {
   auto status = proc::read_keyed(proc::path(ctx.pid(), "status"));
   // Only signals that are caught or ignored can have a non-default action.
   uint64_t interesting =
@@ -43,26 +58,19 @@ image::Signals dump_signals(DumpContext& ctx) {
     long rc = ctx.syscall_out(SYS_rt_sigaction, {sig, 0, static_cast<long>(scratch), 8}, &act,
                               sizeof act);
     if (rc < 0) fail_errno(static_cast<int>(-rc), "cannot read the action of signal {}", sig);
-    image::SigAction* a = out.add_actions();
+    image::SigAction* a = out->add_actions();
     a->set_signo(sig);
     a->set_handler(act.handler);
     a->set_flags(act.flags);
     a->set_restorer(act.restorer);
     a->set_mask(act.mask);
   }
-  out.set_blocked(ctx.tracee().stopped_sigmask());
-  for (bool shared : {false, true})
-    for (const siginfo_t& si : ctx.tracee().pending_signals(shared)) {
-      image::PendingSignal* p = shared ? out.add_pending_shared() : out.add_pending_private();
-      p->set_siginfo(std::string(reinterpret_cast<const char*>(&si), sizeof si));
-    }
   KernelStack ss{};
   long rc = ctx.syscall_out(SYS_sigaltstack, {0, static_cast<long>(scratch)}, &ss, sizeof ss);
   if (rc < 0) fail_errno(static_cast<int>(-rc), "cannot read the alternate signal stack");
-  out.mutable_altstack()->set_sp(ss.sp);
-  out.mutable_altstack()->set_flags(ss.flags);
-  out.mutable_altstack()->set_size(ss.size);
-  return out;
+  out->mutable_altstack()->set_sp(ss.sp);
+  out->mutable_altstack()->set_flags(ss.flags);
+  out->mutable_altstack()->set_size(ss.size);
 }
 
 void restore_signals(Restorer& r, const image::Signals& s) {

@@ -14,7 +14,13 @@ namespace ferry::cr {
 class DumpContext;
 class Restorer;
 
+// Both halves below.
 image::Signals dump_signals(DumpContext& ctx);
+// What a fork copy of the process does not share: the blocked mask and the pending signals.
+void dump_signal_queue(DumpContext& ctx, image::Signals* out);
+// What a fork copy has just as the process: handlers and the alternate stack (a snapshot asks
+// its held copy, after the process runs on).
+void dump_signal_actions(DumpContext& ctx, image::Signals* out);
 void restore_signals(Restorer& r, const image::Signals& s);
 // The very last signal step: the real blocked mask.
 void restore_signal_mask(Restorer& r, const image::Signals& s);

@@ -55,6 +55,11 @@ void set_oom_score_adj(pid_t pid, int value) {
 }  // namespace
 
 void dump_task_attrs(DumpContext& ctx, image::TaskAttrs* attrs, image::ProcessInfo* info) {
+  dump_own_task_attrs(ctx, attrs, info);
+  dump_inherited_task_attrs(ctx, attrs);
+}
+
+void dump_own_task_attrs(DumpContext& ctx, image::TaskAttrs* attrs, image::ProcessInfo* info) {
   pid_t pid = ctx.pid();
   proc::Stat st(pid);
   info->set_comm(st.comm());
@@ -63,8 +68,6 @@ void dump_task_attrs(DumpContext& ctx, image::TaskAttrs* attrs, image::ProcessIn
   info->set_group_leader(info->pgid() == pid);
   info->set_session_leader(info->sid() == pid);
   attrs->set_nice(static_cast<int32_t>(static_cast<int64_t>(st.field(19))));
-  attrs->set_personality(
-      static_cast<uint32_t>(proc::parse_u64(proc::read_file(proc::path(pid, "personality")), 16)));
 
   uint64_t head = 0;
   size_t len = 0;
@@ -72,7 +75,6 @@ void dump_task_attrs(DumpContext& ctx, image::TaskAttrs* attrs, image::ProcessIn
     attrs->set_robust_list(head);
     attrs->set_robust_list_len(len);
   }
-  Tracee& t = ctx.tracee();
   uint64_t scratch = ctx.scratch();
   uint64_t tid_addr = 0;
   if (ctx.syscall_out(SYS_prctl, {PR_GET_TID_ADDRESS, static_cast<long>(scratch)}, &tid_addr,
@@ -85,6 +87,13 @@ void dump_task_attrs(DumpContext& ctx, image::TaskAttrs* attrs, image::ProcessIn
   if (ctx.syscall_out(SYS_prctl, {PR_GET_CHILD_SUBREAPER, static_cast<long>(scratch)}, &v,
                       sizeof v) == 0)
     attrs->set_child_subreaper(v != 0);
+}
+
+void dump_inherited_task_attrs(DumpContext& ctx, image::TaskAttrs* attrs) {
+  pid_t pid = ctx.pid();
+  attrs->set_personality(
+      static_cast<uint32_t>(proc::parse_u64(proc::read_file(proc::path(pid, "personality")), 16)));
+  Tracee& t = ctx.tracee();
   long slack = t.syscall(SYS_prctl, {PR_GET_TIMERSLACK});
   if (slack > 0) attrs->set_timer_slack_ns(static_cast<uint64_t>(slack));
   long thp = t.syscall(SYS_prctl, {PR_GET_THP_DISABLE});

@@ -10,8 +10,15 @@ namespace ferry::cr {
 class DumpContext;
 class Restorer;
 
-// Fills the attributes above into attrs and the group/session fields of info.
+// Fills the attributes above into attrs and the group/session fields of info: both halves below.
 void dump_task_attrs(DumpContext& ctx, image::TaskAttrs* attrs, image::ProcessInfo* info);
+// What a fork copy of the process does not share (robust list, clear-child-tid address,
+// parent-death signal, subreaper) or might not (the nice value, which SCHED_RESET_ON_FORK resets),
+// and the name, group and session, read from the process itself.
+void dump_own_task_attrs(DumpContext& ctx, image::TaskAttrs* attrs, image::ProcessInfo* info);
+// What a fork copy has just as the process (personality, timer slack, THP disable, login uid,
+// OOM score adjustment, membarrier registrations): a snapshot asks its held copy.
+void dump_inherited_task_attrs(DumpContext& ctx, image::TaskAttrs* attrs);
 void restore_task_attrs(Restorer& r, const image::TaskAttrs& attrs, const image::ProcessInfo& info);
 // The parent-death signal is cleared by every credential change: set it after restore_creds().
 void restore_parent_death_signal(Restorer& r, const image::TaskAttrs& attrs);

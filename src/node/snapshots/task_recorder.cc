@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "cr/dump.h"
+#include "cr/resources/vm_flags.h"
 #include "image/image_files.h"
 #include "image/image_key.h"
 #include "util/clock.h"
@@ -29,29 +30,62 @@ void leave_channel_bytes_out(image::Image& img, const std::vector<rpc::ChannelEn
   }
 }
 
+// A fork copy lacks MADV_DONTFORK regions and sees MADV_WIPEONFORK ones zeroed: a task with
+// either is written from itself, and stays stopped until its pages are out.
+bool copy_would_differ(const image::Image& img) {
+  for (auto& v : img.memory().vmas())
+    if (v.vm_flags() & (cr::kVmDontFork | cr::kVmWipeOnFork)) return true;
+  return false;
+}
+
+// The task and what became of it during the pause: held (then a copy, or its pages already in
+// `writer`), cut, let go.
+struct Recording {
+  std::unique_ptr<cr::FrozenProcess> frozen;
+  std::unique_ptr<cr::HeldCopy> copy;
+  std::unique_ptr<image::ImageWriter> writer;
+};
+
+// Freezes the task, cuts its channel ends, makes its copy (or writes its pages) and lets it run.
+// Throws before the cut: nothing was cut; after it: the snapshot fails (cut.cuts says which).
+void pause_task(TaskToRecord& task, ChannelEnds& channels, TaskCut& cut, Recording& rec) {
+  cr::FreezeOptions options;
+  options.keep_cpu_shared = true;      // the fork follows at once
+  options.inherited_from_copy = true;  // (asked again of the task itself if there is no copy)
+  rec.frozen = std::make_unique<cr::FrozenProcess>(cr::freeze_and_describe(task.pid, options));
+  cr::FrozenProcess& frozen = *rec.frozen;
+  double described_ms = frozen.frozen_us() / 1000.0;
+  // From here on the markers are out: a failure fails the snapshot, not just this call.
+  cut.cuts = channels.cut(task.task_id, task.pid, task.marker, &cut.ended);
+  leave_channel_bytes_out(frozen.image(), task.ends);
+  double cut_ms = frozen.frozen_us() / 1000.0 - described_ms;
+  const bool direct = copy_would_differ(frozen.image());
+  if (direct) {
+    frozen.describe_inherited();
+    rec.writer = std::make_unique<image::ImageWriter>(task.image_dir, image::host_image_key());
+    frozen.dump_pages(rec.writer->pages());
+  } else {
+    rec.copy = frozen.fork_copy();
+  }
+  double copied_ms = frozen.frozen_us() / 1000.0 - described_ms - cut_ms;
+  frozen.resume();
+  // The pause: from the stop to the resume (the checks before the stop ran beside the task).
+  cut.pause_ms = frozen.frozen_us() / 1000.0;
+  spdlog::info(
+      "snapshot: task {} paused {:.2f} ms (described {:.2f}, channels cut {:.2f}, {} {:.2f})",
+      task.name, cut.pause_ms, described_ms, cut_ms,
+      direct ? "pages written while stopped (fork-dependent memory)" : "forked", copied_ms);
+}
+
 void record(TaskToRecord& task, ChannelEnds& channels, std::promise<TaskCut>& paused,
             const std::function<void(rpc::SnapshotTaskReport, std::string)>& written) {
   Stopwatch since;
   TaskCut cut;
-  std::unique_ptr<cr::FrozenProcess> frozen;
-  std::unique_ptr<cr::HeldCopy> copy;
-  double describe_ms = 0, cut_ms = 0, fork_ms = 0;
+  Recording rec;
   try {
-    cr::FreezeOptions options;
-    options.keep_cpu_shared = true;  // the fork follows at once
-    frozen = std::make_unique<cr::FrozenProcess>(cr::freeze_and_describe(task.pid, options));
-    describe_ms = frozen->frozen_us() / 1000.0;
-    // From here on the markers are out: a failure fails the snapshot, not just this call.
-    cut.cuts = channels.cut(task.task_id, task.pid, task.marker, &cut.ended);
-    leave_channel_bytes_out(frozen->image(), task.ends);
-    cut_ms = frozen->frozen_us() / 1000.0 - describe_ms;
-    copy = frozen->fork_copy();
-    fork_ms = frozen->frozen_us() / 1000.0 - describe_ms - cut_ms;
-    frozen->resume();
-    // The pause: from the stop to the resume (the checks before the stop ran beside the task).
-    cut.pause_ms = frozen->frozen_us() / 1000.0;
+    pause_task(task, channels, cut, rec);
   } catch (const std::exception& e) {
-    frozen.reset();  // (lets it run on, if it was held)
+    rec = {};  // (lets it run on, if it was held)
     if (cut.cuts.empty()) {
       paused.set_exception(std::current_exception());
       return;
@@ -61,10 +95,6 @@ void record(TaskToRecord& task, ChannelEnds& channels, std::promise<TaskCut>& pa
     written({}, fmt::format("task {} could not be recorded: {}", task.name, e.what()));
     return;
   }
-  spdlog::info(
-      "snapshot: task {} paused {:.2f} ms (described {:.2f}, channels cut {:.2f}, forked "
-      "{:.2f})",
-      task.name, cut.pause_ms, describe_ms, cut_ms, fork_ms);
   rpc::SnapshotTaskReport report;
   report.set_name(task.name);
   report.set_task_id(task.task_id);
@@ -73,16 +103,17 @@ void record(TaskToRecord& task, ChannelEnds& channels, std::promise<TaskCut>& pa
   report.set_image_dir(task.image_dir);
   paused.set_value(std::move(cut));
   try {
-    frozen->read_pages_from(*copy);
-    image::ImageWriter writer(task.image_dir, image::host_image_key());
-    frozen->dump_pages(writer.pages());
-    report.set_image_bytes(writer.commit(frozen->image(), false));
-    copy.reset();
-    frozen.reset();
+    if (rec.copy) {
+      rec.frozen->describe_inherited_from(*rec.copy);
+      rec.frozen->read_pages_from(*rec.copy);
+      rec.writer = std::make_unique<image::ImageWriter>(task.image_dir, image::host_image_key());
+      rec.frozen->dump_pages(rec.writer->pages());
+    }
+    report.set_image_bytes(rec.writer->commit(rec.frozen->image(), false));
+    rec = {};
     report.set_write_ms(since.elapsed_ms());
   } catch (const std::exception& e) {
-    copy.reset();
-    frozen.reset();
+    rec = {};
     written({}, fmt::format("the image of task {} could not be written: {}", task.name, e.what()));
     return;
   }
