@@ -175,6 +175,8 @@ void pauses(Bench& b, int reps) {
     b.wait_touched("mem" + std::to_string(mib), {"mnode1"});
     ForkLimit limit(mib);
     for (int r = 0; r < reps; r++) {
+      // Both meet a quiet machine: the previous image's writeback (and its removal) done first.
+      sync();
       fork.push_back(limit.measure());
       nlohmann::json s = b.snapshot(job);
       if (s.value("state", "") != "complete") {
