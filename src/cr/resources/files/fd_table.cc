@@ -25,7 +25,7 @@ bool same_description(pid_t pid, int a, int b) {
 
 }  // namespace
 
-std::string unsupported_fd(pid_t pid, int num, const std::string& link) {
+std::string unsupported_fd(pid_t pid, int num, const std::string& link, const std::string* fdinfo) {
   if (link.rfind("socket:", 0) == 0)
     return is_provided_socket(link) ? "" : unsupported_socket(pid, num);
   if (link == "/dev/ptmx" || link.rfind("/dev/pts/", 0) == 0)
@@ -35,8 +35,9 @@ std::string unsupported_fd(pid_t pid, int num, const std::string& link) {
     return fmt::format("fd {} is the procfs file {}; what it shows belongs to a process, and "
                        "ferry cannot reopen it for another one",
                        num, link);
-  auto info = proc::try_read_file(proc::path(pid, fmt::format("fdinfo/{}", num)));
-  for (auto& line : proc::split(info.value_or(""), '\n'))
+  std::optional<std::string> read;
+  if (!fdinfo) read = proc::try_read_file(proc::path(pid, fmt::format("fdinfo/{}", num)));
+  for (auto& line : proc::split(fdinfo ? *fdinfo : read.value_or(""), '\n'))
     if (line.rfind("lock:", 0) == 0 &&
         (line.find(" LEASE ") != std::string::npos || line.find(" DELEG ") != std::string::npos))
       return fmt::format("fd {} holds a lease on {}; leases are not supported (ferry cannot take "
@@ -72,9 +73,10 @@ void dump_files(DumpContext& ctx, image::FileTable* ft, image::Memory* m) {
     auto p = std::make_unique<FdProbe>();
     p->num = num;
     p->link = proc::read_link(proc::path(pid, fmt::format("fd/{}", num)));
-    std::string why = unsupported_fd(pid, num, p->link);
-    if (!why.empty()) fail("cannot checkpoint process {}: {}", pid, why);
+    // (Read once: in a snapshot this runs while the task is stopped.)
     std::string info = proc::read_file(proc::path(pid, fmt::format("fdinfo/{}", num)));
+    std::string why = unsupported_fd(pid, num, p->link, &info);
+    if (!why.empty()) fail("cannot checkpoint process {}: {}", pid, why);
     p->info_lines = proc::split(info, '\n');
     for (auto& line : p->info_lines) {
       auto colon = line.find(':');

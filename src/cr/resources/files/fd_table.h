@@ -15,7 +15,9 @@ class DumpContext;
 class Restorer;
 
 // Why ferry cannot capture fd `num` whose /proc link reads `link`, or "" when it can.
-std::string unsupported_fd(pid_t pid, int num, const std::string& link);
+// `fdinfo`: the fd's /proc fdinfo text when the caller has it already (read here otherwise).
+std::string unsupported_fd(pid_t pid, int num, const std::string& link,
+                           const std::string* fdinfo = nullptr);
 
 void dump_files(DumpContext& ctx, image::FileTable* ft, image::Memory* m);
 // Builds every open file in ferry and installs it in the helper at its number, then the epoll
