@@ -5,8 +5,6 @@
 
 namespace ferry::cr {
 
-constexpr long kErestartRestartblock = 516;
-
 RestartPlan plan_restart(user_regs_struct& regs) {
   RestartPlan plan;
   long nr = static_cast<long>(regs.orig_rax);
@@ -40,6 +38,19 @@ void apply_restart(user_regs_struct& regs, const RestartPlan& plan) {
     }
   }
   regs.orig_rax = static_cast<unsigned long long>(-1);
+}
+
+bool is_restart_errno(long err) {
+  return err == kErestartSys || err == kErestartNoIntr || err == kErestartNoHand ||
+         err == kErestartRestartblock;
+}
+
+void pend_restart(user_regs_struct& regs, long interrupted_with) {
+  if (!is_restart_errno(interrupted_with)) return;
+  long err = interrupted_with == kErestartRestartblock ? kErestartNoHand : interrupted_with;
+  regs.orig_rax = regs.rax;
+  regs.rax = static_cast<unsigned long long>(-err);
+  regs.rip += 2;
 }
 
 }  // namespace ferry::cr

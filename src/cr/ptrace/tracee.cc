@@ -141,6 +141,7 @@ int Tracee::wait_for_interrupt_stop() {
 void Tracee::settle_syscall() {
   long nr = static_cast<long>(stopped_regs_.orig_rax);
   long err = -static_cast<long>(stopped_regs_.rax);
+  interrupted_with_ = 0;
   // These calls answer EINTR to any wakeup, ours included (sigtimedwait, epoll_wait): the freeze
   // alone must not make them fail, so they are run again like a restartable call.
   bool spurious_eintr = err == EINTR && (nr == SYS_rt_sigtimedwait || nr == SYS_epoll_wait ||
@@ -151,9 +152,11 @@ void Tracee::settle_syscall() {
     again.rax = static_cast<unsigned long long>(nr);
     again.orig_rax = static_cast<unsigned long long>(-1);
     set_regs(again);
-  } else if (nr < 0 || (err != 512 && err != 513 && err != 514)) {
+  } else if (nr < 0 || (err != kErestartSys && err != kErestartNoIntr && err != kErestartNoHand)) {
     return;
   }
+  // (A handled signal would have made these fail with EINTR: they get ERESTARTNOHAND's answer.)
+  const long interrupted_with = spurious_eintr ? kErestartNoHand : err;
   // Resume with syscall tracing: the kernel restarts the call (restoring the saved signal mask
   // first) and we catch it again at syscall entry.
   if (ptrace_call(PTRACE_SYSCALL, pid_, nullptr, nullptr) != 0)
@@ -193,7 +196,16 @@ void Tracee::settle_syscall() {
     fail_errno(errno, "cannot stop process {} again", pid_);
   wait_for_interrupt_stop();
   stopped_regs_ = get_regs();
-  regs_changed_ = false;
+  interrupted_with_ = interrupted_with;
+  // Held from now on with the kernel's pending restart (also if ferry died: the kernel then
+  // lets it go through its own restart logic).
+  set_regs(resume_regs());
+}
+
+user_regs_struct Tracee::resume_regs() const {
+  user_regs_struct r = stopped_regs_;
+  pend_restart(r, interrupted_with_);
+  return r;
 }
 
 Tracee::Tracee(Tracee&& o) noexcept
@@ -387,99 +399,6 @@ long Tracee::syscall(long nr, SyscallArgs a) {
   return result;
 }
 
-namespace {
-
-// The kernel's x86_64 signal frame (arch/x86/include/uapi/asm/sigcontext.h, asm/sigframe.h).
-struct KernelSigcontext {
-  uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
-  uint64_t rdi, rsi, rbp, rbx, rdx, rax, rcx, rsp, rip, eflags;
-  uint16_t cs, gs, fs, ss;
-  uint64_t err, trapno, oldmask, cr2;
-  uint64_t fpstate;
-  uint64_t reserved1[8];
-};
-struct KernelUcontext {
-  uint64_t uc_flags;
-  uint64_t uc_link;
-  uint64_t ss_sp;
-  int32_t ss_flags;
-  int32_t ss_pad;
-  uint64_t ss_size;
-  KernelSigcontext mc;
-  uint64_t sigmask;
-};
-struct RtSigframe {
-  uint64_t pretcode;
-  KernelUcontext uc;
-  uint8_t info[128];
-};
-struct FpxSwBytes {
-  uint32_t magic1;
-  uint32_t extended_size;
-  uint64_t xfeatures;
-  uint32_t xstate_size;
-  uint32_t padding[7];
-};
-static_assert(sizeof(FpxSwBytes) == 48);
-
-constexpr uint64_t kUcFpXstate = 0x1, kUcSigcontextSs = 0x2, kUcStrictRestoreSs = 0x4;
-constexpr uint32_t kFpXstateMagic1 = 0x46505853, kFpXstateMagic2 = 0x46505845;
-constexpr size_t kSwReservedOffset = 464;
-// syscall; mov $15 (rt_sigreturn), %eax; syscall; ud2
-constexpr uint8_t kTrampoline[] = {0x0f, 0x05, 0xb8, 0x0f, 0x00, 0x00,
-                                   0x00, 0x0f, 0x05, 0x0f, 0x0b};
-
-}  // namespace
-
-void Tracee::install_safety_net(uint64_t base, size_t size) {
-  user_regs_struct resume = stopped_regs_;
-  apply_restart(resume, plan_restart(resume));
-  std::vector<uint8_t> xs = get_xstate();
-
-  // The frame sits in the upper half of the area, its FPU state 64-byte aligned after it.
-  uint64_t frame = base + size / 2;
-  uint64_t fp = (frame + sizeof(RtSigframe) + 63) & ~uint64_t{63};
-  if (fp + xs.size() + 4 > base + size) fail("scratch area too small for a signal frame");
-
-  RtSigframe f{};
-  f.uc.uc_flags = kUcFpXstate | kUcSigcontextSs | kUcStrictRestoreSs;
-  // rt_sigreturn also applies uc_stack to sigaltstack(); invalid flags make that a no-op.
-  f.uc.ss_flags = 0x40000000;
-  KernelSigcontext& m = f.uc.mc;
-  m.r8 = resume.r8, m.r9 = resume.r9, m.r10 = resume.r10, m.r11 = resume.r11;
-  m.r12 = resume.r12, m.r13 = resume.r13, m.r14 = resume.r14, m.r15 = resume.r15;
-  m.rdi = resume.rdi, m.rsi = resume.rsi, m.rbp = resume.rbp, m.rbx = resume.rbx;
-  m.rdx = resume.rdx, m.rax = resume.rax, m.rcx = resume.rcx, m.rsp = resume.rsp;
-  m.rip = resume.rip, m.eflags = resume.eflags;
-  m.cs = static_cast<uint16_t>(resume.cs), m.ss = static_cast<uint16_t>(resume.ss);
-  m.fpstate = fp;
-  f.uc.sigmask = stopped_sigmask_;
-
-  // ptrace's xstate carries XCR0 where a signal frame carries its own "software bytes".
-  FpxSwBytes sw{};
-  uint64_t xcr0 = 0;
-  std::memcpy(&xcr0, xs.data() + kSwReservedOffset, sizeof xcr0);
-  sw.magic1 = kFpXstateMagic1;
-  sw.extended_size = static_cast<uint32_t>(xs.size() + 4);
-  sw.xfeatures = xcr0;
-  sw.xstate_size = static_cast<uint32_t>(xs.size());
-  std::memcpy(xs.data() + kSwReservedOffset, &sw, sizeof sw);
-  uint32_t magic2 = kFpXstateMagic2;
-  xs.insert(xs.end(), reinterpret_cast<uint8_t*>(&magic2), reinterpret_cast<uint8_t*>(&magic2) + 4);
-
-  write_memory(base, kTrampoline, sizeof kTrampoline);
-  write_memory(frame, &f, sizeof f);
-  write_memory(fp, xs.data(), xs.size());
-  syscall_insn_ = base;
-  syscall_sp_ = frame + 8;  // rt_sigreturn finds its frame at rsp - 8
-  has_syscall_sp_ = true;
-}
-
-void Tracee::remove_safety_net() {
-  syscall_insn_ = 0;  // the vdso's instruction is looked up again
-  has_syscall_sp_ = false;
-}
-
 long Tracee::syscall_checked(const char* what, long nr, SyscallArgs args) {
   long r = syscall(nr, args);
   if (r < 0 && r > -4096)
@@ -566,10 +485,14 @@ void Tracee::back_to_interrupt_stop() {
   at_syscall_stop_ = false;
 }
 
+void Tracee::to_interrupt_stop() {
+  if (attached_ && at_syscall_stop_) back_to_interrupt_stop();
+}
+
 void Tracee::undo_injection() {
   if (!attached_) return;
   if (at_syscall_stop_) back_to_interrupt_stop();
-  if (regs_changed_) set_regs(stopped_regs_);
+  if (regs_changed_) set_regs(resume_regs());
   if (sigmask_changed_) set_sigmask(stopped_sigmask_);
   regs_changed_ = sigmask_changed_ = false;
 }

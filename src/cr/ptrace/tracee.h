@@ -74,6 +74,11 @@ class Tracee {
   void share_cpu();
   void stop_sharing_cpu();
 
+  // The -ERESTART* errno of the call the freeze interrupted, which settle_syscall() moved back
+  // onto its instruction (0: none). Let go, the process gets the kernel's pending restart again
+  // (pend_restart()), not the bare instruction.
+  long interrupted_with() const { return interrupted_with_; }
+
   // Registers as they were when the process was stopped (what a dump must record).
   const user_regs_struct& stopped_regs() const { return stopped_regs_; }
   user_regs_struct get_regs() const;
@@ -114,6 +119,11 @@ class Tracee {
   // Memory of the process via /proc/PID/mem, which also reaches non-writable mappings.
   void write_memory(uint64_t addr, const void* data, size_t len);
   void read_memory(uint64_t addr, void* data, size_t len) const;
+
+  // From a syscall stop of an injected call to a plain interrupt stop (no instruction runs on the
+  // way). A process let go from there passes the kernel's syscall-restart logic; from a
+  // syscall-exit stop it would not (pend_restart() needs it).
+  void to_interrupt_stop();
 
   // Puts back the registers and signal mask of the stop while staying attached, so that nothing
   // injected stays in the process during a long phase (if ferry died then, the kernel would let
@@ -170,6 +180,10 @@ class Tracee {
   uint64_t syscall_sp_ = 0;
   bool has_syscall_sp_ = false;
   bool at_syscall_stop_ = false;
+  long interrupted_with_ = 0;
+  // The registers the process is let go with after a dump: stopped_regs_, with the pending
+  // restart of an interrupted call.
+  user_regs_struct resume_regs() const;
   mutable UniqueFd mem_fd_;
   std::unique_ptr<SharedCpu> shared_cpu_;
 };

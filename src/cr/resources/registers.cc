@@ -32,6 +32,13 @@ image::Registers dump_registers(Tracee& t) {
                                   : plan.kind == Restart::kRestartWithRemaining
                                       ? image::SyscallRestart::RESTART_WITH_REMAINING
                                       : image::SyscallRestart::NONE);
+  if (plan.kind != Restart::kNone) {
+    out.mutable_restart()->set_interrupted_with(static_cast<int32_t>(kErestartRestartblock));
+  } else if (t.interrupted_with()) {
+    // settle_syscall() moved the call back onto its instruction: its number is in rax.
+    out.mutable_restart()->set_syscall_nr(static_cast<int64_t>(regs.rax));
+    out.mutable_restart()->set_interrupted_with(static_cast<int32_t>(t.interrupted_with()));
+  }
   out.set_gpr(std::string(reinterpret_cast<const char*>(&regs), sizeof regs));
   std::vector<uint8_t> xs = t.get_xstate();
   out.set_xstate(std::string(xs.begin(), xs.end()));
@@ -51,6 +58,9 @@ void check_cpu_compatible(const image::Registers& regs, size_t local_xstate_size
 
 void restore_registers(Restorer& r, const image::Registers& in) {
   Tracee& t = r.tracee();
+  // Let go from an interrupt stop, the process passes the kernel's syscall-restart logic (which
+  // pend_restart() below relies on); from the exit stop of the last injected call it would not.
+  t.to_interrupt_stop();
   std::vector<uint8_t> xs(in.xstate().begin(), in.xstate().end());
   t.set_xstate(xs);
   user_regs_struct regs;
@@ -63,6 +73,14 @@ void restore_registers(Restorer& r, const image::Registers& in) {
                   : Restart::kNone;
   // apply_restart also sets orig_rax = -1: the kernel must not add its own restart on top.
   apply_restart(regs, plan);
+  if (long with = in.restart().interrupted_with()) {
+    if (!is_restart_errno(with) || in.restart().syscall_nr() < 0 ||
+        static_cast<long>(regs.rax) != in.restart().syscall_nr())
+      fail("the image's registers are not inside the system call it says was interrupted ({}, {})",
+           with, in.restart().syscall_nr());
+    // ... but its own, as without ferry: a signal first gets EINTR or a restart (pend_restart).
+    pend_restart(regs, with);
+  }
   t.set_regs(regs);
 }
 
