@@ -212,6 +212,7 @@ Tracee::Tracee(Tracee&& o) noexcept
     : pid_(o.pid_),
       attached_(std::exchange(o.attached_, false)),
       options_(o.options_),
+      forked_child_(o.forked_child_),
       exit_code_(o.exit_code_),
       stopped_regs_(o.stopped_regs_),
       regs_changed_(o.regs_changed_),
@@ -221,6 +222,8 @@ Tracee::Tracee(Tracee&& o) noexcept
       syscall_count_(o.syscall_count_),
       syscall_sp_(o.syscall_sp_),
       has_syscall_sp_(o.has_syscall_sp_),
+      at_syscall_stop_(o.at_syscall_stop_),
+      interrupted_with_(o.interrupted_with_),
       mem_fd_(std::move(o.mem_fd_)),
       shared_cpu_(std::move(o.shared_cpu_)) {}
 
