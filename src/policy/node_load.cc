@@ -49,8 +49,12 @@ Capacity own_capacity() {
   for (auto& h : cgroup::mounted_hierarchies()) {
     if (h.mount_point != places.cpu && h.mount_point != places.memory) continue;
     const std::string dir = h.mount_point + cgroup::own_group(h);
-    if (h.mount_point == places.cpu)
+    if (h.mount_point == places.cpu) {
       if (auto q = cgroup::cpu_quota(dir, h.v2)) c.cpus = std::min(c.cpus, *q);
+      // v1: the quota is on the tasks' group, not on ferryd's (cli/node_cgroups.cc says why).
+      if (!h.v2)
+        if (auto q = cgroup::cpu_quota(dir + "/work", false)) c.cpus = std::min(c.cpus, *q);
+    }
     if (h.mount_point == places.memory)
       if (auto m = cgroup::memory_limit(dir, h.v2)) c.memory_bytes = std::min(c.memory_bytes, *m);
   }

@@ -114,9 +114,11 @@ TEST(PolicyTest, NodesHaveTheCapacityTheyWereGivenAndShowTheirDemand) {
     EXPECT_DOUBLE_EQ(n1["load"].value("cpu_capacity", 0.0), 0.5);
     EXPECT_DOUBLE_EQ(n2["load"].value("cpu_capacity", 0.0), 1.5);
     EXPECT_EQ(n1["load"].value("mem_limit_bytes", 0ull), 256ull << 20);
-    // The kernel holds it to half a CPU (its group's quota), and its demand is one task's.
-    CmdResult r = run_command({"/bin/cat", group + "/node1/cpu.cfs_quota_us"});
+    // The kernel holds it to half a CPU (its tasks' group's quota; ferryd is not throttled),
+    // and its demand is one task's.
+    CmdResult r = run_command({"/bin/cat", group + "/node1/work/cpu.cfs_quota_us"});
     EXPECT_EQ(r.out, "50000\n");
+    EXPECT_EQ(run_command({"/bin/cat", group + "/node1/cpu.cfs_quota_us"}).out, "-1\n");
     EXPECT_LE(n1["load"].value("cpu_demand", 0.0), 1.2);
   }
   // The cluster took its groups with it.
