@@ -7,19 +7,20 @@
 
 #include <spdlog/spdlog.h>
 
-#include "cr/resources/cgroups.h"
-#include "cr/resources/creds.h"
 #include "cr/dump_context.h"
+#include "cr/image_paths.h"
+#include "cr/pages.h"
+#include "cr/preflight.h"
+#include "cr/ptrace/tracee.h"
+#include "cr/resources/cgroups.h"
+#include "cr/resources/copy_map.h"
+#include "cr/resources/creds.h"
 #include "cr/resources/files/fd_table.h"
 #include "cr/resources/files/file_kinds.h"
 #include "cr/resources/fs.h"
 #include "cr/resources/ghost_files.h"
-#include "cr/image_paths.h"
 #include "cr/resources/memory_map.h"
 #include "cr/resources/mm_fields.h"
-#include "cr/pages.h"
-#include "cr/preflight.h"
-#include "cr/ptrace/tracee.h"
 #include "cr/resources/registers.h"
 #include "cr/resources/rlimits.h"
 #include "cr/resources/rseq.h"
@@ -171,6 +172,7 @@ void FrozenProcess::describe_inherited() {
 
 void FrozenProcess::describe_inherited_from(const HeldCopy& copy) {
   Stopwatch took;
+  check_copy_has_the_recorded_map(copy.pid(), image_.memory());
   Tracee t = Tracee::adopt_copy(copy.pid());
   try {
     DumpContext ctx(t);
