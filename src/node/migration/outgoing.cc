@@ -12,6 +12,7 @@
 
 #include "cr/resources/cgroups.h"
 #include "cr/resources/files/sockets.h"
+#include "cr/resources/map_check.h"
 #include "cr/resources/registers.h"
 #include "cr/resources/vm_flags.h"
 #include "cr/restore.h"
@@ -380,6 +381,8 @@ void OutgoingMigration::hold_channels() {
 // The destination has built the task and holds it.
 void OutgoingMigration::await_ready() {
   progress(rpc::PHASE_RESTORE, rep_.bytes_frozen(), rep_.bytes_frozen());
+  // While the destination restores it (map_check.h says why).
+  cr::check_frozen_task_has_the_recorded_map(pid_, frozen_->image().memory(), rounds_ != nullptr);
   grpc::Status s = tasking_call_.get();
   if (!s.ok())
     fail_as(Error::Kind::kPeerDown, "node {} does not answer: {}", to_, s.error_message());

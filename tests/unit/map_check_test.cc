@@ -1,5 +1,6 @@
-// check_copy_has_the_recorded_map: a forked copy whose regions or advice differ from the map
-// recorded at the pause is caught (the snapshot fails) rather than written as the task's memory.
+// The recorded map checked again: a snapshot's forked copy or a frozen migrating task whose
+// regions or advice differ from the map recorded at the pause is caught (the recording fails)
+// rather than recorded wrong.
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -7,7 +8,7 @@
 
 #include <gtest/gtest.h>
 
-#include "cr/resources/copy_map.h"
+#include "cr/resources/map_check.h"
 #include "cr/resources/memory_map.h"
 
 namespace ferry::cr {
@@ -30,6 +31,7 @@ class Child {
       if (what == 'w') r = ::madvise(region, kLen, MADV_WIPEONFORK);
       if (what == 'd') r = ::madvise(region, kLen, MADV_DONTFORK);
       if (what == 'h') r = ::madvise(region, kLen, MADV_NOHUGEPAGE);
+      if (what == 'x') r = ::madvise(region, kLen, MADV_DONTDUMP);
       if (what == 'u') r = ::munmap(region, kLen);
       char done = r == 0 ? 'y' : 'n';
       if (::write(from[1], &done, 1) != 1) ::_exit(1);
@@ -72,7 +74,9 @@ image::Memory recorded_map_of(pid_t pid) {
   return m;
 }
 
-std::string failure_after(char change) {
+// What the check says of a child whose region changed after its map was recorded ("": nothing).
+// `frozen`: the check of a frozen task itself, else that of a snapshot's forked copy.
+std::string failure_after(char change, bool frozen = false) {
   // Between two inaccessible pages of its own, so that it merges with no neighbour.
   char* guarded = static_cast<char*>(
       ::mmap(nullptr, kLen + 2 * 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
@@ -86,7 +90,10 @@ std::string failure_after(char change) {
     image::Memory recorded = recorded_map_of(child.pid());
     EXPECT_TRUE(child.change(change)) << change;
     try {
-      check_copy_has_the_recorded_map(child.pid(), recorded);
+      if (frozen)
+        check_frozen_task_has_the_recorded_map(child.pid(), recorded, false);
+      else
+        check_copy_has_the_recorded_map(child.pid(), recorded);
       why.clear();
     } catch (const std::exception& e) {
       why = e.what();
@@ -96,27 +103,38 @@ std::string failure_after(char change) {
   return why;
 }
 
-TEST(CopyMapTest, AnUnchangedCopyPasses) {
+TEST(MapCheckTest, AnUnchangedCopyPasses) {
   EXPECT_EQ(failure_after('-'), "");
 }
 
-TEST(CopyMapTest, ARegionWipedInTheCopyIsCaught) {
+TEST(MapCheckTest, ARegionWipedInTheCopyIsCaught) {
   std::string why = failure_after('w');
   EXPECT_NE(why.find("MADV_WIPEONFORK"), std::string::npos) << why;
   EXPECT_NE(why.find("take the snapshot again"), std::string::npos) << why;
 }
 
-TEST(CopyMapTest, ARegionMissingFromTheCopyIsCaught) {
+TEST(MapCheckTest, ARegionMissingFromTheCopyIsCaught) {
   std::string why = failure_after('u');
   EXPECT_NE(why.find("is not in the copy"), std::string::npos) << why;
 }
 
-TEST(CopyMapTest, AdviceThatDiffersIsCaught) {
+TEST(MapCheckTest, AdviceThatDiffersIsCaught) {
   std::string why = failure_after('h');
   EXPECT_NE(why.find("nh"), std::string::npos) << why;
   EXPECT_NE(why.find("in the copy"), std::string::npos) << why;
   std::string dontfork = failure_after('d');  // (a copy made now would leave it out)
   EXPECT_NE(dontfork.find("dc"), std::string::npos) << dontfork;
+}
+
+TEST(MapCheckTest, AFrozenTaskWhoseAdviceChangedIsCaughtAndAnUnchangedOnePasses) {
+  EXPECT_EQ(failure_after('-', true), "");
+  std::string why = failure_after('x', true);
+  EXPECT_NE(why.find("dd"), std::string::npos) << why;
+  EXPECT_NE(why.find("migrate it again"), std::string::npos) << why;
+  // The task itself keeps a wipe-on-fork region: only its advice changed.
+  std::string wiped = failure_after('w', true);
+  EXPECT_NE(wiped.find("wf"), std::string::npos) << wiped;
+  EXPECT_EQ(wiped.find("was wiped"), std::string::npos) << wiped;
 }
 
 }  // namespace
