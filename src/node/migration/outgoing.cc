@@ -90,6 +90,7 @@ void OutgoingMigration::run() {
     else if (!strategy_->stores_pages())
       lay_out_early();
     freeze();
+    check_map_meanwhile();
     send_frozen_pages();
     if (strategy_->lazy_from_source()) start_page_server();
   } catch (const std::exception& e) {
@@ -301,6 +302,17 @@ void OutgoingMigration::freeze() {
   if (sender_) frozen_from_ = sender_->bytes_sent();
 }
 
+// The frozen task's smaps read again beside the page transfer and the restore (map_check.h says
+// why): 12 ms for 1 GiB, which done before Commit in line added 4-5 ms to a pre-copy freeze.
+void OutgoingMigration::check_map_meanwhile() {
+  image::Memory recorded;
+  *recorded.mutable_vmas() = frozen_->image().memory().vmas();
+  map_checked_ = std::async(std::launch::async, [pid = pid_, recorded = std::move(recorded),
+                                                 tracks_writes = rounds_ != nullptr] {
+    cr::check_frozen_task_has_the_recorded_map(pid, recorded, tracks_writes);
+  });
+}
+
 void OutgoingMigration::send_tasking(const image::Image& img) {
   tasking_.set_image(img.SerializeAsString());
   tasking_call_ = std::async(std::launch::async, [this, request = tasking_] {
@@ -381,8 +393,7 @@ void OutgoingMigration::hold_channels() {
 // The destination has built the task and holds it.
 void OutgoingMigration::await_ready() {
   progress(rpc::PHASE_RESTORE, rep_.bytes_frozen(), rep_.bytes_frozen());
-  // While the destination restores it (map_check.h says why).
-  cr::check_frozen_task_has_the_recorded_map(pid_, frozen_->image().memory(), rounds_ != nullptr);
+  if (map_checked_.valid()) map_checked_.get();
   grpc::Status s = tasking_call_.get();
   if (!s.ok())
     fail_as(Error::Kind::kPeerDown, "node {} does not answer: {}", to_, s.error_message());

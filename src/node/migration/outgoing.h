@@ -75,6 +75,7 @@ class OutgoingMigration {
   void send_frozen_pages();
   void flush_to_store(const cr::PageSelection& selection);
   void start_page_server();
+  void check_map_meanwhile();
   void send_tasking(const image::Image& img);
   uint64_t drain_output();
   void hold_channels();
@@ -162,6 +163,7 @@ class OutgoingMigration {
   grpc::ClientContext tasking_ctx_;
   rpc::TaskingReply ready_;
   std::future<grpc::Status> tasking_call_;
+  std::future<void> map_checked_;  // the frozen task's map read again (check_map_meanwhile)
 
   // The lazy phase: the page server runs from the end of the frozen pages until the destination
   // has everything.
