@@ -130,7 +130,7 @@ TEST(MapCheckTest, AFrozenTaskWhoseAdviceChangedIsCaughtAndAnUnchangedOnePasses)
   EXPECT_EQ(failure_after('-', true), "");
   std::string why = failure_after('x', true);
   EXPECT_NE(why.find("dd"), std::string::npos) << why;
-  EXPECT_NE(why.find("migrate it again"), std::string::npos) << why;
+  EXPECT_NE(why.find("try again"), std::string::npos) << why;
   // The task itself keeps a wipe-on-fork region: only its advice changed.
   std::string wiped = failure_after('w', true);
   EXPECT_NE(wiped.find("wf"), std::string::npos) << wiped;

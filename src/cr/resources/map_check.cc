@@ -59,7 +59,7 @@ void check_frozen_task_has_the_recorded_map(pid_t pid, const image::Memory& reco
   if (!why.empty())
     fail(
         "the task's memory changed between the reading of its map and its freeze: {} (its "
-        "advice changed as it was frozen); it runs on here, migrate it again",
+        "advice changed as it was frozen); nothing of it was kept: try again",
         why);
 }
 

@@ -18,9 +18,10 @@ namespace ferry::cr {
 // zeroes, where the task had data. Read after the task runs on.
 void check_copy_has_the_recorded_map(pid_t copy_pid, const image::Memory& recorded);
 
-// A migrating task, still frozen (`pid`), must have exactly the recorded regions and flags
-// (`ferry_tracks_writes`: less pre-copy's own write-protection). Read while the destination
-// restores it, before Commit: a difference aborts the migration and the task runs on here.
+// A frozen task (`pid`) must still have exactly the recorded regions and flags
+// (`ferry_tracks_writes`: less pre-copy's own write-protection). Read once its pages are written
+// (checkpoint, a snapshot written from the task itself) or beside the transfer and before Commit
+// (migration): a difference fails the checkpoint or aborts the migration; the task runs on.
 void check_frozen_task_has_the_recorded_map(pid_t pid, const image::Memory& recorded,
                                             bool ferry_tracks_writes);
 

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "cr/dump.h"
+#include "cr/resources/map_check.h"
 #include "cr/resources/vm_flags.h"
 #include "image/image_files.h"
 #include "image/image_key.h"
@@ -64,6 +65,7 @@ void pause_task(TaskToRecord& task, ChannelEnds& channels, TaskCut& cut, Recordi
     frozen.describe_inherited();
     rec.writer = std::make_unique<image::ImageWriter>(task.image_dir, image::host_image_key());
     frozen.dump_pages(rec.writer->pages());
+    cr::check_frozen_task_has_the_recorded_map(task.pid, frozen.image().memory(), false);
   } else {
     rec.copy = frozen.fork_copy();
   }
