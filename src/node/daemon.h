@@ -152,8 +152,10 @@ class Daemon : public policy::StarterHost {
   void sample_demand();
   // Why the node's policy state refuses an offered task ("" when it does not).
   std::string policy_refusal(const rpc::OfferRequest& req);
-  // The task's process is gone (or a zombie) here.
-  bool has_ended(const std::string& task_id);
+  // Why the task is no longer here to be moved ("" while it is): its process ended (or is a
+  // zombie), or it left the table (ended and reaped, or moved away by another request: the two
+  // look alike from here, and the reason says so).
+  std::string gone_why(const std::string& task_id);
   void reserve_demand(const std::string& task_id, double demand);
   double reserved_demand();
   void report_loop();

@@ -259,22 +259,24 @@ rpc::MigrateReport Daemon::move(const rpc::MigrateRequest& req) {
   }
   // A task that ended while it was being moved did not fail to move (the Starter would take it
   // for unmovable, with a reason such as "cannot list /proc/PID/fd").
-  if (report.outcome() != rpc::OUTCOME_MIGRATED && report.outcome() != rpc::OUTCOME_TASK_EXITED &&
-      has_ended(req.task_id())) {
-    report.set_outcome(rpc::OUTCOME_TASK_EXITED);
-    report.set_reason("task " + req.task_id() + " ended while it was being moved");
+  if (report.outcome() != rpc::OUTCOME_MIGRATED && report.outcome() != rpc::OUTCOME_TASK_EXITED) {
+    if (std::string why = gone_why(req.task_id()); !why.empty()) {
+      report.set_outcome(rpc::OUTCOME_TASK_EXITED);
+      report.set_reason("task " + req.task_id() + " " + why + " while it was being moved");
+    }
   }
   return report;
 }
 
-bool Daemon::has_ended(const std::string& task_id) {
+std::string Daemon::gone_why(const std::string& task_id) {
   auto t = tasks_.get(task_id);
-  if (!t || t->info.state() == rpc::TASK_EXITED || t->info.state() == rpc::TASK_LOST) return true;
+  if (!t) return "left this node (it ended, or another request moved it)";
+  if (t->info.state() == rpc::TASK_EXITED || t->info.state() == rpc::TASK_LOST) return "ended";
   try {
     const char state = proc::Stat(t->info.pid()).state();
-    return state == 'Z' || state == 'X';  // (ended, not reaped yet)
+    return state == 'Z' || state == 'X' ? "ended" : "";  // (ended, not reaped yet)
   } catch (const std::exception&) {
-    return true;  // no such process
+    return "ended";  // no such process
   }
 }
 
