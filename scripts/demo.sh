@@ -210,7 +210,11 @@ for i in range(1, 31):
     print("count", i, flush=True)
     time.sleep(0.05)' > "$work/count.txt" & echo $! > "$work/pid" )
 pid=$(cat "$work/pid")
-while [ "$(wc -l < "$work/count.txt")" -lt 8 ]; do sleep 0.05; done
+# (The file appears only once the background shell has opened it: until then it has 0 lines.)
+for _ in $(seq 200); do
+  [ "$(cat "$work/count.txt" 2>/dev/null | wc -l)" -ge 8 ] && break
+  sleep 0.05
+done
 $FERRY checkpoint "$pid" --images "$work/image"
 $FERRY image show "$work/image" | sed -n '1,2p;/^memory/p;/^files/p' | sed 's/^/   /'
 $FERRY restore --images "$work/image" < /dev/null
