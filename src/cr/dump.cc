@@ -62,13 +62,13 @@ void describe_process(pid_t pid, image::ProcessInfo* info) {
 // What only the process itself can tell, or what changes as soon as it runs on: its registers,
 // signal mask and queue, timers, and the attributes a fork copy does not share. (Its files and
 // memory map, described before, too: the positions move, and a copy lacks MADV_DONTFORK regions.)
+// The calls these need inside the process are only asked here: a snapshot has them answered
+// together with its fork (FrozenProcess::fork_copy()), the rest at once.
 void describe_own_state(DumpContext& ctx, image::Image& img) {
   *img.mutable_registers() = dump_registers(ctx.tracee());
-  // From here on syscalls are injected: first the scratch area with the safety net.
-  ctx.scratch();
   dump_signal_queue(ctx, img.mutable_signals());
-  *img.mutable_timers() = dump_timers(ctx);
-  dump_own_task_attrs(ctx, img.mutable_attrs(), img.mutable_process());
+  dump_timers(ctx, img);
+  dump_own_task_attrs(ctx, img);
 }
 
 // What a fork copy has exactly as the process had it at the fork, because the kernel copies it:
@@ -91,8 +91,10 @@ void describe_inherited_state(DumpContext& ctx, image::Image& img) {
 FrozenProcess freeze_and_describe(pid_t pid, const FreezeOptions& options) {
   std::vector<VmaInfo> vmas;
   check_supported(pid, options.ferry_tracks_writes, &vmas);
-  auto tracee = std::make_unique<Tracee>(Tracee::seize(pid));
+  // (The freeze counts from the interrupt: the wait for the stop is part of it.)
   Stopwatch freeze;
+  auto tracee = std::make_unique<Tracee>(Tracee::seize(pid));
+  Stopwatch phase = freeze;
   tracee->share_cpu();
   if (options.on_stopped) options.on_stopped();
   recheck_stopped(pid);
@@ -105,13 +107,13 @@ FrozenProcess freeze_and_describe(pid_t pid, const FreezeOptions& options) {
   ctx->preflight_vmas = std::move(vmas);
   // (Pre-copy: ferry's own write-protection is on the memory; the image must not record it.)
   ctx->ferry_tracks_writes = options.ferry_tracks_writes;
-  Stopwatch phase;
   auto done = [&](const char* what) {
     spdlog::debug("dump: {} took {:.2f} ms", what, phase.elapsed_ms());
     phase.restart();
   };
   done("stop");
   describe_process(pid, img.mutable_process());
+  done("process");
   image::Memory* mem = img.mutable_memory();
   // The layout first: everything after it may inject syscalls that map scratch memory.
   dump_memory_map(*ctx, mem);
@@ -119,7 +121,10 @@ FrozenProcess freeze_and_describe(pid_t pid, const FreezeOptions& options) {
   dump_files(*ctx, img.mutable_files(), mem);
   done("files");
   describe_own_state(*ctx, img);
-  if (!options.inherited_from_copy) describe_inherited_state(*ctx, img);
+  if (!options.inherited_from_copy) {
+    ctx->answer_queries(img);
+    describe_inherited_state(*ctx, img);
+  }
   // Nothing injected stays in the process during the long page phase.
   ctx->finish();
   tracee->undo_injection();
@@ -158,13 +163,16 @@ void FrozenProcess::dump_pages(image::PageSink& sink, const PageSelection& selec
 }
 
 std::unique_ptr<HeldCopy> FrozenProcess::fork_copy() {
-  pid_t child = tracee_->fork_held_copy();
-  auto copy = std::make_unique<HeldCopy>(child);
+  const uint64_t scratch = ctx_->scratch() - DumpContext::kArgsOffset;
+  auto copy = std::make_unique<HeldCopy>(ctx_->answer_queries_and_fork(image_));
+  copy->inherited_scratch = {scratch, DumpContext::kScratchSize};
+  ctx_->finish();
   tracee_->undo_injection();
   return copy;
 }
 
 void FrozenProcess::describe_inherited() {
+  ctx_->answer_queries(image_);
   describe_inherited_state(*ctx_, image_);
   ctx_->finish();
   tracee_->undo_injection();
@@ -172,9 +180,13 @@ void FrozenProcess::describe_inherited() {
 
 void FrozenProcess::describe_inherited_from(const HeldCopy& copy) {
   Stopwatch took;
-  check_copy_has_the_recorded_map(copy.pid(), image_.memory());
   Tracee t = Tracee::adopt_copy(copy.pid());
   try {
+    if (copy.inherited_scratch.len)
+      t.syscall_checked("munmap (the scratch memory the copy inherited)", SYS_munmap,
+                        {static_cast<long>(copy.inherited_scratch.addr),
+                         static_cast<long>(copy.inherited_scratch.len)});
+    check_copy_has_the_recorded_map(copy.pid(), image_.memory());
     DumpContext ctx(t);
     describe_inherited_state(ctx, image_);
     ctx.finish();

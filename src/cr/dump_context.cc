@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "cr/ptrace/held_copy.h"
 #include "util/error.h"
 #include "util/proc.h"
 
@@ -28,6 +29,72 @@ long DumpContext::syscall_out(long nr, SyscallArgs args, void* out, size_t len) 
   long r = tracee_->syscall(nr, args);
   if (r >= 0 && out && len) tracee_->read_memory(scratch(), out, len);
   return r;
+}
+
+namespace {
+
+long& arg(SyscallArgs& a, int n) {
+  switch (n) {
+    case 1:
+      return a.a1;
+    case 2:
+      return a.a2;
+    case 3:
+      return a.a3;
+    case 4:
+      return a.a4;
+    case 5:
+      return a.a5;
+    default:
+      return a.a6;
+  }
+}
+
+}  // namespace
+
+void DumpContext::answer_queries(image::Image& img) {
+  std::vector<Query> queries = std::move(queries_);
+  queries_.clear();
+  std::vector<char> out;
+  for (Query& q : queries) {
+    out.assign(q.out_len, 0);
+    if (q.out_arg) arg(q.args, q.out_arg) = static_cast<long>(scratch());
+    long r = syscall_out(q.nr, q.args, out.data(), out.size());
+    q.then(img, r, out.data());
+  }
+}
+
+pid_t DumpContext::answer_queries_and_fork(image::Image& img) {
+  std::vector<Query> queries = std::move(queries_);
+  queries_.clear();
+  const uint64_t base = scratch() - kArgsOffset;
+  uint64_t at = base + kArgsOffset;
+  std::vector<BatchedCall> calls;
+  std::vector<uint64_t> outs;
+  for (Query& q : queries) {
+    if (q.out_arg) arg(q.args, q.out_arg) = static_cast<long>(at);
+    BatchedCall c;
+    c.nr = q.nr;
+    for (int n = 1; n <= 6; n++) c.args[n - 1] = arg(q.args, n);
+    outs.push_back(at);
+    at += (q.out_len + 7) & ~size_t{7};
+    calls.push_back(c);
+  }
+  const uint64_t slots = at;
+  if (slots + 8 * (calls.size() + 1) > base + kBatchCodeOffset)
+    fail("internal: {} calls do not fit in the scratch memory of process {}", calls.size(), pid_);
+  std::vector<long> results;
+  pid_t copy = tracee().fork_held_copy_after(calls, base + kBatchCodeOffset, slots, &results);
+  try {
+    std::vector<char> out(at - (base + kArgsOffset));
+    if (!out.empty()) tracee().read_memory(base + kArgsOffset, out.data(), out.size());
+    for (size_t i = 0; i < queries.size(); i++)
+      queries[i].then(img, results[i], out.data() + (outs[i] - (base + kArgsOffset)));
+  } catch (...) {
+    HeldCopy end_it(copy);
+    throw;
+  }
+  return copy;
 }
 
 UniqueFd DumpContext::steal_fd(int num) {

@@ -4,10 +4,12 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "cr/resources/memory_map.h"
 #include "cr/pages.h"
@@ -42,10 +44,30 @@ class DumpContext {
   uint64_t scratch();
   static constexpr size_t kScratchSize = 64 * 1024;
   static constexpr size_t kArgsOffset = 64;  // after the trampoline code
+  // Where answer_queries_and_fork() writes its code (the safety net's frame is in the upper half).
+  static constexpr size_t kBatchCodeOffset = 16 * 1024;
   bool is_scratch(uint64_t start) const { return scratch_ && scratch_->addr() == start; }
 
   // Runs a syscall in the process whose output lands in scratch; copies `len` bytes back.
   long syscall_out(long nr, SyscallArgs args, void* out, size_t len);
+
+  // A call that reads something of the process, asked now and answered later, together with
+  // the others: argument `out_arg` (1..6; 0: none) is given an output area of `out_len` bytes in
+  // scratch memory, and `then` gets the raw result and that output.
+  struct Query {
+    long nr = 0;
+    SyscallArgs args;
+    int out_arg = 0;
+    size_t out_len = 0;
+    std::function<void(image::Image& img, long result, const char* out)> then;
+  };
+  void ask(Query q) { queries_.push_back(std::move(q)); }
+  // Runs the calls asked so far, one by one, and gives each answer to its `then`.
+  void answer_queries(image::Image& img);
+  // The same in one go, then an injected fork (Tracee::fork_held_copy_after()): a snapshot's
+  // pause is then the fork and a few stops, not a stop for every call. Returns the copy's pid.
+  // (The copy inherits the scratch memory: HeldCopy::inherited_scratch.)
+  pid_t answer_queries_and_fork(image::Image& img);
 
   // Whose memory the pages are read from: the process's, or (a snapshot) a held copy's.
   pid_t memory_pid() const { return memory_pid_ ? memory_pid_ : pid_; }
@@ -75,6 +97,7 @@ class DumpContext {
   image::DumpStats stats_;
   PageSelection selection_;
   std::optional<RemoteMapping> scratch_;
+  std::vector<Query> queries_;
   UniqueFd pidfd_;
   pid_t memory_pid_ = 0;
   UniqueFd copy_mem_;

@@ -3,11 +3,15 @@
 // memory as it was at the fork, and it goes away with the object that holds it.
 #include <signal.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
+
+#include <cstdlib>
 
 #include <gtest/gtest.h>
 
 #include "cr/dump.h"
 #include "support/harness.h"
+#include "support/roundtrip.h"
 #include "support/wait_until.h"
 #include "util/proc.h"
 
@@ -34,15 +38,19 @@ TEST(SnapshotCopyTest, AForkedCopyIsHeldWithTheTasksMemoryWhileTheTaskRunsOn) {
       5000));
   pid_t copy_pid = 0;
   {
-    cr::FrozenProcess frozen = cr::freeze_and_describe(pid);
+    cr::FreezeOptions as_a_snapshot;
+    as_a_snapshot.keep_cpu_shared = as_a_snapshot.inherited_from_copy = true;
+    cr::FrozenProcess frozen = cr::freeze_and_describe(pid, as_a_snapshot);
     std::unique_ptr<cr::HeldCopy> copy = frozen.fork_copy();
     copy_pid = copy->pid();
     ASSERT_NE(copy_pid, pid);
     std::string maps_task = read_file(proc::path(pid, "maps"));
     frozen.resume();
-    // The task runs on; the copy stays stopped (traced), with the same layout.
+    // The task runs on; the copy stays stopped (traced), with the same layout once described
+    // (the scratch memory it inherited, ferry's, is gone then).
     EXPECT_TRUE(wait_until([&] { return state_of(pid) == 'R'; }, 5000));
     EXPECT_EQ(state_of(copy_pid), 't');
+    frozen.describe_inherited_from(*copy);
     EXPECT_EQ(read_file(proc::path(copy_pid, "maps")), maps_task);
     // Its memory reads like the task's for what the task does not write (its code).
     const std::string first = maps_task.substr(0, maps_task.find('-'));
@@ -57,6 +65,97 @@ TEST(SnapshotCopyTest, AForkedCopyIsHeldWithTheTasksMemoryWhileTheTaskRunsOn) {
   EXPECT_TRUE(process_alive(pid));
   ::kill(pid, SIGKILL);
   wait_exit(pid, 5000);
+}
+
+// A snapshot asks the calls that read timers and attributes inside the task together with its
+// fork, in one go (DumpContext::answer_queries_and_fork): they must tell what the same calls
+// run one by one (a checkpoint's way) tell.
+TEST(SnapshotCopyTest, CallsAnsweredWithTheForkTellWhatCallsOneByOneTell) {
+  RoundTrip rt;
+  pid_t pid = rt.start_target("t_timers");
+  image::Image one_by_one;
+  {
+    cr::FrozenProcess frozen = cr::freeze_and_describe(pid);
+    one_by_one = frozen.image();
+    frozen.resume();
+  }
+  cr::FreezeOptions as_a_snapshot;
+  as_a_snapshot.keep_cpu_shared = as_a_snapshot.inherited_from_copy = true;
+  cr::FrozenProcess frozen = cr::freeze_and_describe(pid, as_a_snapshot);
+  std::unique_ptr<cr::HeldCopy> copy = frozen.fork_copy();
+  const image::Image& batched = frozen.image();
+  frozen.resume();
+
+  ASSERT_EQ(batched.timers().itimers_size(), 2);  // real and prof
+  ASSERT_EQ(batched.timers().itimers_size(), one_by_one.timers().itimers_size());
+  for (int i = 0; i < 2; i++) {
+    const image::ITimer &a = one_by_one.timers().itimers(i), &b = batched.timers().itimers(i);
+    EXPECT_EQ(b.which(), a.which());
+    EXPECT_EQ(b.interval_ns(), a.interval_ns());
+    EXPECT_GT(b.value_ns(), 0u);
+    EXPECT_LE(b.value_ns(), a.value_ns());  // (real time passed between the two)
+  }
+  ASSERT_EQ(batched.timers().posix_size(), 3);
+  for (int i = 0; i < 3; i++) {
+    const image::PosixTimer &a = one_by_one.timers().posix(i), &b = batched.timers().posix(i);
+    EXPECT_EQ(b.id(), a.id());
+    EXPECT_EQ(b.signo(), a.signo());
+    EXPECT_EQ(b.interval_ns(), a.interval_ns());
+    EXPECT_EQ(b.overrun(), a.overrun());
+    EXPECT_GT(b.value_ns(), 0u);
+  }
+  EXPECT_NE(batched.attrs().clear_child_tid(), 0u);
+  EXPECT_EQ(batched.attrs().clear_child_tid(), one_by_one.attrs().clear_child_tid());
+  EXPECT_EQ(batched.attrs().pdeath_signal(), one_by_one.attrs().pdeath_signal());
+  EXPECT_EQ(batched.attrs().child_subreaper(), one_by_one.attrs().child_subreaper());
+  copy.reset();
+  // The task ran on untouched: its timers still fire as set (it checks them itself).
+  EXPECT_EQ(rt.verify(pid), 0) << rt.target_errors();
+}
+
+// ferry dies while the task runs the calls and the fork without a stop between them: the task
+// comes back through the safety net with its registers and signal mask intact, and the copy it
+// made (of ferry's making, untraced now) only exits, never runs the task's code.
+TEST(SnapshotCopyTest, FerryDyingWhileTheForkRunsLeavesTheTaskIntactAndTheCopyOnlyExits) {
+  RoundTrip rt;
+  pid_t pid = rt.start_target("t_regs");
+  pid_t tracer = ::fork();
+  ASSERT_GE(tracer, 0);
+  if (tracer == 0) {
+    // Call 1 makes the scratch memory; the batch starts at call 2: ferry dies there.
+    ::setenv("FERRY_TEST_CRASH_AT_SYSCALL", "2", 1);
+    try {
+      cr::FreezeOptions as_a_snapshot;
+      as_a_snapshot.keep_cpu_shared = as_a_snapshot.inherited_from_copy = true;
+      cr::FrozenProcess frozen = cr::freeze_and_describe(pid, as_a_snapshot);
+      frozen.fork_copy();
+    } catch (...) {
+    }
+    ::_exit(3);  // (not reached: the hook kills this process)
+  }
+  ASSERT_EQ(wait_exit(tracer, 20000), 128 + SIGKILL);
+  // The copy is this test's child (the task's sibling): it ends on its own, with status 0.
+  siginfo_t copy{};
+  ASSERT_TRUE(wait_until(
+      [&] {
+        siginfo_t si{};
+        if (::waitid(P_ALL, 0, &si, WEXITED | WNOHANG | WNOWAIT) != 0 || si.si_pid == 0)
+          return false;
+        if (si.si_pid == pid) return false;
+        copy = si;
+        ::waitpid(si.si_pid, nullptr, 0);
+        return true;
+      },
+      5000));
+  EXPECT_EQ(copy.si_code, CLD_EXITED);
+  EXPECT_EQ(copy.si_status, 0);
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return read_file(proc::path(pid, "status")).find("TracerPid:\t0") != std::string::npos;
+      },
+      5000));
+  ASSERT_TRUE(process_alive(pid));
+  EXPECT_EQ(rt.verify(pid), 0) << rt.target_errors();
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
+
 #include "util/fd.h"
 
 namespace ferry::cr {
@@ -18,6 +20,12 @@ class HeldCopy {
   HeldCopy& operator=(const HeldCopy&) = delete;
 
   pid_t pid() const { return pid_; }
+  // Memory of ferry's that the copy inherited from the process (the scratch memory the fork was
+  // run from): not the process's, so it goes before the copy is described.
+  struct Mapping {
+    uint64_t addr = 0, len = 0;
+  };
+  Mapping inherited_scratch;
 
  private:
   pid_t pid_;

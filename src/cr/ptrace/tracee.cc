@@ -212,13 +212,13 @@ Tracee::Tracee(Tracee&& o) noexcept
     : pid_(o.pid_),
       attached_(std::exchange(o.attached_, false)),
       options_(o.options_),
-      forked_child_(o.forked_child_),
       exit_code_(o.exit_code_),
       stopped_regs_(o.stopped_regs_),
       regs_changed_(o.regs_changed_),
       stopped_sigmask_(o.stopped_sigmask_),
       sigmask_changed_(o.sigmask_changed_),
       syscall_insn_(o.syscall_insn_),
+      vdso_syscall_insn_(o.vdso_syscall_insn_),
       syscall_count_(o.syscall_count_),
       syscall_sp_(o.syscall_sp_),
       has_syscall_sp_(o.has_syscall_sp_),
@@ -300,6 +300,11 @@ std::vector<siginfo_t> Tracee::pending_signals(bool shared) const {
 }
 
 void Tracee::find_syscall_insn() {
+  syscall_insn_ = vdso_syscall_insn();
+}
+
+uint64_t Tracee::vdso_syscall_insn() {
+  if (vdso_syscall_insn_) return vdso_syscall_insn_;
   uint64_t start = 0, end = 0;
   for (auto& line : proc::split(proc::read_file(proc::path(pid_, "maps")), '\n')) {
     if (line.find("[vdso]") == std::string::npos) continue;
@@ -314,8 +319,8 @@ void Tracee::find_syscall_insn() {
   read_memory(start, code.data(), code.size());
   for (size_t i = 0; i + 1 < code.size(); i++) {
     if (code[i] == 0x0f && code[i + 1] == 0x05) {
-      syscall_insn_ = start + i;
-      return;
+      vdso_syscall_insn_ = start + i;
+      return vdso_syscall_insn_;
     }
   }
   fail("no syscall instruction in the [vdso] of process {}", pid_);
@@ -323,6 +328,7 @@ void Tracee::find_syscall_insn() {
 
 void Tracee::relocate_syscall_insn(uint64_t old_vdso, uint64_t new_vdso) {
   if (syscall_insn_) syscall_insn_ = syscall_insn_ - old_vdso + new_vdso;
+  if (vdso_syscall_insn_) vdso_syscall_insn_ = vdso_syscall_insn_ - old_vdso + new_vdso;
 }
 
 void Tracee::block_signals_for_injection() {
@@ -346,15 +352,6 @@ long crash_at_syscall() {
 // Waits for the next syscall stop (entry or exit) of an injected call.
 void Tracee::wait_syscall_stop(long nr, const char* where) {
   int st = wait_for_change(pid_, kSyscallTimeoutMs, spin_for_stops());
-  // An injected fork (fork_held_copy()) stops once more on its way out, to say who its child is.
-  if (WIFSTOPPED(st) && (st >> 16) == PTRACE_EVENT_FORK) {
-    unsigned long child = 0;
-    ptrace_call(PTRACE_GETEVENTMSG, pid_, nullptr, &child);
-    forked_child_ = static_cast<pid_t>(child);
-    if (ptrace_call(PTRACE_SYSCALL, pid_, nullptr, nullptr) != 0)
-      fail_errno(errno, "cannot resume process {} in a fork", pid_);
-    st = wait_for_change(pid_, kSyscallTimeoutMs, spin_for_stops());
-  }
   if (WIFEXITED(st) || WIFSIGNALED(st)) {
     saw_end(st);
     throw ProcessEnded(

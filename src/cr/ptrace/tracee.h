@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "cr/ptrace/call_batch.h"
 #include "cr/ptrace/shared_cpu.h"
 #include "util/error.h"
 #include "util/fd.h"
@@ -134,7 +135,14 @@ class Tracee {
   // write, held stopped by the calling thread before it runs a single instruction, and set up so
   // that, were it ever let go, it would only exit. Its parent is the process's own parent (which
   // sees no child of its own appear). Returns its pid; the caller owns it (HeldCopy).
-  pid_t fork_held_copy();
+  //
+  // `calls` run first, in the same go (call_batch.h: no stop between them), each raw result into
+  // results[i]. The code goes to `code` and the results to `slots` (8 bytes each, one more for
+  // the fork's), both in scratch memory that carries the safety net, so that the process comes
+  // back by itself whenever ferry dies (and a copy made without ferry only exits). The copy
+  // inherits that memory: the caller removes it there before it reads the copy's map.
+  pid_t fork_held_copy_after(const std::vector<BatchedCall>& calls, uint64_t code, uint64_t slots,
+                             std::vector<long>* results);
 
   // PTRACE_O_EXITKILL from now on: if ferry dies, the kernel kills the process.
   void kill_on_tracer_exit();
@@ -156,6 +164,7 @@ class Tracee {
   void interrupt_and_wait();
   int wait_for_interrupt_stop();
   void find_syscall_insn();
+  uint64_t vdso_syscall_insn();  // (looked up once)
   void block_signals_for_injection();
   void wait_syscall_stop(long nr, const char* where);
   // From a syscall stop back to an interrupt stop, where the kernel's own syscall-restart logic
@@ -169,13 +178,13 @@ class Tracee {
   pid_t pid_ = -1;
   bool attached_ = false;
   unsigned long options_ = 0;
-  pid_t forked_child_ = 0;  // what a PTRACE_EVENT_FORK during an injected call reported
   std::optional<int> exit_code_;
   user_regs_struct stopped_regs_{};
   bool regs_changed_ = false;
   uint64_t stopped_sigmask_ = 0;
   bool sigmask_changed_ = false;
   uint64_t syscall_insn_ = 0;
+  uint64_t vdso_syscall_insn_ = 0;
   uint64_t syscall_count_ = 0;
   uint64_t syscall_sp_ = 0;
   bool has_syscall_sp_ = false;

@@ -6,6 +6,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cstring>
+
 #include "cr/dump_context.h"
 #include "cr/restorer.h"
 #include "util/error.h"
@@ -52,16 +54,23 @@ void set_oom_score_adj(pid_t pid, int value) {
     fail_errno(errno, "cannot set oom_score_adj to {}", value);
 }
 
-}  // namespace
-
-void dump_task_attrs(DumpContext& ctx, image::TaskAttrs* attrs, image::ProcessInfo* info) {
-  dump_own_task_attrs(ctx, attrs, info);
-  dump_inherited_task_attrs(ctx, attrs);
+// A prctl(option, &value) asked of ctx; `set` gets the value when the call succeeded.
+template <class T>
+void ask_prctl(DumpContext& ctx, long option, void (*set)(image::TaskAttrs&, T)) {
+  ctx.ask({SYS_prctl, {option}, 2, sizeof(T), [set](image::Image& img, long r, const char* out) {
+             T v{};
+             std::memcpy(&v, out, sizeof v);
+             if (r == 0) set(*img.mutable_attrs(), v);
+           }});
 }
 
-void dump_own_task_attrs(DumpContext& ctx, image::TaskAttrs* attrs, image::ProcessInfo* info) {
+}  // namespace
+
+void dump_own_task_attrs(DumpContext& ctx, image::Image& img) {
   pid_t pid = ctx.pid();
   proc::Stat st(pid);
+  image::ProcessInfo* info = img.mutable_process();
+  image::TaskAttrs* attrs = img.mutable_attrs();
   info->set_comm(st.comm());
   info->set_pgid(static_cast<int32_t>(st.field(5)));
   info->set_sid(static_cast<int32_t>(st.field(6)));
@@ -75,18 +84,13 @@ void dump_own_task_attrs(DumpContext& ctx, image::TaskAttrs* attrs, image::Proce
     attrs->set_robust_list(head);
     attrs->set_robust_list_len(len);
   }
-  uint64_t scratch = ctx.scratch();
-  uint64_t tid_addr = 0;
-  if (ctx.syscall_out(SYS_prctl, {PR_GET_TID_ADDRESS, static_cast<long>(scratch)}, &tid_addr,
-                      sizeof tid_addr) == 0)
-    attrs->set_clear_child_tid(tid_addr);
-  int32_t v = 0;
-  if (ctx.syscall_out(SYS_prctl, {PR_GET_PDEATHSIG, static_cast<long>(scratch)}, &v, sizeof v) == 0)
-    attrs->set_pdeath_signal(v);
-  v = 0;
-  if (ctx.syscall_out(SYS_prctl, {PR_GET_CHILD_SUBREAPER, static_cast<long>(scratch)}, &v,
-                      sizeof v) == 0)
-    attrs->set_child_subreaper(v != 0);
+  // (A failing prctl leaves the attribute at its default, as a kernel without it would.)
+  ask_prctl<uint64_t>(ctx, PR_GET_TID_ADDRESS,
+                      [](image::TaskAttrs& a, uint64_t v) { a.set_clear_child_tid(v); });
+  ask_prctl<int32_t>(ctx, PR_GET_PDEATHSIG,
+                     [](image::TaskAttrs& a, int32_t v) { a.set_pdeath_signal(v); });
+  ask_prctl<int32_t>(ctx, PR_GET_CHILD_SUBREAPER,
+                     [](image::TaskAttrs& a, int32_t v) { a.set_child_subreaper(v != 0); });
 }
 
 void dump_inherited_task_attrs(DumpContext& ctx, image::TaskAttrs* attrs) {

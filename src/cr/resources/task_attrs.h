@@ -10,12 +10,11 @@ namespace ferry::cr {
 class DumpContext;
 class Restorer;
 
-// Fills the attributes above into attrs and the group/session fields of info: both halves below.
-void dump_task_attrs(DumpContext& ctx, image::TaskAttrs* attrs, image::ProcessInfo* info);
 // What a fork copy of the process does not share (robust list, clear-child-tid address,
 // parent-death signal, subreaper) or might not (the nice value, which SCHED_RESET_ON_FORK resets),
-// and the name, group and session, read from the process itself.
-void dump_own_task_attrs(DumpContext& ctx, image::TaskAttrs* attrs, image::ProcessInfo* info);
+// and the name, group and session, read from the process itself. The calls it needs inside the
+// process are asked of ctx (DumpContext::ask): they fill img when they are answered.
+void dump_own_task_attrs(DumpContext& ctx, image::Image& img);
 // What a fork copy has just as the process (personality, timer slack, THP disable, login uid,
 // OOM score adjustment, membarrier registrations): a snapshot asks its held copy.
 void dump_inherited_task_attrs(DumpContext& ctx, image::TaskAttrs* attrs);

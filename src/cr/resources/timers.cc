@@ -2,8 +2,10 @@
 
 #include <signal.h>
 #include <sys/syscall.h>
+
 #include <sys/time.h>
 #include <time.h>
+#include <cstring>
 
 #include <algorithm>
 #include <vector>
@@ -82,33 +84,46 @@ std::vector<image::PosixTimer> read_posix_timers(pid_t pid) {
 
 }  // namespace
 
-image::Timers dump_timers(DumpContext& ctx) {
-  image::Timers out;
-  uint64_t scratch = ctx.scratch();
-  for (int which : {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF}) {
-    itimerval v{};
-    long rc = ctx.syscall_out(SYS_getitimer, {which, static_cast<long>(scratch)}, &v, sizeof v);
-    if (rc < 0) fail_errno(static_cast<int>(-rc), "getitimer");
-    if (!v.it_value.tv_sec && !v.it_value.tv_usec && !v.it_interval.tv_sec &&
-        !v.it_interval.tv_usec)
-      continue;
-    image::ITimer* t = out.add_itimers();
-    t->set_which(which);
-    t->set_value_ns(ns_of(v.it_value));
-    t->set_interval_ns(ns_of(v.it_interval));
-  }
+void dump_timers(DumpContext& ctx, image::Image& img) {
+  img.clear_timers();
+  for (int which : {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF})
+    ctx.ask({SYS_getitimer,
+             {which},
+             2,
+             sizeof(itimerval),
+             [which](image::Image& img, long r, const char* out) {
+               if (r < 0) fail_errno(static_cast<int>(-r), "getitimer");
+               itimerval v{};
+               std::memcpy(&v, out, sizeof v);
+               if (!v.it_value.tv_sec && !v.it_value.tv_usec && !v.it_interval.tv_sec &&
+                   !v.it_interval.tv_usec)
+                 return;
+               image::ITimer* t = img.mutable_timers()->add_itimers();
+               t->set_which(which);
+               t->set_value_ns(ns_of(v.it_value));
+               t->set_interval_ns(ns_of(v.it_interval));
+             }});
   for (image::PosixTimer& p : read_posix_timers(ctx.pid())) {
-    itimerspec its{};
-    long rc =
-        ctx.syscall_out(SYS_timer_gettime, {p.id(), static_cast<long>(scratch)}, &its, sizeof its);
-    if (rc < 0) fail_errno(static_cast<int>(-rc), "timer_gettime({})", p.id());
-    p.set_value_ns(ns_of(its.it_value));
-    p.set_interval_ns(ns_of(its.it_interval));
-    long ov = ctx.tracee().syscall(SYS_timer_getoverrun, {p.id()});
-    p.set_overrun(ov > 0 ? static_cast<int32_t>(ov) : 0);
-    *out.add_posix() = p;
+    ctx.ask({SYS_timer_gettime,
+             {p.id()},
+             2,
+             sizeof(itimerspec),
+             [p](image::Image& img, long r, const char* out) {
+               if (r < 0) fail_errno(static_cast<int>(-r), "timer_gettime({})", p.id());
+               itimerspec its{};
+               std::memcpy(&its, out, sizeof its);
+               image::PosixTimer* t = img.mutable_timers()->add_posix();
+               *t = p;
+               t->set_value_ns(ns_of(its.it_value));
+               t->set_interval_ns(ns_of(its.it_interval));
+             }});
+    // (Right after its timer_gettime, whose answer added the timer last.)
+    ctx.ask(
+        {SYS_timer_getoverrun, {p.id()}, 0, 0, [](image::Image& img, long r, const char*) {
+           image::Timers* t = img.mutable_timers();
+           t->mutable_posix(t->posix_size() - 1)->set_overrun(r > 0 ? static_cast<int32_t>(r) : 0);
+         }});
   }
-  return out;
 }
 
 void restore_timers(Restorer& r, const image::Timers& timers, int original_pid) {

@@ -13,7 +13,9 @@ namespace ferry::cr {
 class DumpContext;
 class Restorer;
 
-image::Timers dump_timers(DumpContext& ctx);
+// The calls that read the timers inside the process are asked of ctx (DumpContext::ask): they
+// fill img's timers when they are answered.
+void dump_timers(DumpContext& ctx, image::Image& img);
 void restore_timers(Restorer& r, const image::Timers& t, int original_pid);
 
 }  // namespace ferry::cr
