@@ -65,6 +65,13 @@ void DumpContext::answer_queries(image::Image& img) {
 }
 
 pid_t DumpContext::answer_queries_and_fork(image::Image& img) {
+  // Whether the calls' outputs, results and code fit the scratch memory (a process with hundreds
+  // of POSIX timers may ask more): if not, they are answered one by one first, then the fork.
+  size_t out_bytes = 0;
+  for (const Query& q : queries_) out_bytes += (q.out_len + 7) & ~size_t{7};
+  if (kArgsOffset + out_bytes + 8 * (queries_.size() + 1) > kBatchCodeOffset ||
+      batch_then_fork_code_size(queries_.size()) > kScratchSize / 2 - kBatchCodeOffset)
+    answer_queries(img);
   std::vector<Query> queries = std::move(queries_);
   queries_.clear();
   const uint64_t base = scratch() - kArgsOffset;
@@ -84,7 +91,8 @@ pid_t DumpContext::answer_queries_and_fork(image::Image& img) {
   if (slots + 8 * (calls.size() + 1) > base + kBatchCodeOffset)
     fail("internal: {} calls do not fit in the scratch memory of process {}", calls.size(), pid_);
   std::vector<long> results;
-  pid_t copy = tracee().fork_held_copy_after(calls, base + kBatchCodeOffset, slots, &results);
+  pid_t copy = tracee().fork_held_copy_after(calls, base + kBatchCodeOffset,
+                                             kScratchSize / 2 - kBatchCodeOffset, slots, &results);
   try {
     std::vector<char> out(at - (base + kArgsOffset));
     if (!out.empty()) tracee().read_memory(base + kArgsOffset, out.data(), out.size());

@@ -113,6 +113,24 @@ TEST(SnapshotCopyTest, CallsAnsweredWithTheForkTellWhatCallsOneByOneTell) {
   EXPECT_EQ(rt.verify(pid), 0) << rt.target_errors();
 }
 
+// A task asking more calls than the scratch memory holds code and answers for (hundreds of POSIX
+// timers) has them answered one by one, then forked: the same description, only a longer pause.
+TEST(SnapshotCopyTest, CallsThatDoNotFitInOneGoAreAnsweredOneByOne) {
+  RoundTrip rt;
+  pid_t pid = rt.start_target("t_timers", {"600"});
+  cr::FreezeOptions as_a_snapshot;
+  as_a_snapshot.keep_cpu_shared = as_a_snapshot.inherited_from_copy = true;
+  cr::FrozenProcess frozen = cr::freeze_and_describe(pid, as_a_snapshot);
+  std::unique_ptr<cr::HeldCopy> copy = frozen.fork_copy();
+  const image::Image& img = frozen.image();
+  frozen.resume();
+  ASSERT_EQ(img.timers().posix_size(), 603);
+  for (const image::PosixTimer& t : img.timers().posix()) EXPECT_GT(t.value_ns(), 0u) << t.id();
+  EXPECT_EQ(img.timers().itimers_size(), 2);
+  copy.reset();
+  EXPECT_EQ(rt.verify(pid), 0) << rt.target_errors();
+}
+
 // ferry dies while the task runs the calls and the fork without a stop between them: the task
 // comes back through the safety net with its registers and signal mask intact, and the copy it
 // made (of ferry's making, untraced now) only exits, never runs the task's code.

@@ -1,5 +1,6 @@
 /* Timers: setitimer (real, prof), POSIX timers with ids, signals and values, one of which fires
- * after the restore. */
+ * after the restore.
+ *   t_timers [N]   N more POSIX timers (SIGEV_NONE, armed for an hour) besides the three */
 #include "target.h"
 
 #include <sys/time.h>
@@ -8,7 +9,7 @@
 static int64_t ns(struct timespec t) { return t.tv_sec * 1000000000LL + t.tv_nsec; }
 static int64_t us(struct timeval t) { return t.tv_sec * 1000000LL + t.tv_usec; }
 
-int main(void) {
+int main(int argc, char** argv) {
   target_install_go();
   int sig_a = SIGRTMIN + 2, sig_b = SIGRTMIN + 3;
   sigset_t block;
@@ -34,6 +35,14 @@ int main(void) {
   timer_settime(t1, 0, &s1, NULL);
   timer_settime(t2, 0, &s2, NULL);
   timer_settime(t3, 0, &s3, NULL);
+  int more = argc > 1 ? atoi(argv[1]) : 0;
+  for (int i = 0; i < more; i++) {
+    timer_t t;
+    struct sigevent none = {.sigev_notify = SIGEV_NONE};
+    struct itimerspec hour = {{0, 0}, {3600, 0}};
+    if (timer_create(CLOCK_MONOTONIC, &none, &t) != 0 || timer_settime(t, 0, &hour, NULL) != 0)
+      return 4;
+  }
 
   target_ready();
   target_wait_go();

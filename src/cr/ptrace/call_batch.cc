@@ -83,4 +83,8 @@ std::vector<uint8_t> batch_then_fork_code(const std::vector<BatchedCall>& calls,
   return code.take();
 }
 
+size_t batch_then_fork_code_size(size_t count) {
+  return batch_then_fork_code(std::vector<BatchedCall>(count), 0, 0, 0).size();
+}
+
 }  // namespace ferry::cr

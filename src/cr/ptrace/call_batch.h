@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -23,5 +24,7 @@ struct BatchedCall {
 // stops itself with SIGSTOP (`pid`), which its tracer sees instead of the fork event.
 std::vector<uint8_t> batch_then_fork_code(const std::vector<BatchedCall>& calls, uint64_t results,
                                           pid_t pid, unsigned long clone_flags);
+// Its size for `count` calls.
+size_t batch_then_fork_code_size(size_t count);
 
 }  // namespace ferry::cr

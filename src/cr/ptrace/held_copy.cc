@@ -68,12 +68,14 @@ void hold_copy(pid_t child, pid_t of, uint64_t exit_insn) {
 }  // namespace
 
 pid_t Tracee::fork_held_copy_after(const std::vector<BatchedCall>& calls, uint64_t code,
-                                   uint64_t slots, std::vector<long>* results) {
+                                   size_t code_room, uint64_t slots, std::vector<long>* results) {
   if (!attached_) fail("process {} is not held", pid_);
   if (!has_syscall_sp_) fail("internal: a batch of calls in process {} without a safety net", pid_);
   // CLONE_PARENT: the copy is the process's sibling, so the process never sees a child of its
   // own appear or end (no SIGCHLD, nothing to reap).
   std::vector<uint8_t> bytes = batch_then_fork_code(calls, slots, pid_, CLONE_PARENT | SIGCHLD);
+  if (bytes.size() > code_room)
+    fail("internal: {} calls do not fit in their code room", calls.size());
   write_memory(code, bytes.data(), bytes.size());
   const uint64_t exit_insn = vdso_syscall_insn();
   block_signals_for_injection();

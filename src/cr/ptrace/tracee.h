@@ -137,12 +137,13 @@ class Tracee {
   // sees no child of its own appear). Returns its pid; the caller owns it (HeldCopy).
   //
   // `calls` run first, in the same go (call_batch.h: no stop between them), each raw result into
-  // results[i]. The code goes to `code` and the results to `slots` (8 bytes each, one more for
-  // the fork's), both in scratch memory that carries the safety net, so that the process comes
-  // back by itself whenever ferry dies (and a copy made without ferry only exits). The copy
-  // inherits that memory: the caller removes it there before it reads the copy's map.
-  pid_t fork_held_copy_after(const std::vector<BatchedCall>& calls, uint64_t code, uint64_t slots,
-                             std::vector<long>* results);
+  // results[i]. The code goes to `code` (at most code_room bytes) and the results to `slots` (8
+  // bytes each, one more for the fork's), both in scratch memory that carries the safety net, so
+  // that the process comes back by itself whenever ferry dies (and a copy made without ferry only
+  // exits). The copy inherits that memory: the caller removes it there before it reads the
+  // copy's map.
+  pid_t fork_held_copy_after(const std::vector<BatchedCall>& calls, uint64_t code, size_t code_room,
+                             uint64_t slots, std::vector<long>* results);
 
   // PTRACE_O_EXITKILL from now on: if ferry dies, the kernel kills the process.
   void kill_on_tracer_exit();
