@@ -65,12 +65,13 @@ void DumpContext::answer_queries(image::Image& img) {
 }
 
 pid_t DumpContext::answer_queries_and_fork(image::Image& img) {
-  // Whether the calls' outputs, results and code fit the scratch memory (a process with hundreds
-  // of POSIX timers may ask more): if not, they are answered one by one first, then the fork.
+  // The calls' outputs and results go below the code, the code below the safety net's frame. When
+  // they do not fit (a process with hundreds of POSIX timers), they are answered one by one first.
+  constexpr size_t kCodeRoom = kScratchSize / 2 - kBatchCodeOffset;
   size_t out_bytes = 0;
   for (const Query& q : queries_) out_bytes += (q.out_len + 7) & ~size_t{7};
   if (kArgsOffset + out_bytes + 8 * (queries_.size() + 1) > kBatchCodeOffset ||
-      batch_then_fork_code_size(queries_.size()) > kScratchSize / 2 - kBatchCodeOffset)
+      batch_then_fork_code_size(queries_.size()) > kCodeRoom)
     answer_queries(img);
   std::vector<Query> queries = std::move(queries_);
   queries_.clear();
@@ -87,12 +88,9 @@ pid_t DumpContext::answer_queries_and_fork(image::Image& img) {
     at += (q.out_len + 7) & ~size_t{7};
     calls.push_back(c);
   }
-  const uint64_t slots = at;
-  if (slots + 8 * (calls.size() + 1) > base + kBatchCodeOffset)
-    fail("internal: {} calls do not fit in the scratch memory of process {}", calls.size(), pid_);
   std::vector<long> results;
-  pid_t copy = tracee().fork_held_copy_after(calls, base + kBatchCodeOffset,
-                                             kScratchSize / 2 - kBatchCodeOffset, slots, &results);
+  pid_t copy =
+      tracee().fork_held_copy_after(calls, base + kBatchCodeOffset, kCodeRoom, at, &results);
   try {
     std::vector<char> out(at - (base + kArgsOffset));
     if (!out.empty()) tracee().read_memory(base + kArgsOffset, out.data(), out.size());

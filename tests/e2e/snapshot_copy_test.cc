@@ -24,6 +24,13 @@ char state_of(pid_t pid) {
   return paren == std::string::npos || paren + 2 >= stat.size() ? '?' : stat[paren + 2];
 }
 
+// What a snapshot's freeze asks (task_recorder.cc): the copy describes what it shares.
+cr::FreezeOptions as_a_snapshot() {
+  cr::FreezeOptions o;
+  o.keep_cpu_shared = o.inherited_from_copy = true;
+  return o;
+}
+
 TEST(SnapshotCopyTest, AForkedCopyIsHeldWithTheTasksMemoryWhileTheTaskRunsOn) {
   // (Needs root, as every e2e test: ptrace.)
   pid_t pid = spawn({"/bin/sh", "-c", "i=0; while :; do i=$((i+1)); done"});
@@ -38,9 +45,7 @@ TEST(SnapshotCopyTest, AForkedCopyIsHeldWithTheTasksMemoryWhileTheTaskRunsOn) {
       5000));
   pid_t copy_pid = 0;
   {
-    cr::FreezeOptions as_a_snapshot;
-    as_a_snapshot.keep_cpu_shared = as_a_snapshot.inherited_from_copy = true;
-    cr::FrozenProcess frozen = cr::freeze_and_describe(pid, as_a_snapshot);
+    cr::FrozenProcess frozen = cr::freeze_and_describe(pid, as_a_snapshot());
     std::unique_ptr<cr::HeldCopy> copy = frozen.fork_copy();
     copy_pid = copy->pid();
     ASSERT_NE(copy_pid, pid);
@@ -79,9 +84,7 @@ TEST(SnapshotCopyTest, CallsAnsweredWithTheForkTellWhatCallsOneByOneTell) {
     one_by_one = frozen.image();
     frozen.resume();
   }
-  cr::FreezeOptions as_a_snapshot;
-  as_a_snapshot.keep_cpu_shared = as_a_snapshot.inherited_from_copy = true;
-  cr::FrozenProcess frozen = cr::freeze_and_describe(pid, as_a_snapshot);
+  cr::FrozenProcess frozen = cr::freeze_and_describe(pid, as_a_snapshot());
   std::unique_ptr<cr::HeldCopy> copy = frozen.fork_copy();
   const image::Image& batched = frozen.image();
   frozen.resume();
@@ -118,9 +121,7 @@ TEST(SnapshotCopyTest, CallsAnsweredWithTheForkTellWhatCallsOneByOneTell) {
 TEST(SnapshotCopyTest, CallsThatDoNotFitInOneGoAreAnsweredOneByOne) {
   RoundTrip rt;
   pid_t pid = rt.start_target("t_timers", {"600"});
-  cr::FreezeOptions as_a_snapshot;
-  as_a_snapshot.keep_cpu_shared = as_a_snapshot.inherited_from_copy = true;
-  cr::FrozenProcess frozen = cr::freeze_and_describe(pid, as_a_snapshot);
+  cr::FrozenProcess frozen = cr::freeze_and_describe(pid, as_a_snapshot());
   std::unique_ptr<cr::HeldCopy> copy = frozen.fork_copy();
   const image::Image& img = frozen.image();
   frozen.resume();
@@ -143,9 +144,7 @@ TEST(SnapshotCopyTest, FerryDyingWhileTheForkRunsLeavesTheTaskIntactAndTheCopyOn
     // Call 1 makes the scratch memory; the batch starts at call 2: ferry dies there.
     ::setenv("FERRY_TEST_CRASH_AT_SYSCALL", "2", 1);
     try {
-      cr::FreezeOptions as_a_snapshot;
-      as_a_snapshot.keep_cpu_shared = as_a_snapshot.inherited_from_copy = true;
-      cr::FrozenProcess frozen = cr::freeze_and_describe(pid, as_a_snapshot);
+      cr::FrozenProcess frozen = cr::freeze_and_describe(pid, as_a_snapshot());
       frozen.fork_copy();
     } catch (...) {
     }

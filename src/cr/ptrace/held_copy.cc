@@ -39,6 +39,8 @@ void kill_and_reap(pid_t pid, int pidfd) {
 }
 
 // Tests use this to kill ferry while a batch runs (numbered as the calls would be one by one).
+// Read each time, unlike tracee.cc's cached crash_at_syscall(): a test sets it in a forked child
+// of a process that may have read it already.
 bool crash_in_batch(uint64_t first, uint64_t count) {
   const char* e = std::getenv("FERRY_TEST_CRASH_AT_SYSCALL");
   if (!e) return false;
