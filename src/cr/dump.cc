@@ -39,9 +39,11 @@ namespace {
 
 constexpr unsigned long long kUserCs64 = 0x33;
 
-void describe_process(pid_t pid, image::ProcessInfo* info) {
+// The process `pid` as /proc shows it, read from `seen_as`: the process itself, or its fork copy,
+// which has the same executable and arguments (the kernel copies both).
+void describe_process(pid_t pid, pid_t seen_as, image::ProcessInfo* info) {
   info->set_pid(pid);
-  info->set_exe_path(proc::read_link(proc::path(pid, "exe")));
+  info->set_exe_path(proc::read_link(proc::path(seen_as, "exe")));
   struct stat st;
   if (::stat(info->exe_path().c_str(), &st) != 0)
     fail_errno(errno, "cannot stat {}", info->exe_path());
@@ -55,7 +57,8 @@ void describe_process(pid_t pid, image::ProcessInfo* info) {
   ::gettimeofday(&tv, nullptr);
   info->set_created_unix_ms(static_cast<uint64_t>(tv.tv_sec) * 1000 +
                             static_cast<uint64_t>(tv.tv_usec) / 1000);
-  for (auto& arg : proc::split(proc::try_read_file(proc::path(pid, "cmdline")).value_or(""), '\0'))
+  for (auto& arg :
+       proc::split(proc::try_read_file(proc::path(seen_as, "cmdline")).value_or(""), '\0'))
     info->add_argv(arg);
 }
 
@@ -112,12 +115,14 @@ FrozenProcess freeze_and_describe(pid_t pid, const FreezeOptions& options) {
     phase.restart();
   };
   done("stop");
-  describe_process(pid, img.mutable_process());
-  done("process");
+  // (A snapshot's copy tells what the process runs, after the pause.)
+  if (!options.inherited_from_copy) describe_process(pid, pid, img.mutable_process());
   image::Memory* mem = img.mutable_memory();
   // The layout first: everything after it may inject syscalls that map scratch memory.
   dump_memory_map(*ctx, mem);
-  done("memory map");
+  for (auto& v : mem->vmas())
+    if (v.kind() == image::Vma::VDSO) tracee->know_vdso(v.start());
+  done("process and memory map");
   dump_files(*ctx, img.mutable_files(), mem);
   done("files");
   describe_own_state(*ctx, img);
@@ -140,7 +145,7 @@ image::Image describe_layout(pid_t pid) {
   DumpContext ctx(pid);
   ctx.preflight_vmas = std::move(vmas);
   image::Image img;
-  describe_process(pid, img.mutable_process());
+  describe_process(pid, pid, img.mutable_process());
   *img.mutable_creds() = dump_ids(pid);
   dump_memory_map(ctx, img.mutable_memory());
   return img;
@@ -172,6 +177,7 @@ std::unique_ptr<HeldCopy> FrozenProcess::fork_copy() {
 }
 
 void FrozenProcess::describe_inherited() {
+  describe_process(pid_, pid_, image_.mutable_process());
   ctx_->answer_queries(image_);
   describe_inherited_state(*ctx_, image_);
   ctx_->finish();
@@ -187,6 +193,7 @@ void FrozenProcess::describe_inherited_from(const HeldCopy& copy) {
                         {static_cast<long>(copy.inherited_scratch.addr),
                          static_cast<long>(copy.inherited_scratch.len)});
     check_copy_has_the_recorded_map(copy.pid(), image_.memory());
+    describe_process(pid_, copy.pid(), image_.mutable_process());
     DumpContext ctx(t);
     describe_inherited_state(ctx, image_);
     ctx.finish();

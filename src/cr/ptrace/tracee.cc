@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -324,6 +325,41 @@ uint64_t Tracee::vdso_syscall_insn() {
     }
   }
   fail("no syscall instruction in the [vdso] of process {}", pid_);
+}
+
+namespace {
+
+// Offset of the first syscall instruction in ferry's own [vdso]: every 64-bit process of this
+// kernel maps the same vdso image (0 when there is none).
+uint64_t own_vdso_syscall_offset() {
+  static const uint64_t offset = [] {
+    const uint64_t start = ::getauxval(AT_SYSINFO_EHDR);
+    if (!start) return uint64_t{0};
+    for (auto& line : proc::split(proc::read_file("/proc/self/maps"), '\n')) {
+      if (line.find("[vdso]") == std::string::npos) continue;
+      auto dash = line.find('-');
+      auto space = line.find(' ');
+      if (proc::parse_u64(line.substr(0, dash), 16) != start) break;
+      const uint64_t end = proc::parse_u64(line.substr(dash + 1, space - dash - 1), 16);
+      const auto* code = reinterpret_cast<const uint8_t*>(start);
+      for (uint64_t i = 0; i + 1 < end - start; i++)
+        if (code[i] == 0x0f && code[i + 1] == 0x05) return i;
+    }
+    return uint64_t{0};
+  }();
+  return offset;
+}
+
+}  // namespace
+
+void Tracee::know_vdso(uint64_t start) {
+  if (vdso_syscall_insn_) return;
+  const uint64_t offset = own_vdso_syscall_offset();
+  if (!offset) return;
+  // (Checked: a vdso that is not this kernel's image is searched as before.)
+  uint8_t insn[2] = {};
+  read_memory(start + offset, insn, sizeof insn);
+  if (insn[0] == 0x0f && insn[1] == 0x05) vdso_syscall_insn_ = start + offset;
 }
 
 void Tracee::relocate_syscall_insn(uint64_t old_vdso, uint64_t new_vdso) {

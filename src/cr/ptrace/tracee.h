@@ -116,6 +116,9 @@ class Tracee {
   }
   // The [vdso] moved (restore relocates it): find its syscall instruction again.
   void relocate_syscall_insn(uint64_t old_vdso, uint64_t new_vdso);
+  // Where the process's [vdso] starts (from a memory map already read): its syscall instruction
+  // is then found without reading the map and the vdso again.
+  void know_vdso(uint64_t start);
 
   // Memory of the process via /proc/PID/mem, which also reaches non-writable mappings.
   void write_memory(uint64_t addr, const void* data, size_t len);

@@ -10,6 +10,7 @@
 
 #include <map>
 #include <set>
+#include <tuple>
 
 #include <spdlog/spdlog.h>
 
@@ -239,6 +240,9 @@ void dump_guards(pid_t pid, const VmaInfo& v, image::Memory* out) {
 void dump_memory_map(DumpContext& ctx, image::Memory* out) {
   pid_t pid = ctx.pid();
   MappedFiles files(out);
+  // The objects already opened, by the device and inode the map shows: the file and shared
+  // memory registries need the descriptor only the first time they meet an object.
+  std::map<std::tuple<uint32_t, uint32_t, uint64_t>, struct stat> objects;
   uint64_t task_size = kTaskSize47;
   for (VmaInfo info : read_vmas_again(pid, ctx.preflight_vmas)) {
     if (ctx.is_scratch(info.start)) continue;
@@ -277,14 +281,20 @@ void dump_memory_map(DumpContext& ctx, image::Memory* out) {
       v->set_pgoff(0);
       continue;
     }
-    // Backed by an object: reach it through map_files, which works even when it is unlinked.
-    std::string mf = proc::path(pid, fmt::format("map_files/{:x}-{:x}", info.start, info.end));
-    UniqueFd fd(::open(mf.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd)
-      fail_errno(errno, "cannot open the object behind memory region {:x}-{:x} {}", info.start,
-                 info.end, info.name);
-    struct stat st;
-    if (::fstat(fd.get(), &st) != 0) fail_errno(errno, "cannot stat {}", info.name);
+    // Backed by an object: reach it through map_files, which works even when it is unlinked;
+    // once per object (a library maps four or five regions of one file).
+    UniqueFd fd;
+    auto [seen, first] =
+        objects.try_emplace(std::make_tuple(info.dev_major, info.dev_minor, info.ino));
+    struct stat& st = seen->second;
+    if (first) {
+      std::string mf = proc::path(pid, fmt::format("map_files/{:x}-{:x}", info.start, info.end));
+      fd.reset(::open(mf.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!fd)
+        fail_errno(errno, "cannot open the object behind memory region {:x}-{:x} {}", info.start,
+                   info.end, info.name);
+      if (::fstat(fd.get(), &st) != 0) fail_errno(errno, "cannot stat {}", info.name);
+    }
     if (is_shmem_name(info.name)) {
       uint64_t id = register_shmem(ctx, out, std::move(fd), st, info.name);
       v->set_shmem_id(id);
