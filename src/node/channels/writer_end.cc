@@ -132,11 +132,13 @@ void WriterEnd::pump() {
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
     std::unique_lock<std::mutex> lock(mu_);
     reading.unlock();
-    if (n > 0)
+    if (n > 0) {
       queue_.append_bytes(std::string_view(buf.data(), static_cast<size_t>(n)));
-    else
+      announce_items();
+    } else {
       queue_.close();  // the task closed its end (or ended): the reader sees the end
-    cv_.notify_all();
+      cv_.notify_all();
+    }
     push_on_link(lock);
     if (n <= 0) return;
   }
@@ -145,8 +147,7 @@ void WriterEnd::pump() {
 // On a live link the thread that appended sends too (one thread less between the task's write
 // and the wire), unless another is sending already; what comes meanwhile waits for the next.
 void WriterEnd::push_on_link(std::unique_lock<std::mutex>& lock) {
-  while (link_ && !link_sending_ && !holding_ && !stream_broken_ &&
-         queue_.next_seq() > link_next_) {
+  while (sends_here() && queue_.next_seq() > link_next_) {
     link_sending_ = true;
     std::vector<const channel::Item*> items =
         queue_.peek_from(std::max(link_next_, queue_.acknowledged_seq()), kLinkBatchBytes);
@@ -167,7 +168,9 @@ void WriterEnd::push_on_link(std::unique_lock<std::mutex>& lock) {
       link_next_ = items.back()->seq + 1;
     else
       stream_broken_ = true;
-    cv_.notify_all();
+    // Only a link that broke, or one taken down meanwhile (its thread waits for the send to end),
+    // concerns anyone else: not a wakeup of the link's thread for every item.
+    if (!sent || link_ != link) cv_.notify_all();
   }
 }
 
@@ -205,7 +208,7 @@ void WriterEnd::pump_messages() {
     cv_.wait(lock, [&] { return holding_ || gone_ || placed(); });
     if (pending_ && holding_) queue_.append_past_capacity(*pending_);
     pending_.reset();
-    cv_.notify_all();
+    announce_items();
     push_on_link(lock);
   }
 }

@@ -83,6 +83,14 @@ class WriterEnd {
                          LinkSender& link, uint64_t from);
   // With mu_ held (by `lock`): what is not sent yet goes on the live link.
   void push_on_link(std::unique_lock<std::mutex>& lock);
+  // With mu_ held: whether push_on_link() sends from the calling thread now (a live link nobody
+  // is sending on).
+  bool sends_here() const { return link_ && !link_sending_ && !holding_ && !stream_broken_; }
+  // With mu_ held, after items were appended: the threads waiting for them are woken, unless
+  // the caller sends them itself (then nobody else has anything to do with them).
+  void announce_items() {
+    if (!sends_here()) cv_.notify_all();
+  }
   StreamEnd deliver_here(const std::shared_ptr<ReaderEnd>& reader);
   StreamEnd deliver_items(ReaderEnd& reader, uint64_t generation, uint64_t from);
   // The first answer of a reader (by stream or here): MOVED, GONE, NOT_HERE, or go on (nullopt).

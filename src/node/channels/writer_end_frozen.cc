@@ -55,7 +55,7 @@ rpc::ChannelCut WriterEnd::cut(uint64_t marker) {
   // After its end nothing comes: the end is the channel's marker.
   c.set_ended(queue_.closed());
   if (!queue_.closed()) queue_.append_marker(marker);
-  cv_.notify_all();
+  announce_items();
   push_on_link(lock);
   return c;
 }
