@@ -76,10 +76,9 @@ void write_fully(int fd, iovec* iov, int count, const char* what) {
   }
 }
 
-void read_fully(int fd, void* buf, size_t len, const char* what) {
-  char* p = static_cast<char*>(buf);
-  while (len) {
-    ssize_t n = ::read(fd, p, len);
+size_t read_some(int fd, void* buf, size_t cap, const char* what) {
+  for (;;) {
+    ssize_t n = ::read(fd, buf, cap);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       if (errno == EAGAIN)
@@ -87,8 +86,16 @@ void read_fully(int fd, void* buf, size_t len, const char* what) {
       throw StreamBroken(std::string(what) + " broken: " + std::strerror(errno));
     }
     if (n == 0) throw StreamBroken(std::string(what) + " ended early (the other side went away)");
+    return static_cast<size_t>(n);
+  }
+}
+
+void read_fully(int fd, void* buf, size_t len, const char* what) {
+  char* p = static_cast<char*>(buf);
+  while (len) {
+    size_t n = read_some(fd, p, len, what);
     p += n;
-    len -= static_cast<size_t>(n);
+    len -= n;
   }
 }
 

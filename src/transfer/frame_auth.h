@@ -65,5 +65,7 @@ bool same_tag(const uint8_t a[kTagSize], const uint8_t b[kTagSize]);  // in cons
 // All of it, or StreamBroken naming `what` ("page stream", "channel link").
 void write_fully(int fd, iovec* iov, int count, const char* what);
 void read_fully(int fd, void* buf, size_t len, const char* what);
+// One read of at most `cap` bytes (at least one), with read_fully()'s errors.
+size_t read_some(int fd, void* buf, size_t cap, const char* what);
 
 }  // namespace ferry::transfer

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 
 #include "util/error.h"
 
@@ -16,6 +17,8 @@ namespace {
 constexpr const char* kWhat = "channel link";
 // The largest item a link takes (a message may exceed a channel's capacity, alone).
 constexpr uint32_t kMaxItem = 256u << 20;
+// What the receiver reads at once for small frames.
+constexpr size_t kReadAhead = 64 << 10;
 
 enum ItemFlags : uint16_t { kData = 0, kMarker = 1, kEnd = 2 };
 
@@ -81,17 +84,36 @@ void LinkSender::shut() {
 }
 
 LinkReceiver::LinkReceiver(UniqueFd sock, const transfer::Key& key)
-    : sock_(std::move(sock)), key_(key) {}
+    : sock_(std::move(sock)), key_(key), in_(kReadAhead) {}
+
+void LinkReceiver::take(void* dst, size_t len) {
+  char* out = static_cast<char*>(dst);
+  const size_t have = std::min(len, in_end_ - in_pos_);
+  std::memcpy(out, in_.data() + in_pos_, have);
+  in_pos_ += have;
+  out += have;
+  len -= have;
+  if (!len) return;
+  if (len >= in_.size()) {
+    transfer::read_fully(sock_.get(), out, len, kWhat);
+    return;
+  }
+  in_pos_ = in_end_ = 0;
+  while (in_end_ < len)
+    in_end_ += transfer::read_some(sock_.get(), in_.data() + in_end_, in_.size() - in_end_, kWhat);
+  std::memcpy(out, in_.data(), len);
+  in_pos_ = len;
+}
 
 LinkItem LinkReceiver::next() {
   transfer::FrameHeader h;
-  transfer::read_fully(sock_.get(), &h, sizeof h, kWhat);
+  take(&h, sizeof h);
   if (h.length > kMaxItem || h.flags > kEnd)
     fail_as(Error::Kind::kBadInput, "a channel link's frame is malformed");
   if (buf_.size() < h.length) buf_.resize(h.length);
-  transfer::read_fully(sock_.get(), buf_.data(), h.length, kWhat);
+  take(buf_.data(), h.length);
   uint8_t tag[transfer::kTagSize], want[transfer::kTagSize];
-  transfer::read_fully(sock_.get(), tag, sizeof tag, kWhat);
+  take(tag, sizeof tag);
   iovec data{buf_.data(), h.length};
   in_mac_.tag(key_, 0, in_seq_++, h, &data, 1, want);
   // Nothing received is used before its tag checks out.
@@ -108,6 +130,7 @@ LinkItem LinkReceiver::next() {
 }
 
 bool LinkReceiver::wait_readable(int timeout_ms) {
+  if (in_pos_ < in_end_) return true;
   pollfd p{sock_.get(), POLLIN, 0};
   int r = ::poll(&p, 1, timeout_ms);
   return r != 0;  // (an error: next() says what)

@@ -58,11 +58,18 @@ class LinkReceiver {
   void shut();
 
  private:
+  // The next len bytes of the link, into dst.
+  void take(void* dst, size_t len);
+
   UniqueFd sock_;
   const transfer::Key key_;
   transfer::FrameMac in_mac_, out_mac_;
   uint64_t in_seq_ = 0, out_seq_ = 0;
   std::vector<char> buf_;  // grows to the largest item (no fresh pages for every one)
+  // What one read brought beyond what was taken: a small item's header, data and tag come in one
+  // read, not three. (A large item's data goes straight into buf_.)
+  std::vector<char> in_;
+  size_t in_pos_ = 0, in_end_ = 0;
 };
 
 // The tokens a node's reader ends wait on, and the connections that open with them (the node's
