@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 
 #include <cstring>
+#include <optional>
 
 #include <spdlog/spdlog.h>
 
@@ -304,62 +305,66 @@ void Tracee::find_syscall_insn() {
   syscall_insn_ = vdso_syscall_insn();
 }
 
-uint64_t Tracee::vdso_syscall_insn() {
-  if (vdso_syscall_insn_) return vdso_syscall_insn_;
+namespace {
+
+struct Range {
   uint64_t start = 0, end = 0;
-  for (auto& line : proc::split(proc::read_file(proc::path(pid_, "maps")), '\n')) {
+};
+
+// The [vdso] region in a maps file (empty when there is none).
+Range vdso_range(const std::string& maps) {
+  Range r;
+  for (auto& line : proc::split(proc::read_file(maps), '\n')) {
     if (line.find("[vdso]") == std::string::npos) continue;
     auto dash = line.find('-');
     auto space = line.find(' ');
-    start = proc::parse_u64(line.substr(0, dash), 16);
-    end = proc::parse_u64(line.substr(dash + 1, space - dash - 1), 16);
+    r.start = proc::parse_u64(line.substr(0, dash), 16);
+    r.end = proc::parse_u64(line.substr(dash + 1, space - dash - 1), 16);
   }
-  if (!start)
-    fail("process {} has no [vdso]; ferry needs it to run system calls in the process", pid_);
-  std::vector<uint8_t> code(end - start);
-  read_memory(start, code.data(), code.size());
-  for (size_t i = 0; i + 1 < code.size(); i++) {
-    if (code[i] == 0x0f && code[i + 1] == 0x05) {
-      vdso_syscall_insn_ = start + i;
-      return vdso_syscall_insn_;
-    }
-  }
-  fail("no syscall instruction in the [vdso] of process {}", pid_);
+  return r;
 }
 
-namespace {
+// Offset of the first syscall instruction (0f 05) in code, if there is one.
+std::optional<uint64_t> first_syscall_insn(const uint8_t* code, size_t len) {
+  for (size_t i = 0; i + 1 < len; i++)
+    if (code[i] == 0x0f && code[i + 1] == 0x05) return i;
+  return std::nullopt;
+}
 
-// Offset of the first syscall instruction in ferry's own [vdso]: every 64-bit process of this
-// kernel maps the same vdso image (0 when there is none).
-uint64_t own_vdso_syscall_offset() {
-  static const uint64_t offset = [] {
-    const uint64_t start = ::getauxval(AT_SYSINFO_EHDR);
-    if (!start) return uint64_t{0};
-    for (auto& line : proc::split(proc::read_file("/proc/self/maps"), '\n')) {
-      if (line.find("[vdso]") == std::string::npos) continue;
-      auto dash = line.find('-');
-      auto space = line.find(' ');
-      if (proc::parse_u64(line.substr(0, dash), 16) != start) break;
-      const uint64_t end = proc::parse_u64(line.substr(dash + 1, space - dash - 1), 16);
-      const auto* code = reinterpret_cast<const uint8_t*>(start);
-      for (uint64_t i = 0; i + 1 < end - start; i++)
-        if (code[i] == 0x0f && code[i + 1] == 0x05) return i;
-    }
-    return uint64_t{0};
+// The same offset in ferry's own [vdso]: every 64-bit process of this kernel maps the same vdso
+// image (nullopt when there is none).
+std::optional<uint64_t> own_vdso_syscall_offset() {
+  static const std::optional<uint64_t> offset = []() -> std::optional<uint64_t> {
+    const Range own = vdso_range("/proc/self/maps");
+    if (!own.start || own.start != ::getauxval(AT_SYSINFO_EHDR)) return std::nullopt;
+    return first_syscall_insn(reinterpret_cast<const uint8_t*>(own.start), own.end - own.start);
   }();
   return offset;
 }
 
 }  // namespace
 
+uint64_t Tracee::vdso_syscall_insn() {
+  if (vdso_syscall_insn_) return vdso_syscall_insn_;
+  const Range vdso = vdso_range(proc::path(pid_, "maps"));
+  if (!vdso.start)
+    fail("process {} has no [vdso]; ferry needs it to run system calls in the process", pid_);
+  std::vector<uint8_t> code(vdso.end - vdso.start);
+  read_memory(vdso.start, code.data(), code.size());
+  std::optional<uint64_t> at = first_syscall_insn(code.data(), code.size());
+  if (!at) fail("no syscall instruction in the [vdso] of process {}", pid_);
+  vdso_syscall_insn_ = vdso.start + *at;
+  return vdso_syscall_insn_;
+}
+
 void Tracee::know_vdso(uint64_t start) {
   if (vdso_syscall_insn_) return;
-  const uint64_t offset = own_vdso_syscall_offset();
+  const std::optional<uint64_t> offset = own_vdso_syscall_offset();
   if (!offset) return;
   // (Checked: a vdso that is not this kernel's image is searched as before.)
   uint8_t insn[2] = {};
-  read_memory(start + offset, insn, sizeof insn);
-  if (insn[0] == 0x0f && insn[1] == 0x05) vdso_syscall_insn_ = start + offset;
+  read_memory(start + *offset, insn, sizeof insn);
+  if (first_syscall_insn(insn, sizeof insn)) vdso_syscall_insn_ = start + *offset;
 }
 
 void Tracee::relocate_syscall_insn(uint64_t old_vdso, uint64_t new_vdso) {
