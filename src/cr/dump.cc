@@ -75,9 +75,11 @@ void describe_own_state(DumpContext& ctx, image::Image& img) {
 }
 
 // What a fork copy has exactly as the process had it at the fork, because the kernel copies it:
-// the address space's fields, signal handlers, credentials, working directory, cgroups, limits,
-// the inherited attributes, the rseq registration.
-void describe_inherited_state(DumpContext& ctx, image::Image& img) {
+// the executable and arguments, the address space's fields, signal handlers, credentials,
+// working directory, cgroups, limits, the inherited attributes, the rseq registration. Asked of
+// ctx (the process `pid` itself, or its copy).
+void describe_inherited_state(DumpContext& ctx, pid_t pid, image::Image& img) {
+  describe_process(pid, ctx.pid(), img.mutable_process());
   *img.mutable_memory()->mutable_mm() = dump_mm_fields(ctx);
   dump_signal_actions(ctx, img.mutable_signals());
   *img.mutable_creds() = dump_creds(ctx);
@@ -115,20 +117,18 @@ FrozenProcess freeze_and_describe(pid_t pid, const FreezeOptions& options) {
     phase.restart();
   };
   done("stop");
-  // (A snapshot's copy tells what the process runs, after the pause.)
-  if (!options.inherited_from_copy) describe_process(pid, pid, img.mutable_process());
   image::Memory* mem = img.mutable_memory();
   // The layout first: everything after it may inject syscalls that map scratch memory.
   dump_memory_map(*ctx, mem);
   for (auto& v : mem->vmas())
     if (v.kind() == image::Vma::VDSO) tracee->know_vdso(v.start());
-  done("process and memory map");
+  done("memory map");
   dump_files(*ctx, img.mutable_files(), mem);
   done("files");
   describe_own_state(*ctx, img);
   if (!options.inherited_from_copy) {
     ctx->answer_queries(img);
-    describe_inherited_state(*ctx, img);
+    describe_inherited_state(*ctx, pid, img);
   }
   // Nothing injected stays in the process during the long page phase.
   ctx->finish();
@@ -177,9 +177,8 @@ std::unique_ptr<HeldCopy> FrozenProcess::fork_copy() {
 }
 
 void FrozenProcess::describe_inherited() {
-  describe_process(pid_, pid_, image_.mutable_process());
   ctx_->answer_queries(image_);
-  describe_inherited_state(*ctx_, image_);
+  describe_inherited_state(*ctx_, pid_, image_);
   ctx_->finish();
   tracee_->undo_injection();
 }
@@ -193,9 +192,8 @@ void FrozenProcess::describe_inherited_from(const HeldCopy& copy) {
                         {static_cast<long>(copy.inherited_scratch.addr),
                          static_cast<long>(copy.inherited_scratch.len)});
     check_copy_has_the_recorded_map(copy.pid(), image_.memory());
-    describe_process(pid_, copy.pid(), image_.mutable_process());
     DumpContext ctx(t);
-    describe_inherited_state(ctx, image_);
+    describe_inherited_state(ctx, pid_, image_);
     ctx.finish();
   } catch (...) {
     t.forget();  // (its HeldCopy ends it)
