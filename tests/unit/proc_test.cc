@@ -1,6 +1,11 @@
 // Parsers of kernel text: numbers, lines, VmFlags, and the zero-page test.
 #include <gtest/gtest.h>
 
+#include <sys/mman.h>
+
+#include <atomic>
+#include <chrono>
+#include <thread>
 #include <vector>
 
 #include "cr/resources/memory_map.h"
@@ -64,6 +69,42 @@ TEST(ProcTest, OwnMemoryMapIsParsed) {
   }
   EXPECT_TRUE(stack);
   EXPECT_TRUE(vdso);
+}
+
+// A process's map read while it changes: the kernel may show a region twice or in its old and
+// new shape within one read; what ferry takes from it is always a sorted, disjoint list.
+TEST(ProcTest, MemoryMapOfAProcessThatRemapsIsConsistent) {
+  constexpr size_t kPage = 4096, kSlots = 6;
+  std::atomic<bool> stop{false};
+  std::thread remapper([&stop] {
+    void* slot[kSlots] = {};
+    size_t bytes[kSlots] = {};
+    for (unsigned long id = 0; !stop.load(std::memory_order_relaxed); id++) {
+      size_t s = id % kSlots;
+      if (slot[s]) ::munmap(slot[s], bytes[s]);
+      bytes[s] = (1 + id % 13) * kPage;
+      slot[s] =
+          ::mmap(nullptr, bytes[s], PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (slot[s] == MAP_FAILED) slot[s] = nullptr;
+      if (slot[s] && id % 2) ::mprotect(slot[s], bytes[s], PROT_READ);
+    }
+    for (size_t s = 0; s < kSlots; s++)
+      if (slot[s]) ::munmap(slot[s], bytes[s]);
+  });
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  int reads = 0, torn = 0;
+  for (; reads < 3000 && std::chrono::steady_clock::now() < until; reads++) {
+    auto vmas = cr::read_vmas(::getpid());
+    for (size_t i = 1; i < vmas.size(); i++)
+      if (vmas[i].start < vmas[i - 1].end) {
+        torn++;
+        break;
+      }
+  }
+  stop = true;
+  remapper.join();
+  EXPECT_GT(reads, 50);
+  EXPECT_EQ(torn, 0) << "of " << reads << " reads";
 }
 
 TEST(ProcTest, ZeroPageDetection) {

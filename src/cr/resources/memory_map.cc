@@ -132,6 +132,29 @@ class MappedFiles {
   std::map<std::pair<uint64_t, uint64_t>, uint64_t> ids_;
 };
 
+std::vector<VmaInfo> parse_smaps(const std::string& text) {
+  std::vector<VmaInfo> out;
+  for (auto& line : proc::split(text, '\n')) {
+    if (is_header_line(line)) {
+      out.push_back(parse_header(line));
+    } else if (!out.empty() && starts_with(line, "VmFlags:")) {
+      VmFlags f = parse_vm_flags_line(line.substr(8));
+      out.back().vm_flags = f.bits;
+      out.back().flags = join_flags(f.names);
+      out.back().refused = f.refused;
+    } else if (!out.empty() && starts_with(line, "AnonHugePages:")) {
+      out.back().anon_huge_kb = proc::parse_u64(proc::split_ws(line.substr(14)).at(0));
+    }
+  }
+  return out;
+}
+
+bool sorted_and_disjoint(const std::vector<VmaInfo>& vmas) {
+  for (size_t i = 1; i < vmas.size(); i++)
+    if (vmas[i].start < vmas[i - 1].end) return false;
+  return true;
+}
+
 }  // namespace
 
 std::vector<VmaInfo> read_vmas_again(pid_t pid, const std::vector<VmaInfo>& earlier) {
@@ -150,21 +173,16 @@ std::vector<VmaInfo> read_vmas_again(pid_t pid, const std::vector<VmaInfo>& earl
   return i == earlier.size() ? earlier : read_vmas(pid);
 }
 
+// The kernel walks the map of a running process region by region without holding it still: a
+// region that changes during the walk can show twice, or overlap its neighbour. Such a read is
+// read again; a stopped process's map reads whole the first time.
 std::vector<VmaInfo> read_vmas(pid_t pid) {
-  std::vector<VmaInfo> out;
-  for (auto& line : proc::split(proc::read_file(proc::path(pid, "smaps")), '\n')) {
-    if (is_header_line(line)) {
-      out.push_back(parse_header(line));
-    } else if (!out.empty() && starts_with(line, "VmFlags:")) {
-      VmFlags f = parse_vm_flags_line(line.substr(8));
-      out.back().vm_flags = f.bits;
-      out.back().flags = join_flags(f.names);
-      out.back().refused = f.refused;
-    } else if (!out.empty() && starts_with(line, "AnonHugePages:")) {
-      out.back().anon_huge_kb = proc::parse_u64(proc::split_ws(line.substr(14)).at(0));
-    }
+  constexpr int kAttempts = 20;
+  for (int attempt = 0; attempt < kAttempts; attempt++) {
+    std::vector<VmaInfo> vmas = parse_smaps(proc::read_file(proc::path(pid, "smaps")));
+    if (sorted_and_disjoint(vmas)) return vmas;
   }
-  return out;
+  fail("the memory map of process {} changed during each of {} reads", pid, kAttempts);
 }
 
 void forget_flag(VmaInfo& v, const char* mnemonic) {
