@@ -22,31 +22,59 @@ Token random_token() {
   return t;
 }
 
-FrameMac::FrameMac() : ctx_(EVP_CIPHER_CTX_new()) {
-  if (!ctx_) fail("cannot create a MAC context");
+FrameMac::FrameMac() {
+  EVP_MAC* poly = EVP_MAC_fetch(nullptr, "POLY1305", nullptr);
+  cipher_ = EVP_CIPHER_CTX_new();
+  mac_ = poly ? EVP_MAC_CTX_new(poly) : nullptr;
+  EVP_MAC_free(poly);  // the context holds its own reference
+  if (!cipher_ || !mac_) {
+    EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(cipher_));
+    fail("cannot create a MAC context");
+  }
 }
 
 FrameMac::~FrameMac() {
-  EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(ctx_));
+  OPENSSL_cleanse(last_key_.data(), last_key_.size());
+  EVP_MAC_CTX_free(static_cast<EVP_MAC_CTX*>(mac_));
+  EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(cipher_));
+}
+
+// The frame's own Poly1305 key: the first two blocks of AES-CTR under the connection's key at
+// the frame's nonce, as GCM would use them (a nonce never repeats under a key, so neither does a
+// one-time key). The key schedule is kept while the connection's key stays the same.
+void FrameMac::one_time_key(const Key& key, uint32_t generation, uint64_t seq, uint8_t out[32]) {
+  auto* ctx = static_cast<EVP_CIPHER_CTX*>(cipher_);
+  if (!keyed_ || key != last_key_) {
+    if (EVP_EncryptInit_ex(ctx, EVP_aes_128_ecb(), nullptr, key.data(), nullptr) != 1)
+      fail("frame MAC failed");
+    EVP_CIPHER_CTX_set_padding(ctx, 0);
+    last_key_ = key;
+    keyed_ = true;
+  }
+  uint8_t blocks[32] = {};
+  for (int b = 0; b < 2; b++) {
+    std::memcpy(blocks + 16 * b, &generation, sizeof generation);
+    std::memcpy(blocks + 16 * b + 4, &seq, sizeof seq);
+    blocks[16 * b + 15] = static_cast<uint8_t>(b);
+  }
+  int outl = 0;
+  if (EVP_EncryptUpdate(ctx, out, &outl, blocks, sizeof blocks) != 1 || outl != 32)
+    fail("frame MAC failed");
 }
 
 void FrameMac::tag(const Key& key, uint32_t generation, uint64_t seq, const FrameHeader& h,
                    const iovec* data, int count, uint8_t out[kTagSize]) {
-  auto* ctx = static_cast<EVP_CIPHER_CTX*>(ctx_);
-  uint8_t iv[12] = {};
-  std::memcpy(iv, &generation, sizeof generation);
-  std::memcpy(iv + 4, &seq, sizeof seq);
-  int outl = 0;
-  if (EVP_EncryptInit_ex(ctx, EVP_aes_128_gcm(), nullptr, key.data(), iv) != 1 ||
-      EVP_EncryptUpdate(ctx, nullptr, &outl, reinterpret_cast<const uint8_t*>(&h), sizeof h) != 1)
-    fail("frame MAC failed");
-  for (int i = 0; i < count; i++)
-    if (data[i].iov_len > 0 &&
-        EVP_EncryptUpdate(ctx, nullptr, &outl, static_cast<const uint8_t*>(data[i].iov_base),
-                          static_cast<int>(data[i].iov_len)) != 1)
-      fail("frame MAC failed");
-  if (EVP_EncryptFinal_ex(ctx, nullptr, &outl) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, kTagSize, out) != 1)
+  uint8_t once[32];
+  one_time_key(key, generation, seq, once);
+  auto* mac = static_cast<EVP_MAC_CTX*>(mac_);
+  bool ok = EVP_MAC_init(mac, once, sizeof once, nullptr) == 1 &&
+            EVP_MAC_update(mac, reinterpret_cast<const uint8_t*>(&h), sizeof h) == 1;
+  OPENSSL_cleanse(once, sizeof once);
+  for (int i = 0; ok && i < count; i++)
+    if (data[i].iov_len > 0)
+      ok = EVP_MAC_update(mac, static_cast<const uint8_t*>(data[i].iov_base), data[i].iov_len) == 1;
+  size_t len = 0;
+  if (!ok || EVP_MAC_final(mac, out, &len, kTagSize) != 1 || len != kTagSize)
     fail("frame MAC failed");
 }
 

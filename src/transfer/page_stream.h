@@ -2,9 +2,10 @@
 // frames (frame_auth.h), because TLS would cap it at a third of what the network carries here
 // (bench/RESULTS.md). It is bound to the
 // mutually authenticated control channel in two ways: the connection opens with a one-time
-// 32-byte token that the destination handed out in its Offer reply, and every frame carries an
-// AES-GMAC tag under a 128-bit key that the source sent in the Offer (over mTLS). A frame whose
-// tag does not verify ends the migration; nothing received is used before it verifies.
+// 32-byte token that the destination handed out in its Offer reply, and every frame carries a
+// Poly1305 tag under a one-time key made from a 128-bit key that the source sent in the Offer
+// (over mTLS). A frame whose tag does not verify ends the migration; nothing received is used
+// before it verifies.
 //
 // Wire format after the token, repeated in both directions:
 //   u64 addr | u64 aux | u32 length | u16 space | u16 flags | length bytes | 16-byte tag
