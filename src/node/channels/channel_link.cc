@@ -1,13 +1,16 @@
 #include "node/channels/channel_link.h"
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <string>
 
 #include "util/error.h"
 
@@ -20,14 +23,45 @@ constexpr uint32_t kMaxItem = 256u << 20;
 // What the receiver reads at once for small frames.
 constexpr size_t kReadAhead = 64 << 10;
 
+// From this size on an item's data goes from the socket into the reader's pipe by splice():
+// one copy less (a peek, where a read and a write into the pipe copied twice).
+constexpr size_t kSpliceFrom = 32 << 10;
+
 enum ItemFlags : uint16_t { kData = 0, kMarker = 1, kEnd = 2 };
+
+// The next len bytes of a TCP socket, copied without taking them.
+void peek_fully(int fd, void* buf, size_t len) {
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, len, MSG_PEEK | MSG_WAITALL);
+    if (n == static_cast<ssize_t>(len)) return;
+    if (n < 0 && errno != EINTR)
+      throw transfer::StreamBroken(std::string(kWhat) + " broken: " + std::strerror(errno));
+    // Short: a signal, or the end of the stream (which would return the same again).
+    pollfd p{fd, POLLRDHUP, 0};
+    if (n == 0 || (::poll(&p, 1, 0) > 0 && p.revents))
+      throw transfer::StreamBroken(std::string(kWhat) + " ended early (the other side went away)");
+  }
+}
+
+// Drops the next len bytes of a TCP socket, which are there (they were peeked), uncopied.
+void drop(int fd, size_t len) {
+  while (len) {
+    ssize_t n = ::recv(fd, nullptr, len, MSG_TRUNC | MSG_DONTWAIT);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw transfer::StreamBroken(std::string(kWhat) + " lost what it had peeked");
+    len -= static_cast<size_t>(n);
+  }
+}
 
 }  // namespace
 
 void tune_link_socket(int fd) {
-  int bytes = 16 << 20, one = 1;
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+  // (Past the host's rmem_max/wmem_max as root: a large item is peeked whole in the socket.)
+  int bytes = 4 << 20, one = 1;
+  if (::setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bytes, sizeof bytes) != 0)
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+  if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) != 0)
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   timeval none{0, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
@@ -84,9 +118,19 @@ void LinkSender::shut() {
 }
 
 LinkReceiver::LinkReceiver(UniqueFd sock, const transfer::Key& key)
-    : sock_(std::move(sock)), key_(key), in_(kReadAhead) {}
+    : sock_(std::move(sock)), key_(key), in_(kReadAhead) {
+  // (TCP only: dropping peeked bytes uncopied, MSG_TRUNC, is TCP's.)
+  int protocol = 0, rcvbuf = 0;
+  socklen_t len = sizeof protocol;
+  if (::getsockopt(sock_.get(), SOL_SOCKET, SO_PROTOCOL, &protocol, &len) != 0 ||
+      protocol != IPPROTO_TCP)
+    return;
+  len = sizeof rcvbuf;
+  if (::getsockopt(sock_.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, &len) == 0 && rcvbuf > 0)
+    peek_max_ = static_cast<size_t>(rcvbuf) / 4;
+}
 
-void LinkReceiver::take(void* dst, size_t len) {
+void LinkReceiver::take(void* dst, size_t len, bool read_ahead) {
   char* out = static_cast<char*>(dst);
   const size_t have = std::min(len, in_end_ - in_pos_);
   std::memcpy(out, in_.data() + in_pos_, have);
@@ -94,7 +138,7 @@ void LinkReceiver::take(void* dst, size_t len) {
   out += have;
   len -= have;
   if (!len) return;
-  if (len >= in_.size()) {
+  if (len >= in_.size() || !read_ahead) {
     transfer::read_fully(sock_.get(), out, len, kWhat);
     return;
   }
@@ -106,19 +150,50 @@ void LinkReceiver::take(void* dst, size_t len) {
 }
 
 LinkItem LinkReceiver::next() {
+  drop_rest();
   transfer::FrameHeader h;
+  // After a large item the next is likely large too: its header is looked at in the socket.
+  if (last_large_ && in_pos_ == in_end_) {
+    peek_fully(sock_.get(), &h, sizeof h);
+    if (h.flags == kData && h.length >= kSpliceFrom && h.length <= kMaxItem &&
+        h.length + transfer::kTagSize <= peek_max_)
+      return next_in_socket(h);
+  }
   take(&h, sizeof h);
   if (h.length > kMaxItem || h.flags > kEnd)
     fail_as(Error::Kind::kBadInput, "a channel link's frame is malformed");
+  // (After a large item's header, nothing of the next item is read ahead: it may be one to peek.)
+  last_large_ = h.length >= kSpliceFrom;
   if (buf_.size() < h.length) buf_.resize(h.length);
-  take(buf_.data(), h.length);
-  uint8_t tag[transfer::kTagSize], want[transfer::kTagSize];
-  take(tag, sizeof tag);
+  take(buf_.data(), h.length, !last_large_);
+  uint8_t tag[transfer::kTagSize];
+  take(tag, sizeof tag, !last_large_);
+  check_tag(h, tag);
+  return item_of(h);
+}
+
+LinkItem LinkReceiver::next_in_socket(const transfer::FrameHeader& h) {
+  drop(sock_.get(), sizeof h);
+  if (buf_.size() < h.length + transfer::kTagSize) buf_.resize(h.length + transfer::kTagSize);
+  peek_fully(sock_.get(), buf_.data(), h.length + transfer::kTagSize);
+  check_tag(h, reinterpret_cast<const uint8_t*>(buf_.data() + h.length));
+  rest_in_socket_ = h.length + transfer::kTagSize;
+  data_taken_ = 0;
+  LinkItem item = item_of(h);
+  item.in_socket = this;
+  return item;
+}
+
+void LinkReceiver::check_tag(const transfer::FrameHeader& h, const uint8_t* tag) {
+  uint8_t want[transfer::kTagSize];
   iovec data{buf_.data(), h.length};
   in_mac_.tag(key_, 0, in_seq_++, h, &data, 1, want);
   // Nothing received is used before its tag checks out.
   if (!transfer::same_tag(tag, want))
     fail_as(Error::Kind::kBadInput, "a channel link's frame failed authentication");
+}
+
+LinkItem LinkReceiver::item_of(const transfer::FrameHeader& h) {
   LinkItem item;
   item.seq = h.addr;
   item.marker = h.aux;
@@ -129,7 +204,28 @@ LinkItem LinkReceiver::next() {
   return item;
 }
 
+ssize_t LinkReceiver::splice_data(int pipe, size_t offset, size_t len) {
+  if (offset < data_taken_ || offset + len + transfer::kTagSize > data_taken_ + rest_in_socket_)
+    fail("channel link: splice of bytes no longer in the socket");
+  drop(sock_.get(), offset - data_taken_);
+  rest_in_socket_ -= offset - data_taken_;
+  data_taken_ = offset;
+  ssize_t n = ::splice(sock_.get(), nullptr, pipe, nullptr, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  if (n == 0) throw transfer::StreamBroken(std::string(kWhat) + " lost what it had peeked");
+  if (n > 0) {
+    data_taken_ += static_cast<size_t>(n);
+    rest_in_socket_ -= static_cast<size_t>(n);
+  }
+  return n;
+}
+
+void LinkReceiver::drop_rest() {
+  drop(sock_.get(), rest_in_socket_);
+  rest_in_socket_ = 0;
+}
+
 bool LinkReceiver::wait_readable(int timeout_ms) {
+  drop_rest();  // (it would read as something that came)
   if (in_pos_ < in_end_) return true;
   pollfd p{sock_.get(), POLLIN, 0};
   int r = ::poll(&p, 1, timeout_ms);

@@ -200,7 +200,7 @@ void ReaderEnd::serve_link(grpc::ServerContext& ctx, ChannelServerStream& stream
       uint64_t marker = item.kind != channel::Item::Kind::kMarker ? kNoMarker
                         : item.marker                             ? item.marker
                                                                   : ~1ull;
-      Delivery d = deliver(item.seq, end, marker, item.data, generation);
+      Delivery d = deliver(item.seq, end, marker, item.data, generation, item.in_socket);
       if (d == Delivery::kGone) receiver.reply(rpc::ChannelReply::GONE, 0);
       if (d != Delivery::kDone) break;
       unacked_items++;
@@ -241,7 +241,8 @@ std::optional<ReaderEnd::Delivery> ReaderEnd::check_turn(uint64_t seq, bool end,
 }
 
 ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_id,
-                                       std::string_view data, uint64_t generation) {
+                                       std::string_view data, uint64_t generation,
+                                       LinkReceiver* in_socket) {
   const bool marker = marker_id != kNoMarker;
   for (;;) {
     {
@@ -261,7 +262,8 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
       } else {
         if (end || marker || skip_ >= data.size()) return accept_item(seq, end, marker);
         if (!pipe_) return Delivery::kGone;
-        ssize_t n = ::write(pipe_.get(), data.data() + skip_, data.size() - skip_);
+        ssize_t n = in_socket ? in_socket->splice_data(pipe_.get(), skip_, data.size() - skip_)
+                              : ::write(pipe_.get(), data.data() + skip_, data.size() - skip_);
         if (n > 0) {
           if (!recordings_.empty()) record(data.substr(skip_, static_cast<size_t>(n)));
           skip_ += static_cast<uint64_t>(n);

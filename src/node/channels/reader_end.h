@@ -65,9 +65,10 @@ class ReaderEnd {
                           uint64_t* generation);
   // One item into the pipe, wholly, or as much as there is room for until the writer is stopped.
   // `marker`: the snapshot id of a marker item (never reaches the task), else kNoMarker.
+  // `in_socket`: the link the data is still in, to be spliced from (LinkItem::in_socket).
   static constexpr uint64_t kNoMarker = 0;
   Delivery deliver(uint64_t seq, bool end, uint64_t marker, std::string_view data,
-                   uint64_t generation);
+                   uint64_t generation, LinkReceiver* in_socket = nullptr);
   void leave(uint64_t generation);
   // The admitted writer stops on its own (its task's migration holds it): deliver() returns.
   void interrupt(uint64_t generation);
