@@ -39,9 +39,10 @@ FrameMac::~FrameMac() {
   EVP_CIPHER_CTX_free(static_cast<EVP_CIPHER_CTX*>(cipher_));
 }
 
-// The frame's own Poly1305 key: the first two blocks of AES-CTR under the connection's key at
-// the frame's nonce, as GCM would use them (a nonce never repeats under a key, so neither does a
-// one-time key). The key schedule is kept while the connection's key stays the same.
+// The frame's own Poly1305 key: AES under the connection's key of two counter blocks, the
+// frame's 96-bit nonce with a 32-bit counter 0 and 1 (a nonce never repeats under a key, so
+// neither does a one-time key; the key serves nothing else). The key schedule is kept while the
+// connection's key stays the same.
 void FrameMac::one_time_key(const Key& key, uint32_t generation, uint64_t seq, uint8_t out[32]) {
   auto* ctx = static_cast<EVP_CIPHER_CTX*>(cipher_);
   if (!keyed_ || key != last_key_) {
