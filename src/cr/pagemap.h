@@ -11,6 +11,16 @@ constexpr uint64_t kSwapped = 1ull << 62;  // also set for a guard marker (below
 constexpr uint64_t kFileOrShared = 1ull << 61;
 constexpr uint64_t kGuard = 1ull << 58;  // a guard page (MADV_GUARD_INSTALL): no data
 constexpr uint64_t kUffdWp = 1ull << 57;
+constexpr uint64_t kExclusive = 1ull << 56;  // mapped by this process only
+
+// Whether a present page is mapped by another process too (a fork's parent or child: a held
+// snapshot copy shares every page with its task). process_vm_readv pins what it reads, and a pin
+// of such a page makes the kernel copy it first (GUP "unshare" of anonymous pages, Linux 5.19+):
+// the reader then pays an allocation and two copies per page, and the process grows by every
+// page read. /proc/PID/mem reads without pinning.
+inline bool maybe_shared(uint64_t entry) {
+  return (entry & kPresent) && !(entry & kExclusive);
+}
 
 // The page holds data of the process: in memory or swapped out, and not a guard marker (which
 // looks swapped, and faults on any access).

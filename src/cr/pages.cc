@@ -84,11 +84,14 @@ void write_pages(DumpContext& ctx, image::PageTarget base, const char* buf, uint
   }
 }
 
-// Reads the process's memory for a list of spans (all within one region) into buf.
-void read_spans(DumpContext& ctx, const std::vector<Span>& spans, char* buf, bool readable) {
+// Reads the process's memory for a list of spans (all within one region) into buf: by
+// process_vm_readv (one call for them all) unless the region is unreadable or a page in them is
+// shared with another process (pagemap::maybe_shared).
+void read_spans(DumpContext& ctx, const std::vector<Span>& spans, char* buf, bool readable,
+                bool shared) {
   uint64_t total = 0;
   for (auto& s : spans) total += s.npages * kPage;
-  if (!readable) {
+  if (!readable || shared) {
     // process_vm_readv refuses PROT_NONE/write-only memory; /proc/PID/mem reaches it.
     char* p = buf;
     for (auto& s : spans) {
@@ -151,11 +154,12 @@ void dump_private_pages(DumpContext& ctx, image::Memory* m) {
     bool readable = v.prot() & PROT_READ;
     std::vector<Span> batch;
     uint64_t batch_pages = 0;
+    bool batch_shared = false;
     auto flush = [&] {
       if (batch.empty()) return;
       Mapping& buf = buffers[turn];
       ctx.pages().wait_released(ticket[turn]);
-      read_spans(ctx, batch, buf.data(), readable);
+      read_spans(ctx, batch, buf.data(), readable, batch_shared);
       const char* p = buf.data();
       for (auto& s : batch) {
         write_pages(ctx, {image::PageTarget::kMemory, 0, 0}, p, s.addr, s.npages,
@@ -166,6 +170,7 @@ void dump_private_pages(DumpContext& ctx, image::Memory* m) {
       turn ^= 1;
       batch.clear();
       batch_pages = 0;
+      batch_shared = false;
     };
     auto walk = [&](uint64_t from, uint64_t to) {
       for (uint64_t addr = from; addr < to;) {
@@ -191,6 +196,7 @@ void dump_private_pages(DumpContext& ctx, image::Memory* m) {
           else
             batch.push_back({page, 1});
           batch_pages++;
+          batch_shared |= pagemap::maybe_shared(e);
           if (batch_pages * kPage >= batch_bytes || batch.size() >= kMaxIov) flush();
         }
         addr += n * kPage;
