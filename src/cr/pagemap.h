@@ -14,10 +14,8 @@ constexpr uint64_t kUffdWp = 1ull << 57;
 constexpr uint64_t kExclusive = 1ull << 56;  // mapped by this process only
 
 // Whether a present page is mapped by another process too (a fork's parent or child: a held
-// snapshot copy shares every page with its task). process_vm_readv pins what it reads, and a pin
-// of such a page makes the kernel copy it first (GUP "unshare" of anonymous pages, Linux 5.19+):
-// the reader then pays an allocation and two copies per page, and the process grows by every
-// page read. /proc/PID/mem reads without pinning.
+// snapshot copy shares every page with its task); such a page is not read by process_vm_readv
+// (cr/remote_memory.h says why).
 inline bool maybe_shared(uint64_t entry) {
   return (entry & kPresent) && !(entry & kExclusive);
 }

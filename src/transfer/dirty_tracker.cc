@@ -12,6 +12,7 @@
 #include <xxhash.h>
 
 #include "cr/pagemap.h"
+#include "cr/remote_memory.h"
 #include "util/error.h"
 #include "util/mapping.h"
 #include "util/proc.h"
@@ -154,6 +155,7 @@ class HashDirtyTracker : public DirtyTracker {
   HashDirtyTracker(pid_t pid, const AddressRanges& ranges)
       : pid_(pid),
         pagemap_(open_pagemap(pid)),
+        memory_(pid),
         buf_(Mapping::anonymous(kBatchPages * kPage, true)) {
     for (const AddressRange& r : ranges)
       areas_.push_back({r, std::vector<uint64_t>((r.end - r.start) / kPage, 0)});
@@ -171,16 +173,16 @@ class HashDirtyTracker : public DirtyTracker {
           fail_errno(errno, "cannot read pagemap of {}", pid_);
         // Read the span from the first to the last page with data in one go.
         uint64_t first = n, last = 0;
+        bool shared = false;
         for (uint64_t i = 0; i < n; i++)
           if (cr::pagemap::holds_data(entries[i])) {
             first = std::min(first, i);
             last = i;
+            shared |= cr::pagemap::maybe_shared(entries[i]);
           }
         if (first < n) {
-          iovec local{buf_.data(), (last - first + 1) * kPage},
-              remote{reinterpret_cast<void*>(at + first * kPage), (last - first + 1) * kPage};
-          if (::process_vm_readv(pid_, &local, 1, &remote, 1, 0) !=
-              static_cast<ssize_t>(local.iov_len))
+          uint64_t len = (last - first + 1) * kPage;
+          if (memory_.read_some(at + first * kPage, buf_.data(), len, shared) != len)
             first = n;  // unreadable right now (PROT_NONE): count it as changed below
         }
         for (uint64_t i = 0; i < n; i++) {
@@ -212,6 +214,7 @@ class HashDirtyTracker : public DirtyTracker {
   };
   pid_t pid_;
   UniqueFd pagemap_;
+  cr::RemoteMemory memory_;
   Mapping buf_;
   std::vector<Area> areas_;
 };

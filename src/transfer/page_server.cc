@@ -23,11 +23,9 @@ constexpr uint64_t kScanPages = 64 * 1024;  // pagemap entries per read while lo
 
 PageServer::PageServer(pid_t pid, StreamSender& tx, const AddressRanges& lazy,
                        const google::protobuf::RepeatedPtrField<image::PageRun>& sent)
-    : pid_(pid), tx_(tx), buf_(Mapping::anonymous(kChunk, true)) {
+    : pid_(pid), tx_(tx), memory_(pid), buf_(Mapping::anonymous(kChunk, true)) {
   pagemap_.reset(::open(proc::path(pid, "pagemap").c_str(), O_RDONLY | O_CLOEXEC));
   if (!pagemap_) fail_errno(errno, "cannot open pagemap of {}", pid);
-  mem_.reset(::open(proc::path(pid, "mem").c_str(), O_RDONLY | O_CLOEXEC));
-  if (!mem_) fail_errno(errno, "cannot open the memory of {}", pid);
   AddressRanges sorted = lazy;
   std::sort(sorted.begin(), sorted.end(), [](auto& a, auto& b) { return a.start < b.start; });
   for (const AddressRange& r : sorted) areas_.push_back({r, std::vector<bool>((r.end - r.start) / kPage), {}});
@@ -49,15 +47,11 @@ PageServer::Area* PageServer::area_of(uint64_t addr) {
   return addr < it->range.end ? &*it : nullptr;
 }
 
-void PageServer::read_memory(uint64_t addr, char* buf, uint64_t len) {
-  iovec local{buf, len}, remote{reinterpret_cast<void*>(addr), len};
-  if (::process_vm_readv(pid_, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(len)) return;
+void PageServer::read_memory(uint64_t addr, char* buf, uint64_t len, bool shared) {
+  if (memory_.read_some(addr, buf, len, shared) == len) return;
   // PROT_NONE and write-only memory: /proc/PID/mem reaches it.
-  for (uint64_t done = 0; done < len;) {
-    ssize_t n = ::pread(mem_.get(), buf + done, len - done, static_cast<off_t>(addr + done));
-    if (n <= 0) fail_errno(n < 0 ? errno : EIO, "cannot read memory of {} at {:x}", pid_, addr);
-    done += static_cast<uint64_t>(n);
-  }
+  if (!shared && memory_.read_some(addr, buf, len, true) == len) return;
+  fail_errno(EIO, "cannot read memory of {} at {:x}", pid_, addr);
 }
 
 void PageServer::send_span(uint64_t addr, uint64_t len, bool demand) {
@@ -71,13 +65,15 @@ void PageServer::send_span(uint64_t addr, uint64_t len, bool demand) {
     uint64_t i = 0;
     while (i < n) {
       bool data = cr::pagemap::holds_data(span_entries_[i]);
+      bool shared = cr::pagemap::maybe_shared(span_entries_[i]);
       uint64_t j = i + 1;
-      while (j < n && cr::pagemap::holds_data(span_entries_[j]) == data) j++;
+      for (; j < n && cr::pagemap::holds_data(span_entries_[j]) == data; j++)
+        shared |= cr::pagemap::maybe_shared(span_entries_[j]);
       uint64_t run_addr = at + i * kPage, run_len = (j - i) * kPage;
       if (!data) {
         if (demand) tx_.send_control(frame_flags::kZero, run_addr, run_len);
       } else {
-        read_memory(run_addr, buf_.data(), run_len);
+        read_memory(run_addr, buf_.data(), run_len, shared);
         for (uint64_t p = 0; p < j - i;) {
           bool zero = cr::is_zero_page(buf_.data() + p * kPage);
           uint64_t q = p + 1;

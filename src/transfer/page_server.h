@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "cr/remote_memory.h"
 #include "image.pb.h"
 #include "transfer/lazy_pager.h"
 #include "transfer/page_stream.h"
@@ -55,12 +56,13 @@ class PageServer {
   // Sends [addr, addr + len) (one area): data where the process has some, zero elsewhere.
   void send_span(uint64_t addr, uint64_t len, bool demand);
   bool push_some();  // false once everything has been pushed
-  void read_memory(uint64_t addr, char* buf, uint64_t len);
+  // `shared`: a page in it is mapped by another process too (cr/remote_memory.h).
+  void read_memory(uint64_t addr, char* buf, uint64_t len, bool shared);
 
   pid_t pid_;
   StreamSender& tx_;
   UniqueFd pagemap_;
-  UniqueFd mem_;
+  cr::RemoteMemory memory_;
   std::vector<Area> areas_;
   size_t push_area_ = 0;
   uint64_t push_addr_ = 0;

@@ -49,9 +49,10 @@ AddressRanges intersect(const AddressRanges& a, const AddressRanges& b) {
 
 }  // namespace
 
-PrecopySource::PrecopySource(pid_t pid, std::unique_ptr<DirtyTracker> tracker,
-                             AddressRanges ranges, StreamSender& tx)
+PrecopySource::PrecopySource(pid_t pid, std::unique_ptr<DirtyTracker> tracker, AddressRanges ranges,
+                             StreamSender& tx)
     : pid_(pid),
+      memory_(pid),
       tracker_(std::move(tracker)),
       tx_(tx),
       buf_(Mapping::anonymous(kChunkPages * kPage, true)) {
@@ -82,13 +83,10 @@ bool PrecopySource::was_sent(uint64_t addr) {
 // Sends what is readable and not a zero page nobody needs of npages resident pages from addr.
 // A page the task made unreadable (PROT_NONE) stops process_vm_readv there: it and the rest are
 // tried past it, and it is remembered for the freeze's dump, which reads it another way.
-void PrecopySource::send_readable(uint64_t addr, uint64_t npages, RoundStats& st) {
+void PrecopySource::send_readable(uint64_t addr, uint64_t npages, bool shared, RoundStats& st) {
   while (npages > 0) {
-    uint64_t len = npages * kPage;
-    iovec local{buf_.data(), len}, remote{reinterpret_cast<void*>(addr), len};
     // The task runs: a page may change under us, which the next round sees as written.
-    ssize_t got = ::process_vm_readv(pid_, &local, 1, &remote, 1, 0);
-    uint64_t readable = got > 0 ? static_cast<uint64_t>(got) / kPage : 0;
+    uint64_t readable = memory_.read_some(addr, buf_.data(), npages * kPage, shared) / kPage;
     for (uint64_t p = 0; p < readable; p++) {
       uint64_t page = addr + p * kPage;
       // A zero page is news only where the destination had something else.
@@ -146,9 +144,11 @@ RoundStats PrecopySource::send_pages(const AddressRanges& ranges) {
           i++;
           continue;
         }
+        bool shared = cr::pagemap::maybe_shared(entries[i]);
         uint64_t j = i + 1;
-        while (j < n && cr::pagemap::holds_data(entries[j])) j++;
-        send_readable(at + i * kPage, j - i, st);
+        for (; j < n && cr::pagemap::holds_data(entries[j]); j++)
+          shared |= cr::pagemap::maybe_shared(entries[j]);
+        send_readable(at + i * kPage, j - i, shared, st);
         i = j;
       }
     }

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "cr/remote_memory.h"
 #include "image.pb.h"
 #include "transfer/dirty_tracker.h"
 #include "transfer/page_stream.h"
@@ -98,10 +99,12 @@ class PrecopySource {
   bool was_sent(uint64_t addr);
   // Sends the resident pages of `ranges`; returns pages and bytes sent.
   RoundStats send_pages(const AddressRanges& ranges);
-  void send_readable(uint64_t addr, uint64_t npages, RoundStats& st);
+  // `shared`: a page in it is mapped by another process too (cr/remote_memory.h).
+  void send_readable(uint64_t addr, uint64_t npages, bool shared, RoundStats& st);
   void wait_round_done(uint32_t round);
 
   pid_t pid_;
+  cr::RemoteMemory memory_;
   std::unique_ptr<DirtyTracker> tracker_;
   std::vector<Area> areas_;
   StreamSender& tx_;

@@ -11,9 +11,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <sstream>
 #include <stdexcept>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -202,6 +206,37 @@ bool process_alive(pid_t pid) {
   std::string stat = read_file(fmt::format("/proc/{}/stat", pid));
   auto close = stat.rfind(')');
   return close != std::string::npos && stat.size() > close + 2 && stat[close + 2] != 'Z';
+}
+
+uint64_t shared_pages(pid_t pid, uint64_t start, uint64_t end) {
+  constexpr uint64_t kPage = 4096, kPresent = 1ull << 63, kExclusive = 1ull << 56;
+  int fd = ::open(fmt::format("/proc/{}/pagemap", pid).c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw std::runtime_error(fmt::format("cannot open the pagemap of {}", pid));
+  uint64_t shared = 0;
+  std::vector<uint64_t> entries(512);
+  for (uint64_t at = start; at < end; at += entries.size() * kPage) {
+    uint64_t n = std::min<uint64_t>(entries.size(), (end - at) / kPage);
+    if (::pread(fd, entries.data(), n * 8, static_cast<off_t>(at / kPage * 8)) !=
+        static_cast<ssize_t>(n * 8))
+      break;
+    for (uint64_t i = 0; i < n; i++)
+      shared += (entries[i] & kPresent) && !(entries[i] & kExclusive);
+  }
+  ::close(fd);
+  return shared;
+}
+
+uint64_t shared_pages(pid_t pid) {
+  uint64_t shared = 0;
+  std::istringstream maps(read_file(fmt::format("/proc/{}/maps", pid)));
+  for (std::string line; std::getline(maps, line);) {
+    uint64_t start = 0, end = 0;
+    char perms[8] = {};
+    if (std::sscanf(line.c_str(), "%lx-%lx %4s", &start, &end, perms) == 3 && perms[1] == 'w' &&
+        perms[3] == 'p')
+      shared += shared_pages(pid, start, end);
+  }
+  return shared;
 }
 
 void become_subreaper() {

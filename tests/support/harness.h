@@ -75,6 +75,13 @@ std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& data);
 bool process_alive(pid_t pid);
 
+// Pages of [start, end) of process `pid` present and mapped by another process too (a fork's
+// parent or child), by its pagemap's "exclusively mapped" bit. (smaps' Private_* figures are
+// not exact for this here: they counted pages both processes still map as private.)
+uint64_t shared_pages(pid_t pid, uint64_t start, uint64_t end);
+// The same over every private writable region of the process.
+uint64_t shared_pages(pid_t pid);
+
 // Makes this test process a child subreaper, so that a restored process whose `ferry restore
 // --detach` exited becomes our child and can be waited for.
 void become_subreaper();
