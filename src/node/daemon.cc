@@ -98,7 +98,8 @@ Daemon::Daemon(NodeConfig cfg)
           cfg_.name, cfg_.state_dir + "/snapshots", &channels_,
           [this](const std::string& id) { return tasks_.get(id); },
           [this](const std::string& n) -> rpc::Node::Stub& { return node_stub(n); },
-          [this](pid_t pid) { tasks_.hold(pid); }, [this](pid_t pid) { tasks_.unhold(pid); }}),
+          [this](const std::string& id, pid_t pid) { return tasks_.begin_recording(id, pid); },
+          [this](const std::string& id, pid_t pid) { tasks_.end_recording(id, pid); }}),
       coordinator_(SnapshotCoordinator::Env{
           cfg_.name, cfg_.state_dir + "/snapshots",
           [this](const std::string& ref) { return home_job(ref); },

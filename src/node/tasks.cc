@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <chrono>
+
 #include <spdlog/spdlog.h>
 
 #include "cr/image_paths.h"
@@ -10,6 +12,10 @@
 #include "util/proc.h"
 
 namespace ferry::node {
+
+namespace {
+constexpr int kRecordingWaitS = 30;  // the longest a migration waits for a snapshot's pause
+}  // namespace
 
 uint64_t process_start_ticks(pid_t pid) {
   try {
@@ -131,12 +137,18 @@ size_t LocalTasks::count() {
   return tasks_.size();
 }
 
-bool LocalTasks::begin_migration(const std::string& id) {
-  std::lock_guard<std::mutex> lock(mu_);
+std::string LocalTasks::begin_migration(const std::string& id) {
+  std::unique_lock<std::mutex> lock(mu_);
+  // A pause lasts a fork (tens of ms for GiBs); this bound is only against a hung one.
+  if (!recording_done_.wait_for(lock, std::chrono::seconds(kRecordingWaitS),
+                                [&] { return !recording_.count(id); }))
+    return fmt::format("task {} is being recorded by a snapshot for over {} s", id,
+                       kRecordingWaitS);
   auto it = tasks_.find(id);
-  if (it == tasks_.end() || it->second.migrating) return false;
+  if (it == tasks_.end()) return fmt::format("task {} is not here", id);
+  if (it->second.migrating) return fmt::format("task {} is already migrating", id);
   it->second.migrating = true;
-  return true;
+  return "";
 }
 
 std::vector<int> LocalTasks::end_migration(const std::string& id) {
@@ -178,6 +190,24 @@ void LocalTasks::hold(pid_t pid) {
 void LocalTasks::unhold(pid_t pid) {
   std::lock_guard<std::mutex> lock(mu_);
   held_.erase(pid);
+}
+
+bool LocalTasks::begin_recording(const std::string& id, pid_t pid) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = tasks_.find(id);
+  if (it == tasks_.end() || it->second.migrating) return false;
+  recording_.insert(id);
+  held_.insert(pid);
+  return true;
+}
+
+void LocalTasks::end_recording(const std::string& id, pid_t pid) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    recording_.erase(id);
+    held_.erase(pid);
+  }
+  recording_done_.notify_all();
 }
 
 bool LocalTasks::held(pid_t pid) {

@@ -8,6 +8,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -50,8 +51,10 @@ class LocalTasks {
   std::vector<rpc::TaskInfo> snapshot();
   std::vector<LocalTask> all();
   size_t count();
-  // Marks the task as migrating; false when it is not here or already migrating.
-  bool begin_migration(const std::string& id);
+  // Marks the task as migrating; the reason it cannot when it is not here or already migrating
+  // (empty when it can). A snapshot's pause of the task (begin_recording) ends first: both trace
+  // the task, and a freeze finding it traced refuses.
+  std::string begin_migration(const std::string& id);
   // Ends the migrating state; returns the signals queued meanwhile.
   std::vector<int> end_migration(const std::string& id);
   // Queues sig when the task is migrating (returns true), else returns false.
@@ -67,6 +70,10 @@ class LocalTasks {
   void hold(pid_t pid);
   void unhold(pid_t pid);
   bool held(pid_t pid);
+  // A snapshot's pause of the task (it holds `pid` too): false when the task is not here or
+  // migrates; no migration begins until end_recording.
+  bool begin_recording(const std::string& id, pid_t pid);
+  void end_recording(const std::string& id, pid_t pid);
   // Tasks being started: until each is in the table, a child that is not is left alone (it may
   // be one of them, already ended, whose status must not be thrown away).
   void begin_start() { starting_++; }
@@ -81,6 +88,8 @@ class LocalTasks {
   std::mutex mu_;
   std::map<std::string, LocalTask> tasks_;
   std::set<pid_t> held_;
+  std::set<std::string> recording_;
+  std::condition_variable recording_done_;
   std::atomic<int> starting_{0};
 };
 

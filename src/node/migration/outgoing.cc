@@ -133,7 +133,8 @@ void OutgoingMigration::check_request() {
   if (to_ == node_.name()) fail_as(K::kRefused, "task {} already runs on {}", id_, to_);
   if (!node_.peers.known(to_)) fail_as(K::kRefused, "unknown node '{}'", to_);
   if (!node_.peers.up(to_)) fail_as(K::kRefused, "node {} is down", to_);
-  if (!node_.tasks.begin_migration(id_)) fail_as(K::kRefused, "task {} is already migrating", id_);
+  if (std::string why = node_.tasks.begin_migration(id_); !why.empty())
+    fail_as(K::kRefused, "{}", why);
   info_ = node_.tasks.get(id_)->info;
   pid_ = info_.pid();
   migrating_.emplace(node_, id_, pid_);

@@ -131,13 +131,20 @@ SnapshotParticipant::TaskCut SnapshotParticipant::record_here(const rpc::Snapsho
     cv_.wait(l, [&] { return !freezing_.count(task_id); });
     freezing_.insert(task_id);
   }
-  env_.hold(t.pid);
+  if (!env_.begin_recording(task_id, t.pid)) {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      freezing_.erase(task_id);
+    }
+    cv_.notify_all();
+    ferry::fail("task {} is migrating: it cannot be recorded now", task_id);
+  }
   struct Unhold {
     SnapshotParticipant& self;
     const std::string& task_id;
     pid_t pid;
     ~Unhold() {
-      self.env_.unhold(pid);
+      self.env_.end_recording(task_id, pid);
       std::lock_guard<std::mutex> l(self.mu_);
       self.freezing_.erase(task_id);
       self.cv_.notify_all();

@@ -34,8 +34,10 @@ class SnapshotParticipant {
     ChannelEnds* channels = nullptr;
     std::function<std::optional<LocalTask>(const std::string& task_id)> task;
     std::function<rpc::Node::Stub&(const std::string& node)> stub;
-    // While ferryd traces a task, its reaper must not wait for it (it would take the stops).
-    std::function<void(pid_t)> hold, unhold;
+    // While ferryd traces a task, its reaper must not wait for it (it would take the stops), and
+    // no migration of it begins (LocalTasks::begin_recording): false when it migrates.
+    std::function<bool(const std::string& task_id, pid_t)> begin_recording;
+    std::function<void(const std::string& task_id, pid_t)> end_recording;
   };
   explicit SnapshotParticipant(Env env);
   ~SnapshotParticipant();
