@@ -7,7 +7,7 @@
 // and right after the channel across the nodes (their mean is that run's limit), as this VM's
 // speed drifts by half within a minute.
 //
-// usage: channel_bench [--reps 3] [--mib 512] [--pause yes|no]
+// usage: channel_bench [--reps 3] [--mib 512] [--pause yes|no] [--capacity SIZE, e.g. 16MiB]
 //        channel_bench --source BYTES | --sink | --ping COUNT | --pong | --ticker COUNT US |
 //                      --gaps | --tcp-pong ADDR | --tcp-ping ADDR COUNT   (the tasks it runs)
 #include <arpa/inet.h>
@@ -176,6 +176,7 @@ int tcp_ping(const std::string& addr, int count) {
 struct Bench {
   ferry::bench::BenchCluster& cluster;
   std::string self, dir;
+  std::string capacity;  // of every channel; empty: the job file's default
   int job_count = 0;
 
   // Runs a job of two tasks (a on node_a, b on node_b, a:1 -> b:0, and b:1 -> a:0 when `back`),
@@ -189,7 +190,9 @@ struct Bench {
                         << ", " << a_args << "]\n  - name: b\n    node: " << node_b
                         << "\n    command: [" << self << ", " << b_args
                         << "]\nchannels:\n  - from: a:1\n    to: b:0\n"
-                        << (back ? "  - from: b:1\n    to: a:0\n" : "");
+                        << (capacity.empty() ? "" : "    capacity: " + capacity + "\n")
+                        << (back ? "  - from: b:1\n    to: a:0\n" : "")
+                        << (back && !capacity.empty() ? "    capacity: " + capacity + "\n" : "");
     Out r = cluster.ferry({"job", "run", file, "--name", name});
     if (r.status != 0) return "";
     if (meanwhile) meanwhile(name);
@@ -296,10 +299,12 @@ int main(int argc, char** argv) {
   int reps = 3;
   uint64_t mib = 512;
   bool pauses = true;
+  std::string capacity;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::string(argv[i]) == "--reps") reps = std::atoi(argv[i + 1]);
     if (std::string(argv[i]) == "--mib") mib = std::stoull(argv[i + 1]);
     if (std::string(argv[i]) == "--pause") pauses = std::string(argv[i + 1]) != "no";
+    if (std::string(argv[i]) == "--capacity") capacity = argv[i + 1];
   }
   std::string dir = "/var/tmp/ferry-channel-bench";
   ferry::bench::BenchCluster cluster(dir);
@@ -309,7 +314,7 @@ int main(int argc, char** argv) {
   }
   ferry::bench::JobFilesDir job_files(dir + "-jobs");
   const std::string& jobs = job_files.path();
-  Bench b{cluster, cluster.bin() + "/channel_bench", jobs};
+  Bench b{cluster, cluster.bin() + "/channel_bench", jobs, capacity};
   uint64_t bytes = mib << 20;
   std::vector<double> pipe, same, tcp, tls, across, rtt_tcp, rtt_same, rtt_across;
   std::vector<double> same_ratio, across_ratio, rtt_same_ratio, rtt_across_ratio;
