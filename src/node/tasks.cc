@@ -184,12 +184,12 @@ bool LocalTasks::queue_signal_if_migrating(const std::string& id, int sig) {
 
 void LocalTasks::hold(pid_t pid) {
   std::lock_guard<std::mutex> lock(mu_);
-  held_.insert(pid);
+  held_[pid]++;
 }
 
 void LocalTasks::unhold(pid_t pid) {
   std::lock_guard<std::mutex> lock(mu_);
-  held_.erase(pid);
+  release_locked(pid);
 }
 
 bool LocalTasks::begin_recording(const std::string& id, pid_t pid) {
@@ -197,7 +197,7 @@ bool LocalTasks::begin_recording(const std::string& id, pid_t pid) {
   auto it = tasks_.find(id);
   if (it == tasks_.end() || it->second.migrating) return false;
   recording_.insert(id);
-  held_.insert(pid);
+  held_[pid]++;
   return true;
 }
 
@@ -205,9 +205,14 @@ void LocalTasks::end_recording(const std::string& id, pid_t pid) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     recording_.erase(id);
-    held_.erase(pid);
+    release_locked(pid);
   }
   recording_done_.notify_all();
+}
+
+void LocalTasks::release_locked(pid_t pid) {
+  auto it = held_.find(pid);
+  if (it != held_.end() && --it->second == 0) held_.erase(it);
 }
 
 bool LocalTasks::held(pid_t pid) {

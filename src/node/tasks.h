@@ -82,12 +82,14 @@ class LocalTasks {
 
  private:
   void save_locked();
+  void release_locked(pid_t pid);
 
   std::string table_;
   std::string init_id_;
   std::mutex mu_;
   std::map<std::string, LocalTask> tasks_;
-  std::set<pid_t> held_;
+  // How many hold each pid (a migration, a snapshot's pause): held until the last lets go.
+  std::map<pid_t, int> held_;
   std::set<std::string> recording_;
   std::condition_variable recording_done_;
   std::atomic<int> starting_{0};

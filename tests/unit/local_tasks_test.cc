@@ -46,5 +46,19 @@ TEST(LocalTasks, AMigrationWaitsForASnapshotsPauseOfTheTask) {
   EXPECT_FALSE(tasks.begin_recording("n.9", ::getpid()));
 }
 
+// Two holders of one process (a migration's and a pause's hold): it stays held until both let go.
+TEST(LocalTasks, AProcessHeldTwiceStaysHeldUntilBothLetGo) {
+  node::LocalTasks tasks;
+  tasks.add(task("n.1"), 1);
+  tasks.hold(::getpid());
+  ASSERT_TRUE(tasks.begin_recording("n.1", ::getpid()));
+  tasks.end_recording("n.1", ::getpid());
+  EXPECT_TRUE(tasks.held(::getpid()));
+  tasks.unhold(::getpid());
+  EXPECT_FALSE(tasks.held(::getpid()));
+  tasks.unhold(::getpid());  // (one more let-go than holds changes nothing)
+  EXPECT_FALSE(tasks.held(::getpid()));
+}
+
 }  // namespace
 }  // namespace ferry::test
