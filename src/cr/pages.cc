@@ -151,7 +151,6 @@ void dump_private_pages(DumpContext& ctx, image::Memory* m) {
     if (!carries_private_pages(v)) continue;
     bool anon = v.kind() == image::Vma::ANON_PRIVATE;
     if (anon && !sel.anonymous) continue;  // none of it goes now: not even its pagemap is read
-    bool readable = v.prot() & PROT_READ;
     std::vector<Span> batch;
     uint64_t batch_pages = 0;
     bool batch_shared = false;
@@ -159,7 +158,7 @@ void dump_private_pages(DumpContext& ctx, image::Memory* m) {
       if (batch.empty()) return;
       Mapping& buf = buffers[turn];
       ctx.pages().wait_released(ticket[turn]);
-      read_spans(ctx, batch, buf.data(), readable, batch_shared);
+      read_spans(ctx, batch, buf.data(), v.prot() & PROT_READ, batch_shared);
       const char* p = buf.data();
       for (auto& s : batch) {
         write_pages(ctx, {image::PageTarget::kMemory, 0, 0}, p, s.addr, s.npages,
