@@ -21,6 +21,8 @@
 
 #include <fmt/format.h>
 
+#include "cr/pagemap.h"
+
 namespace ferry::test {
 
 std::string ferry_bin() {
@@ -209,7 +211,7 @@ bool process_alive(pid_t pid) {
 }
 
 uint64_t shared_pages(pid_t pid, uint64_t start, uint64_t end) {
-  constexpr uint64_t kPage = 4096, kPresent = 1ull << 63, kExclusive = 1ull << 56;
+  constexpr uint64_t kPage = 4096;
   int fd = ::open(fmt::format("/proc/{}/pagemap", pid).c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) throw std::runtime_error(fmt::format("cannot open the pagemap of {}", pid));
   uint64_t shared = 0;
@@ -220,7 +222,7 @@ uint64_t shared_pages(pid_t pid, uint64_t start, uint64_t end) {
         static_cast<ssize_t>(n * 8))
       break;
     for (uint64_t i = 0; i < n; i++)
-      shared += (entries[i] & kPresent) && !(entries[i] & kExclusive);
+      shared += cr::pagemap::maybe_shared(entries[i]);
   }
   ::close(fd);
   return shared;
