@@ -1,12 +1,10 @@
 #include "cr/dump_context.h"
 
-#include <fcntl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "cr/ptrace/held_copy.h"
 #include "util/error.h"
-#include "util/proc.h"
 
 namespace ferry::cr {
 
@@ -113,9 +111,14 @@ UniqueFd DumpContext::steal_fd(int num) {
   return fd;
 }
 
+RemoteMemory& DumpContext::memory() {
+  if (!memory_) memory_.emplace(memory_pid());
+  return *memory_;
+}
+
 void DumpContext::read_memory(uint64_t addr, void* data, size_t len) {
   if (!memory_pid_) return tracee().read_memory(addr, data, len);
-  proc::read_process_memory(copy_mem_, O_RDONLY, memory_pid_, addr, data, len);
+  memory().read(addr, data, len, true);
 }
 
 void DumpContext::finish() {

@@ -11,9 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "cr/resources/memory_map.h"
 #include "cr/pages.h"
 #include "cr/ptrace/tracee.h"
+#include "cr/remote_memory.h"
+#include "cr/resources/memory_map.h"
 #include "image.pb.h"
 #include "image/page_sink.h"
 #include "util/fd.h"
@@ -73,8 +74,10 @@ class DumpContext {
   pid_t memory_pid() const { return memory_pid_ ? memory_pid_ : pid_; }
   void read_memory_of(pid_t copy) {
     memory_pid_ = copy;
-    copy_mem_.reset();
+    memory_.reset();
   }
+  // The memory of memory_pid(), to read pages from.
+  RemoteMemory& memory();
   // Memory via /proc/PID/mem (which reaches what process_vm_readv refuses), of memory_pid().
   void read_memory(uint64_t addr, void* data, size_t len);
 
@@ -100,7 +103,7 @@ class DumpContext {
   std::vector<Query> queries_;
   UniqueFd pidfd_;
   pid_t memory_pid_ = 0;
-  UniqueFd copy_mem_;
+  std::optional<RemoteMemory> memory_;
 };
 
 }  // namespace ferry::cr

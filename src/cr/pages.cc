@@ -89,25 +89,11 @@ void write_pages(DumpContext& ctx, image::PageTarget base, const char* buf, uint
 // shared with another process (pagemap::maybe_shared).
 void read_spans(DumpContext& ctx, const std::vector<Span>& spans, char* buf, bool readable,
                 bool shared) {
-  uint64_t total = 0;
-  for (auto& s : spans) total += s.npages * kPage;
-  if (!readable || shared) {
-    // process_vm_readv refuses PROT_NONE/write-only memory; /proc/PID/mem reaches it.
-    char* p = buf;
-    for (auto& s : spans) {
-      ctx.read_memory(s.addr, p, s.npages * kPage);
-      p += s.npages * kPage;
-    }
-    return;
-  }
-  iovec local{buf, total};
   std::vector<iovec> remote;
   remote.reserve(spans.size());
   for (auto& s : spans) remote.push_back({reinterpret_cast<void*>(s.addr), s.npages * kPage});
-  ssize_t n = ::process_vm_readv(ctx.memory_pid(), &local, 1, remote.data(), remote.size(), 0);
-  if (n != static_cast<ssize_t>(total))
-    fail_errno(n < 0 ? errno : EFAULT, "cannot read memory of process {} at {:x}", ctx.memory_pid(),
-               spans.front().addr);
+  // (process_vm_readv refuses PROT_NONE/write-only memory; /proc/PID/mem reaches it.)
+  ctx.memory().read_spans(remote, buf, shared || !readable);
 }
 
 }  // namespace

@@ -29,4 +29,26 @@ size_t RemoteMemory::read_some(uint64_t addr, void* buf, size_t len, bool shared
   return done;
 }
 
+void RemoteMemory::read(uint64_t addr, void* buf, size_t len, bool shared) {
+  if (read_some(addr, buf, len, shared) != len)
+    fail("cannot read memory of process {} at 0x{:x} ({} bytes)", pid_, addr, len);
+}
+
+void RemoteMemory::read_spans(const std::vector<iovec>& spans, char* buf, bool shared) {
+  size_t total = 0;
+  for (const iovec& s : spans) total += s.iov_len;
+  if (shared) {
+    for (const iovec& s : spans) {
+      read(reinterpret_cast<uint64_t>(s.iov_base), buf, s.iov_len, true);
+      buf += s.iov_len;
+    }
+    return;
+  }
+  iovec local{buf, total};
+  ssize_t n = ::process_vm_readv(pid_, &local, 1, spans.data(), spans.size(), 0);
+  if (n != static_cast<ssize_t>(total))
+    fail_errno(n < 0 ? errno : EFAULT, "cannot read memory of process {} at 0x{:x}", pid_,
+               spans.empty() ? 0 : reinterpret_cast<uint64_t>(spans.front().iov_base));
+}
+
 }  // namespace ferry::cr

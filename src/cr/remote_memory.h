@@ -8,8 +8,11 @@
 
 #include <sys/types.h>
 
+#include <sys/uio.h>
+
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "util/fd.h"
 
@@ -23,6 +26,13 @@ class RemoteMemory {
   // to the first page that cannot be read (process_vm_readv, used unless `shared`, also stops
   // at memory the process cannot read itself, PROT_NONE; /proc/PID/mem reaches that).
   size_t read_some(uint64_t addr, void* buf, size_t len, bool shared);
+  // All len bytes, or an error naming the process and the address.
+  void read(uint64_t addr, void* buf, size_t len, bool shared);
+  // Every span of `spans` (addresses in the process), one after the other into buf, or an
+  // error: one process_vm_readv for them all unless `shared`.
+  void read_spans(const std::vector<iovec>& spans, char* buf, bool shared);
+
+  pid_t pid() const { return pid_; }
 
  private:
   pid_t pid_;

@@ -13,6 +13,7 @@
 
 #include "cr/remote_memory.h"
 #include "support/harness.h"
+#include "util/error.h"
 
 namespace ferry::test {
 namespace {
@@ -87,6 +88,29 @@ TEST(RemoteMemoryTest, AReadStopsWhereTheMemoryEndsEitherWay) {
     EXPECT_EQ(buf[2 * kPage - 1], 'x');
   }
   ::munmap(m, 2 * kPage);
+}
+
+TEST(RemoteMemoryTest, SpansAreReadOneAfterTheOtherAndAMissingOneIsAnError) {
+  Memory mem;
+  ASSERT_NE(mem.m, MAP_FAILED);
+  const size_t last = kLen / kPage - 1;
+  ASSERT_EQ(::munmap(mem.m + last * kPage, kPage), 0);  // a hole the child has too
+  ForkedChild child;
+  // Pages 5, 1 and 7-8 (out of order on purpose) land in that order, either way.
+  auto at = [&](size_t page) { return static_cast<void*>(mem.m + page * kPage); };
+  std::vector<iovec> spans = {{at(5), kPage}, {at(1), kPage}, {at(7), 2 * kPage}};
+  for (bool shared : {true, false}) {
+    cr::RemoteMemory memory(child.pid());
+    std::vector<char> buf(4 * kPage, 0);
+    memory.read_spans(spans, buf.data(), shared);
+    EXPECT_EQ(std::memcmp(buf.data(), at(5), kPage), 0) << "shared " << shared;
+    EXPECT_EQ(std::memcmp(buf.data() + kPage, at(1), kPage), 0) << "shared " << shared;
+    EXPECT_EQ(std::memcmp(buf.data() + 2 * kPage, at(7), 2 * kPage), 0) << "shared " << shared;
+    // A span running into the hole: an error, not a short read.
+    std::vector<iovec> past = {{at(last - 1), 2 * kPage}};
+    std::vector<char> big(2 * kPage);
+    EXPECT_THROW(memory.read_spans(past, big.data(), shared), Error) << "shared " << shared;
+  }
 }
 
 }  // namespace
