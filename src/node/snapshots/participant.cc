@@ -109,6 +109,43 @@ void SnapshotParticipant::record(uint64_t marker, const std::string& task_id) {
   for (auto& end : cut->ended) finish_channel(*end, marker);
 }
 
+// Another snapshot's recording of the task holds it for a moment: the turn waits for it. Then
+// no migration of the task may begin until the turn ends (a migration under way refuses it).
+class SnapshotParticipant::RecordingTurn {
+ public:
+  RecordingTurn(SnapshotParticipant& self, const std::string& task_id, pid_t pid)
+      : self_(self), task_id_(task_id), pid_(pid) {
+    {
+      std::unique_lock<std::mutex> l(self_.mu_);
+      self_.cv_.wait(l, [&] { return !self_.freezing_.count(task_id_); });
+      self_.freezing_.insert(task_id_);
+    }
+    if (!self_.env_.begin_recording(task_id_, pid_)) {
+      leave();
+      ferry::fail("task {} is migrating: it cannot be recorded now", task_id_);
+    }
+  }
+  ~RecordingTurn() {
+    self_.env_.end_recording(task_id_, pid_);
+    leave();
+  }
+  RecordingTurn(const RecordingTurn&) = delete;
+  RecordingTurn& operator=(const RecordingTurn&) = delete;
+
+ private:
+  void leave() {
+    {
+      std::lock_guard<std::mutex> l(self_.mu_);
+      self_.freezing_.erase(task_id_);
+    }
+    self_.cv_.notify_all();
+  }
+
+  SnapshotParticipant& self_;
+  const std::string task_id_;
+  const pid_t pid_;
+};
+
 // Freezes, cuts and forks the task (one snapshot at a time), and leaves its image to a recorder
 // thread; returns once it runs again. Throws with the reason it could not be recorded.
 SnapshotParticipant::TaskCut SnapshotParticipant::record_here(const rpc::SnapshotBeginRequest& b,
@@ -116,7 +153,6 @@ SnapshotParticipant::TaskCut SnapshotParticipant::record_here(const rpc::Snapsho
                                                               std::string* name) {
   std::optional<LocalTask> local = env_.task(task_id);
   if (!local) ferry::fail("task {} is not on {} any more: it ended, or moved", task_id, env_.node);
-  if (local->migrating) ferry::fail("task {} is migrating: it cannot be recorded now", task_id);
   TaskToRecord t;
   t.task_id = task_id;
   t.name = *name = local->info.name().substr(local->info.name().find('/') + 1);
@@ -125,31 +161,7 @@ SnapshotParticipant::TaskCut SnapshotParticipant::record_here(const rpc::Snapsho
   t.marker = b.marker();
   t.node = env_.node;
   t.image_dir = snapshot::SnapshotStore(store_of(b)).task_dir(b.id(), t.name);
-  // Another snapshot's recording of the task holds it for a moment: one at a time.
-  {
-    std::unique_lock<std::mutex> l(mu_);
-    cv_.wait(l, [&] { return !freezing_.count(task_id); });
-    freezing_.insert(task_id);
-  }
-  if (!env_.begin_recording(task_id, t.pid)) {
-    {
-      std::lock_guard<std::mutex> l(mu_);
-      freezing_.erase(task_id);
-    }
-    cv_.notify_all();
-    ferry::fail("task {} is migrating: it cannot be recorded now", task_id);
-  }
-  struct Unhold {
-    SnapshotParticipant& self;
-    const std::string& task_id;
-    pid_t pid;
-    ~Unhold() {
-      self.env_.end_recording(task_id, pid);
-      std::lock_guard<std::mutex> l(self.mu_);
-      self.freezing_.erase(task_id);
-      self.cv_.notify_all();
-    }
-  } unhold{*this, task_id, t.pid};
+  RecordingTurn turn(*this, task_id, t.pid);
   std::promise<TaskCut> paused;
   std::future<TaskCut> cut = paused.get_future();
   auto finished = std::make_shared<std::atomic<bool>>(false);

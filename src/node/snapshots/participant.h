@@ -56,6 +56,8 @@ class SnapshotParticipant {
   void on_hold(const std::string& task_id);
 
  private:
+  // The task's turn to be recorded by this node (one snapshot at a time), held until destroyed.
+  class RecordingTurn;
   enum class TaskState { kRecording, kRecorded, kFailed };
   struct Active {
     rpc::SnapshotBeginRequest begin;
