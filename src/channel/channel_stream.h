@@ -41,6 +41,9 @@ struct Counters {
 
 class ChannelSendQueue {
  public:
+  // What an item's sequence number reads once it was acknowledged and taken out of the queue.
+  static constexpr uint64_t kReleasedSeq = ~uint64_t{0} - 1;
+
   ChannelSendQueue(Mode mode, uint64_t capacity);
   // A queue that goes on from another one's state (its end moved here with its task): the items
   // not acknowledged, which start at `acked_seq`.

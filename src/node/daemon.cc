@@ -46,6 +46,8 @@ Faults Faults::from_env() {
       f.snapshot_drop_recorded = true;
     else if (name == "refuse-proposals")
       f.refuse_proposals = true;
+    else if (name == "link-acks-first")
+      f.link_acks_first = true;
   }
   return f;
 }
@@ -68,7 +70,8 @@ Daemon::Daemon(NodeConfig cfg)
           [this](const rpc::ChannelEnd& e) { return locate_channel_peer(e); },
           [this](const std::string& job, uint32_t channel) {
             return channels_.reader(job, channel);
-          }}),
+          },
+          faults_.link_acks_first}),
       jobs_(cfg_.name),
       control_(
           [this](const std::string& id, const std::string& line) { on_control_request(id, line); }),

@@ -13,6 +13,8 @@ struct Faults {
   bool unreachable_channel_links = false;  // reader: offers channel links where none can connect
   bool snapshot_drop_recorded = false;     // job home: its snapshots' recordings lose a message
   bool refuse_proposals = false;           // destination: refuses every Starter's proposal
+  bool link_acks_first =
+      false;  // writer: each send on a channel link waits for its acknowledgement
   static Faults from_env();
 };
 

@@ -226,6 +226,24 @@ TEST(JobsTest, AChannelWhoseLinkCannotBeOpenedGoesOverItsStream) {
   EXPECT_EQ(show(c, job)["channels"][0].value("bytes_delivered", 0ull), blocks * 65536ull);
 }
 
+// A reader that acknowledges what was sent on a link before its sender goes on (as a fast reader
+// may at any time) must not stall the channel: once, the sender read the last item's number
+// after that acknowledgement had taken the item out of the queue, and the channel stopped with
+// the writer's last 4 MiB never sent (1 run in 10 of 4 GiB across two nodes).
+TEST(JobsTest, ItemsAcknowledgedBeforeTheirSenderGoesOnDoNotStallTheChannel) {
+  const int blocks = 160;  // 10 MiB: more than the channel's capacity, in many sends
+  TestCluster c(2, {"--test-fault", "node1=link-acks-first"});
+  ASSERT_TRUE(c.up());
+  TempDir dir;
+  std::string yaml = gen_to_sum_yaml(blocks);
+  yaml.replace(yaml.find("\"10\"]"), 5, "\"0\"]");  // no pause between the blocks
+  std::string job = run_job(c, write_job(dir, "acked", yaml));
+  CmdResult w = c.ferry({"job", "wait", job, "--timeout", "30"});  // (2 s when it works)
+  ASSERT_EQ(w.status, 0) << w.out << w.err << show(c, job).dump();
+  EXPECT_EQ(hash_in_log(c, "acked/sum"), local_hash(blocks, "cat"));
+  EXPECT_EQ(show(c, job)["channels"][0].value("bytes_delivered", 0ull), blocks * 65536ull);
+}
+
 TEST(JobsTest, TheJobVerbsAndJobSlashNameAddressItsTasks) {
   TestCluster c(2);
   ASSERT_TRUE(c.up());

@@ -158,21 +158,29 @@ void WriterEnd::push_on_link(std::unique_lock<std::mutex>& lock) {
     link_sending_ = true;
     std::vector<const channel::Item*> items =
         queue_.peek_from(std::max(link_next_, queue_.acknowledged_seq()), kLinkBatchBytes);
+    // Read now: once sent, an item may be acknowledged, and so freed, before the lock is ours
+    // again (a stale read here once left link_next_ at garbage and the channel stalled).
+    const uint64_t after = items.back()->seq + 1;
     LinkSender* link = link_;
     lock.unlock();
     bool sent = true;
     try {
-      // (Unlocked: the reader cannot acknowledge these before it has them, and only an
-      // acknowledgement takes an item out of the queue.)
+      // (Unlocked: the reader cannot acknowledge an item before it has it whole, and only an
+      // acknowledgement takes an item out of the queue; LinkSender::send reads each item only
+      // before its last byte is written.)
       link->send(items);
     } catch (const std::exception& e) {
       spdlog::debug("channel {}#{}: link broke: {}", spec_.job(), spec_.channel(), e.what());
       sent = false;
     }
     lock.lock();
+    if (sent && links_.acks_first)
+      cv_.wait_for(lock, std::chrono::seconds(2), [&] {
+        return queue_.acknowledged_seq() >= after || holding_ || gone_ || stream_broken_;
+      });
     link_sending_ = false;
     if (sent)
-      link_next_ = items.back()->seq + 1;
+      link_next_ = after;
     else
       stream_broken_ = true;
     // Only a link that broke, or one taken down meanwhile (its thread waits for the send to end),

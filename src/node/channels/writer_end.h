@@ -46,6 +46,9 @@ struct ChannelLinks {
   std::function<std::optional<std::string>(const rpc::ChannelEnd&)> locate_peer;
   // The reader's end of a channel when it is (or was) on this node, else null.
   std::function<std::shared_ptr<ReaderEnd>(const std::string& job, uint32_t channel)> local_reader;
+  // A test's fault: a send on a link lets its items be acknowledged (and taken out of the queue)
+  // before the sender goes on, as a fast reader may at any time.
+  bool acks_first = false;
 };
 
 class WriterEnd {
