@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,6 +24,17 @@ constexpr auto kHeldWait = std::chrono::seconds(2);
 // On a link: how many items, and how long a quiet link, before an acknowledgement.
 constexpr uint64_t kAckItems = 1024;
 constexpr int kQuietAckMs = 2;
+// How soon a pipe full by its bytes (not its slots) is looked at again: at first soon (a fast
+// reader empties 1 MiB in half a millisecond), then less often while its reader reads nothing.
+constexpr long kFirstFullPipeLookUs = 100;
+constexpr long kLastFullPipeLookUs = 50000;
+
+// What a pipe may still take: its size less the bytes it holds.
+size_t pipe_room_bytes(int pipe) {
+  int size = ::fcntl(pipe, F_GETPIPE_SZ), held = 0;
+  if (size <= 0 || ::ioctl(pipe, FIONREAD, &held) != 0) return SIZE_MAX;  // (as a pipe's slots)
+  return held >= size ? 0 : static_cast<size_t>(size - held);
+}
 
 rpc::ChannelReply reply_of(rpc::ChannelReply::Kind kind, uint64_t seq = 0,
                            const std::string& node = "") {
@@ -244,6 +256,8 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
                                        std::string_view data, uint64_t generation,
                                        LinkReceiver* in_socket) {
   const bool marker = marker_id != kNoMarker;
+  bool full_by_bytes = false;
+  long look_us = kFirstFullPipeLookUs;
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -262,20 +276,36 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
       } else {
         if (end || marker || skip_ >= data.size()) return accept_item(seq, end, marker);
         if (!pipe_) return Delivery::kGone;
-        ssize_t n = in_socket ? in_socket->splice_data(pipe_.get(), skip_, data.size() - skip_)
-                              : ::write(pipe_.get(), data.data() + skip_, data.size() - skip_);
-        if (n > 0) {
-          if (!recordings_.empty()) record(data.substr(skip_, static_cast<size_t>(n)));
-          skip_ += static_cast<uint64_t>(n);
-          bytes_delivered_ += static_cast<uint64_t>(n);
-          continue;
+        size_t len = data.size() - skip_;
+        // Spliced pages fill a pipe's slots with up to 32 KiB each, not 4: the pipe would take
+        // eight times its size from the socket, past what flow control allows (capacity + one
+        // pipe). So a splice takes no more than the pipe's size less what it holds.
+        if (in_socket) len = std::min(len, pipe_room_bytes(pipe_.get()));
+        if (in_socket && len == 0) {
+          if (full_by_bytes) look_us = std::min(2 * look_us, kLastFullPipeLookUs);
+          full_by_bytes = true;
+        } else {
+          ssize_t n = in_socket ? in_socket->splice_data(pipe_.get(), skip_, len)
+                                : ::write(pipe_.get(), data.data() + skip_, len);
+          if (n > 0) {
+            if (!recordings_.empty()) record(data.substr(skip_, static_cast<size_t>(n)));
+            skip_ += static_cast<uint64_t>(n);
+            bytes_delivered_ += static_cast<uint64_t>(n);
+            full_by_bytes = false;
+            look_us = kFirstFullPipeLookUs;
+            continue;
+          }
+          // EPIPE: the task closed its end or ended; nothing it has not read will ever be.
+          if (errno != EAGAIN && errno != EINTR) return task_gone();
         }
-        // EPIPE: the task closed its end or ended; nothing it has not read will ever be.
-        if (errno != EAGAIN && errno != EINTR) return task_gone();
       }
     }
+    // A pipe full by its bytes may still have free slots (POLLOUT): the task's reading is then
+    // looked for after a while (it has a pipe's worth to read meanwhile).
     pollfd fds[2] = {{pipe_.get(), POLLOUT, 0}, {wake_.get(), POLLIN, 0}};
-    if (::poll(fds, 2, -1) < 0 && errno != EINTR) return Delivery::kStop;
+    const timespec look{0, look_us * 1000};
+    int waited = full_by_bytes ? ::ppoll(&fds[1], 1, &look, nullptr) : ::poll(fds, 2, -1);
+    if (waited < 0 && errno != EINTR) return Delivery::kStop;
   }
 }
 
