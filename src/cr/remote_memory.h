@@ -7,7 +7,6 @@
 #pragma once
 
 #include <sys/types.h>
-
 #include <sys/uio.h>
 
 #include <cstddef>
@@ -31,8 +30,6 @@ class RemoteMemory {
   // Every span of `spans` (addresses in the process), one after the other into buf, or an
   // error: one process_vm_readv for them all unless `shared`.
   void read_spans(const std::vector<iovec>& spans, char* buf, bool shared);
-
-  pid_t pid() const { return pid_; }
 
  private:
   pid_t pid_;

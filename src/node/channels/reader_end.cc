@@ -29,9 +29,9 @@ constexpr int kQuietAckMs = 2;
 constexpr long kFirstFullPipeLookUs = 100;
 constexpr long kLastFullPipeLookUs = 50000;
 
-// What a pipe may still take: its size less the bytes it holds.
-size_t pipe_room_bytes(int pipe) {
-  int size = ::fcntl(pipe, F_GETPIPE_SZ), held = 0;
+// What a pipe of `size` bytes may still take: its size less the bytes it holds.
+size_t pipe_room_bytes(int pipe, int size) {
+  int held = 0;
   if (size <= 0 || ::ioctl(pipe, FIONREAD, &held) != 0) return SIZE_MAX;  // (as a pipe's slots)
   return held >= size ? 0 : static_cast<size_t>(size - held);
 }
@@ -56,6 +56,7 @@ ReaderEnd::ReaderEnd(rpc::ChannelEnd spec, std::string task_id, std::string node
       task_inode_(task_inode),
       wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       pipe_(std::move(pipe_write)),
+      pipe_size_(::fcntl(pipe_.get(), F_GETPIPE_SZ)),
       receiver_(from ? from->delivered_seq() : 0),
       skip_(from ? from->skip() : 0),
       bytes_delivered_(from ? from->bytes_delivered() : 0),
@@ -280,7 +281,7 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
         // Spliced pages fill a pipe's slots with up to 32 KiB each, not 4: the pipe would take
         // eight times its size from the socket, past what flow control allows (capacity + one
         // pipe). So a splice takes no more than the pipe's size less what it holds.
-        if (in_socket) len = std::min(len, pipe_room_bytes(pipe_.get()));
+        if (in_socket) len = std::min(len, pipe_room_bytes(pipe_.get(), pipe_size_));
         if (in_socket && len == 0) {
           if (full_by_bytes) look_us = std::min(2 * look_us, kLastFullPipeLookUs);
           full_by_bytes = true;

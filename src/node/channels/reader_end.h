@@ -134,6 +134,7 @@ class ReaderEnd {
   std::mutex mu_;
   std::condition_variable cv_;
   UniqueFd pipe_;
+  const int pipe_size_;  // (F_GETPIPE_SZ, once: it does not change)
   channel::ChannelReceiver receiver_;
   uint64_t skip_ = 0;  // bytes of the item receiver_.next_seq() already in the pipe
   uint64_t bytes_delivered_ = 0;
