@@ -244,6 +244,34 @@ TEST(JobsTest, ItemsAcknowledgedBeforeTheirSenderGoesOnDoNotStallTheChannel) {
   EXPECT_EQ(show(c, job)["channels"][0].value("bytes_delivered", 0ull), blocks * 65536ull);
 }
 
+// Every channel end a node keeps after its job (for `job show`'s counts) gives back its
+// descriptors: each used to keep an eventfd, and a writer its pipe, for the daemon's life.
+TEST(JobsTest, FinishedChannelEndsKeepNoDescriptors) {
+  TestCluster c(2);
+  ASSERT_TRUE(c.up());
+  TempDir dir;
+  auto fds_of = [](pid_t pid) {
+    CmdResult r = run_command({"/bin/sh", "-c", "ls /proc/" + std::to_string(pid) + "/fd | wc -l"});
+    return std::atoi(r.out.c_str());
+  };
+  pid_t ferryd[2] = {c.ferryd_pid("node1"), c.ferryd_pid("node2")};
+  ASSERT_GT(ferryd[0], 0);
+  ASSERT_GT(ferryd[1], 0);
+  auto one_job = [&](int i) {
+    std::string job = run_job(c, write_job(dir, "fin" + std::to_string(i), gen_to_sum_yaml(4)));
+    CmdResult w = c.ferry({"job", "wait", job, "--timeout", "30"});
+    ASSERT_EQ(w.status, 0) << w.out << w.err;
+  };
+  one_job(0);  // (the first job opens what a node keeps open for every later one: links, logs)
+  const int before[2] = {fds_of(ferryd[0]), fds_of(ferryd[1])};
+  for (int i = 1; i <= 5; i++) one_job(i);
+  // (A moment for the ends' last threads and streams to close after their tasks ended.)
+  for (int n = 0; n < 2; n++)
+    EXPECT_TRUE(wait_until([&] { return fds_of(ferryd[n]) <= before[n]; }, 5000))
+        << "node" << n + 1 << ": " << before[n] << " descriptors before five jobs, "
+        << fds_of(ferryd[n]) << " after";
+}
+
 TEST(JobsTest, TheJobVerbsAndJobSlashNameAddressItsTasks) {
   TestCluster c(2);
   ASSERT_TRUE(c.up());

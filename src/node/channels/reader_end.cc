@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -54,7 +53,6 @@ ReaderEnd::ReaderEnd(rpc::ChannelEnd spec, std::string task_id, std::string node
       node_(std::move(node)),
       messages_(spec_.messages()),
       task_inode_(task_inode),
-      wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       pipe_(std::move(pipe_write)),
       pipe_size_(::fcntl(pipe_.get(), F_GETPIPE_SZ)),
       receiver_(from ? from->delivered_seq() : 0),
@@ -63,7 +61,6 @@ ReaderEnd::ReaderEnd(rpc::ChannelEnd spec, std::string task_id, std::string node
       messages_delivered_(from ? from->messages_delivered() : 0),
       gone_(from && from->gone()),
       writer_node_(spec_.peer_node()) {
-  if (!wake_) fail_errno(errno, "eventfd");
   ::fcntl(pipe_.get(), F_SETFL, O_NONBLOCK);
   if (from) {
     unread_.assign(from->unread().begin(), from->unread().end());
@@ -77,13 +74,17 @@ ReaderEnd::ReaderEnd(rpc::ChannelEnd spec, std::string task_id, std::string node
     end.kind = channel::Item::Kind::kEnd;
     end.seq = from->delivered_seq() - 1;
     receiver_.accept(end);
-    pipe_.reset();
+    close_pipe();
   }
 }
 
 void ReaderEnd::wake() {
-  uint64_t one = 1;
-  (void)::write(wake_.get(), &one, sizeof one);
+  wake_.notify();
+}
+
+void ReaderEnd::close_pipe() {
+  pipe_.reset();
+  wake_.close();  // (nothing waits for room in a pipe that is gone)
 }
 
 // Admits a writer: where it goes on from, or where the end is now.
@@ -105,8 +106,7 @@ rpc::ChannelReply ReaderEnd::admit(const std::string& writer_node, std::function
     cv_.wait(lock, [&] { return !serving_ || *generation != generation_; });
   }
   if (*generation != generation_) return reply_of(rpc::ChannelReply::NOT_HERE);
-  uint64_t v;
-  (void)::read(wake_.get(), &v, sizeof v);
+  wake_.drain();
   serving_ = true;
   serving_generation_ = *generation;
   stop_serving_ = std::move(stop);
@@ -303,7 +303,7 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
     }
     // A pipe full by its bytes may still have free slots (POLLOUT): the task's reading is then
     // looked for after a while (it has a pipe's worth to read meanwhile).
-    pollfd fds[2] = {{pipe_.get(), POLLOUT, 0}, {wake_.get(), POLLIN, 0}};
+    pollfd fds[2] = {{pipe_.get(), POLLOUT, 0}, {wake_.fd(), POLLIN, 0}};
     const timespec look{0, look_us * 1000};
     int waited = full_by_bytes ? ::ppoll(&fds[1], 1, &look, nullptr) : ::poll(fds, 2, -1);
     if (waited < 0 && errno != EINTR) return Delivery::kStop;
@@ -324,7 +324,7 @@ ReaderEnd::Delivery ReaderEnd::accept_item(uint64_t seq, bool end, bool marker) 
   }
   skip_ = 0;
   if (!end && !marker) messages_delivered_++;
-  if (end) pipe_.reset();  // the task reads the end of its input
+  if (end) close_pipe();  // the task reads the end of its input
   return Delivery::kDone;
 }
 
@@ -396,7 +396,7 @@ ReaderEnd::Delivery ReaderEnd::task_gone() {
     r.failure = "task " + task_id_ + " stopped reading channel " + spec_.job() + "#" +
                 std::to_string(spec_.channel()) + " before the marker came";
   spdlog::info("channel {}#{}: its reader ({}) is gone", spec_.job(), spec_.channel(), task_id_);
-  pipe_.reset();
+  close_pipe();
   unread_.clear();
   return Delivery::kGone;
 }
@@ -481,15 +481,14 @@ void ReaderEnd::resume() {
   std::lock_guard<std::mutex> lock(mu_);
   holding_ = false;
   put_unread();
-  uint64_t v;
-  (void)::read(wake_.get(), &v, sizeof v);
+  wake_.drain();
   cv_.notify_all();
 }
 
 void ReaderEnd::moved(const std::string& node) {
   std::lock_guard<std::mutex> lock(mu_);
   moved_to_ = node;
-  pipe_.reset();
+  close_pipe();
   unread_.clear();  // (they went with the task)
   cv_.notify_all();
 }

@@ -32,6 +32,7 @@
 #include "channel/channel_stream.h"
 #include "ferry.grpc.pb.h"
 #include "node/channels/channel_link.h"
+#include "node/channels/wake_fd.h"
 #include "util/fd.h"
 
 namespace ferry::node {
@@ -106,6 +107,7 @@ class ReaderEnd {
 
  private:
   void wake();
+  void close_pipe();  // the task's pipe (or socket) is done with, and the wakeup with it
   // serve()'s two ways, after the first answer (RESUME).
   void serve_stream(ChannelServerStream& stream, uint64_t generation);
   void serve_link(grpc::ServerContext& ctx, ChannelServerStream& stream, rpc::ChannelReply first,
@@ -129,7 +131,7 @@ class ReaderEnd {
   const std::string node_;
   const bool messages_;
   const uint64_t task_inode_;
-  UniqueFd wake_;  // eventfd: a stream waiting for room in the pipe must look at the flags
+  WakeFd wake_;  // a stream waiting for room in the pipe must look at the flags
 
   std::mutex mu_;
   std::condition_variable cv_;

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -49,14 +48,12 @@ WriterEnd::WriterEnd(rpc::ChannelEnd spec, std::string task_id, UniqueFd pipe_re
       links_(std::move(links)),
       messages_(spec_.messages()),
       pipe_(std::move(pipe_read)),
-      wake_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)),
       queue_(queue_from(spec_, from)),
       peer_node_(from && !from->peer_node().empty() ? from->peer_node() : spec_.peer_node()),
       gone_(from && from->gone()) {
-  if (!wake_) fail_errno(errno, "eventfd");
   ::fcntl(pipe_.get(), F_SETFL, O_NONBLOCK);
   // The reader went away before the task came here: the task's writes fail (EPIPE) at once.
-  if (gone_) pipe_.reset();
+  if (gone_) close_pipe();
 }
 
 WriterEnd::~WriterEnd() {
@@ -82,16 +79,19 @@ void WriterEnd::stop_threads() {
 }
 
 void WriterEnd::wake() {
-  uint64_t one = 1;
-  (void)::write(wake_.get(), &one, sizeof one);
+  wake_.notify();
+}
+
+void WriterEnd::close_pipe() {
+  pipe_.reset();
+  wake_.close();
 }
 
 void WriterEnd::start() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     holding_ = false;
-    uint64_t v;
-    (void)::read(wake_.get(), &v, sizeof v);
+    wake_.drain();
   }
   // (An exception must not end ferryd with its tasks: it ends this end's work, and says why.)
   auto guarded = [this](void (WriterEnd::*work)()) {
@@ -113,18 +113,16 @@ void WriterEnd::pump() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return holding_ || gone_ || !pipe_ || queue_.room() > 0; });
-      if (holding_ || !pipe_ || queue_.closed()) return;
-      if (gone_) {
-        pipe_.reset();  // the task's next write fails with EPIPE, as for a pipe without reader
-        return;
-      }
+      if (holding_) return;
+      // The task's writes fail with EPIPE once the reader is gone, as for a pipe without reader;
+      // after its end (a snapshot's cut may have read it) nothing more comes.
+      if (!pipe_ || gone_ || queue_.closed()) return close_pipe();
       want = std::min<uint64_t>(queue_.room(), buf.size());
     }
-    pollfd fds[2] = {{pipe_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+    pollfd fds[2] = {{pipe_.get(), POLLIN, 0}, {wake_.fd(), POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0 && errno != EINTR) return;
     if (fds[1].revents) {
-      uint64_t v;
-      (void)::read(wake_.get(), &v, sizeof v);
+      wake_.drain();
       continue;  // the flags say what to do
     }
     // (A snapshot's cut must find what was read in the queue: read and appended under read_mu_.)
@@ -144,6 +142,7 @@ void WriterEnd::pump() {
         announce_items();
     } else {
       queue_.close();  // the task closed its end (or ended): the reader sees the end
+      close_pipe();
       cv_.notify_all();
     }
     if (!large) push_on_link(lock);
@@ -194,23 +193,21 @@ void WriterEnd::pump_messages() {
   for (;;) {
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (holding_ || !pipe_ || queue_.closed()) return;
-      if (gone_) {
-        pipe_.reset();  // the task's next write fails with EPIPE, as for a socket without peer
-        return;
-      }
+      if (holding_) return;
+      // The task's writes fail with EPIPE once the reader is gone, as for a socket without peer.
+      if (!pipe_ || gone_ || queue_.closed()) return close_pipe();
     }
     NextMessage next = peek_message(pipe_.get());
     if (next.kind == NextMessage::kNone) {
-      pollfd fds[2] = {{pipe_.get(), POLLIN, 0}, {wake_.get(), POLLIN, 0}};
+      pollfd fds[2] = {{pipe_.get(), POLLIN, 0}, {wake_.fd(), POLLIN, 0}};
       if (::poll(fds, 2, -1) < 0 && errno != EINTR) return;
-      uint64_t v;
-      if (fds[1].revents) (void)::read(wake_.get(), &v, sizeof v);
+      if (fds[1].revents) wake_.drain();
       continue;
     }
     std::unique_lock<std::mutex> lock(mu_);
     if (next.kind == NextMessage::kEnd) {
       queue_.close();  // the task closed its end (or ended): the reader sees the end
+      close_pipe();
       cv_.notify_all();
       return;
     }

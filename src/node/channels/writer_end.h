@@ -30,6 +30,7 @@
 #include "ferry.grpc.pb.h"
 #include "node/channels/channel_link.h"
 #include "node/channels/reader_end.h"
+#include "node/channels/wake_fd.h"
 #include "util/fd.h"
 
 namespace ferry::node {
@@ -101,13 +102,16 @@ class WriterEnd {
   void reader_gone();  // with mu_ held
   void stop_threads();
   void wake();
+  // The pump's own, when the task's pipe (or socket) has nothing more to give: it and the wakeup
+  // are closed (a finished end stays for its counts; its descriptors need not).
+  void close_pipe();
 
   const rpc::ChannelEnd spec_;
   const std::string task_id_;
   const ChannelLinks links_;
   const bool messages_;
   UniqueFd pipe_;
-  UniqueFd wake_;  // eventfd: the pump must look at the flags
+  WakeFd wake_;  // the pump must look at the flags
 
   std::mutex read_mu_;  // the pump's read and append (before mu_)
   std::mutex mu_;
