@@ -48,6 +48,8 @@ Faults Faults::from_env() {
       f.refuse_proposals = true;
     else if (name == "link-acks-first")
       f.link_acks_first = true;
+    else if (name == "slow-arrival-entry")
+      f.slow_arrival_entry = true;
   }
   return f;
 }

@@ -15,6 +15,8 @@ struct Faults {
   bool refuse_proposals = false;           // destination: refuses every Starter's proposal
   bool link_acks_first =
       false;  // writer: each send on a channel link waits for its acknowledgement
+  bool slow_arrival_entry = false;  // destination: a task that arrived enters its table only
+                                    // once it has ended (at most 3 s after its release)
   static Faults from_env();
 };
 
