@@ -4,13 +4,21 @@
 // kept open), resident memory. Prints a markdown table and the growth per 100 migrations over
 // the second half of the run (after the warm-up of allocators and caches), which must be ~0.
 //
+//
+// With --transfers N it soaks channels instead (channel_soak.h): N transfers of --gib G (default
+// 2) each across the two nodes, both ends moved in turn every --every-ms (default 300) while the
+// data flows, every byte checked at the reader.
+//
 // usage: soak_bench [--migrations 1000] [--every 100] [--mib 4]
+//        soak_bench --transfers 10 [--gib 2] [--every-ms 300]
+//        soak_bench --pattern-source BYTES SEED | --pattern-sink BYTES SEED   (the tasks it runs)
 #include <chrono>
 #include <cstdio>
 #include <string>
 #include <vector>
 
 #include "bench_cluster.h"
+#include "channel_soak.h"
 #include "transfer/strategy.h"
 
 namespace {
@@ -21,21 +29,7 @@ struct Row {
   ferry::bench::Resources node[2];
 };
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  int total = 1000, every = 100, mib = 4;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string a = argv[i];
-    if (a == "--migrations") total = std::atoi(argv[i + 1]);
-    if (a == "--every") every = std::atoi(argv[i + 1]);
-    if (a == "--mib") mib = std::atoi(argv[i + 1]);
-  }
-  ferry::bench::BenchCluster cluster("/var/tmp/ferry-soak-bench");
-  if (!cluster.up()) {
-    std::fprintf(stderr, "cluster up failed\n");
-    return 1;
-  }
+int migration_soak(ferry::bench::BenchCluster& cluster, int total, int every, int mib) {
   const std::vector<std::string> strategies = ferry::transfer::strategy_name_list();
   const char* nodes[] = {"node1", "node2"};
   std::string task = cluster.start_task(mib, 0);
@@ -78,4 +72,39 @@ int main(int argc, char** argv) {
                   (double(last.node[n].rss_kib) - double(mid.node[n].rss_kib)) / 1024.0 / span);
   std::printf("failed migrations: %d of %d\n", failures, total);
   return failures ? 1 : 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string mode = argc > 1 ? argv[1] : "";
+  if (mode == "--pattern-source" && argc == 4)
+    return ferry::bench::pattern_source(std::stoull(argv[2]), std::stoull(argv[3]));
+  if (mode == "--pattern-sink" && argc == 4)
+    return ferry::bench::pattern_sink(std::stoull(argv[2]), std::stoull(argv[3]));
+  int total = 1000, every = 100, mib = 4;
+  double gib = 2;
+  ferry::bench::ChannelSoakOptions soak;
+  soak.transfers = 0;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i];
+    if (a == "--migrations") total = std::atoi(argv[i + 1]);
+    if (a == "--every") every = std::atoi(argv[i + 1]);
+    if (a == "--mib") mib = std::atoi(argv[i + 1]);
+    if (a == "--transfers") soak.transfers = std::atoi(argv[i + 1]);
+    if (a == "--gib") gib = std::atof(argv[i + 1]);
+    if (a == "--every-ms") soak.every_ms = std::atoi(argv[i + 1]);
+  }
+  const std::string dir = "/var/tmp/ferry-soak-bench";
+  ferry::bench::BenchCluster cluster(dir);
+  if (!cluster.up()) {
+    std::fprintf(stderr, "cluster up failed\n");
+    return 1;
+  }
+  if (soak.transfers <= 0) return migration_soak(cluster, total, every, mib);
+  ferry::bench::JobFilesDir job_files(dir + "-jobs");
+  soak.job_dir = job_files.path();
+  soak.self = cluster.bin() + "/soak_bench";
+  soak.bytes = static_cast<uint64_t>(gib * (1ull << 30));
+  return ferry::bench::channel_soak(cluster, soak) ? 1 : 0;
 }

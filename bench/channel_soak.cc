@@ -1,0 +1,199 @@
+#include "channel_soak.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <future>
+#include <map>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "transfer/strategy.h"
+#include "util/clock.h"
+
+namespace ferry::bench {
+namespace {
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// The pattern's bytes [pos, pos + len): little-endian words, word k = splitmix64(seed + k).
+void pattern_at(uint64_t seed, uint64_t pos, char* out, size_t len) {
+  uint64_t word = pos / 8;
+  size_t skip = pos % 8;
+  while (len > 0) {
+    uint64_t w = splitmix64(seed + word++);
+    size_t take = std::min(sizeof w - skip, len);
+    std::memcpy(out, reinterpret_cast<const char*>(&w) + skip, take);
+    out += take;
+    len -= take;
+    skip = 0;
+  }
+}
+
+// Writes of these sizes in turn: items of every size on the way, and boundaries that fall
+// anywhere in a word of the pattern.
+constexpr size_t kWriteSizes[] = {1 << 20, 65537, 4093, 300007, 131072, 17, 524288};
+
+}  // namespace
+
+int pattern_source(uint64_t bytes, uint64_t seed) {
+  std::vector<char> buf(1 << 20);
+  size_t turn = 0;
+  for (uint64_t sent = 0; sent < bytes;) {
+    size_t len = std::min<uint64_t>(kWriteSizes[turn++ % std::size(kWriteSizes)], bytes - sent);
+    pattern_at(seed, sent, buf.data(), len);
+    for (size_t done = 0; done < len;) {
+      ssize_t n = ::write(1, buf.data() + done, len - done);
+      if (n <= 0) return 1;
+      done += static_cast<size_t>(n);
+    }
+    sent += len;
+  }
+  return 0;
+}
+
+int pattern_sink(uint64_t bytes, uint64_t seed) {
+  std::vector<char> got(1 << 20), want(1 << 20);
+  uint64_t total = 0, first = 0;
+  int64_t bad_at = -1;
+  for (;;) {
+    ssize_t n = ::read(0, got.data(), got.size());
+    if (n <= 0) break;
+    if (total == 0) first = monotonic_ns();
+    if (bad_at < 0) {
+      pattern_at(seed, total, want.data(), static_cast<size_t>(n));
+      if (std::memcmp(got.data(), want.data(), static_cast<size_t>(n)) != 0) {
+        size_t i = 0;
+        while (got[i] == want[i]) i++;
+        bad_at = static_cast<int64_t>(total + i);
+      }
+    }
+    total += static_cast<uint64_t>(n);
+  }
+  std::printf("%llu %.3f %lld\n", static_cast<unsigned long long>(total),
+              static_cast<double>(monotonic_ns() - first) / 1e6, static_cast<long long>(bad_at));
+  return total == bytes && bad_at < 0 ? 0 : 2;
+}
+
+namespace {
+
+struct SoakRow {
+  int transfer = 0;
+  double seconds = 0;
+  int moved = 0, refused = 0;
+  std::vector<double> freeze_ms;  // of the migrations that moved an end
+  std::string result;
+  Resources node[2];
+};
+
+struct Transfer {
+  BenchCluster& cluster;
+  const ChannelSoakOptions& options;
+  const std::vector<std::string>& strategies;
+  int& migration_count;  // across transfers: the strategies go round
+
+  SoakRow run(int number) {
+    SoakRow row;
+    row.transfer = number;
+    std::string name = "soak" + std::to_string(number);
+    std::string file = options.job_dir + "/" + name + ".yaml";
+    uint64_t seed = splitmix64(static_cast<uint64_t>(number));
+    std::ofstream(file) << "tasks:\n  - name: a\n    node: node1\n    command: [" << options.self
+                        << ", --pattern-source, \"" << options.bytes << "\", \"" << seed
+                        << "\"]\n  - name: b\n    node: node2\n    command: [" << options.self
+                        << ", --pattern-sink, \"" << options.bytes << "\", \"" << seed
+                        << "\"]\nchannels:\n  - from: a:1\n    to: b:0\n";
+    if (cluster.ferry({"job", "run", file, "--name", name}).status != 0) {
+      row.result = "not started";
+      return row;
+    }
+    // A stall is a transfer slower than 50 MB/s plus a minute.
+    const int timeout_s = static_cast<int>(options.bytes / (50 << 20)) + 60;
+    auto start = std::chrono::steady_clock::now();
+    auto waited = std::async(std::launch::async, [&] {
+      return cluster.ferry({"job", "wait", name, "--timeout", std::to_string(timeout_s)});
+    });
+    std::map<std::string, std::string> where{{"a", "node1"}, {"b", "node2"}};
+    const auto every = std::chrono::milliseconds(options.every_ms);
+    for (int turn = 0; waited.wait_for(every) == std::future_status::timeout; turn++) {
+      std::string end = turn % 2 ? "b" : "a";
+      std::string to = where[end] == "node1" ? "node2" : "node1";
+      const std::string& strategy = strategies[migration_count++ % strategies.size()];
+      Out m = cluster.ferry(
+          {"migrate", name + "/" + end, "--to", to, "--strategy", strategy, "--json"});
+      if (m.status == 0) {
+        where[end] = to;
+        row.moved++;
+        auto report = nlohmann::json::parse(m.out, nullptr, false);
+        if (report.is_object()) row.freeze_ms.push_back(report.value("freeze_ms", 0.0));
+      } else {
+        row.refused++;  // (the task may have ended meanwhile)
+      }
+    }
+    Out wait = waited.get();
+    row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    row.result = verdict(name, wait, row.seconds >= timeout_s);
+    return row;
+  }
+
+  std::string verdict(const std::string& name, const Out& wait, bool timed_out) {
+    if (timed_out) {
+      std::printf("transfer %s stalled; its job:\n%s\n", name.c_str(),
+                  cluster.ferry({"job", "show", name}).out.c_str());
+      cluster.ferry({"job", "kill", name, "KILL"});
+      cluster.ferry({"job", "wait", name, "--timeout", "30"});
+      return "stalled";
+    }
+    unsigned long long got = 0;
+    double ms = 0;
+    long long bad_at = -1;
+    std::string log = cluster.ferry({"logs", name + "/b"}).out;
+    if (std::sscanf(log.c_str(), "%llu %lf %lld", &got, &ms, &bad_at) != 3)
+      return "no report (job wait: " + std::to_string(wait.status) + ")";
+    if (bad_at >= 0) return "wrong byte at " + std::to_string(bad_at);
+    if (got != options.bytes) return "short: " + std::to_string(got) + " bytes";
+    if (wait.status != 0) return "job failed (" + std::to_string(wait.status) + ")";
+    return "ok";
+  }
+};
+
+}  // namespace
+
+int channel_soak(BenchCluster& cluster, const ChannelSoakOptions& options) {
+  const std::vector<std::string> strategies = transfer::strategy_name_list();
+  const char* nodes[] = {"node1", "node2"};
+  pid_t ferryd[2] = {cluster.ferryd_pid(nodes[0]), cluster.ferryd_pid(nodes[1])};
+  int migration_count = 0, failed = 0;
+  Transfer transfer{cluster, options, strategies, migration_count};
+  std::printf(
+      "| transfer | s | MB/s | ends moved (refused) | freeze ms, median | delivered | ferryd RSS "
+      "MiB (node1 / node2) | threads | fds |\n|---|---|---|---|---|---|---|---|---|\n");
+  for (int t = 1; t <= options.transfers; t++) {
+    SoakRow r = transfer.run(t);
+    for (int n = 0; n < 2; n++) r.node[n] = resources_of(ferryd[n]);
+    if (r.result != "ok") failed++;
+    std::printf(
+        "| %d | %.1f | %.0f | %d (%d) | %.1f | %s | %.1f / %.1f | %llu / %llu | %llu / %llu |\n",
+        r.transfer, r.seconds, static_cast<double>(options.bytes) / r.seconds / 1e6, r.moved,
+        r.refused, median(r.freeze_ms), r.result.c_str(), r.node[0].rss_kib / 1024.0,
+        r.node[1].rss_kib / 1024.0, static_cast<unsigned long long>(r.node[0].threads),
+        static_cast<unsigned long long>(r.node[1].threads),
+        static_cast<unsigned long long>(r.node[0].fds),
+        static_cast<unsigned long long>(r.node[1].fds));
+    std::fflush(stdout);
+  }
+  std::printf("transfers that did not deliver everything: %d of %d\n", failed, options.transfers);
+  return failed;
+}
+
+}  // namespace ferry::bench
