@@ -17,6 +17,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "cr/ptrace/tracee.h"
 #include "node/services.h"
 #include "node/spawn.h"
 #include "util/clock.h"
@@ -50,6 +51,8 @@ Faults Faults::from_env() {
       f.link_acks_first = true;
     else if (name == "slow-arrival-entry")
       f.slow_arrival_entry = true;
+    else if (name == "end-tasks-as-they-stop")
+      f.end_tasks_as_they_stop = true;
   }
   return f;
 }
@@ -104,13 +107,15 @@ Daemon::Daemon(NodeConfig cfg)
           [this](const std::string& id) { return tasks_.get(id); },
           [this](const std::string& n) -> rpc::Node::Stub& { return node_stub(n); },
           [this](const std::string& id, pid_t pid) { return tasks_.begin_recording(id, pid); },
-          [this](const std::string& id, pid_t pid) { tasks_.end_recording(id, pid); }}),
+          [this](const std::string& id, pid_t pid) { tasks_.end_recording(id, pid); },
+          [this](const std::string& id, int code) { on_exit(id, code); }}),
       coordinator_(SnapshotCoordinator::Env{
           cfg_.name, cfg_.state_dir + "/snapshots",
           [this](const std::string& ref) { return home_job(ref); },
           [this](const std::string& id) { return locate(id); }, [this] { return nodes_up(); },
           [this](const std::string& n) -> rpc::Node::Stub& { return node_stub(n); },
           faults_.snapshot_drop_recorded}) {
+  if (faults_.end_tasks_as_they_stop) cr::end_processes_as_they_stop_for_tests();
   channels_.set_snapshot_hooks(
       [this](ReaderEnd& end, uint64_t marker) { snapshots_.on_marker(end, marker); },
       [this](const std::string& task_id) { snapshots_.on_hold(task_id); });

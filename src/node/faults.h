@@ -17,6 +17,7 @@ struct Faults {
       false;  // writer: each send on a channel link waits for its acknowledgement
   bool slow_arrival_entry = false;  // destination: a task that arrived enters its table only
                                     // once it has ended (at most 3 s after its release)
+  bool end_tasks_as_they_stop = false;  // every task ferry stops here ends as it is stopped
   static Faults from_env();
 };
 

@@ -2,6 +2,8 @@
 // exactly one token (in a task or in a channel), several at once from different tasks too; a
 // byte pipeline is recorded while it flows and ends as if nothing happened; the check catches a
 // recording that lost a message; a task can ask for one; what cannot be recorded fails cleanly.
+#include <signal.h>
+
 #include <gtest/gtest.h>
 
 #include "e2e/snapshot_helpers.h"
@@ -127,6 +129,23 @@ TEST(SnapshotsTest, APipelineIsRecordedWhileItFlowsAndEndsAsIfNothingHappened) {
   ASSERT_EQ(w.status, 0) << w.out << w.err;
   const std::string local = local_pipeline_hash(blocks, "gzip -1");
   EXPECT_EQ(c.logs("pipe/sum").substr(0, 64), local);
+}
+
+// A task that ends as its snapshot stops it (a test fault kills it then) is reported ended with
+// its status: ferry's wait for the stop took that status, and the task once stayed "running" for
+// ever (found by soak_bench --snapshots: a task that exited as it was being stopped).
+TEST(SnapshotsTest, ATaskThatEndsAsItIsStoppedIsReportedEnded) {
+  TestCluster c(1, {"--test-fault", "node1=end-tasks-as-they-stop"});
+  ASSERT_TRUE(c.up());
+  TempDir dir;
+  std::string job =
+      start_job(c, dir, "short", "tasks:\n  - name: idle\n    command: [sleep, \"600\"]\n");
+  ASSERT_FALSE(job.empty());
+  nlohmann::json s = snapshot(c, {job});
+  EXPECT_EQ(s.value("status", 0), 1) << s.dump();
+  EXPECT_EQ(s.value("state", ""), "failed") << s.dump();
+  CmdResult w = c.ferry({"wait", job + "/idle", "--timeout", "20"});
+  EXPECT_EQ(w.status, 128 + SIGKILL) << w.out << w.err;
 }
 
 TEST(SnapshotsTest, TheCheckCatchesARecordingThatLostAMessage) {

@@ -2,6 +2,7 @@
 
 #include <elf.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
@@ -11,6 +12,7 @@
 #include <sys/uio.h>
 #include <sys/wait.h>
 
+#include <atomic>
 #include <cstring>
 #include <optional>
 
@@ -27,6 +29,8 @@ namespace {
 
 constexpr int kStopTimeoutMs = 5000;
 constexpr int kSyscallTimeoutMs = 10000;
+
+std::atomic<bool> end_processes_as_they_stop{false};
 
 long ptrace_call(enum __ptrace_request req, pid_t pid, void* addr, void* data) {
   return ::ptrace(req, pid, addr, data);
@@ -110,9 +114,14 @@ void Tracee::forget() {
   attached_ = false;
 }
 
+void end_processes_as_they_stop_for_tests() {
+  end_processes_as_they_stop = true;
+}
+
 void Tracee::interrupt_and_wait() {
   if (ptrace_call(PTRACE_INTERRUPT, pid_, nullptr, nullptr) != 0)
     fail_errno(errno, "cannot stop process {}", pid_);
+  if (end_processes_as_they_stop) ::kill(pid_, SIGKILL);
   int sig = wait_for_interrupt_stop();
   // A group stop: the process is stopped by job control. Leave it as it is.
   if (sig != SIGTRAP)

@@ -43,6 +43,10 @@ class SyscallFailed : public Error {
   using Error::Error;
 };
 
+// A test fault: every process ferry stops from now on is killed as it is being stopped, so that
+// its end is what ferry's wait for the stop takes (as when a process exits at that moment).
+void end_processes_as_they_stop_for_tests();
+
 struct SyscallArgs {
   long a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0;
 };

@@ -160,6 +160,7 @@ SnapshotParticipant::TaskCut SnapshotParticipant::record_here(const rpc::Snapsho
   t.ends.assign(local->info.channel_ends().begin(), local->info.channel_ends().end());
   t.marker = b.marker();
   t.node = env_.node;
+  t.ended = [this, task_id](int code) { env_.ended(task_id, code); };
   t.image_dir = snapshot::SnapshotStore(store_of(b)).task_dir(b.id(), t.name);
   RecordingTurn turn(*this, task_id, t.pid);
   std::promise<TaskCut> paused;

@@ -38,6 +38,8 @@ class SnapshotParticipant {
     // no migration of it begins (LocalTasks::begin_recording): false when it migrates.
     std::function<bool(const std::string& task_id, pid_t)> begin_recording;
     std::function<void(const std::string& task_id, pid_t)> end_recording;
+    // The task ended during its pause, and its exit status is the one ferry's wait took.
+    std::function<void(const std::string& task_id, int code)> ended;
   };
   explicit SnapshotParticipant(Env env);
   ~SnapshotParticipant();

@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "cr/dump.h"
+#include "cr/ptrace/tracee.h"
 #include "cr/resources/map_check.h"
 #include "cr/resources/vm_flags.h"
 #include "image/image_files.h"
@@ -88,6 +89,8 @@ void record(TaskToRecord& task, ChannelEnds& channels, std::promise<TaskCut>& pa
     pause_task(task, channels, cut, rec);
   } catch (const std::exception& e) {
     rec = {};  // (lets it run on, if it was held)
+    const auto* ended = dynamic_cast<const cr::ProcessEnded*>(&e);
+    if (ended && ended->code() >= 0 && task.ended) task.ended(ended->code());
     if (cut.cuts.empty()) {
       paused.set_exception(std::current_exception());
       return;

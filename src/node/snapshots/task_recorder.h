@@ -28,6 +28,8 @@ struct TaskToRecord {
   uint64_t marker = 0;
   std::string image_dir;  // empty, ferry's own
   std::string node;
+  // It ended during its pause: its exit status, which ferry's wait took (nobody else has it).
+  std::function<void(int code)> ended;
 };
 
 // What the pause gave: the cuts of the task's ends, and the reader ends whose channel had
