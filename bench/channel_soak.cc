@@ -3,12 +3,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <future>
 #include <map>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -92,6 +94,10 @@ struct SoakRow {
   double seconds = 0;
   int moved = 0, refused = 0;
   std::vector<double> freeze_ms;  // of the migrations that moved an end
+  // Snapshots taken meanwhile (--snapshots): complete and consistent, failed (the reasons),
+  // and complete but inconsistent (never: a fault).
+  int snapshots_consistent = 0, snapshots_inconsistent = 0;
+  std::map<std::string, int> snapshot_failures;
   std::string result;
   Resources node[2];
 };
@@ -123,6 +129,10 @@ struct Transfer {
     auto waited = std::async(std::launch::async, [&] {
       return cluster.ferry({"job", "wait", name, "--timeout", std::to_string(timeout_s)});
     });
+    std::atomic<bool> over{false};
+    std::future<void> snapshots;
+    if (options.snapshots)
+      snapshots = std::async(std::launch::async, [&] { snapshot_while(name, over, row); });
     std::map<std::string, std::string> where{{"a", "node1"}, {"b", "node2"}};
     const auto every = std::chrono::milliseconds(options.every_ms);
     for (int turn = 0; waited.wait_for(every) == std::future_status::timeout; turn++) {
@@ -141,9 +151,32 @@ struct Transfer {
       }
     }
     Out wait = waited.get();
+    over = true;
+    if (snapshots.valid()) snapshots.get();
     row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     row.result = verdict(name, wait, row.seconds >= timeout_s);
     return row;
+  }
+
+  // Snapshots of the job, one after the other, until `over`: each checked, then removed.
+  void snapshot_while(const std::string& job, const std::atomic<bool>& over, SoakRow& row) {
+    while (!over) {
+      Out s = cluster.ferry({"snapshot", job, "--json"});
+      auto report = nlohmann::json::parse(s.out, nullptr, false);
+      if (!report.is_object()) {
+        row.snapshot_failures["no report (ferry snapshot said why on stderr)"]++;
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        continue;
+      }
+      std::string state = report.value("state", "");
+      if (state == "complete" && report.value("consistent", false))
+        row.snapshots_consistent++;
+      else if (state == "complete")
+        row.snapshots_inconsistent++;
+      else
+        row.snapshot_failures[report.value("reason", state)]++;
+      cluster.ferry({"snapshot", "rm", report.value("id", "")});
+    }
   }
 
   std::string verdict(const std::string& name, const Out& wait, bool timed_out) {
@@ -175,24 +208,37 @@ int channel_soak(BenchCluster& cluster, const ChannelSoakOptions& options) {
   pid_t ferryd[2] = {cluster.ferryd_pid(nodes[0]), cluster.ferryd_pid(nodes[1])};
   int migration_count = 0, failed = 0;
   Transfer transfer{cluster, options, strategies, migration_count};
+  std::map<std::string, int> snapshot_failures;
   std::printf(
-      "| transfer | s | MB/s | ends moved (refused) | freeze ms, median | delivered | ferryd RSS "
-      "MiB (node1 / node2) | threads | fds |\n|---|---|---|---|---|---|---|---|---|\n");
+      "| transfer | s | MB/s | ends moved (refused) | freeze ms, median | snapshots consistent / "
+      "failed / inconsistent | delivered | ferryd RSS MiB (node1 / node2) | threads | fds "
+      "|\n|---|---|---|---|---|---|---|---|---|---|\n");
   for (int t = 1; t <= options.transfers; t++) {
     SoakRow r = transfer.run(t);
     for (int n = 0; n < 2; n++) r.node[n] = resources_of(ferryd[n]);
-    if (r.result != "ok") failed++;
+    int failed_snapshots = 0;
+    for (auto& [reason, count] : r.snapshot_failures) {
+      snapshot_failures[reason] += count;
+      failed_snapshots += count;
+    }
+    if (r.result != "ok" || r.snapshots_inconsistent > 0) failed++;
     std::printf(
-        "| %d | %.1f | %.0f | %d (%d) | %.1f | %s | %.1f / %.1f | %llu / %llu | %llu / %llu |\n",
+        "| %d | %.1f | %.0f | %d (%d) | %.1f | %d / %d / %d | %s | %.1f / %.1f | %llu / %llu | "
+        "%llu / %llu |\n",
         r.transfer, r.seconds, static_cast<double>(options.bytes) / r.seconds / 1e6, r.moved,
-        r.refused, median(r.freeze_ms), r.result.c_str(), r.node[0].rss_kib / 1024.0,
+        r.refused, median(r.freeze_ms), r.snapshots_consistent, failed_snapshots,
+        r.snapshots_inconsistent, r.result.c_str(), r.node[0].rss_kib / 1024.0,
         r.node[1].rss_kib / 1024.0, static_cast<unsigned long long>(r.node[0].threads),
         static_cast<unsigned long long>(r.node[1].threads),
         static_cast<unsigned long long>(r.node[0].fds),
         static_cast<unsigned long long>(r.node[1].fds));
     std::fflush(stdout);
   }
-  std::printf("transfers that did not deliver everything: %d of %d\n", failed, options.transfers);
+  for (auto& [reason, count] : snapshot_failures)
+    std::printf("snapshots failed %d times: %s\n", count, reason.c_str());
+  std::printf(
+      "transfers that did not deliver everything (or had an inconsistent snapshot): %d of %d\n",
+      failed, options.transfers);
   return failed;
 }
 

@@ -23,6 +23,7 @@ struct ChannelSoakOptions {
   int transfers = 10;
   uint64_t bytes = 2ull << 30;  // per transfer
   int every_ms = 300;           // between two migrations of an end
+  bool snapshots = false;       // snapshots of the job one after the other meanwhile
   std::string self;             // the binary that runs the tasks (--pattern-source, --pattern-sink)
   std::string job_dir;          // where job files go
 };

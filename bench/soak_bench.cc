@@ -7,10 +7,11 @@
 //
 // With --transfers N it soaks channels instead (channel_soak.h): N transfers of --gib G (default
 // 2) each across the two nodes, both ends moved in turn every --every-ms (default 300) while the
-// data flows, every byte checked at the reader.
+// data flows, every byte checked at the reader; with --snapshots yes, snapshots of the job are
+// taken one after the other meanwhile, each checked (consistent, or failed with its reason).
 //
 // usage: soak_bench [--migrations 1000] [--every 100] [--mib 4]
-//        soak_bench --transfers 10 [--gib 2] [--every-ms 300]
+//        soak_bench --transfers 10 [--gib 2] [--every-ms 300] [--snapshots yes|no]
 //        soak_bench --pattern-source BYTES SEED | --pattern-sink BYTES SEED   (the tasks it runs)
 #include <chrono>
 #include <cstdio>
@@ -45,7 +46,8 @@ int migration_soak(ferry::bench::BenchCluster& cluster, int total, int every, in
   int failures = 0;
   for (int i = 1; i <= total; i++) {
     std::string to = nodes[i % 2];
-    auto r = cluster.ferry({"migrate", task, "--to", to, "--strategy", strategies[i % strategies.size()]});
+    auto r = cluster.ferry(
+        {"migrate", task, "--to", to, "--strategy", strategies[i % strategies.size()]});
     if (r.status != 0) failures++;
     if (i % every == 0)
       sample(i, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -94,6 +96,7 @@ int main(int argc, char** argv) {
     if (a == "--transfers") soak.transfers = std::atoi(argv[i + 1]);
     if (a == "--gib") gib = std::atof(argv[i + 1]);
     if (a == "--every-ms") soak.every_ms = std::atoi(argv[i + 1]);
+    if (a == "--snapshots") soak.snapshots = std::string(argv[i + 1]) == "yes";
   }
   const std::string dir = "/var/tmp/ferry-soak-bench";
   ferry::bench::BenchCluster cluster(dir);
