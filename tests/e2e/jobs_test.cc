@@ -296,6 +296,51 @@ TEST(JobsTest, FinishedChannelEndsKeepNoDescriptors) {
         << fds_of(ferryd[n]) << " after";
 }
 
+// A reader's pipe never holds more than its size. Spliced pages fill a slot with up to 32 KiB:
+// with its bytes at its size, a 1 MiB pipe still had free slots, and small items written after
+// large spliced ones went into them. Such a pipe could not be copied (a snapshot) or carried
+// (a migration) by ferryd, which may not make a pipe past pipe-max-size: the reader could not
+// move ("cannot size a pipe for 1048876 queued bytes"; seen by soak_bench --snapshots).
+TEST(JobsTest, AReaderWhosePipeIsFullOfSplicedPagesMoves) {
+  TestCluster c(2);
+  ASSERT_TRUE(c.up());
+  TempDir dir;
+  // Four items of 256 KiB (the pipe's size), then small ones, each its own write and item.
+  const std::string writer =
+      "import sys, time\n"
+      "out = sys.stdout.buffer\n"
+      "for i in range(4):\n"
+      "    out.write(bytes([i]) * 262144); out.flush(); time.sleep(0.05)\n"
+      "for i in range(3):\n"
+      "    out.write(b'small' * 20); out.flush(); time.sleep(0.05)\n"
+      "out.write(bytes(range(256)) * 4096); out.flush()\n";
+  write_file(dir / "writer.py", writer);
+  ::chmod((dir / "writer.py").c_str(), 0644);
+  std::string yaml =
+      "tasks:\n  - name: w\n    command: [/usr/bin/python3, " + (dir / "writer.py") +
+      "]\n  - name: r\n    node: node2\n    command: [/usr/bin/python3, -c, \"import hashlib, sys, "
+      "time; time.sleep(4); print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())\"]\n"
+      "channels:\n  - from: w:1\n    to: r:0\n";
+  std::string job = run_job(c, write_job(dir, "spliced", yaml));
+  // The small items are past the writer's daemon, and the pipe full by its bytes.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        nlohmann::json j = show(c, job);
+        return j.contains("channels") && !j["channels"].empty() &&
+               j["channels"][0].value("bytes_written", 0ull) >= 4 * 262144ull + 300 &&
+               j["channels"][0].value("bytes_delivered", 0ull) >= 4 * 262144ull;
+      },
+      20000))
+      << show(c, job).dump();
+  nlohmann::json rep = c.migrate("spliced/r", "node1");
+  EXPECT_EQ(rep.value("outcome", ""), "migrated") << rep.dump();
+  CmdResult w = c.ferry({"job", "wait", job, "--timeout", "30"});
+  ASSERT_EQ(w.status, 0) << w.out << w.err << show(c, job).dump();
+  CmdResult local =
+      run_command({"/bin/sh", "-c", "/usr/bin/python3 " + (dir / "writer.py") + " | sha256sum"});
+  EXPECT_EQ(hash_in_log(c, "spliced/r"), local.out.substr(0, 64));
+}
+
 TEST(JobsTest, TheJobVerbsAndJobSlashNameAddressItsTasks) {
   TestCluster c(2);
   ASSERT_TRUE(c.up());

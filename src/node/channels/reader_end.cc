@@ -280,9 +280,13 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
         size_t len = data.size() - skip_;
         // Spliced pages fill a pipe's slots with up to 32 KiB each, not 4: the pipe would take
         // eight times its size from the socket, past what flow control allows (capacity + one
-        // pipe). So a splice takes no more than the pipe's size less what it holds.
-        if (in_socket) len = std::min(len, pipe_room_bytes(pipe_.get(), pipe_size_));
-        if (in_socket && len == 0) {
+        // pipe). So a splice takes no more than the pipe's size less what it holds; and once
+        // slots may hold more than 4 KiB, so does a write (its slots were free while the pipe
+        // was full by its bytes, and a pipe holding more than its size could not be filled
+        // again after a migration, nor copied by a snapshot).
+        spliced_ = spliced_ || in_socket;
+        if (spliced_) len = std::min(len, pipe_room_bytes(pipe_.get(), pipe_size_));
+        if (len == 0) {
           if (full_by_bytes) look_us = std::min(2 * look_us, kLastFullPipeLookUs);
           full_by_bytes = true;
         } else {

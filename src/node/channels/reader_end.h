@@ -137,6 +137,7 @@ class ReaderEnd {
   std::condition_variable cv_;
   UniqueFd pipe_;
   const int pipe_size_;  // (F_GETPIPE_SZ, once: it does not change)
+  bool spliced_ = false;  // pages went into the pipe by splice (slots of more than 4 KiB)
   channel::ChannelReceiver receiver_;
   uint64_t skip_ = 0;  // bytes of the item receiver_.next_seq() already in the pipe
   uint64_t bytes_delivered_ = 0;

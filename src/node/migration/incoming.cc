@@ -194,6 +194,9 @@ void IncomingMigration::refill_channel_pipes() {
       if (po.id() != file->pipe().pipe_id() || po.queued().empty()) continue;
       int w = channel_pipes_.node_side.at(end.fd()).get();
       ::fcntl(w, F_SETPIPE_SZ, static_cast<int>(std::max<size_t>(po.queued().size(), 1 << 20)));
+      // (What does not fit fails the commit, and the task runs on at its source: a blocking
+      // write would hang it.)
+      ::fcntl(w, F_SETFL, ::fcntl(w, F_GETFL) | O_NONBLOCK);
       ssize_t n = ::write(w, po.queued().data(), po.queued().size());
       if (n != static_cast<ssize_t>(po.queued().size()))
         fail_errno(n < 0 ? errno : ENOSPC, "cannot put back the {} unread bytes of channel fd {}",

@@ -21,7 +21,11 @@ std::string read_queued(int read_end, size_t count) {
   int tmp[2];
   if (::pipe2(tmp, O_CLOEXEC | O_NONBLOCK) != 0) fail_errno(errno, "pipe2");
   UniqueFd r(tmp[0]), w(tmp[1]);
-  if (count > 65536 && ::fcntl(w.get(), F_SETPIPE_SZ, static_cast<int>(count)) < 0)
+  // tee() takes the pipe's slots as they are, and a slot may hold more than a page (spliced
+  // pages): the copy needs as many slots as the pipe has, whatever its bytes. (Sized by the
+  // bytes, it could ask past pipe-max-size, which ferryd may not exceed.)
+  const int slots_of_source = ::fcntl(read_end, F_GETPIPE_SZ);
+  if (slots_of_source > 65536 && ::fcntl(w.get(), F_SETPIPE_SZ, slots_of_source) < 0)
     fail_errno(errno, "cannot size a pipe for {} queued bytes", count);
   size_t copied = 0;
   while (copied < count) {
