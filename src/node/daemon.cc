@@ -26,36 +26,6 @@
 #include "util/proc.h"
 
 namespace ferry::node {
-Faults Faults::from_env() {
-  Faults f;
-  const char* e = std::getenv("FERRY_TEST_FAULTS");
-  if (!e) return f;
-  for (auto& name : proc::split(e, ',')) {
-    if (name == "die-after-commit")
-      f.die_after_commit = true;
-    else if (name == "fail-restore")
-      f.fail_restore = true;
-    else if (name == "kill-task-before-freeze")
-      f.kill_task_before_freeze = true;
-    else if (name == "slow-stream")
-      f.slow_stream = true;
-    else if (name == "lose-commit-reply")
-      f.lose_commit_reply = true;
-    else if (name == "unreachable-channel-links")
-      f.unreachable_channel_links = true;
-    else if (name == "snapshot-drop-recorded")
-      f.snapshot_drop_recorded = true;
-    else if (name == "refuse-proposals")
-      f.refuse_proposals = true;
-    else if (name == "link-acks-first")
-      f.link_acks_first = true;
-    else if (name == "slow-arrival-entry")
-      f.slow_arrival_entry = true;
-    else if (name == "end-tasks-as-they-stop")
-      f.end_tasks_as_they_stop = true;
-  }
-  return f;
-}
 
 Daemon::Daemon(NodeConfig cfg)
     : cfg_(std::move(cfg)),

@@ -2,9 +2,10 @@
 // goes with the pipe: a node keeps every finished end for `ferry job show`'s counts, and an end
 // that kept its descriptors would hold two per channel and job for the daemon's life.
 //
-// Only the thread that polls on it (or the end before any thread runs) closes it, so a poll never
-// waits on a number that was closed meanwhile and reused; notify() from any thread is
-// serialized with the close, so it never writes to a reused number either.
+// It is closed only where nothing can be polling on it (by the polling thread itself, before any
+// thread runs, or while a migration holds the end), so a poll never waits on a number that was
+// closed meanwhile and reused; notify() from any thread is serialized with the close, so it
+// never writes to a reused number either.
 #pragma once
 
 #include <cstdint>
