@@ -50,7 +50,8 @@ LazyPager::LazyPager(UniqueFd uffd, pid_t pid, const AddressRanges& ranges) : pi
     if (r.end > r.start) mm->segs[r.start] = Seg{r.end, r.start};
   mms_.push_back(std::move(mm));
   stop_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!stop_fd_) fail_errno(errno, "eventfd");
+  kick_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!stop_fd_ || !kick_fd_) fail_errno(errno, "eventfd");
 }
 
 LazyPager::~LazyPager() {
@@ -80,10 +81,10 @@ void LazyPager::erase_range(std::map<uint64_t, Seg>& segs, uint64_t start, uint6
   for (auto it = segs.lower_bound(start); it != segs.end() && it->first < end;) it = segs.erase(it);
 }
 
-void LazyPager::place(Mm& mm, uint64_t dst, const char* data, uint64_t len, uint64_t src) {
+uint64_t LazyPager::place(Mm& mm, uint64_t dst, const char* data, uint64_t len, int* err) {
   uint64_t done = 0;
   while (done < len) {
-    int rc, err = 0;
+    int rc;
     uint64_t got = 0;
     if (data) {
       uffdio_copy c{};
@@ -91,19 +92,19 @@ void LazyPager::place(Mm& mm, uint64_t dst, const char* data, uint64_t len, uint
       c.src = reinterpret_cast<uint64_t>(data + done);
       c.len = len - done;
       rc = ::ioctl(mm.uffd.get(), UFFDIO_COPY, &c);
-      err = errno;
+      *err = errno;
       got = c.copy > 0 ? static_cast<uint64_t>(c.copy) : 0;
     } else {
       uffdio_zeropage z{};
       z.range = {dst + done, len - done};
       rc = ::ioctl(mm.uffd.get(), UFFDIO_ZEROPAGE, &z);
-      err = errno;
+      *err = errno;
       got = z.zeropage > 0 ? static_cast<uint64_t>(z.zeropage) : 0;
     }
     done += got;
     pages_delivered_ += got / kPage;
     if (rc == 0) continue;
-    if (err == EEXIST) {
+    if (*err == EEXIST) {
       // The task has this page already (it wrote it, or it came twice): leave it, but make sure
       // nobody sleeps on it.
       uffdio_range r{dst + done, kPage};
@@ -111,36 +112,71 @@ void LazyPager::place(Mm& mm, uint64_t dst, const char* data, uint64_t len, uint
       done += kPage;
       continue;
     }
-    if (err == EAGAIN && got > 0) continue;
-    // The memory is on the move (EAGAIN: an mremap or fork is under way) or not where the map
-    // says (ENOENT): try again once its event has been read.
-    misses_[src + done] = src + len;
-    return;
+    if (*err == EAGAIN && got > 0) continue;
+    // The memory is on the move (EAGAIN: an event is unread, or its change not finished) or not
+    // where the map says (ENOENT).
+    return done;
   }
+  return len;
 }
 
 void LazyPager::deliver(uint64_t addr, const char* data, size_t len) {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (finished_) return;
-  // What this covers is no longer missing (a failed placement below records it again).
-  for (auto it = misses_.begin(); it != misses_.end();) {
-    uint64_t s = it->first, e = it->second;
-    if (e <= addr || s >= addr + len) {
-      ++it;
+  bool queued = false;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (finished_) return;
+    // What this covers is no longer missing (a failed placement below records it again).
+    for (auto it = misses_.begin(); it != misses_.end();) {
+      uint64_t s = it->first, e = it->second;
+      if (e <= addr || s >= addr + len) {
+        ++it;
+        continue;
+      }
+      it = misses_.erase(it);
+      if (s < addr) misses_[s] = addr;
+      if (e > addr + len) misses_[addr + len] = e;
+    }
+    size_t faults_before = pending_faults_.size();
+    for (size_t i = 0; i < mms_.size(); i++) deliver_to(i, addr, data, len);
+    queued = pending_faults_.size() > faults_before;
+  }
+  uint64_t one = 1;
+  if (queued) (void)::write(kick_fd_.get(), &one, sizeof one);
+}
+
+void LazyPager::deliver_to(size_t index, uint64_t addr, const char* data, uint64_t len) {
+  // A placement the kernel refuses because the task is changing its memory is tried again
+  // here, after reading the event: leaving it to a later round lets a task that changes its
+  // memory often (madvise, mremap) make every round miss.
+  constexpr int kTriesAfterEvents = 32;
+  uint64_t pos = addr, end = addr + len;
+  for (int tries = 0; pos < end;) {
+    Mm& mm = *mms_[index];
+    // The first piece of [pos, end) this address space still waits for, and where it is now.
+    uint64_t lo = end, hi = end, dst = 0;
+    for (auto& [start, seg] : mm.segs) {
+      uint64_t a = std::max(pos, seg.src), b = std::min(end, seg.src + (seg.end - start));
+      if (a < b && a < lo) {
+        lo = a;
+        hi = b;
+        dst = start + (a - seg.src);
+      }
+    }
+    if (lo == end) return;
+    int err = 0;
+    uint64_t done = place(mm, dst, data ? data + (lo - addr) : nullptr, hi - lo, &err);
+    pos = lo + done;
+    if (done == hi - lo) continue;
+    if (tries++ < kTriesAfterEvents) {
+      // Nothing to read: the event was read, the task has yet to finish its change.
+      if (!read_events(index)) ::usleep(100);
       continue;
     }
-    it = misses_.erase(it);
-    if (s < addr) misses_[s] = addr;
-    if (e > addr + len) misses_[addr + len] = e;
+    uint64_t& miss_end = misses_[pos];
+    miss_end = std::max(miss_end, end);
+    last_miss_ = fmt::format("{} at {:#x}", std::strerror(err), dst + done);
+    return;
   }
-  for (auto& mm : mms_)
-    for (auto& [start, seg] : mm->segs) {
-      uint64_t seg_src_end = seg.src + (seg.end - start);
-      uint64_t lo = std::max<uint64_t>(addr, seg.src),
-               hi = std::min<uint64_t>(addr + len, seg_src_end);
-      if (lo >= hi) continue;
-      place(*mm, start + (lo - seg.src), data ? data + (lo - addr) : nullptr, hi - lo, lo);
-    }
 }
 
 void LazyPager::deliver_zero(uint64_t addr, size_t len) {
@@ -152,6 +188,11 @@ AddressRanges LazyPager::misses() {
   AddressRanges out;
   for (auto& [s, e] : misses_) out.push_back({s, e});
   return out;
+}
+
+std::string LazyPager::last_miss() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_miss_;
 }
 
 void LazyPager::handle_event(Mm& mm, const void* raw, std::vector<std::unique_ptr<Mm>>& born) {
@@ -190,57 +231,71 @@ void LazyPager::handle_event(Mm& mm, const void* raw, std::vector<std::unique_pt
   }
 }
 
+bool LazyPager::read_events(size_t index) {
+  Mm& mm = *mms_[index];
+  uffd_msg msgs[32];
+  bool any = false;
+  for (;;) {
+    ssize_t got = ::read(mm.uffd.get(), msgs, sizeof msgs);
+    if (got <= 0) return any;
+    any = true;
+    std::vector<std::unique_ptr<Mm>> born;
+    for (size_t k = 0; k < static_cast<size_t>(got) / sizeof(uffd_msg); k++) {
+      if (msgs[k].event == UFFD_EVENT_PAGEFAULT) {
+        faults_++;
+        pending_faults_.push_back({&mm, msgs[k].arg.pagefault.address & ~(kPage - 1)});
+      } else {
+        handle_event(mm, &msgs[k], born);
+      }
+    }
+    for (auto& b : born) mms_.push_back(std::move(b));
+    if (static_cast<size_t>(got) < sizeof msgs) return any;
+  }
+}
+
+void LazyPager::serve_faults(std::vector<Want>& wants) {
+  std::vector<PendingFault> faults;
+  faults.swap(pending_faults_);
+  for (const PendingFault& f : faults) {
+    auto it = f.mm->segs.upper_bound(f.page);
+    if (it != f.mm->segs.begin() && f.page < std::prev(it)->second.end) {
+      --it;
+      uint64_t src = it->second.src + (f.page - it->first);
+      wants.push_back({src, std::min(kReadAhead, it->second.end - f.page)});
+      continue;
+    }
+    // Not a page the source has (the task made or cleared this memory here). Refused while
+    // the task changes its memory: tried again once its event is read.
+    int err = 0;
+    if (place(*f.mm, f.page, nullptr, kPage, &err) < kPage) pending_faults_.push_back(f);
+  }
+}
+
 void LazyPager::fault_loop() {
-  std::vector<uffd_msg> msgs(32);
   while (!finished_) {
     std::vector<pollfd> fds;
     fds.push_back({stop_fd_.get(), POLLIN, 0});
+    fds.push_back({kick_fd_.get(), POLLIN, 0});
+    bool faults_waiting;
     {
       std::lock_guard<std::mutex> lock(mu_);
       for (auto& mm : mms_) fds.push_back({mm->uffd.get(), POLLIN, 0});
+      faults_waiting = !pending_faults_.empty();
     }
-    int n = ::poll(fds.data(), fds.size(), 1000);
+    int n = ::poll(fds.data(), fds.size(), faults_waiting ? 1 : 1000);
     if (n < 0 && errno != EINTR) {
       spdlog::warn("lazy pages of {}: poll: {}", pid_, std::strerror(errno));
       return;
     }
     if (fds[0].revents) return;
-    struct Want {
-      uint64_t src, len;
-    };
+    uint64_t kicks;
+    if (fds[1].revents) (void)::read(kick_fd_.get(), &kicks, sizeof kicks);
     std::vector<Want> wants;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (finished_) return;
-      std::vector<std::unique_ptr<Mm>> born;
-      for (size_t i = 1; i < fds.size(); i++) {
-        if (!(fds[i].revents & POLLIN)) continue;
-        Mm* mm = nullptr;
-        for (auto& m : mms_)
-          if (m->uffd.get() == fds[i].fd) mm = m.get();
-        if (!mm) continue;
-        ssize_t got = ::read(mm->uffd.get(), msgs.data(), msgs.size() * sizeof(uffd_msg));
-        if (got <= 0) continue;
-        for (size_t k = 0; k < static_cast<size_t>(got) / sizeof(uffd_msg); k++) {
-          const uffd_msg& msg = msgs[k];
-          if (msg.event != UFFD_EVENT_PAGEFAULT) {
-            handle_event(*mm, &msg, born);
-            continue;
-          }
-          faults_++;
-          uint64_t page = msg.arg.pagefault.address & ~(kPage - 1);
-          auto it = mm->segs.upper_bound(page);
-          if (it != mm->segs.begin() && page < std::prev(it)->second.end) {
-            --it;
-            uint64_t src = it->second.src + (page - it->first);
-            wants.push_back({src, std::min(kReadAhead, it->second.end - page)});
-          } else {
-            // Not a page the source has (the task made or cleared this memory here).
-            place(*mm, page, nullptr, kPage, page);
-          }
-        }
-      }
-      for (auto& b : born) mms_.push_back(std::move(b));
+      for (size_t i = 0; i < mms_.size(); i++) read_events(i);
+      serve_faults(wants);
       for (auto& [s, e] : misses_) wants.push_back({s, e - s});
     }
     for (auto& w : wants) {
@@ -256,6 +311,7 @@ void LazyPager::fault_loop() {
 void LazyPager::close_all() {
   // Closing a userfaultfd unregisters its memory and wakes every fault waiting on it.
   std::lock_guard<std::mutex> lock(mu_);
+  pending_faults_.clear();
   mms_.clear();
 }
 

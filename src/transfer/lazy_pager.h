@@ -58,6 +58,8 @@ class LazyPager {
   // Source ranges whose delivery missed (the task was moving that memory) and that have not
   // been delivered since: fetch them again.
   AddressRanges misses();
+  // Why the latest miss missed (errno and where), for the message when misses never end.
+  std::string last_miss();
   // Every page is in place (and no delivery is pending): let the memory go back to the
   // kernel's care. False, changing nothing, while a miss is pending.
   bool try_complete();
@@ -81,9 +83,25 @@ class LazyPager {
     UniqueFd uffd;
     std::map<uint64_t, Seg> segs;  // destination start -> (end, source address of start)
   };
+  // A fault read but not served yet.
+  struct PendingFault {
+    Mm* mm;
+    uint64_t page;
+  };
+  struct Want {
+    uint64_t src, len;
+  };
   void fault_loop();
+  // Reads what the kernel has for mms_[index] (faults are queued, the rest handled); true when
+  // there was anything. mu_ held.
+  bool read_events(size_t index);
   void handle_event(Mm& mm, const void* msg, std::vector<std::unique_ptr<Mm>>& born);
-  void place(Mm& mm, uint64_t dst, const char* data, uint64_t len, uint64_t src);
+  // Serves the queued faults: what the source has becomes a want, the rest zero pages.
+  void serve_faults(std::vector<Want>& wants);
+  // deliver() into one address space. mu_ held.
+  void deliver_to(size_t index, uint64_t addr, const char* data, uint64_t len);
+  // Places what it can of [dst, dst + len); returns how much is done (len: all), errno in *err.
+  uint64_t place(Mm& mm, uint64_t dst, const char* data, uint64_t len, int* err);
   static void split_at(std::map<uint64_t, Seg>& segs, uint64_t at);
   static void erase_range(std::map<uint64_t, Seg>& segs, uint64_t start, uint64_t end);
   void close_all();
@@ -91,10 +109,15 @@ class LazyPager {
   pid_t pid_;
   LazySource* source_ = nullptr;
   std::function<void(const std::string&)> on_fail_;
-  std::mutex mu_;  // mms_, misses_; held while placing so that events and placement do not race
+  // mms_, misses_, pending_faults_; held while placing and while reading events, so that no
+  // placement uses a map an unread event has made stale (the kernel refuses copies meanwhile).
+  std::mutex mu_;
   std::vector<std::unique_ptr<Mm>> mms_;
   std::map<uint64_t, uint64_t> misses_;  // source start -> end
-  UniqueFd stop_fd_;                     // eventfd: ends the fault thread
+  std::string last_miss_;
+  std::vector<PendingFault> pending_faults_;
+  UniqueFd stop_fd_;  // eventfd: ends the fault thread
+  UniqueFd kick_fd_;  // eventfd: faults were queued by a delivery
   std::thread thread_;
   std::atomic<bool> finished_{false};
   std::atomic<uint64_t> faults_{0};

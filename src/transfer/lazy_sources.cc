@@ -16,8 +16,14 @@ namespace {
 constexpr uint64_t kPage = 4096;
 // A request that got no answer for this long is asked again.
 constexpr auto kAskAgain = std::chrono::seconds(2);
-// Rounds of "send what is still missing, then a sync request" before giving up.
-constexpr int kMaxSyncRounds = 200;
+// How long deliveries may keep missing (the task changing that memory each time) before the
+// pages count as lost. Each miss is tried again after the task's event is read, so misses that
+// last are a map gone wrong, not a busy task.
+constexpr auto kMissingFor = std::chrono::seconds(10);
+
+bool missing_too_long(std::chrono::steady_clock::time_point since) {
+  return std::chrono::steady_clock::now() - since > kMissingFor;
+}
 
 }  // namespace
 
@@ -76,8 +82,10 @@ LazyStats run_remote_lazy_phase(StreamReceiver& rx, LazyPager& pager, const Lazy
         // Every page has been pushed. Deliveries the task's own memory moves made miss are
         // asked again; a sync request (length 0) returns once everything asked before it was
         // answered.
-        for (int round = 0;; round++) {
-          if (round >= kMaxSyncRounds) fail("pages keep missing their place");
+        auto since = std::chrono::steady_clock::now();
+        for (uint64_t round = 0;; round++) {
+          if (missing_too_long(since))
+            fail("pages keep missing their place ({})", pager.last_miss());
           for (const AddressRange& m : pager.misses()) rx.send_request(m.start, m.end - m.start);
           rx.send_request(static_cast<uint64_t>(round), 0);
           rx.receive_until(frame_flags::kRoundEnd, on_data, on_control);
@@ -224,8 +232,8 @@ void StoreLazySource::fill_all() {
       delivered_[i] = true;
     }
     // Deliveries that missed (memory moving meanwhile) are made again from the store.
-    for (int round = 0; !pager_->try_complete(); round++) {
-      if (round >= kMaxSyncRounds) fail("pages keep missing their place");
+    for (auto since = std::chrono::steady_clock::now(); !pager_->try_complete();) {
+      if (missing_too_long(since)) fail("pages keep missing their place ({})", pager_->last_miss());
       for (const AddressRange& m : pager_->misses()) load(m.start, m.end - m.start, true);
       ::usleep(1000);
     }
