@@ -66,6 +66,17 @@ bool IncomingSessions::under_way(const std::string& task_id) {
   return false;
 }
 
+bool IncomingSessions::pages_coming(const std::string& task_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& [id, m] : sessions_) {
+    if (m->task().id() != task_id) continue;
+    // READY: the commit may be releasing it (it enters the task table before it turns PULLING).
+    rpc::MigrationState state = m->state();
+    if (state == rpc::MIGRATION_READY || state == rpc::MIGRATION_PULLING) return true;
+  }
+  return false;
+}
+
 bool IncomingSessions::unreachable() const {
   return steady_ms() < unreachable_until_ms_;
 }

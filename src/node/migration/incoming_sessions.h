@@ -30,6 +30,8 @@ class IncomingSessions {
   void abort(const std::string& id, const std::string& reason);
   // A migration of the task to this node is offered or in progress (not ended or abandoned).
   bool under_way(const std::string& task_id);
+  // The task runs here (or is being released) while its pages are still coming.
+  bool pages_coming(const std::string& task_id);
   rpc::CommitReply commit(const rpc::CommitRequest& req);
   rpc::MigrationStatusReply status(const std::string& id);
   // Sessions an earlier ferryd of this node committed: their copies were released here.

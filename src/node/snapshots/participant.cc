@@ -2,7 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <future>
+#include <thread>
 
 #include "node/peers.h"
 #include "node/services.h"
@@ -146,11 +148,30 @@ class SnapshotParticipant::RecordingTurn {
   const pid_t pid_;
 };
 
+// A task whose pages are still coming cannot be forked or read (the copy would not have them).
+// Its recording waits for the last one: the reader ends hold what follows a marker meanwhile, so
+// the cut is simply taken later (bounded; the lazy phase ends within seconds).
+void SnapshotParticipant::await_pages(const std::string& task_id) {
+  constexpr auto kPagesWait = std::chrono::seconds(20);
+  auto deadline = std::chrono::steady_clock::now() + kPagesWait;
+  if (!env_.pages_coming || !env_.pages_coming(task_id)) return;
+  spdlog::info("snapshot: task {} waits for its last pages before it is recorded", task_id);
+  while (env_.pages_coming(task_id)) {
+    if (std::chrono::steady_clock::now() > deadline)
+      ferry::fail(
+          "task {} is still receiving its pages after a migration (20 s): it cannot be "
+          "recorded now; take the snapshot again",
+          task_id);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
 // Freezes, cuts and forks the task (one snapshot at a time), and leaves its image to a recorder
 // thread; returns once it runs again. Throws with the reason it could not be recorded.
 SnapshotParticipant::TaskCut SnapshotParticipant::record_here(const rpc::SnapshotBeginRequest& b,
                                                               const std::string& task_id,
                                                               std::string* name) {
+  await_pages(task_id);
   std::optional<LocalTask> local = env_.task(task_id);
   if (!local) ferry::fail("task {} is not on {} any more: it ended, or moved", task_id, env_.node);
   TaskToRecord t;

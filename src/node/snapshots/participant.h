@@ -40,6 +40,9 @@ class SnapshotParticipant {
     std::function<void(const std::string& task_id, pid_t)> end_recording;
     // The task ended during its pause, and its exit status is the one ferry's wait took.
     std::function<void(const std::string& task_id, int code)> ended;
+    // The task's pages are still coming after a lazy migration (copy-on-reference, flushing):
+    // its memory is registered with the pager's userfaultfd until the last one is in place.
+    std::function<bool(const std::string& task_id)> pages_coming;
   };
   explicit SnapshotParticipant(Env env);
   ~SnapshotParticipant();
@@ -66,6 +69,7 @@ class SnapshotParticipant {
     std::map<std::string, TaskState> tasks;
   };
   std::string store_of(const rpc::SnapshotBeginRequest& b) const;
+  void await_pages(const std::string& task_id);
   using TaskCut = node::TaskCut;
   TaskCut record_here(const rpc::SnapshotBeginRequest& b, const std::string& task_id,
                       std::string* name);
