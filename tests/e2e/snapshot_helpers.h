@@ -23,6 +23,14 @@ inline std::string start_job(TestCluster& c, const TempDir& dir, const std::stri
   return id.substr(id.rfind('\n') == std::string::npos ? 0 : id.rfind('\n') + 1);
 }
 
+// A job of one task NAME on NODE running ARGV (each argument quoted).
+inline std::string one_task_yaml(const std::string& name, const std::string& node,
+                                 const std::vector<std::string>& argv) {
+  std::string y = "tasks:\n  - name: " + name + "\n    node: " + node + "\n    command: [";
+  for (size_t i = 0; i < argv.size(); i++) y += (i ? ", \"" : "\"") + argv[i] + "\"";
+  return y + "]\n";
+}
+
 // `ferry snapshot ARGS... --json`: the report, with the command's "status" and "stderr".
 inline nlohmann::json snapshot(TestCluster& c, const std::vector<std::string>& extra = {}) {
   std::vector<std::string> args{"snapshot"};

@@ -214,9 +214,8 @@ TEST(SnapshotRestoreTest, ATaskWithForkDependentMemoryIsRecordedWhole) {
   TestCluster c(2);
   ASSERT_TRUE(c.up());
   TempDir dir;
-  std::string job = start_job(c, dir, "advice",
-                              "tasks:\n  - name: t\n    node: node1\n    command: [" +
-                                  target_path("t_vm_attrs") + ", fork-advice]\n");
+  std::string job = start_job(
+      c, dir, "advice", one_task_yaml("t", "node1", {target_path("t_vm_attrs"), "fork-advice"}));
   ASSERT_FALSE(job.empty());
   ASSERT_TRUE(
       wait_until([&] { return c.logs("advice/t").find("ready") != std::string::npos; }, 10000));

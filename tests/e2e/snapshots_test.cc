@@ -242,9 +242,8 @@ TEST(SnapshotsTest, ATaskWhosePagesAreStillComingIsRecordedOnceTheyCame) {
   TestCluster c(2, {"--test-fault", "node1=slow-stream"});
   ASSERT_TRUE(c.up());
   TempDir dir;
-  std::string job = start_job(c, dir, "lazy",
-                              "tasks:\n  - name: w\n    node: node1\n    command: [" +
-                                  target_path("t_writer") + ", \"32\", \"2\"]\n");
+  std::string job =
+      start_job(c, dir, "lazy", one_task_yaml("w", "node1", {target_path("t_writer"), "32", "2"}));
   ASSERT_FALSE(job.empty());
   nlohmann::json shown = nlohmann::json::parse(c.ferry({"job", "show", job, "--json"}).out);
   const std::string id = shown["tasks"][0].value("id", "");
