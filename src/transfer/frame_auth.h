@@ -3,7 +3,8 @@
 // link (node/channels/channel_link.h) send, because TLS would cap them at a third of what the
 // network carries here (bench/RESULTS.md). Authenticated, not encrypted.
 //
-// A frame: its 24-byte header, `length` bytes of data, and a 16-byte tag over both. The nonce is
+// A frame: its 24-byte header, `length` bytes of data, and a 16-byte tag over both (the header
+// padded with 8 zero bytes, which are not sent). The nonce is
 // a connection's generation and the frame's sequence number in its direction (the two
 // directions keep theirs apart with kFromDestination): never the same twice under one key.
 #pragma once
@@ -44,6 +45,8 @@ struct FrameHeader {
   uint16_t flags;
 };
 static_assert(sizeof(FrameHeader) == 24);
+// What a tag covers of the header: its bytes and zeros up to a whole number of Poly1305 blocks.
+constexpr size_t kTaggedHeaderSize = 32;
 
 // The tags of one direction of one connection.
 class FrameMac {
@@ -52,9 +55,9 @@ class FrameMac {
   ~FrameMac();
   FrameMac(const FrameMac&) = delete;
   FrameMac& operator=(const FrameMac&) = delete;
-  // Poly1305 of the header and the data under a key of the frame's own, made from `key` with
-  // AES (the Poly1305-AES construction): 2.5 times the speed of AES-GMAC here, which took a
-  // seventh of the CPU of a channel's stream (bench/RESULTS.md).
+  // Poly1305 of the header (padded to kTaggedHeaderSize) and the data under a key of the frame's
+  // own, made from `key` with AES (the Poly1305-AES construction): 2.5 times the speed of
+  // AES-GMAC here, which took a seventh of the CPU of a channel's stream (bench/RESULTS.md).
   void tag(const Key& key, uint32_t generation, uint64_t seq, const FrameHeader& h,
            const iovec* data, int count, uint8_t out[kTagSize]);
 

@@ -5,12 +5,14 @@
 #include <sys/socket.h>
 #include <sys/user.h>
 
+#include <array>
 #include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
 
 #include "image/validate.h"
 #include "support/harness.h"
@@ -127,6 +129,53 @@ TEST(PageStreamTest, AFrameChangedOnTheWayEndsTheStream) {
     error = e.what();
   }
   EXPECT_NE(error.find("failed authentication"), std::string::npos) << error;
+}
+
+// The tag as docs/protocol.md defines it, made here with OpenSSL alone: Poly1305 under the frame's
+// one-time key (AES-128 of the nonce with counters 0 and 1) over the 24 header bytes, 8 zero
+// bytes (the header padded to a Poly1305 block, which keeps the data's tagging at full speed)
+// and the data.
+std::array<uint8_t, kTagSize> documented_tag(const Key& key, uint32_t generation, uint64_t seq,
+                                             const FrameHeader& h, const std::string& data) {
+  uint8_t blocks[32] = {}, once[32];
+  for (int b = 0; b < 2; b++) {
+    std::memcpy(blocks + 16 * b, &generation, sizeof generation);
+    std::memcpy(blocks + 16 * b + 4, &seq, sizeof seq);
+    blocks[16 * b + 15] = static_cast<uint8_t>(b);
+  }
+  EVP_CIPHER_CTX* aes = EVP_CIPHER_CTX_new();
+  int outl = 0;
+  EXPECT_EQ(EVP_EncryptInit_ex(aes, EVP_aes_128_ecb(), nullptr, key.data(), nullptr), 1);
+  EVP_CIPHER_CTX_set_padding(aes, 0);
+  EXPECT_EQ(EVP_EncryptUpdate(aes, once, &outl, blocks, sizeof blocks), 1);
+  EVP_CIPHER_CTX_free(aes);
+  std::string input(reinterpret_cast<const char*>(&h), sizeof h);
+  input.append(8, '\0');
+  input += data;
+  std::array<uint8_t, kTagSize> tag{};
+  size_t len = tag.size();
+  EXPECT_EQ(EVP_Q_mac(nullptr, "POLY1305", nullptr, nullptr, nullptr, once, sizeof once,
+                      reinterpret_cast<const uint8_t*>(input.data()), input.size(), tag.data(),
+                      tag.size(), &len),
+            tag.data());
+  return tag;
+}
+
+TEST(FrameTagTest, CoversTheHeaderPaddedToAPoly1305BlockAndTheData) {
+  Key key = random_key();
+  const std::string data = pattern(70000, 'q');
+  FrameHeader h{0x123456789, 7, static_cast<uint32_t>(data.size()), 1, 2};
+  // (The data in two pieces, as the page stream hands over pages.)
+  iovec pieces[2] = {{const_cast<char*>(data.data()), 4096},
+                     {const_cast<char*>(data.data()) + 4096, data.size() - 4096}};
+  std::array<uint8_t, kTagSize> tag{};
+  FrameMac mac;
+  mac.tag(key, 3, 42, h, pieces, 2, tag.data());
+  EXPECT_EQ(tag, documented_tag(key, 3, 42, h, data));
+  // Another frame number under the same key: another one-time key, another tag.
+  mac.tag(key, 3, 43, h, pieces, 2, tag.data());
+  EXPECT_NE(tag, documented_tag(key, 3, 42, h, data));
+  EXPECT_EQ(tag, documented_tag(key, 3, 43, h, data));
 }
 
 TEST(LayoutBeforeTheFreezeTest, ALayoutPassesLayoutValidationOnly) {
