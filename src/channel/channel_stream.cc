@@ -54,6 +54,29 @@ size_t ChannelSendQueue::append_bytes(std::string_view data) {
   return take;
 }
 
+void ChannelSendQueue::append_read(std::string&& data) {
+  if (mode_ != Mode::kBytes) fail("internal: bytes appended to a channel of messages");
+  if (data.empty()) return;
+  const size_t size = data.size();
+  push(Item::Kind::kData).data = std::move(data);
+  offset_ += size;
+  counters_.bytes_written += size;
+  counters_.messages_written++;  // (a write)
+}
+
+std::string ChannelSendQueue::reusable_buffer() {
+  if (reusable_.empty()) return {};
+  std::string buffer = std::move(reusable_.back());
+  reusable_.pop_back();
+  return buffer;
+}
+
+void ChannelSendQueue::keep_for_reuse(std::string&& buffer) {
+  if (reusable_.size() < 2 && buffer.capacity() >= kSmallestReused &&
+      buffer.capacity() <= kLargestReused)
+    reusable_.push_back(std::move(buffer));
+}
+
 void ChannelSendQueue::append_past_capacity(std::string_view data) {
   if (mode_ == Mode::kBytes && data.empty()) return;
   Item& item = push(Item::Kind::kData);
@@ -124,6 +147,7 @@ void ChannelSendQueue::acknowledge(uint64_t seq) {
     // its channel at once, rather than one that happens to be right until the memory is reused.
     // Volatile: a store just before the item's end would otherwise be dropped as dead.)
     *const_cast<volatile uint64_t*>(&items_.front().seq) = kReleasedSeq;
+    keep_for_reuse(std::move(items_.front().data));
     items_.pop_front();
     acked_seq_++;
   }

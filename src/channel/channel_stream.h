@@ -54,6 +54,11 @@ class ChannelSendQueue {
   uint64_t room() const;
   // Bytes mode: appends what the writer wrote, up to room(); returns how much was taken.
   size_t append_bytes(std::string_view data);
+  // The same without a copy: `data` becomes the item whole (the caller read at most room()).
+  void append_read(std::string&& data);
+  // Memory to read the next bytes into: the buffer of an acknowledged large item (neither
+  // allocated nor filled again; its old bytes are still in it), or an empty string.
+  std::string reusable_buffer();
   // Appends all of it (bytes; or one message), past the capacity: what a frozen writer's pipe or
   // socket still held when its end must be taken along whole (by at most that buffer's size).
   void append_past_capacity(std::string_view data);
@@ -88,6 +93,7 @@ class ChannelSendQueue {
 
  private:
   Item& push(Item::Kind kind);
+  void keep_for_reuse(std::string&& buffer);
 
   Mode mode_;
   uint64_t capacity_;
@@ -97,6 +103,10 @@ class ChannelSendQueue {
   uint64_t offset_ = 0;  // bytes written
   bool closed_ = false;
   Counters counters_;
+  // Buffers of acknowledged large items, for reusable_buffer(): at most two, each at most
+  // kLargestReused (what they hold beside the capacity).
+  std::vector<std::string> reusable_;
+  static constexpr size_t kSmallestReused = 64 << 10, kLargestReused = 2 << 20;
 };
 
 class ChannelReceiver {

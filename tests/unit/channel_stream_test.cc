@@ -31,6 +31,30 @@ TEST(ChannelStream, AWriterGetsNoMoreRoomThanTheCapacity) {
   EXPECT_EQ(data_of(q.items_from(1, 1 << 20)), "world");
 }
 
+TEST(ChannelStream, ALargeReadIsQueuedUncopiedAndItsBufferServesAgainOnceAcknowledged) {
+  ChannelSendQueue q(Mode::kBytes, 4 << 20);
+  EXPECT_TRUE(q.reusable_buffer().empty());  // nothing acknowledged yet
+  std::vector<const char*> memory;
+  for (char c : {'a', 'b', 'c'}) {
+    std::string read(256 << 10, c);
+    memory.push_back(read.data());
+    q.append_read(std::move(read));
+  }
+  q.append_bytes(std::string(100, 's'));  // a small write: its item is not a buffer worth keeping
+  std::vector<const Item*> items = q.peek_from(0, 8 << 20);
+  ASSERT_EQ(items.size(), 4u);
+  for (size_t i = 0; i < 3; i++) EXPECT_EQ(items[i]->data.data(), memory[i]);  // not copied
+  EXPECT_EQ(q.counters().bytes_written, (768u << 10) + 100);
+  EXPECT_EQ(q.room(), (4u << 20) - (768u << 10) - 100);
+  q.acknowledge(4);
+  // Two buffers are kept (the last first), the third and the small one are let go.
+  std::string first = q.reusable_buffer(), second = q.reusable_buffer();
+  EXPECT_EQ(first.data(), memory[1]);
+  EXPECT_EQ(second.data(), memory[0]);
+  EXPECT_EQ(first.size(), 256u << 10);  // still holding the old bytes: no fill to reuse it
+  EXPECT_TRUE(q.reusable_buffer().empty());
+}
+
 TEST(ChannelStream, AMessageGoesWholeOrNotAtAll) {
   ChannelSendQueue q(Mode::kMessages, 8);
   EXPECT_TRUE(q.append_message("12345"));

@@ -107,7 +107,9 @@ void WriterEnd::start() {
 
 // The task's pipe into the queue, as room allows.
 void WriterEnd::pump() {
-  std::vector<char> buf(kReadChunk);
+  // A large read becomes its item as it is (no copy into the queue: a tenth of the pump's CPU);
+  // the buffer is then one an acknowledged item left, so neither allocated nor filled again.
+  std::string buf;
   for (;;) {
     size_t want = 0;
     {
@@ -117,6 +119,10 @@ void WriterEnd::pump() {
       // The task's writes fail with EPIPE once the reader is gone, as for a pipe without reader;
       // after its end (a snapshot's cut may have read it) nothing more comes.
       if (!pipe_ || gone_ || queue_.closed()) return close_pipe();
+      if (buf.size() < kReadChunk) {
+        if (buf.empty()) buf = queue_.reusable_buffer();
+        buf.resize(kReadChunk);
+      }
       want = std::min<uint64_t>(queue_.room(), buf.size());
     }
     pollfd fds[2] = {{pipe_.get(), POLLIN, 0}, {wake_.fd(), POLLIN, 0}};
@@ -134,12 +140,14 @@ void WriterEnd::pump() {
     // A large read goes to the link's thread, and the pump reads on meanwhile; a small one it
     // sends itself (one wakeup less on the way of a message).
     const bool large = n >= static_cast<ssize_t>(kSendItselfBelow);
-    if (n > 0) {
+    if (large) {
+      buf.resize(static_cast<size_t>(n));
+      queue_.append_read(std::move(buf));
+      buf = std::string();
+      cv_.notify_all();
+    } else if (n > 0) {
       queue_.append_bytes(std::string_view(buf.data(), static_cast<size_t>(n)));
-      if (large)
-        cv_.notify_all();
-      else
-        announce_items();
+      announce_items();
     } else {
       queue_.close();  // the task closed its end (or ended): the reader sees the end
       close_pipe();
