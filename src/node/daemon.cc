@@ -79,7 +79,10 @@ Daemon::Daemon(NodeConfig cfg)
           [this](const std::string& id, pid_t pid) { return tasks_.begin_recording(id, pid); },
           [this](const std::string& id, pid_t pid) { tasks_.end_recording(id, pid); },
           [this](const std::string& id, int code) { on_exit(id, code); },
-          [this](const std::string& id) { return incoming_.pages_coming(id); }}),
+          [this](const std::string& id) { return incoming_.pages_coming(id); },
+          [this](const std::string& id, std::chrono::steady_clock::time_point deadline) {
+            return incoming_.await_pages(id, deadline);
+          }}),
       coordinator_(SnapshotCoordinator::Env{
           cfg_.name, cfg_.state_dir + "/snapshots",
           [this](const std::string& ref) { return home_job(ref); },

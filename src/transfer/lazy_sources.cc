@@ -87,7 +87,7 @@ LazyStats run_remote_lazy_phase(StreamReceiver& rx, LazyPager& pager, const Lazy
           if (missing_too_long(since))
             fail("pages keep missing their place ({})", pager.last_miss());
           for (const AddressRange& m : pager.misses()) rx.send_request(m.start, m.end - m.start);
-          rx.send_request(static_cast<uint64_t>(round), 0);
+          rx.send_request(round, 0);
           rx.receive_until(frame_flags::kRoundEnd, on_data, on_control);
           if (pager.try_complete()) break;
         }

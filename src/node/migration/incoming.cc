@@ -114,6 +114,13 @@ rpc::MigrationState IncomingMigration::state() {
   return state_;
 }
 
+bool IncomingMigration::await_pages(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return cv_.wait_until(lock, deadline, [this] {
+    return state_ != rpc::MIGRATION_READY && state_ != rpc::MIGRATION_PULLING;
+  });
+}
+
 rpc::MigrationStatusReply IncomingMigration::status() {
   std::lock_guard<std::mutex> lock(mu_);
   rpc::MigrationStatusReply reply;
@@ -440,6 +447,7 @@ rpc::CommitReply IncomingMigration::commit(const rpc::CommitRequest& req) {
   since_commit_.emplace();
   // Pages still arriving: the task runs, the migration is not over yet.
   state_ = pager_ && !pager_->finished() ? rpc::MIGRATION_PULLING : rpc::MIGRATION_RUNNING;
+  cv_.notify_all();  // (await_pages)
   if (store_) start_filler();
   spdlog::info("task {} now runs here as pid {}", t.id(), pid);
   node_.announce_arrival(t, source_node_);

@@ -53,6 +53,9 @@ class IncomingMigration : public std::enable_shared_from_this<IncomingMigration>
   std::chrono::steady_clock::time_point created() const { return created_; }
   rpc::MigrationState state();
   rpc::MigrationStatusReply status();
+  // Until the task's pages are all here, or will never come (the session ended otherwise);
+  // false when they are still coming at the deadline.
+  bool await_pages(std::chrono::steady_clock::time_point deadline);
   // The name under which ferry-init keeps a copy of a lazily filled task's userfaultfd.
   std::string lazy_memory_name() const;
 

@@ -77,6 +77,19 @@ bool IncomingSessions::pages_coming(const std::string& task_id) {
   return false;
 }
 
+bool IncomingSessions::await_pages(const std::string& task_id,
+                                   std::chrono::steady_clock::time_point deadline) {
+  std::vector<std::shared_ptr<IncomingMigration>> of_task;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [id, m] : sessions_)
+      if (m->task().id() == task_id) of_task.push_back(m);
+  }
+  for (auto& m : of_task)
+    if (!m->await_pages(deadline)) return false;
+  return true;
+}
+
 bool IncomingSessions::unreachable() const {
   return steady_ms() < unreachable_until_ms_;
 }

@@ -32,6 +32,8 @@ class IncomingSessions {
   bool under_way(const std::string& task_id);
   // The task runs here (or is being released) while its pages are still coming.
   bool pages_coming(const std::string& task_id);
+  // Until they came (or never will); false when they are still coming at the deadline.
+  bool await_pages(const std::string& task_id, std::chrono::steady_clock::time_point deadline);
   rpc::CommitReply commit(const rpc::CommitRequest& req);
   rpc::MigrationStatusReply status(const std::string& id);
   // Sessions an earlier ferryd of this node committed: their copies were released here.

@@ -153,17 +153,13 @@ class SnapshotParticipant::RecordingTurn {
 // the cut is simply taken later (bounded; the lazy phase ends within seconds).
 void SnapshotParticipant::await_pages(const std::string& task_id) {
   constexpr auto kPagesWait = std::chrono::seconds(20);
-  auto deadline = std::chrono::steady_clock::now() + kPagesWait;
   if (!env_.pages_coming || !env_.pages_coming(task_id)) return;
   spdlog::info("snapshot: task {} waits for its last pages before it is recorded", task_id);
-  while (env_.pages_coming(task_id)) {
-    if (std::chrono::steady_clock::now() > deadline)
-      ferry::fail(
-          "task {} is still receiving its pages after a migration (20 s): it cannot be "
-          "recorded now; take the snapshot again",
-          task_id);
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
+  if (!env_.await_pages(task_id, std::chrono::steady_clock::now() + kPagesWait))
+    ferry::fail(
+        "task {} is still receiving its pages after a migration (20 s): it cannot be "
+        "recorded now; take the snapshot again",
+        task_id);
 }
 
 // Freezes, cuts and forks the task (one snapshot at a time), and leaves its image to a recorder

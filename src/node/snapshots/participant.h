@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -43,6 +44,9 @@ class SnapshotParticipant {
     // The task's pages are still coming after a lazy migration (copy-on-reference, flushing):
     // its memory is registered with the pager's userfaultfd until the last one is in place.
     std::function<bool(const std::string& task_id)> pages_coming;
+    // Until they came (or never will); false when they are still coming at the deadline.
+    std::function<bool(const std::string& task_id, std::chrono::steady_clock::time_point)>
+        await_pages;
   };
   explicit SnapshotParticipant(Env env);
   ~SnapshotParticipant();
