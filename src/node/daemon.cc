@@ -46,7 +46,7 @@ Daemon::Daemon(NodeConfig cfg)
           [this](const std::string& job, uint32_t channel) {
             return channels_.reader(job, channel);
           },
-          faults_.link_acks_first}),
+          faults_.link_acks_first, faults_.frame_format()}),
       jobs_(cfg_.name),
       control_(
           [this](const std::string& id, const std::string& line) { on_control_request(id, line); }),

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "transfer/frame_auth.h"
 #include "util/proc.h"
 
 namespace ferry::node {
@@ -23,6 +24,7 @@ Faults Faults::from_env() {
       {"link-acks-first", &Faults::link_acks_first},
       {"slow-arrival-entry", &Faults::slow_arrival_entry},
       {"end-tasks-as-they-stop", &Faults::end_tasks_as_they_stop},
+      {"old-frame-format", &Faults::old_frame_format},
   };
   Faults f;
   const char* e = std::getenv("FERRY_TEST_FAULTS");
@@ -31,6 +33,10 @@ Faults Faults::from_env() {
     for (auto& fault : kByName)
       if (name == fault.name) f.*fault.flag = true;
   return f;
+}
+
+uint32_t Faults::frame_format() const {
+  return old_frame_format ? 0 : transfer::kFrameFormat;
 }
 
 }  // namespace ferry::node

@@ -1,6 +1,8 @@
 // Faults a test can ask a node to commit, to reach the failure paths of a migration.
 #pragma once
 
+#include <cstdint>
+
 namespace ferry::node {
 
 // Faults a test can ask a node to commit (FERRY_TEST_FAULTS, comma separated).
@@ -19,7 +21,18 @@ struct Faults {
   bool slow_arrival_entry = false;
   // every task ferry stops here is killed between the interrupt and the wait for the stop
   bool end_tasks_as_they_stop = false;
+  // the node plays a build before frame formats were announced: it says none (0) and checks
+  // none (a cluster of two builds; its tags stay this build's, so only the checks can tell)
+  bool old_frame_format = false;
   static Faults from_env();
+  // The frame format this node announces (transfer::kFrameFormat, 0 with old_frame_format).
+  uint32_t frame_format() const;
 };
+
+// Whether a node that announces `mine` exchanges frames with one that announces `theirs` (a node
+// that announces nothing is of a build that looked at nothing).
+inline bool frames_match(uint32_t mine, uint32_t theirs) {
+  return mine == 0 || mine == theirs;
+}
 
 }  // namespace ferry::node

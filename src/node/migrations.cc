@@ -62,6 +62,11 @@ std::string Daemon::refusal(const rpc::OfferRequest& req) {
         name(), cr::local_xstate_size(), cr::local_xcr0(), req.xstate_size(), req.xcr0());
   if (std::string files = check_files(req.files()); !files.empty()) return files;
   if (req.data_key().size() != 16) return "bad page stream key";
+  if (!frames_match(faults_.frame_format(), req.frame_format()))
+    return fmt::format(
+        "node {} runs another ferry build than the source (page frames of format {} here, {} "
+        "there)",
+        name(), faults_.frame_format(), req.frame_format());
   for (auto& a : req.bound_addresses())
     if (std::string why = cr::address_unavailable_here(a); !why.empty())
       return fmt::format("node {} cannot take the task: {}", name(), why);
@@ -103,6 +108,7 @@ rpc::OfferReply Daemon::offer(const rpc::OfferRequest& req) {
                                  policy::load_with(self_view(), std::min(req.task_demand(), 1.0))));
   reserve_demand(req.task().id(), req.task_demand());
   reply.set_data_address(cfg_.data_listen);
+  reply.set_frame_format(faults_.frame_format());
   reply.set_token(std::string(reinterpret_cast<const char*>(m->token().data()), m->token().size()));
   return reply;
 }

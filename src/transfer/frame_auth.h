@@ -47,6 +47,10 @@ struct FrameHeader {
 static_assert(sizeof(FrameHeader) == 24);
 // What a tag covers of the header: its bytes and zeros up to a whole number of Poly1305 blocks.
 constexpr size_t kTaggedHeaderSize = 32;
+// How this build tags frames, as two nodes tell each other before they exchange any (an Offer, a
+// channel's first frame): 2 with the padded header; builds before it tagged the header alone and
+// did not say (0). Nodes that tag otherwise would fail every frame's authentication.
+constexpr uint32_t kFrameFormat = 2;
 
 // The tags of one direction of one connection.
 class FrameMac {

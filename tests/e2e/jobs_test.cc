@@ -213,6 +213,15 @@ TEST(JobsTest, AReaderOfAnEndedChannelOfMessagesMovesOnlyOnceItHasReadThem) {
   EXPECT_EQ(show(c, job)["tasks"][1].value("node", ""), "node2");
 }
 
+// A job of gen_to_sum_yaml(blocks) named `name` ends, its sum the local one, every byte delivered.
+void ends_with_every_block(TestCluster& c, const std::string& job, const std::string& name,
+                           int blocks) {
+  CmdResult w = c.ferry({"job", "wait", job, "--timeout", "60"});
+  ASSERT_EQ(w.status, 0) << w.out << w.err;
+  EXPECT_EQ(hash_in_log(c, name + "/sum"), local_hash(blocks, "cat"));
+  EXPECT_EQ(show(c, job)["channels"][0].value("bytes_delivered", 0ull), blocks * 65536ull);
+}
+
 // A writer that cannot open the data link its reader's node offers sends on the ChannelStream.
 TEST(JobsTest, AChannelWhoseLinkCannotBeOpenedGoesOverItsStream) {
   const int blocks = 64;
@@ -220,10 +229,30 @@ TEST(JobsTest, AChannelWhoseLinkCannotBeOpenedGoesOverItsStream) {
   ASSERT_TRUE(c.up());
   TempDir dir;
   std::string job = run_job(c, write_job(dir, "nolink", gen_to_sum_yaml(blocks)));
-  CmdResult w = c.ferry({"job", "wait", job, "--timeout", "60"});
-  ASSERT_EQ(w.status, 0) << w.out << w.err;
-  EXPECT_EQ(hash_in_log(c, "nolink/sum"), local_hash(blocks, "cat"));
-  EXPECT_EQ(show(c, job)["channels"][0].value("bytes_delivered", 0ull), blocks * 65536ull);
+  ends_with_every_block(c, job, "nolink", blocks);
+}
+
+// Channels between a node of an earlier build (the fault plays one: it announces no frame format
+// and checks none) and one of this build go on their ChannelStream, both ways: a link's tags
+// would not match. This build's end sees it, as a reader (no link offered) and as a writer (the
+// earlier build's reader offers one all the same; it is not taken).
+TEST(JobsTest, ChannelsBetweenNodesOfTwoBuildsGoOverTheirStreams) {
+  const int blocks = 64;
+  TestCluster c(2, {"--test-fault", "node2=old-frame-format"});
+  ASSERT_TRUE(c.up());
+  TempDir dir;
+  std::string there = run_job(c, write_job(dir, "there", gen_to_sum_yaml(blocks)));
+  std::string back = gen_to_sum_yaml(blocks);
+  for (auto [from, to] : {std::pair{"node1", "nodeX"}, {"node2", "node1"}, {"nodeX", "node2"}})
+    for (size_t at = back.find(from); at != std::string::npos; at = back.find(from, at + 1))
+      back.replace(at, 5, to);
+  std::string returning = run_job(c, write_job(dir, "back", back));
+  ends_with_every_block(c, there, "there", blocks);
+  ends_with_every_block(c, returning, "back", blocks);
+  const std::string log = read_file(c.dir() + "/nodes/node1/ferryd.log");
+  EXPECT_NE(log.find("the writer's node node2 runs another ferry build"), std::string::npos);
+  EXPECT_NE(log.find("node node2 runs another ferry build (frame format 0, here 2): the items go"),
+            std::string::npos);
 }
 
 // A reader that acknowledges what was sent on a link before its sender goes on (as a fast reader

@@ -171,6 +171,7 @@ void ReaderEnd::serve_link(grpc::ServerContext& ctx, ChannelServerStream& stream
                            uint64_t generation) {
   transfer::Token token = link.rendezvous->expect();
   first.set_link_token(std::string(token.begin(), token.end()));
+  first.set_frame_format(link.frame_format);
   first.set_link_address(link.address);
   if (!stream.Write(first)) {
     link.rendezvous->await(token, 0, [] { return true; });  // (forgets the token)

@@ -53,6 +53,7 @@ class ReaderEnd {
   struct LinkOffer {
     LinkRendezvous* rendezvous;
     std::string address;
+    uint32_t frame_format;  // how this node tags the link's frames (the writer's own)
   };
   void serve(grpc::ServerContext& ctx, ChannelServerStream& stream, const rpc::ChannelFrame& hello,
              const LinkOffer* link);

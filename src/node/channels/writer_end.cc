@@ -11,6 +11,7 @@
 
 #include "node/channels/message_socket.h"
 #include "node/channels/wire.h"
+#include "node/faults.h"
 #include "transfer/page_stream.h"
 #include "util/error.h"
 
@@ -404,6 +405,7 @@ WriterEnd::StreamEnd WriterEnd::stream_to(const std::string& node) {
   bool ask_link = !link_failed_;
   link_failed_ = false;
   if (ask_link) hello.set_link_key(std::string(key.begin(), key.end()));
+  hello.set_frame_format(links_.frame_format);
   rpc::ChannelReply r;
   if (!stream->Write(hello) || !stream->Read(&r)) return StreamEnd::kRetry;
   std::unique_lock<std::mutex> lock(mu_);
@@ -415,6 +417,14 @@ WriterEnd::StreamEnd WriterEnd::stream_to(const std::string& node) {
   StreamEnd end = StreamEnd::kRetry;
   if (!ask_link || r.link_token().size() != sizeof(transfer::Token)) {
     end = stream_items(*stream, r.next_seq());
+  } else if (!frames_match(links_.frame_format, r.frame_format())) {
+    // (A reader of an earlier build offers a link all the same; its tags would not match. The
+    // next attempt asks for none: the items go on the stream.)
+    spdlog::warn(
+        "channel {}#{}: node {} runs another ferry build (frame format {}, here {}): "
+        "the items go on the stream",
+        spec_.job(), spec_.channel(), node, r.frame_format(), links_.frame_format);
+    link_failed_ = true;
   } else {
     transfer::Token token;
     std::copy(r.link_token().begin(), r.link_token().end(), token.begin());

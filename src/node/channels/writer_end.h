@@ -50,6 +50,8 @@ struct ChannelLinks {
   // A test's fault: a send on a link lets its items be acknowledged (and taken out of the queue)
   // before the sender goes on, as a fast reader may at any time.
   bool acks_first = false;
+  // How this node tags a link's frames (Faults::frame_format): a link only between equals.
+  uint32_t frame_format = 0;
 };
 
 class WriterEnd {

@@ -150,6 +150,7 @@ void OutgoingMigration::fill_offer(rpc::OfferRequest& offer) {
   offer.set_strategy(rep_.strategy());
   key_ = transfer::random_key();
   offer.set_data_key(std::string(reinterpret_cast<char*>(key_.data()), key_.size()));
+  offer.set_frame_format(node_.faults.frame_format());
   offer.set_xcr0(cr::local_xcr0());
   offer.set_xstate_size(static_cast<uint32_t>(cr::local_xstate_size()));
   offer.set_policy(req_.policy());
@@ -193,6 +194,14 @@ void OutgoingMigration::offer() {
   if (accepted.token().size() != token_.size()) {
     abort_remote("bad token");
     fail_as(Error::Kind::kBadInput, "bad token from {}", to_);
+  }
+  // (A destination of an earlier build accepts without looking; its tags would not match ours.)
+  if (!frames_match(node_.faults.frame_format(), accepted.frame_format())) {
+    abort_remote("another ferry build");
+    rep_.set_refused_by(to_);
+    fail_as(Error::Kind::kRefused,
+            "node {} runs another ferry build (page frames of format {} there, {} here)", to_,
+            accepted.frame_format(), node_.faults.frame_format());
   }
   std::memcpy(token_.data(), accepted.token().data(), token_.size());
   data_address_ = accepted.data_address();
