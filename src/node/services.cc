@@ -267,8 +267,12 @@ class NodeService final : public rpc::Node::Service {
     return guarded([&] { d_.snapshot_part().begin(*req); });
   }
   grpc::Status RecordTask(grpc::ServerContext*, const rpc::RecordTaskRequest* req,
-                          rpc::Ack*) override {
-    return guarded([&] { d_.snapshot_part().record(req->marker(), req->task_id()); });
+                          rpc::RecordTaskReply* reply) override {
+    // A task that migrates is left to its next node: the coordinator asks there.
+    return guarded([&] {
+      reply->set_left(
+          !d_.snapshot_part().record(req->marker(), req->task_id(), [] { return true; }));
+    });
   }
   grpc::Status SnapshotPart(grpc::ServerContext*, const rpc::SnapshotPartRequest* req,
                             rpc::Ack*) override {

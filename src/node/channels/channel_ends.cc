@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <thread>
+
 #include <spdlog/spdlog.h>
 
 #include "cr/provided_sockets.h"
@@ -79,8 +81,7 @@ void ChannelEnds::check_movable(const std::string& task_id, pid_t pid) {
   for (auto& r : readers) r->check_movable(pid);
 }
 
-void ChannelEnds::set_snapshot_hooks(ReaderEnd::MarkerHook hook,
-                                     std::function<void(const std::string&)> on_hold) {
+void ChannelEnds::set_snapshot_hooks(ReaderEnd::MarkerHook hook, OnHold on_hold) {
   std::lock_guard<std::mutex> lock(mu_);
   marker_hook_ = std::move(hook);
   on_hold_ = std::move(on_hold);
@@ -114,20 +115,42 @@ void ChannelEnds::drop_recordings(uint64_t marker) {
   for (auto& r : readers) r->finish_recording(marker);
 }
 
-std::vector<rpc::ChannelHandoff> ChannelEnds::hold(const std::string& task_id, pid_t pid) {
-  std::function<void(const std::string&)> on_hold;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    on_hold = on_hold_;
+std::set<uint64_t> ChannelEnds::recording_markers(const Ends& ends) {
+  std::set<uint64_t> markers;
+  for (auto& r : ends.readers)
+    for (uint64_t m : r->recordings()) markers.insert(m);
+  return markers;
+}
+
+bool ChannelEnds::await_recordings(const std::string& task_id,
+                                   std::chrono::steady_clock::time_point deadline) {
+  // Polled: a recording ends in the reader end's delivery, which has no one to tell. It is
+  // rare (a migration begun during a snapshot) and short (until a marker comes).
+  for (;;) {
+    Ends ends;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = by_task_.find(task_id);
+      if (it == by_task_.end()) return true;
+      ends = it->second;
+    }
+    if (recording_markers(ends).empty()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
-  if (on_hold) on_hold(task_id);
+}
+
+std::vector<rpc::ChannelHandoff> ChannelEnds::hold(const std::string& task_id, pid_t pid) {
+  OnHold on_hold;
   Ends ends;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    on_hold = on_hold_;
     auto it = by_task_.find(task_id);
-    if (it == by_task_.end()) return {};
-    ends = it->second;
+    if (it != by_task_.end()) ends = it->second;
   }
+  if (on_hold) on_hold(task_id, recording_markers(ends));
+  if (ends.writers.empty() && ends.readers.empty()) return {};
   std::vector<rpc::ChannelHandoff> out;
   for (auto& w : ends.writers) out.push_back(w->hold());
   for (auto& r : ends.readers) out.push_back(r->hold(pid));

@@ -268,7 +268,10 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
       if (hook_for != kNoMarker) {
         MarkerHook hook = marker_hook_;
         lock.unlock();
-        hook(*this, hook_for);
+        if (!hook(*this, hook_for)) {
+          lock.lock();
+          hooked_ = 0;  // (held: the marker is due again when the end resumes here)
+        }
         continue;
       }
       if (messages_) {
@@ -386,6 +389,11 @@ std::optional<ReaderEnd::Recording> ReaderEnd::finish_recording(uint64_t marker)
     return r;
   }
   return std::nullopt;
+}
+
+bool ReaderEnd::holding() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return holding_;
 }
 
 std::vector<uint64_t> ReaderEnd::recordings() {

@@ -86,10 +86,13 @@ class ReaderEnd {
 
   // Snapshots (issue 12). The hook is called, without this end's lock, when a marker is due
   // (nothing after it is delivered before it returns: it records the task first), and with
-  // kChannelEnded when the channel ends or its task goes while a recording is on.
+  // kChannelEnded when the channel ends or its task goes while a recording is on. It returns
+  // false to leave the marker in the channel, only while a migration holds this end: the marker
+  // then comes again wherever the task runs on (it was not acknowledged).
   static constexpr uint64_t kChannelEnded = ~0ull;
-  using MarkerHook = std::function<void(ReaderEnd&, uint64_t marker)>;
+  using MarkerHook = std::function<bool(ReaderEnd&, uint64_t marker)>;
   void set_marker_hook(MarkerHook hook);
+  bool holding();  // a migration of its task holds this end
   // The (frozen) task `pid` is recorded for snapshot `marker`: what it had read is the cut, and
   // the channel's recorded state starts with what it has not read and goes on with what is
   // delivered until the marker. `ended`: the channel had ended already (nothing more comes).

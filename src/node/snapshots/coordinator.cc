@@ -27,6 +27,8 @@ constexpr int kRecordCallMs = 15000;
 constexpr int kStartingWaitMs = 5000;
 // Without a part for this long, every task not recorded yet is asked to record itself.
 constexpr auto kNudge = std::chrono::seconds(2);
+// ... and this soon when one was left to the node it migrates to.
+constexpr auto kMigratingNudge = std::chrono::milliseconds(50);
 
 uint64_t new_marker() {
   for (;;) {
@@ -128,7 +130,6 @@ rpc::SnapshotReport SnapshotCoordinator::take(const rpc::SnapshotRequest& req) {
   spdlog::info("snapshot {} of job {}: begins at {}", p->report.id(), job.id(), from);
   try {
     begin_everywhere(marker, p->report, req.store(), where);
-    ask_to_record(marker, where.at(from));
     await(marker, from, job, where,
           req.timeout_ms() ? static_cast<int>(req.timeout_ms()) : kDefaultTimeoutMs);
   } catch (const std::exception& e) {
@@ -188,13 +189,14 @@ void SnapshotCoordinator::begin_everywhere(uint64_t marker, const rpc::SnapshotR
       fail("node {}, where a task of the job runs, is down", node);
 }
 
-void SnapshotCoordinator::ask_to_record(uint64_t marker, const rpc::TaskInfo& task) {
+bool SnapshotCoordinator::ask_to_record(uint64_t marker, const rpc::TaskInfo& task) {
   rpc::RecordTaskRequest q;
   q.set_marker(marker);
   q.set_task_id(task.id());
-  rpc::Ack ack;
+  rpc::RecordTaskReply reply;
   auto ctx = deadline_ms(kRecordCallMs);
-  check_status(env_.stub(task.node()).RecordTask(ctx.get(), q, &ack), "node " + task.node());
+  check_status(env_.stub(task.node()).RecordTask(ctx.get(), q, &reply), "node " + task.node());
+  return !reply.left();
 }
 
 void SnapshotCoordinator::await(uint64_t marker, const std::string& from, const rpc::JobInfo& job,
@@ -205,10 +207,13 @@ void SnapshotCoordinator::await(uint64_t marker, const std::string& from, const 
     std::lock_guard<std::mutex> lock(mu_);
     p = pending_.at(marker);
   }
-  // Tasks no marker can reach from the initiator record themselves once it has.
+  // The initiator first; the tasks no marker can reach from it record themselves once it has.
+  // A task that migrates is asked again soon where it runs next.
+  bool left = !ask_to_record(marker, where.at(from));
   std::set<std::string> reached = reached_from(from, job);
   for (auto& [name, t] : where)
-    if (!reached.count(name)) ask_to_record(marker, t);
+    if (!reached.count(name)) left |= !ask_to_record(marker, t);
+  std::map<std::string, rpc::TaskInfo> at = where;  // where each task runs, as last seen
   std::unique_lock<std::mutex> lock(mu_);
   uint64_t seen = p->progress;
   for (;;) {
@@ -222,26 +227,35 @@ void SnapshotCoordinator::await(uint64_t marker, const std::string& from, const 
         if (!p->recorded.count(c.channel())) missing += " channel " + c.from() + "->" + c.to();
       fail("timed out after {} ms waiting for:{}", timeout_ms, missing);
     }
-    cv_.wait_until(lock, std::min(deadline, now + kNudge));
-    if (p->progress != seen) {
+    cv_.wait_until(lock, std::min(deadline, now + (left ? kMigratingNudge : kNudge)));
+    if (p->progress != seen && !left) {
       seen = p->progress;
       continue;
     }
     // Quiet: a marker may be stuck behind a reader that does not read, or a channel that ended
     // before its writer was recorded. Any task may record itself; the rest is asked to.
     // A node that went down with a part not in yet fails it (its tasks are not ours to wait for).
-    std::vector<rpc::TaskInfo> unrecorded, waited_for;
-    for (auto& [name, t] : where) {
-      if (!p->cut.count(name)) unrecorded.push_back(t);
-      if (!p->cut.count(name) || !p->imaged.count(name)) waited_for.push_back(t);
+    std::vector<std::string> unrecorded;
+    std::map<std::string, std::string> waited_for;  // task -> the node whose part is due
+    for (auto& [name, t] : at) {
+      if (!p->cut.count(name))
+        unrecorded.push_back(name);
+      else if (!p->imaged.count(name))
+        waited_for[name] = p->report.tasks(p->task_index.at(name)).node();
     }
     lock.unlock();
+    // A task not recorded yet may have migrated since (its old node left it to the new one).
+    for (auto& name : unrecorded) {
+      at[name] = env_.locate(at[name].id());
+      if (ended(at[name])) fail("task {} ended before it was recorded", name);
+      waited_for[name] = at[name].node();
+    }
     const std::vector<std::string> up = env_.nodes_up();
-    for (auto& t : waited_for)
-      if (std::find(up.begin(), up.end(), t.node()) == up.end())
-        fail("node {} went down before task {} was recorded", t.node(),
-             t.name().substr(t.name().find('/') + 1));
-    for (auto& t : unrecorded) ask_to_record(marker, t);
+    for (auto& [name, node] : waited_for)
+      if (std::find(up.begin(), up.end(), node) == up.end())
+        fail("node {} went down before task {} was recorded", node, name);
+    left = false;
+    for (auto& name : unrecorded) left |= !ask_to_record(marker, at[name]);
     lock.lock();
   }
 }

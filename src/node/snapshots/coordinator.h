@@ -54,7 +54,8 @@ class SnapshotCoordinator {
                             std::map<std::string, rpc::TaskInfo>& where);
   void begin_everywhere(uint64_t marker, const rpc::SnapshotReport& r, const std::string& store,
                         const std::map<std::string, rpc::TaskInfo>& where);
-  void ask_to_record(uint64_t marker, const rpc::TaskInfo& task);
+  // False when the task migrates and its node left it to the next one.
+  bool ask_to_record(uint64_t marker, const rpc::TaskInfo& task);
   // Waits for the parts, asking unreached tasks to record themselves.
   void await(uint64_t marker, const std::string& from, const rpc::JobInfo& job,
              const std::map<std::string, rpc::TaskInfo>& where, int timeout_ms);

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <future>
+#include <stdexcept>
 #include <thread>
 
 #include "node/peers.h"
@@ -69,46 +70,119 @@ std::optional<rpc::SnapshotBeginRequest> SnapshotParticipant::known(uint64_t mar
   return it->second.begin;
 }
 
-void SnapshotParticipant::record(uint64_t marker, const std::string& task_id) {
+std::optional<rpc::SnapshotBeginRequest> SnapshotParticipant::claim(
+    uint64_t marker, const std::string& task_id, const std::function<bool()>& leave_it,
+    bool* left) {
   std::unique_lock<std::mutex> lock(mu_);
-  auto it = active_.find(marker);
-  if (it == active_.end()) return;
-  const rpc::SnapshotBeginRequest b = it->second.begin;
-  auto [state, fresh] = it->second.tasks.try_emplace(task_id, TaskState::kRecording);
-  if (!fresh) {
-    cv_.wait(lock, [&] {
+  for (;;) {
+    auto it = active_.find(marker);
+    if (it == active_.end()) return std::nullopt;
+    auto [state, fresh] = it->second.tasks.try_emplace(task_id, TaskState::kRecording);
+    if (fresh) return it->second.begin;
+    if (state->second != TaskState::kRecording) return std::nullopt;
+    // Another thread records it now. One that would leave the task to its next node anyway
+    // needs no outcome (the coordinator's ask must not wait out a migration); others wait for
+    // it (it may leave the task too, and then this one tries). A migration holds the task's
+    // ends one by one, and the other may wait for its own end's hold, which comes after this
+    // one's: so the wait also looks, every 2 ms, whether this one's end is held by now.
+    auto settled = [&] {
       auto a = active_.find(marker);
-      return a == active_.end() || a->second.tasks[task_id] != TaskState::kRecording;
-    });
-    return;
+      if (a == active_.end()) return true;
+      auto t = a->second.tasks.find(task_id);
+      return t == a->second.tasks.end() || t->second != TaskState::kRecording;
+    };
+    while (!settled()) {
+      if (leave_it()) {
+        *left = true;
+        return std::nullopt;
+      }
+      cv_.wait_for(lock, std::chrono::milliseconds(2));
+    }
   }
-  lock.unlock();
+}
+
+bool SnapshotParticipant::record(uint64_t marker, const std::string& task_id,
+                                 const std::function<bool()>& leave_it) {
+  bool left = false;
+  std::optional<rpc::SnapshotBeginRequest> b = claim(marker, task_id, leave_it, &left);
+  if (!b) return !left;
   std::optional<TaskCut> cut;
   std::string name = task_id;
   try {
-    cut = record_here(b, task_id, &name);
+    cut = record_unless_it_moves(*b, task_id, &name, leave_it);
+    left = !cut;
   } catch (const std::exception& e) {
-    fail(b, e.what());
+    fail(*b, e.what());
   }
   {
     std::lock_guard<std::mutex> l(mu_);
     auto a = active_.find(marker);
-    if (a != active_.end())
+    if (a != active_.end() && left) a->second.tasks.erase(task_id);
+    if (a != active_.end() && !left)
       a->second.tasks[task_id] = cut ? TaskState::kRecorded : TaskState::kFailed;
     cv_.notify_all();
   }
-  if (!cut) return;
-  // The cuts go first, on their own: the channels' parts may come before the image is written.
+  if (left) return false;
+  if (cut) send_cut(*b, task_id, name, *cut);
+  return true;
+}
+
+// The cuts go first, on their own: the channels' parts may come before the image is written.
+void SnapshotParticipant::send_cut(const rpc::SnapshotBeginRequest& b, const std::string& task_id,
+                                   const std::string& name, const TaskCut& cut) {
   rpc::SnapshotPartRequest part;
-  part.set_marker(marker);
+  part.set_marker(b.marker());
   part.set_node(env_.node);
   part.mutable_task()->set_name(name);
   part.mutable_task()->set_task_id(task_id);
   part.mutable_task()->set_node(env_.node);
-  part.mutable_task()->set_pause_ms(cut->pause_ms);
-  for (auto& c : cut->cuts) *part.add_cuts() = c;
+  part.mutable_task()->set_pause_ms(cut.pause_ms);
+  for (auto& c : cut.cuts) *part.add_cuts() = c;
   send(b.coordinator(), std::move(part));
-  for (auto& end : cut->ended) finish_channel(*end, marker);
+  for (auto& end : cut.ended) finish_channel(*end, b.marker());
+}
+
+namespace {
+// A migration under way: the task cannot be paused (both would trace it).
+struct TaskMigrating : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+}  // namespace
+
+// The task may be recorded here once its migration is over (it failed, or never began), or by
+// the node it moves to: `leave_it()` says when that is so (its ends are held and go along with
+// the markers they have not taken). Bounded: a migration ends within seconds.
+std::optional<SnapshotParticipant::TaskCut> SnapshotParticipant::record_unless_it_moves(
+    const rpc::SnapshotBeginRequest& b, const std::string& task_id, std::string* name,
+    const std::function<bool()>& leave_it) {
+  constexpr auto kMigrationWait = std::chrono::seconds(30);
+  const auto deadline = std::chrono::steady_clock::now() + kMigrationWait;
+  bool told = false;
+  for (;;) {
+    std::optional<LocalTask> local = env_.task(task_id);
+    // Gone from here just now: moved on (or ended, which the coordinator sees where it asks).
+    if (!local && leave_it()) return std::nullopt;
+    if (!local || !local->migrating) {
+      try {
+        return record_here(b, task_id, name);
+      } catch (const TaskMigrating&) {
+        continue;  // (it began to migrate meanwhile)
+      }
+    }
+    if (leave_it()) {
+      // (Quiet when the coordinator asked: it asks every 50 ms while the task migrates.)
+      spdlog::log(told ? spdlog::level::info : spdlog::level::debug,
+                  "snapshot {}: task {} migrates; the node it moves to records it", b.id(),
+                  task_id);
+      return std::nullopt;
+    }
+    if (!known(b.marker())) ferry::fail("the snapshot ended while task {} migrated", task_id);
+    if (std::chrono::steady_clock::now() >= deadline)
+      ferry::fail("task {} has been migrating for over 30 s: it cannot be recorded now", task_id);
+    if (!told) spdlog::info("snapshot {}: task {} migrates; its recording waits", b.id(), task_id);
+    told = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
 }
 
 // Another snapshot's recording of the task holds it for a moment: the turn waits for it. Then
@@ -124,7 +198,7 @@ class SnapshotParticipant::RecordingTurn {
     }
     if (!self_.env_.begin_recording(task_id_, pid_)) {
       leave();
-      ferry::fail("task {} is migrating: it cannot be recorded now", task_id_);
+      throw TaskMigrating("task " + task_id_ + " migrates");
     }
   }
   ~RecordingTurn() {
@@ -206,14 +280,15 @@ SnapshotParticipant::TaskCut SnapshotParticipant::record_here(const rpc::Snapsho
   }
 }
 
-void SnapshotParticipant::on_marker(ReaderEnd& end, uint64_t marker) {
+bool SnapshotParticipant::on_marker(ReaderEnd& end, uint64_t marker) {
   if (marker == ReaderEnd::kChannelEnded) {
     for (uint64_t m : end.recordings()) finish_channel(end, m);
-    return;
+    return true;
   }
-  if (!known(marker)) return;  // (a snapshot that ended, or failed: the marker is passed over)
-  record(marker, end.task_id());
+  if (!known(marker)) return true;  // (a snapshot that ended, or failed: the marker is passed over)
+  if (!record(marker, end.task_id(), [&end] { return end.holding(); })) return false;
   finish_channel(end, marker);
+  return true;
 }
 
 void SnapshotParticipant::finish_channel(ReaderEnd& end, uint64_t marker) {
@@ -247,18 +322,19 @@ void SnapshotParticipant::finish_channel(ReaderEnd& end, uint64_t marker) {
   send(b->coordinator(), std::move(part));
 }
 
-void SnapshotParticipant::on_hold(const std::string& task_id) {
+void SnapshotParticipant::on_hold(const std::string& task_id, const std::set<uint64_t>& recording) {
+  if (recording.empty()) return;
   std::optional<LocalTask> local = env_.task(task_id);
-  if (!local) return;
   std::vector<rpc::SnapshotBeginRequest> affected;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto& [marker, a] : active_)
-      if (a.begin.job() == local->info.job()) affected.push_back(a.begin);
+    for (uint64_t m : recording)
+      if (auto a = active_.find(m); a != active_.end()) affected.push_back(a->second.begin);
   }
   for (auto& b : affected)
-    fail(b, fmt::format("task {} migrated while the snapshot was in progress; take it again",
-                        local->info.name()));
+    fail(b, fmt::format("task {} migrated before every marker of the snapshot had reached it; "
+                        "take it again",
+                        local ? local->info.name() : task_id));
 }
 
 void SnapshotParticipant::fail(const rpc::SnapshotBeginRequest& b, const std::string& why) {

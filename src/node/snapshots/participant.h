@@ -1,7 +1,9 @@
 // A node's part in the snapshots of jobs (issue 12): it knows the snapshots in progress (the
 // coordinator tells every node first), records each task of theirs that runs here once — when
 // the coordinator asks (the initiator) or when the first marker reaches one of its reader ends —
-// and records each channel's state at its reader's end until that channel's marker comes. What
+// and records each channel's state at its reader's end until that channel's marker comes. A task
+// that migrates meanwhile is recorded before it moves, or left to the node it moves to (with the
+// markers its ends have not taken: docs/snapshots.md, "Migrations during a snapshot"). What
 // it recorded goes to the coordinator as parts, from a thread of its own (never on a channel's
 // way).
 #pragma once
@@ -56,13 +58,18 @@ class SnapshotParticipant {
   void begin(const rpc::SnapshotBeginRequest& b);
   void end(uint64_t marker);
   // Records the task here for the snapshot once; returns when it runs again (at once when it was
-  // recorded already, or the snapshot is not known here).
-  void record(uint64_t marker, const std::string& task_id);
-  // ReaderEnd's hook: a marker (or the end of its channel) is due at `end`.
-  void on_marker(ReaderEnd& end, uint64_t marker);
-  // A migration holds the task's ends: the snapshots of its job in progress cannot record it
-  // exactly once any more, and fail (they can be taken again).
-  void on_hold(const std::string& task_id);
+  // recorded already, or the snapshot is not known here). A task that migrates is recorded once
+  // the migration ends, unless `leave_it()` says its next node may record it instead: then
+  // nothing is recorded here and it returns false.
+  bool record(uint64_t marker, const std::string& task_id, const std::function<bool()>& leave_it);
+  // ReaderEnd's hook: a marker (or the end of its channel) is due at `end`; false leaves the
+  // marker in the channel for the node the task moves to (a migration holds the end).
+  bool on_marker(ReaderEnd& end, uint64_t marker);
+  // A migration holds the task's ends while they still record the snapshots `recording` (it
+  // waited for their markers in vain): those cannot record the channels exactly once any more,
+  // and fail (they can be taken again). Any other snapshot goes on: a task recorded before is
+  // done with, one not recorded yet is recorded where it runs next.
+  void on_hold(const std::string& task_id, const std::set<uint64_t>& recording);
 
  private:
   // The task's turn to be recorded by this node (one snapshot at a time), held until destroyed.
@@ -75,8 +82,17 @@ class SnapshotParticipant {
   std::string store_of(const rpc::SnapshotBeginRequest& b) const;
   void await_pages(const std::string& task_id);
   using TaskCut = node::TaskCut;
+  // The snapshot's begin when this thread is to record the task (no other has or does); `left`:
+  // another records it now, and this one leaves it (see record()).
+  std::optional<rpc::SnapshotBeginRequest> claim(uint64_t marker, const std::string& task_id,
+                                                 const std::function<bool()>& leave_it, bool* left);
+  std::optional<TaskCut> record_unless_it_moves(const rpc::SnapshotBeginRequest& b,
+                                                const std::string& task_id, std::string* name,
+                                                const std::function<bool()>& leave_it);
   TaskCut record_here(const rpc::SnapshotBeginRequest& b, const std::string& task_id,
                       std::string* name);
+  void send_cut(const rpc::SnapshotBeginRequest& b, const std::string& task_id,
+                const std::string& name, const TaskCut& cut);
   // The recording of `marker` at `end` is complete: its state to the store, a part to the
   // coordinator.
   void finish_channel(ReaderEnd& end, uint64_t marker);
