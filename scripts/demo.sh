@@ -4,8 +4,8 @@
 # that it kept running: its output is one unbroken sequence, its state intact. Then a job: a
 # three-stage pipeline across the nodes whose stages all move while data flows, and which ends
 # with the hash of the same pipeline run locally. Then a bank of four branches snapshotted while
-# money moves (once by two initiators at once), one snapshot restored on other nodes: both banks
-# conserve the total. Then the Starter: an imbalanced load on nodes of half a CPU each spreads
+# money moves (once by two initiators at once, once while a branch migrates), one snapshot
+# restored on other nodes: both banks conserve the total. Then the Starter: an imbalanced load on nodes of half a CPU each spreads
 # by itself (load sharing), and a node is drained. Also checkpoints and restores a process on
 # one machine.
 set -euo pipefail
@@ -158,6 +158,13 @@ $FERRY snapshot bank --from b1 > "$work/s1" &
 $FERRY snapshot bank --from b2 > "$work/s2"
 wait
 for s in "$work/s1" "$work/s2"; do $FERRY snapshot show "$(tail -n1 "$s")" | head -n1; done
+echo "== a snapshot while branch b3 migrates to node2"
+$FERRY migrate bank/b3 --to node2 --strategy pre-copy > "$work/m3" &
+moving=$!
+during=$($FERRY snapshot bank --from b1)
+wait "$moving"
+head -n1 "$work/m3"
+$FERRY snapshot show "$during" | head -n1
 echo "== the first snapshot restored as a new job, on other nodes, while the bank runs on"
 $FERRY snapshot restore "$first" --name bank-again --on b0=node2,b1=node3,b2=node1,b3=node2
 $FERRY job show bank-again | sed -n '1,6p'
