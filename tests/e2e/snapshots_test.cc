@@ -230,6 +230,36 @@ TEST(SnapshotsTest, WhatCannotBeRecordedFailsCleanlyAndTheJobRunsOn) {
   EXPECT_EQ(w.status, 0) << w.out << w.err;
 }
 
+// A marker reaches a stage that is migrating; the migration then fails at its destination
+// (after the source held the stage's ends): the marker, left in its channel at the hold, comes
+// again once the ends resume at the source, which records the stage there. The snapshot is
+// complete and consistent, and the pipeline ends as if nothing happened.
+TEST(SnapshotsTest, AMarkerLeftForAMigrationThatFailsRecordsTheTaskWhereItStayed) {
+  const int blocks = 300;
+  TestCluster c(3, {"--test-fault", "node2=slow-stream", "--test-fault", "node3=fail-restore"});
+  ASSERT_TRUE(c.up());
+  TempDir dir;
+  std::string job = start_job(c, dir, "pipe", pipeline_yaml(blocks));
+  ASSERT_FALSE(job.empty());
+  ASSERT_TRUE(wait_channel(c, job, 0, "bytes_written", 1u << 20));
+  nlohmann::json shown = nlohmann::json::parse(c.ferry({"job", "show", job, "--json"}).out);
+  const std::string zip = shown["tasks"][1].value("id", "");
+  ASSERT_FALSE(zip.empty()) << shown.dump();
+  pid_t m = migrate_in_background(c, dir, zip, "node3", "m", {"--strategy", "pre-copy"});
+  ASSERT_TRUE(wait_until([&] { return c.task(zip).value("state", "") == "migrating"; }, 20000));
+  nlohmann::json s = snapshot(c, {"pipe", "--from", "gen"});
+  EXPECT_NE(wait_exit(m, 60000), 0) << read_file(dir / "m.out");
+  EXPECT_EQ(s.value("state", ""), "complete") << s.dump();
+  EXPECT_TRUE(s.value("consistent", false)) << s.dump();
+  ASSERT_EQ(s["tasks"].size(), 3u) << s.dump();
+  EXPECT_EQ(s["tasks"][1].value("node", ""), "node2") << s.dump();
+  const std::string log2 = read_file(c.dir() + "/nodes/node2/ferryd.log");
+  EXPECT_NE(log2.find("the node it moves to records it"), std::string::npos) << log2;
+  CmdResult w = c.ferry({"job", "wait", job, "--timeout", "90"});
+  ASSERT_EQ(w.status, 0) << w.out << w.err;
+  EXPECT_EQ(c.logs("pipe/sum").substr(0, 64), local_pipeline_hash(blocks, "gzip -1"));
+}
+
 // A task whose pages are still coming after a copy-on-reference move (the source's page stream
 // slowed: 32 MiB take seconds) is recorded once the last one came: the snapshot is complete,
 // and the move ends as well (its memory could not be forked or read before: "registered with
