@@ -14,6 +14,17 @@ namespace ferry::cr {
 namespace {
 
 constexpr uint64_t kPfKthread = 0x00200000;
+constexpr uint64_t kPfExiting = 0x00000004;
+
+// An exiting process loses its memory (and with it /proc/PID/exe) before it is a zombie.
+bool exiting(pid_t pid) {
+  try {
+    proc::Stat now(pid);
+    return now.state() == 'Z' || now.state() == 'X' || (now.field(9) & kPfExiting);
+  } catch (const std::exception&) {
+    return true;  // gone
+  }
+}
 
 [[noreturn]] void refuse(pid_t pid, const std::string& why) {
   fail("cannot checkpoint process {}: {}", pid, why);
@@ -71,7 +82,7 @@ void check_supported(pid_t pid, bool allow_ferry_wp, std::vector<VmaInfo>* vmas)
       refuse(pid, fmt::format("it lives in another {} namespace than ferry", ns));
   }
   auto exe = proc::try_read_link(proc::path(pid, "exe"));
-  if (!exe) refuse(pid, "its executable cannot be read");
+  if (!exe) refuse(pid, exiting(pid) ? "it has exited" : "its executable cannot be read");
   if (exe->size() > 10 && exe->compare(exe->size() - 10, 10, " (deleted)") == 0)
     refuse(pid, fmt::format("its executable {} was deleted or replaced", *exe));
 
