@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "bench_cluster.h"
@@ -300,12 +301,16 @@ int main(int argc, char** argv) {
   uint64_t mib = 512;
   bool pauses = true;
   std::string capacity;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (std::string(argv[i]) == "--reps") reps = std::atoi(argv[i + 1]);
-    if (std::string(argv[i]) == "--mib") mib = std::stoull(argv[i + 1]);
-    if (std::string(argv[i]) == "--pause") pauses = std::string(argv[i + 1]) != "no";
-    if (std::string(argv[i]) == "--capacity") capacity = argv[i + 1];
-  }
+  std::string pause = "yes";
+  CLI::App app{"Channels: throughput and round trip against a pipe and raw TCP; delivery pauses"};
+  app.add_option("--reps", reps, "runs of each measurement")->capture_default_str();
+  app.add_option("--mib", mib, "MiB per transfer")->capture_default_str();
+  app.add_option("--pause", pause, "measure the delivery pause while a reader migrates")
+      ->check(CLI::IsMember({"yes", "no"}))
+      ->capture_default_str();
+  app.add_option("--capacity", capacity, "the channels' capacity (e.g. 16MiB)");
+  CLI11_PARSE(app, argc, argv);
+  pauses = pause == "yes";
   std::string dir = "/var/tmp/ferry-channel-bench";
   ferry::bench::BenchCluster cluster(dir);
   if (!cluster.up()) {

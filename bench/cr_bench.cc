@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
 #include "cr/checkpoint.h"
@@ -109,18 +110,11 @@ int main(int argc, char** argv) {
   std::vector<int> sizes{64, 512, 2048};
   int reps = 5;
   std::string base = "/var/tmp";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string a = argv[i];
-    if (a == "--reps")
-      reps = std::atoi(argv[i + 1]);
-    else if (a == "--dir")
-      base = argv[i + 1];
-    else if (a == "--sizes") {
-      sizes.clear();
-      for (const std::string& item : ferry::proc::split(argv[i + 1], ','))
-        sizes.push_back(std::atoi(item.c_str()));
-    }
-  }
+  CLI::App app{"Checkpoint and restore of one process against memcpy and the populate limit"};
+  app.add_option("--reps", reps, "runs of each measurement")->capture_default_str();
+  app.add_option("--dir", base, "where the images go")->capture_default_str();
+  app.add_option("--sizes", sizes, "MiB of memory, comma separated")->delimiter(',');
+  CLI11_PARSE(app, argc, argv);
   if (std::getenv("FERRY_BENCH_DEBUG")) spdlog::set_level(spdlog::level::debug);
   std::string exe = std::filesystem::path(argv[0]).parent_path() / "bench_target";
   std::string dir = base + "/ferry-bench";

@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <openssl/ssl.h>
 #include <nlohmann/json.hpp>
 
@@ -167,15 +168,10 @@ int main(int argc, char** argv) {
     return stream_mode(false, argv[2], std::stoull(argv[3]), argv[4]);
   std::vector<int> sizes{64, 512, 1024};
   int reps = 3;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string a = argv[i];
-    if (a == "--reps") reps = std::atoi(argv[i + 1]);
-    if (a == "--sizes") {
-      sizes.clear();
-      for (const std::string& item : ferry::proc::split(argv[i + 1], ','))
-        sizes.push_back(std::atoi(item.c_str()));
-    }
-  }
+  CLI::App app{"Migration (eager-all) across two nodes against raw TCP and the populate limit"};
+  app.add_option("--reps", reps, "runs of each measurement")->capture_default_str();
+  app.add_option("--sizes", sizes, "MiB of memory, comma separated")->delimiter(',');
+  CLI11_PARSE(app, argc, argv);
   std::string dir = "/var/tmp/ferry-migrate-bench";
   ferry::bench::BenchCluster cluster(dir);
   if (!cluster.up()) {

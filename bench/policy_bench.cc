@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -101,14 +102,15 @@ int main(int argc, char** argv) {
   int reps = 3, units = 400;
   std::string cpus = "0.5", keep_events;
   std::vector<int> sizes{2, 3, 4};
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string opt = argv[i];
-    if (opt == "--reps") reps = std::atoi(argv[i + 1]);
-    if (opt == "--units") units = std::atoi(argv[i + 1]);
-    if (opt == "--cpus") cpus = argv[i + 1];
-    if (opt == "--nodes") sizes = {std::atoi(argv[i + 1])};
-    if (opt == "--keep-events") keep_events = argv[i + 1];
-  }
+  int nodes = 0;
+  CLI::App app{"The Starter's load sharing: makespan against the ideal and no policy"};
+  app.add_option("--reps", reps, "runs with the policy on")->capture_default_str();
+  app.add_option("--units", units, "each task's work, in units of 10 ms")->capture_default_str();
+  app.add_option("--cpus", cpus, "each node's CPUs")->capture_default_str();
+  app.add_option("--nodes", nodes, "one cluster size instead of 2, 3 and 4");
+  app.add_option("--keep-events", keep_events, "keep the Starters' events under this prefix");
+  CLI11_PARSE(app, argc, argv);
+  if (nodes > 0) sizes = {nodes};
   std::printf(
       "| nodes | tasks | no policy (s) | ideal (s) | with (s) | x ideal | x no policy | "
       "moves | first move (s) | mean slowdown without / with |\n");

@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "bench_cluster.h"
@@ -298,10 +299,11 @@ void pipelines(Bench& b, int reps) {
 int main(int argc, char** argv) {
   int reps = 3;
   std::string only;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (std::string(argv[i]) == "--reps") reps = std::atoi(argv[i + 1]);
-    if (std::string(argv[i]) == "--only") only = argv[i + 1];
-  }
+  CLI::App app{"Snapshots: pauses against fork, restart against populate, job throughput"};
+  app.add_option("--reps", reps, "runs of each measurement")->capture_default_str();
+  app.add_option("--only", only, "one part")
+      ->check(CLI::IsMember({"pauses", "restart", "pipeline"}));
+  CLI11_PARSE(app, argc, argv);
   std::string dir = "/var/tmp/ferry-snapshot-bench";
   BenchCluster cluster(dir);
   if (!cluster.up()) {

@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+
 #include "bench_cluster.h"
 #include "channel_soak.h"
 #include "transfer/strategy.h"
@@ -88,16 +90,19 @@ int main(int argc, char** argv) {
   double gib = 2;
   ferry::bench::ChannelSoakOptions soak;
   soak.transfers = 0;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string a = argv[i];
-    if (a == "--migrations") total = std::atoi(argv[i + 1]);
-    if (a == "--every") every = std::atoi(argv[i + 1]);
-    if (a == "--mib") mib = std::atoi(argv[i + 1]);
-    if (a == "--transfers") soak.transfers = std::atoi(argv[i + 1]);
-    if (a == "--gib") gib = std::atof(argv[i + 1]);
-    if (a == "--every-ms") soak.every_ms = std::atoi(argv[i + 1]);
-    if (a == "--snapshots") soak.snapshots = std::string(argv[i + 1]) == "yes";
-  }
+  std::string snapshots = "no";
+  CLI::App app{"What ferryd holds on to over many migrations, or over long channel transfers"};
+  app.add_option("--migrations", total, "migrations of one task")->capture_default_str();
+  app.add_option("--every", every, "sample every N migrations")->capture_default_str();
+  app.add_option("--mib", mib, "the task's memory")->capture_default_str();
+  app.add_option("--transfers", soak.transfers, "soak channels instead: transfers");
+  app.add_option("--gib", gib, "GiB per transfer")->capture_default_str();
+  app.add_option("--every-ms", soak.every_ms, "move an end every M ms")->capture_default_str();
+  app.add_option("--snapshots", snapshots, "take snapshots meanwhile")
+      ->check(CLI::IsMember({"yes", "no"}))
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  soak.snapshots = snapshots == "yes";
   const std::string dir = "/var/tmp/ferry-soak-bench";
   ferry::bench::BenchCluster cluster(dir);
   if (!cluster.up()) {

@@ -16,6 +16,7 @@
 #include <tuple>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "bench_cluster.h"
@@ -25,12 +26,6 @@
 namespace {
 
 using ferry::bench::median;
-
-std::vector<double> parse_list(const std::string& s) {
-  std::vector<double> out;
-  for (const std::string& item : ferry::proc::split(s, ',')) out.push_back(std::atof(item.c_str()));
-  return out;
-}
 
 struct Sample {
   std::vector<double> freeze, total, mib_sent, sent_ratio, faults, rounds, last_page;
@@ -43,14 +38,13 @@ int main(int argc, char** argv) {
   int reps = 3;
   std::string plot = "bench/strategies.png";
   std::vector<std::string> strategies = ferry::transfer::strategy_name_list();
-  for (int i = 1; i + 1 < argc; i += 2) {
-    std::string a = argv[i];
-    if (a == "--sizes") sizes = parse_list(argv[i + 1]);
-    if (a == "--rates") rates = parse_list(argv[i + 1]);
-    if (a == "--reps") reps = std::atoi(argv[i + 1]);
-    if (a == "--plot") plot = argv[i + 1];
-    if (a == "--strategies") strategies = ferry::proc::split(argv[i + 1], ',');
-  }
+  CLI::App app{"The five strategies: freeze, total time and bytes by memory and write rate"};
+  app.add_option("--sizes", sizes, "MiB of memory, comma separated")->delimiter(',');
+  app.add_option("--rates", rates, "MB/s the task writes, comma separated")->delimiter(',');
+  app.add_option("--reps", reps, "runs of each measurement")->capture_default_str();
+  app.add_option("--plot", plot, "the plot to write")->capture_default_str();
+  app.add_option("--strategies", strategies, "comma separated")->delimiter(',');
+  CLI11_PARSE(app, argc, argv);
   ferry::bench::BenchCluster cluster("/var/tmp/ferry-strategy-bench");
   if (!cluster.up()) {
     std::fprintf(stderr, "cluster up failed\n");
