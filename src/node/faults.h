@@ -29,10 +29,4 @@ struct Faults {
   uint32_t frame_format() const;
 };
 
-// Whether a node that announces `mine` exchanges frames with one that announces `theirs` (a node
-// that announces nothing is of a build that looked at nothing).
-inline bool frames_match(uint32_t mine, uint32_t theirs) {
-  return mine == 0 || mine == theirs;
-}
-
 }  // namespace ferry::node

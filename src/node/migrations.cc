@@ -9,6 +9,7 @@
 #include "node/migration/forwarded.h"
 #include "node/migration/outgoing.h"
 #include "node/states.h"
+#include "transfer/frame_auth.h"
 #include "util/error.h"
 
 namespace ferry::node {
@@ -62,7 +63,7 @@ std::string Daemon::refusal(const rpc::OfferRequest& req) {
         name(), cr::local_xstate_size(), cr::local_xcr0(), req.xstate_size(), req.xcr0());
   if (std::string files = check_files(req.files()); !files.empty()) return files;
   if (req.data_key().size() != 16) return "bad page stream key";
-  if (!frames_match(faults_.frame_format(), req.frame_format()))
+  if (!transfer::frames_match(faults_.frame_format(), req.frame_format()))
     return fmt::format(
         "node {} runs another ferry build than the source (page frames of format {} here, {} "
         "there)",

@@ -52,6 +52,12 @@ constexpr size_t kTaggedHeaderSize = 32;
 // did not say (0). Nodes that tag otherwise would fail every frame's authentication.
 constexpr uint32_t kFrameFormat = 2;
 
+// Whether a node that announces `mine` exchanges frames with one that announces `theirs` (a node
+// that announces nothing is of a build that looked at nothing).
+inline bool frames_match(uint32_t mine, uint32_t theirs) {
+  return mine == 0 || mine == theirs;
+}
+
 // The tags of one direction of one connection.
 class FrameMac {
  public:

@@ -10,6 +10,7 @@
 #include "cr/provided_sockets.h"
 #include "node/channels/message_socket.h"
 #include "node/faults.h"
+#include "transfer/frame_auth.h"
 #include "util/error.h"
 
 namespace ferry::node {
@@ -196,7 +197,7 @@ void ChannelEnds::serve(grpc::ServerContext& ctx, ChannelServerStream& stream) {
   // A writer that asks for a data link gets one when this node has a data listener.
   ReaderEnd::LinkOffer offer{&rendezvous_, links_.link_address, links_.frame_format};
   bool link = hello.link_key().size() == sizeof(transfer::Key) && !links_.link_address.empty();
-  if (link && !frames_match(links_.frame_format, hello.frame_format())) {
+  if (link && !transfer::frames_match(links_.frame_format, hello.frame_format())) {
     spdlog::warn(
         "channel {}#{}: the writer's node {} runs another ferry build (frame format {}, here "
         "{}): no link, the items come on the stream",

@@ -12,6 +12,7 @@
 #include "node/channels/message_socket.h"
 #include "node/channels/wire.h"
 #include "node/faults.h"
+#include "transfer/frame_auth.h"
 #include "transfer/page_stream.h"
 #include "util/error.h"
 
@@ -417,7 +418,7 @@ WriterEnd::StreamEnd WriterEnd::stream_to(const std::string& node) {
   StreamEnd end = StreamEnd::kRetry;
   if (!ask_link || r.link_token().size() != sizeof(transfer::Token)) {
     end = stream_items(*stream, r.next_seq());
-  } else if (!frames_match(links_.frame_format, r.frame_format())) {
+  } else if (!transfer::frames_match(links_.frame_format, r.frame_format())) {
     // (A reader of an earlier build offers a link all the same; its tags would not match. The
     // next attempt asks for none: the items go on the stream.)
     spdlog::warn(

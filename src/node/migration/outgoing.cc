@@ -20,6 +20,7 @@
 #include "image/image_files.h"
 #include "node/file_checks.h"
 #include "transfer/dirty_tracker.h"
+#include "transfer/frame_auth.h"
 #include "transfer/strategy.h"
 #include "util/proc.h"
 
@@ -204,7 +205,7 @@ void OutgoingMigration::offer() {
     fail_as(Error::Kind::kBadInput, "bad token from {}", to_);
   }
   // (A destination of an earlier build accepts without looking; its tags would not match ours.)
-  if (!frames_match(node_.faults.frame_format(), accepted.frame_format())) {
+  if (!transfer::frames_match(node_.faults.frame_format(), accepted.frame_format())) {
     abort_remote("another ferry build");
     rep_.set_refused_by(to_);
     fail_as(Error::Kind::kRefused,
