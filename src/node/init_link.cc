@@ -146,6 +146,18 @@ void InitLink::drop(const std::string& task) {
   send("drop " + task);
 }
 
+bool InitLink::drop_and_wait(const std::string& task) {
+  drop(task);
+  // The init answers in order: the answer to a consume of nothing comes once the drop is done.
+  try {
+    consume(task, -1, 0);
+    return true;
+  } catch (const std::exception& e) {
+    spdlog::warn("ferry-init: {}", e.what());
+    return false;
+  }
+}
+
 uint64_t InitLink::consume(const std::string& task, int, uint64_t n) {
   std::lock_guard<std::mutex> one(consume_mu_);
   std::unique_lock<std::mutex> lock(mu_);

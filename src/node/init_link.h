@@ -63,6 +63,8 @@ class InitLink : public PipeKeeper {
   void keep(const std::string& task, int fd, uint64_t offset) override;
   void drop(const std::string& task) override;
   uint64_t consume(const std::string& task, int fd, uint64_t n) override;
+  // drop(), and returns once the init has closed its copy (false: it did not answer).
+  bool drop_and_wait(const std::string& task);
 
  private:
   void send(const std::string& msg, int fd = -1);

@@ -192,13 +192,23 @@ bool IncomingMigration::wait_for_source(transfer::StreamReceiver& rx, const std:
 }
 
 void IncomingMigration::end_lazy_phase(const std::string& error) {
-  // Every page is here (or the task is dead): nothing for ferry-init to hold any more.
-  if (node_.init.active()) node_.init.drop(lazy_memory_name());
+  // Every page is here (or the task is dead): nothing for ferry-init to hold any more. Its copy
+  // of the userfaultfd and the pager's are closed before the session says the pages came: until
+  // the last copy is closed the task's memory stays registered, and a snapshot told it may
+  // record the task would find it so.
   std::unique_ptr<transfer::LazyPager> pager;
   std::unique_ptr<transfer::StoreLazySource> store;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (since_commit_) last_page_ms_ = since_commit_->elapsed_ms();
+    pager = std::move(pager_);
+    store = std::move(store_);
+  }
+  if (node_.init.active()) node_.init.drop_and_wait(lazy_memory_name());
+  pager.reset();
+  store.reset();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
     if (error.empty()) {
       spdlog::info("task {}: every page is here ({:.1f} ms after Commit)", task_.id(),
                    last_page_ms_);
@@ -208,13 +218,8 @@ void IncomingMigration::end_lazy_phase(const std::string& error) {
       error_ = error;
       state_ = state_ == rpc::MIGRATION_PULLING ? rpc::MIGRATION_LOST : rpc::MIGRATION_FAILED;
     }
-    // The pager's thread and the page store's file go now, not with the session.
-    pager = std::move(pager_);
-    store = std::move(store_);
     cv_.notify_all();
   }
-  pager.reset();
-  store.reset();
   if (!store_dir_.empty()) {
     std::error_code ec;
     std::filesystem::remove_all(store_dir_, ec);
