@@ -58,6 +58,15 @@ bool SnapshotCoordinator::Pending::done() const {
          recorded.size() == static_cast<size_t>(report.channels_size());
 }
 
+std::string SnapshotCoordinator::Pending::missing() const {
+  std::string out;
+  for (auto& [name, i] : task_index)
+    if (!cut.count(name) || !imaged.count(name)) out += " task " + name;
+  for (auto& c : report.channels())
+    if (!recorded.count(c.channel())) out += " channel " + c.from() + "->" + c.to();
+  return out;
+}
+
 rpc::SnapshotReport SnapshotCoordinator::start(const rpc::SnapshotRequest& req,
                                                const rpc::JobInfo& job,
                                                std::map<std::string, rpc::TaskInfo>& where) {
@@ -208,44 +217,42 @@ void SnapshotCoordinator::await(uint64_t marker, const std::string& from, const 
     p = pending_.at(marker);
   }
   // The initiator first; the tasks no marker can reach from it record themselves once it has.
-  // A task that migrates is asked again soon where it runs next.
-  bool left = !ask_to_record(marker, where.at(from));
+  // A task that migrates is left to its next node: it is asked again soon, where it runs then.
+  std::set<std::string> left;
+  if (!ask_to_record(marker, where.at(from))) left.insert(from);
   std::set<std::string> reached = reached_from(from, job);
   for (auto& [name, t] : where)
-    if (!reached.count(name)) left |= !ask_to_record(marker, t);
+    if (!reached.count(name) && !ask_to_record(marker, t)) left.insert(name);
   std::map<std::string, rpc::TaskInfo> at = where;  // where each task runs, as last seen
   std::unique_lock<std::mutex> lock(mu_);
   uint64_t seen = p->progress;
   for (;;) {
     if (!p->failure.empty() || p->done()) return;
     auto now = std::chrono::steady_clock::now();
-    if (now >= deadline) {
-      std::string missing;
-      for (auto& [name, i] : p->task_index)
-        if (!p->cut.count(name) || !p->imaged.count(name)) missing += " task " + name;
-      for (auto& c : p->report.channels())
-        if (!p->recorded.count(c.channel())) missing += " channel " + c.from() + "->" + c.to();
-      fail("timed out after {} ms waiting for:{}", timeout_ms, missing);
-    }
-    cv_.wait_until(lock, std::min(deadline, now + (left ? kMigratingNudge : kNudge)));
-    if (p->progress != seen && !left) {
-      seen = p->progress;
-      continue;
-    }
+    if (now >= deadline) fail("timed out after {} ms waiting for:{}", timeout_ms, p->missing());
+    cv_.wait_until(lock, std::min(deadline, now + (left.empty() ? kNudge : kMigratingNudge)));
+    const bool quiet = p->progress == seen;
+    seen = p->progress;
+    if (!quiet && left.empty()) continue;
     // Quiet: a marker may be stuck behind a reader that does not read, or a channel that ended
-    // before its writer was recorded. Any task may record itself; the rest is asked to.
-    // A node that went down with a part not in yet fails it (its tasks are not ours to wait for).
-    std::vector<std::string> unrecorded;
+    // before its writer was recorded. Any task may record itself; the rest is asked to (else
+    // only those left to their next node are asked again). A node that went down with a part
+    // not in yet fails it (its tasks are not ours to wait for).
+    std::vector<std::string> to_ask;
     std::map<std::string, std::string> waited_for;  // task -> the node whose part is due
     for (auto& [name, t] : at) {
-      if (!p->cut.count(name))
-        unrecorded.push_back(name);
-      else if (!p->imaged.count(name))
-        waited_for[name] = p->report.tasks(p->task_index.at(name)).node();
+      if (p->cut.count(name)) {
+        if (!p->imaged.count(name))
+          waited_for[name] = p->report.tasks(p->task_index.at(name)).node();
+      } else if (quiet || left.count(name)) {
+        to_ask.push_back(name);
+      } else {
+        waited_for[name] = t.node();
+      }
     }
     lock.unlock();
     // A task not recorded yet may have migrated since (its old node left it to the new one).
-    for (auto& name : unrecorded) {
+    for (auto& name : to_ask) {
       at[name] = env_.locate(at[name].id());
       if (ended(at[name])) fail("task {} ended before it was recorded", name);
       waited_for[name] = at[name].node();
@@ -254,8 +261,9 @@ void SnapshotCoordinator::await(uint64_t marker, const std::string& from, const 
     for (auto& [name, node] : waited_for)
       if (std::find(up.begin(), up.end(), node) == up.end())
         fail("node {} went down before task {} was recorded", node, name);
-    left = false;
-    for (auto& name : unrecorded) left |= !ask_to_record(marker, at[name]);
+    left.clear();
+    for (auto& name : to_ask)
+      if (!ask_to_record(marker, at[name])) left.insert(name);
     lock.lock();
   }
 }

@@ -49,6 +49,7 @@ class SnapshotCoordinator {
     std::string failure;
     uint64_t progress = 0;  // parts taken
     bool done() const;
+    std::string missing() const;  // the tasks and channels it still waits for
   };
   rpc::SnapshotReport start(const rpc::SnapshotRequest& req, const rpc::JobInfo& job,
                             std::map<std::string, rpc::TaskInfo>& where);
