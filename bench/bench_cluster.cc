@@ -151,4 +151,13 @@ uint64_t resident_private_bytes(pid_t pid) {
   return total;
 }
 
+void BenchCluster::keep_logs(const std::string& to) const {
+  std::error_code ec;
+  std::filesystem::create_directories(to, ec);
+  for (auto& node : std::filesystem::directory_iterator(dir_ + "/nodes", ec))
+    std::filesystem::copy_file(node.path() / "ferryd.log",
+                               to + "/" + node.path().filename().string() + ".log",
+                               std::filesystem::copy_options::overwrite_existing, ec);
+}
+
 }  // namespace ferry::bench

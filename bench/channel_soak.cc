@@ -134,6 +134,7 @@ struct Transfer {
     if (options.snapshots)
       snapshots = std::async(std::launch::async, [&] { snapshot_while(name, over, row); });
     std::map<std::string, std::string> where{{"a", "node1"}, {"b", "node2"}};
+    std::string moves;
     const auto every = std::chrono::milliseconds(options.every_ms);
     for (int turn = 0; waited.wait_for(every) == std::future_status::timeout; turn++) {
       std::string end = turn % 2 ? "b" : "a";
@@ -141,6 +142,8 @@ struct Transfer {
       const std::string& strategy = strategies[migration_count++ % strategies.size()];
       Out m = cluster.ferry(
           {"migrate", name + "/" + end, "--to", to, "--strategy", strategy, "--json"});
+      moves += end + " -> " + to + " " + strategy + " (" + std::to_string(m.status) + "): " +
+               m.out.substr(0, m.out.find('\n')) + "\n";
       if (m.status == 0) {
         where[end] = to;
         row.moved++;
@@ -155,6 +158,14 @@ struct Transfer {
     if (snapshots.valid()) snapshots.get();
     row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     row.result = verdict(name, wait, row.seconds >= timeout_s);
+    if (row.result != "ok") {
+      // What the nodes said, and which moves were made, for whoever looks into it.
+      const std::string kept = "/var/tmp/ferry-soak-failed/" + name;
+      cluster.keep_logs(kept);
+      std::ofstream(kept + "/moves.txt") << moves;
+      std::fprintf(stderr, "transfer %d: %s; the nodes' logs are in %s\n", number,
+                   row.result.c_str(), kept.c_str());
+    }
     return row;
   }
 
