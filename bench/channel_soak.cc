@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "transfer/strategy.h"
@@ -64,10 +65,41 @@ int pattern_source(uint64_t bytes, uint64_t seed) {
   return 0;
 }
 
+// Where in the pattern the bytes at `got` (32 of them) are, searched within 64 MiB of `near`
+// either way: -1 when nowhere (then they are not the source's bytes at all).
+int64_t pattern_position(uint64_t seed, const char* got, uint64_t near) {
+  constexpr uint64_t kWindow = 64ull << 20;
+  char probe[32];
+  for (uint64_t d = 0; d <= kWindow; d++)
+    for (int64_t p :
+         {static_cast<int64_t>(near + d), static_cast<int64_t>(near) - static_cast<int64_t>(d)}) {
+      if (p < 0 || (d == 0 && p != static_cast<int64_t>(near))) continue;
+      pattern_at(seed, static_cast<uint64_t>(p), probe, sizeof probe);
+      if (std::memcmp(probe, got, sizeof probe) == 0) return p;
+    }
+  return -1;
+}
+
+// The first wrong byte: whose bytes came instead (a duplicate of earlier ones, a skip over some,
+// or not the pattern's at all), for whoever looks into it.
+std::string tell_wrong(uint64_t seed, const char* got, size_t len, uint64_t at, uint64_t read_at) {
+  std::string hex;
+  for (size_t k = 0; k < std::min<size_t>(16, len); k++)
+    hex += fmt::format("{:02x}", static_cast<unsigned char>(got[k]));
+  int64_t from = len >= 32 ? pattern_position(seed, got, at) : -1;
+  return fmt::format(
+      "wrong byte at {} (in a read of {} bytes at {}): {}; bytes {}", at, len, read_at,
+      from < 0
+          ? "not the pattern's within 64 MiB"
+          : fmt::format("the pattern's at {} ({:+} bytes)", from, from - static_cast<int64_t>(at)),
+      hex);
+}
+
 int pattern_sink(uint64_t bytes, uint64_t seed) {
   std::vector<char> got(1 << 20), want(1 << 20);
   uint64_t total = 0, first = 0;
   int64_t bad_at = -1;
+  std::string wrong;
   for (;;) {
     ssize_t n = ::read(0, got.data(), got.size());
     if (n <= 0) break;
@@ -78,12 +110,14 @@ int pattern_sink(uint64_t bytes, uint64_t seed) {
         size_t i = 0;
         while (got[i] == want[i]) i++;
         bad_at = static_cast<int64_t>(total + i);
+        wrong = tell_wrong(seed, got.data() + i, static_cast<size_t>(n) - i, total + i, total);
       }
     }
     total += static_cast<uint64_t>(n);
   }
   std::printf("%llu %.3f %lld\n", static_cast<unsigned long long>(total),
               static_cast<double>(monotonic_ns() - first) / 1e6, static_cast<long long>(bad_at));
+  if (!wrong.empty()) std::printf("%s\n", wrong.c_str());
   return total == bytes && bad_at < 0 ? 0 : 2;
 }
 
@@ -163,6 +197,7 @@ struct Transfer {
       const std::string kept = "/var/tmp/ferry-soak-failed/" + name;
       cluster.keep_logs(kept);
       std::ofstream(kept + "/moves.txt") << moves;
+      std::ofstream(kept + "/sink.log") << cluster.ferry({"logs", name + "/b"}).out;
       std::fprintf(stderr, "transfer %d: %s; the nodes' logs are in %s\n", number,
                    row.result.c_str(), kept.c_str());
     }
