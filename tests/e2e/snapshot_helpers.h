@@ -71,6 +71,16 @@ inline bool wait_channel(TestCluster& c, const std::string& job, int channel,
       timeout_ms);
 }
 
+// The pipeline job "pipe" of BLOCKS blocks, once 1 MiB went through its first channel: the id
+// of its middle stage (zip, on node2), "" when it did not get that far.
+inline std::string start_pipeline_for_zip(TestCluster& c, const TempDir& dir, int blocks) {
+  std::string job = start_job(c, dir, "pipe", pipeline_yaml(blocks));
+  if (job.empty() || !wait_channel(c, job, 0, "bytes_written", 1u << 20)) return "";
+  nlohmann::json shown =
+      nlohmann::json::parse(c.ferry({"job", "show", job, "--json"}).out, nullptr, false);
+  return shown.is_discarded() ? "" : shown["tasks"][1].value("id", "");
+}
+
 // gen (node1) -> late (node2), a reader that never reads: its channel always holds something to
 // record. Returns the job's id once bytes have reached the reader's pipe.
 inline std::string start_slow_job(TestCluster& c, const TempDir& dir) {

@@ -158,12 +158,8 @@ TEST(SnapshotRestoreTest, ASnapshotDuringAMigrationRecordsTheTaskWhereItRunsNext
   TestCluster c(3, {"--test-fault", "node2=slow-stream"});
   ASSERT_TRUE(c.up());
   TempDir dir;
-  std::string job = start_job(c, dir, "pipe", pipeline_yaml(blocks));
-  ASSERT_FALSE(job.empty());
-  ASSERT_TRUE(wait_channel(c, job, 0, "bytes_written", 1u << 20));
-  nlohmann::json shown = nlohmann::json::parse(c.ferry({"job", "show", job, "--json"}).out);
-  const std::string zip = shown["tasks"][1].value("id", "");
-  ASSERT_FALSE(zip.empty()) << shown.dump();
+  const std::string zip = start_pipeline_for_zip(c, dir, blocks);
+  ASSERT_FALSE(zip.empty());
   pid_t m = migrate_in_background(c, dir, zip, "node3", "m", {"--strategy", "pre-copy"});
   const std::string log2 = c.dir() + "/nodes/node2/ferryd.log";
   ASSERT_TRUE(wait_until(

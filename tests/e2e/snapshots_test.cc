@@ -239,12 +239,8 @@ TEST(SnapshotsTest, AMarkerLeftForAMigrationThatFailsRecordsTheTaskWhereItStayed
   TestCluster c(3, {"--test-fault", "node2=slow-stream", "--test-fault", "node3=fail-restore"});
   ASSERT_TRUE(c.up());
   TempDir dir;
-  std::string job = start_job(c, dir, "pipe", pipeline_yaml(blocks));
-  ASSERT_FALSE(job.empty());
-  ASSERT_TRUE(wait_channel(c, job, 0, "bytes_written", 1u << 20));
-  nlohmann::json shown = nlohmann::json::parse(c.ferry({"job", "show", job, "--json"}).out);
-  const std::string zip = shown["tasks"][1].value("id", "");
-  ASSERT_FALSE(zip.empty()) << shown.dump();
+  const std::string zip = start_pipeline_for_zip(c, dir, blocks);
+  ASSERT_FALSE(zip.empty());
   pid_t m = migrate_in_background(c, dir, zip, "node3", "m", {"--strategy", "pre-copy"});
   ASSERT_TRUE(wait_until([&] { return c.task(zip).value("state", "") == "migrating"; }, 20000));
   nlohmann::json s = snapshot(c, {"pipe", "--from", "gen"});
@@ -255,7 +251,7 @@ TEST(SnapshotsTest, AMarkerLeftForAMigrationThatFailsRecordsTheTaskWhereItStayed
   EXPECT_EQ(s["tasks"][1].value("node", ""), "node2") << s.dump();
   const std::string log2 = read_file(c.dir() + "/nodes/node2/ferryd.log");
   EXPECT_NE(log2.find("the node it moves to records it"), std::string::npos) << log2;
-  CmdResult w = c.ferry({"job", "wait", job, "--timeout", "90"});
+  CmdResult w = c.ferry({"job", "wait", "pipe", "--timeout", "90"});
   ASSERT_EQ(w.status, 0) << w.out << w.err;
   EXPECT_EQ(c.logs("pipe/sum").substr(0, 64), local_pipeline_hash(blocks, "gzip -1"));
 }
