@@ -268,10 +268,17 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
       if (hook_for != kNoMarker) {
         MarkerHook hook = marker_hook_;
         lock.unlock();
-        if (!hook(*this, hook_for)) {
-          lock.lock();
+        const bool recorded = hook(*this, hook_for);
+        lock.lock();
+        if (!recorded) {
           hooked_ = 0;  // (held: the marker is due again when the end resumes here)
+          continue;
         }
+        // Its recording is over: the marker is taken now, whatever came meanwhile (a hold of
+        // this end, a newer writer). Left in the channel, it would come again wherever the task
+        // runs next, and the task be recorded there a second time.
+        if (hook_for != kChannelEnded && seq == receiver_.next_seq())
+          return accept_item(seq, end, marker);
         continue;
       }
       if (messages_) {
