@@ -52,8 +52,9 @@ class ChannelSendQueue {
 
   // Bytes that may be appended now: the capacity less what is queued (never negative).
   uint64_t room() const;
-  // Bytes mode: appends what the writer wrote, up to room(); returns how much was taken.
-  size_t append_bytes(std::string_view data);
+  // Bytes mode: appends what the writer wrote, up to room(); returns how much was taken (the
+  // caller keeps the rest: nodiscard).
+  [[nodiscard]] size_t append_bytes(std::string_view data);
   // The same without a copy: `data` becomes the item whole (the caller read at most room()).
   void append_read(std::string&& data);
   // Memory to read the next bytes into: the buffer of an acknowledged large item (neither

@@ -40,7 +40,8 @@ TEST(ChannelStream, ALargeReadIsQueuedUncopiedAndItsBufferServesAgainOnceAcknowl
     memory.push_back(read.data());
     q.append_read(std::move(read));
   }
-  q.append_bytes(std::string(100, 's'));  // a small write: its item is not a buffer worth keeping
+  EXPECT_EQ(q.append_bytes(std::string(100, 's')),
+            100u);  // a small write: its item is not a buffer worth keeping
   std::vector<const Item*> items = q.peek_from(0, 8 << 20);
   ASSERT_EQ(items.size(), 4u);
   for (size_t i = 0; i < 3; i++) EXPECT_EQ(items[i]->data.data(), memory[i]);  // not copied
@@ -86,7 +87,7 @@ TEST(ChannelStream, EmptyMessagesCannotPileUpWithoutBound) {
 
 TEST(ChannelStream, AResendAfterAMoveIsDeliveredOnce) {
   ChannelSendQueue q(Mode::kBytes, 1 << 20);
-  for (int i = 0; i < 10; i++) q.append_bytes("m" + std::to_string(i) + ";");
+  for (int i = 0; i < 10; i++) EXPECT_EQ(q.append_bytes("m" + std::to_string(i) + ";"), 3u);
   ChannelReceiver reader;
   std::string delivered;
   // The first five arrive; the reader's end then moves before it acknowledged them.
@@ -121,10 +122,10 @@ TEST(ChannelStream, AGapOrAnItemAfterTheEndIsRefused) {
 
 TEST(ChannelStream, MarkersTravelBetweenTheBytesTheyWereSentBetween) {
   ChannelSendQueue q(Mode::kBytes, 1 << 20);
-  q.append_bytes("before");
+  EXPECT_EQ(q.append_bytes("before"), 6u);
   q.append_marker(7);
   q.append_marker(8);  // two snapshots at once
-  q.append_bytes("after");
+  EXPECT_EQ(q.append_bytes("after"), 5u);
   q.close();
   EXPECT_TRUE(q.closed());
   auto items = q.items_from(0, 1 << 20);
@@ -140,8 +141,8 @@ TEST(ChannelStream, MarkersTravelBetweenTheBytesTheyWereSentBetween) {
 
 TEST(ChannelStream, ABatchHoldsAtLeastOneItemAndNoMoreThanAsked) {
   ChannelSendQueue q(Mode::kBytes, 1 << 20);
-  q.append_bytes(std::string(100, 'a'));
-  q.append_bytes(std::string(100, 'b'));
+  ASSERT_GT(q.append_bytes(std::string(100, 'a')), 0u);
+  ASSERT_GT(q.append_bytes(std::string(100, 'b')), 0u);
   EXPECT_EQ(q.items_from(0, 10).size(), 1u);  // one item, even larger than asked
   EXPECT_EQ(q.items_from(0, 150).size(), 1u);
   EXPECT_EQ(q.items_from(0, 200).size(), 2u);
@@ -150,7 +151,7 @@ TEST(ChannelStream, ABatchHoldsAtLeastOneItemAndNoMoreThanAsked) {
 
 TEST(ChannelStream, AConfusedPeerIsRefused) {
   ChannelSendQueue q(Mode::kBytes, 100);
-  q.append_bytes("abc");
+  ASSERT_GT(q.append_bytes("abc"), 0u);
   EXPECT_THROW(q.acknowledge(5), Error);  // never written
   q.acknowledge(1);
   EXPECT_THROW(q.acknowledge(0), Error);  // before what it acknowledged
@@ -159,9 +160,9 @@ TEST(ChannelStream, AConfusedPeerIsRefused) {
 
 TEST(ChannelStream, AQueueGoesOnWhereAnotherLeftOff) {
   ChannelSendQueue a(Mode::kBytes, 100);
-  a.append_bytes("one");
-  a.append_bytes("two");
-  a.append_bytes("three");
+  ASSERT_GT(a.append_bytes("one"), 0u);
+  ASSERT_GT(a.append_bytes("two"), 0u);
+  ASSERT_GT(a.append_bytes("three"), 0u);
   a.acknowledge(1);
   // What a migration takes along: the items not acknowledged, and the counts.
   ChannelSendQueue b(Mode::kBytes, 100, a.items_from(1, SIZE_MAX), a.acknowledged_seq(),
@@ -169,7 +170,7 @@ TEST(ChannelStream, AQueueGoesOnWhereAnotherLeftOff) {
   EXPECT_EQ(b.next_seq(), 3u);
   EXPECT_EQ(b.counters().bytes_written, 11u);
   EXPECT_EQ(b.counters().bytes_queued(), 8u);
-  b.append_bytes("four");
+  ASSERT_GT(b.append_bytes("four"), 0u);
   auto items = b.items_from(1, SIZE_MAX);
   ASSERT_EQ(items.size(), 3u);
   EXPECT_EQ(items[0].data, "two");
@@ -180,8 +181,8 @@ TEST(ChannelStream, AQueueGoesOnWhereAnotherLeftOff) {
 
 TEST(ChannelStream, AQueueWithAGapOrAMissingEndIsRefused) {
   ChannelSendQueue a(Mode::kBytes, 100);
-  a.append_bytes("one");
-  a.append_bytes("two");
+  ASSERT_GT(a.append_bytes("one"), 0u);
+  ASSERT_GT(a.append_bytes("two"), 0u);
   auto items = a.items_from(0, SIZE_MAX);
   std::vector<Item> gap{items[1]};
   EXPECT_THROW(ChannelSendQueue(Mode::kBytes, 100, gap, 0, false, a.counters()), Error);

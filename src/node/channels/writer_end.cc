@@ -133,8 +133,16 @@ void WriterEnd::pump() {
       wake_.drain();
       continue;  // the flags say what to do
     }
-    // (A snapshot's cut must find what was read in the queue: read and appended under read_mu_.)
+    // (A snapshot's cut must find what was read in the queue: read and appended under read_mu_.
+    // The room is looked at again under it: a cut since may have filled the queue past its
+    // capacity with what the frozen task had written, and a read sized before would then take
+    // more than the queue has room for.)
     std::unique_lock<std::mutex> reading(read_mu_);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      want = std::min<uint64_t>(queue_.room(), want);
+    }
+    if (want == 0) continue;  // (back to waiting for room)
     ssize_t n = ::read(pipe_.get(), buf.data(), want);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) continue;
     std::unique_lock<std::mutex> lock(mu_);
@@ -148,7 +156,12 @@ void WriterEnd::pump() {
       buf = std::string();
       cv_.notify_all();
     } else if (n > 0) {
-      queue_.append_bytes(std::string_view(buf.data(), static_cast<size_t>(n)));
+      // (Read no more than the room: all of it is taken; a read the queue took only in part
+      // would lose the rest, which is out of the task's pipe.)
+      if (queue_.append_bytes(std::string_view(buf.data(), static_cast<size_t>(n))) !=
+          static_cast<size_t>(n))
+        fail("internal: channel {}#{}: the queue took only part of a read", spec_.job(),
+             spec_.channel());
       announce_items();
     } else {
       queue_.close();  // the task closed its end (or ended): the reader sees the end
