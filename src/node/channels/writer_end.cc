@@ -220,8 +220,13 @@ void WriterEnd::pump_messages() {
       // The task's writes fail with EPIPE once the reader is gone, as for a socket without peer.
       if (!pipe_ || gone_ || queue_.closed()) return close_pipe();
     }
+    // (Looked at and taken under read_mu_, as a snapshot's cut takes what the frozen task
+    // wrote: a message looked at before a cut took it would be taken after it, and the next
+    // message, of another size, taken in its place.)
+    std::unique_lock<std::mutex> reading(read_mu_);
     NextMessage next = peek_message(pipe_.get());
     if (next.kind == NextMessage::kNone) {
+      reading.unlock();
       pollfd fds[2] = {{pipe_.get(), POLLIN, 0}, {wake_.fd(), POLLIN, 0}};
       if (::poll(fds, 2, -1) < 0 && errno != EINTR) return;
       if (fds[1].revents) wake_.drain();
@@ -236,6 +241,7 @@ void WriterEnd::pump_messages() {
     }
     // (Taken now, whatever comes: a hold or a snapshot's cut takes it along, past the capacity.)
     pending_ = take_message(pipe_.get(), next.size);
+    reading.unlock();
     auto placed = [&] {
       if (pending_ && queue_.append_message(*pending_)) pending_.reset();
       return !pending_;
