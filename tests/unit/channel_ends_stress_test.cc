@@ -4,7 +4,8 @@
 // anew from the handoff, the reader's unread bytes carried over as a migration's image carries
 // them), migrations are given up (held, then resumed), and snapshots cut the channel (the writer
 // cut, the reader recorded on its own or when the marker comes). Every byte must arrive once, in
-// order, and every snapshot's channel state must be exactly the bytes between the two cuts.
+// order (each message whole), and every snapshot's channel state must be exactly the bytes
+// between the two cuts. A channel of bytes (pipes) and one of messages (socket pairs) each.
 // (The soak of bench/ does this with real tasks and two daemons in minutes; this does the
 // channel's part of it in seconds.)
 #include <fcntl.h>
@@ -22,8 +23,10 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
+#include "node/channels/message_socket.h"
 #include "node/channels/reader_end.h"
 #include "node/channels/writer_end.h"
 #include "support/wait_until.h"
@@ -70,8 +73,9 @@ std::string tell_wrong(const char* got, size_t len, uint64_t at) {
   return what + ": not the pattern's";
 }
 
-rpc::ChannelEnd spec_of(bool writer) {
+rpc::ChannelEnd spec_of(bool writer, bool messages) {
   rpc::ChannelEnd e;
+  e.set_messages(messages);
   e.set_job(kJob);
   e.set_channel(1);
   e.set_writer(writer);
@@ -83,14 +87,34 @@ rpc::ChannelEnd spec_of(bool writer) {
   return e;
 }
 
-// A pipe as a channel end has it: the node's side 1 MiB; both sides non-blocking for the "task"
-// threads here, which must not block while frozen.
-std::pair<UniqueFd, UniqueFd> channel_pipe() {
-  int p[2];
-  EXPECT_EQ(::pipe2(p, O_CLOEXEC | O_NONBLOCK), 0);
-  ::fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
-  return {UniqueFd(p[0]), UniqueFd(p[1])};
+// A channel end's descriptors as a node makes them (a pipe whose node's side is 1 MiB, or a
+// socket pair for messages); the task's side non-blocking for the "task" threads here, which
+// must not block while frozen.
+struct EndFds {
+  UniqueFd task_side, node_side;
+  uint64_t task_inode = 0;  // (messages)
+};
+EndFds channel_fds(bool writer, bool messages) {
+  EndFds fds;
+  if (messages) {
+    MessagePair pair = make_message_pair(writer, 1 << 20);
+    fds.task_side = std::move(pair.task_side);
+    fds.node_side = std::move(pair.node_side);
+    fds.task_inode = pair.task_inode;
+  } else {
+    int p[2];
+    EXPECT_EQ(::pipe2(p, O_CLOEXEC), 0);
+    ::fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
+    fds.task_side.reset(writer ? p[1] : p[0]);
+    fds.node_side.reset(writer ? p[0] : p[1]);
+  }
+  ::fcntl(fds.task_side.get(), F_SETFL, O_NONBLOCK);
+  return fds;
 }
+
+// The sizes of the writes (of the messages) in turn: boundaries anywhere, and empty messages.
+constexpr size_t kWriteSizes[] = {1 << 20, 65537, 4093, 300007, 131072, 17, 524288};
+constexpr size_t kMessageSizes[] = {4093, 17, 0, 65537, 1, 30011, 0, 8192};
 
 // A "task": a thread that makes its calls holding `run`; a freeze takes `run` (as ptrace stops a
 // task between two calls) and the thread waits in no call for longer than 2 ms. A freeze that is
@@ -142,7 +166,8 @@ class Frozen {
   bool frozen_ = true;
 };
 
-class ChannelEndsStress : public ::testing::TestWithParam<unsigned> {
+// The parameters: the sequence of moves and cuts, and the channel's mode (messages or bytes).
+class ChannelEndsStress : public ::testing::TestWithParam<std::tuple<unsigned, bool>> {
  protected:
   void SetUp() override {
     links_.node = kNode;
@@ -156,12 +181,14 @@ class ChannelEndsStress : public ::testing::TestWithParam<unsigned> {
       std::lock_guard<std::mutex> lock(ends_mu_);
       return reader_;
     };
-    auto [wr, ww] = channel_pipe();
-    writer_fd_ = std::move(ww);
-    writer_ = std::make_shared<WriterEnd>(spec_of(true), "a", std::move(wr), links_, nullptr);
-    auto [rr, rw] = channel_pipe();
-    reader_fd_ = std::move(rr);
-    set_reader(std::make_shared<ReaderEnd>(spec_of(false), "b", kNode, std::move(rw), 0, nullptr));
+    EndFds w = channel_fds(true, messages_);
+    writer_fd_ = std::move(w.task_side);
+    writer_ = std::make_shared<WriterEnd>(spec_of(true, messages_), "a", std::move(w.node_side),
+                                          links_, nullptr);
+    EndFds r = channel_fds(false, messages_);
+    reader_fd_ = std::move(r.task_side);
+    set_reader(std::make_shared<ReaderEnd>(spec_of(false, messages_), "b", kNode,
+                                           std::move(r.node_side), r.task_inode, nullptr));
     writer_->start();
   }
 
@@ -183,14 +210,17 @@ class ChannelEndsStress : public ::testing::TestWithParam<unsigned> {
   }
 
   void start_tasks(uint64_t bytes);
+  size_t size_of_write(size_t turn) const;
   void write_pattern(uint64_t bytes);
-  void read_pattern();
+  void read_pattern(uint64_t bytes);
+  void fail_reader(const std::string& why);
   void move_writer(bool give_up);
   void move_reader(bool give_up);
   void snapshot(uint64_t marker, bool reader_first);
   bool on_marker(ReaderEnd& end, uint64_t marker);
   void record_reader(ReaderEnd& end, uint64_t marker);
 
+  const bool messages_ = std::get<1>(GetParam());
   ChannelLinks links_;
   std::mutex ends_mu_;
   std::shared_ptr<WriterEnd> writer_;
@@ -212,23 +242,29 @@ class ChannelEndsStress : public ::testing::TestWithParam<unsigned> {
 
 void ChannelEndsStress::start_tasks(uint64_t bytes) {
   writer_task_.thread = std::thread([this, bytes] { write_pattern(bytes); });
-  reader_task_.thread = std::thread([this] { read_pattern(); });
+  reader_task_.thread = std::thread([this, bytes] { read_pattern(bytes); });
+}
+
+size_t ChannelEndsStress::size_of_write(size_t turn) const {
+  return messages_ ? kMessageSizes[turn % std::size(kMessageSizes)]
+                   : kWriteSizes[turn % std::size(kWriteSizes)];
 }
 
 // The writing task: writes of many sizes (boundaries anywhere), a short write going on from where
-// it stopped, then the end of its output.
+// it stopped (a message goes whole or waits), then the end of its output.
 void ChannelEndsStress::write_pattern(uint64_t bytes) {
-  static constexpr size_t kSizes[] = {1 << 20, 65537, 4093, 300007, 131072, 17, 524288};
   std::string buf;
-  size_t turn = 0;
-  for (uint64_t sent = 0; sent < bytes && !writer_task_.stop;) {
-    const size_t len = std::min<uint64_t>(kSizes[turn++ % std::size(kSizes)], bytes - sent);
+  for (uint64_t sent = 0, turn = 0; sent < bytes && !writer_task_.stop; turn++) {
+    const size_t len = std::min<uint64_t>(size_of_write(turn), bytes - sent);
     buf = pattern(sent, len);
-    for (size_t done = 0; done < len && !writer_task_.stop;) {
+    size_t done = 0;
+    bool whole = false;  // (an empty message is written too)
+    while (!whole && !writer_task_.stop) {
       auto running = writer_task_.call();
       ssize_t n = ::write(writer_fd_.get(), buf.data() + done, len - done);
-      if (n > 0) {
+      if (n >= 0) {
         done += static_cast<size_t>(n);
+        whole = done == len;
         written_ = sent + done;
       } else if (errno == EAGAIN) {
         pollfd p{writer_fd_.get(), POLLOUT, 0};
@@ -245,35 +281,41 @@ void ChannelEndsStress::write_pattern(uint64_t bytes) {
   writer_fd_.reset();  // the reader sees the end
 }
 
-// The reading task: every byte checked against the pattern, up to the end.
-void ChannelEndsStress::read_pattern() {
+// The reading task: every byte checked against the pattern (and every message's size), up to the
+// end (of bytes: there is no telling an empty message from the end, so it stops at the last).
+void ChannelEndsStress::read_pattern(uint64_t bytes) {
   std::string got(1 << 20, '\0');
   uint64_t total = 0;
-  while (!reader_task_.stop) {
+  for (size_t turn = 0; !reader_task_.stop && (!messages_ || total < bytes);) {
     auto running = reader_task_.call();
     ssize_t n = ::read(reader_fd_.get(), got.data(), got.size());
-    if (n == 0) return;  // the end
+    if (n == 0 && !messages_) return;  // the end
     if (n < 0) {
-      if (errno != EAGAIN) {
-        reader_task_.failure = std::string("read: ") + std::strerror(errno);
-        reader_task_.failed = true;
-        return;
-      }
+      if (errno != EAGAIN) return fail_reader(std::string("read: ") + std::strerror(errno));
       pollfd p{reader_fd_.get(), POLLIN, 0};
       ::poll(&p, 1, 2);
       continue;
     }
-    std::string want = pattern(total, static_cast<size_t>(n));
-    if (std::memcmp(got.data(), want.data(), static_cast<size_t>(n)) != 0) {
+    const size_t len = static_cast<size_t>(n);
+    if (messages_ && len != std::min<uint64_t>(size_of_write(turn), bytes - total))
+      return fail_reader("message " + std::to_string(turn) + " at " + std::to_string(total) +
+                         " has " + std::to_string(len) + " bytes, not " +
+                         std::to_string(size_of_write(turn)));
+    turn++;
+    std::string want = pattern(total, len);
+    if (std::memcmp(got.data(), want.data(), len) != 0) {
       size_t i = 0;
       while (got[i] == want[i]) i++;
-      reader_task_.failure = tell_wrong(got.data() + i, static_cast<size_t>(n) - i, total + i);
-      reader_task_.failed = true;
-      return;
+      return fail_reader(tell_wrong(got.data() + i, len - i, total + i));
     }
-    total += static_cast<uint64_t>(n);
+    total += len;
     read_ = total;
   }
+}
+
+void ChannelEndsStress::fail_reader(const std::string& why) {
+  reader_task_.failure = why;
+  reader_task_.failed = true;
 }
 
 // The writer's task moves (or its migration is given up): frozen, its end held; at the "new
@@ -286,10 +328,11 @@ void ChannelEndsStress::move_writer(bool give_up) {
     writer_->resume();
     return;
   }
-  auto [r, w] = channel_pipe();
-  auto moved = std::make_shared<WriterEnd>(spec_of(true), "a", std::move(r), links_, &h);
+  EndFds fds = channel_fds(true, messages_);
+  auto moved = std::make_shared<WriterEnd>(spec_of(true, messages_), "a", std::move(fds.node_side),
+                                           links_, &h);
   moved->start();
-  writer_fd_ = std::move(w);
+  writer_fd_ = std::move(fds.task_side);
   writer_ = std::move(moved);  // (the old end's threads stopped at its hold)
 }
 
@@ -301,20 +344,25 @@ void ChannelEndsStress::move_reader(bool give_up) {
   if (!test::wait_until([&] { return old->recordings().empty(); }, 5000, 1)) return;
   Frozen frozen(reader_task_);
   if (!reader_fd_) return;
-  rpc::ChannelHandoff h = old->hold(0);
+  // (Unread messages are taken out of the task's socket by the hold, into the handoff.)
+  rpc::ChannelHandoff h = old->hold(::getpid());
   if (give_up) {
     old->resume();
     return;
   }
-  std::string unread;
-  char buf[65536];
-  for (ssize_t n; (n = ::read(reader_fd_.get(), buf, sizeof buf)) > 0;)
-    unread.append(buf, static_cast<size_t>(n));
-  auto [r, w] = channel_pipe();
-  ASSERT_EQ(::write(w.get(), unread.data(), unread.size()), static_cast<ssize_t>(unread.size()));
-  set_reader(std::make_shared<ReaderEnd>(spec_of(false), "b", kNode, std::move(w), 0, &h));
+  EndFds fds = channel_fds(false, messages_);
+  if (!messages_) {
+    std::string unread;
+    char buf[65536];
+    for (ssize_t n; (n = ::read(reader_fd_.get(), buf, sizeof buf)) > 0;)
+      unread.append(buf, static_cast<size_t>(n));
+    ASSERT_EQ(::write(fds.node_side.get(), unread.data(), unread.size()),
+              static_cast<ssize_t>(unread.size()));
+  }
+  set_reader(std::make_shared<ReaderEnd>(spec_of(false, messages_), "b", kNode,
+                                         std::move(fds.node_side), fds.task_inode, &h));
   old->moved(kNode);
-  reader_fd_ = std::move(r);
+  reader_fd_ = std::move(fds.task_side);
 }
 
 // With the reader's task frozen: its cut, and the recording of what comes until the marker.
@@ -376,9 +424,10 @@ void ChannelEndsStress::snapshot(uint64_t marker, bool reader_first) {
 }
 
 TEST_P(ChannelEndsStress, EveryByteArrivesOnceInOrderWhileBothEndsMoveAndSnapshotsCut) {
-  constexpr uint64_t kBytes = 512ull << 20;
+  // (Messages are smaller than writes of bytes: fewer bytes in about as many items.)
+  const uint64_t kBytes = messages_ ? 192ull << 20 : 512ull << 20;
   start_tasks(kBytes);
-  std::mt19937 rng(GetParam());
+  std::mt19937 rng(std::get<0>(GetParam()));
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   int moves = 0, given_up = 0, snapshots = 0;
   uint64_t marker = 0;
@@ -418,9 +467,14 @@ TEST_P(ChannelEndsStress, EveryByteArrivesOnceInOrderWhileBothEndsMoveAndSnapsho
               checked);
 }
 
-// (Two sequences of moves and cuts: a pump that lost the bytes read after a cut failed in two of
+// (Three sequences of moves and cuts: a pump that lost the bytes read after a cut failed in two of
 // three runs of one.)
-INSTANTIATE_TEST_SUITE_P(Seeds, ChannelEndsStress, ::testing::Values(12345u, 777u));
+INSTANTIATE_TEST_SUITE_P(Bytes, ChannelEndsStress,
+                         ::testing::Combine(::testing::Values(12345u, 777u, 4242u),
+                                            ::testing::Values(false)));
+INSTANTIATE_TEST_SUITE_P(Messages, ChannelEndsStress,
+                         ::testing::Combine(::testing::Values(12345u, 777u, 4242u),
+                                            ::testing::Values(true)));
 
 }  // namespace
 }  // namespace ferry::node
