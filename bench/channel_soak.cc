@@ -16,32 +16,12 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "support/byte_pattern.h"
 #include "transfer/strategy.h"
 #include "util/clock.h"
 
 namespace ferry::bench {
 namespace {
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-// The pattern's bytes [pos, pos + len): little-endian words, word k = splitmix64(seed + k).
-void pattern_at(uint64_t seed, uint64_t pos, char* out, size_t len) {
-  uint64_t word = pos / 8;
-  size_t skip = pos % 8;
-  while (len > 0) {
-    uint64_t w = splitmix64(seed + word++);
-    size_t take = std::min(sizeof w - skip, len);
-    std::memcpy(out, reinterpret_cast<const char*>(&w) + skip, take);
-    out += take;
-    len -= take;
-    skip = 0;
-  }
-}
 
 // Writes of these sizes in turn: items of every size on the way, and boundaries that fall
 // anywhere in a word of the pattern.
@@ -54,7 +34,7 @@ int pattern_source(uint64_t bytes, uint64_t seed) {
   size_t turn = 0;
   for (uint64_t sent = 0; sent < bytes;) {
     size_t len = std::min<uint64_t>(kWriteSizes[turn++ % std::size(kWriteSizes)], bytes - sent);
-    pattern_at(seed, sent, buf.data(), len);
+    test::pattern_at(seed, sent, buf.data(), len);
     for (size_t done = 0; done < len;) {
       ssize_t n = ::write(1, buf.data() + done, len - done);
       if (n <= 0) return 1;
@@ -63,36 +43,6 @@ int pattern_source(uint64_t bytes, uint64_t seed) {
     sent += len;
   }
   return 0;
-}
-
-// Where in the pattern the bytes at `got` (32 of them) are, searched within 64 MiB of `near`
-// either way: -1 when nowhere (then they are not the source's bytes at all).
-int64_t pattern_position(uint64_t seed, const char* got, uint64_t near) {
-  constexpr uint64_t kWindow = 64ull << 20;
-  char probe[32];
-  for (uint64_t d = 0; d <= kWindow; d++)
-    for (int64_t p :
-         {static_cast<int64_t>(near + d), static_cast<int64_t>(near) - static_cast<int64_t>(d)}) {
-      if (p < 0 || (d == 0 && p != static_cast<int64_t>(near))) continue;
-      pattern_at(seed, static_cast<uint64_t>(p), probe, sizeof probe);
-      if (std::memcmp(probe, got, sizeof probe) == 0) return p;
-    }
-  return -1;
-}
-
-// The first wrong byte: whose bytes came instead (a duplicate of earlier ones, a skip over some,
-// or not the pattern's at all), for whoever looks into it.
-std::string tell_wrong(uint64_t seed, const char* got, size_t len, uint64_t at, uint64_t read_at) {
-  std::string hex;
-  for (size_t k = 0; k < std::min<size_t>(16, len); k++)
-    hex += fmt::format("{:02x}", static_cast<unsigned char>(got[k]));
-  int64_t from = len >= 32 ? pattern_position(seed, got, at) : -1;
-  return fmt::format(
-      "wrong byte at {} (in a read of {} bytes at {}): {}; bytes {}", at, len, read_at,
-      from < 0
-          ? "not the pattern's within 64 MiB"
-          : fmt::format("the pattern's at {} ({:+} bytes)", from, from - static_cast<int64_t>(at)),
-      hex);
 }
 
 int pattern_sink(uint64_t bytes, uint64_t seed) {
@@ -105,12 +55,15 @@ int pattern_sink(uint64_t bytes, uint64_t seed) {
     if (n <= 0) break;
     if (total == 0) first = monotonic_ns();
     if (bad_at < 0) {
-      pattern_at(seed, total, want.data(), static_cast<size_t>(n));
+      test::pattern_at(seed, total, want.data(), static_cast<size_t>(n));
       if (std::memcmp(got.data(), want.data(), static_cast<size_t>(n)) != 0) {
         size_t i = 0;
         while (got[i] == want[i]) i++;
         bad_at = static_cast<int64_t>(total + i);
-        wrong = tell_wrong(seed, got.data() + i, static_cast<size_t>(n) - i, total + i, total);
+        wrong = fmt::format("{} (in a read of {} bytes at {})",
+                            test::tell_wrong(seed, got.data() + i, static_cast<size_t>(n) - i,
+                                             total + i, 64ull << 20),
+                            n, total);
       }
     }
     total += static_cast<uint64_t>(n);
@@ -147,7 +100,7 @@ struct Transfer {
     row.transfer = number;
     std::string name = "soak" + std::to_string(number);
     std::string file = options.job_dir + "/" + name + ".yaml";
-    uint64_t seed = splitmix64(static_cast<uint64_t>(number));
+    uint64_t seed = test::splitmix64(static_cast<uint64_t>(number));
     std::ofstream(file) << "tasks:\n  - name: a\n    node: node1\n    command: [" << options.self
                         << ", --pattern-source, \"" << options.bytes << "\", \"" << seed
                         << "\"]\n  - name: b\n    node: node2\n    command: [" << options.self

@@ -29,6 +29,7 @@
 #include "node/channels/message_socket.h"
 #include "node/channels/reader_end.h"
 #include "node/channels/writer_end.h"
+#include "support/byte_pattern.h"
 #include "support/wait_until.h"
 #include "util/error.h"
 
@@ -38,41 +39,8 @@ namespace {
 constexpr const char* kNode = "n1";
 constexpr const char* kJob = "stress";
 
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-// The stream's bytes [pos, pos + len): no two offsets alike.
-void pattern_at(uint64_t pos, char* out, size_t len) {
-  for (size_t i = 0; i < len; i++) {
-    uint64_t at = pos + i;
-    uint64_t word = splitmix64(at / 8);
-    out[i] = static_cast<char>(word >> (8 * (at % 8)));
-  }
-}
-
-std::string pattern(uint64_t pos, size_t len) {
-  std::string s(len, '\0');
-  pattern_at(pos, s.data(), len);
-  return s;
-}
-
-// The first wrong byte, and where in the pattern the bytes from it are (within 16 MiB): a skip
-// over bytes lost, or a repeat of bytes delivered twice.
-std::string tell_wrong(const char* got, size_t len, uint64_t at) {
-  std::string what = "wrong byte at " + std::to_string(at);
-  if (len < 16) return what;
-  const std::string probe(got, 16);
-  for (int64_t d = 0; d < (16 << 20); d++)
-    for (int64_t p : {static_cast<int64_t>(at) + d, static_cast<int64_t>(at) - d})
-      if (p >= 0 && pattern(static_cast<uint64_t>(p), 16) == probe)
-        return what + ": the pattern's bytes at " + std::to_string(p) + " came (" +
-               std::to_string(p - static_cast<int64_t>(at)) + ")";
-  return what + ": not the pattern's";
-}
+// The pattern the writing task writes (tests/support/byte_pattern.h).
+constexpr uint64_t kSeed = 0;
 
 rpc::ChannelEnd spec_of(bool writer, bool messages) {
   rpc::ChannelEnd e;
@@ -257,7 +225,7 @@ void ChannelEndsStress::write_pattern(uint64_t bytes) {
   std::string buf;
   for (uint64_t sent = 0, turn = 0; sent < bytes && !writer_task_.stop; turn++) {
     const size_t len = std::min<uint64_t>(size_of_write(turn), bytes - sent);
-    buf = pattern(sent, len);
+    buf = test::pattern(kSeed, sent, len);
     size_t done = 0;
     bool whole = false;  // (an empty message is written too)
     while (!whole && !writer_task_.stop) {
@@ -303,11 +271,11 @@ void ChannelEndsStress::read_pattern(uint64_t bytes) {
                          " has " + std::to_string(len) + " bytes, not " +
                          std::to_string(size_of_write(turn)));
     turn++;
-    std::string want = pattern(total, len);
+    std::string want = test::pattern(kSeed, total, len);
     if (std::memcmp(got.data(), want.data(), len) != 0) {
       size_t i = 0;
       while (got[i] == want[i]) i++;
-      return fail_reader(tell_wrong(got.data() + i, len - i, total + i));
+      return fail_reader(test::tell_wrong(kSeed, got.data() + i, len - i, total + i, 16 << 20));
     }
     total += len;
     read_ = total;
@@ -410,7 +378,7 @@ bool ChannelEndsStress::on_marker(ReaderEnd& end, uint64_t marker) {
     snapshot_errors_.push_back(
         "marker " + std::to_string(marker) + ": read " + std::to_string(cut.read) + " + recorded " +
         std::to_string(cut.state.size()) + " != written " + std::to_string(cut.written));
-  else if (cut.state != pattern(cut.read, cut.state.size()))
+  else if (cut.state != test::pattern(kSeed, cut.read, cut.state.size()))
     snapshot_errors_.push_back("marker " + std::to_string(marker) + ": the recorded bytes differ");
   return true;
 }
