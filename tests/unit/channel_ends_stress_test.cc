@@ -1,16 +1,20 @@
-// A channel's two ends on one node, under everything a job does to them at once: the writing
-// "task" (a thread writing a pattern into its pipe in writes of many sizes) and the reading one
-// (a thread checking every byte it reads) are moved again and again (their ends held and made
-// anew from the handoff, the reader's unread bytes carried over as a migration's image carries
-// them), migrations are given up (held, then resumed), and snapshots cut the channel (the writer
-// cut, the reader recorded on its own or when the marker comes). Every byte must arrive once, in
-// order (each message whole), and every snapshot's channel state must be exactly the bytes
-// between the two cuts. A channel of bytes (pipes) and one of messages (socket pairs) each.
+// A channel's two ends under everything a job does to them at once: the writing "task" (a
+// thread writing a pattern into its pipe in writes of many sizes) and the reading one (a thread
+// checking every byte it reads) are moved again and again (their ends held and made anew from the
+// handoff, the reader's unread bytes carried over as a migration's image carries them),
+// migrations are given up (held, then resumed), and snapshots cut the channel (the writer cut,
+// the reader recorded on its own or when the marker comes). Every byte must arrive once, in order
+// (each message whole), and every snapshot's channel state must be exactly the bytes between the
+// two cuts. A channel of bytes (pipes) and one of messages (socket pairs) each; the ends on one
+// node (the writer's end delivers into the reader's), or moving between two nodes of this
+// process (channel_stress_node.h: the items go by stream and link, which a writer finds again
+// after every move, or directly when both ends happen to be on one node).
 // (The soak of bench/ does this with real tasks and two daemons in minutes; this does the
 // channel's part of it in seconds.)
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -26,6 +30,7 @@
 #include <tuple>
 #include <vector>
 
+#include "channel_stress_node.h"
 #include "node/channels/message_socket.h"
 #include "node/channels/reader_end.h"
 #include "node/channels/writer_end.h"
@@ -36,20 +41,20 @@
 namespace ferry::node {
 namespace {
 
-constexpr const char* kNode = "n1";
 constexpr const char* kJob = "stress";
 
 // The pattern the writing task writes (tests/support/byte_pattern.h).
 constexpr uint64_t kSeed = 0;
 
-rpc::ChannelEnd spec_of(bool writer, bool messages) {
+// (`peer_node`: where the other end was when the job began.)
+rpc::ChannelEnd spec_of(bool writer, bool messages, const std::string& peer_node) {
   rpc::ChannelEnd e;
   e.set_messages(messages);
   e.set_job(kJob);
   e.set_channel(1);
   e.set_writer(writer);
   e.set_fd(writer ? 1 : 0);
-  e.set_peer_node(kNode);
+  e.set_peer_node(peer_node);
   e.set_capacity(1 << 20);
   e.set_task(writer ? "a" : "b");
   e.set_peer_task(writer ? "b" : "a");
@@ -135,29 +140,30 @@ class Frozen {
   bool frozen_ = true;
 };
 
-// The parameters: the sequence of moves and cuts, and the channel's mode (messages or bytes).
-class ChannelEndsStress : public ::testing::TestWithParam<std::tuple<unsigned, bool>> {
+// The parameters: the sequence of moves and cuts, the channel's mode (messages or bytes), and
+// whether the ends are on one node (the writer's end delivers into the reader's itself) or move
+// between two (the items go on a link, found again after every move).
+class ChannelEndsStress : public ::testing::TestWithParam<std::tuple<unsigned, bool, bool>> {
  protected:
   void SetUp() override {
-    links_.node = kNode;
-    links_.stub = [](const std::string& node) -> rpc::Node::Stub& {
-      throw std::runtime_error("no node " + node + " in this test");
-    };
-    links_.locate_peer = [](const rpc::ChannelEnd&) -> std::optional<std::string> {
-      return std::string(kNode);
-    };
-    links_.local_reader = [this](const std::string&, uint32_t) {
-      std::lock_guard<std::mutex> lock(ends_mu_);
-      return reader_;
-    };
+    // As ferryd (node/main.cc): a write into a link whose other side closed is an error, not the
+    // end of the process. (Restored at the end: the other tests' children inherit it.)
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    ::sigaction(SIGPIPE, &ignore, &old_sigpipe_);
+    nodes_.push_back(std::make_unique<StressNode>("n1"));
+    if (two_nodes_) nodes_.push_back(std::make_unique<StressNode>("n2"));
+    const std::string reader_at = nodes_.back()->name();
     EndFds w = channel_fds(true, messages_);
     writer_fd_ = std::move(w.task_side);
-    writer_ = std::make_shared<WriterEnd>(spec_of(true, messages_), "a", std::move(w.node_side),
-                                          links_, nullptr);
+    writer_ = std::make_shared<WriterEnd>(spec_of(true, messages_, reader_at), "a",
+                                          std::move(w.node_side), links_at(*nodes_[0]), nullptr);
     EndFds r = channel_fds(false, messages_);
     reader_fd_ = std::move(r.task_side);
-    set_reader(std::make_shared<ReaderEnd>(spec_of(false, messages_), "b", kNode,
-                                           std::move(r.node_side), r.task_inode, nullptr));
+    set_reader(std::make_shared<ReaderEnd>(spec_of(false, messages_, "n1"), "b", reader_at,
+                                           std::move(r.node_side), r.task_inode, nullptr),
+               *nodes_.back());
+    writer_node_ = "n1";
     writer_->start();
   }
 
@@ -166,16 +172,42 @@ class ChannelEndsStress : public ::testing::TestWithParam<std::tuple<unsigned, b
     if (writer_task_.thread.joinable()) writer_task_.thread.join();
     if (reader_task_.thread.joinable()) reader_task_.thread.join();
     writer_.reset();
+    for (auto& n : nodes_) n->shut_down();  // (before the reader ends their streams are in)
+    nodes_.clear();
+    ::sigaction(SIGPIPE, &old_sigpipe_, nullptr);
   }
 
-  void set_reader(std::shared_ptr<ReaderEnd> r) {
+  StressNode& node(const std::string& name) {
+    for (auto& n : nodes_)
+      if (n->name() == name) return *n;
+    throw std::runtime_error("no node " + name + " in this test");
+  }
+  // Where a task on `from` moves to: the other node (a task never moves to its own node).
+  StressNode& other_than(const std::string& from) {
+    return *nodes_[two_nodes_ && from == nodes_[0]->name() ? 1 : 0];
+  }
+  ChannelLinks links_at(StressNode& n) {
+    return n.links(
+        [this](const std::string& name) -> rpc::Node::Stub& { return node(name).stub(); },
+        [this](const rpc::ChannelEnd&) -> std::optional<std::string> {
+          std::lock_guard<std::mutex> lock(ends_mu_);
+          return reader_node_;
+        });
+  }
+
+  void set_reader(std::shared_ptr<ReaderEnd> r, StressNode& at) {
     r->set_marker_hook([this](ReaderEnd& end, uint64_t marker) { return on_marker(end, marker); });
+    at.set_reader(std::move(r));
     std::lock_guard<std::mutex> lock(ends_mu_);
-    reader_ = std::move(r);
+    reader_node_ = at.name();
   }
   std::shared_ptr<ReaderEnd> reader() {
-    std::lock_guard<std::mutex> lock(ends_mu_);
-    return reader_;
+    std::string at;
+    {
+      std::lock_guard<std::mutex> lock(ends_mu_);
+      at = reader_node_;
+    }
+    return node(at).reader();
   }
 
   void start_tasks(uint64_t bytes);
@@ -190,10 +222,13 @@ class ChannelEndsStress : public ::testing::TestWithParam<std::tuple<unsigned, b
   void record_reader(ReaderEnd& end, uint64_t marker);
 
   const bool messages_ = std::get<1>(GetParam());
-  ChannelLinks links_;
+  const bool two_nodes_ = std::get<2>(GetParam());
+  struct sigaction old_sigpipe_ {};
+  std::vector<std::unique_ptr<StressNode>> nodes_;  // (each holds the reader's end there)
   std::mutex ends_mu_;
+  std::string reader_node_;  // where the reader's end is now (under ends_mu_)
+  std::string writer_node_;  // (the test's thread's own)
   std::shared_ptr<WriterEnd> writer_;
-  std::shared_ptr<ReaderEnd> reader_;
   UniqueFd writer_fd_, reader_fd_;  // the tasks' sides (under their tasks' `run`)
   Task writer_task_, reader_task_;
   std::atomic<uint64_t> written_{0}, read_{0};
@@ -298,9 +333,11 @@ void ChannelEndsStress::move_writer(bool give_up) {
     return;
   }
   EndFds fds = channel_fds(true, messages_);
-  auto moved = std::make_shared<WriterEnd>(spec_of(true, messages_), "a", std::move(fds.node_side),
-                                           links_, &h);
+  StressNode& to = other_than(writer_node_);
+  auto moved = std::make_shared<WriterEnd>(spec_of(true, messages_, nodes_.back()->name()), "a",
+                                           std::move(fds.node_side), links_at(to), &h);
   moved->start();
+  writer_node_ = to.name();
   writer_fd_ = std::move(fds.task_side);
   writer_ = std::move(moved);  // (the old end's threads stopped at its hold)
 }
@@ -336,9 +373,11 @@ void ChannelEndsStress::move_reader(bool give_up) {
     ASSERT_EQ(::write(fds.node_side.get(), unread.data(), unread.size()),
               static_cast<ssize_t>(unread.size()));
   }
-  set_reader(std::make_shared<ReaderEnd>(spec_of(false, messages_), "b", kNode,
-                                         std::move(fds.node_side), fds.task_inode, &h));
-  old->moved(kNode);
+  StressNode& to = other_than(reader_node_);
+  set_reader(std::make_shared<ReaderEnd>(spec_of(false, messages_, "n1"), "b", to.name(),
+                                         std::move(fds.node_side), fds.task_inode, &h),
+             to);
+  old->moved(to.name());
   reader_fd_ = std::move(fds.task_side);
 }
 
@@ -440,18 +479,23 @@ TEST_P(ChannelEndsStress, EveryByteArrivesOnceInOrderWhileBothEndsMoveAndSnapsho
   EXPECT_TRUE(snapshot_errors_.empty()) << snapshot_errors_.front();
   EXPECT_GT(moves, 10);
   EXPECT_GT(checked, 10);
-  std::printf("%d moves, %d given up, %d snapshots (%d checked)\n", moves, given_up, snapshots,
-              checked);
+  int links = 0;
+  for (auto& n : nodes_) links += n->links_taken();
+  if (two_nodes_) {
+    EXPECT_GT(links, moves / 4);  // (after many moves, the items went on a link)
+  }
+  std::printf("%d moves, %d given up, %d snapshots (%d checked), %d links\n", moves, given_up,
+              snapshots, checked, links);
 }
 
 // (Three sequences of moves and cuts: a pump that lost the bytes read after a cut failed in two of
 // three runs of one.)
 INSTANTIATE_TEST_SUITE_P(Bytes, ChannelEndsStress,
                          ::testing::Combine(::testing::Values(12345u, 777u, 4242u),
-                                            ::testing::Values(false)));
+                                            ::testing::Values(false), ::testing::Bool()));
 INSTANTIATE_TEST_SUITE_P(Messages, ChannelEndsStress,
                          ::testing::Combine(::testing::Values(12345u, 777u, 4242u),
-                                            ::testing::Values(true)));
+                                            ::testing::Values(true), ::testing::Bool()));
 
 }  // namespace
 }  // namespace ferry::node

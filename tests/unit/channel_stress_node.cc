@@ -1,0 +1,128 @@
+#include "channel_stress_node.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <stdexcept>
+
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+
+#include "transfer/frame_auth.h"
+#include "transfer/page_stream.h"
+
+namespace ferry::node {
+
+// Only what channel ends use of the Node service, as ferryd serves it (ChannelEnds::serve): the
+// reader's end here serves the writer's stream, and offers a link.
+class StressNode::Service final : public rpc::Node::Service {
+ public:
+  explicit Service(StressNode& node) : node_(node) {}
+
+  grpc::Status ChannelStream(grpc::ServerContext* ctx, ChannelServerStream* stream) override {
+    rpc::ChannelFrame hello;
+    if (!stream->Read(&hello)) return grpc::Status::OK;
+    std::shared_ptr<ReaderEnd> end = node_.reader();
+    if (!end) {
+      rpc::ChannelReply r;
+      r.set_kind(rpc::ChannelReply::NOT_HERE);
+      stream->Write(r);
+      return grpc::Status::OK;
+    }
+    ReaderEnd::LinkOffer offer{&node_.rendezvous_, node_.link_address_, transfer::kFrameFormat};
+    const bool link = hello.link_key().size() == sizeof(transfer::Key);
+    try {
+      end->serve(*ctx, *stream, hello, link ? &offer : nullptr);
+    } catch (const std::exception& e) {
+      return grpc::Status(grpc::StatusCode::INTERNAL, e.what());
+    }
+    return grpc::Status::OK;
+  }
+
+ private:
+  StressNode& node_;
+};
+
+StressNode::StressNode(std::string name) : name_(std::move(name)) {
+  service_ = std::make_unique<Service>(*this);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.SetMaxReceiveMessageSize(1 << 30);
+  builder.SetMaxSendMessageSize(1 << 30);
+  builder.RegisterService(service_.get());
+  server_ = builder.BuildAndStart();
+  if (!server_ || port == 0) throw std::runtime_error("node " + name_ + ": no gRPC port");
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(1 << 30);
+  args.SetMaxSendMessageSize(1 << 30);
+  stub_ = rpc::Node::NewStub(grpc::CreateCustomChannel("127.0.0.1:" + std::to_string(port),
+                                                       grpc::InsecureChannelCredentials(), args));
+
+  data_listener_.reset(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  if (::bind(data_listener_.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::listen(data_listener_.get(), 16) != 0 ||
+      ::getsockname(data_listener_.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0)
+    throw std::runtime_error("node " + name_ + ": no data listener");
+  link_address_ = "127.0.0.1:" + std::to_string(ntohs(a.sin_port));
+  acceptor_ = std::thread([this] { accept_links(); });
+}
+
+StressNode::~StressNode() {
+  shut_down();
+}
+
+void StressNode::shut_down() {
+  if (stopping_.exchange(true)) return;
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  acceptor_.join();
+}
+
+// As ferryd's data listener: a connection's token says which reader end waits for it.
+void StressNode::accept_links() {
+  while (!stopping_) {
+    pollfd p{data_listener_.get(), POLLIN, 0};
+    if (::poll(&p, 1, 50) <= 0) continue;
+    UniqueFd sock(::accept4(data_listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!sock) continue;
+    try {
+      transfer::Token token = transfer::read_token(sock.get(), 5000);
+      if (rendezvous_.arrived(token, sock)) links_taken_++;  // (else it closes here)
+    } catch (const std::exception&) {
+    }
+  }
+}
+
+ChannelLinks StressNode::links(
+    std::function<rpc::Node::Stub&(const std::string&)> stub_of,
+    std::function<std::optional<std::string>(const rpc::ChannelEnd&)> locate_peer) {
+  ChannelLinks links;
+  links.node = name_;
+  links.link_address = link_address_;
+  links.stub = std::move(stub_of);
+  links.locate_peer = std::move(locate_peer);
+  links.local_reader = [this](const std::string&, uint32_t) { return reader(); };
+  links.frame_format = transfer::kFrameFormat;
+  return links;
+}
+
+void StressNode::set_reader(std::shared_ptr<ReaderEnd> reader) {
+  std::lock_guard<std::mutex> lock(mu_);
+  reader_ = std::move(reader);
+}
+
+std::shared_ptr<ReaderEnd> StressNode::reader() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return reader_;
+}
+
+}  // namespace ferry::node

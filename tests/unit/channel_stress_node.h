@@ -1,0 +1,65 @@
+// A node of the channel ends stress test, with what ferryd gives the channel ends on it: the
+// Node service's ChannelStream (where writers of other nodes find the reader's end here), a data
+// listener for the links they then open, and a stub by which writers here reach other nodes. All
+// on loopback, without TLS (the test is about the ends, not about who may talk to them).
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include <grpcpp/server.h>
+
+#include "ferry.grpc.pb.h"
+#include "node/channels/channel_link.h"
+#include "node/channels/reader_end.h"
+#include "node/channels/writer_end.h"
+#include "util/fd.h"
+
+namespace ferry::node {
+
+class StressNode {
+ public:
+  explicit StressNode(std::string name);
+  ~StressNode();
+  StressNode(const StressNode&) = delete;
+  StressNode& operator=(const StressNode&) = delete;
+
+  const std::string& name() const { return name_; }
+  // What a writer end here is made with: `stub_of` names the other nodes' stubs, `locate_peer`
+  // where the reader's end is now.
+  ChannelLinks links(std::function<rpc::Node::Stub&(const std::string&)> stub_of,
+                     std::function<std::optional<std::string>(const rpc::ChannelEnd&)> locate_peer);
+  // The reader's end here (one that moved away stays: it tells writers where it went).
+  void set_reader(std::shared_ptr<ReaderEnd> reader);
+  std::shared_ptr<ReaderEnd> reader();
+  rpc::Node::Stub& stub() { return *stub_; }
+  // The writers' links that came to a reader's end here (the test checks that it tried the way
+  // between nodes at all).
+  int links_taken() const { return links_taken_; }
+  // Stops serving (streams still open are cancelled); before the ends that serve them go.
+  void shut_down();
+
+ private:
+  class Service;
+  void accept_links();
+
+  const std::string name_;
+  std::mutex mu_;
+  std::shared_ptr<ReaderEnd> reader_;
+  LinkRendezvous rendezvous_;
+  std::unique_ptr<Service> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<rpc::Node::Stub> stub_;
+  UniqueFd data_listener_;
+  std::string link_address_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> links_taken_{0};
+  std::thread acceptor_;
+};
+
+}  // namespace ferry::node
