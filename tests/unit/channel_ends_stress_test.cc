@@ -445,12 +445,12 @@ TEST_P(ChannelEndsStress, EveryByteArrivesOnceInOrderWhileBothEndsMoveAndSnapsho
   start_tasks(kBytes);
   std::mt19937 rng(std::get<0>(GetParam()));
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  int moves = 0, given_up = 0, snapshots = 0;
+  int moves = 0, given_up = 0, snapshots = 0, broken = 0;
   uint64_t marker = 0;
   while (written_ < kBytes && !writer_task_.failed && !reader_task_.failed &&
          std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::microseconds(rng() % 3000));
-    switch (rng() % 6) {
+    switch (rng() % 7) {
       case 0:
         move_writer(false), moves++;
         break;
@@ -459,6 +459,9 @@ TEST_P(ChannelEndsStress, EveryByteArrivesOnceInOrderWhileBothEndsMoveAndSnapsho
         break;
       case 2:
         rng() % 2 ? move_writer(true) : move_reader(true), given_up++;
+        break;
+      case 3:
+        for (auto& n : nodes_) broken += n->break_links();
         break;
       default:
         snapshot(++marker, rng() % 2), snapshots++;
@@ -483,9 +486,10 @@ TEST_P(ChannelEndsStress, EveryByteArrivesOnceInOrderWhileBothEndsMoveAndSnapsho
   for (auto& n : nodes_) links += n->links_taken();
   if (two_nodes_) {
     EXPECT_GT(links, moves / 4);  // (after many moves, the items went on a link)
+    EXPECT_GT(broken, 3);
   }
-  std::printf("%d moves, %d given up, %d snapshots (%d checked), %d links\n", moves, given_up,
-              snapshots, checked, links);
+  std::printf("%d moves, %d given up, %d snapshots (%d checked), %d links (%d broken)\n", moves,
+              given_up, snapshots, checked, links, broken);
 }
 
 // (Three sequences of moves and cuts: a pump that lost the bytes read after a cut failed in two of

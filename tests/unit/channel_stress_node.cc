@@ -1,6 +1,7 @@
 #include "channel_stress_node.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -96,10 +97,28 @@ void StressNode::accept_links() {
     if (!sock) continue;
     try {
       transfer::Token token = transfer::read_token(sock.get(), 5000);
-      if (rendezvous_.arrived(token, sock)) links_taken_++;  // (else it closes here)
+      UniqueFd copy(::fcntl(sock.get(), F_DUPFD_CLOEXEC, 0));
+      if (!rendezvous_.arrived(token, sock)) continue;  // (it closes here)
+      links_taken_++;
+      std::lock_guard<std::mutex> lock(links_mu_);
+      if (links_.size() >= 4) links_.erase(links_.begin());  // (the oldest are long done)
+      links_.push_back(std::move(copy));
     } catch (const std::exception&) {
     }
   }
+}
+
+int StressNode::break_links() {
+  std::lock_guard<std::mutex> lock(links_mu_);
+  int open = 0;
+  for (auto& sock : links_) {
+    char c;
+    // (One the reader end shut already reads its end at once.)
+    open += ::recv(sock.get(), &c, 1, MSG_PEEK | MSG_DONTWAIT) != 0;
+    ::shutdown(sock.get(), SHUT_RDWR);
+  }
+  links_.clear();
+  return open;
 }
 
 ChannelLinks StressNode::links(

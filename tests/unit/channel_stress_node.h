@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <grpcpp/server.h>
 
@@ -41,6 +42,9 @@ class StressNode {
   // The writers' links that came to a reader's end here (the test checks that it tried the way
   // between nodes at all).
   int links_taken() const { return links_taken_; }
+  // Breaks the links that came here (as a network that drops connections): the writer finds
+  // the reader again and resends from what it says it has. Returns how many were open.
+  int break_links();
   // Stops serving (streams still open are cancelled); before the ends that serve them go.
   void shut_down();
 
@@ -59,6 +63,10 @@ class StressNode {
   std::string link_address_;
   std::atomic<bool> stopping_{false};
   std::atomic<int> links_taken_{0};
+  // Copies of the last links' sockets, to shut them (a reader end always shuts its link when it
+  // is done with it: a copy held here keeps nothing open that it would close).
+  std::mutex links_mu_;
+  std::vector<UniqueFd> links_;
   std::thread acceptor_;
 };
 
