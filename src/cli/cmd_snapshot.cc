@@ -43,7 +43,8 @@ nlohmann::json to_json(const rpc::SnapshotReport& r) {
                              {"read_bytes", c.read_bytes()},
                              {"written_messages", c.written_messages()},
                              {"read_messages", c.read_messages()},
-                             {"consistent", c.consistent()}});
+                             {"consistent", c.consistent()},
+                             {"node", c.node()}});
   return j;
 }
 

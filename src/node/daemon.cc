@@ -92,9 +92,7 @@ Daemon::Daemon(NodeConfig cfg)
   if (faults_.end_tasks_as_they_stop) cr::end_processes_as_they_stop_for_tests();
   channels_.set_snapshot_hooks(
       [this](ReaderEnd& end, uint64_t marker) { return snapshots_.on_marker(end, marker); },
-      [this](const std::string& task_id, const std::set<uint64_t>& recording) {
-        snapshots_.on_hold(task_id, recording);
-      });
+      [this](uint64_t marker) { return snapshots_.active(marker); });
 }
 
 Daemon::~Daemon() {

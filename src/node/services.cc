@@ -278,6 +278,10 @@ class NodeService final : public rpc::Node::Service {
                             rpc::Ack*) override {
     return guarded([&] { d_.coordinator().part(*req); });
   }
+  grpc::Status RecordedChannel(grpc::ServerContext*, const rpc::RecordedChannelRequest* req,
+                               rpc::Ack*) override {
+    return guarded([&] { d_.snapshot_part().keep_channel(*req); });
+  }
   grpc::Status SnapshotEnd(grpc::ServerContext*, const rpc::SnapshotEndRequest* req,
                            rpc::Ack*) override {
     return guarded([&] { d_.snapshot_part().end(req->marker()); });

@@ -2,9 +2,11 @@
 // once, one during a migration), are each consistent, and restored as new jobs and run to the
 // end they conserve the total exactly, as the original does; a deterministic pipeline restored
 // from a mid-run snapshot, on other nodes than its own, ends with the uninterrupted run's
-// output; a failed snapshot cannot be restored.
+// output, also when its stages migrated during the snapshot; a failed snapshot cannot be restored.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
+#include <future>
 #include <set>
 
 #include "e2e/snapshot_helpers.h"
@@ -149,6 +151,29 @@ TEST(SnapshotRestoreTest, APipelineRestoredOnOtherNodesEndsWithTheUninterruptedO
   expect_both_end_uninterrupted(c, blocks);
 }
 
+// zip (on node2, whose page stream is slowed: the move lasts seconds) begins to move to `to`
+// by pre-copy; returns the migrating command's pid once node2 says the move began (-1 if not).
+pid_t begin_slow_move_of_zip(TestCluster& c, const TempDir& dir, const std::string& zip,
+                             const std::string& to, const std::string& name) {
+  pid_t m = migrate_in_background(c, dir, zip, to, name, {"--strategy", "pre-copy"});
+  const std::string log2 = c.dir() + "/nodes/node2/ferryd.log";
+  const bool began = wait_until(
+      [&] {
+        return read_file(log2).find("migration of " + zip + " to " + to + " begins") !=
+               std::string::npos;
+      },
+      20000);
+  EXPECT_TRUE(began) << "the move of zip to " << to << " did not begin";
+  return began ? m : -1;
+}
+
+// The snapshot restored as the job "again": it and "pipe" both end uninterrupted.
+void restore_and_expect_uninterrupted(TestCluster& c, const nlohmann::json& s, int blocks) {
+  CmdResult r = c.ferry({"snapshot", "restore", s.value("id", ""), "--name", "again"}, "", 120000);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  expect_both_end_uninterrupted(c, blocks);
+}
+
 // A snapshot taken while a stage migrates (its node's page stream slowed, so the move lasts
 // seconds) does not fail: the marker that reaches the moving stage stays in its channel, goes
 // along with it, and the stage is recorded where it runs next. Restored, the snapshot ends with
@@ -160,23 +185,61 @@ TEST(SnapshotRestoreTest, ASnapshotDuringAMigrationRecordsTheTaskWhereItRunsNext
   TempDir dir;
   const std::string zip = start_pipeline_for_zip(c, dir, blocks);
   ASSERT_FALSE(zip.empty());
-  pid_t m = migrate_in_background(c, dir, zip, "node3", "m", {"--strategy", "pre-copy"});
+  pid_t m = begin_slow_move_of_zip(c, dir, zip, "node3", "m");
+  ASSERT_GT(m, 0);
   const std::string log2 = c.dir() + "/nodes/node2/ferryd.log";
-  ASSERT_TRUE(wait_until(
-      [&] {
-        return read_file(log2).find("migration of " + zip + " to node3 begins") !=
-               std::string::npos;
-      },
-      20000));
   nlohmann::json s = snapshot(c, {"pipe", "--from", "gen"});
   EXPECT_EQ(wait_exit(m, 60000), 0) << read_file(dir / "m.out") << read_file(dir / "m.err");
   expect_consistent(s);
   ASSERT_EQ(s["tasks"].size(), 3u) << s.dump();
   EXPECT_EQ(s["tasks"][1].value("node", ""), "node3") << s.dump();
   EXPECT_NE(read_file(log2).find("the node it moves to records it"), std::string::npos);
-  CmdResult r = c.ferry({"snapshot", "restore", s.value("id", ""), "--name", "again"}, "", 120000);
-  ASSERT_EQ(r.status, 0) << r.out << r.err;
-  expect_both_end_uninterrupted(c, blocks);
+  restore_and_expect_uninterrupted(c, s, blocks);
+}
+
+// The snapshot begins at sum, which is recorded first; its input channel is recorded from then
+// until zip's marker comes, and zip migrates meanwhile (its node's page stream slowed: seconds),
+// to be recorded only where it runs next. sum moves before that: the channel's recording goes
+// along with its end and completes at sum's new node once the marker comes there (a migration
+// neither waits for a snapshot's markers nor fails it), and its state goes back to where sum was
+// recorded. Restored, the snapshot ends with the output of an uninterrupted run.
+TEST(SnapshotRestoreTest, AChannelStillRecordedWhenItsReaderMovesIsRecordedWhereItRunsNext) {
+  const int blocks = 400;
+  TestCluster c(3, {"--test-fault", "node2=slow-stream"});
+  ASSERT_TRUE(c.up());
+  TempDir dir;
+  const std::string zip = start_pipeline_for_zip(c, dir, blocks);
+  ASSERT_FALSE(zip.empty());
+  nlohmann::json shown = nlohmann::json::parse(c.ferry({"job", "show", "pipe", "--json"}).out);
+  const std::string sum = shown["tasks"][2].value("id", "");
+  pid_t zip_moves = begin_slow_move_of_zip(c, dir, zip, "node1", "mz");
+  ASSERT_GT(zip_moves, 0);
+  const std::string log3 = c.dir() + "/nodes/node3/ferryd.log";
+  auto taken = std::async(std::launch::async, [&] {
+    return snapshot(c, {"pipe", "--from", "sum"});
+  });
+  ASSERT_TRUE(wait_until(
+      [&] { return read_file(log3).find("snapshot: task sum paused") != std::string::npos; },
+      20000));
+  pid_t sum_moves = migrate_in_background(c, dir, sum, "node2", "ms");
+  EXPECT_EQ(wait_exit(sum_moves, 60000), 0)
+      << read_file(dir / "ms.out") << read_file(dir / "ms.err");
+  siginfo_t info{};
+  ASSERT_EQ(::waitid(P_PID, zip_moves, &info, WEXITED | WNOHANG | WNOWAIT), 0);
+  EXPECT_EQ(info.si_pid, 0) << "zip had moved (and been recorded) before sum moved";
+  nlohmann::json s = taken.get();
+  EXPECT_EQ(wait_exit(zip_moves, 60000), 0)
+      << read_file(dir / "mz.out") << read_file(dir / "mz.err");
+  expect_consistent(s);
+  ASSERT_EQ(s["channels"].size(), 2u) << s.dump();
+  // Recorded at node3 before it moved; the channel's state completed at node2 and went back to
+  // node3, where the restore rebuilds sum and refills its input.
+  EXPECT_EQ(s["tasks"][2].value("node", ""), "node3") << s.dump();
+  EXPECT_EQ(s["channels"][1].value("node", ""), "node3") << s.dump();
+  EXPECT_NE(read_file(c.dir() + "/nodes/node2/ferryd.log")
+                .find("recording came with task " + sum + "; its state goes to node3"),
+            std::string::npos);
+  restore_and_expect_uninterrupted(c, s, blocks);
 }
 
 TEST(SnapshotRestoreTest, AFailedOrUnknownSnapshotIsNotRestored) {

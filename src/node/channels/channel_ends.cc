@@ -50,25 +50,28 @@ void ChannelEnds::start(const std::string& task_id, const ChannelEndSpecs& ends,
         if (h.job() == e.job() && h.channel() == e.channel() && h.writer() == e.writer()) return &h;
     return nullptr;
   };
-  std::lock_guard<std::mutex> lock(mu_);
-  Ends& mine = by_task_[task_id];
-  for (auto& e : ends) {
-    UniqueFd fd = std::move(pipes.node_side.at(e.fd()));
-    auto inode = pipes.task_inodes.find(e.fd());
-    uint64_t task_inode = inode == pipes.task_inodes.end() ? 0 : inode->second;
-    if (task_inode) mine.provided.push_back(task_inode);
-    if (e.writer()) {
-      auto w = std::make_shared<WriterEnd>(e, task_id, std::move(fd), links_, handoff_of(e));
-      w->start();
-      mine.writers.push_back(std::move(w));
-    } else {
-      auto r = std::make_shared<ReaderEnd>(e, task_id, links_.node, std::move(fd), task_inode,
-                                           handoff_of(e));
-      if (marker_hook_) r->set_marker_hook(marker_hook_);
-      readers_[key_of(e)] = r;
-      mine.readers.push_back(std::move(r));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Ends& mine = by_task_[task_id];
+    for (auto& e : ends) {
+      UniqueFd fd = std::move(pipes.node_side.at(e.fd()));
+      auto inode = pipes.task_inodes.find(e.fd());
+      uint64_t task_inode = inode == pipes.task_inodes.end() ? 0 : inode->second;
+      if (task_inode) mine.provided.push_back(task_inode);
+      if (e.writer()) {
+        auto w = std::make_shared<WriterEnd>(e, task_id, std::move(fd), links_, handoff_of(e));
+        w->start();
+        mine.writers.push_back(std::move(w));
+      } else {
+        auto r = std::make_shared<ReaderEnd>(e, task_id, links_.node, std::move(fd), task_inode,
+                                             handoff_of(e));
+        if (marker_hook_) r->set_marker_hook(marker_hook_);
+        readers_[key_of(e)] = r;
+        mine.readers.push_back(std::move(r));
+      }
     }
   }
+  if (handoffs) drop_stale_recordings(task_id);
 }
 
 void ChannelEnds::check_movable(const std::string& task_id, pid_t pid) {
@@ -82,10 +85,40 @@ void ChannelEnds::check_movable(const std::string& task_id, pid_t pid) {
   for (auto& r : readers) r->check_movable(pid);
 }
 
-void ChannelEnds::set_snapshot_hooks(ReaderEnd::MarkerHook hook, OnHold on_hold) {
+void ChannelEnds::set_snapshot_hooks(ReaderEnd::MarkerHook hook, Active active) {
   std::lock_guard<std::mutex> lock(mu_);
   marker_hook_ = std::move(hook);
-  on_hold_ = std::move(on_hold);
+  active_ = std::move(active);
+}
+
+bool ChannelEnds::carries_recording(const std::string& task_id, uint64_t marker) {
+  std::vector<std::shared_ptr<ReaderEnd>> readers;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = by_task_.find(task_id);
+    if (it == by_task_.end()) return false;
+    readers = it->second.readers;
+  }
+  for (auto& r : readers)
+    if (r->carries_recording(marker)) return true;
+  return false;
+}
+
+// Looked at once the ends are in place: a snapshot that ends after this drops their recordings
+// itself (drop_recordings), one that ended before is seen to have.
+void ChannelEnds::drop_stale_recordings(const std::string& task_id) {
+  std::vector<std::shared_ptr<ReaderEnd>> readers;
+  Active active;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = by_task_.find(task_id);
+    if (it == by_task_.end()) return;
+    readers = it->second.readers;
+    active = active_;
+  }
+  for (auto& r : readers)
+    for (uint64_t m : r->recordings())
+      if (!active || !active(m)) r->finish_recording(m);
 }
 
 std::vector<rpc::ChannelCut> ChannelEnds::cut(const std::string& task_id, pid_t pid,
@@ -116,42 +149,13 @@ void ChannelEnds::drop_recordings(uint64_t marker) {
   for (auto& r : readers) r->finish_recording(marker);
 }
 
-std::set<uint64_t> ChannelEnds::recording_markers(const Ends& ends) {
-  std::set<uint64_t> markers;
-  for (auto& r : ends.readers)
-    for (uint64_t m : r->recordings()) markers.insert(m);
-  return markers;
-}
-
-bool ChannelEnds::await_recordings(const std::string& task_id,
-                                   std::chrono::steady_clock::time_point deadline) {
-  // Polled: a recording ends in the reader end's delivery, which has no one to tell. It is
-  // rare (a migration begun during a snapshot) and short (until a marker comes).
-  for (;;) {
-    Ends ends;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      auto it = by_task_.find(task_id);
-      if (it == by_task_.end()) return true;
-      ends = it->second;
-    }
-    if (recording_markers(ends).empty()) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-}
-
 std::vector<rpc::ChannelHandoff> ChannelEnds::hold(const std::string& task_id, pid_t pid) {
-  OnHold on_hold;
   Ends ends;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    on_hold = on_hold_;
     auto it = by_task_.find(task_id);
     if (it != by_task_.end()) ends = it->second;
   }
-  if (on_hold) on_hold(task_id, recording_markers(ends));
-  if (ends.writers.empty() && ends.readers.empty()) return {};
   std::vector<rpc::ChannelHandoff> out;
   for (auto& w : ends.writers) out.push_back(w->hold());
   for (auto& r : ends.readers) out.push_back(r->hold(pid));

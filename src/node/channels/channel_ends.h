@@ -4,12 +4,10 @@
 // behind tell writers where it went. Ends that are done stay, for `ferry job show`'s counts.
 #pragma once
 
-#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -59,14 +57,14 @@ class ChannelEnds {
   }
   std::vector<rpc::ChannelEndStat> stats(const std::string& job);
 
-  // Snapshots (issue 12): every reader end here calls `hook` at a marker (reader_end.h), and
-  // `on_hold` hears of every task whose ends a migration holds, with the snapshots (markers)
-  // its reader ends were still recording: those recordings cannot go along.
-  using OnHold = std::function<void(const std::string& task_id, const std::set<uint64_t>&)>;
-  void set_snapshot_hooks(ReaderEnd::MarkerHook hook, OnHold on_hold);
-  // Until no reader end of the task records a snapshot (each recording ends when its channel's
-  // marker comes), or the deadline: false then. A migration waits for it before it holds them.
-  bool await_recordings(const std::string& task_id, std::chrono::steady_clock::time_point deadline);
+  // Snapshots (issue 12): every reader end here calls `hook` at a marker (reader_end.h).
+  // `active` says whether a snapshot is still on here: a recording that came with a task's ends
+  // for one that ended meanwhile is dropped.
+  using Active = std::function<bool(uint64_t marker)>;
+  void set_snapshot_hooks(ReaderEnd::MarkerHook hook, Active active);
+  // Whether a reader end of the task came with a recording of `marker`: the task was recorded
+  // for that snapshot at the node it came from.
+  bool carries_recording(const std::string& task_id, uint64_t marker);
   // The (frozen) task `pid` is recorded for snapshot `marker`: its writer ends take what it wrote
   // and send the marker, its reader ends start recording. `ended`: reader ends whose channel had
   // ended already (their recording is complete at once).
@@ -89,8 +87,9 @@ class ChannelEnds {
   std::map<std::string, Ends> by_task_;
   std::map<EndKey, std::shared_ptr<ReaderEnd>> readers_;  // includes those that moved away
   ReaderEnd::MarkerHook marker_hook_;
-  OnHold on_hold_;
-  static std::set<uint64_t> recording_markers(const Ends& ends);
+  Active active_;
+  // After start(): the recordings that came with the task's ends for snapshots no longer on.
+  void drop_stale_recordings(const std::string& task_id);
 };
 
 }  // namespace ferry::node

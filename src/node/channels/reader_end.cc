@@ -64,6 +64,16 @@ ReaderEnd::ReaderEnd(rpc::ChannelEnd spec, std::string task_id, std::string node
   ::fcntl(pipe_.get(), F_SETFL, O_NONBLOCK);
   if (from) {
     unread_.assign(from->unread().begin(), from->unread().end());
+    for (auto& c : from->recordings()) {
+      Recording r;
+      r.marker = c.marker();
+      r.items.assign(c.items().begin(), c.items().end());
+      r.bytes = c.bytes();
+      r.failure = c.failure();
+      r.carried = true;
+      r.recorded_at = c.recorded_at();
+      recordings_.push_back(std::move(r));
+    }
     std::lock_guard<std::mutex> lock(mu_);
     put_unread();
   }
@@ -359,6 +369,7 @@ rpc::ChannelCut ReaderEnd::start_recording(uint64_t marker, pid_t pid, bool* end
   std::lock_guard<std::mutex> lock(mu_);
   Recording r;
   r.marker = marker;
+  r.recorded_at = node_;
   // What the task has not read: in its pipe or socket, then what waits to go in.
   if (!gone_ && pipe_) {
     if (messages_) {
@@ -408,6 +419,13 @@ std::vector<uint64_t> ReaderEnd::recordings() {
   std::vector<uint64_t> out;
   for (auto& r : recordings_) out.push_back(r.marker);
   return out;
+}
+
+bool ReaderEnd::carries_recording(uint64_t marker) {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& r : recordings_)
+    if (r.marker == marker && r.carried) return true;
+  return false;
 }
 
 ReaderEnd::Delivery ReaderEnd::task_gone() {
@@ -480,6 +498,15 @@ rpc::ChannelHandoff ReaderEnd::hold(pid_t pid) {
   h.set_gone(gone_);
   h.set_peer_node(writer_node_);
   for (auto& m : unread_) h.add_unread(m);
+  // (Copied: if the migration is given up, they go on here.)
+  for (auto& r : recordings_) {
+    rpc::ChannelRecording* c = h.add_recordings();
+    c->set_marker(r.marker);
+    for (auto& item : r.items) c->add_items(item);
+    c->set_bytes(r.bytes);
+    c->set_failure(r.failure);
+    c->set_recorded_at(r.recorded_at);
+  }
   return h;
 }
 
@@ -510,6 +537,7 @@ void ReaderEnd::moved(const std::string& node) {
   moved_to_ = node;
   close_pipe();
   unread_.clear();  // (they went with the task)
+  recordings_.clear();  // (so did they)
   cv_.notify_all();
 }
 

@@ -6,8 +6,9 @@
 //
 // A migration of the task holds the end: the stream stops (even in the middle of an item: how
 // much of it is in the pipe is part of the state), the bytes in the frozen task's pipe travel in
-// its image, and the state goes along (hold()). Once the task runs elsewhere (moved()), a writer
-// that comes here is told where.
+// its image, and the state goes along (hold()), with the snapshots' recordings still on (they go
+// on at the next node until their markers come there). Once the task runs elsewhere (moved()),
+// a writer that comes here is told where.
 //
 // A channel of messages ends in a socket (message_socket.h), not a pipe: an item goes in whole
 // or waits; at a hold, the messages the frozen task has not read are taken out of its socket and
@@ -102,10 +103,14 @@ class ReaderEnd {
     std::vector<std::string> items;  // messages, or pieces of bytes
     uint64_t bytes = 0;
     std::string failure;  // its task went before the marker came
+    bool carried = false;     // begun at another node (the task was recorded there, then moved)
+    std::string recorded_at;  // the node that recorded the task
   };
   // The recording of `marker`, taken out (nullopt when there is none).
   std::optional<Recording> finish_recording(uint64_t marker);
   std::vector<uint64_t> recordings();  // the markers recorded now
+  // Whether this end came with a recording of `marker` from the node its task was recorded at.
+  bool carries_recording(uint64_t marker);
   const rpc::ChannelEnd& spec() const { return spec_; }
   const std::string& task_id() const { return task_id_; }
 

@@ -103,6 +103,8 @@ std::optional<rpc::SnapshotBeginRequest> SnapshotParticipant::claim(
 
 bool SnapshotParticipant::record(uint64_t marker, const std::string& task_id,
                                  const std::function<bool()>& leave_it) {
+  // Recorded at the node it came from (its ends' recordings came along).
+  if (env_.channels && env_.channels->carries_recording(task_id, marker)) return true;
   bool left = false;
   std::optional<rpc::SnapshotBeginRequest> b = claim(marker, task_id, leave_it, &left);
   if (!b) return !left;
@@ -285,6 +287,11 @@ bool SnapshotParticipant::on_marker(ReaderEnd& end, uint64_t marker) {
     for (uint64_t m : end.recordings()) finish_channel(end, m);
     return true;
   }
+  // The task was recorded at the node it came from, and the recording came along: it is complete.
+  if (end.carries_recording(marker)) {
+    finish_channel(end, marker);
+    return true;
+  }
   if (!known(marker)) return true;  // (a snapshot that ended, or failed: the marker is passed over)
   if (!record(marker, end.task_id(), [&end] { return end.holding(); })) return false;
   finish_channel(end, marker);
@@ -301,40 +308,59 @@ void SnapshotParticipant::finish_channel(ReaderEnd& end, uint64_t marker) {
     rec->bytes -= rec->items.front().size();
     rec->items.erase(rec->items.begin());
   }
+  rpc::RecordedChannelRequest state;
+  state.set_marker(marker);
+  state.set_channel(spec.channel());
+  state.set_messages(spec.messages());
+  for (auto& item : rec->items) state.add_items(std::move(item));
+  state.set_bytes(rec->bytes);
+  state.set_from_node(env_.node);
+  if (rec->recorded_at.empty() || rec->recorded_at == env_.node) return keep(*b, state);
+  // It came along with the task's end: its state goes with the task's image (a restore rebuilds
+  // the task there, and refills its channels from there).
+  spdlog::info("snapshot {}: channel {}'s recording came with task {}; its state goes to {}",
+               b->id(), spec.channel(), end.task_id(), rec->recorded_at);
+  const std::string to = rec->recorded_at;
+  post([this, b = *b, to, state = std::move(state)] {
+    try {
+      rpc::Ack ack;
+      auto ctx = deadline_ms(30000);
+      check_status(env_.stub(to).RecordedChannel(ctx.get(), state, &ack), "node " + to);
+    } catch (const std::exception& e) {
+      fail(b, fmt::format("the state of channel {} could not be handed to {}: {}", state.channel(),
+                          to, e.what()));
+    }
+  });
+}
+
+void SnapshotParticipant::keep_channel(const rpc::RecordedChannelRequest& state) {
+  std::optional<rpc::SnapshotBeginRequest> b = known(state.marker());
+  if (!b) return;  // (it has ended: failed, or timed out)
+  keep(*b, state);
+}
+
+void SnapshotParticipant::keep(const rpc::SnapshotBeginRequest& b,
+                               const rpc::RecordedChannelRequest& state) {
   rpc::SnapshotPartRequest part;
-  part.set_marker(marker);
+  part.set_marker(b.marker());
   part.set_node(env_.node);
   rpc::SnapshotChannelReport* c = part.mutable_channel();
-  c->set_channel(spec.channel());
-  c->set_messages(spec.messages());
-  c->set_recorded_bytes(rec->bytes);
-  c->set_recorded_messages(spec.messages() ? rec->items.size() : 0);
+  c->set_channel(state.channel());
+  c->set_messages(state.messages());
+  c->set_recorded_bytes(state.bytes());
+  c->set_recorded_messages(state.messages() ? state.items_size() : 0);
   c->set_recorded(true);
   c->set_node(env_.node);
   try {
-    snapshot::SnapshotStore store(store_of(*b));
-    c->set_state_path(store.channel_path(b->id(), spec.channel()));
-    snapshot::write_channel_state(c->state_path(), rec->items);
+    snapshot::SnapshotStore store(store_of(b));
+    c->set_state_path(store.channel_path(b.id(), state.channel()));
+    snapshot::write_channel_state(
+        c->state_path(), std::vector<std::string>(state.items().begin(), state.items().end()));
   } catch (const std::exception& e) {
-    return fail(*b, fmt::format("the state of channel {} could not be written: {}", spec.channel(),
-                                e.what()));
+    return fail(b, fmt::format("the state of channel {} could not be written: {}", state.channel(),
+                               e.what()));
   }
-  send(b->coordinator(), std::move(part));
-}
-
-void SnapshotParticipant::on_hold(const std::string& task_id, const std::set<uint64_t>& recording) {
-  if (recording.empty()) return;
-  std::optional<LocalTask> local = env_.task(task_id);
-  std::vector<rpc::SnapshotBeginRequest> affected;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (uint64_t m : recording)
-      if (auto a = active_.find(m); a != active_.end()) affected.push_back(a->second.begin);
-  }
-  for (auto& b : affected)
-    fail(b, fmt::format("task {} migrated before every marker of the snapshot had reached it; "
-                        "take it again",
-                        local ? local->info.name() : task_id));
+  send(b.coordinator(), std::move(part));
 }
 
 void SnapshotParticipant::fail(const rpc::SnapshotBeginRequest& b, const std::string& why) {
@@ -347,14 +373,27 @@ void SnapshotParticipant::fail(const rpc::SnapshotBeginRequest& b, const std::st
 }
 
 void SnapshotParticipant::send(const std::string& coordinator, rpc::SnapshotPartRequest part) {
+  post([this, coordinator, part = std::move(part)] {
+    try {
+      rpc::Ack ack;
+      auto ctx = deadline_ms(5000);
+      check_status(env_.stub(coordinator).SnapshotPart(ctx.get(), part, &ack),
+                   "snapshot coordinator " + coordinator);
+    } catch (const std::exception& e) {
+      spdlog::warn("snapshot: a part for {} is lost: {}", coordinator, e.what());
+    }
+  });
+}
+
+void SnapshotParticipant::post(std::function<void()> call) {
   std::lock_guard<std::mutex> lock(mu_);
-  outbox_.emplace_back(coordinator, std::move(part));
+  outbox_.push_back(std::move(call));
   cv_.notify_all();
 }
 
 void SnapshotParticipant::send_loop() {
   for (;;) {
-    std::pair<std::string, rpc::SnapshotPartRequest> next;
+    std::function<void()> next;
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return stopping_ || !outbox_.empty(); });
@@ -362,14 +401,7 @@ void SnapshotParticipant::send_loop() {
       next = std::move(outbox_.front());
       outbox_.pop_front();
     }
-    try {
-      rpc::Ack ack;
-      auto ctx = deadline_ms(5000);
-      check_status(env_.stub(next.first).SnapshotPart(ctx.get(), next.second, &ack),
-                   "snapshot coordinator " + next.first);
-    } catch (const std::exception& e) {
-      spdlog::warn("snapshot: a part for {} is lost: {}", next.first, e.what());
-    }
+    next();
   }
 }
 

@@ -2,8 +2,9 @@
 // coordinator tells every node first), records each task of theirs that runs here once — when
 // the coordinator asks (the initiator) or when the first marker reaches one of its reader ends —
 // and records each channel's state at its reader's end until that channel's marker comes. A task
-// that migrates meanwhile is recorded before it moves, or left to the node it moves to (with the
-// markers its ends have not taken: docs/snapshots.md, "Migrations during a snapshot"). What
+// that migrates meanwhile is recorded before it moves (its channels' recordings still on go
+// along with its ends), or left to the node it moves to (with the markers its ends have not
+// taken: docs/snapshots.md, "Migrations during a snapshot"). What
 // it recorded goes to the coordinator as parts, from a thread of its own (never on a channel's
 // way).
 #pragma once
@@ -65,11 +66,11 @@ class SnapshotParticipant {
   // ReaderEnd's hook: a marker (or the end of its channel) is due at `end`; false leaves the
   // marker in the channel for the node the task moves to (a migration holds the end).
   bool on_marker(ReaderEnd& end, uint64_t marker);
-  // A migration holds the task's ends while they still record the snapshots `recording` (it
-  // waited for their markers in vain): those cannot record the channels exactly once any more,
-  // and fail (they can be taken again). Any other snapshot goes on: a task recorded before is
-  // done with, one not recorded yet is recorded where it runs next.
-  void on_hold(const std::string& task_id, const std::set<uint64_t>& recording);
+  // Whether the snapshot of `marker` is on here.
+  bool active(uint64_t marker) { return known(marker).has_value(); }
+  // The state of a channel whose reader this node recorded, from the node where its recording
+  // completed (it went along with the reader's end): kept here, reported from here.
+  void keep_channel(const rpc::RecordedChannelRequest& state);
 
  private:
   // The task's turn to be recorded by this node (one snapshot at a time), held until destroyed.
@@ -93,10 +94,13 @@ class SnapshotParticipant {
                       std::string* name);
   void send_cut(const rpc::SnapshotBeginRequest& b, const std::string& task_id,
                 const std::string& name, const TaskCut& cut);
-  // The recording of `marker` at `end` is complete: its state to the store, a part to the
-  // coordinator.
+  // The recording of `marker` at `end` is complete: its state to the store of the node that
+  // recorded the task (here, or handed over), a part to the coordinator.
   void finish_channel(ReaderEnd& end, uint64_t marker);
+  void keep(const rpc::SnapshotBeginRequest& b, const rpc::RecordedChannelRequest& state);
   void send(const std::string& coordinator, rpc::SnapshotPartRequest part);
+  // Calls to other nodes go from the sender thread, in order (never on a channel's way).
+  void post(std::function<void()> call);
   void fail(const rpc::SnapshotBeginRequest& b, const std::string& why);
   void send_loop();
   std::optional<rpc::SnapshotBeginRequest> known(uint64_t marker);
@@ -112,7 +116,7 @@ class SnapshotParticipant {
   };
   std::vector<Recorder> recorders_;
   void join_finished();  // with mu_ held
-  std::deque<std::pair<std::string, rpc::SnapshotPartRequest>> outbox_;
+  std::deque<std::function<void()>> outbox_;
   bool stopping_ = false;
   std::thread sender_;
 };
