@@ -74,15 +74,15 @@ void ChannelEnds::start(const std::string& task_id, const ChannelEndSpecs& ends,
   if (handoffs) drop_stale_recordings(task_id);
 }
 
+ChannelEnds::Ends ChannelEnds::ends_of(const std::string& task_id) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = by_task_.find(task_id);
+  return it == by_task_.end() ? Ends() : it->second;
+}
+
 void ChannelEnds::check_movable(const std::string& task_id, pid_t pid) {
-  std::vector<std::shared_ptr<ReaderEnd>> readers;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = by_task_.find(task_id);
-    if (it == by_task_.end()) return;
-    readers = it->second.readers;
-  }
-  for (auto& r : readers) r->check_movable(pid);
+  Ends ends = ends_of(task_id);
+  for (auto& r : ends.readers) r->check_movable(pid);
 }
 
 void ChannelEnds::set_snapshot_hooks(ReaderEnd::MarkerHook hook, Active active) {
@@ -92,14 +92,8 @@ void ChannelEnds::set_snapshot_hooks(ReaderEnd::MarkerHook hook, Active active) 
 }
 
 bool ChannelEnds::carries_recording(const std::string& task_id, uint64_t marker) {
-  std::vector<std::shared_ptr<ReaderEnd>> readers;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = by_task_.find(task_id);
-    if (it == by_task_.end()) return false;
-    readers = it->second.readers;
-  }
-  for (auto& r : readers)
+  Ends ends = ends_of(task_id);
+  for (auto& r : ends.readers)
     if (r->carries_recording(marker)) return true;
   return false;
 }
@@ -107,16 +101,13 @@ bool ChannelEnds::carries_recording(const std::string& task_id, uint64_t marker)
 // Looked at once the ends are in place: a snapshot that ends after this drops their recordings
 // itself (drop_recordings), one that ended before is seen to have.
 void ChannelEnds::drop_stale_recordings(const std::string& task_id) {
-  std::vector<std::shared_ptr<ReaderEnd>> readers;
   Active active;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = by_task_.find(task_id);
-    if (it == by_task_.end()) return;
-    readers = it->second.readers;
     active = active_;
   }
-  for (auto& r : readers)
+  Ends ends = ends_of(task_id);
+  for (auto& r : ends.readers)
     for (uint64_t m : r->recordings())
       if (!active || !active(m)) r->finish_recording(m);
 }
@@ -124,12 +115,7 @@ void ChannelEnds::drop_stale_recordings(const std::string& task_id) {
 std::vector<rpc::ChannelCut> ChannelEnds::cut(const std::string& task_id, pid_t pid,
                                               uint64_t marker,
                                               std::vector<std::shared_ptr<ReaderEnd>>* ended) {
-  Ends ends;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = by_task_.find(task_id);
-    if (it != by_task_.end()) ends = it->second;
-  }
+  Ends ends = ends_of(task_id);
   std::vector<rpc::ChannelCut> out;
   for (auto& w : ends.writers) out.push_back(w->cut(marker));
   for (auto& r : ends.readers) {
@@ -150,12 +136,7 @@ void ChannelEnds::drop_recordings(uint64_t marker) {
 }
 
 std::vector<rpc::ChannelHandoff> ChannelEnds::hold(const std::string& task_id, pid_t pid) {
-  Ends ends;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = by_task_.find(task_id);
-    if (it != by_task_.end()) ends = it->second;
-  }
+  Ends ends = ends_of(task_id);
   std::vector<rpc::ChannelHandoff> out;
   for (auto& w : ends.writers) out.push_back(w->hold());
   for (auto& r : ends.readers) out.push_back(r->hold(pid));
@@ -163,13 +144,7 @@ std::vector<rpc::ChannelHandoff> ChannelEnds::hold(const std::string& task_id, p
 }
 
 void ChannelEnds::resume(const std::string& task_id) {
-  Ends ends;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = by_task_.find(task_id);
-    if (it == by_task_.end()) return;
-    ends = it->second;
-  }
+  Ends ends = ends_of(task_id);
   for (auto& w : ends.writers) w->resume();
   for (auto& r : ends.readers) r->resume();
 }

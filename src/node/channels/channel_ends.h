@@ -88,6 +88,7 @@ class ChannelEnds {
   std::map<EndKey, std::shared_ptr<ReaderEnd>> readers_;  // includes those that moved away
   ReaderEnd::MarkerHook marker_hook_;
   Active active_;
+  Ends ends_of(const std::string& task_id);  // (a copy: used without the lock)
   // After start(): the recordings that came with the task's ends for snapshots no longer on.
   void drop_stale_recordings(const std::string& task_id);
 };

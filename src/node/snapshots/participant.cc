@@ -308,6 +308,8 @@ void SnapshotParticipant::finish_channel(ReaderEnd& end, uint64_t marker) {
     rec->bytes -= rec->items.front().size();
     rec->items.erase(rec->items.begin());
   }
+  if (rec->recorded_at.empty() || rec->recorded_at == env_.node)
+    return keep(*b, spec.channel(), spec.messages(), rec->items, rec->bytes);
   rpc::RecordedChannelRequest state;
   state.set_marker(marker);
   state.set_channel(spec.channel());
@@ -315,7 +317,6 @@ void SnapshotParticipant::finish_channel(ReaderEnd& end, uint64_t marker) {
   for (auto& item : rec->items) state.add_items(std::move(item));
   state.set_bytes(rec->bytes);
   state.set_from_node(env_.node);
-  if (rec->recorded_at.empty() || rec->recorded_at == env_.node) return keep(*b, state);
   // It came along with the task's end: its state goes with the task's image (a restore rebuilds
   // the task there, and refills its channels from there).
   spdlog::info("snapshot {}: channel {}'s recording came with task {}; its state goes to {}",
@@ -336,29 +337,29 @@ void SnapshotParticipant::finish_channel(ReaderEnd& end, uint64_t marker) {
 void SnapshotParticipant::keep_channel(const rpc::RecordedChannelRequest& state) {
   std::optional<rpc::SnapshotBeginRequest> b = known(state.marker());
   if (!b) return;  // (it has ended: failed, or timed out)
-  keep(*b, state);
+  keep(*b, state.channel(), state.messages(),
+       std::vector<std::string>(state.items().begin(), state.items().end()), state.bytes());
 }
 
-void SnapshotParticipant::keep(const rpc::SnapshotBeginRequest& b,
-                               const rpc::RecordedChannelRequest& state) {
+void SnapshotParticipant::keep(const rpc::SnapshotBeginRequest& b, uint32_t channel, bool messages,
+                               const std::vector<std::string>& items, uint64_t bytes) {
   rpc::SnapshotPartRequest part;
   part.set_marker(b.marker());
   part.set_node(env_.node);
   rpc::SnapshotChannelReport* c = part.mutable_channel();
-  c->set_channel(state.channel());
-  c->set_messages(state.messages());
-  c->set_recorded_bytes(state.bytes());
-  c->set_recorded_messages(state.messages() ? state.items_size() : 0);
+  c->set_channel(channel);
+  c->set_messages(messages);
+  c->set_recorded_bytes(bytes);
+  c->set_recorded_messages(messages ? items.size() : 0);
   c->set_recorded(true);
   c->set_node(env_.node);
   try {
     snapshot::SnapshotStore store(store_of(b));
-    c->set_state_path(store.channel_path(b.id(), state.channel()));
-    snapshot::write_channel_state(
-        c->state_path(), std::vector<std::string>(state.items().begin(), state.items().end()));
+    c->set_state_path(store.channel_path(b.id(), channel));
+    snapshot::write_channel_state(c->state_path(), items);
   } catch (const std::exception& e) {
-    return fail(b, fmt::format("the state of channel {} could not be written: {}", state.channel(),
-                               e.what()));
+    return fail(b,
+                fmt::format("the state of channel {} could not be written: {}", channel, e.what()));
   }
   send(b.coordinator(), std::move(part));
 }

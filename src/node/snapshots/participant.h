@@ -97,7 +97,8 @@ class SnapshotParticipant {
   // The recording of `marker` at `end` is complete: its state to the store of the node that
   // recorded the task (here, or handed over), a part to the coordinator.
   void finish_channel(ReaderEnd& end, uint64_t marker);
-  void keep(const rpc::SnapshotBeginRequest& b, const rpc::RecordedChannelRequest& state);
+  void keep(const rpc::SnapshotBeginRequest& b, uint32_t channel, bool messages,
+            const std::vector<std::string>& items, uint64_t bytes);
   void send(const std::string& coordinator, rpc::SnapshotPartRequest part);
   // Calls to other nodes go from the sender thread, in order (never on a channel's way).
   void post(std::function<void()> call);
