@@ -86,14 +86,17 @@ void ChannelSendQueue::append_past_capacity(std::string_view data) {
   counters_.messages_written++;
 }
 
-bool ChannelSendQueue::append_message(std::string_view data) {
-  if (mode_ != Mode::kMessages) fail("internal: a message appended to a channel of bytes");
+bool ChannelSendQueue::fits_message(size_t size) const {
   // A message larger than the capacity goes alone, once nothing else is queued: the program
   // could send it (its socket took it), so the channel carries it rather than stall for ever.
   bool alone = counters_.bytes_queued() == 0 && counters_.messages_queued() == 0;
   // An empty message needs room too, or messages could pile up without bound.
-  if (!alone && (data.size() > room() || counters_.messages_queued() >= kMaxQueuedMessages))
-    return false;
+  return alone || (size <= room() && counters_.messages_queued() < kMaxQueuedMessages);
+}
+
+bool ChannelSendQueue::append_message(std::string_view data) {
+  if (mode_ != Mode::kMessages) fail("internal: a message appended to a channel of bytes");
+  if (!fits_message(data.size())) return false;
   Item& item = push(Item::Kind::kData);
   item.data.assign(data);
   offset_ += data.size();

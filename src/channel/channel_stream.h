@@ -67,6 +67,7 @@ class ChannelSendQueue {
   // message larger than the capacity goes alone, into an empty queue; an empty message is a
   // message (at most kMaxQueuedMessages wait at once, so that empty ones cannot pile up).
   bool append_message(std::string_view data);
+  bool fits_message(size_t size) const;  // (whether append_message() would take it now)
   static constexpr uint64_t kMaxQueuedMessages = 1 << 16;
   void append_marker(uint64_t id);
   // The writer closed its end: nothing can be appended after.

@@ -41,50 +41,8 @@
 namespace ferry::node {
 namespace {
 
-constexpr const char* kJob = "stress";
-
 // The pattern the writing task writes (tests/support/byte_pattern.h).
 constexpr uint64_t kSeed = 0;
-
-// (`peer_node`: where the other end was when the job began.)
-rpc::ChannelEnd spec_of(bool writer, bool messages, const std::string& peer_node) {
-  rpc::ChannelEnd e;
-  e.set_messages(messages);
-  e.set_job(kJob);
-  e.set_channel(1);
-  e.set_writer(writer);
-  e.set_fd(writer ? 1 : 0);
-  e.set_peer_node(peer_node);
-  e.set_capacity(1 << 20);
-  e.set_task(writer ? "a" : "b");
-  e.set_peer_task(writer ? "b" : "a");
-  return e;
-}
-
-// A channel end's descriptors as a node makes them (a pipe whose node's side is 1 MiB, or a
-// socket pair for messages); the task's side non-blocking for the "task" threads here, which
-// must not block while frozen.
-struct EndFds {
-  UniqueFd task_side, node_side;
-  uint64_t task_inode = 0;  // (messages)
-};
-EndFds channel_fds(bool writer, bool messages) {
-  EndFds fds;
-  if (messages) {
-    MessagePair pair = make_message_pair(writer, 1 << 20);
-    fds.task_side = std::move(pair.task_side);
-    fds.node_side = std::move(pair.node_side);
-    fds.task_inode = pair.task_inode;
-  } else {
-    int p[2];
-    EXPECT_EQ(::pipe2(p, O_CLOEXEC), 0);
-    ::fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
-    fds.task_side.reset(writer ? p[1] : p[0]);
-    fds.node_side.reset(writer ? p[0] : p[1]);
-  }
-  ::fcntl(fds.task_side.get(), F_SETFL, O_NONBLOCK);
-  return fds;
-}
 
 // The sizes of the writes (of the messages) in turn: boundaries anywhere, and empty messages.
 constexpr size_t kWriteSizes[] = {1 << 20, 65537, 4093, 300007, 131072, 17, 524288};
@@ -154,13 +112,13 @@ class ChannelEndsStress : public ::testing::TestWithParam<std::tuple<unsigned, b
     nodes_.push_back(std::make_unique<StressNode>("n1"));
     if (two_nodes_) nodes_.push_back(std::make_unique<StressNode>("n2"));
     const std::string reader_at = nodes_.back()->name();
-    EndFds w = channel_fds(true, messages_);
+    EndFds w = stress_end_fds(true, messages_);
     writer_fd_ = std::move(w.task_side);
-    writer_ = std::make_shared<WriterEnd>(spec_of(true, messages_, reader_at), "a",
+    writer_ = std::make_shared<WriterEnd>(stress_end_spec(true, messages_, reader_at), "a",
                                           std::move(w.node_side), links_at(*nodes_[0]), nullptr);
-    EndFds r = channel_fds(false, messages_);
+    EndFds r = stress_end_fds(false, messages_);
     reader_fd_ = std::move(r.task_side);
-    set_reader(std::make_shared<ReaderEnd>(spec_of(false, messages_, "n1"), "b", reader_at,
+    set_reader(std::make_shared<ReaderEnd>(stress_end_spec(false, messages_, "n1"), "b", reader_at,
                                            std::move(r.node_side), r.task_inode, nullptr),
                *nodes_.back());
     writer_node_ = "n1";
@@ -324,7 +282,7 @@ void ChannelEndsStress::fail_reader(const std::string& why) {
 }
 
 // The writer's task moves (or its migration is given up): frozen, its end held; at the "new
-// node" a new pipe (empty: the end took everything from the old one) and an end from the handoff.
+// node" a new pipe, into which goes first what the old one held, and an end from the handoff.
 void ChannelEndsStress::move_writer(bool give_up) {
   Frozen frozen(writer_task_);
   if (!writer_fd_) return;  // (it has ended)
@@ -333,10 +291,11 @@ void ChannelEndsStress::move_writer(bool give_up) {
     writer_->resume();
     return;
   }
-  EndFds fds = channel_fds(true, messages_);
+  EndFds fds = stress_end_fds(true, messages_);
+  WriterEnd::put_back_untaken(h, fds.task_side.get());
   StressNode& to = other_than(writer_node_);
-  auto moved = std::make_shared<WriterEnd>(spec_of(true, messages_, nodes_.back()->name()), "a",
-                                           std::move(fds.node_side), links_at(to), &h);
+  auto moved = std::make_shared<WriterEnd>(stress_end_spec(true, messages_, nodes_.back()->name()),
+                                           "a", std::move(fds.node_side), links_at(to), &h);
   moved->start();
   writer_node_ = to.name();
   writer_fd_ = std::move(fds.task_side);
@@ -368,7 +327,7 @@ void ChannelEndsStress::move_reader(bool give_up, bool carry) {
     old->resume();
     return;
   }
-  EndFds fds = channel_fds(false, messages_);
+  EndFds fds = stress_end_fds(false, messages_);
   if (!messages_) {
     std::string unread;
     char buf[65536];
@@ -378,7 +337,7 @@ void ChannelEndsStress::move_reader(bool give_up, bool carry) {
               static_cast<ssize_t>(unread.size()));
   }
   StressNode& to = other_than(reader_node_);
-  set_reader(std::make_shared<ReaderEnd>(spec_of(false, messages_, "n1"), "b", to.name(),
+  set_reader(std::make_shared<ReaderEnd>(stress_end_spec(false, messages_, "n1"), "b", to.name(),
                                          std::move(fds.node_side), fds.task_inode, &h),
              to);
   old->moved(to.name());

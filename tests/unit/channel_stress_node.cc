@@ -14,8 +14,10 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
+#include "node/channels/message_socket.h"
 #include "transfer/frame_auth.h"
 #include "transfer/page_stream.h"
+#include "util/error.h"
 
 namespace ferry::node {
 
@@ -119,6 +121,38 @@ int StressNode::break_links() {
   }
   links_.clear();
   return open;
+}
+
+rpc::ChannelEnd stress_end_spec(bool writer, bool messages, const std::string& peer_node) {
+  rpc::ChannelEnd e;
+  e.set_messages(messages);
+  e.set_job("stress");
+  e.set_channel(1);
+  e.set_writer(writer);
+  e.set_fd(writer ? 1 : 0);
+  e.set_peer_node(peer_node);
+  e.set_capacity(1 << 20);
+  e.set_task(writer ? "a" : "b");
+  e.set_peer_task(writer ? "b" : "a");
+  return e;
+}
+
+EndFds stress_end_fds(bool writer, bool messages) {
+  EndFds fds;
+  if (messages) {
+    MessagePair pair = make_message_pair(writer, 1 << 20);
+    fds.task_side = std::move(pair.task_side);
+    fds.node_side = std::move(pair.node_side);
+    fds.task_inode = pair.task_inode;
+  } else {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) != 0) fail_errno(errno, "pipe2");
+    ::fcntl(p[1], F_SETPIPE_SZ, 1 << 20);
+    fds.task_side.reset(writer ? p[1] : p[0]);
+    fds.node_side.reset(writer ? p[0] : p[1]);
+  }
+  ::fcntl(fds.task_side.get(), F_SETFL, O_NONBLOCK);
+  return fds;
 }
 
 ChannelLinks StressNode::links(

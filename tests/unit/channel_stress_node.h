@@ -23,6 +23,19 @@
 
 namespace ferry::node {
 
+// The one channel of these tests (job "stress", channel 1, from task a's fd 1 to task b's fd 0,
+// 1 MiB of capacity). `peer_node`: where the other end was when the job began.
+rpc::ChannelEnd stress_end_spec(bool writer, bool messages, const std::string& peer_node);
+
+// A channel end's descriptors as a node makes them (a pipe whose node's side is 1 MiB, or a
+// socket pair for messages); the task's side non-blocking for the "task" threads of the tests,
+// which must not block while frozen.
+struct EndFds {
+  UniqueFd task_side, node_side;
+  uint64_t task_inode = 0;  // (messages)
+};
+EndFds stress_end_fds(bool writer, bool messages);
+
 class StressNode {
  public:
   explicit StressNode(std::string name);

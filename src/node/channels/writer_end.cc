@@ -53,6 +53,8 @@ WriterEnd::WriterEnd(rpc::ChannelEnd spec, std::string task_id, UniqueFd pipe_re
       queue_(queue_from(spec_, from)),
       peer_node_(from && !from->peer_node().empty() ? from->peer_node() : spec_.peer_node()),
       gone_(from && from->gone()) {
+  if (from)
+    for (auto& m : from->markers_at()) markers_at_.push_back({m.marker(), m.at_byte()});
   ::fcntl(pipe_.get(), F_SETFL, O_NONBLOCK);
   // The reader went away before the task came here: the task's writes fail (EPIPE) at once.
   if (gone_) close_pipe();
@@ -118,6 +120,7 @@ void WriterEnd::pump() {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] { return holding_ || gone_ || !pipe_ || queue_.room() > 0; });
       if (holding_) return;
+      place_due_markers();  // (a cut's, when the pipe held nothing more before it)
       // The task's writes fail with EPIPE once the reader is gone, as for a pipe without reader;
       // after its end (a snapshot's cut may have read it) nothing more comes.
       if (!pipe_ || gone_ || queue_.closed()) return close_pipe();
@@ -139,8 +142,9 @@ void WriterEnd::pump() {
     // more than the queue has room for.)
     std::unique_lock<std::mutex> reading(read_mu_);
     {
+      // (Nor past the place of a snapshot's marker: it goes between the bytes where it was cut.)
       std::lock_guard<std::mutex> lock(mu_);
-      want = std::min<uint64_t>(queue_.room(), want);
+      want = std::min<uint64_t>({queue_.room(), bytes_before_marker(), want});
     }
     if (want == 0) continue;  // (back to waiting for room)
     ssize_t n = ::read(pipe_.get(), buf.data(), want);
@@ -154,6 +158,7 @@ void WriterEnd::pump() {
       buf.resize(static_cast<size_t>(n));
       queue_.append_read(std::move(buf));
       buf = std::string();
+      place_due_markers();
       cv_.notify_all();
     } else if (n > 0) {
       // (Read no more than the room: all of it is taken; a read the queue took only in part
@@ -162,6 +167,7 @@ void WriterEnd::pump() {
           static_cast<size_t>(n))
         fail("internal: channel {}#{}: the queue took only part of a read", spec_.job(),
              spec_.channel());
+      place_due_markers();
       announce_items();
     } else {
       queue_.close();  // the task closed its end (or ended): the reader sees the end
@@ -239,16 +245,19 @@ void WriterEnd::pump_messages() {
       cv_.notify_all();
       return;
     }
-    // (Taken now, whatever comes: a hold or a snapshot's cut takes it along, past the capacity.)
-    pending_ = take_message(pipe_.get(), next.size);
+    // A message is taken only once the queue has room for it: one taken before would have to
+    // go past the capacity at a hold or a snapshot's cut, and a writer moved again and again
+    // while its reader does not read would add one each time. (Looked at again after the wait:
+    // a cut may have taken it meanwhile.)
+    if (!queue_.fits_message(next.size)) {
+      reading.unlock();
+      cv_.wait(lock, [&] { return holding_ || gone_ || queue_.fits_message(next.size); });
+      continue;
+    }
+    if (!queue_.append_message(take_message(pipe_.get(), next.size)))
+      fail("internal: channel {}#{}: the queue refused a message it had room for", spec_.job(),
+           spec_.channel());
     reading.unlock();
-    auto placed = [&] {
-      if (pending_ && queue_.append_message(*pending_)) pending_.reset();
-      return !pending_;
-    };
-    cv_.wait(lock, [&] { return holding_ || gone_ || placed(); });
-    if (pending_ && holding_) queue_.append_past_capacity(*pending_);
-    pending_.reset();
     announce_items();
     push_on_link(lock);
   }

@@ -9,20 +9,27 @@
 // finds the reader's task) and resends from what the reader says it has.
 //
 // A migration of the task holds the end: the pump and the sender stop, what the frozen task's
-// pipe still holds is taken into the queue, and the queue goes along (hold()); if the migration
-// is given up, the end resumes here.
+// pipe still holds is taken out of it, and both go along (hold()): the queue as it is, and what
+// was in the pipe back into the task's new pipe before it runs (put_back_untaken()), so that a
+// writer moving while its reader does not read never makes the queue grow past its capacity. If
+// the migration is given up, the end resumes here, with what it took in the queue.
+//
+// A snapshot's cut of a writer of bytes leaves what the pipe holds there too: the marker goes
+// after it (MarkerAt), when the pump has taken it.
 //
 // A channel of messages starts in a socket (message_socket.h), not a pipe: the pump takes one
-// message at a time, whole, once the queue has room for it.
+// message at a time, whole, once the queue has room for it (until then it stays in the socket).
 #pragma once
 
 #include <condition_variable>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <grpcpp/client_context.h>
 
@@ -67,9 +74,14 @@ class WriterEnd {
   // Stops the end for a migration of its (frozen) task; everything the task wrote is in the
   // returned state.
   rpc::ChannelHandoff hold();
-  void resume() { start(); }
-  // A snapshot records the (frozen) task: what it wrote goes into the queue, then the marker
-  // (unless it closed its end: the end is the marker then). Returns what it had written.
+  // The migration was given up: the end goes on here, what hold() took from the pipe in its
+  // queue (past its capacity: it has no way back into the pipe).
+  void resume();
+  // At the task's destination, before it runs: what hold() took from the pipe (or socket) at its
+  // source goes back in, first. `task_side`: the task's end of its new pipe (or socket).
+  static void put_back_untaken(const rpc::ChannelHandoff& from, int task_side);
+  // A snapshot records the (frozen) task: the marker goes after everything it wrote (unless it
+  // closed its end: the end is the marker then). Returns what it had written.
   rpc::ChannelCut cut(uint64_t marker);
   rpc::ChannelEndStat stat();
 
@@ -79,8 +91,22 @@ class WriterEnd {
   enum class StreamEnd { kRetry, kBroken, kMoved, kDone };
   void pump();
   void pump_messages();
+  // With mu_ held, the task frozen: what its pipe or socket holds (all it wrote), taken out in
+  // order; `*end`: the end of the stream came after it (the task closed its end).
+  std::vector<std::string> take_from_pipe(bool* end);
   // With mu_ held: what the frozen task's pipe or socket still holds, into the queue.
   void take_the_rest();
+  // With mu_ held: the same, out of the pipe but not into the queue (untaken_). At the end of
+  // the stream (the task closed its end) it goes into the queue, with the end.
+  void take_untaken();
+  // With mu_ held: `data`, taken from the pipe, into the queue past its capacity, with the
+  // markers due within it in their places.
+  void append_taken(std::string_view data);
+  // With mu_ held: the markers whose byte has been taken, into the queue.
+  void place_due_markers();
+  // With mu_ held: how many bytes the pump may take before the next marker's place.
+  uint64_t bytes_before_marker() const;
+  rpc::ChannelCut cut_bytes(uint64_t marker);
   void send();
   StreamEnd stream_to(const std::string& node);
   StreamEnd stream_items(grpc::ClientReaderWriter<rpc::ChannelFrame, rpc::ChannelReply>& stream,
@@ -119,7 +145,11 @@ class WriterEnd {
   std::mutex mu_;
   std::condition_variable cv_;
   channel::ChannelSendQueue queue_;
-  std::optional<std::string> pending_;  // a message taken from the socket, waiting for room
+  std::vector<std::string> untaken_;  // hold()'s, from the pipe (or socket), in order
+  struct MarkerAt {
+    uint64_t marker, at_byte;
+  };
+  std::deque<MarkerAt> markers_at_;  // a cut's markers after bytes still in the pipe, in order
   std::string peer_node_;
   bool holding_ = false;
   bool gone_ = false;

@@ -1,6 +1,11 @@
-// What a writer end gives while its task is frozen: everything the task wrote, taken out of its
-// pipe or socket, for a migration's hold (the end's whole state) or a snapshot's cut (the
-// marker after it); and its counters.
+// What a writer end gives while its task is frozen: for a migration's hold, the end's whole
+// state, with what the task's pipe or socket still holds taken out of it to be put back into the
+// new one where the task goes (or into the queue if the migration is given up); for a snapshot's
+// cut, the marker after everything the task wrote; and its counters.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <vector>
@@ -8,18 +13,30 @@
 #include "node/channels/message_socket.h"
 #include "node/channels/wire.h"
 #include "node/channels/writer_end.h"
+#include "util/error.h"
 
 namespace ferry::node {
 namespace {
 
 constexpr size_t kReadChunk = 1 << 20;  // the most taken from the pipe at once
 
+uint64_t bytes_in_pipe(int fd) {
+  int n = 0;
+  return ::ioctl(fd, FIONREAD, &n) == 0 && n > 0 ? static_cast<uint64_t>(n) : 0;
+}
+
+// Nobody holds the pipe's write end any more: after what it holds comes the end.
+bool writers_gone(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return ::poll(&p, 1, 0) == 1 && (p.revents & POLLHUP);
+}
+
 }  // namespace
 
 rpc::ChannelHandoff WriterEnd::hold() {
   stop_threads();
   std::lock_guard<std::mutex> lock(mu_);
-  take_the_rest();
+  take_untaken();
   rpc::ChannelHandoff h;
   h.set_job(spec_.job());
   h.set_channel(spec_.channel());
@@ -36,53 +53,157 @@ rpc::ChannelHandoff WriterEnd::hold() {
   h.set_writes_acknowledged(c.messages_acknowledged);
   h.set_gone(gone_);
   h.set_peer_node(peer_node_);
+  for (auto& piece : untaken_) h.add_untaken(piece);
+  for (auto& m : markers_at_) {
+    rpc::MarkerAt* at = h.add_markers_at();
+    at->set_marker(m.marker);
+    at->set_at_byte(m.at_byte);
+  }
   return h;
+}
+
+void WriterEnd::resume() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& piece : untaken_) append_taken(piece);
+    untaken_.clear();
+  }
+  start();
+}
+
+void WriterEnd::put_back_untaken(const rpc::ChannelHandoff& from, int task_side) {
+  if (from.untaken().empty()) return;
+  if (from.gone()) return;  // (the task's writes fail: nobody would read them)
+  bool messages = false;
+  socklen_t len = sizeof(int);
+  int type = 0;
+  messages = ::getsockopt(task_side, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
+  size_t total = 0;
+  for (auto& piece : from.untaken()) total += piece.size();
+  if (!messages && total > static_cast<size_t>(::fcntl(task_side, F_GETPIPE_SZ)))
+    ::fcntl(task_side, F_SETPIPE_SZ, static_cast<int>(total));
+  // (Never blocking: what does not fit fails the commit, and the task runs on at its source.
+  // The flag is the task's too, put back before it runs.)
+  const int flags = ::fcntl(task_side, F_GETFL);
+  ::fcntl(task_side, F_SETFL, flags | O_NONBLOCK);
+  for (auto& piece : from.untaken()) {
+    ssize_t n = messages ? ::send(task_side, piece.data(), piece.size(), MSG_NOSIGNAL)
+                         : ::write(task_side, piece.data(), piece.size());
+    if (n != static_cast<ssize_t>(piece.size())) {
+      int err = n < 0 ? errno : ENOSPC;
+      ::fcntl(task_side, F_SETFL, flags);
+      fail_errno(err, "cannot put back the {} bytes channel {}#{}'s writer had not taken", total,
+                 from.job(), from.channel());
+    }
+  }
+  ::fcntl(task_side, F_SETFL, flags);
 }
 
 rpc::ChannelCut WriterEnd::cut(uint64_t marker) {
   std::lock_guard<std::mutex> reading(read_mu_);
   std::unique_lock<std::mutex> lock(mu_);
-  if (pending_) {
-    queue_.append_past_capacity(*pending_);
-    pending_.reset();
-  }
-  take_the_rest();
   rpc::ChannelCut c;
+  if (!messages_) {
+    c = cut_bytes(marker);
+  } else {
+    take_the_rest();
+    c.set_bytes(queue_.counters().bytes_written);
+    c.set_messages(queue_.counters().messages_written);
+    // After its end nothing comes: the end is the channel's marker.
+    c.set_ended(queue_.closed());
+    if (!queue_.closed()) queue_.append_marker(marker);
+  }
   c.set_channel(spec_.channel());
   c.set_writer(true);
-  c.set_bytes(queue_.counters().bytes_written);
-  c.set_messages(queue_.counters().messages_written);
-  // After its end nothing comes: the end is the channel's marker.
-  c.set_ended(queue_.closed());
-  if (!queue_.closed()) queue_.append_marker(marker);
   announce_items();
   push_on_link(lock);
   return c;
 }
 
-// The task is frozen: what its pipe or socket holds now is all it wrote, and goes along.
-void WriterEnd::take_the_rest() {
+// What the pipe holds stays there (taken into the queue past its capacity, a writer that a
+// stalled reader holds up would gain a pipe's worth at every snapshot): the marker waits for
+// the pump to take it. With mu_ (and read_mu_) held.
+rpc::ChannelCut WriterEnd::cut_bytes(uint64_t marker) {
+  rpc::ChannelCut c;
+  const uint64_t in_pipe = pipe_ ? bytes_in_pipe(pipe_.get()) : 0;
+  if (in_pipe == 0) take_the_rest();  // (nothing, or the end)
+  const uint64_t written = queue_.counters().bytes_written + in_pipe;
+  c.set_bytes(written);
+  c.set_messages(queue_.counters().messages_written);
+  // After its end nothing comes: the end is the channel's marker.
+  const bool ended = queue_.closed() || (in_pipe > 0 && writers_gone(pipe_.get()));
+  c.set_ended(ended);
+  if (!ended) markers_at_.push_back({marker, written});
+  place_due_markers();
+  return c;
+}
+
+void WriterEnd::place_due_markers() {
+  while (!markers_at_.empty() && markers_at_.front().at_byte <= queue_.counters().bytes_written) {
+    if (!queue_.closed()) queue_.append_marker(markers_at_.front().marker);
+    markers_at_.pop_front();
+  }
+}
+
+uint64_t WriterEnd::bytes_before_marker() const {
+  if (markers_at_.empty()) return UINT64_MAX;
+  return markers_at_.front().at_byte - queue_.counters().bytes_written;
+}
+
+void WriterEnd::append_taken(std::string_view data) {
+  if (messages_) return queue_.append_past_capacity(data);
+  while (!data.empty()) {
+    place_due_markers();
+    size_t piece = std::min<uint64_t>(data.size(), bytes_before_marker());
+    queue_.append_past_capacity(data.substr(0, piece));
+    data.remove_prefix(piece);
+  }
+  place_due_markers();
+}
+
+// The task is frozen: what its pipe or socket holds now is all it wrote.
+std::vector<std::string> WriterEnd::take_from_pipe(bool* end) {
+  std::vector<std::string> taken;
+  *end = false;
   if (messages_) {
     while (pipe_ && !queue_.closed()) {
       NextMessage next = peek_message(pipe_.get());
       if (next.kind == NextMessage::kNone) break;
-      if (next.kind == NextMessage::kEnd)
-        queue_.close();
-      else
-        queue_.append_past_capacity(take_message(pipe_.get(), next.size));
+      if (next.kind == NextMessage::kEnd) {
+        *end = true;
+        break;
+      }
+      taken.push_back(take_message(pipe_.get(), next.size));
     }
-    return;
+    return taken;
   }
   std::vector<char> buf(kReadChunk);
   while (pipe_ && !queue_.closed()) {
     ssize_t n = ::read(pipe_.get(), buf.data(), buf.size());
     if (n > 0) {
-      queue_.append_past_capacity(std::string_view(buf.data(), static_cast<size_t>(n)));
+      taken.emplace_back(buf.data(), static_cast<size_t>(n));
       continue;
     }
-    if (n == 0) queue_.close();
+    *end = n == 0;
     break;
   }
+  return taken;
+}
+
+void WriterEnd::take_the_rest() {
+  bool end = false;
+  for (auto& piece : take_from_pipe(&end)) append_taken(piece);
+  if (end) queue_.close();
+}
+
+void WriterEnd::take_untaken() {
+  bool end = false;
+  for (auto& piece : take_from_pipe(&end)) untaken_.push_back(std::move(piece));
+  if (!end) return;
+  // The end of the stream was in the pipe: what came before it, then the end, into the queue.
+  for (auto& piece : untaken_) append_taken(piece);
+  untaken_.clear();
+  queue_.close();
 }
 
 rpc::ChannelEndStat WriterEnd::stat() {

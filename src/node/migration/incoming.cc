@@ -19,6 +19,7 @@
 #include "cr/provided_sockets.h"
 #include "image/image_files.h"
 #include "image/validate.h"
+#include "node/channels/writer_end.h"
 #include "node/states.h"
 #include "node/task_fds.h"
 #include "util/error.h"
@@ -189,9 +190,14 @@ cr::BuildOptions IncomingMigration::build_options(bool lazy) {
   return options;
 }
 
-void IncomingMigration::refill_channel_pipes() {
+void IncomingMigration::refill_channel_pipes(const ChannelHandoffs& handoffs) {
   for (auto& end : task_.channel_ends()) {
-    if (end.writer()) continue;
+    if (end.writer()) {
+      for (auto& h : handoffs)
+        if (h.writer() && h.job() == end.job() && h.channel() == end.channel())
+          WriterEnd::put_back_untaken(h, channel_pipes_.task_side.at(end.fd()).get());
+      continue;
+    }
     const image::OpenFile* file = open_file_at(image_, end.fd());
     // A reader that closed its end (or put something else at its number) has nothing unread.
     if (!file || file->kind_case() != image::OpenFile::kPipe ||
@@ -414,7 +420,7 @@ rpc::CommitReply IncomingMigration::commit(const rpc::CommitRequest& req) {
   }
   pid_t pid = built_->pid();
   try {
-    refill_channel_pipes();
+    refill_channel_pipes(req.channels());
   } catch (const std::exception& e) {
     reply.set_reason(e.what());
     return reply;

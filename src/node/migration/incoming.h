@@ -81,8 +81,10 @@ class IncomingMigration : public std::enable_shared_from_this<IncomingMigration>
  private:
   rpc::TaskingReply not_ready(rpc::TaskingReply& reply, const std::string& why);
   cr::BuildOptions build_options(bool lazy);
-  // What the frozen task had not read yet from each channel it reads goes back into its pipe.
-  void refill_channel_pipes();
+  // What the frozen task had not read yet from each channel it reads goes back into its pipe,
+  // and what it had written into each channel it writes and its end had not taken yet into its
+  // new pipe (`handoffs`, the source's ends).
+  void refill_channel_pipes(const ChannelHandoffs& handoffs);
   // tasking(): its parts.
   std::string take_tasking_turn(const rpc::TaskingRequest& req, bool* prepared);
   void build(const rpc::TaskingRequest& req, bool prepared);
