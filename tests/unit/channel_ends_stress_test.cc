@@ -115,7 +115,8 @@ class ChannelEndsStress : public ::testing::TestWithParam<std::tuple<unsigned, b
     EndFds w = stress_end_fds(true, messages_);
     writer_fd_ = std::move(w.task_side);
     writer_ = std::make_shared<WriterEnd>(stress_end_spec(true, messages_, reader_at), "a",
-                                          std::move(w.node_side), links_at(*nodes_[0]), nullptr);
+                                          std::move(w.node_side), w.task_inode,
+                                          links_at(*nodes_[0]), nullptr);
     EndFds r = stress_end_fds(false, messages_);
     reader_fd_ = std::move(r.task_side);
     set_reader(std::make_shared<ReaderEnd>(stress_end_spec(false, messages_, "n1"), "b", reader_at,
@@ -294,8 +295,9 @@ void ChannelEndsStress::move_writer(bool give_up) {
   EndFds fds = stress_end_fds(true, messages_);
   WriterEnd::put_back_untaken(h, fds.task_side.get());
   StressNode& to = other_than(writer_node_);
-  auto moved = std::make_shared<WriterEnd>(stress_end_spec(true, messages_, nodes_.back()->name()),
-                                           "a", std::move(fds.node_side), links_at(to), &h);
+  auto moved =
+      std::make_shared<WriterEnd>(stress_end_spec(true, messages_, nodes_.back()->name()), "a",
+                                  std::move(fds.node_side), fds.task_inode, links_at(to), &h);
   moved->start();
   writer_node_ = to.name();
   writer_fd_ = std::move(fds.task_side);
@@ -403,7 +405,7 @@ void ChannelEndsStress::snapshot(uint64_t marker, bool reader_first, bool reader
   Frozen frozen(writer_task_);
   if (!writer_fd_) return;
   std::lock_guard<std::mutex> lock(snap_mu_);
-  cuts_[marker].written = writer_->cut(marker).bytes();
+  cuts_[marker].written = writer_->cut(marker, ::getpid()).bytes();
   cuts_[marker].writer_cut = true;
 }
 

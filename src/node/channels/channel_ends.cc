@@ -59,7 +59,8 @@ void ChannelEnds::start(const std::string& task_id, const ChannelEndSpecs& ends,
       uint64_t task_inode = inode == pipes.task_inodes.end() ? 0 : inode->second;
       if (task_inode) mine.provided.push_back(task_inode);
       if (e.writer()) {
-        auto w = std::make_shared<WriterEnd>(e, task_id, std::move(fd), links_, handoff_of(e));
+        auto w = std::make_shared<WriterEnd>(e, task_id, std::move(fd), task_inode, links_,
+                                             handoff_of(e));
         w->start();
         mine.writers.push_back(std::move(w));
       } else {
@@ -117,7 +118,7 @@ std::vector<rpc::ChannelCut> ChannelEnds::cut(const std::string& task_id, pid_t 
                                               std::vector<std::shared_ptr<ReaderEnd>>* ended) {
   Ends ends = ends_of(task_id);
   std::vector<rpc::ChannelCut> out;
-  for (auto& w : ends.writers) out.push_back(w->cut(marker));
+  for (auto& w : ends.writers) out.push_back(w->cut(marker, pid));
   for (auto& r : ends.readers) {
     bool done = false;
     out.push_back(r->start_recording(marker, pid, &done));

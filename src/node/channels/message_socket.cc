@@ -118,6 +118,20 @@ std::vector<std::string> take_unread_messages(pid_t pid, uint64_t task_inode) {
   return out;
 }
 
+size_t send_again_from_task_end(pid_t pid, uint64_t task_inode,
+                                const std::vector<std::string>& messages) {
+  cr::ProcessSockets sockets = cr::scan_sockets(pid);
+  auto it = sockets.by_ino.find(task_inode);
+  if (it == sockets.by_ino.end() || it->second.empty()) return 0;
+  UniqueFd fd = cr::borrow_fd(pid, it->second.front());
+  size_t sent = 0;
+  for (auto& m : messages) {
+    if (::send(fd.get(), m.data(), m.size(), MSG_DONTWAIT | MSG_NOSIGNAL) < 0) break;
+    sent++;
+  }
+  return sent;
+}
+
 bool has_unread_messages(pid_t pid, uint64_t task_inode) {
   bool any = false;
   look_into_task_end(pid, task_inode,

@@ -48,4 +48,10 @@ std::vector<std::string> take_unread_messages(pid_t pid, uint64_t task_inode);
 // Whether any wait there, none taken.
 bool has_unread_messages(pid_t pid, uint64_t task_inode);
 
+// Messages the frozen task of `pid` had sent through the task's end of a writer's pair (the socket
+// `task_inode`), taken out of the node's side, sent again from the task's end in their order:
+// how many it took (fewer when its buffer is full; none when the task no longer holds it).
+size_t send_again_from_task_end(pid_t pid, uint64_t task_inode,
+                                const std::vector<std::string>& messages);
+
 }  // namespace ferry::node

@@ -44,17 +44,18 @@ channel::ChannelSendQueue queue_from(const rpc::ChannelEnd& spec, const rpc::Cha
 }  // namespace
 
 WriterEnd::WriterEnd(rpc::ChannelEnd spec, std::string task_id, UniqueFd pipe_read,
-                     ChannelLinks links, const rpc::ChannelHandoff* from)
+                     uint64_t task_inode, ChannelLinks links, const rpc::ChannelHandoff* from)
     : spec_(std::move(spec)),
       task_id_(std::move(task_id)),
       links_(std::move(links)),
       messages_(spec_.messages()),
       pipe_(std::move(pipe_read)),
+      task_inode_(task_inode),
       queue_(queue_from(spec_, from)),
       peer_node_(from && !from->peer_node().empty() ? from->peer_node() : spec_.peer_node()),
       gone_(from && from->gone()) {
   if (from)
-    for (auto& m : from->markers_at()) markers_at_.push_back({m.marker(), m.at_byte()});
+    for (auto& m : from->markers_at()) markers_at_.push_back({m.marker(), m.after()});
   ::fcntl(pipe_.get(), F_SETFL, O_NONBLOCK);
   // The reader went away before the task came here: the task's writes fail (EPIPE) at once.
   if (gone_) close_pipe();
@@ -144,7 +145,7 @@ void WriterEnd::pump() {
     {
       // (Nor past the place of a snapshot's marker: it goes between the bytes where it was cut.)
       std::lock_guard<std::mutex> lock(mu_);
-      want = std::min<uint64_t>({queue_.room(), bytes_before_marker(), want});
+      want = std::min<uint64_t>({queue_.room(), before_marker(), want});
     }
     if (want == 0) continue;  // (back to waiting for room)
     ssize_t n = ::read(pipe_.get(), buf.data(), want);
@@ -223,6 +224,7 @@ void WriterEnd::pump_messages() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (holding_) return;
+      place_due_markers();  // (a cut's, when the socket held nothing more before it)
       // The task's writes fail with EPIPE once the reader is gone, as for a socket without peer.
       if (!pipe_ || gone_ || queue_.closed()) return close_pipe();
     }
@@ -258,6 +260,7 @@ void WriterEnd::pump_messages() {
       fail("internal: channel {}#{}: the queue refused a message it had room for", spec_.job(),
            spec_.channel());
     reading.unlock();
+    place_due_markers();
     announce_items();
     push_on_link(lock);
   }

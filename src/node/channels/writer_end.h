@@ -14,8 +14,8 @@
 // writer moving while its reader does not read never makes the queue grow past its capacity. If
 // the migration is given up, the end resumes here, with what it took in the queue.
 //
-// A snapshot's cut of a writer of bytes leaves what the pipe holds there too: the marker goes
-// after it (MarkerAt), when the pump has taken it.
+// A snapshot's cut leaves what the pipe (or socket) holds there too: the marker goes after it
+// (MarkerAt), when the pump has taken it.
 //
 // A channel of messages starts in a socket (message_socket.h), not a pipe: the pump takes one
 // message at a time, whole, once the queue has room for it (until then it stays in the socket).
@@ -64,8 +64,9 @@ struct ChannelLinks {
 class WriterEnd {
  public:
   // `from`: the end's state when it arrived here with its task (nullptr for a new end).
-  WriterEnd(rpc::ChannelEnd spec, std::string task_id, UniqueFd pipe_read, ChannelLinks links,
-            const rpc::ChannelHandoff* from);
+  // `task_inode`: a channel of messages, the task's end of its socket pair (0 for a pipe).
+  WriterEnd(rpc::ChannelEnd spec, std::string task_id, UniqueFd pipe_read, uint64_t task_inode,
+            ChannelLinks links, const rpc::ChannelHandoff* from);
   ~WriterEnd();
   WriterEnd(const WriterEnd&) = delete;
   WriterEnd& operator=(const WriterEnd&) = delete;
@@ -80,9 +81,9 @@ class WriterEnd {
   // At the task's destination, before it runs: what hold() took from the pipe (or socket) at its
   // source goes back in, first. `task_side`: the task's end of its new pipe (or socket).
   static void put_back_untaken(const rpc::ChannelHandoff& from, int task_side);
-  // A snapshot records the (frozen) task: the marker goes after everything it wrote (unless it
-  // closed its end: the end is the marker then). Returns what it had written.
-  rpc::ChannelCut cut(uint64_t marker);
+  // A snapshot records the (frozen) task `pid`: the marker goes after everything it wrote (unless
+  // it closed its end: the end is the marker then). Returns what it had written.
+  rpc::ChannelCut cut(uint64_t marker, pid_t pid);
   rpc::ChannelEndStat stat();
 
  private:
@@ -104,9 +105,12 @@ class WriterEnd {
   void append_taken(std::string_view data);
   // With mu_ held: the markers whose byte has been taken, into the queue.
   void place_due_markers();
-  // With mu_ held: how many bytes the pump may take before the next marker's place.
-  uint64_t bytes_before_marker() const;
+  // With mu_ held: what the pump has taken from the pipe (bytes; messages from a socket), and
+  // how much more it may take before the next marker's place.
+  uint64_t taken() const;
+  uint64_t before_marker() const;
   rpc::ChannelCut cut_bytes(uint64_t marker);
+  rpc::ChannelCut cut_messages(uint64_t marker, pid_t pid);
   void send();
   StreamEnd stream_to(const std::string& node);
   StreamEnd stream_items(grpc::ClientReaderWriter<rpc::ChannelFrame, rpc::ChannelReply>& stream,
@@ -139,6 +143,7 @@ class WriterEnd {
   const ChannelLinks links_;
   const bool messages_;
   UniqueFd pipe_;
+  const uint64_t task_inode_;
   WakeFd wake_;  // the pump must look at the flags
 
   std::mutex read_mu_;  // the pump's read and append (before mu_)
@@ -147,7 +152,7 @@ class WriterEnd {
   channel::ChannelSendQueue queue_;
   std::vector<std::string> untaken_;  // hold()'s, from the pipe (or socket), in order
   struct MarkerAt {
-    uint64_t marker, at_byte;
+    uint64_t marker, after;  // (MarkerAt)
   };
   std::deque<MarkerAt> markers_at_;  // a cut's markers after bytes still in the pipe, in order
   std::string peer_node_;

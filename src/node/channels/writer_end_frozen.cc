@@ -57,7 +57,7 @@ rpc::ChannelHandoff WriterEnd::hold() {
   for (auto& m : markers_at_) {
     rpc::MarkerAt* at = h.add_markers_at();
     at->set_marker(m.marker);
-    at->set_at_byte(m.at_byte);
+    at->set_after(m.after);
   }
   return h;
 }
@@ -99,20 +99,10 @@ void WriterEnd::put_back_untaken(const rpc::ChannelHandoff& from, int task_side)
   ::fcntl(task_side, F_SETFL, flags);
 }
 
-rpc::ChannelCut WriterEnd::cut(uint64_t marker) {
+rpc::ChannelCut WriterEnd::cut(uint64_t marker, pid_t pid) {
   std::lock_guard<std::mutex> reading(read_mu_);
   std::unique_lock<std::mutex> lock(mu_);
-  rpc::ChannelCut c;
-  if (!messages_) {
-    c = cut_bytes(marker);
-  } else {
-    take_the_rest();
-    c.set_bytes(queue_.counters().bytes_written);
-    c.set_messages(queue_.counters().messages_written);
-    // After its end nothing comes: the end is the channel's marker.
-    c.set_ended(queue_.closed());
-    if (!queue_.closed()) queue_.append_marker(marker);
-  }
+  rpc::ChannelCut c = messages_ ? cut_messages(marker, pid) : cut_bytes(marker);
   c.set_channel(spec_.channel());
   c.set_writer(true);
   announce_items();
@@ -138,23 +128,58 @@ rpc::ChannelCut WriterEnd::cut_bytes(uint64_t marker) {
   return c;
 }
 
+// The same for a socket, which cannot say how many messages it holds without giving them up:
+// they are taken out, counted, and sent again from the task's end (borrowed from the frozen
+// task). Where that cannot be (the task's end is not in its hands, its buffer refuses one), they
+// go into the queue past its capacity, the marker after them.
+rpc::ChannelCut WriterEnd::cut_messages(uint64_t marker, pid_t pid) {
+  rpc::ChannelCut c;
+  bool end = false;
+  std::vector<std::string> taken = take_from_pipe(&end);
+  uint64_t bytes = 0;
+  for (auto& m : taken) bytes += m.size();
+  c.set_bytes(queue_.counters().bytes_written + bytes);
+  c.set_messages(queue_.counters().messages_written + taken.size());
+  const bool send_again = !end && !taken.empty() && task_inode_ != 0;
+  const size_t again = send_again ? send_again_from_task_end(pid, task_inode_, taken) : 0;
+  if (again < taken.size()) {
+    bool none = false;
+    take_from_pipe(&none);  // (those sent again: `taken` has them, before the others)
+    for (auto& m : taken) append_taken(m);
+    if (end) queue_.close();
+  }
+  // After its end nothing comes: the end is the channel's marker.
+  c.set_ended(queue_.closed());
+  if (!queue_.closed()) markers_at_.push_back({marker, c.messages()});
+  place_due_markers();
+  return c;
+}
+
+uint64_t WriterEnd::taken() const {
+  return messages_ ? queue_.counters().messages_written : queue_.counters().bytes_written;
+}
+
 void WriterEnd::place_due_markers() {
-  while (!markers_at_.empty() && markers_at_.front().at_byte <= queue_.counters().bytes_written) {
+  while (!markers_at_.empty() && markers_at_.front().after <= taken()) {
     if (!queue_.closed()) queue_.append_marker(markers_at_.front().marker);
     markers_at_.pop_front();
   }
 }
 
-uint64_t WriterEnd::bytes_before_marker() const {
+uint64_t WriterEnd::before_marker() const {
   if (markers_at_.empty()) return UINT64_MAX;
-  return markers_at_.front().at_byte - queue_.counters().bytes_written;
+  return markers_at_.front().after - taken();
 }
 
 void WriterEnd::append_taken(std::string_view data) {
-  if (messages_) return queue_.append_past_capacity(data);
+  if (messages_) {
+    place_due_markers();
+    queue_.append_past_capacity(data);
+    return place_due_markers();
+  }
   while (!data.empty()) {
     place_due_markers();
-    size_t piece = std::min<uint64_t>(data.size(), bytes_before_marker());
+    size_t piece = std::min<uint64_t>(data.size(), before_marker());
     queue_.append_past_capacity(data.substr(0, piece));
     data.remove_prefix(piece);
   }
