@@ -289,7 +289,7 @@ void ChannelEndsStress::move_writer(bool give_up) {
   if (!writer_fd_) return;  // (it has ended)
   rpc::ChannelHandoff h = writer_->hold();
   if (give_up) {
-    writer_->resume();
+    writer_->resume(::getpid());
     return;
   }
   EndFds fds = stress_end_fds(true, messages_);

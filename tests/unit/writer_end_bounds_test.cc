@@ -1,10 +1,10 @@
 // A writer whose reader does not read: what it can write is what its channel holds (the queue's
-// capacity, its own pipe or socket, the reader's), however often it moves or snapshots cut it
-// meanwhile. A move used to take what the frozen task's pipe held into the queue past its
-// capacity and give the task an empty pipe at the destination; a cut did the same before its
-// marker: each added a pipe's worth (or a socket's, or one message) to what the node holds.
-// Every byte still arrives once, in order, and each cut's marker lands after exactly what the
-// writer had written.
+// capacity, its own pipe or socket, the reader's), however often it moves (or its migration is
+// given up) or snapshots cut it meanwhile. A move used to take what the frozen task's pipe held
+// into the queue past its capacity and give the task an empty pipe at the destination (a move
+// given up kept it in the queue); a cut did the same before its marker: each added a pipe's
+// worth (or a socket's, or one message) to what the node holds. Every byte still arrives once,
+// in order, and each cut's marker lands after exactly what the writer had written.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -81,9 +81,11 @@ class StalledReaderTest : public ::testing::TestWithParam<bool> {
   }
 
   // The writer's task moves: frozen (it is this thread), its end held, a new pipe with what the
-  // old one held put back, a new end from the handoff.
-  void move_writer() {
+  // old one held put back, a new end from the handoff. Or the move is given up: the end goes on,
+  // what it took from the pipe back in it.
+  void move_writer(bool give_up = false) {
     rpc::ChannelHandoff h = writer_->hold();
+    if (give_up) return writer_->resume(::getpid());
     EndFds fds = stress_end_fds(true, messages_);
     WriterEnd::put_back_untaken(h, fds.task_side.get());
     writer_ = std::make_shared<WriterEnd>(stress_end_spec(true, messages_, "n1"), "a",
@@ -154,8 +156,8 @@ TEST_P(StalledReaderTest, AWriterMovedAndCutAgainAndAgainHoldsNoMoreThanItsChann
   // The capacity (1 MiB) and the writer's pipe or socket at least.
   ASSERT_GT(held, (1u << 20) + (64u << 10));
   RecordProperty("held_bytes", std::to_string(held));
-  for (int move = 1; move <= 4; move++) {
-    move_writer();
+  for (int move = 1; move <= 6; move++) {
+    move_writer(move % 3 == 0);  // (the third and the sixth given up)
     EXPECT_LE(fill(), held + kSlack) << "after move " << move << " (" << held << " before)";
   }
   for (int marker = 1; marker <= 4; marker++) {

@@ -144,9 +144,9 @@ std::vector<rpc::ChannelHandoff> ChannelEnds::hold(const std::string& task_id, p
   return out;
 }
 
-void ChannelEnds::resume(const std::string& task_id) {
+void ChannelEnds::resume(const std::string& task_id, pid_t pid) {
   Ends ends = ends_of(task_id);
-  for (auto& w : ends.writers) w->resume();
+  for (auto& w : ends.writers) w->resume(pid);
   for (auto& r : ends.readers) r->resume();
 }
 

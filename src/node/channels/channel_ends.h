@@ -44,8 +44,8 @@ class ChannelEnds {
   void check_movable(const std::string& task_id, pid_t pid);
   // A migration of the (frozen) task `pid`: its ends stop and give their state.
   std::vector<rpc::ChannelHandoff> hold(const std::string& task_id, pid_t pid);
-  // The migration was given up: the ends go on here.
-  void resume(const std::string& task_id);
+  // The migration was given up: the ends go on here (the task `pid` still frozen).
+  void resume(const std::string& task_id, pid_t pid);
   // The task runs at `node` now: its ends here go.
   void moved(const std::string& task_id, const std::string& node);
   // A writer's daemon opened a stream to one of the reader ends here.

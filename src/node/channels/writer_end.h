@@ -12,7 +12,7 @@
 // pipe still holds is taken out of it, and both go along (hold()): the queue as it is, and what
 // was in the pipe back into the task's new pipe before it runs (put_back_untaken()), so that a
 // writer moving while its reader does not read never makes the queue grow past its capacity. If
-// the migration is given up, the end resumes here, with what it took in the queue.
+// the migration is given up, the end resumes here, what it took back in the task's pipe.
 //
 // A snapshot's cut leaves what the pipe (or socket) holds there too: the marker goes after it
 // (MarkerAt), when the pump has taken it.
@@ -75,9 +75,9 @@ class WriterEnd {
   // Stops the end for a migration of its (frozen) task; everything the task wrote is in the
   // returned state.
   rpc::ChannelHandoff hold();
-  // The migration was given up: the end goes on here, what hold() took from the pipe in its
-  // queue (past its capacity: it has no way back into the pipe).
-  void resume();
+  // The migration was given up: the end goes on here, what hold() took from the pipe of the
+  // (still frozen) task `pid` back in it.
+  void resume(pid_t pid);
   // At the task's destination, before it runs: what hold() took from the pipe (or socket) at its
   // source goes back in, first. `task_side`: the task's end of its new pipe (or socket).
   static void put_back_untaken(const rpc::ChannelHandoff& from, int task_side);
@@ -100,6 +100,7 @@ class WriterEnd {
   // With mu_ held: the same, out of the pipe but not into the queue (untaken_). At the end of
   // the stream (the task closed its end) it goes into the queue, with the end.
   void take_untaken();
+  void put_back_into_task(pid_t pid);  // (resume()'s, with mu_ held)
   // With mu_ held: `data`, taken from the pipe, into the queue past its capacity, with the
   // markers due within it in their places.
   void append_taken(std::string_view data);

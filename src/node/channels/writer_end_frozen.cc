@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "node/channels/message_socket.h"
+#include "node/channels/task_pipe_end.h"
 #include "node/channels/wire.h"
 #include "node/channels/writer_end.h"
 #include "util/error.h"
@@ -23,6 +24,24 @@ constexpr size_t kReadChunk = 1 << 20;  // the most taken from the pipe at once
 uint64_t bytes_in_pipe(int fd) {
   int n = 0;
   return ::ioctl(fd, FIONREAD, &n) == 0 && n > 0 ? static_cast<uint64_t>(n) : 0;
+}
+
+// `pieces`, written into the pipe of `node_side` from the frozen task's end, in order, if they fit
+// at once (a write that blocked would hang ferryd): how many were.
+size_t write_again_into_task_pipe(pid_t pid, int node_side,
+                                  const std::vector<std::string>& pieces) {
+  UniqueFd end = borrow_task_pipe_end(pid, node_side, O_WRONLY);
+  if (!end) return 0;
+  uint64_t total = 0;
+  for (auto& p : pieces) total += p.size();
+  const int size = ::fcntl(end.get(), F_GETPIPE_SZ);
+  if (size < 0 || total + bytes_in_pipe(node_side) > static_cast<uint64_t>(size)) return 0;
+  size_t written = 0;
+  for (auto& p : pieces) {
+    if (::write(end.get(), p.data(), p.size()) != static_cast<ssize_t>(p.size())) break;
+    written++;
+  }
+  return written;
 }
 
 // Nobody holds the pipe's write end any more: after what it holds comes the end.
@@ -62,13 +81,30 @@ rpc::ChannelHandoff WriterEnd::hold() {
   return h;
 }
 
-void WriterEnd::resume() {
+void WriterEnd::resume(pid_t pid) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto& piece : untaken_) append_taken(piece);
-    untaken_.clear();
+    put_back_into_task(pid);
   }
   start();
+}
+
+// What hold() took goes back into the task's pipe (or socket), written again from the task's own
+// end (borrowed: the task is still frozen), so that a migration given up leaves the queue and
+// the pipe as they were. Where it cannot (the task no longer holds its end), into the queue.
+void WriterEnd::put_back_into_task(pid_t pid) {
+  if (untaken_.empty()) return;
+  size_t again = 0;
+  if (messages_ && task_inode_)
+    again = send_again_from_task_end(pid, task_inode_, untaken_);
+  else if (!messages_ && pipe_)
+    again = write_again_into_task_pipe(pid, pipe_.get(), untaken_);
+  if (again < untaken_.size()) {
+    bool none = false;
+    take_from_pipe(&none);  // (those written again: untaken_ has them, before the others)
+    for (auto& piece : untaken_) append_taken(piece);
+  }
+  untaken_.clear();
 }
 
 void WriterEnd::put_back_untaken(const rpc::ChannelHandoff& from, int task_side) {

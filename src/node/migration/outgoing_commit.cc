@@ -235,7 +235,7 @@ void OutgoingMigration::task_ended_meanwhile(std::optional<int> code) {
 std::optional<int> OutgoingMigration::back_out() {
   stop_server();
   if (channels_held_) {
-    node_.channels.resume(id_);
+    node_.channels.resume(id_, pid_);
     channels_held_ = false;
   }
   if (rounds_) rounds_->stop_tracking();
