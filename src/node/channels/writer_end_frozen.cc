@@ -110,10 +110,9 @@ void WriterEnd::put_back_into_task(pid_t pid) {
 void WriterEnd::put_back_untaken(const rpc::ChannelHandoff& from, int task_side) {
   if (from.untaken().empty()) return;
   if (from.gone()) return;  // (the task's writes fail: nobody would read them)
-  bool messages = false;
-  socklen_t len = sizeof(int);
   int type = 0;
-  messages = ::getsockopt(task_side, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
+  socklen_t len = sizeof type;
+  const bool messages = ::getsockopt(task_side, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
   size_t total = 0;
   for (auto& piece : from.untaken()) total += piece.size();
   if (!messages && total > static_cast<size_t>(::fcntl(task_side, F_GETPIPE_SZ)))
