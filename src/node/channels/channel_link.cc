@@ -13,6 +13,7 @@
 #include <string>
 
 #include "util/error.h"
+#include "util/low_water.h"
 
 namespace ferry::node {
 namespace {
@@ -139,6 +140,7 @@ void LinkReceiver::take(void* dst, size_t len, bool read_ahead) {
   len -= have;
   if (!len) return;
   if (len >= in_.size() || !read_ahead) {
+    LowWater whole(sock_.get(), len, kSpliceFrom);
     transfer::read_fully(sock_.get(), out, len, kWhat);
     return;
   }
@@ -175,7 +177,11 @@ LinkItem LinkReceiver::next() {
 LinkItem LinkReceiver::next_in_socket(const transfer::FrameHeader& h) {
   drop(sock_.get(), sizeof h);
   if (buf_.size() < h.length + transfer::kTagSize) buf_.resize(h.length + transfer::kTagSize);
-  peek_fully(sock_.get(), buf_.data(), h.length + transfer::kTagSize);
+  {
+    // (Woken once the whole frame is there, not for every segment that comes.)
+    LowWater whole(sock_.get(), h.length + transfer::kTagSize);
+    peek_fully(sock_.get(), buf_.data(), h.length + transfer::kTagSize);
+  }
   check_tag(h, reinterpret_cast<const uint8_t*>(buf_.data() + h.length));
   rest_in_socket_ = h.length + transfer::kTagSize;
   data_taken_ = 0;
