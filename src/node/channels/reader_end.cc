@@ -23,9 +23,12 @@ constexpr auto kHeldWait = std::chrono::seconds(2);
 // On a link: how many items, and how long a quiet link, before an acknowledgement.
 constexpr uint64_t kAckItems = 1024;
 constexpr int kQuietAckMs = 2;
-// How soon a pipe full by its bytes (not its slots) is looked at again: at first soon (a fast
-// reader empties 1 MiB in half a millisecond), then less often while its reader reads nothing.
+// How soon a pipe full by its bytes (not its slots) is looked at again when no read of it woke
+// the end (pipe_reads.h): at first soon (a fast reader empties 1 MiB in half a millisecond), then
+// less often while its reader reads nothing. With the task's reads watched the first look is
+// only a safety net.
 constexpr long kFirstFullPipeLookUs = 100;
+constexpr long kFirstWatchedPipeLookUs = 2000;
 constexpr long kLastFullPipeLookUs = 50000;
 
 // What a pipe of `size` bytes may still take: its size less the bytes it holds.
@@ -94,6 +97,7 @@ void ReaderEnd::wake() {
 
 void ReaderEnd::close_pipe() {
   pipe_.reset();
+  reads_.reset();
   wake_.close();  // (nothing waits for room in a pipe that is gone)
 }
 
@@ -268,11 +272,13 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
                                        std::string_view data, uint64_t generation,
                                        LinkReceiver* in_socket) {
   const bool marker = marker_id != kNoMarker;
-  bool full_by_bytes = false;
+  bool full_by_bytes = false, read_seen = false;
   long look_us = kFirstFullPipeLookUs;
+  int reads_fd = -1;
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
+      if (read_seen && reads_) reads_->forget();  // (before the room is looked at again)
       uint64_t hook_for = kNoMarker;
       if (auto d = check_turn(seq, end, marker_id, generation, hook_for)) return *d;
       if (hook_for != kNoMarker) {
@@ -308,7 +314,11 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
         spliced_ = spliced_ || in_socket;
         if (spliced_) len = std::min(len, pipe_room_bytes(pipe_.get(), pipe_size_));
         if (len == 0) {
-          if (full_by_bytes) look_us = std::min(2 * look_us, kLastFullPipeLookUs);
+          if (!reads_) reads_.emplace(pipe_.get());
+          reads_fd = reads_->fd();
+          look_us = !full_by_bytes
+                        ? reads_->watching() ? kFirstWatchedPipeLookUs : kFirstFullPipeLookUs
+                        : std::min(2 * look_us, kLastFullPipeLookUs);
           full_by_bytes = true;
         } else {
           ssize_t n = in_socket ? in_socket->splice_data(pipe_.get(), skip_, len)
@@ -318,7 +328,6 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
             skip_ += static_cast<uint64_t>(n);
             bytes_delivered_ += static_cast<uint64_t>(n);
             full_by_bytes = false;
-            look_us = kFirstFullPipeLookUs;
             continue;
           }
           // EPIPE: the task closed its end or ended; nothing it has not read will ever be.
@@ -326,12 +335,13 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
         }
       }
     }
-    // A pipe full by its bytes may still have free slots (POLLOUT): the task's reading is then
-    // looked for after a while (it has a pipe's worth to read meanwhile).
-    pollfd fds[2] = {{pipe_.get(), POLLOUT, 0}, {wake_.fd(), POLLIN, 0}};
+    // A pipe full by its bytes may still have free slots (POLLOUT): the task's next read is
+    // waited for then (pipe_reads.h), or looked for after a while.
+    pollfd fds[3] = {{pipe_.get(), POLLOUT, 0}, {wake_.fd(), POLLIN, 0}, {reads_fd, POLLIN, 0}};
     const timespec look{0, look_us * 1000};
-    int waited = full_by_bytes ? ::ppoll(&fds[1], 1, &look, nullptr) : ::poll(fds, 2, -1);
+    int waited = full_by_bytes ? ::ppoll(&fds[1], 2, &look, nullptr) : ::poll(fds, 2, -1);
     if (waited < 0 && errno != EINTR) return Delivery::kStop;
+    read_seen = full_by_bytes && fds[2].revents;
   }
 }
 

@@ -33,6 +33,7 @@
 #include "channel/channel_stream.h"
 #include "ferry.grpc.pb.h"
 #include "node/channels/channel_link.h"
+#include "node/channels/pipe_reads.h"
 #include "node/channels/wake_fd.h"
 #include "util/fd.h"
 
@@ -145,8 +146,9 @@ class ReaderEnd {
   std::mutex mu_;
   std::condition_variable cv_;
   UniqueFd pipe_;
-  const int pipe_size_;  // (F_GETPIPE_SZ, once: it does not change)
-  bool spliced_ = false;  // pages went into the pipe by splice (slots of more than 4 KiB)
+  const int pipe_size_;             // (F_GETPIPE_SZ, once: it does not change)
+  bool spliced_ = false;            // pages went into the pipe by splice (slots of more than 4 KiB)
+  std::optional<PipeReads> reads_;  // once the pipe was full by its bytes: the task's reads
   channel::ChannelReceiver receiver_;
   uint64_t skip_ = 0;  // bytes of the item receiver_.next_seq() already in the pipe
   uint64_t bytes_delivered_ = 0;

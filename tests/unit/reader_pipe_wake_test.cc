@@ -1,0 +1,147 @@
+// A reader's pipe that a link's large items were spliced into is full by its bytes long before
+// its slots are (spliced pages fill a slot with up to 32 KiB), so the kernel gives no POLLOUT
+// when the task reads. The end used to look at the pipe again on a timer that doubles, up to 50
+// ms, while the task reads nothing: a task that paused for a while and then read found its pipe
+// refilled only at the end's next look, tens of milliseconds later. The task's reads now wake
+// the end (pipe_reads.h).
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "channel_stress_node.h"
+#include "node/channels/pipe_reads.h"
+#include "node/channels/reader_end.h"
+#include "node/channels/writer_end.h"
+#include "support/wait_until.h"
+
+namespace ferry::node {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+TEST(PipeReadsTest, AReadOfThePipeByAnyoneMakesTheWatchReadableUntilForgotten) {
+  int fds[2];
+  ASSERT_EQ(::pipe2(fds, O_CLOEXEC | O_NONBLOCK), 0);
+  UniqueFd out(fds[0]), in(fds[1]);
+  PipeReads reads(in.get());  // (the writer's end: the reads are on the other one)
+  ASSERT_TRUE(reads.watching());
+  pollfd p{reads.fd(), POLLIN, 0};
+  ASSERT_EQ(::write(in.get(), "abcd", 4), 4);
+  EXPECT_EQ(::poll(&p, 1, 0), 0) << "a write was taken for a read";
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    char c;
+    ::_exit(::read(out.get(), &c, 1) == 1 ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_EQ(::poll(&p, 1, 1000), 1) << "another process's read was not seen";
+  reads.forget();
+  EXPECT_EQ(::poll(&p, 1, 0), 0) << "forget() left something";
+}
+
+// A writer on node n1 much faster than its reader on n2: the link carries 64 KiB items, which
+// are spliced into the reader's 1 MiB pipe.
+class ReaderPipeWakeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    ::sigaction(SIGPIPE, &ignore, &old_sigpipe_);  // (as ferryd: a closed link is an error)
+    n1_ = std::make_unique<StressNode>("n1");
+    n2_ = std::make_unique<StressNode>("n2");
+    EndFds r = stress_end_fds(false, false);
+    reader_fd_ = std::move(r.task_side);
+    n2_->set_reader(std::make_shared<ReaderEnd>(stress_end_spec(false, false, "n1"), "b", "n2",
+                                                std::move(r.node_side), 0, nullptr));
+    EndFds w = stress_end_fds(true, false);
+    writer_fd_ = std::move(w.task_side);
+    auto stub_of = [this](const std::string& name) -> rpc::Node::Stub& {
+      return name == "n1" ? n1_->stub() : n2_->stub();
+    };
+    auto reader_at = [](const rpc::ChannelEnd&) -> std::optional<std::string> { return "n2"; };
+    writer_ =
+        std::make_shared<WriterEnd>(stress_end_spec(true, false, "n2"), "a", std::move(w.node_side),
+                                    0, n1_->links(stub_of, reader_at), nullptr);
+    writer_->start();
+  }
+  // The reader's task reads everything meanwhile: its end's delivery into a full pipe would
+  // otherwise hold up the node's shutdown.
+  void TearDown() override {
+    std::atomic<bool> done{false};
+    std::thread reading([&] {
+      std::vector<char> buf(64 << 10);
+      while (!done) {
+        pollfd p{reader_fd_.get(), POLLIN, 0};
+        if (::poll(&p, 1, 10) > 0 && ::read(reader_fd_.get(), buf.data(), buf.size()) == 0) break;
+      }
+    });
+    writer_.reset();
+    n1_->shut_down();
+    n2_->shut_down();
+    done = true;
+    reading.join();
+    n1_.reset();
+    n2_.reset();
+    ::sigaction(SIGPIPE, &old_sigpipe_, nullptr);
+  }
+
+  int held() {
+    int n = 0;
+    return ::ioctl(reader_fd_.get(), FIONREAD, &n) == 0 ? n : -1;
+  }
+  void write_what_fits() {
+    const std::string chunk(64 << 10, 'x');
+    while (::write(writer_fd_.get(), chunk.data(), chunk.size()) > 0) {
+    }
+  }
+
+  struct sigaction old_sigpipe_ {};
+  std::unique_ptr<StressNode> n1_, n2_;
+  UniqueFd reader_fd_, writer_fd_;
+  std::shared_ptr<WriterEnd> writer_;
+};
+
+// The reader's task pauses 130 ms (the end's timer has backed off to tens of milliseconds by
+// then), empties the pipe, and times how long until the pipe has something again.
+TEST_F(ReaderPipeWakeTest, AFullPipeIsFilledAgainAsSoonAsItsPausedTaskReads) {
+  const int pipe_size = ::fcntl(reader_fd_.get(), F_GETPIPE_SZ);
+  std::vector<double> refill_ms;
+  for (int round = 0; round < 5; round++) {
+    write_what_fits();
+    ASSERT_TRUE(test::wait_until([&] { return held() >= pipe_size; }, 10000))
+        << "the reader's pipe was not filled: it holds " << held();
+    write_what_fits();  // (what waits behind the full pipe: more than it holds)
+    // The task does nothing for a while: the end, finding the pipe full, looks less and less.
+    std::this_thread::sleep_for(std::chrono::milliseconds(130));
+    std::vector<char> buf(static_cast<size_t>(pipe_size));
+    ASSERT_EQ(::read(reader_fd_.get(), buf.data(), buf.size()), pipe_size);
+    const auto emptied = Clock::now();
+    pollfd p{reader_fd_.get(), POLLIN, 0};
+    ASSERT_EQ(::poll(&p, 1, 5000), 1) << "nothing came after the pipe was emptied";
+    refill_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - emptied).count());
+  }
+  EXPECT_GT(n2_->links_taken(), 0) << "the items did not go on a link (nothing was spliced)";
+  std::sort(refill_ms.begin(), refill_ms.end());
+  RecordProperty("median_refill_us", static_cast<int>(refill_ms[2] * 1000));
+  RecordProperty("slowest_refill_us", static_cast<int>(refill_ms.back() * 1000));
+  // (The end's next look on its timer alone came 20-30 ms after the read.)
+  EXPECT_LT(refill_ms[2], 10.0) << "median of 5 refills " << refill_ms[2] << " ms, slowest "
+                                << refill_ms.back() << " ms";
+}
+
+}  // namespace
+}  // namespace ferry::node
