@@ -3,7 +3,7 @@
 // when the task reads. The end used to look at the pipe again on a timer that doubles, up to 50
 // ms, while the task reads nothing: a task that paused for a while and then read found its pipe
 // refilled only at the end's next look, tens of milliseconds later. The task's reads now wake
-// the end (pipe_reads.h).
+// the end (pipe_reads.h), and so does its leaving.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
@@ -141,6 +142,29 @@ TEST_F(ReaderPipeWakeTest, AFullPipeIsFilledAgainAsSoonAsItsPausedTaskReads) {
   // (The end's next look on its timer alone came 20-30 ms after the read.)
   EXPECT_LT(refill_ms[2], 10.0) << "median of 5 refills " << refill_ms[2] << " ms, slowest "
                                 << refill_ms.back() << " ms";
+}
+
+// A reader's task that leaves while its pipe is full by its bytes: nothing is written into the
+// pipe then, which would fail with EPIPE, so its end used to wait on for the task to read, and
+// the writer was never told (it blocked for good instead of getting SIGPIPE).
+TEST_F(ReaderPipeWakeTest, ATaskThatLeavesWhileItsPipeIsFullIsSeenGoneAndItsWriterToo) {
+  const int pipe_size = ::fcntl(reader_fd_.get(), F_GETPIPE_SZ);
+  write_what_fits();
+  ASSERT_TRUE(test::wait_until([&] { return held() >= pipe_size; }, 10000))
+      << "the reader's pipe was not filled: it holds " << held();
+  write_what_fits();
+  reader_fd_.reset();  // the task ends
+  // The writer's task writes on while its channel has room, until it learns.
+  const std::string chunk(64 << 10, 'x');
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  int error = 0;
+  while (error != EPIPE && Clock::now() < deadline) {
+    if (::write(writer_fd_.get(), chunk.data(), chunk.size()) >= 0) continue;
+    error = errno;
+    pollfd p{writer_fd_.get(), POLLOUT, 0};
+    ::poll(&p, 1, 100);
+  }
+  EXPECT_EQ(error, EPIPE) << "the writer's task was not told in 10 s: " << std::strerror(error);
 }
 
 }  // namespace

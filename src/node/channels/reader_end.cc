@@ -272,7 +272,7 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
                                        std::string_view data, uint64_t generation,
                                        LinkReceiver* in_socket) {
   const bool marker = marker_id != kNoMarker;
-  bool full_by_bytes = false, read_seen = false;
+  bool full_by_bytes = false, read_seen = false, task_left = false;
   long look_us = kFirstFullPipeLookUs;
   int reads_fd = -1;
   for (;;) {
@@ -314,6 +314,8 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
         spliced_ = spliced_ || in_socket;
         if (spliced_) len = std::min(len, pipe_room_bytes(pipe_.get(), pipe_size_));
         if (len == 0) {
+          // (Nothing is written to find EPIPE: the task's leaving is seen by the poll below.)
+          if (task_left) return task_gone();
           if (!reads_) reads_.emplace(pipe_.get());
           reads_fd = reads_->fd();
           look_us = !full_by_bytes
@@ -335,13 +337,17 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
         }
       }
     }
-    // A pipe full by its bytes may still have free slots (POLLOUT): the task's next read is
-    // waited for then (pipe_reads.h), or looked for after a while.
-    pollfd fds[3] = {{pipe_.get(), POLLOUT, 0}, {wake_.fd(), POLLIN, 0}, {reads_fd, POLLIN, 0}};
+    // A pipe full by its bytes may still have free slots (POLLOUT, not asked for then): the
+    // task's next read is waited for (pipe_reads.h), or looked for after a while, and its
+    // leaving (POLLERR: the pipe has no reader).
+    pollfd fds[3] = {{pipe_.get(), static_cast<short>(full_by_bytes ? 0 : POLLOUT), 0},
+                     {wake_.fd(), POLLIN, 0},
+                     {reads_fd, POLLIN, 0}};
     const timespec look{0, look_us * 1000};
-    int waited = full_by_bytes ? ::ppoll(&fds[1], 2, &look, nullptr) : ::poll(fds, 2, -1);
+    int waited = full_by_bytes ? ::ppoll(fds, 3, &look, nullptr) : ::poll(fds, 2, -1);
     if (waited < 0 && errno != EINTR) return Delivery::kStop;
     read_seen = full_by_bytes && fds[2].revents;
+    task_left = full_by_bytes && (fds[0].revents & POLLERR);
   }
 }
 
