@@ -272,13 +272,11 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
                                        std::string_view data, uint64_t generation,
                                        LinkReceiver* in_socket) {
   const bool marker = marker_id != kNoMarker;
-  bool full_by_bytes = false, read_seen = false, task_left = false;
-  long look_us = kFirstFullPipeLookUs;
-  int reads_fd = -1;
+  RoomWait room;
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      if (read_seen && reads_) reads_->forget();  // (before the room is looked at again)
+      if (room.read_seen && reads_) reads_->forget();  // (before the room is looked at again)
       uint64_t hook_for = kNoMarker;
       if (auto d = check_turn(seq, end, marker_id, generation, hook_for)) return *d;
       if (hook_for != kNoMarker) {
@@ -314,14 +312,9 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
         spliced_ = spliced_ || in_socket;
         if (spliced_) len = std::min(len, pipe_room_bytes(pipe_.get(), pipe_size_));
         if (len == 0) {
-          // (Nothing is written to find EPIPE: the task's leaving is seen by the poll below.)
-          if (task_left) return task_gone();
-          if (!reads_) reads_.emplace(pipe_.get());
-          reads_fd = reads_->fd();
-          look_us = !full_by_bytes
-                        ? reads_->watching() ? kFirstWatchedPipeLookUs : kFirstFullPipeLookUs
-                        : std::min(2 * look_us, kLastFullPipeLookUs);
-          full_by_bytes = true;
+          // (Nothing is written to find EPIPE: the task's leaving is seen by wait_for_room().)
+          if (room.task_left) return task_gone();
+          note_full(room);
         } else {
           ssize_t n = in_socket ? in_socket->splice_data(pipe_.get(), skip_, len)
                                 : ::write(pipe_.get(), data.data() + skip_, len);
@@ -329,7 +322,7 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
             if (!recordings_.empty()) record(data.substr(skip_, static_cast<size_t>(n)));
             skip_ += static_cast<uint64_t>(n);
             bytes_delivered_ += static_cast<uint64_t>(n);
-            full_by_bytes = false;
+            room.full_by_bytes = false;
             continue;
           }
           // EPIPE: the task closed its end or ended; nothing it has not read will ever be.
@@ -337,18 +330,32 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
         }
       }
     }
-    // A pipe full by its bytes may still have free slots (POLLOUT, not asked for then): the
-    // task's next read is waited for (pipe_reads.h), or looked for after a while, and its
-    // leaving (POLLERR: the pipe has no reader).
-    pollfd fds[3] = {{pipe_.get(), static_cast<short>(full_by_bytes ? 0 : POLLOUT), 0},
-                     {wake_.fd(), POLLIN, 0},
-                     {reads_fd, POLLIN, 0}};
-    const timespec look{0, look_us * 1000};
-    int waited = full_by_bytes ? ::ppoll(fds, 3, &look, nullptr) : ::poll(fds, 2, -1);
-    if (waited < 0 && errno != EINTR) return Delivery::kStop;
-    read_seen = full_by_bytes && fds[2].revents;
-    task_left = full_by_bytes && (fds[0].revents & POLLERR);
+    if (!wait_for_room(room)) return Delivery::kStop;
   }
+}
+
+void ReaderEnd::note_full(RoomWait& room) {
+  if (!reads_) reads_.emplace(pipe_.get());
+  room.reads_fd = reads_->fd();
+  room.look_us = !room.full_by_bytes
+                     ? reads_->watching() ? kFirstWatchedPipeLookUs : kFirstFullPipeLookUs
+                     : std::min(2 * room.look_us, kLastFullPipeLookUs);
+  room.full_by_bytes = true;
+}
+
+bool ReaderEnd::wait_for_room(RoomWait& room) {
+  // A pipe full by its bytes may still have free slots (POLLOUT, not asked for then): the
+  // task's next read is waited for (pipe_reads.h), or looked for after a while, and its
+  // leaving (POLLERR: the pipe has no reader).
+  pollfd fds[3] = {{pipe_.get(), static_cast<short>(room.full_by_bytes ? 0 : POLLOUT), 0},
+                   {wake_.fd(), POLLIN, 0},
+                   {room.reads_fd, POLLIN, 0}};
+  const timespec look{0, room.look_us * 1000};
+  int waited = room.full_by_bytes ? ::ppoll(fds, 3, &look, nullptr) : ::poll(fds, 2, -1);
+  if (waited < 0 && errno != EINTR) return false;
+  room.read_seen = room.full_by_bytes && fds[2].revents;
+  room.task_left = room.full_by_bytes && (fds[0].revents & POLLERR);
+  return true;
 }
 
 ReaderEnd::Delivery ReaderEnd::accept_item(uint64_t seq, bool end, bool marker) {

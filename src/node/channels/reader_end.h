@@ -128,8 +128,17 @@ class ReaderEnd {
   // hook_for when the marker hook must run first.
   std::optional<Delivery> check_turn(uint64_t seq, bool end, uint64_t marker_id,
                                      uint64_t generation, uint64_t& hook_for);
+  // deliver()'s wait for room in the pipe: for a free slot (POLLOUT); or, the pipe full by its
+  // bytes, for the task's next read, its leaving, or a timer that doubles.
+  struct RoomWait {
+    bool full_by_bytes = false, read_seen = false, task_left = false;
+    long look_us = 0;
+    int reads_fd = -1;
+  };
+  void note_full(RoomWait& room);      // with mu_ held: the pipe is full by its bytes
+  bool wait_for_room(RoomWait& room);  // unlocked; false when the poll failed
   void record(std::string_view data);  // with mu_ held: delivered while recordings are on
-  Delivery task_gone();  // with mu_ held: the task closed its end or ended
+  Delivery task_gone();                // with mu_ held: the task closed its end or ended
   // With mu_ held: a message (or a marker, or the end) into the task's socket, whole, or nothing
   // yet (wait for room); the unread ones of an earlier place go first.
   std::optional<Delivery> put_message(uint64_t seq, bool end, bool marker, std::string_view data);
