@@ -50,6 +50,25 @@ std::pair<UniqueFd, UniqueFd> tcp_pair() {
   return {std::move(client), std::move(server)};
 }
 
+// A TCP pair tuned as ferryd tunes a link's sockets.
+std::pair<UniqueFd, UniqueFd> tuned_tcp_pair() {
+  auto pair = tcp_pair();
+  tune_link_socket(pair.first.get());
+  tune_link_socket(pair.second.get());
+  return pair;
+}
+
+// `count` data items of `size` bytes, numbered from 0; byte i of item `seq` is byte(seq, i).
+std::vector<channel::Item> items_of(size_t count, size_t size, char (*byte)(uint64_t, size_t)) {
+  std::vector<channel::Item> items(count);
+  for (uint64_t seq = 0; seq < count; seq++) {
+    items[seq].seq = seq;
+    items[seq].data.resize(size);
+    for (size_t i = 0; i < size; i++) items[seq].data[i] = byte(seq, i);
+  }
+  return items;
+}
+
 std::vector<channel::Item> some_items() {
   std::vector<channel::Item> items;
   for (uint64_t seq = 0; seq < 300; seq++) {
@@ -162,10 +181,8 @@ TEST(ChannelLinkTest, ALargeItemLargerThanTheWindowArrivesWhole) {
 // pipe: wholly, from an offset (the rest of an item delivered in part before a move), or not at
 // all (a resend of what the reader has); small ones among them come as before.
 TEST(ChannelLinkTest, LargeItemsGoFromTheSocketIntoAPipe) {
-  auto [client, server] = tcp_pair();
+  auto [client, server] = tuned_tcp_pair();
   ASSERT_TRUE(server);
-  tune_link_socket(client.get());
-  tune_link_socket(server.get());
   const transfer::Key key = transfer::random_key();
   std::vector<channel::Item> items(40);
   std::string want_in_pipe;
@@ -256,16 +273,11 @@ TEST(ChannelLinkTest, AnAlteredFrameIsRefused) {
 
 // A large frame that is peeked (it follows a large one) is checked before anything of it is used.
 TEST(ChannelLinkTest, AnAlteredLargeFrameIsRefusedWhenPeeked) {
-  auto [client, server] = tcp_pair();
+  auto [client, server] = tuned_tcp_pair();
   ASSERT_TRUE(server);
-  tune_link_socket(client.get());
-  tune_link_socket(server.get());
   const transfer::Key key = transfer::random_key();
-  std::vector<channel::Item> items(2);
-  for (uint64_t seq = 0; seq < items.size(); seq++) {
-    items[seq].seq = seq;
-    items[seq].data.assign(100u << 10, static_cast<char>('p' + seq));
-  }
+  std::vector<channel::Item> items =
+      items_of(2, 100u << 10, [](uint64_t seq, size_t) { return static_cast<char>('p' + seq); });
   const size_t frame_bytes = sizeof(transfer::FrameHeader) + (100u << 10) + transfer::kTagSize;
   std::string frames = frames_of(key, {&items[0], &items[1]});
   ASSERT_EQ(frames.size(), 2 * frame_bytes);
@@ -287,17 +299,11 @@ TEST(ChannelLinkTest, AnAlteredLargeFrameIsRefusedWhenPeeked) {
 // piece (each wakeup costs as much as copying 30-60 KiB on a virtual machine): two 1 MiB items
 // in 32 pieces, each written once the receiver sleeps again, would switch it out 32 times.
 TEST(ChannelLinkTest, ALargeFrameWakesItsReaderOnceNotForEveryPiece) {
-  auto [client, server] = tcp_pair();
+  auto [client, server] = tuned_tcp_pair();
   ASSERT_TRUE(server);
-  tune_link_socket(client.get());
-  tune_link_socket(server.get());
   const transfer::Key key = transfer::random_key();
-  std::vector<channel::Item> items(2);
-  for (uint64_t seq = 0; seq < items.size(); seq++) {
-    items[seq].seq = seq;
-    for (size_t i = 0; i < (1u << 20); i++)
-      items[seq].data.push_back(static_cast<char>(seq * 7 + i % 251));
-  }
+  std::vector<channel::Item> items = items_of(
+      2, 1u << 20, [](uint64_t seq, size_t i) { return static_cast<char>(seq * 7 + i % 251); });
   const std::string frames = frames_of(key, {&items[0], &items[1]});
   const int server_fd = server.get();
   LinkReceiver receiver(std::move(server), key);
