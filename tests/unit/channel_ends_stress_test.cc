@@ -17,6 +17,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -418,8 +419,16 @@ TEST_P(ChannelEndsStress, EveryByteArrivesOnceInOrderWhileBothEndsMoveAndSnapsho
   int moves = 0, given_up = 0, snapshots = 0, broken = 0;
   bool reader_first = false;
   uint64_t marker = 0;
+  // The longest the reader got nothing while bytes were on their way: the moves and cuts take
+  // milliseconds; a link that stalls (until the next link is made) shows here.
+  uint64_t last_read = 0;
+  auto last_progress = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::duration longest_still{};
   while (written_ < kBytes && !writer_task_.failed && !reader_task_.failed &&
          std::chrono::steady_clock::now() < deadline) {
+    const auto now = std::chrono::steady_clock::now();
+    if (read_ != last_read || written_ == read_) last_read = read_, last_progress = now;
+    longest_still = std::max(longest_still, now - last_progress);
     std::this_thread::sleep_for(std::chrono::microseconds(rng() % 3000));
     switch (rng() % 7) {
       case 0:
@@ -461,6 +470,7 @@ TEST_P(ChannelEndsStress, EveryByteArrivesOnceInOrderWhileBothEndsMoveAndSnapsho
     EXPECT_GT(broken, 3);
   }
   EXPECT_GT(carried_, 3);
+  EXPECT_LT(longest_still, std::chrono::seconds(3)) << "the channel stood still";
   std::printf(
       "%d moves (%d with a recording on), %d given up, %d snapshots (%d checked), %d links (%d "
       "broken)\n",

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -338,6 +339,56 @@ TEST(ChannelLinkTest, ALargeFrameWakesItsReaderOnceNotForEveryPiece) {
   EXPECT_TRUE(same);
   // (Its first header, the rest of the first item, the second's header and data: 4 at most.)
   EXPECT_LE(switches, 5) << "the receiver was woken for pieces of a frame";
+}
+
+// Once part of a large frame is read, what is left of it wakes its reader however little it is.
+// The kernel wakes a reader blocked on a TCP socket only once the bytes queued reach the socket's
+// low-water mark, whatever the reader asked for; a mark left at the frame's size (or at its cap,
+// half the receive buffer) is never reached by the last few KiB once the rest was read, and the
+// sender, waiting for the reader's acknowledgement, sends nothing more: the channel stalled for
+// good (seen in ChannelEndsStress as 5-20 s stalls after a link was made again).
+TEST(ChannelLinkTest, TheLastPieceOfALargeFrameWakesItsReader) {
+  auto [client, server] = tcp_pair();
+  ASSERT_TRUE(server);
+  // A receive buffer that caps the mark (at half of it) under the frame: the first read of the
+  // frame's data ends partway.
+  int rcvbuf = 256 << 10;
+  ASSERT_EQ(::setsockopt(server.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf), 0);
+  const transfer::Key key = transfer::random_key();
+  std::vector<channel::Item> items =
+      items_of(1, 1u << 20, [](uint64_t, size_t i) { return static_cast<char>(i % 241); });
+  const std::string frames = frames_of(key, {&items[0]});
+  const int server_fd = server.get();
+  LinkReceiver receiver(std::move(server), key);
+  std::atomic<pid_t> receiving_tid{0};
+  auto received = std::async(std::launch::async, [&] {
+    receiving_tid = ::gettid();
+    try {
+      return receiver.next().data == items[0].data;
+    } catch (const std::exception&) {
+      return false;
+    }
+  });
+  // All but the last 16 KiB and the tag, then those once the receiver has read the rest and
+  // sleeps.
+  constexpr size_t kLast = (16 << 10) + transfer::kTagSize;
+  const size_t first = frames.size() - kLast;
+  for (size_t at = 0; at < first;) {
+    ssize_t n = ::write(client.get(), frames.data() + at, first - at);
+    ASSERT_GT(n, 0);
+    at += static_cast<size_t>(n);
+  }
+  int queued = -1;
+  for (int i = 0; i < 5000 && (queued != 0 || !receiving_tid || !asleep(receiving_tid)); i++) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ASSERT_EQ(::ioctl(server_fd, FIONREAD, &queued), 0);
+  }
+  ASSERT_EQ(queued, 0) << "the receiver did not read the first part";
+  ASSERT_EQ(::write(client.get(), frames.data() + first, kLast), static_cast<ssize_t>(kLast));
+  const bool woke = received.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  if (!woke) ::shutdown(server_fd, SHUT_RDWR);  // (bounded: it fails rather than hangs)
+  EXPECT_TRUE(woke) << "the receiver slept through the last piece of its frame";
+  EXPECT_TRUE(received.get());
 }
 
 }  // namespace

@@ -44,6 +44,32 @@ void peek_fully(int fd, void* buf, size_t len) {
   }
 }
 
+// The next len bytes of a TCP socket, its reader woken once they are all there. The reads do not
+// wait in the kernel once they have part: a read woken early (a small window, memory pressure)
+// would wait there for the rest with the mark above what is left, and never wake. Each wait is a
+// poll with the mark at what is left.
+void read_whole(int fd, void* buf, size_t len) {
+  char* out = static_cast<char*>(buf);
+  LowWater mark(fd, len, kSpliceFrom);
+  while (len) {
+    ssize_t n = ::recv(fd, out, len, MSG_DONTWAIT);
+    if (n > 0) {
+      out += n;
+      len -= static_cast<size_t>(n);
+      if (len) mark.lower_to(len);
+      continue;
+    }
+    if (n == 0)
+      throw transfer::StreamBroken(std::string(kWhat) + " ended early (the other side went away)");
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK)
+      throw transfer::StreamBroken(std::string(kWhat) + " broken: " + std::strerror(errno));
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, -1) < 0 && errno != EINTR)
+      throw transfer::StreamBroken(std::string(kWhat) + " broken: " + std::strerror(errno));
+  }
+}
+
 // Drops the next len bytes of a TCP socket, which are there (they were peeked), uncopied.
 void drop(int fd, size_t len) {
   while (len) {
@@ -139,11 +165,7 @@ void LinkReceiver::take(void* dst, size_t len, bool read_ahead) {
   out += have;
   len -= have;
   if (!len) return;
-  if (len >= in_.size() || !read_ahead) {
-    LowWater whole(sock_.get(), len, kSpliceFrom);
-    transfer::read_fully(sock_.get(), out, len, kWhat);
-    return;
-  }
+  if (len >= in_.size() || !read_ahead) return read_whole(sock_.get(), out, len);
   in_pos_ = in_end_ = 0;
   while (in_end_ < len)
     in_end_ += transfer::read_some(sock_.get(), in_.data() + in_end_, in_.size() - in_end_, kWhat);
