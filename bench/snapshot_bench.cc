@@ -299,10 +299,12 @@ void pipelines(Bench& b, int reps) {
 int main(int argc, char** argv) {
   int reps = 3;
   std::string only;
+  std::string keep_logs;
   CLI::App app{"Snapshots: pauses against fork, restart against populate, job throughput"};
   app.add_option("--reps", reps, "runs of each measurement")->capture_default_str();
   app.add_option("--only", only, "one part")
       ->check(CLI::IsMember({"pauses", "restart", "pipeline"}));
+  app.add_option("--keep-logs", keep_logs, "copy the daemons' logs into this directory at the end");
   CLI11_PARSE(app, argc, argv);
   std::string dir = "/var/tmp/ferry-snapshot-bench";
   BenchCluster cluster(dir);
@@ -316,5 +318,6 @@ int main(int argc, char** argv) {
   if (only.empty() || only == "pauses") pauses(b, reps);
   if (only.empty() || only == "restart") restart(b, reps);
   if (only.empty() || only == "pipeline") pipelines(b, reps);
+  if (!keep_logs.empty()) cluster.keep_logs(keep_logs);
   return 0;
 }
