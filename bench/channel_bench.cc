@@ -9,7 +9,8 @@
 //
 // usage: channel_bench [--reps 3] [--mib 512] [--pause yes|no] [--capacity SIZE, e.g. 16MiB]
 //        channel_bench --source BYTES | --sink | --ping COUNT | --pong | --ticker COUNT US |
-//                      --gaps | --tcp-pong ADDR | --tcp-ping ADDR COUNT   (the tasks it runs)
+//                      --gaps | --tcp-pong ADDR | --tcp-ping ADDR COUNT | --relay-pong ADDR |
+//                      --relay-ping ADDR COUNT   (the tasks and relays it runs)
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -22,6 +23,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -172,6 +174,66 @@ int tcp_ping(const std::string& addr, int count) {
   return 0;
 }
 
+// The floor of a channel across nodes whose data goes through a daemon on each node: a task's
+// pipe, a relay process, TCP, a relay process, a task's pipe, and back, with nothing else (no
+// framing, no authentication, no flow control). Each relay moves each direction on its own
+// thread, as a node's daemon does; `task` runs in a child on the relay's pipes.
+int relay(int sock, const std::function<int(int in, int out)>& task) {
+  int to_task[2], from_task[2];
+  if (pipe(to_task) != 0 || pipe(from_task) != 0) return 1;
+  pid_t child = fork();
+  if (child == 0) {
+    close(to_task[1]);
+    close(from_task[0]);
+    close(sock);
+    _exit(task(to_task[0], from_task[1]));
+  }
+  close(to_task[0]);
+  close(from_task[1]);
+  auto copy = [](int in, int out, bool then_shut) {
+    char buf[65536];
+    for (ssize_t n; (n = read(in, buf, sizeof buf)) > 0;)
+      if (!write_full(out, buf, static_cast<size_t>(n))) break;
+    if (then_shut)
+      shutdown(out, SHUT_WR);  // (the other relay's task sees the end)
+    else
+      close(out);
+  };
+  std::thread out_thread(copy, from_task[0], sock, true);
+  copy(sock, to_task[1], false);
+  out_thread.join();
+  int status = 0;
+  waitpid(child, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+}
+
+int relay_pong(const std::string& addr) {
+  sockaddr_in a = address(addr);
+  int l = tcp_socket();
+  if (bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) || listen(l, 1)) return 1;
+  int c = accept(l, nullptr, nullptr);
+  int one = 1;
+  setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  close(l);
+  return relay(c, [](int in, int out) { return pong(in, out); });
+}
+
+int relay_ping(const std::string& addr, int count) {
+  sockaddr_in a = address(addr);
+  int s = tcp_socket();
+  for (int i = 0; connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0; i++) {
+    if (i > 500) return 1;
+    close(s);
+    s = tcp_socket();
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return relay(s, [count](int in, int out) {
+    std::printf("%.2f\n", ping_pong(in, out, count));
+    std::fflush(stdout);
+    return 0;
+  });
+}
+
 // --- the measurements --------------------------------------------------------------------------
 
 struct Bench {
@@ -254,6 +316,20 @@ struct Bench {
     return std::atof(c.out.c_str());
   }
 
+  double relay_rtt_us() {
+    std::string addr = "10.213.0.2:7996";
+    pid_t server = fork();
+    if (server == 0) {
+      execlp("ip", "ip", "netns", "exec", cluster.netns("node2").c_str(), self.c_str(),
+             "--relay-pong", addr.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    Out c =
+        run({"ip", "netns", "exec", cluster.netns("node1"), self, "--relay-ping", addr, "2000"});
+    waitpid(server, nullptr, 0);
+    return std::atof(c.out.c_str());
+  }
+
   // The reader (on node2) moves to node1 while a tick arrives every ms: the longest wait between
   // two ticks it saw, less the tick interval, and the migration's freeze.
   struct Pause {
@@ -297,6 +373,8 @@ int main(int argc, char** argv) {
   if (mode == "--gaps") return gaps();
   if (mode == "--tcp-pong" && argc == 3) return tcp_pong(argv[2]);
   if (mode == "--tcp-ping" && argc == 4) return tcp_ping(argv[2], std::atoi(argv[3]));
+  if (mode == "--relay-pong" && argc == 3) return relay_pong(argv[2]);
+  if (mode == "--relay-ping" && argc == 4) return relay_ping(argv[2], std::atoi(argv[3]));
   int reps = 3;
   uint64_t mib = 512;
   bool pauses = true;
@@ -321,8 +399,9 @@ int main(int argc, char** argv) {
   const std::string& jobs = job_files.path();
   Bench b{cluster, cluster.bin() + "/channel_bench", jobs, capacity};
   uint64_t bytes = mib << 20;
-  std::vector<double> pipe, same, tcp, tls, across, rtt_tcp, rtt_same, rtt_across;
+  std::vector<double> pipe, same, tcp, tls, across, rtt_tcp, rtt_same, rtt_across, rtt_relay;
   std::vector<double> same_ratio, across_ratio, rtt_same_ratio, rtt_across_ratio;
+  std::vector<double> rtt_relay_ratio, rtt_across_of_relay;
   for (int r = 0; r < reps; r++) {
     pipe.push_back(b.pipe_mb_s(bytes));
     same.push_back(b.channel_mb_s("node1", "node1", bytes));
@@ -339,6 +418,9 @@ int main(int argc, char** argv) {
     rtt_across.push_back(b.channel_rtt_us("node2"));
     rtt_same_ratio.push_back(rtt_same.back() / rtt_tcp.back());
     rtt_across_ratio.push_back(rtt_across.back() / rtt_tcp.back());
+    rtt_relay.push_back(b.relay_rtt_us());
+    rtt_relay_ratio.push_back(rtt_relay.back() / rtt_tcp.back());
+    rtt_across_of_relay.push_back(rtt_across.back() / rtt_relay.back());
   }
   std::printf(
       "| %llu MiB through | MB/s | of its limit | each run's own, median |\n"
@@ -358,8 +440,14 @@ int main(int argc, char** argv) {
   std::printf("| raw TCP between the nodes | %.1f | | |\n", median(rtt_tcp));
   std::printf("| two channels, one node | %.1f | %.1f× | %.1f× |\n", median(rtt_same),
               median(rtt_same) / median(rtt_tcp), median(rtt_same_ratio));
-  std::printf("| two channels, across the nodes | %.1f | %.1f× | %.1f× |\n\n", median(rtt_across),
+  std::printf("| two channels, across the nodes | %.1f | %.1f× | %.1f× |\n", median(rtt_across),
               median(rtt_across) / median(rtt_tcp), median(rtt_across_ratio));
+  std::printf(
+      "| a bare relay across the nodes (pipe, relay process, TCP, relay process, pipe; the floor "
+      "of daemon-relayed data) | %.1f | %.1f× | %.1f× |\n",
+      median(rtt_relay), median(rtt_relay) / median(rtt_tcp), median(rtt_relay_ratio));
+  std::printf("| two channels across, against the bare relay | | %.2f× of the relay | %.2f× |\n\n",
+              median(rtt_across) / median(rtt_relay), median(rtt_across_of_relay));
   if (!pauses) return 0;
   std::printf(
       "| reader migrates (tick every 1 ms) | freeze ms | delivery pause ms | pause - "
