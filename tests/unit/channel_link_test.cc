@@ -370,23 +370,26 @@ TEST(ChannelLinkTest, TheLastPieceOfALargeFrameWakesItsReader) {
     }
   });
   // All but the last 16 KiB and the tag, then those once the receiver has read the rest and
-  // sleeps.
+  // sleeps. (Every way out shuts the socket first: the receiver must not outlive the test.)
   constexpr size_t kLast = (16 << 10) + transfer::kTagSize;
   const size_t first = frames.size() - kLast;
-  for (size_t at = 0; at < first;) {
-    ssize_t n = ::write(client.get(), frames.data() + at, first - at);
-    ASSERT_GT(n, 0);
-    at += static_cast<size_t>(n);
-  }
+  size_t sent = 0;
+  for (ssize_t n = 0; sent < first; sent += static_cast<size_t>(n))
+    if ((n = ::write(client.get(), frames.data() + sent, first - sent)) <= 0) break;
   int queued = -1;
-  for (int i = 0; i < 5000 && (queued != 0 || !receiving_tid || !asleep(receiving_tid)); i++) {
+  for (int i = 0; sent == first && i < 5000; i++) {
+    if (::ioctl(server_fd, FIONREAD, &queued) != 0) break;
+    if (queued == 0 && receiving_tid && asleep(receiving_tid)) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    ASSERT_EQ(::ioctl(server_fd, FIONREAD, &queued), 0);
   }
-  ASSERT_EQ(queued, 0) << "the receiver did not read the first part";
-  ASSERT_EQ(::write(client.get(), frames.data() + first, kLast), static_cast<ssize_t>(kLast));
-  const bool woke = received.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
-  if (!woke) ::shutdown(server_fd, SHUT_RDWR);  // (bounded: it fails rather than hangs)
+  const bool read_first = sent == first && queued == 0;
+  const bool sent_last = read_first && ::write(client.get(), frames.data() + first, kLast) ==
+                                           static_cast<ssize_t>(kLast);
+  const bool woke =
+      sent_last && received.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  if (!woke) ::shutdown(server_fd, SHUT_RDWR);
+  EXPECT_EQ(sent, first);
+  EXPECT_TRUE(read_first) << "the receiver did not read the first part (" << queued << " left)";
   EXPECT_TRUE(woke) << "the receiver slept through the last piece of its frame";
   EXPECT_TRUE(received.get());
 }
