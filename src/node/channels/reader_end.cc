@@ -23,14 +23,6 @@ constexpr auto kHeldWait = std::chrono::seconds(2);
 // On a link: how many items, and how long a quiet link, before an acknowledgement.
 constexpr uint64_t kAckItems = 1024;
 constexpr int kQuietAckMs = 2;
-// How soon a pipe full by its bytes (not its slots) is looked at again when no read of it woke
-// the end (pipe_reads.h): at first soon (a fast reader empties 1 MiB in half a millisecond), then
-// less often while its reader reads nothing. With the task's reads watched the first look is
-// only a safety net.
-constexpr long kFirstFullPipeLookUs = 100;
-constexpr long kFirstWatchedPipeLookUs = 2000;
-constexpr long kLastFullPipeLookUs = 50000;
-
 // What a pipe of `size` bytes may still take: its size less the bytes it holds.
 size_t pipe_room_bytes(int pipe, int size) {
   int held = 0;
@@ -276,7 +268,7 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      if (room.read_seen && reads_) reads_->forget();  // (before the room is looked at again)
+      look_again(room);
       uint64_t hook_for = kNoMarker;
       if (auto d = check_turn(seq, end, marker_id, generation, hook_for)) return *d;
       if (hook_for != kNoMarker) {
@@ -311,11 +303,12 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
         // again after a migration, nor copied by a snapshot).
         spliced_ = spliced_ || in_socket;
         if (spliced_) len = std::min(len, pipe_room_bytes(pipe_.get(), pipe_size_));
+        const bool later = len > 0 && refill_later(room, len, data.size() - skip_);
         if (len == 0) {
           // (Nothing is written to find EPIPE: the task's leaving is seen by wait_for_room().)
           if (room.task_left) return task_gone();
           note_full(room);
-        } else {
+        } else if (!later) {
           ssize_t n = in_socket ? in_socket->splice_data(pipe_.get(), skip_, len)
                                 : ::write(pipe_.get(), data.data() + skip_, len);
           if (n > 0) {
@@ -332,30 +325,6 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
     }
     if (!wait_for_room(room)) return Delivery::kStop;
   }
-}
-
-void ReaderEnd::note_full(RoomWait& room) {
-  if (!reads_) reads_.emplace(pipe_.get());
-  room.reads_fd = reads_->fd();
-  room.look_us = !room.full_by_bytes
-                     ? reads_->watching() ? kFirstWatchedPipeLookUs : kFirstFullPipeLookUs
-                     : std::min(2 * room.look_us, kLastFullPipeLookUs);
-  room.full_by_bytes = true;
-}
-
-bool ReaderEnd::wait_for_room(RoomWait& room) {
-  // A pipe full by its bytes may still have free slots (POLLOUT, not asked for then): the
-  // task's next read is waited for (pipe_reads.h), or looked for after a while, and its
-  // leaving (POLLERR: the pipe has no reader).
-  pollfd fds[3] = {{pipe_.get(), static_cast<short>(room.full_by_bytes ? 0 : POLLOUT), 0},
-                   {wake_.fd(), POLLIN, 0},
-                   {room.reads_fd, POLLIN, 0}};
-  const timespec look{0, room.look_us * 1000};
-  int waited = room.full_by_bytes ? ::ppoll(fds, 3, &look, nullptr) : ::poll(fds, 2, -1);
-  if (waited < 0 && errno != EINTR) return false;
-  room.read_seen = room.full_by_bytes && fds[2].revents;
-  room.task_left = room.full_by_bytes && (fds[0].revents & POLLERR);
-  return true;
 }
 
 ReaderEnd::Delivery ReaderEnd::accept_item(uint64_t seq, bool end, bool marker) {

@@ -18,6 +18,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -129,14 +130,20 @@ class ReaderEnd {
   std::optional<Delivery> check_turn(uint64_t seq, bool end, uint64_t marker_id,
                                      uint64_t generation, uint64_t& hook_for);
   // deliver()'s wait for room in the pipe: for a free slot (POLLOUT); or, the pipe full by its
-  // bytes, for the task's next read, its leaving, or a timer that doubles.
+  // bytes, for the task's next read, its leaving, or a timer that doubles. `reads_often`: the
+  // read seen came soon after the one before; `reads_on`: it left little room, and the next look
+  // comes after a moment, the reads not watched.
   struct RoomWait {
     bool full_by_bytes = false, read_seen = false, task_left = false;
+    bool reads_often = false, reads_on = false;
     long look_us = 0;
     int reads_fd = -1;
   };
   void note_full(RoomWait& room);      // with mu_ held: the pipe is full by its bytes
   bool wait_for_room(RoomWait& room);  // unlocked; false when the poll failed
+  void look_again(RoomWait& room);     // with mu_ held, after a wait: what it saw
+  // With mu_ held: whether the room a read just made is left for a moment (reads_on).
+  bool refill_later(RoomWait& room, size_t room_bytes, size_t left);
   void record(std::string_view data);  // with mu_ held: delivered while recordings are on
   Delivery task_gone();                // with mu_ held: the task closed its end or ended
   // With mu_ held: a message (or a marker, or the end) into the task's socket, whole, or nothing
@@ -156,6 +163,7 @@ class ReaderEnd {
   std::condition_variable cv_;
   UniqueFd pipe_;
   const int pipe_size_;             // (F_GETPIPE_SZ, once: it does not change)
+  std::chrono::steady_clock::time_point last_read_seen_{};  // (under mu_; RoomWait::reads_often)
   bool spliced_ = false;            // pages went into the pipe by splice (slots of more than 4 KiB)
   std::optional<PipeReads> reads_;  // once the pipe was full by its bytes: the task's reads
   channel::ChannelReceiver receiver_;
