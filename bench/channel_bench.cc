@@ -8,8 +8,9 @@
 // speed drifts by half within a minute.
 //
 // usage: channel_bench [--reps 3] [--mib 512] [--pause yes|no] [--capacity SIZE, e.g. 16MiB]
-//        channel_bench --source BYTES | --sink | --ping COUNT | --pong | --ticker COUNT US |
-//                      --gaps | --tcp-pong ADDR | --tcp-ping ADDR COUNT | --relay-pong ADDR |
+//                      [--read-size BYTES: the reading task's reads, 1 MiB by default]
+//        channel_bench --source BYTES | --sink [READ_SIZE] | --ping COUNT | --pong |
+//                      --ticker COUNT US | --gaps | --tcp-pong ADDR | --tcp-ping ADDR COUNT | --relay-pong ADDR |
 //                      --relay-ping ADDR COUNT   (the tasks and relays it runs)
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -76,8 +77,8 @@ int source(uint64_t bytes) {
 }
 
 // Prints "BYTES MS": what it read, and the time from the first byte to the end.
-int sink() {
-  std::vector<char> buf(1 << 20);
+int sink(size_t bs = 1 << 20) {
+  std::vector<char> buf(bs);
   uint64_t total = 0, first = 0;
   for (;;) {
     ssize_t n = read(0, buf.data(), buf.size());
@@ -240,6 +241,7 @@ struct Bench {
   ferry::bench::BenchCluster& cluster;
   std::string self, dir;
   std::string capacity;  // of every channel; empty: the job file's default
+  size_t read_size;      // what the reading task asks for at once
   int job_count = 0;
 
   // Runs a job of two tasks (a on node_a, b on node_b, a:1 -> b:0, and b:1 -> a:0 when `back`),
@@ -264,8 +266,8 @@ struct Bench {
   }
 
   double channel_mb_s(const std::string& node_a, const std::string& node_b, uint64_t bytes) {
-    std::string log =
-        job("--source, \"" + std::to_string(bytes) + "\"", node_a, "--sink", node_b, false, "b");
+    std::string log = job("--source, \"" + std::to_string(bytes) + "\"", node_a,
+                          "--sink, \"" + std::to_string(read_size) + "\"", node_b, false, "b");
     unsigned long long got = 0;
     double ms = 0;
     if (std::sscanf(log.c_str(), "%llu %lf", &got, &ms) != 2 || got != bytes || ms <= 0) return 0;
@@ -273,8 +275,9 @@ struct Bench {
   }
 
   double pipe_mb_s(uint64_t bytes) {
-    Out r = run(
-        {"/bin/sh", "-c", self + " --source " + std::to_string(bytes) + " | " + self + " --sink"});
+    Out r = run({"/bin/sh", "-c",
+                 self + " --source " + std::to_string(bytes) + " | " + self + " --sink " +
+                     std::to_string(read_size)});
     unsigned long long got = 0;
     double ms = 0;
     if (std::sscanf(r.out.c_str(), "%llu %lf", &got, &ms) != 2 || got != bytes) return 0;
@@ -362,6 +365,7 @@ struct Bench {
 int main(int argc, char** argv) {
   std::string mode = argc > 1 ? argv[1] : "";
   if (mode == "--source" && argc == 3) return source(std::stoull(argv[2]));
+  if (mode == "--sink" && argc == 3) return sink(std::stoull(argv[2]));
   if (mode == "--sink") return sink();
   if (mode == "--ping" && argc == 3) {
     double us = ping_pong(0, 1, std::atoi(argv[2]));
@@ -379,6 +383,7 @@ int main(int argc, char** argv) {
   uint64_t mib = 512;
   bool pauses = true;
   std::string capacity;
+  size_t read_size = 1 << 20;
   std::string pause = "yes";
   CLI::App app{"Channels: throughput and round trip against a pipe and raw TCP; delivery pauses"};
   app.add_option("--reps", reps, "runs of each measurement")->capture_default_str();
@@ -387,6 +392,9 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"yes", "no"}))
       ->capture_default_str();
   app.add_option("--capacity", capacity, "the channels' capacity (e.g. 16MiB)");
+  app.add_option("--read-size", read_size, "what the reading task reads at once (bytes)")
+      ->check(CLI::Range(size_t{1}, size_t{64} << 20))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   pauses = pause == "yes";
   std::string dir = "/var/tmp/ferry-channel-bench";
@@ -397,7 +405,7 @@ int main(int argc, char** argv) {
   }
   ferry::bench::JobFilesDir job_files(dir + "-jobs");
   const std::string& jobs = job_files.path();
-  Bench b{cluster, cluster.bin() + "/channel_bench", jobs, capacity};
+  Bench b{cluster, cluster.bin() + "/channel_bench", jobs, capacity, read_size};
   uint64_t bytes = mib << 20;
   std::vector<double> pipe, same, tcp, tls, across, rtt_tcp, rtt_same, rtt_across, rtt_relay;
   std::vector<double> same_ratio, across_ratio, rtt_same_ratio, rtt_across_ratio;
