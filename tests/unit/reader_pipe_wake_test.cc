@@ -144,6 +144,49 @@ TEST_F(ReaderPipeWakeTest, AFullPipeIsFilledAgainAsSoonAsItsPausedTaskReads) {
                                 << refill_ms.back() << " ms";
 }
 
+// A task that reads its full pipe in small pieces, often: the end does not refill the pipe after
+// every piece (each refill is a wakeup of the end; with 8 KiB reads across nodes a channel carried
+// half of what it does without them), but once the task has read on for a moment.
+TEST_F(ReaderPipeWakeTest, ATaskReadingSmallPiecesIsNotRefilledAfterEachOne) {
+  const int pipe_size = ::fcntl(reader_fd_.get(), F_GETPIPE_SZ);
+  write_what_fits();
+  ASSERT_TRUE(test::wait_until([&] { return held() >= pipe_size; }, 10000))
+      << "the reader's pipe was not filled: it holds " << held();
+  write_what_fits();  // (what waits behind the full pipe)
+  // The writer's task keeps the channel full meanwhile.
+  std::atomic<bool> done{false};
+  std::thread writing([&] {
+    const std::string chunk(64 << 10, 'x');
+    while (!done) {
+      if (::write(writer_fd_.get(), chunk.data(), chunk.size()) > 0) continue;
+      pollfd p{writer_fd_.get(), POLLOUT, 0};
+      ::poll(&p, 1, 10);
+    }
+  });
+  // 1024 reads of 8 KiB, one every 30 us or so (the end's wakeup takes about as long here): a
+  // refill is a read that finds more in the pipe than the one before it left.
+  constexpr int kReads = 1024;
+  std::vector<char> buf(8 << 10);
+  int refills = 0, reads = 0, left = held();
+  for (; reads < kReads; reads++) {
+    const int before = held();
+    refills += before > left;
+    pollfd p{reader_fd_.get(), POLLIN, 0};
+    if (::poll(&p, 1, 5000) != 1 || ::read(reader_fd_.get(), buf.data(), buf.size()) <= 0) break;
+    left = held();
+    const auto until = Clock::now() + std::chrono::microseconds(30);
+    while (Clock::now() < until) {
+    }
+  }
+  done = true;
+  writing.join();
+  EXPECT_EQ(reads, kReads);
+  EXPECT_GT(n2_->links_taken(), 0) << "the items did not go on a link (nothing was spliced)";
+  RecordProperty("refills", refills);
+  // (Refilled at every read seen it was 473-581 of 1024, against 105-133.)
+  EXPECT_LT(refills, kReads / 4) << refills << " refills for " << reads << " reads";
+}
+
 // A reader's task that leaves while its pipe is full by its bytes: nothing is written into the
 // pipe then, which would fail with EPIPE, so its end used to wait on for the task to read, and
 // the writer was never told (it blocked for good instead of getting SIGPIPE).
