@@ -152,25 +152,39 @@ int tcp_socket() {
   return s;
 }
 
-int tcp_pong(const std::string& addr) {
+// The one connection accepted at ADDR (-1 when none could be).
+int accept_one(const std::string& addr) {
   sockaddr_in a = address(addr);
   int l = tcp_socket();
-  if (bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) || listen(l, 1)) return 1;
+  if (bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) || listen(l, 1)) return -1;
   int c = accept(l, nullptr, nullptr);
   int one = 1;
   setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return pong(c, c);
+  close(l);
+  return c;
 }
 
-int tcp_ping(const std::string& addr, int count) {
+// A connection to ADDR, tried for up to 5 s while its other side starts (-1 when none came).
+int connect_to(const std::string& addr) {
   sockaddr_in a = address(addr);
   int s = tcp_socket();
   for (int i = 0; connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0; i++) {
-    if (i > 500) return 1;
     close(s);
+    if (i > 500) return -1;
     s = tcp_socket();
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  return s;
+}
+
+int tcp_pong(const std::string& addr) {
+  int c = accept_one(addr);
+  return c < 0 ? 1 : pong(c, c);
+}
+
+int tcp_ping(const std::string& addr, int count) {
+  int s = connect_to(addr);
+  if (s < 0) return 1;
   std::printf("%.2f\n", ping_pong(s, s, count));
   return 0;
 }
@@ -209,25 +223,13 @@ int relay(int sock, const std::function<int(int in, int out)>& task) {
 }
 
 int relay_pong(const std::string& addr) {
-  sockaddr_in a = address(addr);
-  int l = tcp_socket();
-  if (bind(l, reinterpret_cast<sockaddr*>(&a), sizeof a) || listen(l, 1)) return 1;
-  int c = accept(l, nullptr, nullptr);
-  int one = 1;
-  setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  close(l);
-  return relay(c, [](int in, int out) { return pong(in, out); });
+  int c = accept_one(addr);
+  return c < 0 ? 1 : relay(c, [](int in, int out) { return pong(in, out); });
 }
 
 int relay_ping(const std::string& addr, int count) {
-  sockaddr_in a = address(addr);
-  int s = tcp_socket();
-  for (int i = 0; connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0; i++) {
-    if (i > 500) return 1;
-    close(s);
-    s = tcp_socket();
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  int s = connect_to(addr);
+  if (s < 0) return 1;
   return relay(s, [count](int in, int out) {
     std::printf("%.2f\n", ping_pong(in, out, count));
     std::fflush(stdout);
@@ -306,32 +308,22 @@ struct Bench {
     return std::atof(log.c_str());
   }
 
-  double tcp_rtt_us() {
-    std::string addr = "10.213.0.2:7997";
+  // A round trip between node1's and node2's namespaces: `mode`-pong at ADDR in node2,
+  // `mode`-ping in node1, which prints the median.
+  double rtt_us(const std::string& mode, const std::string& addr) {
     pid_t server = fork();
     if (server == 0) {
       execlp("ip", "ip", "netns", "exec", cluster.netns("node2").c_str(), self.c_str(),
-             "--tcp-pong", addr.c_str(), static_cast<char*>(nullptr));
+             ("--" + mode + "-pong").c_str(), addr.c_str(), static_cast<char*>(nullptr));
       _exit(127);
     }
-    Out c = run({"ip", "netns", "exec", cluster.netns("node1"), self, "--tcp-ping", addr, "2000"});
+    Out c = run(
+        {"ip", "netns", "exec", cluster.netns("node1"), self, "--" + mode + "-ping", addr, "2000"});
     waitpid(server, nullptr, 0);
     return std::atof(c.out.c_str());
   }
-
-  double relay_rtt_us() {
-    std::string addr = "10.213.0.2:7996";
-    pid_t server = fork();
-    if (server == 0) {
-      execlp("ip", "ip", "netns", "exec", cluster.netns("node2").c_str(), self.c_str(),
-             "--relay-pong", addr.c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    Out c =
-        run({"ip", "netns", "exec", cluster.netns("node1"), self, "--relay-ping", addr, "2000"});
-    waitpid(server, nullptr, 0);
-    return std::atof(c.out.c_str());
-  }
+  double tcp_rtt_us() { return rtt_us("tcp", "10.213.0.2:7997"); }
+  double relay_rtt_us() { return rtt_us("relay", "10.213.0.2:7996"); }
 
   // The reader (on node2) moves to node1 while a tick arrives every ms: the longest wait between
   // two ticks it saw, less the tick interval, and the migration's freeze.
