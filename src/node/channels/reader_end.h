@@ -130,9 +130,9 @@ class ReaderEnd {
   std::optional<Delivery> check_turn(uint64_t seq, bool end, uint64_t marker_id,
                                      uint64_t generation, uint64_t& hook_for);
   // deliver()'s wait for room in the pipe: for a free slot (POLLOUT); or, the pipe full by its
-  // bytes, for the task's next read, its leaving, or a timer that doubles. `reads_often`: the
-  // read seen came soon after the one before; `reads_on`: it left little room, and the next look
-  // comes after a moment, the reads not watched.
+  // bytes, for the task's next read, its leaving, or a timer that doubles. `reads_often`: this
+  // look follows a read seen soon after the one before; `reads_on`: it left little room, and the
+  // next look comes after a moment, the reads not watched.
   struct RoomWait {
     bool full_by_bytes = false, read_seen = false, task_left = false;
     bool reads_often = false, reads_on = false;

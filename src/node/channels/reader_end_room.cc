@@ -57,16 +57,18 @@ bool ReaderEnd::wait_for_room(RoomWait& room) {
 
 void ReaderEnd::look_again(RoomWait& room) {
   if ((room.read_seen || room.reads_on) && reads_) reads_->forget();
+  room.reads_often = false;
   if (room.read_seen) {
     const auto now = std::chrono::steady_clock::now();
     room.reads_often = now - last_read_seen_ < kReadsOften;
     last_read_seen_ = now;
   }
-  room.reads_on = false;
+  // (What the wait saw is taken once: the looks after a refill saw no read.)
+  room.read_seen = room.reads_on = false;
 }
 
 bool ReaderEnd::refill_later(RoomWait& room, size_t room_bytes, size_t left) {
-  room.reads_on = room.read_seen && room.reads_often && room_bytes < left &&
+  room.reads_on = room.reads_often && room_bytes < left &&
                   room_bytes < static_cast<size_t>(pipe_size_ / kRefillFromPartOfPipe);
   return room.reads_on;
 }
