@@ -1,7 +1,6 @@
 // Failures around a checkpoint or restore leave the process as it was and no image that looks
 // complete: ferry killed in the middle, a full disk, and the exit status of a foreground restore.
 #include <signal.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -91,9 +90,8 @@ TEST(RobustnessTest, FerryDyingInAnyInjectedCallLeavesSignalsIntact) {
 
 TEST(RobustnessTest, FullDiskGivesOneClearErrorAndChangesNothing) {
   RoundTrip rt;
-  std::string small = rt.dir / "small";
-  ASSERT_EQ(::mkdir(small.c_str(), 0700), 0);
-  ASSERT_EQ(::mount("ferry-test-tmpfs", small.c_str(), "tmpfs", 0, "size=1m"), 0);
+  ScopedTmpfs store(rt.dir / "small", "1m");
+  const std::string& small = store.path();
   pid_t pid = rt.start_target("t_memory", {rt.dir.path()});
   CmdResult r = ferry({"checkpoint", std::to_string(pid), "--images", small + "/img"});
   EXPECT_NE(r.status, 0);
@@ -102,7 +100,6 @@ TEST(RobustnessTest, FullDiskGivesOneClearErrorAndChangesNothing) {
   // No temporary file is left behind, and the process runs on intact.
   EXPECT_TRUE(std::filesystem::is_empty(small + "/img"));
   EXPECT_EQ(rt.verify(pid), 0) << rt.target_errors();
-  ASSERT_EQ(::umount(small.c_str()), 0);
 }
 
 TEST(RobustnessTest, ForegroundRestoreExitsWithTheProcessStatus) {

@@ -2,9 +2,12 @@
 // exactly one token (in a task or in a channel), several at once from different tasks too; a
 // byte pipeline is recorded while it flows and ends as if nothing happened; the check catches a
 // recording that lost a message; a task can ask for one; what cannot be recorded fails cleanly;
-// a task whose pages are still coming after a lazy move is recorded once they came.
+// a task whose pages are still coming after a lazy move is recorded once they came; a store too
+// small fails the snapshot with the reason.
 #include <signal.h>
 #include <sys/wait.h>
+
+#include <filesystem>
 
 #include <gtest/gtest.h>
 
@@ -324,6 +327,50 @@ TEST(SnapshotsTest, ANodeThatDiesDuringASnapshotFailsItWithTheReasonAndTheRestRu
   EXPECT_EQ(small.value("state", ""), "running") << j.dump();
   EXPECT_EQ(small.value("node", ""), "node1") << j.dump();
   c.ferry({"kill", "two/small", "KILL"});
+}
+
+// A store too small for an image (`--store` on a 1 MiB file system, mounted before the nodes
+// start so that both see it, as a shared one): the snapshot fails with the node's reason, the
+// job never notices more than its pause, the failed snapshot cannot be restored and its removal
+// gives the space back; taken again into the nodes' own stores, it is complete.
+TEST(SnapshotsTest, AFullStoreFailsTheSnapshotWithTheReasonAndTheJobRunsOn) {
+  TempDir dir;
+  ScopedTmpfs store(dir / "store", "1m");
+  TestCluster c(2);
+  ASSERT_TRUE(c.up());
+  std::string job = start_job(c, dir, "two",
+                              "tasks:\n  - name: small\n    node: node1\n    command: [sleep, "
+                              "\"600\"]\n  - name: big\n    node: node2\n    command: [" +
+                                  target_path("t_bigmem") + ", \"16\"]\n");
+  ASSERT_FALSE(job.empty());
+  ASSERT_TRUE(
+      wait_until([&] { return c.logs("two/big").find("ready") != std::string::npos; }, 60000));
+  nlohmann::json s = snapshot(c, {"two", "--store", store.path()});
+  EXPECT_EQ(s.value("status", -1), 1) << s.dump();
+  EXPECT_EQ(s.value("state", ""), "failed") << s.dump();
+  EXPECT_FALSE(s.value("consistent", true)) << s.dump();
+  const std::string reason = s.value("reason", "");
+  EXPECT_NE(reason.find("task big"), std::string::npos) << reason;
+  EXPECT_NE(reason.find("No space left on device"), std::string::npos) << reason;
+  const std::string id = s.value("id", "");
+  ASSERT_FALSE(id.empty()) << s.dump();
+  CmdResult restore = c.ferry({"snapshot", "restore", id});
+  EXPECT_NE(restore.status, 0) << restore.out;
+  // Both tasks run on where they were.
+  nlohmann::json j =
+      nlohmann::json::parse(c.ferry({"job", "show", job, "--json"}).out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded());
+  for (int i = 0; i < 2; i++) {
+    EXPECT_EQ(j["tasks"][i].value("state", ""), "running") << j.dump();
+    EXPECT_EQ(j["tasks"][i].value("node", ""), "node" + std::to_string(i + 1)) << j.dump();
+  }
+  CmdResult rm = c.ferry({"snapshot", "rm", id});
+  EXPECT_EQ(rm.status, 0) << rm.err;
+  EXPECT_TRUE(std::filesystem::is_empty(store.path()));
+  nlohmann::json again = snapshot(c, {"two"});
+  EXPECT_EQ(again.value("state", ""), "complete") << again.dump();
+  EXPECT_TRUE(again.value("consistent", false)) << again.dump();
+  c.ferry({"job", "kill", job, "KILL"});
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -12,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -41,6 +43,19 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
   std::error_code ec;
   std::filesystem::remove_all(path_, ec);
+}
+
+ScopedTmpfs::ScopedTmpfs(const std::string& path, const std::string& size) : path_(path) {
+  if (::mkdir(path_.c_str(), 0700) != 0 && errno != EEXIST)
+    throw std::runtime_error("cannot make " + path_ + ": " + std::strerror(errno));
+  std::string options = "size=" + size + ",mode=0700";
+  if (::mount("ferry-test-tmpfs", path_.c_str(), "tmpfs", 0, options.c_str()) != 0)
+    throw std::runtime_error("cannot mount a tmpfs on " + path_ + ": " + std::strerror(errno));
+}
+
+ScopedTmpfs::~ScopedTmpfs() {
+  // (Lazily: a process the test failed to end may still hold a file there.)
+  ::umount2(path_.c_str(), MNT_DETACH);
 }
 
 namespace {

@@ -25,6 +25,20 @@ class TempDir {
   std::string path_;
 };
 
+// A tmpfs of `size` (as mount's "size=", e.g. "1m") mounted at `path` (made 0700 if missing),
+// root's and mode 0700; unmounted when the object goes. Needs root.
+class ScopedTmpfs {
+ public:
+  ScopedTmpfs(const std::string& path, const std::string& size);
+  ~ScopedTmpfs();
+  ScopedTmpfs(const ScopedTmpfs&) = delete;
+  ScopedTmpfs& operator=(const ScopedTmpfs&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 struct SpawnOptions {
   std::string stdin_path = "/dev/null";
   std::string stdout_path = "/dev/null";
