@@ -140,7 +140,7 @@ rpc::ChannelEnd stress_end_spec(bool writer, bool messages, const std::string& p
 EndFds stress_end_fds(bool writer, bool messages) {
   EndFds fds;
   if (messages) {
-    MessagePair pair = make_message_pair(writer, 1 << 20);
+    MessagePair pair = make_message_pair(writer);
     fds.task_side = std::move(pair.task_side);
     fds.node_side = std::move(pair.node_side);
     fds.task_inode = pair.task_inode;

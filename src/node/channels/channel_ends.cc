@@ -25,7 +25,7 @@ ChannelPipes ChannelEnds::make_pipes(const ChannelEndSpecs& ends) {
   ChannelPipes pipes;
   for (auto& e : ends) {
     if (e.messages()) {
-      MessagePair pair = make_message_pair(e.writer(), e.capacity());
+      MessagePair pair = make_message_pair(e.writer());
       pipes.task_side[e.fd()] = std::move(pair.task_side);
       pipes.node_side[e.fd()] = std::move(pair.node_side);
       pipes.task_inodes[e.fd()] = pair.task_inode;

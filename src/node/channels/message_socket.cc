@@ -2,8 +2,6 @@
 
 #include <sys/socket.h>
 
-#include <algorithm>
-
 #include "cr/resources/files/sockets.h"
 #include "util/error.h"
 
@@ -36,7 +34,7 @@ void set_int(int fd, int name, int value) {
 
 }  // namespace
 
-MessagePair make_message_pair(bool writer, uint64_t capacity) {
+MessagePair make_message_pair(bool writer) {
   MessagePair p = make_provided_pair(SOCK_SEQPACKET);
   int task = p.task_side.get(), node = p.node_side.get();
   // One way, as a pipe: the task's reads of a writer's end see the end, its writes into a
@@ -45,9 +43,10 @@ MessagePair make_message_pair(bool writer, uint64_t capacity) {
   if (writer) {
     set_int(node, SO_PASSCRED, 1);
   } else {
-    // Room for at least the channel's capacity, and for a message as large as a task may send.
-    int bytes = static_cast<int>(std::clamp<uint64_t>(capacity, 1 << 20, 64 << 20));
-    set_int(node, SO_SNDBUFFORCE, bytes);
+    // As much as a reader's pipe holds in a channel of bytes: the rest of the channel's capacity
+    // waits at the writer's node. What the socket holds is what a snapshot's cut takes out and
+    // puts back while the task is stopped (a larger message is made room for when it comes).
+    set_int(node, SO_SNDBUFFORCE, kReaderSocketBytes / 2);  // (which the kernel doubles)
   }
   return p;
 }

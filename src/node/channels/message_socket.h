@@ -23,9 +23,10 @@
 namespace ferry::node {
 
 using MessagePair = ProvidedPair;
-// `writer`: the task writes into the channel through it. `capacity`: the channel's, which sizes
-// the node's send buffer (a reader's socket holds about as much as its queue).
-MessagePair make_message_pair(bool writer, uint64_t capacity);
+// What the node's side of a reader's pair may have sent that the task has not read yet.
+constexpr int kReaderSocketBytes = 1 << 20;
+// `writer`: the task writes into the channel through it.
+MessagePair make_message_pair(bool writer);
 
 // The node's side of a writer's pair. What comes next: a message of `size` bytes (not taken
 // yet), the end of the stream, or nothing for now.

@@ -362,20 +362,21 @@ rpc::ChannelCut ReaderEnd::start_recording(uint64_t marker, pid_t pid, bool* end
   Recording r;
   r.marker = marker;
   r.recorded_at = node_;
-  // What the task has not read: in its pipe or socket, then what waits to go in.
+  // What the task has not read: in its pipe or socket, then what waits to go in. (This runs
+  // while the task is stopped: the messages taken out of its socket go back into it from the
+  // recording's own copy of them, and nothing else of theirs is copied.)
   if (!gone_ && pipe_) {
     if (messages_) {
-      std::vector<std::string> taken = take_unread_messages(pid, task_inode_);
-      unread_.insert(unread_.begin(), std::make_move_iterator(taken.begin()),
-                     std::make_move_iterator(taken.end()));
+      r.items = take_unread_messages(pid, task_inode_);
     } else {
       std::string unread = copy_unread_bytes(pid, pipe_.get());
       if (!unread.empty()) r.items.push_back(std::move(unread));
     }
   }
+  const size_t taken = r.items.size();
   for (auto& m : unread_) r.items.push_back(m);
   for (auto& item : r.items) r.bytes += item.size();
-  put_unread();  // (back into the socket, in their order, before anything new)
+  if (messages_) put_back_taken(r.items, taken);
   if (gone_)
     r.failure = "task " + task_id_ + " no longer reads channel " + spec_.job() + "#" +
                 std::to_string(spec_.channel());
@@ -444,6 +445,22 @@ std::optional<ReaderEnd::Delivery> ReaderEnd::put_message(uint64_t seq, bool end
     bytes_delivered_ += data.size();
   }
   return accept_item(seq, end, marker);
+}
+
+void ReaderEnd::put_back_taken(const std::vector<std::string>& taken, size_t count) {
+  size_t sent = 0;
+  for (; pipe_ && unread_.empty() && sent < count; sent++) {
+    SendResult r = send_message(pipe_.get(), taken[sent]);
+    if (r == SendResult::kFull) break;
+    if (r == SendResult::kGone) {
+      task_gone();
+      return;
+    }
+  }
+  // (Those that did not fit go first when there is room, before those that waited already.)
+  unread_.insert(unread_.begin(), taken.begin() + static_cast<ptrdiff_t>(sent),
+                 taken.begin() + static_cast<ptrdiff_t>(count));
+  put_unread();
 }
 
 void ReaderEnd::put_unread() {
