@@ -6,9 +6,10 @@
 //     that much fresh memory here: two processes of 1 GiB at once, as the two nodes restore at
 //     once on this one machine; one process alone is shown too; target <= 1.25x);
 //   - a pipeline's throughput while a snapshot is taken every second, against the same pipeline
-//     without (target >= 95%).
-// usage: snapshot_bench [--reps 3] [--only pauses|restart|pipeline]   (as root; medians of REPS
-// runs; --only: that part alone)
+//     without (target >= 95%);
+//   - the pause of a reader whose channel is full against the same reader's while it is quiet.
+// usage: snapshot_bench [--reps 3] [--only pauses|restart|pipeline|readers]   (as root; medians of
+// REPS runs; --only: that part alone)
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -294,6 +295,72 @@ void pipelines(Bench& b, int reps) {
               median(plain) / median(with));
 }
 
+// A reader whose channel is full (its writer far ahead) against the same reader while its channel
+// is quiet: what the cut adds to the pause when it takes what the task has not read out of its
+// pipe or socket (at most the 1 MiB either holds), for a channel of bytes and one of messages.
+// The writer is on node1, the reader on node2.
+struct ReaderCase {
+  const char* label;
+  std::string full_writer, full_reader, quiet_writer, quiet_reader;
+  bool messages;
+};
+
+std::string writer_to_reader(const std::string& writer, const std::string& reader, bool messages) {
+  return "tasks:\n  - name: w\n    node: node1\n    command: [" + writer +
+         "]\n  - name: r\n    node: node2\n    command: [" + reader +
+         "]\nchannels:\n  - from: w:1\n    to: r:0\n" + (messages ? "    mode: message\n" : "");
+}
+
+// The reader's pauses (and what its channel recorded) over `reps` snapshots of the job.
+void reader_pauses(Bench& b, const std::string& name, const std::string& yaml, int reps,
+                   std::vector<double>* pause, std::vector<double>* recorded_mib) {
+  std::string job = b.run_job(name, yaml);
+  // (The writer fills the channel within a second: a full channel stays full.)
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  for (int r = 0; r < reps; r++) {
+    nlohmann::json s = b.snapshot(job);
+    if (s.value("state", "") != "complete") {
+      std::fprintf(stderr, "snapshot failed: %s\n", s.dump().c_str());
+      continue;
+    }
+    pause->push_back(s["tasks"][1].value("pause_ms", 0.0));
+    recorded_mib->push_back(s["channels"][0].value("recorded_bytes", 0.0) / (1 << 20));
+    b.cluster.ferry({"snapshot", "rm", s.value("id", "")});
+  }
+  b.cluster.ferry({"job", "kill", job, "KILL"});
+}
+
+void readers(Bench& b, int reps) {
+  const std::string t =
+      std::filesystem::path(b.cluster.bin()).parent_path().string() + "/tests/targets/";
+  const std::string py = "python3, -c, ";
+  const std::vector<ReaderCase> cases = {
+      {"bytes (t_gen -> a python reader of 64 KiB reads)", t + "t_gen, \"100000000\", \"0\"",
+       py + "\"import os,time\\nwhile os.read(0,65536): time.sleep(0.2)\"",
+       t + "t_gen, \"100000000\", \"60000\"", py + "\"import os\\nwhile os.read(0,65536): pass\"",
+       false},
+      {"messages (t_msg send -> t_msg recv)", t + "t_msg, send, \"100000000\", \"0\", \"7\"",
+       t + "t_msg, recv, \"100000000\", \"200\", \"7\"",
+       t + "t_msg, send, \"100000000\", \"60000\", \"7\"",
+       t + "t_msg, recv, \"100000000\", \"0\", \"7\"", true}};
+  std::printf(
+      "\n| reader of a channel of | full: recorded MiB | full: pause ms | quiet: pause ms | "
+      "what the full channel adds ms |\n|---|---|---|---|---|\n");
+  int n = 0;
+  for (const ReaderCase& c : cases) {
+    std::vector<double> full, quiet, recorded, none;
+    reader_pauses(b, "full" + std::to_string(n),
+                  writer_to_reader(c.full_writer, c.full_reader, c.messages), reps, &full,
+                  &recorded);
+    reader_pauses(b, "quiet" + std::to_string(n),
+                  writer_to_reader(c.quiet_writer, c.quiet_reader, c.messages), reps, &quiet,
+                  &none);
+    n++;
+    std::printf("| %s | %.2f | %.2f | %.2f | %.2f |\n", c.label, median(recorded), median(full),
+                median(quiet), median(full) - median(quiet));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -303,7 +370,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Snapshots: pauses against fork, restart against populate, job throughput"};
   app.add_option("--reps", reps, "runs of each measurement")->capture_default_str();
   app.add_option("--only", only, "one part")
-      ->check(CLI::IsMember({"pauses", "restart", "pipeline"}));
+      ->check(CLI::IsMember({"pauses", "restart", "pipeline", "readers"}));
   app.add_option("--keep-logs", keep_logs, "copy the daemons' logs into this directory at the end");
   CLI11_PARSE(app, argc, argv);
   std::string dir = "/var/tmp/ferry-snapshot-bench";
@@ -318,6 +385,7 @@ int main(int argc, char** argv) {
   if (only.empty() || only == "pauses") pauses(b, reps);
   if (only.empty() || only == "restart") restart(b, reps);
   if (only.empty() || only == "pipeline") pipelines(b, reps);
+  if (only.empty() || only == "readers") readers(b, reps);
   if (!keep_logs.empty()) cluster.keep_logs(keep_logs);
   return 0;
 }
