@@ -47,6 +47,20 @@ int tokens_in(const nlohmann::json& snap) {
   return tokens;
 }
 
+// The job "two": small (a sleep on node1) and big (t_bigmem of BIG_MIB on node2); its id once
+// big has touched its memory, "" when it did not start or get that far.
+std::string start_small_and_big(TestCluster& c, const TempDir& dir, int big_mib) {
+  std::string job =
+      start_job(c, dir, "two",
+                "tasks:\n  - name: small\n    node: node1\n    command: [sleep, "
+                "\"600\"]\n  - name: big\n    node: node2\n    command: [" +
+                    target_path("t_bigmem") + ", \"" + std::to_string(big_mib) + "\"]\n");
+  bool ready =
+      !job.empty() &&
+      wait_until([&] { return c.logs("two/big").find("ready") != std::string::npos; }, 60000);
+  return ready ? job : "";
+}
+
 TEST(SnapshotsTest, EverySnapshotOfATokenRingHoldsExactlyOneToken) {
   TestCluster c(3);
   ASSERT_TRUE(c.up());
@@ -296,13 +310,8 @@ TEST(SnapshotsTest, ANodeThatDiesDuringASnapshotFailsItWithTheReasonAndTheRestRu
   ASSERT_TRUE(c.up());
   TempDir dir;
   // The big task's image takes seconds to write: node2 dies meanwhile.
-  std::string job = start_job(c, dir, "two",
-                              "tasks:\n  - name: small\n    node: node1\n    command: [sleep, "
-                              "\"600\"]\n  - name: big\n    node: node2\n    command: [" +
-                                  target_path("t_bigmem") + ", \"1024\"]\n");
+  std::string job = start_small_and_big(c, dir, 1024);
   ASSERT_FALSE(job.empty());
-  ASSERT_TRUE(
-      wait_until([&] { return c.logs("two/big").find("ready") != std::string::npos; }, 60000));
   SpawnOptions o;
   o.stdout_path = dir / "snap.out";
   o.stderr_path = dir / "snap.err";
@@ -338,13 +347,8 @@ TEST(SnapshotsTest, AFullStoreFailsTheSnapshotWithTheReasonAndTheJobRunsOn) {
   ScopedTmpfs store(dir / "store", "1m");
   TestCluster c(2);
   ASSERT_TRUE(c.up());
-  std::string job = start_job(c, dir, "two",
-                              "tasks:\n  - name: small\n    node: node1\n    command: [sleep, "
-                              "\"600\"]\n  - name: big\n    node: node2\n    command: [" +
-                                  target_path("t_bigmem") + ", \"16\"]\n");
+  std::string job = start_small_and_big(c, dir, 16);
   ASSERT_FALSE(job.empty());
-  ASSERT_TRUE(
-      wait_until([&] { return c.logs("two/big").find("ready") != std::string::npos; }, 60000));
   nlohmann::json s = snapshot(c, {"two", "--store", store.path()});
   EXPECT_EQ(s.value("status", -1), 1) << s.dump();
   EXPECT_EQ(s.value("state", ""), "failed") << s.dump();
