@@ -151,6 +151,10 @@ uint64_t resident_private_bytes(pid_t pid) {
   return total;
 }
 
+std::string BenchCluster::targets() const {
+  return std::filesystem::path(bin_).parent_path().string() + "/tests/targets";
+}
+
 void BenchCluster::keep_logs(const std::string& to) const {
   std::error_code ec;
   std::filesystem::create_directories(to, ec);

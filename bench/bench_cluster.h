@@ -36,6 +36,8 @@ class BenchCluster {
   // The host pid of a node's ferryd (-1 when it does not answer).
   pid_t ferryd_pid(const std::string& node);
   const std::string& bin() const { return bin_; }
+  // The test programs of the same build (its tests/targets).
+  std::string targets() const;
   // Copies every node's ferryd.log into `to` (created), for a run that went wrong.
   void keep_logs(const std::string& to) const;
 

@@ -15,7 +15,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -45,12 +44,8 @@ struct Run {
   double first_move_s = -1;
 };
 
-std::string targets(const BenchCluster& c) {
-  return std::filesystem::path(c.bin()).parent_path().string() + "/tests/targets";
-}
-
 uint64_t iters_per_unit(const BenchCluster& c) {
-  auto out = ferry::bench::run({targets(c) + "/t_cpu", "calibrate"});
+  auto out = ferry::bench::run({c.targets() + "/t_cpu", "calibrate"});
   return std::max<uint64_t>(1000, std::strtoull(out.out.c_str(), nullptr, 10) * 10);
 }
 
@@ -59,7 +54,7 @@ Run one_run(BenchCluster& c, int tasks, int units, uint64_t iters, const std::st
   const uint64_t start = now_unix_ms();
   std::vector<std::string> ids;
   for (int i = 0; i < tasks; i++) {
-    auto out = c.ferry({"run", "--node", "node1", "--", targets(c) + "/t_cpu",
+    auto out = c.ferry({"run", "--node", "node1", "--", c.targets() + "/t_cpu",
                         std::to_string(units), std::to_string(iters), "4"});
     ids.push_back(out.out.substr(0, out.out.find('\n')));
   }

@@ -260,8 +260,7 @@ double pipeline_s(Bench& b, const std::string& name, bool snapshots) {
   const int blocks = 16000;  // 1000 MiB
   std::string job =
       b.run_job(name, "tasks:\n  - name: gen\n    node: node1\n    command: [" +
-                          std::filesystem::path(b.cluster.bin()).parent_path().string() +
-                          "/tests/targets/t_gen, \"" + std::to_string(blocks) +
+                          b.cluster.targets() + "/t_gen, \"" + std::to_string(blocks) +
                           "\", \"0\"]\n  - name: sum\n    node: node2\n    command: [sha256sum]\n"
                           "channels:\n  - from: gen:1\n    to: sum:0\n");
   auto t = Clock::now();
@@ -331,8 +330,7 @@ void reader_pauses(Bench& b, const std::string& name, const std::string& yaml, i
 }
 
 void readers(Bench& b, int reps) {
-  const std::string t =
-      std::filesystem::path(b.cluster.bin()).parent_path().string() + "/tests/targets/";
+  const std::string t = b.cluster.targets() + "/";
   const std::string py = "python3, -c, ";
   const std::vector<ReaderCase> cases = {
       {"bytes (t_gen -> a python reader of 64 KiB reads)", t + "t_gen, \"100000000\", \"0\"",
