@@ -449,14 +449,8 @@ std::optional<ReaderEnd::Delivery> ReaderEnd::put_message(uint64_t seq, bool end
 
 void ReaderEnd::put_back_taken(const std::vector<std::string>& taken, size_t count) {
   size_t sent = 0;
-  for (; pipe_ && unread_.empty() && sent < count; sent++) {
-    SendResult r = send_message(pipe_.get(), taken[sent]);
-    if (r == SendResult::kFull) break;
-    if (r == SendResult::kGone) {
-      task_gone();
-      return;
-    }
-  }
+  while (unread_.empty() && sent < count && put_one(taken[sent])) sent++;
+  if (gone_) return;  // (nothing waits for a task that is gone)
   // (Those that did not fit go first when there is room, before those that waited already.)
   unread_.insert(unread_.begin(), taken.begin() + static_cast<ptrdiff_t>(sent),
                  taken.begin() + static_cast<ptrdiff_t>(count));
@@ -464,15 +458,14 @@ void ReaderEnd::put_back_taken(const std::vector<std::string>& taken, size_t cou
 }
 
 void ReaderEnd::put_unread() {
-  while (pipe_ && !unread_.empty()) {
-    SendResult r = send_message(pipe_.get(), unread_.front());
-    if (r == SendResult::kFull) return;
-    if (r == SendResult::kGone) {
-      task_gone();
-      return;
-    }
-    unread_.pop_front();
-  }
+  while (!unread_.empty() && put_one(unread_.front())) unread_.pop_front();
+}
+
+bool ReaderEnd::put_one(const std::string& message) {
+  if (!pipe_) return false;
+  SendResult r = send_message(pipe_.get(), message);
+  if (r == SendResult::kGone) task_gone();
+  return r == SendResult::kSent;
 }
 
 rpc::ChannelHandoff ReaderEnd::hold(pid_t pid) {

@@ -150,6 +150,8 @@ class ReaderEnd {
   // yet (wait for room); the unread ones of an earlier place go first.
   std::optional<Delivery> put_message(uint64_t seq, bool end, bool marker, std::string_view data);
   void put_unread();
+  // With mu_ held: one message into the task's socket; false when there is no room (or no task).
+  bool put_one(const std::string& message);
   // With mu_ held: the first `count` of `taken` (messages just taken out of the task's socket)
   // back into it, in their order, before those in unread_; what does not fit joins unread_.
   void put_back_taken(const std::vector<std::string>& taken, size_t count);
