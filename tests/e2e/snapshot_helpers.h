@@ -82,14 +82,17 @@ inline std::string start_pipeline_for_zip(TestCluster& c, const TempDir& dir, in
 }
 
 // gen (node1) -> late (node2), a reader that never reads: its channel always holds something to
-// record. Returns the job's id once bytes have reached the reader's pipe.
+// record. Returns the job's id once bytes have reached the reader's pipe. gen writes 8 blocks of
+// 64 KiB, half of what the reader's pipe holds, and then sleeps: behind more than the pipe holds,
+// a marker would never come to a reader that does not read (docs/snapshots.md, Limits), and
+// with 2000 blocks every 10 ms whether it came depended on how soon the snapshot began.
 inline std::string start_slow_job(TestCluster& c, const TempDir& dir) {
-  std::string job =
-      start_job(c, dir, "slow",
-                "tasks:\n  - name: gen\n    node: node1\n    command: [" + target_path("t_gen") +
-                    ", \"2000\", \"10\"]\n"
-                    "  - name: late\n    node: node2\n    command: [sleep, \"600\"]\n"
-                    "channels:\n  - from: gen:1\n    to: late:0\n");
+  std::string job = start_job(c, dir, "slow",
+                              "tasks:\n  - name: gen\n    node: node1\n    command: [sh, -c, \"" +
+                                  target_path("t_gen") +
+                                  " 8 10; exec sleep 600\"]\n"
+                                  "  - name: late\n    node: node2\n    command: [sleep, \"600\"]\n"
+                                  "channels:\n  - from: gen:1\n    to: late:0\n");
   if (job.empty() || !wait_channel(c, job, 0, "bytes_delivered", 0, 20000)) return "";
   return job;
 }
