@@ -292,6 +292,8 @@ void pipelines(Bench& b, int reps) {
     plain.push_back(pipeline_s(b, "plain" + std::to_string(r), false));
     with.push_back(pipeline_s(b, "snap" + std::to_string(r), true));
     ratio.push_back(plain.back() / with.back());
+    std::fprintf(stderr, "pair %d: plain %.2f s, with snapshots %.2f s: %.3f\n", r, plain.back(),
+                 with.back(), ratio.back());
   }
   std::printf(
       "\n| 4000 MiB gen -> sha256sum across nodes | s | throughput of the plain run | median of "
