@@ -186,6 +186,37 @@ TEST(SnapshotsTest, TheCheckCatchesARecordingThatLostAMessage) {
   c.ferry({"job", "kill", job, "KILL"});
 }
 
+// A marker behind more than a reader's pipe holds, and the reader does not read: the marker
+// never comes. The snapshot fails at its timeout, says which channel it waited for and why it
+// may be, and the job is as it was (docs/snapshots.md, Limits).
+TEST(SnapshotsTest, AMarkerHeldByAReaderThatDoesNotReadFailsAtTheTimeoutAndSaysWhy) {
+  TestCluster c(2);
+  ASSERT_TRUE(c.up());
+  TempDir dir;
+  std::string job = start_job(c, dir, "held",
+                              "tasks:\n  - name: gen\n    node: node1\n    command: [sh, -c, \"" +
+                                  target_path("t_gen") +
+                                  " 32 0; exec sleep 600\"]\n"
+                                  "  - name: late\n    node: node2\n    command: [sleep, \"600\"]\n"
+                                  "channels:\n  - from: gen:1\n    to: late:0\n");
+  ASSERT_FALSE(job.empty());
+  // All 2 MiB written are taken by gen's end (the channel holds 4 MiB), twice the reader's pipe.
+  ASSERT_TRUE(wait_channel(c, job, 0, "bytes_written", (2u << 20) - 1));
+  nlohmann::json s = snapshot(c, {job, "--timeout", "4"});
+  EXPECT_EQ(s.value("status", 0), 1) << s.dump();
+  EXPECT_EQ(s.value("state", ""), "failed") << s.dump();
+  EXPECT_NE(s.value("reason", "")
+                .find("timed out after 4000 ms waiting for: channel gen:1->late:0 "
+                      "(its marker has not reached late, which may not be reading)"),
+            std::string::npos)
+      << s.dump();
+  nlohmann::json shown = nlohmann::json::parse(c.ferry({"job", "show", job, "--json"}).out);
+  for (auto& t : shown["tasks"]) EXPECT_EQ(t.value("state", ""), "running") << shown.dump();
+  EXPECT_EQ(shown["channels"][0].value("bytes_written", 0ull), 2ull << 20) << shown.dump();
+  EXPECT_EQ(shown["channels"][0].value("bytes_delivered", 0ull), 1ull << 20) << shown.dump();
+  c.ferry({"job", "kill", job, "KILL"});
+}
+
 TEST(SnapshotsTest, ATaskAsksForASnapshotOfItsJob) {
   TestCluster c(2);
   ASSERT_TRUE(c.up());

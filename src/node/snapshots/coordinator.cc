@@ -62,8 +62,16 @@ std::string SnapshotCoordinator::Pending::missing() const {
   std::string out;
   for (auto& [name, i] : task_index)
     if (!cut.count(name) || !imaged.count(name)) out += " task " + name;
-  for (auto& c : report.channels())
-    if (!recorded.count(c.channel())) out += " channel " + c.from() + "->" + c.to();
+  for (auto& c : report.channels()) {
+    if (recorded.count(c.channel())) continue;
+    out += " channel " + c.from() + "->" + c.to();
+    // Both ends cut and still no marker: it waits behind what the reader has not read (a reader
+    // that does not read holds it for good; docs/snapshots.md, Limits).
+    const std::string writer = c.from().substr(0, c.from().rfind(':'));
+    const std::string reader = c.to().substr(0, c.to().rfind(':'));
+    if (cut.count(writer) && cut.count(reader))
+      out += " (its marker has not reached " + reader + ", which may not be reading)";
+  }
   return out;
 }
 
