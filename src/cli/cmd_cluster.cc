@@ -175,7 +175,8 @@ void add_up(CLI::App* cluster) {
   up->add_option("--memory", memory, "memory limit of each node (e.g. 512M, 2G; default: none)");
   up->add_option("--node-config", configs,
                  "NODE:KEY=VALUE for cpus, memory, max_tasks, max_load_per_cpu, "
-                 "reserve_memory_mb, restart_delay_ms");
+                 "reserve_memory_mb, lazy_timeout_s, report_interval_ms, down_after_ms, "
+                 "restart_delay_ms");
   up->add_option("--test-fault", faults,
                  "NODE=FAULT for tests (die-after-commit, fail-restore, ...)");
   up->callback([] {

@@ -94,10 +94,15 @@ void apply_setting(NodeConfig& c, const std::string& key, const std::string& val
     c.reserve_memory_bytes = static_cast<uint64_t>(number(0, 1e9)) << 20;
   else if (key == "lazy_timeout_s")
     c.lazy_timeout_ms = static_cast<uint32_t>(number(1, 86400) * 1000);
+  else if (key == "report_interval_ms")
+    c.report_interval_ms = static_cast<uint32_t>(number(100, 600000));
+  else if (key == "down_after_ms")
+    c.down_after_ms = static_cast<uint32_t>(number(100, 3600000));
   else
-    fail("--node-config: unknown setting '{}' (max_tasks, max_load_per_cpu, reserve_memory_mb, "
-         "lazy_timeout_s)",
-         key);
+    fail(
+        "--node-config: unknown setting '{}' (max_tasks, max_load_per_cpu, reserve_memory_mb, "
+        "lazy_timeout_s, report_interval_ms, down_after_ms)",
+        key);
 }
 
 std::string render_config(const NodeConfig& c) {
@@ -115,6 +120,8 @@ std::string render_config(const NodeConfig& c) {
   t.insert("max_load_per_cpu", c.max_load_per_cpu);
   t.insert("reserve_memory_mb", static_cast<int64_t>(c.reserve_memory_bytes >> 20));
   t.insert("lazy_timeout_s", c.lazy_timeout_ms / 1000.0);
+  t.insert("report_interval_ms", static_cast<int64_t>(c.report_interval_ms));
+  t.insert("down_after_ms", static_cast<int64_t>(c.down_after_ms));
   toml::table tls;
   tls.insert("ca", c.ca_cert);
   tls.insert("cert", c.cert);

@@ -77,7 +77,10 @@ class Daemon : public policy::StarterHost {
   void task_exited(const std::string& id, int code, const std::string& node, uint64_t epoch,
                    const std::string& reason = "", bool lost = false);
   void record_report(const rpc::LoadReport& r) {
-    peers_.record_report(r);
+    // A peer that just came (or came back) hears from this node at once, not at its next tick:
+    // this node's report to it may have found it not yet listening (a second for a cluster's
+    // up, where the nodes start one after the other).
+    if (peers_.record_report(r)) report_now();
     if (r.has_policy()) adopt_policy(r.policy());
   }
 

@@ -34,8 +34,10 @@ std::shared_ptr<grpc::Channel> peer_channel(const NodeConfig& cfg, const std::st
   args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 1 << 30);
   args.SetInt(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, 1 << 30);
   // A peer that was gone (partition, restarted ferryd) is tried again within a second: gRPC's
-  // own minimum wait before reconnecting is 20 s, and its backoff grows to minutes.
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+  // own minimum wait before reconnecting is 20 s, and its backoff grows to minutes. The first
+  // retry comes soon: a cluster's nodes start one after the other, and the first report to a
+  // peer is refused when the peer is not listening yet.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 50);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 500);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   // A connection that silently stopped carrying anything (a cut link) is noticed in ~3 s.
@@ -76,12 +78,28 @@ std::string Peers::address(const std::string& name) const {
   return it == peers_.end() ? "" : it->second.address;
 }
 
-void Peers::record_report(const rpc::LoadReport& r) {
+bool Peers::record_report(const rpc::LoadReport& r) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = peers_.find(r.node());
-  if (it == peers_.end()) return;
+  if (it == peers_.end()) return false;
+  const auto now = std::chrono::steady_clock::now();
+  const bool was_up =
+      it->second.report && now - it->second.seen <= std::chrono::milliseconds(cfg_.down_after_ms);
   it->second.report = r;
-  it->second.seen = std::chrono::steady_clock::now();
+  it->second.seen = now;
+  return !was_up || !it->second.reached;
+}
+
+void Peers::report_sent(const std::string& name, bool reached) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = peers_.find(name);
+  if (it != peers_.end()) it->second.reached = reached;
+}
+
+bool Peers::reached(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = peers_.find(name);
+  return it != peers_.end() && it->second.reached;
 }
 
 uint64_t Peers::ms_since_report(const std::string& name) const {

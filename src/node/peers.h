@@ -33,7 +33,11 @@ class Peers {
   rpc::Node::Stub& stub(const std::string& name);  // throws for an unknown peer
   std::string address(const std::string& name) const;
 
-  void record_report(const rpc::LoadReport& r);
+  // True when the peer should hear from this node now: it was not up before this report (it
+  // just came, or came back), or this node's last report to it did not reach it.
+  bool record_report(const rpc::LoadReport& r);
+  void report_sent(const std::string& name, bool reached);
+  bool reached(const std::string& name) const;  // this node's last report to it arrived
   bool up(const std::string& name) const;
   std::optional<rpc::LoadReport> last_report(const std::string& name) const;
   uint64_t ms_since_report(const std::string& name) const;  // UINT64_MAX if never
@@ -44,6 +48,7 @@ class Peers {
     std::unique_ptr<rpc::Node::Stub> stub;
     std::optional<rpc::LoadReport> report;
     std::chrono::steady_clock::time_point seen{};
+    bool reached = false;
   };
   const NodeConfig& cfg_;
   mutable std::mutex mu_;

@@ -51,7 +51,13 @@ void Daemon::report_loop() {
     for (auto& peer : peers_.names()) {
       rpc::Ack ack;
       auto ctx = deadline_ms(static_cast<int>(cfg_.report_interval_ms / 2));
-      peers_.stub(peer).Report(ctx.get(), r, &ack);
+      // A peer that reports but has not had this node's report yet is listening by now: the
+      // call waits for the connection gRPC is still retrying (this node's last report to it was
+      // refused: it came up after this node), rather than fail at once and leave the peer
+      // without news until the next tick. Other calls fail fast: a peer gone does not hold up
+      // the reports to the others.
+      if (!peers_.reached(peer) && peers_.up(peer)) ctx->set_wait_for_ready(true);
+      peers_.report_sent(peer, peers_.stub(peer).Report(ctx.get(), r, &ack).ok());
     }
     for (unsigned i = 0; i < cfg_.report_interval_ms / 50 && !stopping_ && !report_soon_; i++)
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
