@@ -82,11 +82,9 @@ bool Peers::record_report(const rpc::LoadReport& r) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = peers_.find(r.node());
   if (it == peers_.end()) return false;
-  const auto now = std::chrono::steady_clock::now();
-  const bool was_up =
-      it->second.report && now - it->second.seen <= std::chrono::milliseconds(cfg_.down_after_ms);
+  const bool was_up = ms_since_report(it->second) <= cfg_.down_after_ms;
   it->second.report = r;
-  it->second.seen = now;
+  it->second.seen = std::chrono::steady_clock::now();
   return !was_up || !it->second.reached;
 }
 
@@ -105,9 +103,13 @@ bool Peers::reached(const std::string& name) const {
 uint64_t Peers::ms_since_report(const std::string& name) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = peers_.find(name);
-  if (it == peers_.end() || !it->second.report) return UINT64_MAX;
+  return it == peers_.end() ? UINT64_MAX : ms_since_report(it->second);
+}
+
+uint64_t Peers::ms_since_report(const Peer& p) {
+  if (!p.report) return UINT64_MAX;
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::steady_clock::now() - it->second.seen)
+                                   std::chrono::steady_clock::now() - p.seen)
                                    .count());
 }
 

@@ -50,6 +50,7 @@ class Peers {
     std::chrono::steady_clock::time_point seen{};
     bool reached = false;
   };
+  static uint64_t ms_since_report(const Peer& p);  // with mu_ held
   const NodeConfig& cfg_;
   mutable std::mutex mu_;
   std::map<std::string, Peer> peers_;
