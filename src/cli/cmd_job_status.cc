@@ -151,6 +151,8 @@ nlohmann::json show_json(const rpc::JobInfo& job, const std::map<std::string, rp
                         {"bytes_queued", v.writer.bytes_queued()},
                         {"bytes_delivered", v.reader.bytes_delivered()},
                         {"messages_delivered", v.reader.messages_delivered()},
+                        {"bytes_held_by_reader", v.reader.bytes_held()},
+                        {"messages_held_by_reader", v.reader.messages_held()},
                         {"messages_queued", v.writer.writes() - v.writer.writes_acknowledged()},
                         {"writer_node", v.has_writer ? v.writer.node() : ""},
                         {"reader_node", v.has_reader ? v.reader.node() : ""},

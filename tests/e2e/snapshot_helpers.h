@@ -83,9 +83,10 @@ inline std::string start_pipeline_for_zip(TestCluster& c, const TempDir& dir, in
 
 // gen (node1) -> late (node2), a reader that never reads: its channel always holds something to
 // record. Returns the job's id once bytes have reached the reader's pipe. gen writes 8 blocks of
-// 64 KiB, half of what the reader's pipe holds, and then sleeps: behind more than the pipe holds,
-// a marker would never come to a reader that does not read (docs/snapshots.md, Limits), and
-// with 2000 blocks every 10 ms whether it came depended on how soon the snapshot began.
+// 64 KiB, half of what the reader's pipe holds, and then sleeps: the tests that use it take
+// several snapshots, and behind a reader that does not read only so much is taken ahead of it
+// in all (docs/snapshots.md, Limits); with 2000 blocks every 10 ms the later markers would wait
+// for good.
 inline std::string start_slow_job(TestCluster& c, const TempDir& dir) {
   std::string job = start_job(c, dir, "slow",
                               "tasks:\n  - name: gen\n    node: node1\n    command: [sh, -c, \"" +

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "channel_stress_node.h"
+#include "channel_task_io.h"
 #include "node/channels/message_socket.h"
 #include "node/channels/reader_end.h"
 #include "node/channels/writer_end.h"
@@ -331,14 +332,7 @@ void ChannelEndsStress::move_reader(bool give_up, bool carry) {
     return;
   }
   EndFds fds = stress_end_fds(false, messages_);
-  if (!messages_) {
-    std::string unread;
-    char buf[65536];
-    for (ssize_t n; (n = ::read(reader_fd_.get(), buf, sizeof buf)) > 0;)
-      unread.append(buf, static_cast<size_t>(n));
-    ASSERT_EQ(::write(fds.node_side.get(), unread.data(), unread.size()),
-              static_cast<ssize_t>(unread.size()));
-  }
+  if (!messages_) carry_unread_bytes(reader_fd_.get(), fds.node_side.get());
   StressNode& to = other_than(reader_node_);
   set_reader(std::make_shared<ReaderEnd>(stress_end_spec(false, messages_, "n1"), "b", to.name(),
                                          std::move(fds.node_side), fds.task_inode, &h),

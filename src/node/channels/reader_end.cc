@@ -23,13 +23,6 @@ constexpr auto kHeldWait = std::chrono::seconds(2);
 // On a link: how many items, and how long a quiet link, before an acknowledgement.
 constexpr uint64_t kAckItems = 1024;
 constexpr int kQuietAckMs = 2;
-// What a pipe of `size` bytes may still take: its size less the bytes it holds.
-size_t pipe_room_bytes(int pipe, int size) {
-  int held = 0;
-  if (size <= 0 || ::ioctl(pipe, FIONREAD, &held) != 0) return SIZE_MAX;  // (as a pipe's slots)
-  return held >= size ? 0 : static_cast<size_t>(size - held);
-}
-
 rpc::ChannelReply reply_of(rpc::ChannelReply::Kind kind, uint64_t seq = 0,
                            const std::string& node = "") {
   rpc::ChannelReply r;
@@ -69,8 +62,11 @@ ReaderEnd::ReaderEnd(rpc::ChannelEnd spec, std::string task_id, std::string node
       r.recorded_at = c.recorded_at();
       recordings_.push_back(std::move(r));
     }
+    // (After what the task had not read, which its image put into the pipe.)
     std::lock_guard<std::mutex> lock(mu_);
-    put_unread();
+    RoomWait room;
+    put_unread_any(room);
+    start_drainer();
   }
   // The writer had closed its end before the task came here: the task reads the end at once.
   if (from && from->ended()) {
@@ -90,7 +86,11 @@ void ReaderEnd::wake() {
 void ReaderEnd::close_pipe() {
   pipe_.reset();
   reads_.reset();
-  wake_.close();  // (nothing waits for room in a pipe that is gone)
+  // (Nothing waits for room in a pipe that is gone; a drainer polling it closes it as it leaves.)
+  if (draining_)
+    wake_.notify();
+  else
+    wake_.close();
 }
 
 // Admits a writer: where it goes on from, or where the end is now.
@@ -109,6 +109,7 @@ rpc::ChannelReply ReaderEnd::admit(const std::string& writer_node, std::function
     // (Under the lock: a stream's context lives until its handler has left, which needs it.)
     if (stop_serving_) stop_serving_();
     wake();
+    cv_.notify_all();  // (a delivery waiting for what was taken ahead to go in)
     cv_.wait(lock, [&] { return !serving_ || *generation != generation_; });
   }
   if (*generation != generation_) return reply_of(rpc::ChannelReply::NOT_HERE);
@@ -132,6 +133,7 @@ void ReaderEnd::interrupt(uint64_t generation) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (generation_ == generation) generation_++;
+    cv_.notify_all();
   }
   wake();
 }
@@ -156,6 +158,7 @@ void ReaderEnd::serve(grpc::ServerContext& ctx, ChannelServerStream& stream,
 void ReaderEnd::serve_stream(ChannelServerStream& stream, uint64_t generation) {
   rpc::ChannelFrame frame;
   while (stream.Read(&frame)) {
+    if (frame.take_ahead_through()) take_ahead_through(frame.take_ahead_through());
     for (auto& w : frame.items()) {
       uint64_t marker = w.marker() ? (w.marker_id() ? w.marker_id() : ~1ull) : kNoMarker;
       Delivery d = deliver(w.seq(), w.end(), marker, w.data(), generation);
@@ -191,9 +194,9 @@ void ReaderEnd::serve_link(grpc::ServerContext& ctx, ChannelServerStream& stream
   tune_link_socket(sock.get());
   LinkReceiver receiver(std::move(sock), key);
   std::thread watch([&] {
-    rpc::ChannelFrame ignored;
-    while (stream.Read(&ignored)) {
-    }
+    rpc::ChannelFrame frame;  // (the writer's only word here: where its latest marker is)
+    while (stream.Read(&frame))
+      if (frame.take_ahead_through()) take_ahead_through(frame.take_ahead_through());
     receiver.shut();
   });
   // Acknowledgements are not on the way of the data: one per quarter of the channel's capacity
@@ -287,10 +290,22 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
           return accept_item(seq, end, marker);
         continue;
       }
+      if (!unread_.empty() && !marker) {
+        // What was taken ahead (or came with the task) goes in first: this is taken ahead too,
+        // or waits until the drainer has put it in.
+        if (!end && taking_ahead()) return take_ahead(seq, data.substr(skip_));
+        start_drainer();
+        cv_.wait(lock, [&] {
+          return unread_.empty() || !draining_ || holding_ || generation != generation_ || gone_ ||
+                 !pipe_ || (!end && taking_ahead());
+        });
+        continue;
+      }
       if (messages_) {
         if (!pipe_) return Delivery::kGone;
         std::optional<Delivery> d = put_message(seq, end, marker, data);
         if (d) return *d;
+        if (!end && !marker && taking_ahead()) return take_ahead(seq, data);
       } else {
         if (end || marker || skip_ >= data.size()) return accept_item(seq, end, marker);
         if (!pipe_) return Delivery::kGone;
@@ -307,6 +322,7 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
         if (len == 0) {
           // (Nothing is written to find EPIPE: the task's leaving is seen by wait_for_room().)
           if (room.task_left) return task_gone();
+          if (taking_ahead()) return take_ahead(seq, data.substr(skip_));
           note_full(room);
         } else if (!later) {
           ssize_t n = in_socket ? in_socket->splice_data(pipe_.get(), skip_, len)
@@ -320,6 +336,7 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
           }
           // EPIPE: the task closed its end or ended; nothing it has not read will ever be.
           if (errno != EAGAIN && errno != EINTR) return task_gone();
+          if (taking_ahead()) return take_ahead(seq, data.substr(skip_));
         }
       }
     }
@@ -436,7 +453,7 @@ std::optional<ReaderEnd::Delivery> ReaderEnd::put_message(uint64_t seq, bool end
                                                           std::string_view data) {
   put_unread();
   if (gone_) return Delivery::kGone;
-  if (!unread_.empty()) return std::nullopt;
+  if (!unread_.empty() && !marker) return std::nullopt;
   if (!end && !marker) {
     SendResult r = send_message(pipe_.get(), data);
     if (r == SendResult::kFull) return std::nullopt;
@@ -474,7 +491,9 @@ rpc::ChannelHandoff ReaderEnd::hold(pid_t pid) {
   // (Under the lock: a stream's context lives until its handler has left, which needs it.)
   if (stop_serving_) stop_serving_();
   wake();
-  cv_.wait(lock, [&] { return !serving_; });
+  cv_.notify_all();
+  // (What was taken ahead and is not in the pipe yet goes along in `unread`.)
+  cv_.wait(lock, [&] { return !serving_ && !draining_; });
   if (messages_ && pid > 0 && !gone_) {
     if (pipe_) {
       // In the socket before those still waiting to go in.
@@ -529,7 +548,9 @@ void ReaderEnd::refuse_if_ended_with_unread(pid_t pid) {
 void ReaderEnd::resume() {
   std::lock_guard<std::mutex> lock(mu_);
   holding_ = false;
-  put_unread();
+  RoomWait room;
+  put_unread_any(room);
+  start_drainer();
   wake_.drain();
   cv_.notify_all();
 }
@@ -552,8 +573,14 @@ rpc::ChannelEndStat ReaderEnd::stat() {
   s.set_node(node_);
   s.set_task_id(task_id_);
   s.set_peer_node(writer_node_);
-  s.set_bytes_delivered(bytes_delivered_);
-  s.set_messages_delivered(messages_delivered_);
+  uint64_t held = 0;
+  for (auto& piece : unread_) held += piece.size();
+  s.set_bytes_delivered(bytes_delivered_ - held);
+  s.set_bytes_held(held);
+  // (A channel of bytes counts its writes: pieces taken ahead are parts of them.)
+  const uint64_t held_messages = messages_ ? unread_.size() : 0;
+  s.set_messages_delivered(messages_delivered_ - held_messages);
+  s.set_messages_held(held_messages);
   s.set_state(gone_ ? "gone" : receiver_.ended() ? "ended" : holding_ ? "held" : "open");
   return s;
 }

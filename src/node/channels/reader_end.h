@@ -14,6 +14,13 @@
 // or waits; at a hold, the messages the frozen task has not read are taken out of its socket and
 // travel in the state (`unread`), to go back first wherever it runs on (or here, if the
 // migration is given up).
+//
+// A snapshot's marker must not wait for the task to read (a task that does not read would hold
+// the snapshot for ever): the writer's end says where its marker is (take_ahead_through()), and
+// until this end has delivered that far, what finds no room in the task's pipe (or socket) is
+// taken ahead into `unread` -- no more than the writer had queued and in its pipe when it was cut,
+// so within the channel's capacity and a pipe -- and a thread of its own (the drainer) puts it
+// into the pipe as the task reads, before anything that comes after it.
 #pragma once
 
 #include <sys/types.h>
@@ -26,6 +33,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include <grpcpp/server_context.h>
@@ -47,6 +55,7 @@ class ReaderEnd {
   // `task_inode`: of the task's end, for a channel of messages.
   ReaderEnd(rpc::ChannelEnd spec, std::string task_id, std::string node, UniqueFd pipe_write,
             uint64_t task_inode, const rpc::ChannelHandoff* from);
+  ~ReaderEnd();
   ReaderEnd(const ReaderEnd&) = delete;
   ReaderEnd& operator=(const ReaderEnd&) = delete;
 
@@ -113,6 +122,10 @@ class ReaderEnd {
   std::vector<uint64_t> recordings();  // the markers recorded now
   // Whether this end came with a recording of `marker` from the node its task was recorded at.
   bool carries_recording(uint64_t marker);
+  // The writer's end cut the channel: its marker comes once `position` bytes (a channel of
+  // messages: messages) were written. What comes before it is taken ahead if the task's pipe
+  // (or socket) has no room for it.
+  void take_ahead_through(uint64_t position);
   const rpc::ChannelEnd& spec() const { return spec_; }
   const std::string& task_id() const { return task_id_; }
 
@@ -139,8 +152,9 @@ class ReaderEnd {
     long look_us = 0;
     int reads_fd = -1;
   };
-  void note_full(RoomWait& room);      // with mu_ held: the pipe is full by its bytes
-  bool wait_for_room(RoomWait& room);  // unlocked; false when the poll failed
+  void note_full(RoomWait& room);  // with mu_ held: the pipe is full by its bytes
+  // Unlocked; false when the poll failed. `max_ms`: the longest wait (-1: until something comes).
+  bool wait_for_room(RoomWait& room, int max_ms = -1);
   void look_again(RoomWait& room);     // with mu_ held, after a wait: what it saw
   // With mu_ held: whether the room a read just made is left for a moment (reads_on).
   bool refill_later(RoomWait& room, size_t room_bytes, size_t left);
@@ -156,6 +170,18 @@ class ReaderEnd {
   // back into it, in their order, before those in unread_; what does not fit joins unread_.
   void put_back_taken(const std::vector<std::string>& taken, size_t count);
   void refuse_if_ended_with_unread(pid_t pid);  // with mu_ held
+
+  // Taking ahead (reader_end_ahead.cc). With mu_ held: whether an item that finds no room may be
+  // taken ahead now; the rest of item `seq` (`data`, what is not in the pipe) taken ahead.
+  bool taking_ahead() const;
+  static size_t pipe_room_bytes(int pipe, int size);  // its size less the bytes it holds
+  Delivery take_ahead(uint64_t seq, std::string_view data);
+  // With mu_ held: what waits in unread_ into the pipe or socket, as much as there is room for.
+  // A pipe: false when its task is gone (then task_gone() was called).
+  bool put_unread_bytes(RoomWait& room);
+  void put_unread_any(RoomWait& room);
+  void start_drainer();  // with mu_ held: unless it runs, or the end is held or closing
+  void drain();          // the drainer: until unread_ is empty, the end held, or the task gone
 
   const rpc::ChannelEnd spec_;
   const std::string task_id_;
@@ -175,7 +201,14 @@ class ReaderEnd {
   uint64_t skip_ = 0;  // bytes of the item receiver_.next_seq() already in the pipe
   uint64_t bytes_delivered_ = 0;
   uint64_t messages_delivered_ = 0;  // (writes, in a channel of bytes)
-  std::deque<std::string> unread_;   // messages: to go into the socket before anything else
+  // To go into the pipe or socket before anything else: messages the task had not read when it
+  // moved, and what was taken ahead (pieces of bytes, or messages).
+  std::deque<std::string> unread_;
+  uint64_t ahead_through_ = 0;  // the position of the writer's latest marker (take_ahead_through)
+  uint64_t taken_ahead_ = 0;    // bytes taken ahead since unread_ was last empty
+  std::thread drainer_;
+  bool draining_ = false;
+  bool closing_ = false;  // (the end is being destroyed)
   bool holding_ = false;
   bool gone_ = false;
   std::string moved_to_;

@@ -38,7 +38,7 @@ void ReaderEnd::note_full(RoomWait& room) {
   room.full_by_bytes = true;
 }
 
-bool ReaderEnd::wait_for_room(RoomWait& room) {
+bool ReaderEnd::wait_for_room(RoomWait& room, int max_ms) {
   // A pipe full by its bytes may still have free slots (POLLOUT, not asked for then): the
   // task's next read is waited for (pipe_reads.h), or looked for after a while, and its
   // leaving (POLLERR: the pipe has no reader).
@@ -46,10 +46,15 @@ bool ReaderEnd::wait_for_room(RoomWait& room) {
                    {wake_.fd(), POLLIN, 0},
                    {room.reads_fd, POLLIN, 0}};
   const bool watched = room.full_by_bytes && !room.reads_on;
-  const timespec look{0, (room.reads_on ? kReadingOnLookUs : room.look_us) * 1000};
+  long look_us = room.reads_on ? kReadingOnLookUs : room.look_us;
+  if (max_ms >= 0) look_us = std::min(look_us, max_ms * 1000L);
+  const timespec look{0, look_us * 1000};
   int waited =
-      room.full_by_bytes ? ::ppoll(fds, watched ? 3 : 2, &look, nullptr) : ::poll(fds, 2, -1);
+      room.full_by_bytes ? ::ppoll(fds, watched ? 3 : 2, &look, nullptr) : ::poll(fds, 2, max_ms);
   if (waited < 0 && errno != EINTR) return false;
+  // (What woke it is in the end's flags, looked at next under its lock: a notification left in
+  // the eventfd would make every later poll return at once.)
+  if (waited > 0 && (fds[1].revents & POLLIN)) wake_.drain();
   room.read_seen = watched && fds[2].revents;
   room.task_left = room.full_by_bytes && (fds[0].revents & POLLERR);
   return true;

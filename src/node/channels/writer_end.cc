@@ -54,8 +54,10 @@ WriterEnd::WriterEnd(rpc::ChannelEnd spec, std::string task_id, UniqueFd pipe_re
       queue_(queue_from(spec_, from)),
       peer_node_(from && !from->peer_node().empty() ? from->peer_node() : spec_.peer_node()),
       gone_(from && from->gone()) {
-  if (from)
+  if (from) {
     for (auto& m : from->markers_at()) markers_at_.push_back({m.marker(), m.after()});
+    marker_position_ = from->marker_position();
+  }
   ::fcntl(pipe_.get(), F_SETFL, O_NONBLOCK);
   // The reader went away before the task came here: the task's writes fail (EPIPE) at once.
   if (gone_) close_pipe();
@@ -358,7 +360,9 @@ WriterEnd::StreamEnd WriterEnd::deliver_here(const std::shared_ptr<ReaderEnd>& r
   cv_.notify_all();
   local_ = reader;
   local_generation_ = generation;
+  const uint64_t marker_position = marker_position_;
   lock.unlock();
+  reader->take_ahead_through(marker_position);
   StreamEnd end = deliver_items(*reader, generation, r.next_seq());
   lock.lock();
   local_.reset();
@@ -512,13 +516,17 @@ WriterEnd::StreamEnd WriterEnd::send_on_link(
     std::unique_lock<std::mutex> lock(mu_);
     link_ = &link;
     link_next_ = from;
+    marker_news_ = marker_position_ > 0;  // (a new reader's end, maybe: it is told again)
     for (;;) {
       cv_.wait(lock, [&] {
-        return holding_ || gone_ || stream_broken_ || queue_.finished() ||
+        return holding_ || gone_ || stream_broken_ || queue_.finished() || marker_news_ ||
                (!link_sending_ && queue_.next_seq() > link_next_);
       });
       if (holding_ || gone_ || stream_broken_ || queue_.finished()) break;
-      push_on_link(lock);
+      if (!marker_news_)
+        push_on_link(lock);
+      else if (!tell_marker_position(stream, lock))
+        break;
     }
     link_ = nullptr;
     cv_.wait(lock, [&] { return !link_sending_; });  // (the pump may be sending on it)

@@ -120,6 +120,10 @@ class WriterEnd {
                          LinkSender& link, uint64_t from);
   // With mu_ held (by `lock`): what is not sent yet goes on the live link.
   void push_on_link(std::unique_lock<std::mutex>& lock);
+  // With mu_ held (by `lock`): the reader's end is told where the latest cut's marker is, on the
+  // stream beside the link; false when the stream broke.
+  bool tell_marker_position(grpc::ClientReaderWriter<rpc::ChannelFrame, rpc::ChannelReply>& stream,
+                            std::unique_lock<std::mutex>& lock);
   // With mu_ held: whether push_on_link() sends from the calling thread now (a live link nobody
   // is sending on).
   bool sends_here() const { return link_ && !link_sending_ && !holding_ && !stream_broken_; }
@@ -156,6 +160,10 @@ class WriterEnd {
     uint64_t marker, after;  // (MarkerAt)
   };
   std::deque<MarkerAt> markers_at_;  // a cut's markers after bytes still in the pipe, in order
+  // Where the latest cut's marker goes (bytes written before it; a channel of messages: messages),
+  // and whether the reader's end has to be told (ReaderEnd::take_ahead_through()).
+  uint64_t marker_position_ = 0;
+  bool marker_news_ = false;
   std::string peer_node_;
   bool holding_ = false;
   bool gone_ = false;

@@ -78,6 +78,7 @@ rpc::ChannelHandoff WriterEnd::hold() {
     at->set_marker(m.marker);
     at->set_after(m.after);
   }
+  h.set_marker_position(marker_position_);
   return h;
 }
 
@@ -135,13 +136,26 @@ void WriterEnd::put_back_untaken(const rpc::ChannelHandoff& from, int task_side)
 }
 
 rpc::ChannelCut WriterEnd::cut(uint64_t marker, pid_t pid) {
-  std::lock_guard<std::mutex> reading(read_mu_);
-  std::unique_lock<std::mutex> lock(mu_);
-  rpc::ChannelCut c = messages_ ? cut_messages(marker, pid) : cut_bytes(marker);
-  c.set_channel(spec_.channel());
-  c.set_writer(true);
-  announce_items();
-  push_on_link(lock);
+  rpc::ChannelCut c;
+  std::shared_ptr<ReaderEnd> local;
+  {
+    std::lock_guard<std::mutex> reading(read_mu_);
+    std::unique_lock<std::mutex> lock(mu_);
+    c = messages_ ? cut_messages(marker, pid) : cut_bytes(marker);
+    c.set_channel(spec_.channel());
+    c.set_writer(true);
+    // The reader's end takes what comes before the marker ahead of its task if need be, so the
+    // marker does not wait for the task to read.
+    if (!c.ended()) {
+      marker_position_ = std::max(marker_position_, messages_ ? c.messages() : c.bytes());
+      marker_news_ = true;
+      local = local_;
+    }
+    announce_items();
+    push_on_link(lock);
+    cv_.notify_all();
+  }
+  if (local) local->take_ahead_through(messages_ ? c.messages() : c.bytes());
   return c;
 }
 
@@ -188,6 +202,19 @@ rpc::ChannelCut WriterEnd::cut_messages(uint64_t marker, pid_t pid) {
   if (!queue_.closed()) markers_at_.push_back({marker, c.messages()});
   place_due_markers();
   return c;
+}
+
+// Beside the link, whose items it must not wait behind. With mu_ held (unlocked for the write).
+bool WriterEnd::tell_marker_position(
+    grpc::ClientReaderWriter<rpc::ChannelFrame, rpc::ChannelReply>& stream,
+    std::unique_lock<std::mutex>& lock) {
+  rpc::ChannelFrame news;
+  news.set_take_ahead_through(marker_position_);
+  marker_news_ = false;
+  lock.unlock();
+  const bool told = stream.Write(news);
+  lock.lock();
+  return told;
 }
 
 uint64_t WriterEnd::taken() const {

@@ -1,0 +1,70 @@
+// What the channel tests' "tasks" (threads of the test) do with their ends: write a byte pattern
+// until the channel takes no more, read it all back checking every byte, and carry what a
+// reader's pipe holds into its new pipe at a move (as a migration's image does).
+#pragma once
+
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <string>
+
+#include "support/byte_pattern.h"
+
+namespace ferry::node {
+
+// Writes the pattern `seed` in writes of `piece` bytes into `fd` (non-blocking) until the channel
+// takes nothing more for 300 ms; `written` counts on. Returns it.
+inline uint64_t write_until_full(int fd, uint64_t seed, size_t piece, uint64_t& written) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::string data = test::pattern(seed, written, piece);
+    ssize_t n = ::write(fd, data.data(), data.size());
+    if (n > 0) {
+      written += static_cast<uint64_t>(n);
+      continue;
+    }
+    EXPECT_EQ(errno, EAGAIN) << "write: " << std::strerror(errno);
+    pollfd p{fd, POLLOUT, 0};
+    if (::poll(&p, 1, 300) == 0) return written;
+  }
+  ADD_FAILURE() << "the writer never had to wait";
+  return written;
+}
+
+// Reads `expected` bytes of the pattern `seed` from `fd` (non-blocking), checking every one.
+inline void read_pattern(int fd, uint64_t seed, size_t piece, uint64_t expected) {
+  std::string got(piece, '\0');
+  uint64_t total = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (total < expected && std::chrono::steady_clock::now() < deadline) {
+    ssize_t n = ::read(fd, got.data(), got.size());
+    if (n < 0 && errno == EAGAIN) {
+      pollfd p{fd, POLLIN, 0};
+      ::poll(&p, 1, 100);
+      continue;
+    }
+    ASSERT_GT(n, 0) << "the channel ended after " << total << " of " << expected << " bytes";
+    ASSERT_EQ(got.substr(0, static_cast<size_t>(n)),
+              test::pattern(seed, total, static_cast<size_t>(n)))
+        << "at byte " << total;
+    total += static_cast<uint64_t>(n);
+  }
+  EXPECT_EQ(total, expected);
+}
+
+// A reader's task moves: what its old pipe holds (read from its side) goes into the new pipe
+// (written at the node's side) before the new end delivers anything.
+inline void carry_unread_bytes(int old_task_side, int new_node_side) {
+  std::string unread;
+  char buf[65536];
+  for (ssize_t n; (n = ::read(old_task_side, buf, sizeof buf)) > 0;)
+    unread.append(buf, static_cast<size_t>(n));
+  ASSERT_EQ(::write(new_node_side, unread.data(), unread.size()),
+            static_cast<ssize_t>(unread.size()));
+}
+
+}  // namespace ferry::node

@@ -1,0 +1,169 @@
+// A snapshot's marker travels in band, behind everything its writer wrote before the cut. Behind
+// a reader's task that does not read, it used to wait for the task: a snapshot of a job with such
+// a task never completed. The writer's end now tells the reader's end where its marker is, and
+// the reader's end takes what comes before it ahead of its task (bounded: what the writer had
+// queued and in its pipe), so the marker comes at once; what was taken ahead goes into the pipe
+// as the task reads, before anything after it, and moves with the task if it migrates first.
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+
+#include "channel_stress_node.h"
+#include "channel_task_io.h"
+#include "node/channels/reader_end.h"
+#include "node/channels/writer_end.h"
+#include "support/byte_pattern.h"
+#include "support/wait_until.h"
+
+namespace ferry::node {
+namespace {
+
+constexpr uint64_t kSeed = 11;
+constexpr size_t kWrite = 64 << 10;  // each write (each message)
+// The channel's capacity (stress_end_spec) and a pipe: the most a reader's end takes ahead.
+constexpr uint64_t kTakenAhead = (1u << 20) + (1u << 20);
+constexpr uint64_t kSlack = 4 * kWrite;
+
+// The writer's task on n1, the reader's on n2 (the items go on a link). The parameter: a channel
+// of messages (or of bytes).
+class ReaderTakeAheadTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    ::sigaction(SIGPIPE, &ignore, &old_sigpipe_);  // (as ferryd: a closed link is an error)
+    n1_ = std::make_unique<StressNode>("n1");
+    n2_ = std::make_unique<StressNode>("n2");
+    EndFds r = stress_end_fds(false, messages_);
+    reader_fd_ = std::move(r.task_side);
+    set_reader(std::make_shared<ReaderEnd>(stress_end_spec(false, messages_, "n1"), "b", "n2",
+                                           std::move(r.node_side), r.task_inode, nullptr),
+               *n2_);
+    EndFds w = stress_end_fds(true, messages_);
+    writer_fd_ = std::move(w.task_side);
+    auto stub_of = [this](const std::string& name) -> rpc::Node::Stub& {
+      return name == "n1" ? n1_->stub() : n2_->stub();
+    };
+    auto reader_at = [this](const rpc::ChannelEnd&) -> std::optional<std::string> {
+      std::lock_guard<std::mutex> lock(mu_);
+      return reader_node_;
+    };
+    writer_ = std::make_shared<WriterEnd>(stress_end_spec(true, messages_, "n2"), "a",
+                                          std::move(w.node_side), w.task_inode,
+                                          n1_->links(stub_of, reader_at), nullptr);
+    writer_->start();
+  }
+  void TearDown() override {
+    writer_.reset();
+    n1_->shut_down();
+    n2_->shut_down();
+    n1_.reset();
+    n2_.reset();
+    ::sigaction(SIGPIPE, &old_sigpipe_, nullptr);
+  }
+
+  void set_reader(std::shared_ptr<ReaderEnd> r, StressNode& at) {
+    r->set_marker_hook([this](ReaderEnd& end, uint64_t m) { return on_marker(end, m); });
+    at.set_reader(r);
+    std::lock_guard<std::mutex> lock(mu_);
+    reader_ = std::move(r);
+    reader_node_ = at.name();
+  }
+
+  // The task writes until the channel takes nothing more for 300 ms; returns all it wrote.
+  uint64_t fill() { return write_until_full(writer_fd_.get(), kSeed, kWrite, written_); }
+
+  // The marker is due: the reader's task (which does nothing) is recorded now, as a task is
+  // when its first marker comes, and the channel's state is what it had not read.
+  bool on_marker(ReaderEnd& end, uint64_t marker) {
+    if (marker == ReaderEnd::kChannelEnded) return true;
+    bool ended = false;
+    rpc::ChannelCut c = end.start_recording(marker, ::getpid(), &ended);
+    std::optional<ReaderEnd::Recording> rec = end.finish_recording(marker);
+    std::string state;
+    if (rec)
+      for (auto& piece : rec->items) state += piece;
+    std::lock_guard<std::mutex> lock(mu_);
+    cuts_[marker].read = c.bytes();
+    cuts_[marker].state = std::move(state);
+    return true;
+  }
+
+  bool marker_came(uint64_t marker, int ms) {
+    return test::wait_until(
+        [&] {
+          std::lock_guard<std::mutex> lock(mu_);
+          return cuts_[marker].state.has_value();
+        },
+        ms);
+  }
+
+  // The reader's task moves to n1 (the writer's node), frozen with what its end took ahead.
+  void move_reader() {
+    std::shared_ptr<ReaderEnd> old;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      old = reader_;
+    }
+    rpc::ChannelHandoff h = old->hold(::getpid());
+    EndFds fds = stress_end_fds(false, messages_);
+    // (Its image carries what its pipe held.)
+    if (!messages_) carry_unread_bytes(reader_fd_.get(), fds.node_side.get());
+    set_reader(std::make_shared<ReaderEnd>(stress_end_spec(false, messages_, "n1"), "b", "n1",
+                                           std::move(fds.node_side), fds.task_inode, &h),
+               *n1_);
+    old->moved("n1");
+    reader_fd_ = std::move(fds.task_side);
+  }
+
+  const bool messages_ = GetParam();
+  struct sigaction old_sigpipe_ {};
+  std::unique_ptr<StressNode> n1_, n2_;
+  std::shared_ptr<WriterEnd> writer_;
+  UniqueFd writer_fd_, reader_fd_;
+  uint64_t written_ = 0;
+  struct Cut {
+    uint64_t read = 0;
+    std::optional<std::string> state;  // once the marker came
+  };
+  std::mutex mu_;
+  std::shared_ptr<ReaderEnd> reader_;
+  std::string reader_node_;
+  std::map<uint64_t, Cut> cuts_;
+};
+
+TEST_P(ReaderTakeAheadTest, AMarkerComesThoughTheReaderReadsNothingAndEveryByteArrivesOnce) {
+  const uint64_t held = fill();
+  ASSERT_GT(held, (1u << 20) + kWrite) << "the channel took less than its capacity";
+  // The writer's task is cut (its marker after all it wrote: what is in its pipe too).
+  const uint64_t written = writer_->cut(1, ::getpid()).bytes();
+  EXPECT_EQ(written, held);
+  ASSERT_TRUE(marker_came(1, 5000)) << "the marker waited for the reader's task to read";
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    EXPECT_EQ(cuts_[1].read, 0u) << "the task has read nothing";
+    EXPECT_EQ(cuts_[1].read + cuts_[1].state->size(), written);
+    EXPECT_EQ(*cuts_[1].state, test::pattern(kSeed, 0, cuts_[1].state->size()));
+  }
+  // The writer wrote on into the room that taking ahead made; no more than that.
+  EXPECT_LE(fill(), held + kTakenAhead + kSlack);
+  move_reader();       // (what was taken ahead goes along, to go in first)
+  writer_fd_.reset();  // the end
+  read_pattern(reader_fd_.get(), kSeed, kWrite, written_);
+}
+
+INSTANTIATE_TEST_SUITE_P(Channels, ReaderTakeAheadTest, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return p.param ? "Messages" : "Bytes";
+                         });
+
+}  // namespace
+}  // namespace ferry::node
