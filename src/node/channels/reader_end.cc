@@ -51,7 +51,7 @@ ReaderEnd::ReaderEnd(rpc::ChannelEnd spec, std::string task_id, std::string node
       writer_node_(spec_.peer_node()) {
   ::fcntl(pipe_.get(), F_SETFL, O_NONBLOCK);
   if (from) {
-    unread_.assign(from->unread().begin(), from->unread().end());
+    for (auto& m : from->unread()) unread_.push_back(piece_of(m));
     for (auto& c : from->recordings()) {
       Recording r;
       r.marker = c.marker();
@@ -293,11 +293,11 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
       if (!unread_.empty() && !marker) {
         // What was taken ahead (or came with the task) goes in first: this is taken ahead too,
         // or waits until the drainer has put it in.
-        if (!end && taking_ahead()) return take_ahead(seq, data.substr(skip_));
+        if (!end && taking_ahead(data.size() - skip_)) return take_ahead(seq, data.substr(skip_));
         start_drainer();
         cv_.wait(lock, [&] {
           return unread_.empty() || !draining_ || holding_ || generation != generation_ || gone_ ||
-                 !pipe_ || (!end && taking_ahead());
+                 !pipe_ || (!end && taking_ahead(data.size() - skip_));
         });
         continue;
       }
@@ -305,7 +305,7 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
         if (!pipe_) return Delivery::kGone;
         std::optional<Delivery> d = put_message(seq, end, marker, data);
         if (d) return *d;
-        if (!end && !marker && taking_ahead()) return take_ahead(seq, data);
+        if (!end && !marker && taking_ahead(data.size())) return take_ahead(seq, data);
       } else {
         if (end || marker || skip_ >= data.size()) return accept_item(seq, end, marker);
         if (!pipe_) return Delivery::kGone;
@@ -322,7 +322,7 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
         if (len == 0) {
           // (Nothing is written to find EPIPE: the task's leaving is seen by wait_for_room().)
           if (room.task_left) return task_gone();
-          if (taking_ahead()) return take_ahead(seq, data.substr(skip_));
+          if (taking_ahead(data.size() - skip_)) return take_ahead(seq, data.substr(skip_));
           note_full(room);
         } else if (!later) {
           ssize_t n = in_socket ? in_socket->splice_data(pipe_.get(), skip_, len)
@@ -336,7 +336,7 @@ ReaderEnd::Delivery ReaderEnd::deliver(uint64_t seq, bool end, uint64_t marker_i
           }
           // EPIPE: the task closed its end or ended; nothing it has not read will ever be.
           if (errno != EAGAIN && errno != EINTR) return task_gone();
-          if (taking_ahead()) return take_ahead(seq, data.substr(skip_));
+          if (taking_ahead(data.size() - skip_)) return take_ahead(seq, data.substr(skip_));
         }
       }
     }
@@ -391,8 +391,10 @@ rpc::ChannelCut ReaderEnd::start_recording(uint64_t marker, pid_t pid, bool* end
     }
   }
   const size_t taken = r.items.size();
-  for (auto& m : unread_) r.items.push_back(m);
   for (auto& item : r.items) r.bytes += item.size();
+  r.waiting_at = taken;
+  r.waiting.assign(unread_.begin(), unread_.end());
+  for (auto& piece : r.waiting) r.bytes += piece.view().size();
   if (messages_) put_back_taken(r.items, taken);
   if (gone_)
     r.failure = "task " + task_id_ + " no longer reads channel " + spec_.job() + "#" +
@@ -401,7 +403,7 @@ rpc::ChannelCut ReaderEnd::start_recording(uint64_t marker, pid_t pid, bool* end
   c.set_channel(spec_.channel());
   c.set_writer(false);
   c.set_bytes(bytes_delivered_ - r.bytes);
-  c.set_messages(messages_delivered_ - (messages_ ? r.items.size() : 0));
+  c.set_messages(messages_delivered_ - (messages_ ? r.items.size() + r.waiting.size() : 0));
   *ended = receiver_.ended() || gone_;
   c.set_ended(*ended);
   recordings_.push_back(std::move(r));
@@ -414,6 +416,7 @@ std::optional<ReaderEnd::Recording> ReaderEnd::finish_recording(uint64_t marker)
     if (it->marker != marker) continue;
     Recording r = std::move(*it);
     recordings_.erase(it);
+    fill_in(r);
     return r;
   }
   return std::nullopt;
@@ -469,16 +472,15 @@ void ReaderEnd::put_back_taken(const std::vector<std::string>& taken, size_t cou
   while (unread_.empty() && sent < count && put_one(taken[sent])) sent++;
   if (gone_) return;  // (nothing waits for a task that is gone)
   // (Those that did not fit go first when there is room, before those that waited already.)
-  unread_.insert(unread_.begin(), taken.begin() + static_cast<ptrdiff_t>(sent),
-                 taken.begin() + static_cast<ptrdiff_t>(count));
+  for (size_t i = count; i > sent; i--) unread_.push_front(piece_of(taken[i - 1]));
   put_unread();
 }
 
 void ReaderEnd::put_unread() {
-  while (!unread_.empty() && put_one(unread_.front())) unread_.pop_front();
+  while (!unread_.empty() && put_one(unread_.front().view())) unread_.pop_front();
 }
 
-bool ReaderEnd::put_one(const std::string& message) {
+bool ReaderEnd::put_one(std::string_view message) {
   if (!pipe_) return false;
   SendResult r = send_message(pipe_.get(), message);
   if (r == SendResult::kGone) task_gone();
@@ -501,8 +503,8 @@ rpc::ChannelHandoff ReaderEnd::hold(pid_t pid) {
       if (!taken.empty() || !unread_.empty())
         spdlog::info("channel {}#{}: {} messages task {} had not read go along", spec_.job(),
                      spec_.channel(), taken.size() + unread_.size(), task_id_);
-      unread_.insert(unread_.begin(), std::make_move_iterator(taken.begin()),
-                     std::make_move_iterator(taken.end()));
+      for (auto it = taken.rbegin(); it != taken.rend(); ++it)
+        unread_.push_front(piece_of(std::move(*it)));
     } else {
       refuse_if_ended_with_unread(pid);
     }
@@ -518,9 +520,10 @@ rpc::ChannelHandoff ReaderEnd::hold(pid_t pid) {
   h.set_ended(receiver_.ended());
   h.set_gone(gone_);
   h.set_peer_node(writer_node_);
-  for (auto& m : unread_) h.add_unread(m);
+  for (auto& piece : unread_) h.add_unread(std::string(piece.view()));
   // (Copied: if the migration is given up, they go on here.)
   for (auto& r : recordings_) {
+    fill_in(r);
     rpc::ChannelRecording* c = h.add_recordings();
     c->set_marker(r.marker);
     for (auto& item : r.items) c->add_items(item);
@@ -574,7 +577,7 @@ rpc::ChannelEndStat ReaderEnd::stat() {
   s.set_task_id(task_id_);
   s.set_peer_node(writer_node_);
   uint64_t held = 0;
-  for (auto& piece : unread_) held += piece.size();
+  for (auto& piece : unread_) held += piece.view().size();
   s.set_bytes_delivered(bytes_delivered_ - held);
   s.set_bytes_held(held);
   // (A channel of bytes counts its writes: pieces taken ahead are parts of them.)

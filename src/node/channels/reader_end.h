@@ -29,6 +29,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -109,9 +110,21 @@ class ReaderEnd {
   // the channel's recorded state starts with what it has not read and goes on with what is
   // delivered until the marker. `ended`: the channel had ended already (nothing more comes).
   rpc::ChannelCut start_recording(uint64_t marker, pid_t pid, bool* ended);
+  // A piece of what waits in this end to go into the task's pipe or socket (a message, or bytes),
+  // shared with the recordings that began while it waited, so that a task's pause copies none
+  // of it. `offset`: how much of it is in the pipe already.
+  struct Piece {
+    std::shared_ptr<const std::string> data;
+    size_t offset = 0;
+    std::string_view view() const { return std::string_view(*data).substr(offset); }
+  };
   struct Recording {
     uint64_t marker = 0;
     std::vector<std::string> items;  // messages, or pieces of bytes
+    // What waited in the end when the task was recorded: it goes into `items` at `waiting_at`,
+    // copied once the task runs on (finish_recording(), hold()).
+    std::vector<Piece> waiting;
+    size_t waiting_at = 0;
     uint64_t bytes = 0;
     std::string failure;  // its task went before the marker came
     bool carried = false;     // begun at another node (the task was recorded there, then moved)
@@ -165,15 +178,18 @@ class ReaderEnd {
   std::optional<Delivery> put_message(uint64_t seq, bool end, bool marker, std::string_view data);
   void put_unread();
   // With mu_ held: one message into the task's socket; false when there is no room (or no task).
-  bool put_one(const std::string& message);
+  bool put_one(std::string_view message);
+  static Piece piece_of(std::string data);
+  static void fill_in(Recording& r);  // its `waiting` pieces copied into its items
   // With mu_ held: the first `count` of `taken` (messages just taken out of the task's socket)
   // back into it, in their order, before those in unread_; what does not fit joins unread_.
   void put_back_taken(const std::vector<std::string>& taken, size_t count);
   void refuse_if_ended_with_unread(pid_t pid);  // with mu_ held
 
-  // Taking ahead (reader_end_ahead.cc). With mu_ held: whether an item that finds no room may be
-  // taken ahead now; the rest of item `seq` (`data`, what is not in the pipe) taken ahead.
-  bool taking_ahead() const;
+  // Taking ahead (reader_end_ahead.cc). With mu_ held: whether `size` bytes of an item that find
+  // no room may be taken ahead now; the rest of item `seq` (`data`, what is not in the pipe)
+  // taken ahead.
+  bool taking_ahead(size_t size) const;
   static size_t pipe_room_bytes(int pipe, int size);  // its size less the bytes it holds
   Delivery take_ahead(uint64_t seq, std::string_view data);
   // With mu_ held: what waits in unread_ into the pipe or socket, as much as there is room for.
@@ -203,7 +219,7 @@ class ReaderEnd {
   uint64_t messages_delivered_ = 0;  // (writes, in a channel of bytes)
   // To go into the pipe or socket before anything else: messages the task had not read when it
   // moved, and what was taken ahead (pieces of bytes, or messages).
-  std::deque<std::string> unread_;
+  std::deque<Piece> unread_;
   uint64_t ahead_through_ = 0;  // the position of the writer's latest marker (take_ahead_through)
   uint64_t taken_ahead_ = 0;    // bytes taken ahead since unread_ was last empty
   std::thread drainer_;

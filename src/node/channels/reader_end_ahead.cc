@@ -34,19 +34,19 @@ void ReaderEnd::take_ahead_through(uint64_t position) {
   wake();  // (a delivery waiting for room takes its item ahead now)
 }
 
-bool ReaderEnd::taking_ahead() const {
+bool ReaderEnd::taking_ahead(size_t size) const {
   const uint64_t delivered = messages_ ? messages_delivered_ : bytes_delivered_;
   // What comes before a marker is at most what the writer had queued and in its pipe when it was
   // cut. A task that never reads, cut again and again, would have the end take that much at every
   // cut (its writer writes on into the room each one makes): the end holds no more than once
   // that, and the later markers wait for the task to read, as they did before any was taken.
   return pipe_ && !gone_ && !holding_ && delivered < ahead_through_ &&
-         taken_ahead_ < spec_.capacity() + kAheadBeyondCapacity;
+         taken_ahead_ + size <= spec_.capacity() + kAheadBeyondCapacity;
 }
 
 ReaderEnd::Delivery ReaderEnd::take_ahead(uint64_t seq, std::string_view data) {
   if (!recordings_.empty()) record(data);
-  unread_.emplace_back(data);
+  unread_.push_back(piece_of(std::string(data)));
   taken_ahead_ += data.size();
   bytes_delivered_ += data.size();
   start_drainer();
@@ -55,8 +55,9 @@ ReaderEnd::Delivery ReaderEnd::take_ahead(uint64_t seq, std::string_view data) {
 
 bool ReaderEnd::put_unread_bytes(RoomWait& room) {
   while (!unread_.empty() && pipe_) {
-    std::string& piece = unread_.front();
-    size_t len = piece.size();
+    Piece& piece = unread_.front();
+    const std::string_view rest = piece.view();
+    size_t len = rest.size();
     // (A pipe that pages were spliced into takes no more than its size: see deliver().)
     if (spliced_) len = std::min(len, pipe_room_bytes(pipe_.get(), pipe_size_));
     if (len == 0) {
@@ -68,20 +69,34 @@ bool ReaderEnd::put_unread_bytes(RoomWait& room) {
       note_full(room);
       return true;
     }
-    ssize_t n = ::write(pipe_.get(), piece.data(), len);
+    ssize_t n = ::write(pipe_.get(), rest.data(), len);
     if (n < 0) {
       if (errno == EAGAIN || errno == EINTR) return true;
       task_gone();
       return false;
     }
     room.full_by_bytes = false;
-    if (static_cast<size_t>(n) == piece.size())
+    if (static_cast<size_t>(n) == rest.size())
       unread_.pop_front();
     else
-      piece.erase(0, static_cast<size_t>(n));
+      piece.offset += static_cast<size_t>(n);
   }
   if (unread_.empty()) taken_ahead_ = 0;
   return true;
+}
+
+ReaderEnd::Piece ReaderEnd::piece_of(std::string data) {
+  return {std::make_shared<const std::string>(std::move(data)), 0};
+}
+
+void ReaderEnd::fill_in(Recording& r) {
+  if (r.waiting.empty()) return;
+  std::vector<std::string> copies;
+  copies.reserve(r.waiting.size());
+  for (auto& piece : r.waiting) copies.emplace_back(piece.view());
+  r.items.insert(r.items.begin() + static_cast<ptrdiff_t>(r.waiting_at),
+                 std::make_move_iterator(copies.begin()), std::make_move_iterator(copies.end()));
+  r.waiting.clear();
 }
 
 void ReaderEnd::put_unread_any(RoomWait& room) {
