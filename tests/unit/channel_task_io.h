@@ -3,10 +3,13 @@
 // reader's pipe holds into its new pipe at a move (as a migration's image does).
 #pragma once
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -35,25 +38,42 @@ inline uint64_t write_until_full(int fd, uint64_t seed, size_t piece, uint64_t& 
   return written;
 }
 
-// Reads `expected` bytes of the pattern `seed` from `fd` (non-blocking), checking every one.
-inline void read_pattern(int fd, uint64_t seed, size_t piece, uint64_t expected) {
+// Reads `count` bytes of the pattern `seed` from `fd` (non-blocking), its bytes `from` on, checking
+// every one; never more (each read asks for at most `piece`, and no more than is left).
+inline void read_pattern_from(int fd, uint64_t seed, size_t piece, uint64_t from, uint64_t count) {
   std::string got(piece, '\0');
   uint64_t total = 0;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
-  while (total < expected && std::chrono::steady_clock::now() < deadline) {
-    ssize_t n = ::read(fd, got.data(), got.size());
+  while (total < count && std::chrono::steady_clock::now() < deadline) {
+    const size_t want = static_cast<size_t>(std::min<uint64_t>(piece, count - total));
+    ssize_t n = ::read(fd, got.data(), want);
     if (n < 0 && errno == EAGAIN) {
       pollfd p{fd, POLLIN, 0};
       ::poll(&p, 1, 100);
       continue;
     }
-    ASSERT_GT(n, 0) << "the channel ended after " << total << " of " << expected << " bytes";
+    ASSERT_GT(n, 0) << "the channel ended after " << total << " of " << count << " bytes";
     ASSERT_EQ(got.substr(0, static_cast<size_t>(n)),
-              test::pattern(seed, total, static_cast<size_t>(n)))
-        << "at byte " << total;
+              test::pattern(seed, from + total, static_cast<size_t>(n)))
+        << "at byte " << from + total;
     total += static_cast<uint64_t>(n);
   }
-  EXPECT_EQ(total, expected);
+  EXPECT_EQ(total, count);
+}
+
+// Reads `expected` bytes of the pattern `seed` from `fd` (non-blocking), checking every one.
+inline void read_pattern(int fd, uint64_t seed, size_t piece, uint64_t expected) {
+  read_pattern_from(fd, seed, piece, 0, expected);
+}
+
+// What a task's end of a channel holds itself: its pipe's size, or its socket's send buffer (what
+// a writer's task can write on into once the daemon has emptied it).
+inline uint64_t task_side_buffer(int fd) {
+  int size = ::fcntl(fd, F_GETPIPE_SZ);
+  if (size > 0) return static_cast<uint64_t>(size);
+  socklen_t len = sizeof size;
+  EXPECT_EQ(::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, &len), 0) << std::strerror(errno);
+  return static_cast<uint64_t>(size);
 }
 
 // A reader's task moves: what its old pipe holds (read from its side) goes into the new pipe

@@ -137,6 +137,7 @@ rpc::ChannelReply LinkSender::next_reply() {
     fail_as(Error::Kind::kBadInput, "a channel link's answer of unknown kind {}", h.flags);
   r.set_kind(static_cast<rpc::ChannelReply::Kind>(h.flags));
   r.set_next_seq(h.addr);
+  r.set_held_bytes(h.aux);
   return r;
 }
 
@@ -260,8 +261,8 @@ bool LinkReceiver::wait_readable(int timeout_ms) {
   return r != 0;  // (an error: next() says what)
 }
 
-void LinkReceiver::reply(rpc::ChannelReply::Kind kind, uint64_t next_seq) {
-  transfer::FrameHeader h{next_seq, 0, 0, 0, static_cast<uint16_t>(kind)};
+void LinkReceiver::reply(rpc::ChannelReply::Kind kind, uint64_t next_seq, uint64_t held_bytes) {
+  transfer::FrameHeader h{next_seq, held_bytes, 0, 0, static_cast<uint16_t>(kind)};
   uint8_t tag[transfer::kTagSize];
   out_mac_.tag(key_, 0, out_seq_++ | transfer::kFromDestination, h, nullptr, 0, tag);
   iovec iov[2] = {{&h, sizeof h}, {tag, sizeof tag}};

@@ -8,7 +8,8 @@
 //
 // Frames (frame_auth.h's header): writer -> reader, one per item: addr = its sequence number,
 // aux = a marker's snapshot id, flags = its kind, the data after. Reader -> writer: addr = the
-// next item wanted (everything before is in the reader's pipe), flags = ACK or GONE.
+// next item wanted (everything before is in the reader's pipe, or held by its end), aux = the
+// bytes its end holds (ChannelReply::held_bytes), flags = ACK or GONE.
 #pragma once
 
 #include <condition_variable>
@@ -64,7 +65,7 @@ class LinkReceiver {
   // is skipped, and what is left when the next item is asked for, is dropped. Returns the bytes
   // moved, or -1 with errno (EAGAIN: the pipe is full). Throws StreamBroken.
   ssize_t splice_data(int pipe, size_t offset, size_t len);
-  void reply(rpc::ChannelReply::Kind kind, uint64_t next_seq);
+  void reply(rpc::ChannelReply::Kind kind, uint64_t next_seq, uint64_t held_bytes = 0);
   void shut();
 
  private:

@@ -23,6 +23,8 @@ constexpr auto kHeldWait = std::chrono::seconds(2);
 // On a link: how many items, and how long a quiet link, before an acknowledgement.
 constexpr uint64_t kAckItems = 1024;
 constexpr int kQuietAckMs = 2;
+// How often a link's thread looks at what its end holds, while it holds something.
+constexpr int kHeldLookMs = 5;
 rpc::ChannelReply reply_of(rpc::ChannelReply::Kind kind, uint64_t seq = 0,
                            const std::string& node = "") {
   rpc::ChannelReply r;
@@ -117,7 +119,9 @@ rpc::ChannelReply ReaderEnd::admit(const std::string& writer_node, std::function
   serving_ = true;
   serving_generation_ = *generation;
   stop_serving_ = std::move(stop);
-  return reply_of(rpc::ChannelReply::RESUME, receiver_.next_seq());
+  rpc::ChannelReply resume = reply_of(rpc::ChannelReply::RESUME, receiver_.next_seq());
+  resume.set_held_bytes(unread_.bytes());
+  return resume;
 }
 
 void ReaderEnd::leave(uint64_t generation) {
@@ -149,8 +153,11 @@ void ReaderEnd::serve(grpc::ServerContext& ctx, ChannelServerStream& stream,
     transfer::Key key;
     std::copy(hello.link_key().begin(), hello.link_key().end(), key.begin());
     serve_link(ctx, stream, first, key, *link, generation);
-  } else if (stream.Write(first)) {
-    serve_stream(stream, generation);
+  } else {
+    // (A stream's writer hears only when it sends: told what this end holds, it could wait for
+    // room that no answer would ever give it. It is held by the capacity alone, as before.)
+    first.set_held_bytes(0);
+    if (stream.Write(first)) serve_stream(stream, generation);
   }
   leave(generation);
 }
@@ -200,22 +207,27 @@ void ReaderEnd::serve_link(grpc::ServerContext& ctx, ChannelServerStream& stream
     receiver.shut();
   });
   // Acknowledgements are not on the way of the data: one per quarter of the channel's capacity
-  // (at most 1 MiB) or 1024 items, at the end, and once the link has been quiet for a moment.
+  // (at most 1 MiB) or 1024 items, at the end, and once the link has been quiet for a moment;
+  // and while this end holds something outside the pipe, whenever that changed (looked at now
+  // and then: the writer's room follows it as the task reads).
   const uint64_t ack_bytes = std::min<uint64_t>(spec_.capacity() / 4, 1 << 20);
-  uint64_t unacked_items = 0, unacked_bytes = 0;
+  uint64_t unacked_items = 0, unacked_bytes = 0, told_held = first.held_bytes();
   auto acknowledge = [&] {
-    uint64_t next;
+    uint64_t next, held;
     {
       std::lock_guard<std::mutex> lock(mu_);
       next = receiver_.next_seq();
+      held = unread_.bytes();
     }
-    receiver.reply(rpc::ChannelReply::ACK, next);
+    receiver.reply(rpc::ChannelReply::ACK, next, held);
+    told_held = held;
     unacked_items = unacked_bytes = 0;
   };
   try {
     for (;;) {
-      if (unacked_items > 0 && !receiver.wait_readable(kQuietAckMs)) {
-        acknowledge();
+      const bool due = unacked_items > 0;
+      if ((due || told_held > 0) && !receiver.wait_readable(due ? kQuietAckMs : kHeldLookMs)) {
+        if (due || held_bytes() != told_held) acknowledge();
         continue;
       }
       LinkItem item = receiver.next();
@@ -467,26 +479,6 @@ std::optional<ReaderEnd::Delivery> ReaderEnd::put_message(uint64_t seq, bool end
   return accept_item(seq, end, marker);
 }
 
-void ReaderEnd::put_back_taken(const std::vector<std::string>& taken, size_t count) {
-  size_t sent = 0;
-  while (unread_.empty() && sent < count && put_one(taken[sent])) sent++;
-  if (gone_) return;  // (nothing waits for a task that is gone)
-  // (Those that did not fit go first when there is room, before those that waited already.)
-  for (size_t i = count; i > sent; i--) unread_.push_front(piece_of(taken[i - 1]));
-  put_unread();
-}
-
-void ReaderEnd::put_unread() {
-  while (!unread_.empty() && put_one(unread_.front().view())) unread_.pop_front();
-}
-
-bool ReaderEnd::put_one(std::string_view message) {
-  if (!pipe_) return false;
-  SendResult r = send_message(pipe_.get(), message);
-  if (r == SendResult::kGone) task_gone();
-  return r == SendResult::kSent;
-}
-
 rpc::ChannelHandoff ReaderEnd::hold(pid_t pid) {
   std::unique_lock<std::mutex> lock(mu_);
   holding_ = true;
@@ -576,8 +568,7 @@ rpc::ChannelEndStat ReaderEnd::stat() {
   s.set_node(node_);
   s.set_task_id(task_id_);
   s.set_peer_node(writer_node_);
-  uint64_t held = 0;
-  for (auto& piece : unread_) held += piece.view().size();
+  const uint64_t held = unread_.bytes();
   s.set_bytes_delivered(bytes_delivered_ - held);
   s.set_bytes_held(held);
   // (A channel of bytes counts its writes: pieces taken ahead are parts of them.)

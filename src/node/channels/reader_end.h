@@ -27,7 +27,6 @@
 
 #include <chrono>
 #include <condition_variable>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -44,6 +43,7 @@
 #include "ferry.grpc.pb.h"
 #include "node/channels/channel_link.h"
 #include "node/channels/pipe_reads.h"
+#include "node/channels/unread_pieces.h"
 #include "node/channels/wake_fd.h"
 #include "util/fd.h"
 
@@ -110,14 +110,8 @@ class ReaderEnd {
   // the channel's recorded state starts with what it has not read and goes on with what is
   // delivered until the marker. `ended`: the channel had ended already (nothing more comes).
   rpc::ChannelCut start_recording(uint64_t marker, pid_t pid, bool* ended);
-  // A piece of what waits in this end to go into the task's pipe or socket (a message, or bytes),
-  // shared with the recordings that began while it waited, so that a task's pause copies none
-  // of it. `offset`: how much of it is in the pipe already.
-  struct Piece {
-    std::shared_ptr<const std::string> data;
-    size_t offset = 0;
-    std::string_view view() const { return std::string_view(*data).substr(offset); }
-  };
+  // A piece of what waits in this end to go into the task's pipe or socket (unread_pieces.h).
+  using Piece = UnreadPiece;
   struct Recording {
     uint64_t marker = 0;
     std::vector<std::string> items;  // messages, or pieces of bytes
@@ -139,6 +133,9 @@ class ReaderEnd {
   // messages: messages) were written. What comes before it is taken ahead if the task's pipe
   // (or socket) has no room for it.
   void take_ahead_through(uint64_t position);
+  // Bytes this end holds outside its task's pipe (what it tells its writer: see
+  // ChannelSendQueue::set_held_by_reader).
+  uint64_t held_bytes();
   const rpc::ChannelEnd& spec() const { return spec_; }
   const std::string& task_id() const { return task_id_; }
 
@@ -219,9 +216,8 @@ class ReaderEnd {
   uint64_t messages_delivered_ = 0;  // (writes, in a channel of bytes)
   // To go into the pipe or socket before anything else: messages the task had not read when it
   // moved, and what was taken ahead (pieces of bytes, or messages).
-  std::deque<Piece> unread_;
+  UnreadPieces unread_;
   uint64_t ahead_through_ = 0;  // the position of the writer's latest marker (take_ahead_through)
-  uint64_t taken_ahead_ = 0;    // bytes taken ahead since unread_ was last empty
   std::thread drainer_;
   bool draining_ = false;
   bool closing_ = false;  // (the end is being destroyed)

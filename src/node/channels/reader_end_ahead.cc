@@ -1,5 +1,6 @@
-// A reader's end taking ahead what comes before a snapshot's marker (reader_end.h), and the
-// drainer that puts it into the task's pipe (or socket) as the task reads.
+// A reader's end taking ahead what comes before a snapshot's marker (reader_end.h), what waits in
+// it to go into the task's pipe (or socket) before anything else, and the drainer that puts it
+// in as the task reads.
 #include <sys/ioctl.h>
 #include <unistd.h>
 
@@ -15,9 +16,9 @@ namespace {
 
 // The drainer looks at its end at least this often (a pipe whose task went, an end closed).
 constexpr int kDrainerLookMs = 20;
-// What an end may hold taken ahead beyond its channel's capacity: a pipe's worth (what the writer's
-// pipe held when it was cut goes before the marker too).
-constexpr uint64_t kAheadBeyondCapacity = 1 << 20;
+// What an end may hold beyond its channel's capacity: what the writer's queue may take past it
+// before a marker (its task's pipe's worth, which goes before the marker too).
+constexpr uint64_t kAheadBeyondCapacity = channel::ChannelSendQueue::kBeyondForMarker;
 
 }  // namespace
 
@@ -36,18 +37,22 @@ void ReaderEnd::take_ahead_through(uint64_t position) {
 
 bool ReaderEnd::taking_ahead(size_t size) const {
   const uint64_t delivered = messages_ ? messages_delivered_ : bytes_delivered_;
-  // What comes before a marker is at most what the writer had queued and in its pipe when it was
-  // cut. A task that never reads, cut again and again, would have the end take that much at every
-  // cut (its writer writes on into the room each one makes): the end holds no more than once
-  // that, and the later markers wait for the task to read, as they did before any was taken.
+  // What comes before a marker is what the writer's queue holds, which is no more than the
+  // capacity and a pipe's worth less what this end holds (it tells the writer with each
+  // acknowledgement): it always fits. (A writer that did not hear yet, or a marker placed past
+  // the capacity by a move, is the exception: its marker waits for the task to read.)
   return pipe_ && !gone_ && !holding_ && delivered < ahead_through_ &&
-         taken_ahead_ + size <= spec_.capacity() + kAheadBeyondCapacity;
+         unread_.bytes() + size <= spec_.capacity() + kAheadBeyondCapacity;
+}
+
+uint64_t ReaderEnd::held_bytes() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return unread_.bytes();
 }
 
 ReaderEnd::Delivery ReaderEnd::take_ahead(uint64_t seq, std::string_view data) {
   if (!recordings_.empty()) record(data);
   unread_.push_back(piece_of(std::string(data)));
-  taken_ahead_ += data.size();
   bytes_delivered_ += data.size();
   start_drainer();
   return accept_item(seq, false, false);
@@ -55,8 +60,7 @@ ReaderEnd::Delivery ReaderEnd::take_ahead(uint64_t seq, std::string_view data) {
 
 bool ReaderEnd::put_unread_bytes(RoomWait& room) {
   while (!unread_.empty() && pipe_) {
-    Piece& piece = unread_.front();
-    const std::string_view rest = piece.view();
+    const std::string_view rest = unread_.front().view();
     size_t len = rest.size();
     // (A pipe that pages were spliced into takes no more than its size: see deliver().)
     if (spliced_) len = std::min(len, pipe_room_bytes(pipe_.get(), pipe_size_));
@@ -76,13 +80,29 @@ bool ReaderEnd::put_unread_bytes(RoomWait& room) {
       return false;
     }
     room.full_by_bytes = false;
-    if (static_cast<size_t>(n) == rest.size())
-      unread_.pop_front();
-    else
-      piece.offset += static_cast<size_t>(n);
+    unread_.advance_front(static_cast<size_t>(n));
   }
-  if (unread_.empty()) taken_ahead_ = 0;
   return true;
+}
+
+void ReaderEnd::put_back_taken(const std::vector<std::string>& taken, size_t count) {
+  size_t sent = 0;
+  while (unread_.empty() && sent < count && put_one(taken[sent])) sent++;
+  if (gone_) return;  // (nothing waits for a task that is gone)
+  // (Those that did not fit go first when there is room, before those that waited already.)
+  for (size_t i = count; i > sent; i--) unread_.push_front(piece_of(taken[i - 1]));
+  put_unread();
+}
+
+void ReaderEnd::put_unread() {
+  while (!unread_.empty() && put_one(unread_.front().view())) unread_.pop_front();
+}
+
+bool ReaderEnd::put_one(std::string_view message) {
+  if (!pipe_) return false;
+  SendResult r = send_message(pipe_.get(), message);
+  if (r == SendResult::kGone) task_gone();
+  return r == SendResult::kSent;
 }
 
 ReaderEnd::Piece ReaderEnd::piece_of(std::string data) {
@@ -102,7 +122,6 @@ void ReaderEnd::fill_in(Recording& r) {
 void ReaderEnd::put_unread_any(RoomWait& room) {
   if (messages_) {
     put_unread();
-    if (unread_.empty()) taken_ahead_ = 0;
   } else {
     put_unread_bytes(room);
   }

@@ -19,8 +19,7 @@
 namespace ferry::node {
 namespace {
 
-constexpr size_t kReadChunk = 1 << 20;  // the most the pump takes from the pipe at once
-constexpr size_t kFrameBytes = 256 << 10;  // the most data one frame carries
+constexpr size_t kReadChunk = 1 << 20;         // the most the pump takes from the pipe at once
 constexpr size_t kSendItselfBelow = 64 << 10;  // what the pump sends on a link itself
 constexpr int kLinkConnectMs = 3000;
 constexpr size_t kLinkBatchBytes = 4 << 20;  // the most one send on a link takes at once
@@ -37,8 +36,10 @@ channel::ChannelSendQueue queue_from(const rpc::ChannelEnd& spec, const rpc::Cha
   c.messages_written = h->writes();
   c.bytes_acknowledged = h->bytes_acknowledged();
   c.messages_acknowledged = h->writes_acknowledged();
-  return channel::ChannelSendQueue(mode, spec.capacity(), std::move(items), h->acked_seq(),
-                                   h->closed(), c);
+  channel::ChannelSendQueue queue(mode, spec.capacity(), std::move(items), h->acked_seq(),
+                                  h->closed(), c);
+  queue.set_held_by_reader(h->held_by_reader());
+  return queue;
 }
 
 }  // namespace
@@ -121,7 +122,8 @@ void WriterEnd::pump() {
     size_t want = 0;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return holding_ || gone_ || !pipe_ || queue_.room() > 0; });
+      cv_.wait(lock,
+               [&] { return holding_ || gone_ || !pipe_ || queue_.room(beyond_for_marker()) > 0; });
       if (holding_) return;
       place_due_markers();  // (a cut's, when the pipe held nothing more before it)
       // The task's writes fail with EPIPE once the reader is gone, as for a pipe without reader;
@@ -131,7 +133,7 @@ void WriterEnd::pump() {
         if (buf.empty()) buf = queue_.reusable_buffer();
         buf.resize(kReadChunk);
       }
-      want = std::min<uint64_t>(queue_.room(), buf.size());
+      want = std::min<uint64_t>(queue_.room(beyond_for_marker()), buf.size());
     }
     pollfd fds[2] = {{pipe_.get(), POLLIN, 0}, {wake_.fd(), POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0 && errno != EINTR) return;
@@ -147,7 +149,7 @@ void WriterEnd::pump() {
     {
       // (Nor past the place of a snapshot's marker: it goes between the bytes where it was cut.)
       std::lock_guard<std::mutex> lock(mu_);
-      want = std::min<uint64_t>({queue_.room(), before_marker(), want});
+      want = std::min<uint64_t>({queue_.room(beyond_for_marker()), before_marker(), want});
     }
     if (want == 0) continue;  // (back to waiting for room)
     ssize_t n = ::read(pipe_.get(), buf.data(), want);
@@ -166,8 +168,8 @@ void WriterEnd::pump() {
     } else if (n > 0) {
       // (Read no more than the room: all of it is taken; a read the queue took only in part
       // would lose the rest, which is out of the task's pipe.)
-      if (queue_.append_bytes(std::string_view(buf.data(), static_cast<size_t>(n))) !=
-          static_cast<size_t>(n))
+      if (queue_.append_bytes(std::string_view(buf.data(), static_cast<size_t>(n)),
+                              beyond_for_marker()) != static_cast<size_t>(n))
         fail("internal: channel {}#{}: the queue took only part of a read", spec_.job(),
              spec_.channel());
       place_due_markers();
@@ -253,12 +255,14 @@ void WriterEnd::pump_messages() {
     // go past the capacity at a hold or a snapshot's cut, and a writer moved again and again
     // while its reader does not read would add one each time. (Looked at again after the wait:
     // a cut may have taken it meanwhile.)
-    if (!queue_.fits_message(next.size)) {
+    if (!queue_.fits_message(next.size, beyond_for_marker())) {
       reading.unlock();
-      cv_.wait(lock, [&] { return holding_ || gone_ || queue_.fits_message(next.size); });
+      cv_.wait(lock, [&] {
+        return holding_ || gone_ || queue_.fits_message(next.size, beyond_for_marker());
+      });
       continue;
     }
-    if (!queue_.append_message(take_message(pipe_.get(), next.size)))
+    if (!queue_.append_message(take_message(pipe_.get(), next.size), beyond_for_marker()))
       fail("internal: channel {}#{}: the queue refused a message it had room for", spec_.job(),
            spec_.channel());
     reading.unlock();
@@ -334,77 +338,10 @@ std::optional<WriterEnd::StreamEnd> WriterEnd::settle_first(const rpc::ChannelRe
   return std::nullopt;
 }
 
-// The reader's end is here: the items go into its pipe from this thread, no stream.
-WriterEnd::StreamEnd WriterEnd::deliver_here(const std::shared_ptr<ReaderEnd>& reader) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (holding_) return StreamEnd::kDone;
-    local_stopped_ = false;
-  }
-  uint64_t generation = 0;
-  rpc::ChannelReply r = reader->admit(
-      links_.node,
-      [this] {
-        std::lock_guard<std::mutex> lock(mu_);
-        local_stopped_ = true;
-        cv_.notify_all();
-      },
-      &generation);
-  std::unique_lock<std::mutex> lock(mu_);
-  if (auto end = settle_first(r, links_.node)) {
-    lock.unlock();
-    reader->leave(generation);
-    return *end;
-  }
+void WriterEnd::take_answer(const rpc::ChannelReply& r) {
   queue_.acknowledge(r.next_seq());
+  queue_.set_held_by_reader(r.held_bytes());
   cv_.notify_all();
-  local_ = reader;
-  local_generation_ = generation;
-  const uint64_t marker_position = marker_position_;
-  lock.unlock();
-  reader->take_ahead_through(marker_position);
-  StreamEnd end = deliver_items(*reader, generation, r.next_seq());
-  lock.lock();
-  local_.reset();
-  lock.unlock();
-  reader->leave(generation);
-  return end;
-}
-
-WriterEnd::StreamEnd WriterEnd::deliver_items(ReaderEnd& reader, uint64_t generation,
-                                              uint64_t from) {
-  uint64_t seq = from;
-  for (;;) {
-    std::vector<const channel::Item*> items;
-    {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] {
-        return holding_ || gone_ || local_stopped_ || queue_.finished() || queue_.next_seq() > seq;
-      });
-      if (holding_ || gone_ || local_stopped_) return gone_ ? StreamEnd::kDone : StreamEnd::kBroken;
-      if (queue_.finished()) return StreamEnd::kDone;
-      // (In place: only this thread acknowledges what it delivers, so they stay where they are.)
-      items = queue_.peek_from(std::max(seq, queue_.acknowledged_seq()), kFrameBytes);
-    }
-    for (const channel::Item* p : items) {
-      const channel::Item& item = *p;
-      ReaderEnd::Delivery d =
-          reader.deliver(item.seq, item.kind == channel::Item::Kind::kEnd,
-                         item.kind != channel::Item::Kind::kMarker ? ReaderEnd::kNoMarker
-                         : item.marker                             ? item.marker
-                                                                   : ~1ull,
-                         item.data, generation);
-      std::lock_guard<std::mutex> lock(mu_);
-      if (d == ReaderEnd::Delivery::kGone) {
-        reader_gone();
-        return StreamEnd::kDone;
-      }
-      if (d == ReaderEnd::Delivery::kStop) return StreamEnd::kBroken;
-      seq = item.seq + 1;
-      queue_.acknowledge(seq);
-      cv_.notify_all();
-    }
-  }
 }
 
 WriterEnd::StreamEnd WriterEnd::stream_to(const std::string& node) {
@@ -446,8 +383,7 @@ WriterEnd::StreamEnd WriterEnd::stream_to(const std::string& node) {
   if (!stream->Write(hello) || !stream->Read(&r)) return StreamEnd::kRetry;
   std::unique_lock<std::mutex> lock(mu_);
   if (auto end = settle_first(r, node)) return *end;
-  queue_.acknowledge(r.next_seq());
-  cv_.notify_all();
+  take_answer(r);
   stream_broken_ = false;
   lock.unlock();
   StreamEnd end = StreamEnd::kRetry;
@@ -494,8 +430,7 @@ WriterEnd::StreamEnd WriterEnd::send_on_link(
           reader_gone();
           break;
         }
-        queue_.acknowledge(a.next_seq());
-        cv_.notify_all();
+        take_answer(a);
       }
     } catch (const std::exception& e) {
       spdlog::debug("channel {}#{}: link answers ended: {}", spec_.job(), spec_.channel(),
@@ -552,12 +487,11 @@ WriterEnd::StreamEnd WriterEnd::stream_items(
       }
       if (a.kind() != rpc::ChannelReply::ACK) continue;
       try {
-        queue_.acknowledge(a.next_seq());
+        take_answer(a);
       } catch (const std::exception& e) {
         spdlog::error("channel {}#{}: {}", spec_.job(), spec_.channel(), e.what());
         break;
       }
-      cv_.notify_all();
     }
     std::lock_guard<std::mutex> lock(mu_);
     stream_broken_ = true;

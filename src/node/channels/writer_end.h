@@ -87,6 +87,7 @@ class WriterEnd {
   rpc::ChannelEndStat stat();
 
  private:
+  static constexpr size_t kFrameBytes = 256 << 10;  // the most data one frame carries
   // kBroken: a stream that was flowing broke (its reader's end was held by a migration, or it
   // took over another stream): the place is asked again at once.
   enum class StreamEnd { kRetry, kBroken, kMoved, kDone };
@@ -110,6 +111,11 @@ class WriterEnd {
   // how much more it may take before the next marker's place.
   uint64_t taken() const;
   uint64_t before_marker() const;
+  // With mu_ held: how far past its capacity the queue may take what the pump reads next (what
+  // comes before a snapshot's marker may go past it: ChannelSendQueue::kBeyondForMarker).
+  uint64_t beyond_for_marker() const;
+  // With mu_ held: the reader's answer (RESUME or ACK): what it has taken, and what it holds.
+  void take_answer(const rpc::ChannelReply& r);
   rpc::ChannelCut cut_bytes(uint64_t marker);
   rpc::ChannelCut cut_messages(uint64_t marker, pid_t pid);
   void send();

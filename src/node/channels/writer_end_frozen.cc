@@ -70,6 +70,7 @@ rpc::ChannelHandoff WriterEnd::hold() {
   h.set_writes(c.messages_written);
   h.set_bytes_acknowledged(c.bytes_acknowledged);
   h.set_writes_acknowledged(c.messages_acknowledged);
+  h.set_held_by_reader(queue_.held_by_reader());
   h.set_gone(gone_);
   h.set_peer_node(peer_node_);
   for (auto& piece : untaken_) h.add_untaken(piece);
@@ -231,6 +232,11 @@ void WriterEnd::place_due_markers() {
 uint64_t WriterEnd::before_marker() const {
   if (markers_at_.empty()) return UINT64_MAX;
   return markers_at_.front().after - taken();
+}
+
+uint64_t WriterEnd::beyond_for_marker() const {
+  return !markers_at_.empty() && before_marker() > 0 ? channel::ChannelSendQueue::kBeyondForMarker
+                                                     : 0;
 }
 
 void WriterEnd::append_taken(std::string_view data) {
