@@ -6,14 +6,18 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "support/byte_pattern.h"
 
@@ -86,5 +90,45 @@ inline void carry_unread_bytes(int old_task_side, int new_node_side) {
   ASSERT_EQ(::write(new_node_side, unread.data(), unread.size()),
             static_cast<ssize_t>(unread.size()));
 }
+
+// A reader's task that reads (and drops) whatever comes while a test shuts its nodes down: an
+// end's delivery into a full pipe would otherwise hold the shutdown up.
+class ReadingMeanwhile {
+ public:
+  explicit ReadingMeanwhile(int fd)
+      : thread_([this, fd] {
+          std::vector<char> buf(64 << 10);
+          while (!done_) {
+            pollfd p{fd, POLLIN, 0};
+            if (::poll(&p, 1, 10) > 0 && ::read(fd, buf.data(), buf.size()) == 0) break;
+          }
+        }) {}
+  ~ReadingMeanwhile() {
+    done_ = true;
+    thread_.join();
+  }
+  ReadingMeanwhile(const ReadingMeanwhile&) = delete;
+  ReadingMeanwhile& operator=(const ReadingMeanwhile&) = delete;
+
+ private:
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+// SIGPIPE ignored while it lives, as ferryd ignores it (a closed link is an error, not a death).
+class SigpipeIgnored {
+ public:
+  SigpipeIgnored() {
+    struct sigaction ignore {};
+    ignore.sa_handler = SIG_IGN;
+    ::sigaction(SIGPIPE, &ignore, &old_);
+  }
+  ~SigpipeIgnored() { ::sigaction(SIGPIPE, &old_, nullptr); }
+  SigpipeIgnored(const SigpipeIgnored&) = delete;
+  SigpipeIgnored& operator=(const SigpipeIgnored&) = delete;
+
+ private:
+  struct sigaction old_ {};
+};
 
 }  // namespace ferry::node

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "channel_stress_node.h"
+#include "channel_task_io.h"
 #include "node/channels/pipe_reads.h"
 #include "node/channels/reader_end.h"
 #include "node/channels/writer_end.h"
@@ -59,9 +60,6 @@ TEST(PipeReadsTest, AReadOfThePipeByAnyoneMakesTheWatchReadableUntilForgotten) {
 class ReaderPipeWakeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    struct sigaction ignore {};
-    ignore.sa_handler = SIG_IGN;
-    ::sigaction(SIGPIPE, &ignore, &old_sigpipe_);  // (as ferryd: a closed link is an error)
     n1_ = std::make_unique<StressNode>("n1");
     n2_ = std::make_unique<StressNode>("n2");
     EndFds r = stress_end_fds(false, false);
@@ -82,22 +80,14 @@ class ReaderPipeWakeTest : public ::testing::Test {
   // The reader's task reads everything meanwhile: its end's delivery into a full pipe would
   // otherwise hold up the node's shutdown.
   void TearDown() override {
-    std::atomic<bool> done{false};
-    std::thread reading([&] {
-      std::vector<char> buf(64 << 10);
-      while (!done) {
-        pollfd p{reader_fd_.get(), POLLIN, 0};
-        if (::poll(&p, 1, 10) > 0 && ::read(reader_fd_.get(), buf.data(), buf.size()) == 0) break;
-      }
-    });
-    writer_.reset();
-    n1_->shut_down();
-    n2_->shut_down();
-    done = true;
-    reading.join();
+    {
+      ReadingMeanwhile reading(reader_fd_.get());
+      writer_.reset();
+      n1_->shut_down();
+      n2_->shut_down();
+    }
     n1_.reset();
     n2_.reset();
-    ::sigaction(SIGPIPE, &old_sigpipe_, nullptr);
   }
 
   int held() {
@@ -110,7 +100,7 @@ class ReaderPipeWakeTest : public ::testing::Test {
     }
   }
 
-  struct sigaction old_sigpipe_ {};
+  SigpipeIgnored sigpipe_ignored_;
   std::unique_ptr<StressNode> n1_, n2_;
   UniqueFd reader_fd_, writer_fd_;
   std::shared_ptr<WriterEnd> writer_;

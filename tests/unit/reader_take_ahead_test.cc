@@ -38,9 +38,6 @@ constexpr uint64_t kSlack = 4 * kWrite;
 class ReaderTakeAheadTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
-    struct sigaction ignore {};
-    ignore.sa_handler = SIG_IGN;
-    ::sigaction(SIGPIPE, &ignore, &old_sigpipe_);  // (as ferryd: a closed link is an error)
     n1_ = std::make_unique<StressNode>("n1");
     n2_ = std::make_unique<StressNode>("n2");
     EndFds r = stress_end_fds(false, messages_);
@@ -65,22 +62,14 @@ class ReaderTakeAheadTest : public ::testing::TestWithParam<bool> {
   // The reader's task reads whatever is left meanwhile: after a failure, its end's delivery into
   // a full pipe would otherwise hold up the nodes' shutdown.
   void TearDown() override {
-    std::atomic<bool> done{false};
-    std::thread reading([&] {
-      std::vector<char> buf(64 << 10);
-      while (!done) {
-        pollfd p{reader_fd_.get(), POLLIN, 0};
-        if (::poll(&p, 1, 10) > 0 && ::read(reader_fd_.get(), buf.data(), buf.size()) == 0) break;
-      }
-    });
-    writer_.reset();
-    n1_->shut_down();
-    n2_->shut_down();
-    done = true;
-    reading.join();
+    {
+      ReadingMeanwhile reading(reader_fd_.get());
+      writer_.reset();
+      n1_->shut_down();
+      n2_->shut_down();
+    }
     n1_.reset();
     n2_.reset();
-    ::sigaction(SIGPIPE, &old_sigpipe_, nullptr);
   }
 
   void set_reader(std::shared_ptr<ReaderEnd> r, StressNode& at) {
@@ -142,7 +131,7 @@ class ReaderTakeAheadTest : public ::testing::TestWithParam<bool> {
   }
 
   const bool messages_ = GetParam();
-  struct sigaction old_sigpipe_ {};
+  SigpipeIgnored sigpipe_ignored_;
   std::unique_ptr<StressNode> n1_, n2_;
   std::shared_ptr<WriterEnd> writer_;
   UniqueFd writer_fd_, reader_fd_;
