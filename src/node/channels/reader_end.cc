@@ -23,8 +23,9 @@ constexpr auto kHeldWait = std::chrono::seconds(2);
 // On a link: how many items, and how long a quiet link, before an acknowledgement.
 constexpr uint64_t kAckItems = 1024;
 constexpr int kQuietAckMs = 2;
-// How often a link's thread looks at what its end holds, while it holds something.
-constexpr int kHeldLookMs = 5;
+// How often a link's thread looks at what its end holds, while it holds something: soon after a
+// change, less often (doubling) while its task reads nothing.
+constexpr int kHeldLookMs = 5, kHeldLookMaxMs = 160;
 rpc::ChannelReply reply_of(rpc::ChannelReply::Kind kind, uint64_t seq = 0,
                            const std::string& node = "") {
   rpc::ChannelReply r;
@@ -212,6 +213,7 @@ void ReaderEnd::serve_link(grpc::ServerContext& ctx, ChannelServerStream& stream
   // and then: the writer's room follows it as the task reads).
   const uint64_t ack_bytes = std::min<uint64_t>(spec_.capacity() / 4, 1 << 20);
   uint64_t unacked_items = 0, unacked_bytes = 0, told_held = first.held_bytes();
+  int held_look_ms = kHeldLookMs;
   auto acknowledge = [&] {
     uint64_t next, held;
     {
@@ -226,8 +228,10 @@ void ReaderEnd::serve_link(grpc::ServerContext& ctx, ChannelServerStream& stream
   try {
     for (;;) {
       const bool due = unacked_items > 0;
-      if ((due || told_held > 0) && !receiver.wait_readable(due ? kQuietAckMs : kHeldLookMs)) {
-        if (due || held_bytes() != told_held) acknowledge();
+      if ((due || told_held > 0) && !receiver.wait_readable(due ? kQuietAckMs : held_look_ms)) {
+        const bool changed = !due && held_bytes() != told_held;
+        if (due || changed) acknowledge();
+        held_look_ms = due || changed ? kHeldLookMs : std::min(2 * held_look_ms, kHeldLookMaxMs);
         continue;
       }
       LinkItem item = receiver.next();

@@ -11,8 +11,10 @@ namespace ferry::node {
 namespace {
 
 // How often a writer delivering to a reader's end on its node looks at what that end holds while
-// it holds something (its room follows it).
-constexpr auto kHeldLook = std::chrono::milliseconds(5);
+// it holds something (its room follows it): soon after a change, less often (doubling) while
+// the reader's task reads nothing.
+constexpr auto kHeldLook = std::chrono::milliseconds(5),
+               kHeldLookMax = std::chrono::milliseconds(160);
 
 }  // namespace
 
@@ -55,6 +57,7 @@ WriterEnd::StreamEnd WriterEnd::deliver_here(const std::shared_ptr<ReaderEnd>& r
 WriterEnd::StreamEnd WriterEnd::deliver_items(ReaderEnd& reader, uint64_t generation,
                                               uint64_t from) {
   uint64_t seq = from;
+  std::chrono::milliseconds look = kHeldLook;
   for (;;) {
     std::vector<const channel::Item*> items;
     const uint64_t held = reader.held_bytes();  // (its lock, not under this end's)
@@ -63,6 +66,9 @@ WriterEnd::StreamEnd WriterEnd::deliver_items(ReaderEnd& reader, uint64_t genera
       if (held != queue_.held_by_reader()) {
         queue_.set_held_by_reader(held);
         cv_.notify_all();
+        look = kHeldLook;
+      } else {
+        look = std::min(2 * look, kHeldLookMax);
       }
       auto due = [&] {
         return holding_ || gone_ || local_stopped_ || queue_.finished() || queue_.next_seq() > seq;
@@ -71,7 +77,7 @@ WriterEnd::StreamEnd WriterEnd::deliver_items(ReaderEnd& reader, uint64_t genera
       // again now and then, the writer's room follows it.)
       if (held == 0)
         cv_.wait(lock, due);
-      else if (!cv_.wait_for(lock, kHeldLook, due))
+      else if (!cv_.wait_for(lock, look, due))
         continue;
       if (holding_ || gone_ || local_stopped_) return gone_ ? StreamEnd::kDone : StreamEnd::kBroken;
       if (queue_.finished()) return StreamEnd::kDone;
