@@ -14,6 +14,7 @@
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 
+#include "channel_task_io.h"
 #include "node/channels/message_socket.h"
 #include "transfer/frame_auth.h"
 #include "transfer/page_stream.h"
@@ -176,6 +177,35 @@ void StressNode::set_reader(std::shared_ptr<ReaderEnd> reader) {
 std::shared_ptr<ReaderEnd> StressNode::reader() {
   std::lock_guard<std::mutex> lock(mu_);
   return reader_;
+}
+
+StressPair::StressPair()
+    : n1(std::make_unique<StressNode>("n1")), n2(std::make_unique<StressNode>("n2")) {}
+
+std::shared_ptr<WriterEnd> StressPair::start_writer(
+    bool messages, UniqueFd* task_fd,
+    std::function<std::optional<std::string>(const rpc::ChannelEnd&)> locate_reader) {
+  EndFds w = stress_end_fds(true, messages);
+  *task_fd = std::move(w.task_side);
+  auto stub_of = [this](const std::string& name) -> rpc::Node::Stub& {
+    return name == "n1" ? n1->stub() : n2->stub();
+  };
+  auto writer = std::make_shared<WriterEnd>(stress_end_spec(true, messages, "n2"), "a",
+                                            std::move(w.node_side), w.task_inode,
+                                            n1->links(stub_of, std::move(locate_reader)), nullptr);
+  writer->start();
+  return writer;
+}
+
+void StressPair::shut_down(std::shared_ptr<WriterEnd>& writer, int reader_fd) {
+  {
+    ReadingMeanwhile reading(reader_fd);
+    writer.reset();
+    n1->shut_down();
+    n2->shut_down();
+  }
+  n1.reset();
+  n2.reset();
 }
 
 }  // namespace ferry::node

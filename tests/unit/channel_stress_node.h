@@ -83,4 +83,20 @@ class StressNode {
   std::thread acceptor_;
 };
 
+// Two nodes, a channel's writer on n1 sending to its reader on n2 (or wherever `locate_reader`
+// says) over a link, as the channel tests that look at one link use them.
+struct StressPair {
+  StressPair();
+  // A writer's end on n1, started; its task's side goes to `*task_fd`.
+  std::shared_ptr<WriterEnd> start_writer(
+      bool messages, UniqueFd* task_fd,
+      std::function<std::optional<std::string>(const rpc::ChannelEnd&)> locate_reader);
+  // The writer's end goes and the nodes shut down while the reader's task (`reader_fd`) reads
+  // what is left: after a failure, its end's delivery into a full pipe would otherwise hold the
+  // shutdown up.
+  void shut_down(std::shared_ptr<WriterEnd>& writer, int reader_fd);
+
+  std::unique_ptr<StressNode> n1, n2;
+};
+
 }  // namespace ferry::node

@@ -60,35 +60,15 @@ TEST(PipeReadsTest, AReadOfThePipeByAnyoneMakesTheWatchReadableUntilForgotten) {
 class ReaderPipeWakeTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    n1_ = std::make_unique<StressNode>("n1");
-    n2_ = std::make_unique<StressNode>("n2");
     EndFds r = stress_end_fds(false, false);
     reader_fd_ = std::move(r.task_side);
-    n2_->set_reader(std::make_shared<ReaderEnd>(stress_end_spec(false, false, "n1"), "b", "n2",
-                                                std::move(r.node_side), 0, nullptr));
-    EndFds w = stress_end_fds(true, false);
-    writer_fd_ = std::move(w.task_side);
-    auto stub_of = [this](const std::string& name) -> rpc::Node::Stub& {
-      return name == "n1" ? n1_->stub() : n2_->stub();
-    };
-    auto reader_at = [](const rpc::ChannelEnd&) -> std::optional<std::string> { return "n2"; };
-    writer_ =
-        std::make_shared<WriterEnd>(stress_end_spec(true, false, "n2"), "a", std::move(w.node_side),
-                                    0, n1_->links(stub_of, reader_at), nullptr);
-    writer_->start();
+    nodes_.n2->set_reader(std::make_shared<ReaderEnd>(stress_end_spec(false, false, "n1"), "b",
+                                                      "n2", std::move(r.node_side), 0, nullptr));
+    writer_ = nodes_.start_writer(
+        false, &writer_fd_,
+        [](const rpc::ChannelEnd&) -> std::optional<std::string> { return "n2"; });
   }
-  // The reader's task reads everything meanwhile: its end's delivery into a full pipe would
-  // otherwise hold up the node's shutdown.
-  void TearDown() override {
-    {
-      ReadingMeanwhile reading(reader_fd_.get());
-      writer_.reset();
-      n1_->shut_down();
-      n2_->shut_down();
-    }
-    n1_.reset();
-    n2_.reset();
-  }
+  void TearDown() override { nodes_.shut_down(writer_, reader_fd_.get()); }
 
   int held() {
     int n = 0;
@@ -101,7 +81,7 @@ class ReaderPipeWakeTest : public ::testing::Test {
   }
 
   SigpipeIgnored sigpipe_ignored_;
-  std::unique_ptr<StressNode> n1_, n2_;
+  StressPair nodes_;
   UniqueFd reader_fd_, writer_fd_;
   std::shared_ptr<WriterEnd> writer_;
 };
@@ -125,7 +105,7 @@ TEST_F(ReaderPipeWakeTest, AFullPipeIsFilledAgainAsSoonAsItsPausedTaskReads) {
     ASSERT_EQ(::poll(&p, 1, 5000), 1) << "nothing came after the pipe was emptied";
     refill_ms.push_back(std::chrono::duration<double, std::milli>(Clock::now() - emptied).count());
   }
-  EXPECT_GT(n2_->links_taken(), 0) << "the items did not go on a link (nothing was spliced)";
+  EXPECT_GT(nodes_.n2->links_taken(), 0) << "the items did not go on a link (nothing was spliced)";
   std::sort(refill_ms.begin(), refill_ms.end());
   RecordProperty("median_refill_us", static_cast<int>(refill_ms[2] * 1000));
   RecordProperty("slowest_refill_us", static_cast<int>(refill_ms.back() * 1000));
@@ -171,7 +151,7 @@ TEST_F(ReaderPipeWakeTest, ATaskReadingSmallPiecesIsNotRefilledAfterEachOne) {
   done = true;
   writing.join();
   EXPECT_EQ(reads, kReads);
-  EXPECT_GT(n2_->links_taken(), 0) << "the items did not go on a link (nothing was spliced)";
+  EXPECT_GT(nodes_.n2->links_taken(), 0) << "the items did not go on a link (nothing was spliced)";
   RecordProperty("refills", refills);
   // (Refilled at every read seen it was 473-581 of 1024, against 105-133.)
   EXPECT_LT(refills, kReads / 4) << refills << " refills for " << reads << " reads";

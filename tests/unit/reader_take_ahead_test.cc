@@ -38,39 +38,18 @@ constexpr uint64_t kSlack = 4 * kWrite;
 class ReaderTakeAheadTest : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
-    n1_ = std::make_unique<StressNode>("n1");
-    n2_ = std::make_unique<StressNode>("n2");
     EndFds r = stress_end_fds(false, messages_);
     reader_fd_ = std::move(r.task_side);
     set_reader(std::make_shared<ReaderEnd>(stress_end_spec(false, messages_, "n1"), "b", "n2",
                                            std::move(r.node_side), r.task_inode, nullptr),
-               *n2_);
-    EndFds w = stress_end_fds(true, messages_);
-    writer_fd_ = std::move(w.task_side);
-    auto stub_of = [this](const std::string& name) -> rpc::Node::Stub& {
-      return name == "n1" ? n1_->stub() : n2_->stub();
-    };
-    auto reader_at = [this](const rpc::ChannelEnd&) -> std::optional<std::string> {
-      std::lock_guard<std::mutex> lock(mu_);
-      return reader_node_;
-    };
-    writer_ = std::make_shared<WriterEnd>(stress_end_spec(true, messages_, "n2"), "a",
-                                          std::move(w.node_side), w.task_inode,
-                                          n1_->links(stub_of, reader_at), nullptr);
-    writer_->start();
+               *nodes_.n2);
+    writer_ = nodes_.start_writer(messages_, &writer_fd_,
+                                  [this](const rpc::ChannelEnd&) -> std::optional<std::string> {
+                                    std::lock_guard<std::mutex> lock(mu_);
+                                    return reader_node_;
+                                  });
   }
-  // The reader's task reads whatever is left meanwhile: after a failure, its end's delivery into
-  // a full pipe would otherwise hold up the nodes' shutdown.
-  void TearDown() override {
-    {
-      ReadingMeanwhile reading(reader_fd_.get());
-      writer_.reset();
-      n1_->shut_down();
-      n2_->shut_down();
-    }
-    n1_.reset();
-    n2_.reset();
-  }
+  void TearDown() override { nodes_.shut_down(writer_, reader_fd_.get()); }
 
   void set_reader(std::shared_ptr<ReaderEnd> r, StressNode& at) {
     r->set_marker_hook([this](ReaderEnd& end, uint64_t m) { return on_marker(end, m); });
@@ -125,14 +104,14 @@ class ReaderTakeAheadTest : public ::testing::TestWithParam<bool> {
     if (!messages_) carry_unread_bytes(reader_fd_.get(), fds.node_side.get());
     set_reader(std::make_shared<ReaderEnd>(stress_end_spec(false, messages_, "n1"), "b", "n1",
                                            std::move(fds.node_side), fds.task_inode, &h),
-               *n1_);
+               *nodes_.n1);
     old->moved("n1");
     reader_fd_ = std::move(fds.task_side);
   }
 
   const bool messages_ = GetParam();
   SigpipeIgnored sigpipe_ignored_;
-  std::unique_ptr<StressNode> n1_, n2_;
+  StressPair nodes_;
   std::shared_ptr<WriterEnd> writer_;
   UniqueFd writer_fd_, reader_fd_;
   uint64_t written_ = 0;
