@@ -15,7 +15,6 @@
 #include "cr/restore.h"
 #include "image/image_files.h"
 #include "image/image_key.h"
-#include "node/channels/message_socket.h"
 #include "node/daemon.h"
 #include "node/services.h"
 #include "node/states.h"
@@ -32,26 +31,26 @@ namespace {
 using K = Error::Kind;
 constexpr int kRestoreCallMs = 120000;
 
-// What the reader recorded goes into its new end first, whole (the pipe or socket is made large
-// enough: a recorded state is at most about a channel's capacity).
-void refill(int node_side, const std::vector<std::string>& items, bool messages) {
-  uint64_t total = 0;
-  for (auto& i : items) total += i.size();
-  if (messages) {
-    for (auto& m : items)
-      if (send_message(node_side, m) != SendResult::kSent)
-        fail("cannot put back a recorded message of {} bytes", m.size());
-    return;
+// What the reader recorded goes into its new end first, before anything new: it starts as what
+// the end holds for its task (as what the end of a migrated task had not put into its pipe yet),
+// into the pipe (or socket) as far as there is room, the rest as the task reads. (A recorded state
+// may be the capacity and a pipe: more than a pipe can be made to hold without CAP_SYS_RESOURCE.)
+ChannelHandoffs recorded_states(const rpc::RestoreTaskRequest& req, const std::string& root) {
+  ChannelHandoffs handoffs;
+  for (auto& s : req.states()) {
+    const rpc::ChannelEnd* end = nullptr;
+    for (auto& e : req.run().channel_ends())
+      if (!e.writer() && e.fd() == s.fd() && e.channel() == s.channel()) end = &e;
+    if (!end) fail_as(K::kBadInput, "no channel end at fd {}", s.fd());
+    rpc::ChannelHandoff* h = handoffs.Add();
+    h->set_job(end->job());
+    h->set_channel(end->channel());
+    h->set_writer(false);
+    for (auto& item :
+         snapshot::read_channel_state(root + "/channels/" + std::to_string(s.channel()) + ".state"))
+      if (!item.empty() || s.messages()) h->add_unread(std::move(item));
   }
-  if (total > (1u << 20)) ::fcntl(node_side, F_SETPIPE_SZ, static_cast<int>(total));
-  for (auto& piece : items) {
-    size_t done = 0;
-    while (done < piece.size()) {
-      ssize_t n = ::write(node_side, piece.data() + done, piece.size() - done);
-      if (n <= 0) fail_errno(n < 0 ? errno : EIO, "cannot put back {} recorded bytes", total);
-      done += static_cast<size_t>(n);
-    }
-  }
+  return handoffs;
 }
 
 // What the node holding task `task`'s image is asked: rebuild it as a task of `job`.
@@ -106,14 +105,7 @@ rpc::TaskInfo Daemon::restore_here(const rpc::RestoreTaskRequest& req) {
                                          TaskEndsHere{&pipes, control.task_side.get(), out[1]});
   cr::RestoredProcess p = cr::build_process(img, options);
   task_groups_.enter(p.pid());  // (held: it runs nothing before it is in its node's groups)
-  for (auto& s : req.states()) {
-    auto it = pipes.node_side.find(s.fd());
-    if (it == pipes.node_side.end()) fail_as(K::kBadInput, "no channel end at fd {}", s.fd());
-    refill(
-        it->second.get(),
-        snapshot::read_channel_state(root + "/channels/" + std::to_string(s.channel()) + ".state"),
-        s.messages());
-  }
+  const ChannelHandoffs recorded = recorded_states(req, root);
   int control_fd = -1;
   for (auto& [num, fd] : options.external_fds)
     if (fd == control.task_side.get()) control_fd = num;
@@ -130,7 +122,7 @@ rpc::TaskInfo Daemon::restore_here(const rpc::RestoreTaskRequest& req) {
   *t.mutable_channel_ends() = run.channel_ends();
   t.set_control_fd(control_fd);
   pipes.task_side.clear();
-  channels_.start(t.id(), t.channel_ends(), pipes);
+  channels_.start(t.id(), t.channel_ends(), pipes, &recorded);
   control.task_side.reset();
   control_.serve(t.id(), control);
   relay_.attach(t.id(), name(), std::move(output_read), 0);

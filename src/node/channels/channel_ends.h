@@ -37,7 +37,8 @@ class ChannelEnds {
 
   static ChannelPipes make_pipes(const ChannelEndSpecs& ends);
   // Starts a task's ends on the node's side of its pipes; `handoffs` (of a task that arrived by
-  // migration) say where each goes on from.
+  // migration, or a restored task's reader ends with their recorded states as what they hold)
+  // say where each goes on from.
   void start(const std::string& task_id, const ChannelEndSpecs& ends, ChannelPipes& pipes,
              const ChannelHandoffs* handoffs = nullptr);
   // Throws (refused) when an end of the task cannot move now.
