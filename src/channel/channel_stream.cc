@@ -28,9 +28,9 @@ ChannelSendQueue::ChannelSendQueue(Mode mode, uint64_t capacity, std::vector<Ite
   if (closed && !closed_) fail_as(Error::Kind::kBadInput, "a closed channel's queue without its end");
 }
 
-uint64_t ChannelSendQueue::room(uint64_t beyond) const {
+uint64_t ChannelSendQueue::room() const {
   const uint64_t taken = counters_.bytes_queued() + held_by_reader_;
-  return taken >= capacity_ + beyond ? 0 : capacity_ + beyond - taken;
+  return taken >= capacity_ ? 0 : capacity_ - taken;
 }
 
 Item& ChannelSendQueue::push(Item::Kind kind) {
@@ -42,9 +42,9 @@ Item& ChannelSendQueue::push(Item::Kind kind) {
   return item;
 }
 
-size_t ChannelSendQueue::append_bytes(std::string_view data, uint64_t beyond) {
+size_t ChannelSendQueue::append_bytes(std::string_view data) {
   if (mode_ != Mode::kBytes) fail("internal: bytes appended to a channel of messages");
-  uint64_t take = std::min<uint64_t>(data.size(), room(beyond));
+  uint64_t take = std::min<uint64_t>(data.size(), room());
   if (take == 0) return 0;
   Item& item = push(Item::Kind::kData);
   item.data.assign(data.data(), take);
@@ -86,19 +86,19 @@ void ChannelSendQueue::append_past_capacity(std::string_view data) {
   counters_.messages_written++;
 }
 
-bool ChannelSendQueue::fits_message(size_t size, uint64_t beyond) const {
+bool ChannelSendQueue::fits_message(size_t size) const {
   // A message larger than the capacity goes alone, once nothing else is queued or held: the
   // program could send it (its socket took it), so the channel carries it rather than stall for
   // ever.
   bool alone =
       counters_.bytes_queued() == 0 && counters_.messages_queued() == 0 && held_by_reader_ == 0;
   // An empty message needs room too, or messages could pile up without bound.
-  return alone || (size <= room(beyond) && counters_.messages_queued() < kMaxQueuedMessages);
+  return alone || (size <= room() && counters_.messages_queued() < kMaxQueuedMessages);
 }
 
-bool ChannelSendQueue::append_message(std::string_view data, uint64_t beyond) {
+bool ChannelSendQueue::append_message(std::string_view data) {
   if (mode_ != Mode::kMessages) fail("internal: a message appended to a channel of bytes");
-  if (!fits_message(data.size(), beyond)) return false;
+  if (!fits_message(data.size())) return false;
   Item& item = push(Item::Kind::kData);
   item.data.assign(data);
   offset_ += data.size();

@@ -51,22 +51,17 @@ class ChannelSendQueue {
                    uint64_t acked_seq, bool closed, const Counters& counters);
 
   // Bytes that may be appended now: the capacity less what is queued and what the reader's end
-  // holds (never negative). `beyond`: past the capacity by that much (what comes before a
-  // snapshot's marker may, so that the marker is not held up by the capacity: kBeyondForMarker).
-  uint64_t room(uint64_t beyond = 0) const;
+  // holds (never negative).
+  uint64_t room() const;
   // What the reader's end holds outside its task's pipe (taken ahead of a snapshot's marker, or
   // carried along with its task), as its acknowledgements say: the channel holds no more than
   // its capacity in all, so a reader's end that took the queue's contents ahead gives the writer
   // no room until its task has read them.
   void set_held_by_reader(uint64_t bytes) { held_by_reader_ = bytes; }
   uint64_t held_by_reader() const { return held_by_reader_; }
-  // What may go past the capacity before a snapshot's marker: a pipe's worth (the writer's task
-  // pipe, or socket, holds that much in front of it). A reader's end takes up to the capacity and
-  // this much ahead, so a marker always finds room there (reader_end.h).
-  static constexpr uint64_t kBeyondForMarker = 1 << 20;
-  // Bytes mode: appends what the writer wrote, up to room(beyond); returns how much was taken
-  // (the caller keeps the rest: nodiscard).
-  [[nodiscard]] size_t append_bytes(std::string_view data, uint64_t beyond = 0);
+  // Bytes mode: appends what the writer wrote, up to room(); returns how much was taken (the
+  // caller keeps the rest: nodiscard).
+  [[nodiscard]] size_t append_bytes(std::string_view data);
   // The same without a copy: `data` becomes the item whole (the caller read at most room()).
   void append_read(std::string&& data);
   // Memory to read the next bytes into: the buffer of an acknowledged large item (neither
@@ -78,9 +73,9 @@ class ChannelSendQueue {
   // Messages mode: appends one message whole (true) or not at all (false: no room yet). A
   // message larger than the capacity goes alone, into an empty queue; an empty message is a
   // message (at most kMaxQueuedMessages wait at once, so that empty ones cannot pile up).
-  bool append_message(std::string_view data, uint64_t beyond = 0);
-  // (Whether append_message() would take it now; `beyond` as for room().)
-  bool fits_message(size_t size, uint64_t beyond = 0) const;
+  bool append_message(std::string_view data);
+  // (Whether append_message() would take it now.)
+  bool fits_message(size_t size) const;
   static constexpr uint64_t kMaxQueuedMessages = 1 << 16;
   void append_marker(uint64_t id);
   // The writer closed its end: nothing can be appended after.

@@ -43,6 +43,8 @@ nlohmann::json to_json(const rpc::SnapshotReport& r) {
                              {"read_bytes", c.read_bytes()},
                              {"written_messages", c.written_messages()},
                              {"read_messages", c.read_messages()},
+                             {"unsent_bytes", c.unsent_bytes()},
+                             {"unsent_messages", c.unsent_messages()},
                              {"consistent", c.consistent()},
                              {"node", c.node()}});
   return j;
@@ -58,10 +60,15 @@ void print(const rpc::SnapshotReport& r) {
                 t.name().c_str(), t.node().c_str(), t.pause_ms(),
                 static_cast<unsigned long long>(t.image_bytes()), t.write_ms());
   for (auto& c : r.channels())
-    std::printf("  channel %s -> %s: %llu messages, %llu bytes recorded%s\n", c.from().c_str(),
-                c.to().c_str(), static_cast<unsigned long long>(c.recorded_messages()),
-                static_cast<unsigned long long>(c.recorded_bytes()),
-                c.consistent() ? "" : " (does not add up)");
+    std::printf(
+        "  channel %s -> %s: %llu messages, %llu bytes recorded%s%s\n", c.from().c_str(),
+        c.to().c_str(), static_cast<unsigned long long>(c.recorded_messages()),
+        static_cast<unsigned long long>(c.recorded_bytes()),
+        c.unsent_bytes() == 0
+            ? ""
+            : fmt::format(" ({} more in the writer's pipe, with its task)", c.unsent_bytes())
+                  .c_str(),
+        c.consistent() ? "" : " (does not add up)");
 }
 
 std::vector<rpc::SnapshotReport> find(const std::string& job, const std::string& id) {

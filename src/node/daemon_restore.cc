@@ -53,6 +53,21 @@ ChannelHandoffs recorded_states(const rpc::RestoreTaskRequest& req, const std::s
   return handoffs;
 }
 
+// What the task had written that its ends had not taken goes back into its pipes (or sockets),
+// as though it had just written it.
+void put_back_unsent(const rpc::RestoreTaskRequest& req, const std::string& root,
+                     const ChannelPipes& pipes) {
+  for (auto& u : req.unsent()) {
+    auto it = pipes.task_side.find(u.fd());
+    if (it == pipes.task_side.end()) fail_as(K::kBadInput, "no channel end at fd {}", u.fd());
+    const std::vector<std::string> items =
+        snapshot::read_channel_state(root + "/channels/" + std::to_string(u.channel()) + ".unsent");
+    WriterEnd::put_into_task_side(
+        std::vector<std::string_view>(items.begin(), items.end()), it->second.get(),
+        fmt::format("task {} had written into channel {}", req.task(), u.channel()));
+  }
+}
+
 // What the node holding task `task`'s image is asked: rebuild it as a task of `job`.
 rpc::RestoreTaskRequest restore_request(const rpc::SnapshotReport& r, const rpc::JobInfo& job,
                                         const std::string& task, const std::string& home,
@@ -74,6 +89,14 @@ rpc::RestoreTaskRequest restore_request(const rpc::SnapshotReport& r, const rpc:
     if (ch.to_task() == task) {
       rpc::RestoreChannelState* s = rq.add_states();
       s->set_fd(ch.to_fd());
+      s->set_channel(static_cast<uint32_t>(c));
+      s->set_messages(ch.mode() == "message");
+    }
+    const rpc::SnapshotChannelReport* recorded = c < r.channels_size() ? &r.channels(c) : nullptr;
+    if (ch.from_task() == task && recorded &&
+        (recorded->unsent_bytes() > 0 || recorded->unsent_messages() > 0)) {
+      rpc::RestoreChannelState* s = rq.add_unsent();
+      s->set_fd(ch.from_fd());
       s->set_channel(static_cast<uint32_t>(c));
       s->set_messages(ch.mode() == "message");
     }
@@ -106,6 +129,7 @@ rpc::TaskInfo Daemon::restore_here(const rpc::RestoreTaskRequest& req) {
   cr::RestoredProcess p = cr::build_process(img, options);
   task_groups_.enter(p.pid());  // (held: it runs nothing before it is in its node's groups)
   const ChannelHandoffs recorded = recorded_states(req, root);
+  put_back_unsent(req, root, pipes);
   int control_fd = -1;
   for (auto& [num, fd] : options.external_fds)
     if (fd == control.task_side.get()) control_fd = num;

@@ -70,10 +70,11 @@ std::string SnapshotStore::task_dir(const std::string& id, const std::string& ta
   return dir;
 }
 
-std::string SnapshotStore::channel_path(const std::string& id, uint32_t channel) {
+std::string SnapshotStore::channel_path(const std::string& id, uint32_t channel,
+                                        const char* suffix) {
   std::string channels = snapshot_dir(id) + "/channels";
   owned::make_or_open_dir(channels, "snapshot directory");
-  return channels + "/" + std::to_string(channel) + ".state";
+  return channels + "/" + std::to_string(channel) + suffix;
 }
 
 void SnapshotStore::save_report(const rpc::SnapshotReport& report) {

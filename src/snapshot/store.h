@@ -5,6 +5,8 @@
 //   ID/report.pb               the coordinator's report (on the job's home)
 //   ID/tasks/NAME/             the image of task NAME (on the node that recorded it)
 //   ID/channels/N.state        the recorded state of channel N (on its reader's node)
+//   ID/channels/N.unsent       what N's writer had written that its end had not taken (its
+//                              pipe held it: part of the writer's state, on the writer's node)
 #pragma once
 
 #include <string>
@@ -23,7 +25,10 @@ class SnapshotStore {
   static bool valid_id(const std::string& id);
   // The directories of a snapshot, created (0700) when missing.
   std::string task_dir(const std::string& id, const std::string& task);
-  std::string channel_path(const std::string& id, uint32_t channel);
+  std::string channel_path(const std::string& id, uint32_t channel, const char* suffix = ".state");
+  std::string unsent_path(const std::string& id, uint32_t channel) {
+    return channel_path(id, channel, ".unsent");
+  }
   void save_report(const rpc::SnapshotReport& report);
   // Every report in the store (those that cannot be read are skipped, with a warning).
   std::vector<rpc::SnapshotReport> reports() const;

@@ -3,11 +3,9 @@
 // reader's pipe holds into its new pipe at a move (as a migration's image does).
 #pragma once
 
-#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -68,16 +66,6 @@ inline void read_pattern_from(int fd, uint64_t seed, size_t piece, uint64_t from
 // Reads `expected` bytes of the pattern `seed` from `fd` (non-blocking), checking every one.
 inline void read_pattern(int fd, uint64_t seed, size_t piece, uint64_t expected) {
   read_pattern_from(fd, seed, piece, 0, expected);
-}
-
-// What a task's end of a channel holds itself: its pipe's size, or its socket's send buffer (what
-// a writer's task can write on into once the daemon has emptied it).
-inline uint64_t task_side_buffer(int fd) {
-  int size = ::fcntl(fd, F_GETPIPE_SZ);
-  if (size > 0) return static_cast<uint64_t>(size);
-  socklen_t len = sizeof size;
-  EXPECT_EQ(::getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, &len), 0) << std::strerror(errno);
-  return static_cast<uint64_t>(size);
 }
 
 // A reader's task moves: what its old pipe holds (read from its side) goes into the new pipe

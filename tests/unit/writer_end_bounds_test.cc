@@ -1,12 +1,14 @@
 // A writer whose reader does not read: what it can write is what its channel holds (the queue's
 // capacity, its own pipe or socket, the reader's), however often it moves (or its migration is
-// given up); snapshots that cut it meanwhile add once what the reader's end takes ahead of its
-// task so that a marker need not wait for the task to read (the capacity and a pipe), however
-// many they are. A move used to take what the frozen task's pipe held into the queue past its
-// capacity and give the task an empty pipe at the destination (a move given up kept it in the
-// queue); a cut did the same before its marker: each added a pipe's worth (or a socket's, or
-// one message) to what the node holds. Every byte still arrives once, in order, and each cut's
-// marker lands after exactly what the writer had written.
+// given up) or is cut by snapshots, whose markers all come though the reader reads nothing (the
+// reader's end takes what is before each ahead of its task, against the capacity). A move used
+// to take what the frozen task's pipe held into the queue past its capacity and give the task an
+// empty pipe at the destination (a move given up kept it in the queue); a cut did the same
+// before its marker: each added a pipe's worth (or a socket's, or one message) to what the node
+// holds, and the reader's end, which holds no more than the capacity and a pipe, left a later
+// marker waiting for the task to read. Every byte still arrives once, in order, and each cut's
+// marker lands after exactly what the writer's end had taken (what its pipe held is the task's
+// own state, recorded with it: unsent).
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <poll.h>
@@ -88,7 +90,8 @@ class StalledReaderTest : public ::testing::TestWithParam<bool> {
     bool ended = false;
     rpc::ChannelCut r = reader_->start_recording(marker, ::getpid(), &ended);
     rpc::ChannelCut w = writer_->cut(marker, ::getpid());
-    EXPECT_EQ(w.bytes(), written_) << "the cut counts what the pipe still holds";
+    EXPECT_EQ(w.bytes() + w.unsent_bytes(), written_)
+        << "the cut counts what the end took, and what the pipe still holds as unsent";
     std::lock_guard<std::mutex> lock(mu_);
     cuts_[marker] = {r.bytes(), w.bytes(), std::nullopt};
   }
@@ -132,22 +135,19 @@ TEST_P(StalledReaderTest, AWriterMovedAndCutAgainAndAgainHoldsNoMoreThanItsChann
   }
   for (int marker = 1; marker <= 4; marker++) {
     snapshot(marker);
-    if (marker == 1) {
-      // Its marker comes though the reader has read nothing: what was before it was taken ahead.
-      EXPECT_TRUE(test::wait_until(
-          [&] {
-            std::lock_guard<std::mutex> lock(mu_);
-            return cuts_[1].state.has_value();
-          },
-          5000))
-          << "the first cut's marker did not come while the reader read nothing";
-    }
-    // What cuts let the writer gain: the reader's end takes what comes before a marker ahead of
-    // its task and holds it against the channel's capacity; the queue takes what comes before a
-    // marker past the capacity, by no more than a pipe's worth in all (what the writer's pipe, or
-    // socket, held in front of the markers). It used to gain the capacity and a pipe besides.
-    EXPECT_LE(fill(), held + channel::ChannelSendQueue::kBeyondForMarker + kSlack)
-        << "after cut " << marker << " (" << held << " before)";
+    // Each marker comes though the reader has read nothing: what was before it was taken ahead.
+    // (The second used to wait for the task to read a pipe's worth.)
+    EXPECT_TRUE(test::wait_until(
+        [&] {
+          std::lock_guard<std::mutex> lock(mu_);
+          return cuts_[static_cast<uint64_t>(marker)].state.has_value();
+        },
+        5000))
+        << "cut " << marker << "'s marker did not come while the reader read nothing";
+    // Cuts let the writer gain nothing: the reader's end holds what it took ahead against the
+    // channel's capacity, and what the writer's pipe (or socket) holds stays there. (The queue
+    // used to take that past the capacity before each marker: a pipe's worth in all.)
+    EXPECT_LE(fill(), held + kSlack) << "after cut " << marker << " (" << held << " before)";
     if (marker == 2) move_writer();  // (its markers not placed yet go along)
   }
   writer_fd_.reset();  // the end

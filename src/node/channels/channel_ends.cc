@@ -115,10 +115,16 @@ void ChannelEnds::drop_stale_recordings(const std::string& task_id) {
 
 std::vector<rpc::ChannelCut> ChannelEnds::cut(const std::string& task_id, pid_t pid,
                                               uint64_t marker,
-                                              std::vector<std::shared_ptr<ReaderEnd>>* ended) {
+                                              std::vector<std::shared_ptr<ReaderEnd>>* ended,
+                                              std::vector<WriterEnd::Unsent>* unsent) {
   Ends ends = ends_of(task_id);
   std::vector<rpc::ChannelCut> out;
-  for (auto& w : ends.writers) out.push_back(w->cut(marker, pid));
+  for (auto& w : ends.writers) {
+    WriterEnd::Unsent u;
+    out.push_back(w->cut(marker, pid, &u));
+    if (out.back().unsent_bytes() > 0 || out.back().unsent_messages() > 0)
+      unsent->push_back(std::move(u));
+  }
   for (auto& r : ends.readers) {
     bool done = false;
     out.push_back(r->start_recording(marker, pid, &done));

@@ -66,11 +66,13 @@ class ChannelEnds {
   // Whether a reader end of the task came with a recording of `marker`: the task was recorded
   // for that snapshot at the node it came from.
   bool carries_recording(const std::string& task_id, uint64_t marker);
-  // The (frozen) task `pid` is recorded for snapshot `marker`: its writer ends take what it wrote
-  // and send the marker, its reader ends start recording. `ended`: reader ends whose channel had
-  // ended already (their recording is complete at once).
+  // The (frozen) task `pid` is recorded for snapshot `marker`: its writer ends send the marker
+  // after what they took (`unsent`: what its pipes still hold, the task's), its reader ends start
+  // recording. `ended`: reader ends whose channel had ended already (their recording is complete
+  // at once).
   std::vector<rpc::ChannelCut> cut(const std::string& task_id, pid_t pid, uint64_t marker,
-                                   std::vector<std::shared_ptr<ReaderEnd>>* ended);
+                                   std::vector<std::shared_ptr<ReaderEnd>>* ended,
+                                   std::vector<WriterEnd::Unsent>* unsent);
   // A snapshot is over: what its reader ends here still record is dropped.
   void drop_recordings(uint64_t marker);
   // The reader's end of a channel here (also one that moved away: it says where), else null.

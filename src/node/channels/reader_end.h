@@ -18,9 +18,9 @@
 // A snapshot's marker must not wait for the task to read (a task that does not read would hold
 // the snapshot for ever): the writer's end says where its marker is (take_ahead_through()), and
 // until this end has delivered that far, what finds no room in the task's pipe (or socket) is
-// taken ahead into `unread` -- no more than the writer had queued and in its pipe when it was cut,
-// so within the channel's capacity and a pipe -- and a thread of its own (the drainer) puts it
-// into the pipe as the task reads, before anything that comes after it.
+// taken ahead into `unread` -- no more than the writer had queued when it was cut, so within the
+// channel's capacity with what this end held already -- and a thread of its own (the drainer) puts
+// it into the pipe as the task reads, before anything that comes after it.
 #pragma once
 
 #include <sys/types.h>

@@ -16,9 +16,10 @@ namespace {
 
 // The drainer looks at its end at least this often (a pipe whose task went, an end closed).
 constexpr int kDrainerLookMs = 20;
-// What an end may hold beyond its channel's capacity: what the writer's queue may take past it
-// before a marker (its task's pipe's worth, which goes before the marker too).
-constexpr uint64_t kAheadBeyondCapacity = channel::ChannelSendQueue::kBeyondForMarker;
+// What an end may hold beyond its channel's capacity: what a writer's queue may hold past it (a
+// message larger than the capacity goes alone; what a frozen writer's pipe held goes into the
+// queue whole when it cannot go back into the pipe: at most a pipe's worth).
+constexpr uint64_t kAheadBeyondCapacity = 1 << 20;
 
 }  // namespace
 
@@ -38,9 +39,9 @@ void ReaderEnd::take_ahead_through(uint64_t position) {
 bool ReaderEnd::taking_ahead(size_t size) const {
   const uint64_t delivered = messages_ ? messages_delivered_ : bytes_delivered_;
   // What comes before a marker is what the writer's queue holds, which is no more than the
-  // capacity and a pipe's worth less what this end holds (it tells the writer with each
-  // acknowledgement): it always fits. (A writer that did not hear yet, or a marker placed past
-  // the capacity by a move, is the exception: its marker waits for the task to read.)
+  // capacity less what this end holds (it tells the writer with each acknowledgement): it always
+  // fits. (A writer that did not hear yet, or a queue past its capacity, is the exception: its
+  // marker may wait for the task to read.)
   return pipe_ && !gone_ && !holding_ && delivered < ahead_through_ &&
          unread_.bytes() + size <= spec_.capacity() + kAheadBeyondCapacity;
 }

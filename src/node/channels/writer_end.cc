@@ -55,10 +55,7 @@ WriterEnd::WriterEnd(rpc::ChannelEnd spec, std::string task_id, UniqueFd pipe_re
       queue_(queue_from(spec_, from)),
       peer_node_(from && !from->peer_node().empty() ? from->peer_node() : spec_.peer_node()),
       gone_(from && from->gone()) {
-  if (from) {
-    for (auto& m : from->markers_at()) markers_at_.push_back({m.marker(), m.after()});
-    marker_position_ = from->marker_position();
-  }
+  if (from) marker_position_ = from->marker_position();
   ::fcntl(pipe_.get(), F_SETFL, O_NONBLOCK);
   // The reader went away before the task came here: the task's writes fail (EPIPE) at once.
   if (gone_) close_pipe();
@@ -122,10 +119,8 @@ void WriterEnd::pump() {
     size_t want = 0;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock,
-               [&] { return holding_ || gone_ || !pipe_ || queue_.room(beyond_for_marker()) > 0; });
+      cv_.wait(lock, [&] { return holding_ || gone_ || !pipe_ || queue_.room() > 0; });
       if (holding_) return;
-      place_due_markers();  // (a cut's, when the pipe held nothing more before it)
       // The task's writes fail with EPIPE once the reader is gone, as for a pipe without reader;
       // after its end (a snapshot's cut may have read it) nothing more comes.
       if (!pipe_ || gone_ || queue_.closed()) return close_pipe();
@@ -133,7 +128,7 @@ void WriterEnd::pump() {
         if (buf.empty()) buf = queue_.reusable_buffer();
         buf.resize(kReadChunk);
       }
-      want = std::min<uint64_t>(queue_.room(beyond_for_marker()), buf.size());
+      want = std::min<uint64_t>(queue_.room(), buf.size());
     }
     pollfd fds[2] = {{pipe_.get(), POLLIN, 0}, {wake_.fd(), POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0 && errno != EINTR) return;
@@ -147,9 +142,8 @@ void WriterEnd::pump() {
     // more than the queue has room for.)
     std::unique_lock<std::mutex> reading(read_mu_);
     {
-      // (Nor past the place of a snapshot's marker: it goes between the bytes where it was cut.)
       std::lock_guard<std::mutex> lock(mu_);
-      want = std::min<uint64_t>({queue_.room(beyond_for_marker()), before_marker(), want});
+      want = std::min<uint64_t>(queue_.room(), want);
     }
     if (want == 0) continue;  // (back to waiting for room)
     ssize_t n = ::read(pipe_.get(), buf.data(), want);
@@ -163,16 +157,14 @@ void WriterEnd::pump() {
       buf.resize(static_cast<size_t>(n));
       queue_.append_read(std::move(buf));
       buf = std::string();
-      place_due_markers();
       cv_.notify_all();
     } else if (n > 0) {
       // (Read no more than the room: all of it is taken; a read the queue took only in part
       // would lose the rest, which is out of the task's pipe.)
-      if (queue_.append_bytes(std::string_view(buf.data(), static_cast<size_t>(n)),
-                              beyond_for_marker()) != static_cast<size_t>(n))
+      if (queue_.append_bytes(std::string_view(buf.data(), static_cast<size_t>(n))) !=
+          static_cast<size_t>(n))
         fail("internal: channel {}#{}: the queue took only part of a read", spec_.job(),
              spec_.channel());
-      place_due_markers();
       announce_items();
     } else {
       queue_.close();  // the task closed its end (or ended): the reader sees the end
@@ -228,7 +220,6 @@ void WriterEnd::pump_messages() {
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (holding_) return;
-      place_due_markers();  // (a cut's, when the socket held nothing more before it)
       // The task's writes fail with EPIPE once the reader is gone, as for a socket without peer.
       if (!pipe_ || gone_ || queue_.closed()) return close_pipe();
     }
@@ -255,18 +246,15 @@ void WriterEnd::pump_messages() {
     // go past the capacity at a hold or a snapshot's cut, and a writer moved again and again
     // while its reader does not read would add one each time. (Looked at again after the wait:
     // a cut may have taken it meanwhile.)
-    if (!queue_.fits_message(next.size, beyond_for_marker())) {
+    if (!queue_.fits_message(next.size)) {
       reading.unlock();
-      cv_.wait(lock, [&] {
-        return holding_ || gone_ || queue_.fits_message(next.size, beyond_for_marker());
-      });
+      cv_.wait(lock, [&] { return holding_ || gone_ || queue_.fits_message(next.size); });
       continue;
     }
-    if (!queue_.append_message(take_message(pipe_.get(), next.size), beyond_for_marker()))
+    if (!queue_.append_message(take_message(pipe_.get(), next.size)))
       fail("internal: channel {}#{}: the queue refused a message it had room for", spec_.job(),
            spec_.channel());
     reading.unlock();
-    place_due_markers();
     announce_items();
     push_on_link(lock);
   }

@@ -14,20 +14,22 @@
 // writer moving while its reader does not read never makes the queue grow past its capacity. If
 // the migration is given up, the end resumes here, what it took back in the task's pipe.
 //
-// A snapshot's cut leaves what the pipe (or socket) holds there too: the marker goes after it
-// (MarkerAt), when the pump has taken it.
+// A snapshot's cut leaves what the pipe (or socket) holds there too, and puts the marker into
+// the queue at once: what the task wrote that its end has not taken is the task's own state (a
+// copy of it is recorded with the task, Unsent, and goes back into its pipe at a restore), not
+// the channel's, so a marker never waits for the queue to take a pipe's worth past its capacity.
 //
 // A channel of messages starts in a socket (message_socket.h), not a pipe: the pump takes one
 // message at a time, whole, once the queue has room for it (until then it stays in the socket).
 #pragma once
 
 #include <condition_variable>
-#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -81,9 +83,24 @@ class WriterEnd {
   // At the task's destination, before it runs: what hold() took from the pipe (or socket) at its
   // source goes back in, first. `task_side`: the task's end of its new pipe (or socket).
   static void put_back_untaken(const rpc::ChannelHandoff& from, int task_side);
-  // A snapshot records the (frozen) task `pid`: the marker goes after everything it wrote (unless
-  // it closed its end: the end is the marker then). Returns what it had written.
-  rpc::ChannelCut cut(uint64_t marker, pid_t pid);
+  // What the frozen task had written that its end had not taken when a snapshot cut it (its pipe,
+  // or socket, held it): part of the task's recorded state, after the marker in the channel.
+  struct Unsent {
+    uint32_t channel = 0;
+    bool messages = false;
+    UniqueFd copy;  // bytes: a pipe holding a copy (tee: nothing read in the pause)
+    std::vector<std::string> taken;  // messages (taken out to be counted, and sent again)
+    // The bytes (in one piece) or the messages: read from the copy once the task runs on.
+    std::vector<std::string> items();
+  };
+  // A snapshot records the (frozen) task `pid`: the marker goes after everything its end has
+  // taken (unless it closed its end: the end is the marker then), what its pipe holds into
+  // `unsent`. Returns what it had written (what the end took) and what it had not sent.
+  rpc::ChannelCut cut(uint64_t marker, pid_t pid, Unsent* unsent = nullptr);
+  // At a restore, before the task runs: what it had not sent goes into its new pipe (or socket)
+  // first, as though it had just written it. `task_side`: the task's end of it.
+  static void put_into_task_side(const std::vector<std::string_view>& pieces, int task_side,
+                                 const std::string& what);
   rpc::ChannelEndStat stat();
 
  private:
@@ -102,22 +119,12 @@ class WriterEnd {
   // the stream (the task closed its end) it goes into the queue, with the end.
   void take_untaken();
   void put_back_into_task(pid_t pid);  // (resume()'s, with mu_ held)
-  // With mu_ held: `data`, taken from the pipe, into the queue past its capacity, with the
-  // markers due within it in their places.
+  // With mu_ held: `data`, taken from the pipe, into the queue past its capacity.
   void append_taken(std::string_view data);
-  // With mu_ held: the markers whose byte has been taken, into the queue.
-  void place_due_markers();
-  // With mu_ held: what the pump has taken from the pipe (bytes; messages from a socket), and
-  // how much more it may take before the next marker's place.
-  uint64_t taken() const;
-  uint64_t before_marker() const;
-  // With mu_ held: how far past its capacity the queue may take what the pump reads next (what
-  // comes before a snapshot's marker may go past it: ChannelSendQueue::kBeyondForMarker).
-  uint64_t beyond_for_marker() const;
   // With mu_ held: the reader's answer (RESUME or ACK): what it has taken, and what it holds.
   void take_answer(const rpc::ChannelReply& r);
-  rpc::ChannelCut cut_bytes(uint64_t marker);
-  rpc::ChannelCut cut_messages(uint64_t marker, pid_t pid);
+  rpc::ChannelCut cut_bytes(Unsent& unsent);
+  rpc::ChannelCut cut_messages(pid_t pid, Unsent& unsent);
   void send();
   StreamEnd stream_to(const std::string& node);
   StreamEnd stream_items(grpc::ClientReaderWriter<rpc::ChannelFrame, rpc::ChannelReply>& stream,
@@ -162,10 +169,6 @@ class WriterEnd {
   std::condition_variable cv_;
   channel::ChannelSendQueue queue_;
   std::vector<std::string> untaken_;  // hold()'s, from the pipe (or socket), in order
-  struct MarkerAt {
-    uint64_t marker, after;  // (MarkerAt)
-  };
-  std::deque<MarkerAt> markers_at_;  // a cut's markers after bytes still in the pipe, in order
   // Where the latest cut's marker goes (bytes written before it; a channel of messages: messages),
   // and whether the reader's end has to be told (ReaderEnd::take_ahead_through()).
   uint64_t marker_position_ = 0;

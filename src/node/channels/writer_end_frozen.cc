@@ -1,7 +1,8 @@
 // What a writer end gives while its task is frozen: for a migration's hold, the end's whole
 // state, with what the task's pipe or socket still holds taken out of it to be put back into the
 // new one where the task goes (or into the queue if the migration is given up); for a snapshot's
-// cut, the marker after everything the task wrote; and its counters.
+// cut, the marker after everything the end took, and a copy of what the pipe still holds (the
+// task's, recorded with it); and its counters.
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/ioctl.h>
@@ -50,6 +51,20 @@ bool writers_gone(int fd) {
   return ::poll(&p, 1, 0) == 1 && (p.revents & POLLHUP);
 }
 
+// A pipe holding a copy of the `bytes` that `pipe` holds, which stay there (tee shares their
+// pages: nothing is copied while the task is stopped); none when it cannot be made whole.
+UniqueFd copy_of_pipe(int pipe, uint64_t bytes) {
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC | O_NONBLOCK) != 0) return {};
+  UniqueFd read_end(fds[0]), write_end(fds[1]);
+  // (As many slots as the pipe has: tee takes its buffers as they are.)
+  const int size = ::fcntl(pipe, F_GETPIPE_SZ);
+  if (size <= 0 || ::fcntl(write_end.get(), F_SETPIPE_SZ, size) < size) return {};
+  if (::tee(pipe, write_end.get(), bytes, SPLICE_F_NONBLOCK) != static_cast<ssize_t>(bytes))
+    return {};
+  return read_end;
+}
+
 }  // namespace
 
 rpc::ChannelHandoff WriterEnd::hold() {
@@ -74,11 +89,6 @@ rpc::ChannelHandoff WriterEnd::hold() {
   h.set_gone(gone_);
   h.set_peer_node(peer_node_);
   for (auto& piece : untaken_) h.add_untaken(piece);
-  for (auto& m : markers_at_) {
-    rpc::MarkerAt* at = h.add_markers_at();
-    at->set_marker(m.marker);
-    at->set_after(m.after);
-  }
   h.set_marker_position(marker_position_);
   return h;
 }
@@ -112,42 +122,55 @@ void WriterEnd::put_back_into_task(pid_t pid) {
 void WriterEnd::put_back_untaken(const rpc::ChannelHandoff& from, int task_side) {
   if (from.untaken().empty()) return;
   if (from.gone()) return;  // (the task's writes fail: nobody would read them)
+  put_into_task_side(
+      std::vector<std::string_view>(from.untaken().begin(), from.untaken().end()), task_side,
+      fmt::format("channel {}#{}'s writer had not taken", from.job(), from.channel()));
+}
+
+void WriterEnd::put_into_task_side(const std::vector<std::string_view>& pieces, int task_side,
+                                   const std::string& what) {
   int type = 0;
   socklen_t len = sizeof type;
   const bool messages = ::getsockopt(task_side, SOL_SOCKET, SO_TYPE, &type, &len) == 0;
   size_t total = 0;
-  for (auto& piece : from.untaken()) total += piece.size();
+  for (auto& piece : pieces) total += piece.size();
   if (!messages && total > static_cast<size_t>(::fcntl(task_side, F_GETPIPE_SZ)))
     ::fcntl(task_side, F_SETPIPE_SZ, static_cast<int>(total));
   // (Never blocking: what does not fit fails the commit, and the task runs on at its source.
   // The flag is the task's too, put back before it runs.)
   const int flags = ::fcntl(task_side, F_GETFL);
   ::fcntl(task_side, F_SETFL, flags | O_NONBLOCK);
-  for (auto& piece : from.untaken()) {
+  for (auto& piece : pieces) {
     ssize_t n = messages ? ::send(task_side, piece.data(), piece.size(), MSG_NOSIGNAL)
                          : ::write(task_side, piece.data(), piece.size());
     if (n != static_cast<ssize_t>(piece.size())) {
       int err = n < 0 ? errno : ENOSPC;
       ::fcntl(task_side, F_SETFL, flags);
-      fail_errno(err, "cannot put back the {} bytes channel {}#{}'s writer had not taken", total,
-                 from.job(), from.channel());
+      fail_errno(err, "cannot put back the {} bytes {}", total, what);
     }
   }
   ::fcntl(task_side, F_SETFL, flags);
 }
 
-rpc::ChannelCut WriterEnd::cut(uint64_t marker, pid_t pid) {
+rpc::ChannelCut WriterEnd::cut(uint64_t marker, pid_t pid, Unsent* unsent) {
   rpc::ChannelCut c;
+  Unsent ignored;
+  Unsent& u = unsent ? *unsent : ignored;
+  u.channel = spec_.channel();
+  u.messages = messages_;
   std::shared_ptr<ReaderEnd> local;
   {
     std::lock_guard<std::mutex> reading(read_mu_);
     std::unique_lock<std::mutex> lock(mu_);
-    c = messages_ ? cut_messages(marker, pid) : cut_bytes(marker);
+    c = messages_ ? cut_messages(pid, u) : cut_bytes(u);
     c.set_channel(spec_.channel());
     c.set_writer(true);
-    // The reader's end takes what comes before the marker ahead of its task if need be, so the
-    // marker does not wait for the task to read.
+    // After its end nothing comes: the end is the channel's marker.
+    c.set_ended(queue_.closed());
     if (!c.ended()) {
+      queue_.append_marker(marker);
+      // The reader's end takes what comes before the marker ahead of its task if need be, so
+      // the marker does not wait for the task to read.
       marker_position_ = std::max(marker_position_, messages_ ? c.messages() : c.bytes());
       marker_news_ = true;
       local = local_;
@@ -160,36 +183,30 @@ rpc::ChannelCut WriterEnd::cut(uint64_t marker, pid_t pid) {
   return c;
 }
 
-// What the pipe holds stays there (taken into the queue past its capacity, a writer that a
-// stalled reader holds up would gain a pipe's worth at every snapshot): the marker waits for
-// the pump to take it. With mu_ (and read_mu_) held.
-rpc::ChannelCut WriterEnd::cut_bytes(uint64_t marker) {
+// What the pipe holds stays there, a copy of it in `unsent` (a pipe of its own that shares its
+// pages: tee copies nothing). With mu_ (and read_mu_) held. A pipe nobody writes into any more
+// (the task closed its end) holds the channel's last bytes: they go before the end.
+rpc::ChannelCut WriterEnd::cut_bytes(Unsent& unsent) {
   rpc::ChannelCut c;
   const uint64_t in_pipe = pipe_ ? bytes_in_pipe(pipe_.get()) : 0;
-  if (in_pipe == 0) take_the_rest();  // (nothing, or the end)
-  const uint64_t written = queue_.counters().bytes_written + in_pipe;
-  c.set_bytes(written);
+  if (in_pipe > 0 && !writers_gone(pipe_.get())) unsent.copy = copy_of_pipe(pipe_.get(), in_pipe);
+  if (unsent.copy)
+    c.set_unsent_bytes(in_pipe);
+  else
+    take_the_rest();  // (nothing, or the end; or the copy failed: before the marker then)
+  c.set_bytes(queue_.counters().bytes_written);
   c.set_messages(queue_.counters().messages_written);
-  // After its end nothing comes: the end is the channel's marker.
-  const bool ended = queue_.closed() || (in_pipe > 0 && writers_gone(pipe_.get()));
-  c.set_ended(ended);
-  if (!ended) markers_at_.push_back({marker, written});
-  place_due_markers();
   return c;
 }
 
 // The same for a socket, which cannot say how many messages it holds without giving them up:
 // they are taken out, counted, and sent again from the task's end (borrowed from the frozen
-// task). Where that cannot be (the task's end is not in its hands, its buffer refuses one), they
-// go into the queue past its capacity, the marker after them.
-rpc::ChannelCut WriterEnd::cut_messages(uint64_t marker, pid_t pid) {
+// task). Where that cannot be (the task's end is not in its hands, its buffer refuses one, the
+// task closed its end after them), they go into the queue past its capacity, before the marker.
+rpc::ChannelCut WriterEnd::cut_messages(pid_t pid, Unsent& unsent) {
   rpc::ChannelCut c;
   bool end = false;
   std::vector<std::string> taken = take_from_pipe(&end);
-  uint64_t bytes = 0;
-  for (auto& m : taken) bytes += m.size();
-  c.set_bytes(queue_.counters().bytes_written + bytes);
-  c.set_messages(queue_.counters().messages_written + taken.size());
   const bool send_again = !end && !taken.empty() && task_inode_ != 0;
   const size_t again = send_again ? send_again_from_task_end(pid, task_inode_, taken) : 0;
   if (again < taken.size()) {
@@ -197,11 +214,13 @@ rpc::ChannelCut WriterEnd::cut_messages(uint64_t marker, pid_t pid) {
     take_from_pipe(&none);  // (those sent again: `taken` has them, before the others)
     for (auto& m : taken) append_taken(m);
     if (end) queue_.close();
+    taken.clear();
   }
-  // After its end nothing comes: the end is the channel's marker.
-  c.set_ended(queue_.closed());
-  if (!queue_.closed()) markers_at_.push_back({marker, c.messages()});
-  place_due_markers();
+  c.set_bytes(queue_.counters().bytes_written);
+  c.set_messages(queue_.counters().messages_written);
+  for (auto& m : taken) c.set_unsent_bytes(c.unsent_bytes() + m.size());
+  c.set_unsent_messages(taken.size());
+  unsent.taken = std::move(taken);
   return c;
 }
 
@@ -218,40 +237,22 @@ bool WriterEnd::tell_marker_position(
   return told;
 }
 
-uint64_t WriterEnd::taken() const {
-  return messages_ ? queue_.counters().messages_written : queue_.counters().bytes_written;
-}
-
-void WriterEnd::place_due_markers() {
-  while (!markers_at_.empty() && markers_at_.front().after <= taken()) {
-    if (!queue_.closed()) queue_.append_marker(markers_at_.front().marker);
-    markers_at_.pop_front();
-  }
-}
-
-uint64_t WriterEnd::before_marker() const {
-  if (markers_at_.empty()) return UINT64_MAX;
-  return markers_at_.front().after - taken();
-}
-
-uint64_t WriterEnd::beyond_for_marker() const {
-  return !markers_at_.empty() && before_marker() > 0 ? channel::ChannelSendQueue::kBeyondForMarker
-                                                     : 0;
-}
-
 void WriterEnd::append_taken(std::string_view data) {
-  if (messages_) {
-    place_due_markers();
-    queue_.append_past_capacity(data);
-    return place_due_markers();
+  queue_.append_past_capacity(data);
+}
+
+std::vector<std::string> WriterEnd::Unsent::items() {
+  if (messages || !copy) return taken;
+  std::string bytes(bytes_in_pipe(copy.get()), '\0');
+  size_t got = 0;
+  while (got < bytes.size()) {
+    ssize_t n = ::read(copy.get(), bytes.data() + got, bytes.size() - got);
+    if (n <= 0)
+      fail_errno(n < 0 ? errno : EIO, "cannot read the copy of channel {}'s pipe", channel);
+    got += static_cast<size_t>(n);
   }
-  while (!data.empty()) {
-    place_due_markers();
-    size_t piece = std::min<uint64_t>(data.size(), before_marker());
-    queue_.append_past_capacity(data.substr(0, piece));
-    data.remove_prefix(piece);
-  }
-  place_due_markers();
+  copy.reset();
+  return {std::move(bytes)};
 }
 
 // The task is frozen: what its pipe or socket holds now is all it wrote.

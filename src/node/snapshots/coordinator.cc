@@ -309,6 +309,8 @@ void SnapshotCoordinator::part(const rpc::SnapshotPartRequest& part) {
       ch->set_writer_cut(true);
       ch->set_written_bytes(c.bytes());
       ch->set_written_messages(c.messages());
+      ch->set_unsent_bytes(c.unsent_bytes());
+      ch->set_unsent_messages(c.unsent_messages());
     } else {
       ch->set_reader_cut(true);
       ch->set_read_bytes(c.bytes());

@@ -255,6 +255,9 @@ SnapshotParticipant::TaskCut SnapshotParticipant::record_here(const rpc::Snapsho
   t.node = env_.node;
   t.ended = [this, task_id](int code) { env_.ended(task_id, code); };
   t.image_dir = snapshot::SnapshotStore(store_of(b)).task_dir(b.id(), t.name);
+  t.unsent_path = [store = store_of(b), id = b.id()](uint32_t channel) {
+    return snapshot::SnapshotStore(store).unsent_path(id, channel);
+  };
   RecordingTurn turn(*this, task_id, t.pid);
   std::promise<TaskCut> paused;
   std::future<TaskCut> cut = paused.get_future();

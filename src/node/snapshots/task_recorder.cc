@@ -10,17 +10,19 @@
 #include "cr/resources/vm_flags.h"
 #include "image/image_files.h"
 #include "image/image_key.h"
+#include "snapshot/channel_state.h"
 #include "util/clock.h"
 #include "util/error.h"
 
 namespace ferry::node {
 namespace {
 
-// The bytes the task had not read of its channels of bytes are the channels' recorded state, not
-// the task's: its image does not carry them twice.
+// The bytes the task had not read of its channels of bytes are the channels' recorded state, and
+// those it wrote that its ends had not taken are kept beside its image (ID/channels/N.unsent, as
+// they were at the cut): its image does not carry them twice.
 void leave_channel_bytes_out(image::Image& img, const std::vector<rpc::ChannelEnd>& ends) {
   for (auto& end : ends) {
-    if (end.writer() || end.messages()) continue;
+    if (end.messages()) continue;
     uint64_t file_id = 0;
     for (auto& fd : img.files().fds())
       if (fd.num() == end.fd()) file_id = fd.file_id();
@@ -46,7 +48,15 @@ struct Recording {
   std::unique_ptr<cr::FrozenProcess> frozen;
   std::unique_ptr<cr::HeldCopy> copy;
   std::unique_ptr<image::ImageWriter> writer;
+  std::vector<WriterEnd::Unsent> unsent;
 };
+
+// What the task wrote that its ends had not taken, beside its image (read from the copies made
+// at the cut, once it runs on).
+void write_unsent(TaskToRecord& task, Recording& rec) {
+  for (auto& u : rec.unsent) snapshot::write_channel_state(task.unsent_path(u.channel), u.items());
+  rec.unsent.clear();
+}
 
 // Freezes the task, cuts its channel ends, makes its copy (or writes its pages) and lets it run.
 // Throws before the cut: nothing was cut; after it: the snapshot fails (cut.cuts says which).
@@ -58,7 +68,7 @@ void pause_task(TaskToRecord& task, ChannelEnds& channels, TaskCut& cut, Recordi
   cr::FrozenProcess& frozen = *rec.frozen;
   double described_ms = frozen.frozen_us() / 1000.0;
   // From here on the markers are out: a failure fails the snapshot, not just this call.
-  cut.cuts = channels.cut(task.task_id, task.pid, task.marker, &cut.ended);
+  cut.cuts = channels.cut(task.task_id, task.pid, task.marker, &cut.ended, &rec.unsent);
   leave_channel_bytes_out(frozen.image(), task.ends);
   double cut_ms = frozen.frozen_us() / 1000.0 - described_ms;
   const bool direct = copy_would_differ(frozen.image());
@@ -108,6 +118,7 @@ void record(TaskToRecord& task, ChannelEnds& channels, std::promise<TaskCut>& pa
   report.set_image_dir(task.image_dir);
   paused.set_value(std::move(cut));
   try {
+    write_unsent(task, rec);
     if (rec.copy) {
       rec.frozen->describe_inherited_from(*rec.copy);
       rec.frozen->read_pages_from(*rec.copy);

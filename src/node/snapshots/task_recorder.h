@@ -1,6 +1,7 @@
 // Recording one task for a snapshot (issue 12) without stopping it for longer than a fork: the
-// task is frozen, its channel ends cut (what it wrote goes ahead of the marker, what it has not
-// read starts the channels' recorded states), a copy of it is forked, and it runs on. The copy's
+// task is frozen, its channel ends cut (what its ends took goes ahead of the marker, what its
+// pipes still hold is its own, what it has not read starts the channels' recorded states), a copy
+// of it is forked, and it runs on. The copy's
 // memory is written to the snapshot store afterwards, on the recorder's own thread (the copy's
 // tracer, which must outlive it), and the copy ends.
 #pragma once
@@ -27,6 +28,8 @@ struct TaskToRecord {
   std::vector<rpc::ChannelEnd> ends;
   uint64_t marker = 0;
   std::string image_dir;  // empty, ferry's own
+  // Where what it wrote into channel N that its end had not taken goes (ID/channels/N.unsent).
+  std::function<std::string(uint32_t channel)> unsent_path;
   std::string node;
   // It ended during its pause: its exit status, which ferry's wait took (nobody else has it).
   std::function<void(int code)> ended;
