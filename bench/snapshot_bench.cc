@@ -319,9 +319,13 @@ std::string writer_to_reader(const std::string& writer, const std::string& reade
          "]\nchannels:\n  - from: w:1\n    to: r:0\n" + (messages ? "    mode: message\n" : "");
 }
 
-// The reader's pauses (and what its channel recorded) over `reps` snapshots of the job.
+// The reader's and the writer's pauses (and what its channel recorded, and what the writer's pipe
+// or socket held, unsent) over `reps` snapshots of the job.
+struct ChannelPauses {
+  std::vector<double> reader, writer, recorded_mib, unsent_mib;
+};
 void reader_pauses(Bench& b, const std::string& name, const std::string& yaml, int reps,
-                   std::vector<double>* pause, std::vector<double>* recorded_mib) {
+                   ChannelPauses* p) {
   std::string job = b.run_job(name, yaml);
   // (The writer fills the channel within a second: a full channel stays full.)
   std::this_thread::sleep_for(std::chrono::seconds(2));
@@ -331,8 +335,10 @@ void reader_pauses(Bench& b, const std::string& name, const std::string& yaml, i
       std::fprintf(stderr, "snapshot failed: %s\n", s.dump().c_str());
       continue;
     }
-    pause->push_back(s["tasks"][1].value("pause_ms", 0.0));
-    recorded_mib->push_back(s["channels"][0].value("recorded_bytes", 0.0) / (1 << 20));
+    p->reader.push_back(s["tasks"][1].value("pause_ms", 0.0));
+    p->writer.push_back(s["tasks"][0].value("pause_ms", 0.0));
+    p->recorded_mib.push_back(s["channels"][0].value("recorded_bytes", 0.0) / (1 << 20));
+    p->unsent_mib.push_back(s["channels"][0].value("unsent_bytes", 0.0) / (1 << 20));
     b.cluster.ferry({"snapshot", "rm", s.value("id", "")});
   }
   b.cluster.ferry({"job", "kill", job, "KILL"});
@@ -352,19 +358,20 @@ void readers(Bench& b, int reps) {
        t + "t_msg, recv, \"100000000\", \"0\", \"7\"", true}};
   std::printf(
       "\n| reader of a channel of | full: recorded MiB | full: pause ms | quiet: pause ms | "
-      "what the full channel adds ms |\n|---|---|---|---|---|\n");
+      "what the full channel adds ms | writer full: unsent MiB | writer full: pause ms | writer "
+      "quiet: pause ms |\n|---|---|---|---|---|---|---|---|\n");
   int n = 0;
   for (const ReaderCase& c : cases) {
-    std::vector<double> full, quiet, recorded, none;
+    ChannelPauses full, quiet;
     reader_pauses(b, "full" + std::to_string(n),
-                  writer_to_reader(c.full_writer, c.full_reader, c.messages), reps, &full,
-                  &recorded);
+                  writer_to_reader(c.full_writer, c.full_reader, c.messages), reps, &full);
     reader_pauses(b, "quiet" + std::to_string(n),
-                  writer_to_reader(c.quiet_writer, c.quiet_reader, c.messages), reps, &quiet,
-                  &none);
+                  writer_to_reader(c.quiet_writer, c.quiet_reader, c.messages), reps, &quiet);
     n++;
-    std::printf("| %s | %.2f | %.2f | %.2f | %.2f |\n", c.label, median(recorded), median(full),
-                median(quiet), median(full) - median(quiet));
+    std::printf("| %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", c.label,
+                median(full.recorded_mib), median(full.reader), median(quiet.reader),
+                median(full.reader) - median(quiet.reader), median(full.unsent_mib),
+                median(full.writer), median(quiet.writer));
   }
 }
 
