@@ -2,7 +2,8 @@
 // once, one during a migration), are each consistent, and restored as new jobs and run to the
 // end they conserve the total exactly, as the original does; a deterministic pipeline restored
 // from a mid-run snapshot, on other nodes than its own, ends with the uninterrupted run's
-// output, also when its stages migrated during the snapshot; a failed snapshot cannot be restored.
+// output, also when its stages migrated during the snapshot; a failed snapshot cannot be restored;
+// a writer's unsent messages (its socket's, at the cut) come first after a restore.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -324,6 +325,58 @@ TEST(SnapshotRestoreTest, ATaskWithForkDependentMemoryIsRecordedWhole) {
     ASSERT_EQ(c.ferry({"kill", task, "USR2"}).status, 0) << task;
     CmdResult w = c.ferry({"wait", task, "--timeout", "30"});
     EXPECT_EQ(w.status, 0) << task << ": " << w.out << w.err << c.logs(task);
+  }
+}
+
+// A writer of messages held up by a reader that does not read: what its socket holds at the cut
+// is its own (taken out, counted and sent again; kept with its image), not the channel's. Both
+// the job and a restore of its snapshot, once the reader reads, get every message once, in order:
+// the restore sends the writer's unsent messages from its new end before it runs.
+TEST(SnapshotRestoreTest, AWritersUnsentMessagesComeFirstAfterARestore) {
+  TestCluster c(2);
+  ASSERT_TRUE(c.up());
+  TempDir dir;
+  const int kMessages = 1500;  // (about 12 MB: more than the channel and both sockets hold)
+  const std::string message =
+      "def message(i):\n    return b'%d:' % i + bytes([i % 251]) * (i * 37 % 16000)\n";
+  write_file(dir / "gen.py", "import os\n" + message + "for i in range(" +
+                                 std::to_string(kMessages) + "):\n    os.write(1, message(i))\n");
+  // (It waits for SIGUSR1 before it reads; then it checks each message and the end.)
+  write_file(dir / "late.py", "import os, signal\n" + message +
+                                  "signal.signal(signal.SIGUSR1, lambda *a: None)\n"
+                                  "signal.pause()\n"
+                                  "i = 0\n"
+                                  "while True:\n"
+                                  "    m = os.read(0, 65536)\n"
+                                  "    if not m and i == " +
+                                  std::to_string(kMessages) +
+                                  ": break\n"
+                                  "    assert m == message(i), 'message %d differs' % i\n"
+                                  "    i += 1\n"
+                                  "print('ok', i, flush=True)\n");
+  std::string job = start_job(c, dir, "msgs",
+                              "tasks:\n  - name: gen\n    node: node1\n    command: [python3, \"" +
+                                  (dir / "gen.py") +
+                                  "\"]\n"
+                                  "  - name: late\n    node: node2\n    command: [python3, \"" +
+                                  (dir / "late.py") +
+                                  "\"]\n"
+                                  "channels:\n  - from: gen:1\n    to: late:0\n"
+                                  "    mode: message\n");
+  ASSERT_FALSE(job.empty());
+  // (What the reader's socket took stays queued until acknowledged: the queue fills to 4 MiB.)
+  ASSERT_TRUE(wait_channel(c, job, 0, "bytes_written", 3u << 20));
+  nlohmann::json s = snapshot(c, {job});
+  expect_consistent(s);
+  ASSERT_EQ(s["channels"].size(), 1u) << s.dump();
+  EXPECT_GT(s["channels"][0].value("unsent_messages", 0ull), 0ull) << s.dump();
+  CmdResult r = c.ferry({"snapshot", "restore", s.value("id", ""), "--name", "again"}, "", 120000);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  for (const std::string name : {"msgs", "again"}) {
+    ASSERT_EQ(c.ferry({"kill", name + "/late", "USR1"}).status, 0) << name;
+    CmdResult w = c.ferry({"job", "wait", name, "--timeout", "60"});
+    EXPECT_EQ(w.status, 0) << name << ": " << w.out << w.err << c.logs(name + "/late");
+    EXPECT_EQ(c.logs(name + "/late"), "ok " + std::to_string(kMessages) + "\n") << name;
   }
 }
 
