@@ -44,6 +44,15 @@ inline nlohmann::json snapshot(TestCluster& c, const std::vector<std::string>& e
   return j;
 }
 
+// gen (DIR/gen.py, node1) writes into its stdout, which late (DIR/late.py, node2) reads from its
+// stdin: a channel of bytes, or of messages.
+inline std::string gen_to_late_yaml(const TempDir& dir, bool messages) {
+  return "tasks:\n  - name: gen\n    node: node1\n    command: [python3, \"" + (dir / "gen.py") +
+         "\"]\n  - name: late\n    node: node2\n    command: [python3, \"" + (dir / "late.py") +
+         "\"]\nchannels:\n  - from: gen:1\n    to: late:0\n" +
+         (messages ? "    mode: message\n" : "");
+}
+
 // gen (node1) -> zip (node2) -> sum (node3), BLOCKS blocks of 64 KiB, 10 ms apart.
 inline std::string pipeline_yaml(int blocks) {
   return "tasks:\n"

@@ -354,15 +354,7 @@ TEST(SnapshotRestoreTest, AWritersUnsentMessagesComeFirstAfterARestore) {
                                   "    assert m == message(i), 'message %d differs' % i\n"
                                   "    i += 1\n"
                                   "print('ok', i, flush=True)\n");
-  std::string job = start_job(c, dir, "msgs",
-                              "tasks:\n  - name: gen\n    node: node1\n    command: [python3, \"" +
-                                  (dir / "gen.py") +
-                                  "\"]\n"
-                                  "  - name: late\n    node: node2\n    command: [python3, \"" +
-                                  (dir / "late.py") +
-                                  "\"]\n"
-                                  "channels:\n  - from: gen:1\n    to: late:0\n"
-                                  "    mode: message\n");
+  std::string job = start_job(c, dir, "msgs", gen_to_late_yaml(dir, true));
   ASSERT_FALSE(job.empty());
   // (What the reader's socket took stays queued until acknowledged: the queue fills to 4 MiB.)
   ASSERT_TRUE(wait_channel(c, job, 0, "bytes_written", 3u << 20));

@@ -209,14 +209,7 @@ TEST(SnapshotsTest, EveryMarkerBehindAReaderThatDoesNotReadComesAndEveryByteArri
              "for b in iter(lambda: sys.stdin.buffer.read(65536), b''):\n"
              "    h.update(b)\n"
              "print(h.hexdigest(), flush=True)\n");
-  std::string job = start_job(c, dir, "held",
-                              "tasks:\n  - name: gen\n    node: node1\n    command: [python3, \"" +
-                                  (dir / "gen.py") +
-                                  "\"]\n"
-                                  "  - name: late\n    node: node2\n    command: [python3, \"" +
-                                  (dir / "late.py") +
-                                  "\"]\n"
-                                  "channels:\n  - from: gen:1\n    to: late:0\n");
+  std::string job = start_job(c, dir, "held", gen_to_late_yaml(dir, false));
   ASSERT_FALSE(job.empty());
   // The channel holds 4 MiB, the reader's pipe 1: gen, which writes 8, is held up in its write.
   ASSERT_TRUE(wait_channel(c, job, 0, "bytes_written", 4u << 20));
