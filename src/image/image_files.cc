@@ -149,6 +149,10 @@ Image parse_core(const std::string& bytes, uint64_t pages_file_size, const Image
   if (version == 1)
     fail("core.img has format version 1: it was written by an older ferry and is not signed; "
          "take the checkpoint again");
+  if (version == 2)
+    fail(
+        "core.img has format version 2: it was written by an older ferry, which told a task's "
+        "channel ends only by their numbers; take the checkpoint or snapshot again");
   if (version != kFormatVersion)
     fail("core.img has format version {}, this ferry reads version {}", version, kFormatVersion);
   CoreHeader h;

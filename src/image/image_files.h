@@ -29,7 +29,8 @@
 
 namespace ferry::image {
 
-constexpr uint32_t kFormatVersion = 2;
+// 3: a channel's pipe is known by PipeObject.provided, not by the number the task holds it at.
+constexpr uint32_t kFormatVersion = 3;
 constexpr uint64_t kPageSize = 4096;
 constexpr uint64_t kPagesHeaderSize = 4096;
 constexpr uint64_t kBlockSize = 1 << 20;

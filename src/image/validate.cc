@@ -329,6 +329,16 @@ void validate_socket(const Socket& k) {
 }
 
 // One open file on its own (what it refers to across the table is checked after).
+// A descriptor ferry gave the process: its control socket, or a channel's end (a pipe is only
+// ever a channel's), which names the end by the number the task got it at.
+void validate_provided(const Provided& p, bool pipe) {
+  bool channel = p.what() == "channel";
+  if (!channel && (pipe || p.what() != "control")) fail("image: unknown descriptor ferry provided");
+  if (channel &&
+      (!p.has_channel_fd() || p.channel_fd() < 0 || p.channel_fd() >= static_cast<int>(kMaxFds)))
+    fail("image: a channel's end without its number");
+}
+
 void validate_open_file(const OpenFile& f, const FileRefs& refs) {
   if (f.pos() < 0) fail("image: negative file position");
   for (auto& l : f.locks())
@@ -373,8 +383,7 @@ void validate_open_file(const OpenFile& f, const FileRefs& refs) {
       if (f.epoll().targets_size() > (1 << 20)) fail("image: too many epoll targets");
       break;
     case OpenFile::kProvided:
-      if (f.provided().what() != "control" && f.provided().what() != "channel")
-        fail("image: unknown descriptor ferry provided");
+      validate_provided(f.provided(), false);
       break;
     case OpenFile::KIND_NOT_SET:
       fail("image: open file {} of unknown kind", f.id());
@@ -418,6 +427,7 @@ void validate_files(const FileTable& ft, const Memory& m) {
     if (p.id() == 0 || !refs.pipes.insert(p.id()).second) fail("image: bad pipe id");
     if (p.capacity() > (1u << 30) || p.queued().size() > p.capacity())
       fail("image: pipe holds {} bytes with capacity {}", p.queued().size(), p.capacity());
+    if (p.has_provided()) validate_provided(p.provided(), true);
   }
   std::set<uint64_t> file_ids;
   for (auto& f : ft.files()) {

@@ -7,7 +7,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "cr/provided_sockets.h"
+#include "cr/provided.h"
 #include "node/task_control.h"
 #include "util/error.h"
 
@@ -36,7 +36,7 @@ ControlDescriptors::~ControlDescriptors() {
     workers.swap(workers_);
   }
   for (auto& w : workers) w.thread.join();
-  for (auto& [id, d] : by_task_) cr::remove_provided_socket(d.task_inode);
+  for (auto& [id, d] : by_task_) cr::remove_provided(d.task_inode);
 }
 
 ControlPair ControlDescriptors::make_pair() {
@@ -57,7 +57,7 @@ void ControlDescriptors::serve(const std::string& task_id, ControlPair& pair,
   auto old = by_task_.find(task_id);
   if (old != by_task_.end()) {
     watch(old->second, false);
-    cr::remove_provided_socket(old->second.task_inode);
+    cr::remove_provided(old->second.task_inode);
     by_task_.erase(old);
   }
   Descriptor& d = by_task_[task_id];
@@ -84,7 +84,7 @@ void ControlDescriptors::drop(const std::string& task_id) {
   auto it = by_task_.find(task_id);
   if (it == by_task_.end()) return;
   if (!it->second.busy) watch(it->second, false);
-  cr::remove_provided_socket(it->second.task_inode);
+  cr::remove_provided(it->second.task_inode);
   by_task_.erase(it);
 }
 
@@ -117,7 +117,7 @@ void ControlDescriptors::read_from(const std::string& task_id, Descriptor& d) {
   ssize_t n = ::recv(d.fd.get(), buf, sizeof buf, MSG_DONTWAIT);
   if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
     watch(d, false);  // the task closed it, or ended
-    cr::remove_provided_socket(d.task_inode);
+    cr::remove_provided(d.task_inode);
     by_task_.erase(task_id);
     return;
   }

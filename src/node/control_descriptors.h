@@ -2,7 +2,7 @@
 // Unix stream socketpair (its number in FERRY_CONTROL_FD); ferryd holds the other. A line the
 // task writes is a request (node/task_control.h), which the node hands to its handler; the reply
 // is one line back. While a request is being handled, the next one waits. The task's end is a
-// "provided" socket (cr/provided_sockets.h): a migration does not take it along as a socket, the
+// "provided" socket (cr/provided.h): a migration does not take it along as a socket, the
 // destination gives the task a new one at the same number, joined to its own ferryd.
 #pragma once
 

@@ -1,5 +1,5 @@
 // A socketpair whose one end ferryd gives a task and keeps the other (a control descriptor, the
-// end of a channel of messages): the task's end is known by its inode (cr/provided_sockets.h).
+// end of a channel of messages): the task's end is known by its inode (cr/provided.h).
 #pragma once
 
 #include <sys/socket.h>

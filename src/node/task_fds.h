@@ -1,7 +1,9 @@
 // Where a task rebuilt on this node from an image (a migration's destination, a snapshot's
 // restore) finds the ends ferry gives it: each of its channel ends, its control descriptor, and
-// its output, at the numbers the image has them (a number the task reused for something else is
-// left alone).
+// its output. A channel's end is known in the image by what it is (the socket or pipe ferry gave
+// the task, cr/provided.h), at whatever numbers the task holds it now: one it moved to another
+// number, or holds at two, stays the channel's; a number it reused for something else is left
+// alone.
 #pragma once
 
 #include <map>
@@ -21,7 +23,8 @@ struct TaskEndsHere {
 std::map<int, int> external_fds_of(const image::Image& img, const ChannelEndSpecs& ends,
                                    const TaskEndsHere& here);
 
-// What the image has at fd `num` (nullptr when the process did not hold it).
-const image::OpenFile* open_file_at(const image::Image& img, int num);
+// The pipe of channel end `end` (of bytes) in the image, when the task still holds it its way
+// (else nullptr): its `queued` bytes are what a reader had not read.
+const image::PipeObject* channel_pipe_of(const image::Image& img, const rpc::ChannelEnd& end);
 
 }  // namespace ferry::node

@@ -184,6 +184,29 @@ TEST(ImageTest, ValidationNamesEveryBadValue) {
          f->mutable_pty()->set_index(4);
        },
        "without its master"},
+      // A channel's end names the number ferry gave it; a pipe ferry gave is only a channel's.
+      {"channel socket without its number",
+       [](Image& i) {
+         auto* f = i.mutable_files()->add_files();
+         f->set_id(99);
+         f->mutable_provided()->set_what("channel");
+       },
+       "a channel's end without its number"},
+      {"channel pipe at a negative number",
+       [](Image& i) {
+         auto* p = i.mutable_files()->add_pipes();
+         p->set_id(77);
+         p->mutable_provided()->set_what("channel");
+         p->mutable_provided()->set_channel_fd(-1);
+       },
+       "a channel's end without its number"},
+      {"pipe given as a control descriptor",
+       [](Image& i) {
+         auto* p = i.mutable_files()->add_pipes();
+         p->set_id(77);
+         p->mutable_provided()->set_what("control");
+       },
+       "unknown descriptor ferry provided"},
   };
   for (auto& c : cases) {
     Image bad = good;

@@ -1,13 +1,14 @@
 #include "node/channels/channel_ends.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <thread>
 
 #include <spdlog/spdlog.h>
 
-#include "cr/provided_sockets.h"
+#include "cr/provided.h"
 #include "node/channels/message_socket.h"
 #include "node/faults.h"
 #include "transfer/frame_auth.h"
@@ -29,13 +30,17 @@ ChannelPipes ChannelEnds::make_pipes(const ChannelEndSpecs& ends) {
       pipes.task_side[e.fd()] = std::move(pair.task_side);
       pipes.node_side[e.fd()] = std::move(pair.node_side);
       pipes.task_inodes[e.fd()] = pair.task_inode;
-      cr::add_provided_socket(pair.task_inode, cr::kProvidedChannel);
+      cr::add_provided_channel(pair.task_inode, e.fd());
       continue;
     }
     int p[2];
     if (::pipe2(p, O_CLOEXEC) != 0) fail_errno(errno, "pipe2");
     UniqueFd r(p[0]), w(p[1]);
     ::fcntl(p[1], F_SETPIPE_SZ, kPipeBytes);
+    struct stat st {};
+    if (::fstat(p[0], &st) != 0) fail_errno(errno, "fstat of a channel's pipe");
+    pipes.pipe_inodes[e.fd()] = st.st_ino;
+    cr::add_provided_channel(st.st_ino, e.fd());
     pipes.task_side[e.fd()] = e.writer() ? std::move(w) : std::move(r);
     pipes.node_side[e.fd()] = e.writer() ? std::move(r) : std::move(w);
   }
@@ -58,6 +63,8 @@ void ChannelEnds::start(const std::string& task_id, const ChannelEndSpecs& ends,
       auto inode = pipes.task_inodes.find(e.fd());
       uint64_t task_inode = inode == pipes.task_inodes.end() ? 0 : inode->second;
       if (task_inode) mine.provided.push_back(task_inode);
+      auto pipe_inode = pipes.pipe_inodes.find(e.fd());
+      if (pipe_inode != pipes.pipe_inodes.end()) mine.provided.push_back(pipe_inode->second);
       if (e.writer()) {
         auto w = std::make_shared<WriterEnd>(e, task_id, std::move(fd), task_inode, links_,
                                              handoff_of(e));
@@ -167,7 +174,7 @@ void ChannelEnds::moved(const std::string& task_id, const std::string& node) {
   }
   // A reader end stays as a note of where the task went, for writers that come here still.
   for (auto& r : ends.readers) r->moved(node);
-  for (uint64_t inode : ends.provided) cr::remove_provided_socket(inode);
+  for (uint64_t inode : ends.provided) cr::remove_provided(inode);
 }
 
 void ChannelEnds::serve(grpc::ServerContext& ctx, ChannelServerStream& stream) {

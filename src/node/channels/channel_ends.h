@@ -28,7 +28,9 @@ using ChannelHandoffs = google::protobuf::RepeatedPtrField<rpc::ChannelHandoff>;
 struct ChannelPipes {
   std::map<int, UniqueFd> task_side;
   std::map<int, UniqueFd> node_side;
-  std::map<int, uint64_t> task_inodes;  // of sockets (ferry provided them: provided_sockets.h)
+  // The inodes (ferry provided them: cr/provided.h) of the task's sockets, and of the pipes.
+  std::map<int, uint64_t> task_inodes;
+  std::map<int, uint64_t> pipe_inodes;
 };
 
 class ChannelEnds {
@@ -85,7 +87,7 @@ class ChannelEnds {
   struct Ends {
     std::vector<std::shared_ptr<WriterEnd>> writers;
     std::vector<std::shared_ptr<ReaderEnd>> readers;
-    std::vector<uint64_t> provided;  // the inodes of the task's sockets
+    std::vector<uint64_t> provided;  // the inodes of the task's sockets and pipes
   };
   std::map<std::string, Ends> by_task_;
   std::map<EndKey, std::shared_ptr<ReaderEnd>> readers_;  // includes those that moved away

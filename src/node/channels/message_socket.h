@@ -2,7 +2,7 @@
 // socketpair whose other end is the node's, so that every write of the task is one message and
 // every read takes one. The pair is one-way like a pipe (the task cannot read from a writer's end
 // nor write into a reader's), and the task's end is a descriptor ferry provided
-// (cr/provided_sockets.h): a dump records it as such and the destination gives the task a new one.
+// (cr/provided.h): a dump records it as such and the destination gives the task a new one.
 //
 // An empty message and the end of the stream both read as 0 bytes; the node's side of a
 // writer's pair receives the sender's credentials with every message (SO_PASSCRED), which the

@@ -16,7 +16,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "cr/provided_sockets.h"
+#include "cr/provided.h"
 #include "image/image_files.h"
 #include "image/validate.h"
 #include "node/channels/writer_end.h"
@@ -198,22 +198,18 @@ void IncomingMigration::refill_channel_pipes(const ChannelHandoffs& handoffs) {
           WriterEnd::put_back_untaken(h, channel_pipes_.task_side.at(end.fd()).get());
       continue;
     }
-    const image::OpenFile* file = open_file_at(image_, end.fd());
-    // A reader that closed its end (or put something else at its number) has nothing unread.
-    if (!file || file->kind_case() != image::OpenFile::kPipe ||
-        (file->flags() & O_ACCMODE) != O_RDONLY)
-      continue;
-    for (auto& po : image_.files().pipes()) {
-      if (po.id() != file->pipe().pipe_id() || po.queued().empty()) continue;
+    // A reader that closed its end has nothing unread.
+    const image::PipeObject* po = channel_pipe_of(image_, end);
+    if (po && !po->queued().empty()) {
       int w = channel_pipes_.node_side.at(end.fd()).get();
-      ::fcntl(w, F_SETPIPE_SZ, static_cast<int>(std::max<size_t>(po.queued().size(), 1 << 20)));
+      ::fcntl(w, F_SETPIPE_SZ, static_cast<int>(std::max<size_t>(po->queued().size(), 1 << 20)));
       // (What does not fit fails the commit, and the task runs on at its source: a blocking
       // write would hang it.)
       ::fcntl(w, F_SETFL, ::fcntl(w, F_GETFL) | O_NONBLOCK);
-      ssize_t n = ::write(w, po.queued().data(), po.queued().size());
-      if (n != static_cast<ssize_t>(po.queued().size()))
+      ssize_t n = ::write(w, po->queued().data(), po->queued().size());
+      if (n != static_cast<ssize_t>(po->queued().size()))
         fail_errno(n < 0 ? errno : ENOSPC, "cannot put back the {} unread bytes of channel fd {}",
-                   po.queued().size(), end.fd());
+                   po->queued().size(), end.fd());
     }
   }
 }

@@ -12,6 +12,7 @@
 #include "cr/resources/vm_flags.h"
 #include "image/image_files.h"
 #include "image/image_key.h"
+#include "node/task_fds.h"
 #include "snapshot/channel_state.h"
 #include "util/clock.h"
 #include "util/error.h"
@@ -21,22 +22,14 @@ namespace {
 
 // The bytes the task had not read of its channels of bytes are the channels' recorded state, and
 // those it wrote that its ends had not taken are kept beside its image (ID/channels/N.unsent, as
-// they were at the cut): its image does not carry them twice. (Only a pipe open the end's way
-// at the end's number: one the task put there itself is its own, which a restore leaves it.)
+// they were at the cut): its image does not carry them twice. (Only the channel's own pipe,
+// wherever the task holds it: one the task made itself is its own, which a restore leaves it.)
 void leave_channel_bytes_out(image::Image& img, const std::vector<rpc::ChannelEnd>& ends) {
   for (auto& end : ends) {
-    if (end.messages()) continue;
-    uint64_t file_id = 0;
-    for (auto& fd : img.files().fds())
-      if (fd.num() == end.fd()) file_id = fd.file_id();
-    const uint32_t access = end.writer() ? O_WRONLY : O_RDONLY;
-    for (auto& f : img.files().files()) {
-      if (f.id() != file_id || f.kind_case() != image::OpenFile::kPipe ||
-          (f.flags() & O_ACCMODE) != access)
-        continue;
-      for (auto& po : *img.mutable_files()->mutable_pipes())
-        if (po.id() == f.pipe().pipe_id()) po.clear_queued();
-    }
+    const image::PipeObject* pipe = channel_pipe_of(img, end);
+    if (!pipe) continue;
+    for (auto& po : *img.mutable_files()->mutable_pipes())
+      if (&po == pipe) po.clear_queued();
   }
 }
 

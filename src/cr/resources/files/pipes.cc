@@ -10,8 +10,9 @@
 
 #include <set>
 
-#include "cr/resources/files/file_kinds.h"
 #include "cr/image_paths.h"
+#include "cr/provided.h"
+#include "cr/resources/files/file_kinds.h"
 #include "cr/restorer.h"
 #include "util/error.h"
 
@@ -112,11 +113,14 @@ void dump_pipes(const std::vector<FdProbe*>& ends, const std::vector<image::Open
     image::PipeObject* po = ft->add_pipes();
     po->set_id(id);
     int any = -1;
+    bool anonymous = false;  // (a FIFO's inode is of its file system, not pipefs)
     for (auto* e : ends)
-      if (pipe_id(*e) == id) any = e->local.get();
+      if (pipe_id(*e) == id) any = e->local.get(), anonymous = e->link.rfind("pipe:[", 0) == 0;
     int cap = ::fcntl(any, F_GETPIPE_SZ);
     po->set_capacity(cap > 0 ? static_cast<uint32_t>(cap) : 65536);
     if (!(s.read && s.write)) po->set_external(true);
+    std::optional<image::Provided> provided = anonymous ? provided_of(id) : std::nullopt;
+    if (provided && po->external()) *po->mutable_provided() = *provided;
     if (!s.read) continue;
     int queued = 0;
     if (::ioctl(s.read_fd, FIONREAD, &queued) != 0) fail_errno(errno, "FIONREAD on a pipe");

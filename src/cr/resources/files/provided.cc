@@ -1,5 +1,5 @@
-// Descriptors ferry provided (see cr/provided_sockets.h): a control socket, an end of a channel
-// of messages. A migration's destination passes the new
+// Descriptors ferry provided (see cr/provided.h): a control socket, an end of a channel
+// of messages (a channel's pipe is a pipe: pipes.cc). A migration's destination passes the new
 // one in the restorer's external_fds, which restore_files() uses before any kind's open(); what
 // reaches open_provided() is a restore outside a ferry node, where nobody is at the other end:
 // the process keeps the fd number, as a socket whose peer is gone (reads see the end, writes
@@ -10,7 +10,7 @@
 #include <map>
 #include <mutex>
 
-#include "cr/provided_sockets.h"
+#include "cr/provided.h"
 #include "cr/resources/files/file_kinds.h"
 #include "cr/restorer.h"
 #include "util/error.h"
@@ -19,8 +19,8 @@ namespace ferry::cr {
 namespace {
 
 std::mutex mu;
-std::map<uint64_t, std::string>& inodes() {
-  static std::map<uint64_t, std::string> s;
+std::map<uint64_t, image::Provided>& inodes() {
+  static std::map<uint64_t, image::Provided> s;
   return s;
 }
 
@@ -37,27 +37,36 @@ uint64_t inode_of(const std::string& link) {
 
 void add_provided_socket(uint64_t inode, const std::string& what) {
   std::lock_guard<std::mutex> lock(mu);
-  inodes()[inode] = what;
+  inodes()[inode].set_what(what);
 }
 
-void remove_provided_socket(uint64_t inode) {
+void add_provided_channel(uint64_t inode, int channel_fd) {
+  std::lock_guard<std::mutex> lock(mu);
+  image::Provided& p = inodes()[inode];
+  p.set_what(kProvidedChannel);
+  p.set_channel_fd(channel_fd);
+}
+
+void remove_provided(uint64_t inode) {
   std::lock_guard<std::mutex> lock(mu);
   inodes().erase(inode);
 }
 
-std::string provided_socket(uint64_t inode) {
+std::optional<image::Provided> provided_of(uint64_t inode) {
   std::lock_guard<std::mutex> lock(mu);
   auto it = inodes().find(inode);
-  return it == inodes().end() ? "" : it->second;
+  if (it == inodes().end()) return std::nullopt;
+  return it->second;
 }
 
 bool is_provided_socket(const std::string& link) {
   uint64_t inode = inode_of(link);
-  return inode && !provided_socket(inode).empty();
+  return inode && provided_of(inode);
 }
 
 void dump_provided(const std::string& link, image::OpenFile* f) {
-  f->mutable_provided()->set_what(provided_socket(inode_of(link)));
+  std::optional<image::Provided> p = provided_of(inode_of(link));
+  if (p) *f->mutable_provided() = *p;
 }
 
 UniqueFd open_provided(Restorer& r, const image::OpenFile& f, FileRestoreState& s) {

@@ -1,0 +1,91 @@
+// A task that holds its channel ends at other numbers than ferry gave them (as a shell's
+// `exec 3>&1 1>/dev/null` does) keeps them: they are known by what they are, not by their numbers.
+// Its writer moves its stdout to a new number and puts /dev/null at 1, its reader does the same
+// with stdin; both migrate mid-stream, a snapshot is taken and restored as a new job, and the
+// job and its restore each deliver every byte (or message) once, in order.
+#include <gtest/gtest.h>
+
+#include "e2e/snapshot_helpers.h"
+#include "support/cluster.h"
+
+namespace ferry::test {
+namespace {
+
+constexpr int kBlocks = 600;  // of about 16 KB: 9.6 MB, written in 3-4 s, read in about 5 s
+
+// gen.py [PAUSE]: the blocks into the channel, from the number it moved it to.
+std::string gen_py() {
+  return "import os, sys, time\n"
+         "pause = float(sys.argv[1]) if len(sys.argv) > 1 else 0.005\n"
+         "out = os.dup(1)\n"
+         "os.dup2(os.open('/dev/null', os.O_WRONLY), 1)\n"
+         "for i in range(" +
+         std::to_string(kBlocks) +
+         "):\n"
+         "    b = b'%d:' % i + bytes([i % 251]) * 16000\n"
+         "    while b:\n"
+         "        b = b[os.write(out, b):]\n"
+         "    time.sleep(pause)\n";
+}
+
+// late.py: reads more slowly than gen writes (its pipe is full when it moves); prints the hash
+// and the byte count. Of messages, it checks each one whole.
+std::string late_py(bool messages) {
+  return std::string(
+             "import hashlib, os, time\n"
+             "inp = os.dup(0)\n"
+             "os.dup2(os.open('/dev/null', os.O_RDONLY), 0)\n"
+             "h, n, i = hashlib.sha256(), 0, 0\n"
+             "while True:\n"
+             "    m = os.read(inp, 16384)\n"
+             "    if not m: break\n") +
+         (messages ? "    assert m == b'%d:' % i + bytes([i % 251]) * 16000, 'message %d' % i\n"
+                   : "") +
+         "    h.update(m); n += len(m); i += 1\n"
+         "    time.sleep(0.008)\n"
+         "print(h.hexdigest(), n, flush=True)\n";
+}
+
+class MovedEndsTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(MovedEndsTest, ATaskHoldingItsEndsAtOtherNumbersKeepsThemThroughMigrationsAndARestore) {
+  const bool messages = GetParam();
+  TestCluster c(3);
+  ASSERT_TRUE(c.up());
+  TempDir dir;
+  write_file(dir / "gen.py", gen_py());
+  write_file(dir / "late.py", late_py(messages));
+  // (The reference run goes through a plain pipe, which keeps no message boundaries.)
+  write_file(dir / "late_bytes.py", late_py(false));
+  CmdResult local = run_command(
+      {"/bin/sh", "-c", "python3 " + (dir / "gen.py") + " 0 | python3 " + (dir / "late_bytes.py")});
+  ASSERT_EQ(local.status, 0) << local.err;
+  std::string job = start_job(c, dir, "moved", gen_to_late_yaml(dir, messages));
+  ASSERT_FALSE(job.empty());
+  ASSERT_TRUE(wait_channel(c, job, 0, "bytes_written", 1u << 20));
+  nlohmann::json rep = c.migrate("moved/gen", "node3");
+  ASSERT_EQ(rep.value("outcome", ""), "migrated") << rep.dump();
+  ASSERT_TRUE(wait_channel(c, job, 0, "bytes_written", 3u << 20));
+  rep = c.migrate("moved/late", "node1");
+  ASSERT_EQ(rep.value("outcome", ""), "migrated") << rep.dump();
+  nlohmann::json s = snapshot(c, {job});
+  EXPECT_EQ(s.value("state", ""), "complete") << s.dump();
+  ASSERT_TRUE(s.value("consistent", false)) << s.dump();
+  ASSERT_EQ(s["channels"].size(), 1u) << s.dump();
+  // Bytes were on their way at the cut: the restore has a part of the stream to carry on with.
+  EXPECT_GT(s["channels"][0].value("recorded_bytes", 0ull), 0ull) << s.dump();
+  CmdResult r = c.ferry({"snapshot", "restore", s.value("id", ""), "--name", "again"}, "", 120000);
+  ASSERT_EQ(r.status, 0) << r.out << r.err;
+  for (const std::string name : {"moved", "again"}) {
+    CmdResult w = c.ferry({"job", "wait", name, "--timeout", "60"});
+    EXPECT_EQ(w.status, 0) << name << ": " << w.out << w.err << c.logs(name + "/late");
+    EXPECT_EQ(c.logs(name + "/late"), local.out) << name;
+    EXPECT_EQ(c.logs(name + "/gen").size(), 0u) << name << ": nothing goes to its output";
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, MovedEndsTest, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "Messages" : "Bytes"; });
+
+}  // namespace
+}  // namespace ferry::test
