@@ -439,6 +439,7 @@ void Daemon::on_exit(const std::string& id, int code) {
     relay_.detach(id);
   }
   tasks_.remove(id);
+  channels_.task_ended(id);
   std::string reason = t->exit_reason;
   if (reason.empty())
     spdlog::info("task {} ended with status {}", id, code);

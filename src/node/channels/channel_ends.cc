@@ -22,6 +22,22 @@ constexpr int kPipeBytes = 1 << 20;
 
 }  // namespace
 
+ChannelPipes& ChannelPipes::operator=(ChannelPipes&& other) noexcept {
+  if (this == &other) return *this;
+  forget();
+  task_side = std::move(other.task_side);
+  node_side = std::move(other.node_side);
+  task_inodes = std::move(other.task_inodes);
+  provided = std::move(other.provided);
+  other.provided.clear();
+  return *this;
+}
+
+void ChannelPipes::forget() {
+  for (uint64_t inode : provided) cr::remove_provided(inode);
+  provided.clear();
+}
+
 ChannelPipes ChannelEnds::make_pipes(const ChannelEndSpecs& ends) {
   ChannelPipes pipes;
   for (auto& e : ends) {
@@ -31,6 +47,7 @@ ChannelPipes ChannelEnds::make_pipes(const ChannelEndSpecs& ends) {
       pipes.node_side[e.fd()] = std::move(pair.node_side);
       pipes.task_inodes[e.fd()] = pair.task_inode;
       cr::add_provided_channel(pair.task_inode, e.fd());
+      pipes.provided.push_back(pair.task_inode);
       continue;
     }
     int p[2];
@@ -39,8 +56,8 @@ ChannelPipes ChannelEnds::make_pipes(const ChannelEndSpecs& ends) {
     ::fcntl(p[1], F_SETPIPE_SZ, kPipeBytes);
     struct stat st {};
     if (::fstat(p[0], &st) != 0) fail_errno(errno, "fstat of a channel's pipe");
-    pipes.pipe_inodes[e.fd()] = st.st_ino;
     cr::add_provided_channel(st.st_ino, e.fd());
+    pipes.provided.push_back(st.st_ino);
     pipes.task_side[e.fd()] = e.writer() ? std::move(w) : std::move(r);
     pipes.node_side[e.fd()] = e.writer() ? std::move(r) : std::move(w);
   }
@@ -58,13 +75,12 @@ void ChannelEnds::start(const std::string& task_id, const ChannelEndSpecs& ends,
   {
     std::lock_guard<std::mutex> lock(mu_);
     Ends& mine = by_task_[task_id];
+    mine.provided.insert(mine.provided.end(), pipes.provided.begin(), pipes.provided.end());
+    pipes.provided.clear();
     for (auto& e : ends) {
       UniqueFd fd = std::move(pipes.node_side.at(e.fd()));
       auto inode = pipes.task_inodes.find(e.fd());
       uint64_t task_inode = inode == pipes.task_inodes.end() ? 0 : inode->second;
-      if (task_inode) mine.provided.push_back(task_inode);
-      auto pipe_inode = pipes.pipe_inodes.find(e.fd());
-      if (pipe_inode != pipes.pipe_inodes.end()) mine.provided.push_back(pipe_inode->second);
       if (e.writer()) {
         auto w = std::make_shared<WriterEnd>(e, task_id, std::move(fd), task_inode, links_,
                                              handoff_of(e));
@@ -175,6 +191,17 @@ void ChannelEnds::moved(const std::string& task_id, const std::string& node) {
   // A reader end stays as a note of where the task went, for writers that come here still.
   for (auto& r : ends.readers) r->moved(node);
   for (uint64_t inode : ends.provided) cr::remove_provided(inode);
+}
+
+void ChannelEnds::task_ended(const std::string& task_id) {
+  std::vector<uint64_t> provided;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = by_task_.find(task_id);
+    if (it == by_task_.end()) return;
+    provided.swap(it->second.provided);
+  }
+  for (uint64_t inode : provided) cr::remove_provided(inode);
 }
 
 void ChannelEnds::serve(grpc::ServerContext& ctx, ChannelServerStream& stream) {

@@ -28,9 +28,19 @@ using ChannelHandoffs = google::protobuf::RepeatedPtrField<rpc::ChannelHandoff>;
 struct ChannelPipes {
   std::map<int, UniqueFd> task_side;
   std::map<int, UniqueFd> node_side;
-  // The inodes (ferry provided them: cr/provided.h) of the task's sockets, and of the pipes.
-  std::map<int, uint64_t> task_inodes;
-  std::map<int, uint64_t> pipe_inodes;
+  std::map<int, uint64_t> task_inodes;  // of the task's sockets
+  // The inodes of the task's sockets and pipes, marked as ferry's (cr/provided.h): forgotten
+  // with these pipes (a restore or a migration that failed) unless ChannelEnds::start() took
+  // them over.
+  std::vector<uint64_t> provided;
+
+  ChannelPipes() = default;
+  ChannelPipes(ChannelPipes&& other) noexcept { *this = std::move(other); }
+  ChannelPipes& operator=(ChannelPipes&& other) noexcept;
+  ~ChannelPipes() { forget(); }
+
+ private:
+  void forget();
 };
 
 class ChannelEnds {
@@ -51,6 +61,9 @@ class ChannelEnds {
   void resume(const std::string& task_id, pid_t pid);
   // The task runs at `node` now: its ends here go.
   void moved(const std::string& task_id, const std::string& node);
+  // The task ended here: its sockets and pipes are no longer marked as ferry's (its ends stay,
+  // for the job's figures).
+  void task_ended(const std::string& task_id);
   // A writer's daemon opened a stream to one of the reader ends here.
   void serve(grpc::ServerContext& ctx, ChannelServerStream& stream);
   // A connection to this node's data listener opened with `token`: true when it is a channel
