@@ -58,6 +58,10 @@ TEST(RefusalsTest, ProcessWithAChild) {
 TEST(RefusalsTest, ADescriptorOfAnotherNamespace) {
   refused_and_still_running("nsfd-foreign", "fd 3 is a descriptor of another uts namespace");
 }
+TEST(RefusalsTest, SignalDrivenIo) {
+  refused_and_still_running("async", "fd 3 (pipe:[");
+  refused_and_still_running("async-socket", "]) is set for signal-driven I/O (O_ASYNC)");
+}
 TEST(RefusalsTest, ALease) {
   refused_and_still_running("lease", "/l; leases");
 }

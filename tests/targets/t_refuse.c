@@ -4,6 +4,8 @@
  *   nsfd-foreign   fd 3: the UTS namespace of a child that made one of its own (and is gone)
  *   lease DIR      fd 3: DIR/l with a read lease
  *   procfs         fd 3: /proc/self/status
+ *   async          fd 3: a pipe's read end set for signal-driven I/O (O_ASYNC)
+ *   async-socket   fd 3: a Unix socket (of a pair it holds) set for signal-driven I/O
  *   udp-queued     fd 3: a UDP socket holding a datagram it sent itself
  *   unix-outside NAME  fd 3: connected to the abstract Unix socket NAME (someone else's) */
 #include "target.h"
@@ -83,6 +85,12 @@ int main(int argc, char **argv) {
     int c = socket(AF_UNIX, SOCK_STREAM, 0);
     if (connect(c, (void *)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + n)) ||
         dup2(c, 3) != 3)
+      return 4;
+  } else if (!strcmp(argv[1], "async") || !strcmp(argv[1], "async-socket")) {
+    int p[2];
+    int made = strcmp(argv[1], "async") ? socketpair(AF_UNIX, SOCK_STREAM, 0, p) : pipe(p);
+    if (made != 0 || dup2(p[0], 3) != 3 || fcntl(3, F_SETOWN, getpid()) != 0 ||
+        fcntl(3, F_SETFL, O_ASYNC) != 0)
       return 4;
   } else if (!strcmp(argv[1], "procfs")) {
     int fd = open("/proc/self/status", O_RDONLY);

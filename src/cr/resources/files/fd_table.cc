@@ -26,8 +26,8 @@ bool same_description(pid_t pid, int a, int b) {
 }  // namespace
 
 std::string unsupported_fd(pid_t pid, int num, const std::string& link, const std::string* fdinfo) {
-  if (link.rfind("socket:", 0) == 0)
-    return is_provided_socket(link) ? "" : unsupported_socket(pid, num);
+  if (link.rfind("socket:", 0) == 0 && !is_provided_socket(link))
+    if (std::string why = unsupported_socket(pid, num); !why.empty()) return why;
   if (link == "/dev/ptmx" || link.rfind("/dev/pts/", 0) == 0)
     if (std::string why = unsupported_pty(pid, num, link); !why.empty()) return why;
   if (std::string why = unsupported_namespace_fd(pid, num, link); !why.empty()) return why;
@@ -37,12 +37,23 @@ std::string unsupported_fd(pid_t pid, int num, const std::string& link, const st
                        num, link);
   std::optional<std::string> read;
   if (!fdinfo) read = proc::try_read_file(proc::path(pid, fmt::format("fdinfo/{}", num)));
-  for (auto& line : proc::split(fdinfo ? *fdinfo : read.value_or(""), '\n'))
+  bool async = false;
+  for (auto& line : proc::split(fdinfo ? *fdinfo : read.value_or(""), '\n')) {
+    if (line.rfind("flags:", 0) == 0)
+      async = proc::parse_u64(std::string(proc::trim(line.substr(6))), 8) & O_ASYNC;
     if (line.rfind("lock:", 0) == 0 &&
         (line.find(" LEASE ") != std::string::npos || line.find(" DELEG ") != std::string::npos))
       return fmt::format("fd {} holds a lease on {}; leases are not supported (ferry cannot take "
                          "one again for the process)",
                          num, link);
+  }
+  // (A lease sets it too: that is said above.) The signal (F_SETSIG) and its owner (F_SETOWN)
+  // are not in /proc: the restore could set the flag but not say whom to signal how.
+  if (async)
+    return fmt::format(
+        "fd {} ({}) is set for signal-driven I/O (O_ASYNC), which ferry cannot "
+        "set up again",
+        num, link);
   if (link.rfind("anon_inode:", 0) == 0) {
     static const char* ok[] = {"anon_inode:[eventfd]", "anon_inode:[timerfd]",
                                "anon_inode:[signalfd]", "anon_inode:[eventpoll]"};
