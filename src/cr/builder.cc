@@ -489,6 +489,7 @@ RestoredProcess ProcessBuilder::finish() {
     // Nothing runs that differs from what was taken.
     VerifyOptions verify;
     verify.lazy = options_.lazy;
+    for (auto& [num, fd] : r_->external_fds) verify.provided_fds.insert(num);
     verify_restored(pid_, *img_, verify);
     done("verified against the image");
     t.stop_sharing_cpu();

@@ -177,16 +177,19 @@ void verify_status(pid_t pid, const image::Image& img) {
 }
 
 // What the restore gave the restorer's own description for: a terminal, and a pipe to the
-// outside on fds 0-2 (files/pipes.cc). Its status flags are that description's.
-bool restorers_own(const image::Image& img, const image::OpenFile& f, int num) {
+// outside on fds 0-2 that the caller gave nothing for (files/pipes.cc). Its status flags are that
+// description's.
+bool restorers_own(const image::Image& img, const image::OpenFile& f, int num,
+                   const std::set<int>& provided) {
   if (f.kind_case() == image::OpenFile::kTerminal) return true;
+  if (provided.count(num)) return false;
   if (f.kind_case() != image::OpenFile::kPipe || num > 2) return false;
   for (auto& p : img.files().pipes())
     if (p.id() == f.pipe().pipe_id()) return p.external();
   return false;
 }
 
-void verify_files(pid_t pid, const image::Image& img) {
+void verify_files(pid_t pid, const image::Image& img, const std::set<int>& provided) {
   std::map<uint64_t, const image::OpenFile*> files;
   for (auto& f : img.files().files()) files[f.id()] = &f;
   std::set<int> want, have;
@@ -205,7 +208,7 @@ void verify_files(pid_t pid, const image::Image& img) {
     uint32_t flags = static_cast<uint32_t>(proc::parse_u64(info.at("flags"), 8));
     bool cloexec = flags & O_CLOEXEC;
     flags &= ~static_cast<uint32_t>(O_CLOEXEC);
-    if (!restorers_own(img, f, fd.num()) && flags != f.flags())
+    if (!restorers_own(img, f, fd.num(), provided) && flags != f.flags())
       differs(
           fmt::format("fd {} has status flags {:o}, the image {:o}", fd.num(), flags, f.flags()));
     if (cloexec != fd.cloexec()) differs(fmt::format("fd {} close-on-exec", fd.num()));
@@ -223,7 +226,7 @@ void verify_files(pid_t pid, const image::Image& img) {
 void verify_restored(pid_t pid, const image::Image& img, const VerifyOptions& options) {
   verify_memory(pid, img.memory(), options);
   verify_status(pid, img);
-  verify_files(pid, img);
+  verify_files(pid, img, options.provided_fds);
   std::string cwd = proc::read_link(proc::path(pid, "cwd"));
   if (cwd != img.attrs().cwd()) differs(fmt::format("its working directory is {}", cwd));
 }

@@ -8,12 +8,17 @@
 
 #include <sys/types.h>
 
+#include <set>
+
 #include "image.pb.h"
 
 namespace ferry::cr {
 
 struct VerifyOptions {
   bool lazy = false;  // private anonymous memory is registered with a userfaultfd (lazy pages)
+  // The fd numbers the caller gave descriptors for (Restorer::external_fds): they carry the
+  // image's status flags, whatever else the restorer gives its own description for.
+  std::set<int> provided_fds;
 };
 
 // Throws ferry::Error naming the first difference.

@@ -147,12 +147,16 @@ void restore_files(Restorer& r, const image::FileTable& ft) {
   for (auto& f : ft.files()) {
     if (!s.fd_numbers.count(f.id())) continue;
     UniqueFd fd;
-    // A descriptor the caller provides for one of this file's numbers stands in for it.
+    // A descriptor the caller provides for one of this file's numbers stands in for it, with
+    // the status flags the process had set on its own (O_NONBLOCK: an event loop's pipes). The
+    // description is the caller's too: it keeps none of its own flags there.
     for (int num : s.fd_numbers[f.id()]) {
       auto ext = r.external_fds.find(num);
       if (ext == r.external_fds.end()) continue;
       fd.reset(::fcntl(ext->second, F_DUPFD_CLOEXEC, 0));
       if (!fd) fail_errno(errno, "dup");
+      if (::fcntl(fd.get(), F_SETFL, static_cast<int>(reopen_flags(f.flags())) & ~O_ACCMODE) != 0)
+        fail_errno(errno, "cannot set the status flags of fd {}", num);
       break;
     }
     if (fd) {
