@@ -337,6 +337,9 @@ void validate_provided(const Provided& p, bool pipe) {
   if (channel &&
       (!p.has_channel_fd() || p.channel_fd() < 0 || p.channel_fd() >= static_cast<int>(kMaxFds)))
     fail("image: a channel's end without its number");
+  if (p.options_size() > (pipe ? 0 : 64)) fail("image: malformed descriptor ferry provided");
+  for (auto& o : p.options())
+    if (o.value().size() > 64) fail("image: socket option of {} bytes", o.value().size());
 }
 
 void validate_open_file(const OpenFile& f, const FileRefs& refs) {

@@ -4,7 +4,8 @@
 //   puts /dev/null at 1, its reader does the same with stdin; both migrate mid-stream, a snapshot
 //   is taken and restored as a new job, and the job and its restore each deliver every byte (or
 //   message) once, in order;
-// - non-blocking, as an event loop sets its pipes (and its control descriptor).
+// - non-blocking, as an event loop sets its pipes (and its control descriptor), and with the
+//   socket options it set on a socket ferry gave it.
 #include <gtest/gtest.h>
 
 #include "e2e/snapshot_helpers.h"
@@ -86,18 +87,26 @@ TEST_P(MovedEndsTest, ATaskHoldingItsEndsAtOtherNumbersKeepsThemThroughMigration
   }
 }
 
-// w sets its stdout and its control descriptor non-blocking, r its stdin; each checks the flags
-// before every write or read and exits 3 when one is gone. w writes until SIGUSR1.
+// w sets its stdout and its control descriptor non-blocking, and a receive timeout on the latter
+// (a socket option); r sets its stdin non-blocking. Each checks what it set before every write
+// or read and exits 3 when something is gone. w writes until SIGUSR1.
 const char* kNonBlockingWriter =
-    "import os, signal, sys, time\n"
-    "fds = (1, int(os.environ['FERRY_CONTROL_FD']))\n"
+    "import os, signal, socket, struct, sys, time\n"
+    "ctl = int(os.environ['FERRY_CONTROL_FD'])\n"
+    "fds = (1, ctl)\n"
     "for fd in fds: os.set_blocking(fd, False)\n"
+    "timeout = struct.pack('ll', 0, 250000)\n"
+    "s = socket.socket(fileno=os.dup(ctl))\n"
+    "s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeout)\n"
+    "timeout = s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16)  # (in ticks)\n"
     "done = []\n"
     "signal.signal(signal.SIGUSR1, lambda *a: done.append(1))\n"
     "i = 0\n"
     "while not done:\n"
     "    for fd in fds:\n"
     "        if os.get_blocking(fd): sys.stderr.write('fd %d blocks\\n' % fd); sys.exit(3)\n"
+    "    if s.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16) != timeout:\n"
+    "        sys.stderr.write('SO_RCVTIMEO is gone\\n'); sys.exit(3)\n"
     "    try:\n"
     "        os.write(1, b'%d\\n' % i); i += 1\n"
     "    except BlockingIOError: pass\n"
@@ -119,7 +128,7 @@ uint64_t bytes_written(TestCluster& c, const std::string& job) {
   return j["channels"][0].value("bytes_written", 0ull);
 }
 
-TEST(NonBlockingEndsTest, ATasksNonBlockingEndsStayNonBlockingWhenItMovesAndIsRestored) {
+TEST(EndSettingsTest, NonBlockingEndsAndASocketOptionStayThroughMovesAndARestore) {
   TestCluster c(2);
   ASSERT_TRUE(c.up());
   TempDir dir;

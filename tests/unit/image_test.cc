@@ -200,6 +200,15 @@ TEST(ImageTest, ValidationNamesEveryBadValue) {
          p->mutable_provided()->set_channel_fd(-1);
        },
        "a channel's end without its number"},
+      {"channel pipe with socket options",
+       [](Image& i) {
+         auto* p = i.mutable_files()->add_pipes();
+         p->set_id(77);
+         p->mutable_provided()->set_what("channel");
+         p->mutable_provided()->set_channel_fd(1);
+         p->mutable_provided()->add_options()->set_level(1);
+       },
+       "malformed descriptor ferry provided"},
       {"pipe given as a control descriptor",
        [](Image& i) {
          auto* p = i.mutable_files()->add_pipes();

@@ -46,7 +46,9 @@ const std::vector<FdKind> kKinds = {
     {"provided",
      {K::kProvided},
      [](const FdProbe& p) { return is_provided_socket(p.link); },
-     [](DumpContext&, FdProbe& p, K* f, image::Memory*) { dump_provided(p.link, f); },
+     [](DumpContext&, FdProbe& p, K* f, image::Memory*) {
+       dump_provided(p.link, p.local.get(), f);
+     },
      open_provided},
     {"socket",
      {K::kSocket},

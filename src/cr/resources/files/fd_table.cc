@@ -12,6 +12,7 @@
 
 #include "cr/dump_context.h"
 #include "cr/resources/files/file_kinds.h"
+#include "cr/resources/files/sockets.h"
 #include "cr/restorer.h"
 #include "util/error.h"
 #include "util/proc.h"
@@ -157,6 +158,8 @@ void restore_files(Restorer& r, const image::FileTable& ft) {
       if (!fd) fail_errno(errno, "dup");
       if (::fcntl(fd.get(), F_SETFL, static_cast<int>(reopen_flags(f.flags())) & ~O_ACCMODE) != 0)
         fail_errno(errno, "cannot set the status flags of fd {}", num);
+      if (f.kind_case() == image::OpenFile::kProvided)
+        restore_socket_options(fd.get(), f.provided().options());
       break;
     }
     if (fd) {

@@ -94,7 +94,8 @@ UniqueFd open_socket(Restorer& r, const image::OpenFile& f, FileRestoreState& s)
 // provided.cc: descriptors ferry gave the process (its control socket, its channels' ends of
 // messages).
 bool is_provided_socket(const std::string& link);
-void dump_provided(const std::string& link, image::OpenFile* f);
+// `fd`: the process's descriptor (a copy of it), whose socket options are recorded.
+void dump_provided(const std::string& link, int fd, image::OpenFile* f);
 UniqueFd open_provided(Restorer& r, const image::OpenFile& f, FileRestoreState& s);
 UniqueFd open_unix_socket(Restorer& r, const image::OpenFile& f, FileRestoreState& s);
 void finish_unix_sockets(Restorer& r, const image::FileTable& ft,

@@ -12,6 +12,7 @@
 
 #include "cr/provided.h"
 #include "cr/resources/files/file_kinds.h"
+#include "cr/resources/files/sockets.h"
 #include "cr/restorer.h"
 #include "util/error.h"
 
@@ -64,9 +65,15 @@ bool is_provided_socket(const std::string& link) {
   return inode && provided_of(inode);
 }
 
-void dump_provided(const std::string& link, image::OpenFile* f) {
+void dump_provided(const std::string& link, int fd, image::OpenFile* f) {
   std::optional<image::Provided> p = provided_of(inode_of(link));
-  if (p) *f->mutable_provided() = *p;
+  if (!p) return;
+  *f->mutable_provided() = *p;
+  int type = 0;
+  socklen_t len = sizeof type;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0)
+    fail_errno(errno, "cannot read the type of ferry's {} socket", p->what());
+  dump_socket_options(fd, AF_UNIX, type, 0, f->mutable_provided()->mutable_options());
 }
 
 UniqueFd open_provided(Restorer& r, const image::OpenFile& f, FileRestoreState& s) {
@@ -76,6 +83,7 @@ UniqueFd open_provided(Restorer& r, const image::OpenFile& f, FileRestoreState& 
     fail_errno(errno, "socketpair");
   UniqueFd mine(sv[0]);
   ::close(sv[1]);
+  restore_socket_options(mine.get(), f.provided().options());
   int num = s.fd_numbers.at(f.id()).front();
   r.notes.push_back(
       fmt::format("fd {} was {}; restored outside a ferry node it has no peer", num,

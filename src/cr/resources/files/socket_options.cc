@@ -96,14 +96,15 @@ const char* option_text(int level, int name) {
 
 }  // namespace
 
-void dump_socket_options(int fd, int family, int type, int protocol, image::Socket* s) {
+void dump_socket_options(int fd, int family, int type, int protocol,
+                         google::protobuf::RepeatedPtrField<image::SocketOption>* out) {
   UniqueFd fresh(::socket(family, type | SOCK_CLOEXEC, protocol));
   if (!fresh) fail_errno(errno, "cannot make a socket to compare options with");
   auto record = [&](int level, int name) {
     std::string mine, theirs;
     if (!read_option(fd, level, name, &mine)) return;
     if (read_option(fresh.get(), level, name, &theirs) && mine == theirs) return;
-    image::SocketOption* o = s->add_options();
+    image::SocketOption* o = out->Add();
     o->set_level(level);
     o->set_name(name);
     o->set_value(mine);
@@ -114,8 +115,9 @@ void dump_socket_options(int fd, int family, int type, int protocol, image::Sock
   record(SOL_SOCKET, SO_SNDBUF);
 }
 
-void restore_socket_options(int fd, const image::Socket& s) {
-  for (auto& o : s.options()) {
+void restore_socket_options(
+    int fd, const google::protobuf::RepeatedPtrField<image::SocketOption>& options) {
+  for (auto& o : options) {
     int name = o.name();
     std::string value = o.value();
     // Given half of what getsockopt() shows, as root (the *FORCE variants pass rmem_max/wmem_max,

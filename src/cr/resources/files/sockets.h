@@ -38,9 +38,11 @@ std::vector<std::string> bound_addresses(pid_t pid);
 std::string address_unavailable_here(const std::string& sockaddr_bytes);
 
 // Options that differ from those of a fresh socket of the same kind (socket_options.cc).
-void dump_socket_options(int fd, int family, int type, int protocol, image::Socket* s);
+void dump_socket_options(int fd, int family, int type, int protocol,
+                         google::protobuf::RepeatedPtrField<image::SocketOption>* out);
 // Before bind (some options only work then).
-void restore_socket_options(int fd, const image::Socket& s);
+void restore_socket_options(int fd,
+                            const google::protobuf::RepeatedPtrField<image::SocketOption>& options);
 
 // Unix (sockets_unix.cc), inet (sockets_inet.cc).
 std::string unsupported_unix_socket(pid_t pid, int num, int fd, const ProcessSockets& ps);

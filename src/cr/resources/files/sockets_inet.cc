@@ -107,13 +107,13 @@ void dump_inet_socket(pid_t pid, int fd, image::Socket* s) {
       s->clear_peer_name();
     }
   }
-  dump_socket_options(fd, s->family(), s->type(), s->protocol(), s);
+  dump_socket_options(fd, s->family(), s->type(), s->protocol(), s->mutable_options());
 }
 
 UniqueFd open_inet_socket(const image::Socket& s) {
   UniqueFd fd(::socket(s.family(), s.type() | SOCK_CLOEXEC, s.protocol()));
   if (!fd) fail_errno(errno, "cannot make an {}", kind_text(s.family(), s.type()));
-  restore_socket_options(fd.get(), s);
+  restore_socket_options(fd.get(), s.options());
   std::string what = kind_text(s.family(), s.type());
   if (!s.name().empty() && ::bind(fd.get(), reinterpret_cast<const sockaddr*>(s.name().data()),
                                   static_cast<socklen_t>(s.name().size())) != 0)

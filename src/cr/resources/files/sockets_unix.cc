@@ -157,7 +157,7 @@ void dump_unix_socket(int fd, image::Socket* s) {
     if (::lstat(path.c_str(), &st) != 0) fail_errno(errno, "cannot stat socket file {}", path);
     *s->mutable_bound_file() = identity_of(st);
   }
-  dump_socket_options(fd, AF_UNIX, u.type, 0, s);
+  dump_socket_options(fd, AF_UNIX, u.type, 0, s->mutable_options());
 }
 
 // What the socket's reads would return next, message by message, without taking it: peeked at
@@ -230,7 +230,7 @@ void dump_unix_queue(pid_t pid, int fd, image::Socket* s,
 UniqueFd make_unix_socket(Restorer& r, const image::Socket& s) {
   UniqueFd fd(::socket(AF_UNIX, s.type() | SOCK_CLOEXEC, 0));
   if (!fd) fail_errno(errno, "cannot make a Unix socket");
-  restore_socket_options(fd.get(), s);
+  restore_socket_options(fd.get(), s.options());
   if (!s.name().empty()) {
     std::string path = path_of(s.name().substr(sizeof(sa_family_t)));
     if (!path.empty()) {
@@ -300,7 +300,7 @@ UniqueFd connect_pair(Restorer& r, const image::Socket& s, const image::Socket& 
     mine = s_accepted ? std::move(a) : std::move(c);
     other = s_accepted ? std::move(c) : std::move(a);
   }
-  restore_socket_options(mine.get(), s);
+  restore_socket_options(mine.get(), s.options());
   st.pair_ends[peer.ino()] = std::move(other);
   return mine;
 }
@@ -315,7 +315,7 @@ UniqueFd open_unix_socket(Restorer& r, const image::OpenFile& f, FileRestoreStat
     if (it == ready->end()) continue;
     UniqueFd fd = std::move(it->second);
     ready->erase(it);
-    if (ready == &st.pair_ends) restore_socket_options(fd.get(), s);
+    if (ready == &st.pair_ends) restore_socket_options(fd.get(), s.options());
     return fd;
   }
   if (s.peer_ino())
@@ -328,7 +328,7 @@ UniqueFd open_unix_socket(Restorer& r, const image::OpenFile& f, FileRestoreStat
     if (::socketpair(AF_UNIX, s.type() | SOCK_CLOEXEC, 0, sv) != 0) fail_errno(errno, "socketpair");
     st.dead_peer_ends[s.ino()] = UniqueFd(sv[1]);
     UniqueFd mine(sv[0]);
-    restore_socket_options(mine.get(), s);
+    restore_socket_options(mine.get(), s.options());
     return mine;
   }
   UniqueFd fd = make_unix_socket(r, s);
