@@ -2,8 +2,6 @@
 
 #include <fcntl.h>
 
-#include <set>
-
 #include "cr/provided.h"
 
 namespace ferry::node {
